@@ -1,0 +1,346 @@
+"""Batched activation collection with hooks, in memory or streamed to disk.
+
+:func:`collect` runs the prompts through a ``TransformerBridge`` in batches,
+reads each requested ``(site, layer)`` at one token per prompt (or the mean over
+its tokens) inside a forward hook, and returns an
+:class:`~interp.activations.Activations`. Only the selected rows ever leave the
+hook, so memory is ``batch x layers x d`` per site, not the full
+``batch x pos x d`` cache of every hook point that ``run_with_cache`` keeps.
+The forward pass stops after the last block that is read
+(``stop_at_layer``), so nothing above it, the unembedding included, is computed.
+
+With ``out=DIR`` the rows are streamed to a store folder shard by shard (see
+:mod:`interp.activations`); running the same call again after an interruption
+resumes after the last complete shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from . import positions as _positions
+from ._io import save_safetensors, write_json
+from .activations import (
+    FORMAT,
+    MANIFEST,
+    PROMPTS,
+    Activations,
+    _prompts_to_json,
+    prompts_digest,
+    read_manifest,
+    shard_tensors,
+)
+from .datasets import PromptSet
+from .hooks import attached
+from .sites import check_layers, check_site, hook_name, site_width
+from .tokens import BosPolicy, Encoding, encode, pad_batch
+
+__all__ = ["collect"]
+
+log = logging.getLogger(__name__)
+
+# Fields of the manifest that must match for a store to be resumed.
+_IDENTITY = ("model", "sites", "layers", "position", "tokenization", "dtype", "n_samples", "prompts_sha256")
+
+
+def _as_prompt_set(prompts) -> PromptSet:
+    if isinstance(prompts, PromptSet):
+        return prompts
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings or a PromptSet, not a single string")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty: nothing to collect")
+    return PromptSet(name="prompts", texts=tuple(prompts))
+
+
+def _versions() -> dict[str, str]:
+    import transformer_lens
+    import transformers
+
+    from . import __version__
+
+    return {
+        "interp": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
+        "python": platform.python_version(),
+    }
+
+
+def model_info(model) -> dict:
+    """Identity of a booted model, as recorded in manifests."""
+    cfg = model.cfg
+    tok = model.tokenizer
+    source = getattr(model, "interp_source", {}) or {}
+    return {
+        "name": source.get("name", getattr(cfg, "model_name", "unknown")),
+        "path": source.get("path"),
+        "revision": source.get("revision"),
+        "n_layers": int(cfg.n_layers),
+        "d_model": int(cfg.d_model),
+        "d_mlp": int(getattr(cfg, "d_mlp", 0) or 0),
+        "n_ctx": int(cfg.n_ctx),
+        "vocab_size": len(tok) if tok is not None else None,
+    }
+
+
+def _make_hook(buf: torch.Tensor, slot: int, rows: torch.Tensor, index: torch.Tensor, weights):
+    """Hook that writes the selected rows of one layer into ``buf[:, slot]``.
+
+    ``index`` holds padded-coordinate token indices; ``weights`` (``[batch, pos]``,
+    rows summing to 1) replaces it for a mean over tokens.
+    """
+
+    def hook(act: torch.Tensor, hook) -> None:
+        if weights is None:
+            picked = act[rows, index]
+        else:
+            picked = torch.einsum("bpd,bp->bd", act.float(), weights)
+        buf[:, slot] = picked.to(buf.dtype)
+        return None
+
+    return hook
+
+
+def _run_batch(
+    model,
+    encs: Sequence[Encoding],
+    token_index: torch.Tensor,
+    sites: Sequence[str],
+    layers: Sequence[int],
+    widths: dict[str, int],
+    *,
+    pad_id: int,
+    padding_side: str,
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    device = torch.device(model.cfg.device or "cpu")
+    batch = pad_batch(encs, pad_id=pad_id, padding_side=padding_side, device=device)
+    n = len(encs)
+    rows = torch.arange(n, device=device)
+    token_index = token_index.to(device)
+    is_mean = token_index < 0
+    if is_mean.any():
+        if not is_mean.all():
+            raise ValueError("a batch mixes mean and single-token positions")
+        weights = batch.attention_mask.float()
+        has_bos = torch.tensor([e.has_bos for e in encs], device=device)
+        weights[rows[has_bos], batch.start[has_bos]] = 0.0  # leave BOS out of the mean
+        weights = weights / weights.sum(1, keepdim=True)
+        index = None
+    else:
+        weights, index = None, batch.start + token_index
+    bufs = {s: torch.empty((n, len(layers), widths[s]), dtype=dtype, device=device) for s in sites}
+    hooks = [
+        (hook_name(s, layer), _make_hook(bufs[s], slot, rows, index, weights))
+        for s in sites
+        for slot, layer in enumerate(layers)
+    ]
+    with torch.inference_mode(), attached(model, hooks):
+        model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None, stop_at_layer=max(layers) + 1)
+    out = {s: b.cpu() for s, b in bufs.items()}
+    for s, t in out.items():
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            r, slot, _ = bad.nonzero()[0].tolist()
+            raise FloatingPointError(
+                f"non-finite activation (NaN or inf) at site {s!r}, layer {layers[slot]}, in a batch row "
+                f"{r}; check the model's dtype (float16 overflows are common) and its inputs"
+            )
+    return out
+
+
+def collect(
+    model,
+    prompts: PromptSet | Sequence[str],
+    sites: Sequence[str] | str = ("resid_post",),
+    *,
+    layers: Sequence[int] | int | None = None,
+    positions: _positions.Position = "last",
+    batch_size: int = 16,
+    bos: BosPolicy = "auto",
+    padding_side: Literal["left", "right"] = "left",
+    dtype: torch.dtype = torch.float32,
+    out: str | os.PathLike | None = None,
+    shard_size: int = 1024,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> Activations:
+    """Collect activations of ``model`` on ``prompts``.
+
+    Args:
+        model: a ``TransformerBridge`` (e.g. ``pair.base``).
+        prompts: a :class:`~interp.datasets.PromptSet` or a list of strings,
+            already formatted (see :meth:`interp.ModelPair.format`).
+        sites: site name(s) from :data:`interp.sites.SITES`.
+        layers: block indices to read (default: all). Layer ``L`` of
+            ``resid_post`` is the output of block ``L``.
+        positions: which token to read, see :mod:`interp.positions`:
+            ``"last"``, a negative offset, a :class:`~interp.positions.Match`
+            (``"period"`` for the final period) or ``"mean"``.
+        batch_size: prompts per forward pass.
+        bos: BOS policy, see :mod:`interp.tokens`.
+        padding_side: where padding goes; padded tokens are masked out of
+            attention and never read, and positions are derived from the mask,
+            so either side gives the unpadded result.
+        dtype: dtype of the stored activations (they are cast in the hook).
+        out: store folder to stream shards to; ``None`` keeps everything in
+            memory. Re-running with the same folder resumes an interrupted run
+            and returns the finished store; a folder holding a different
+            collection is refused.
+        shard_size: rows per shard file (rounded up to whole batches).
+        progress: show a progress bar.
+        extra: JSON-ready metadata to record in the manifest (e.g. the chat
+            template applied).
+
+    Returns:
+        :class:`~interp.activations.Activations` with a ``[n_samples, layer, d]``
+        tensor per site.
+
+    Raises:
+        ValueError: empty prompts, unknown site, layer out of range, a prompt
+            longer than the model's context, a position missing from a prompt,
+            or an ``out`` folder holding another collection.
+    """
+    prompts = _as_prompt_set(prompts)
+    sites = [sites] if isinstance(sites, str) else list(sites)
+    if not sites:
+        raise ValueError("sites is empty: name at least one site")
+    for s in sites:
+        check_site(s)
+    if len(set(sites)) != len(sites):
+        raise ValueError(f"sites has duplicates: {sites}")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError("batch_size and shard_size must be positive")
+    layers = check_layers(layers, int(model.cfg.n_layers))
+    widths = {s: site_width(model, s) for s in sites}
+    tok = model.tokenizer
+    encs = encode(tok, prompts.texts, bos=bos, max_length=int(model.cfg.n_ctx))
+    token_index = _positions.resolve(positions, prompts.texts, encs)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+    manifest = {
+        "format": FORMAT,
+        "model": model_info(model),
+        "sites": {s: {"hook": hook_name(s, 0).replace(".0.", ".{layer}.", 1), "width": widths[s]} for s in sites},
+        "layers": layers,
+        "position": _positions.describe(positions),
+        "tokenization": {
+            "bos": bos,
+            "bos_token_id": tok.bos_token_id,
+            "padding_side": padding_side,
+            "pad_id": pad_id,
+        },
+        "dtype": str(dtype).removeprefix("torch."),
+        "n_samples": len(prompts),
+        "prompts_sha256": prompts_digest(prompts),
+        "prompts_name": prompts.name,
+        "versions": _versions(),
+        "seed": None,  # collection is deterministic; nothing random is drawn
+        "extra": extra or {},
+        "shards": [],
+        "complete": False,
+    }
+    rows_per_shard = -(-shard_size // batch_size) * batch_size
+    root = None if out is None else Path(out)
+    start = 0
+    if root is not None:
+        start, manifest = _open_store(root, manifest, prompts)
+        if manifest["complete"]:
+            log.info("store %s is already complete; loading it", root)
+            return Activations.load(root)
+
+    chunks: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    pending: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    pending_start = start
+    bar = tqdm(
+        total=len(prompts), initial=start, disable=not progress, unit="prompt",
+        desc=f"collect {manifest['model']['name']}",
+    )
+    t0 = time.perf_counter()
+    with bar:
+        for b0 in range(start, len(prompts), batch_size):
+            b1 = min(b0 + batch_size, len(prompts))
+            got = _run_batch(
+                model, encs[b0:b1], token_index[b0:b1], sites, layers, widths,
+                pad_id=pad_id, padding_side=padding_side, dtype=dtype,
+            )
+            for s in sites:
+                (pending if root is not None else chunks)[s].append(got[s])
+            bar.update(b1 - b0)
+            if root is not None and (b1 - pending_start >= rows_per_shard or b1 == len(prompts)):
+                _write_shard(root, manifest, pending, pending_start, b1, encs, token_index)
+                pending = {s: [] for s in sites}
+                pending_start = b1
+    log.info("collected %d prompts in %.1fs", len(prompts) - start, time.perf_counter() - t0)
+
+    if root is not None:
+        manifest["complete"] = True
+        write_json(root / MANIFEST, manifest)
+        return Activations.load(root)
+    tensors = {s: torch.cat(chunks[s], dim=0) for s in sites}
+    return Activations(
+        manifest={**manifest, "complete": True},
+        prompts=prompts,
+        tensors=tensors,
+        token_ids=[e.ids for e in encs],
+        token_index=token_index,
+    )
+
+
+def _open_store(root: Path, manifest: dict, prompts: PromptSet) -> tuple[int, dict]:
+    """Start or resume the store in ``root``; return the first row still to collect."""
+    old = read_manifest(root)
+    if old is None:
+        if root.exists() and any(root.iterdir()):
+            raise ValueError(f"out folder {root} is not empty and holds no activation store; choose an empty folder")
+        write_json(root / PROMPTS, _prompts_to_json(prompts))
+        write_json(root / MANIFEST, manifest)
+        return 0, manifest
+    differ = [k for k in _IDENTITY if old.get(k) != manifest.get(k)]
+    if differ:
+        raise ValueError(
+            f"out folder {root} holds a different collection (differs in: {', '.join(differ)}); "
+            "use a new folder, or delete this one to start over"
+        )
+    if old.get("complete"):
+        return old["n_samples"], old
+    # Keep the longest run of complete shards from row 0; anything after a gap
+    # or a missing file is collected again.
+    kept, stop = [], 0
+    for shard in old["shards"]:
+        path = root / shard["file"]
+        if shard["start"] != stop or not path.exists():
+            break
+        kept.append(shard)
+        stop = shard["stop"]
+    manifest["shards"] = kept
+    if not (root / PROMPTS).exists():
+        write_json(root / PROMPTS, _prompts_to_json(prompts))
+    write_json(root / MANIFEST, manifest)
+    log.info("resuming %s at row %d of %d", root, stop, manifest["n_samples"])
+    return stop, manifest
+
+
+def _write_shard(root, manifest, pending, start, stop, encs, token_index) -> None:
+    """Write rows ``[start, stop)`` as one shard, then list it in the manifest."""
+    name = f"shard-{len(manifest['shards']):05d}.safetensors"
+    tensors = shard_tensors(
+        {s: torch.cat(parts, dim=0) for s, parts in pending.items()},
+        [e.ids for e in encs[start:stop]],
+        token_index[start:stop],
+    )
+    save_safetensors(root / name, tensors)
+    manifest["shards"].append({"file": name, "start": start, "stop": stop})
+    write_json(root / MANIFEST, manifest)

@@ -1,0 +1,65 @@
+"""Hook context managers.
+
+Every hook the toolkit attaches goes through :func:`attached`, which validates
+the hook names up front and removes the hooks when the block exits, also when
+its body raises. It wraps ``TransformerBridge.hooks`` (whose ``finally`` does
+the removal), so hooks attached by the caller beforehand are left alone.
+
+Hook functions follow TransformerLens' signature ``fn(activation, hook)``. A
+function that only reads should return ``None``; one that edits should return a
+new tensor rather than modify ``activation`` in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+
+__all__ = ["attached", "active_hooks", "HookFn"]
+
+HookFn = Callable[[torch.Tensor, object], "torch.Tensor | None"]
+
+
+def _check_names(model, names: Sequence[str]) -> None:
+    hook_dict = model.hook_dict
+    missing = [n for n in names if n not in hook_dict]
+    if missing:
+        blocks = sorted({n.split(".")[1] for n in hook_dict if n.startswith("blocks.")}, key=int)
+        raise KeyError(
+            f"hook point(s) {missing} do not exist on this model "
+            f"({type(model).__name__} with blocks {blocks[0]}..{blocks[-1]}); "
+            "see interp.sites.SITES for the supported sites"
+        )
+
+
+@contextmanager
+def attached(model, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[object]:
+    """Attach forward hooks to ``model`` for the duration of a ``with`` block.
+
+    Args:
+        model: a ``TransformerBridge``.
+        fwd_hooks: ``(hook_name, fn)`` pairs; names are checked before any hook
+            is attached, so a bad name attaches nothing.
+
+    The hooks are removed on exit, including when the body raises.
+    """
+    fwd_hooks = list(fwd_hooks)
+    _check_names(model, [name for name, _ in fwd_hooks])
+    with model.hooks(fwd_hooks=fwd_hooks):
+        yield model
+
+
+def active_hooks(model) -> dict[str, int]:
+    """Number of hooks currently attached at each hook point that has any.
+
+    Counts both TransformerLens handles and raw PyTorch hooks, so a hook that
+    leaked past its context manager shows up here.
+    """
+    out: dict[str, int] = {}
+    for name, hp in model.hook_dict.items():
+        n = max(len(hp.fwd_hooks) + len(hp.bwd_hooks), len(hp._forward_hooks) + len(hp._backward_hooks))
+        if n:
+            out[name] = n
+    return out

@@ -1,0 +1,273 @@
+"""Booting a base / post-trained model pair through TransformerLens v4.
+
+Both models are booted by ``TransformerBridge.boot_transformers`` with the same
+arguments, so they get identical weight processing: the bridge's default, raw
+Hugging Face numerics (no LayerNorm folding, no centering). A model is named by
+a Hugging Face hub id or a local folder; either way the toolkit boots it from a
+folder holding only safetensors weights and JSON configs/tokenizers — a hub
+snapshot is fetched with exactly those files, and a local folder with pickle
+weights only (``*.bin``, ``*.pt``) is refused.
+
+The two models must share a vocabulary: activations are compared token for
+token, and a direction found in one is applied to the other on the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .datasets import PromptSet
+
+__all__ = ["ModelPair", "load_model", "load_pair", "resolve_model", "check_same_tokenizer", "vocab_digest"]
+
+log = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]
+
+
+def resolve_model(source: str | os.PathLike, *, revision: str | None = None, trust_remote_code: bool = False) -> Path:
+    """Local folder holding ``source``'s config, safetensors weights and tokenizer.
+
+    A local folder is checked and returned as is. Anything else is taken as a
+    Hugging Face hub id and its safetensors/JSON files are fetched with
+    ``huggingface_hub.snapshot_download`` (served from the local cache when
+    present; ``HF_HUB_OFFLINE=1`` forbids the network).
+
+    Raises:
+        FileNotFoundError: a path-like ``source`` that does not exist, or a
+            folder without ``config.json``.
+        ValueError: a folder whose weights are not safetensors.
+        OSError: the hub could not be reached and the model is not cached.
+    """
+    s = str(source)
+    path = Path(s).expanduser()
+    if path.is_dir():
+        return _check_folder(path)
+    # A hub id is "name" or "owner/name"; anything else is meant as a path.
+    if path.exists() or s.startswith((".", "/", "~")) or s.count("/") > 1:
+        raise FileNotFoundError(f"model folder {s!r} does not exist or is not a folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = _SNAPSHOT_PATTERNS + (["*.py"] if trust_remote_code else [])
+        local = snapshot_download(s, revision=revision, allow_patterns=patterns)
+    except Exception as e:  # noqa: BLE001 - every hub failure gets the same advice
+        raise OSError(
+            f"could not fetch model {s!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
+            "If this machine has no network, download the model elsewhere and pass its local folder."
+        ) from e
+    return _check_folder(Path(local))
+
+
+def _check_folder(path: Path) -> Path:
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model folder")
+    files = [p.name for p in path.iterdir()]
+    if not any(f.endswith(".safetensors") for f in files):
+        pickles = [f for f in files if f.endswith(_PICKLE_SUFFIXES)]
+        what = f"only pickle weights ({', '.join(pickles)})" if pickles else "no weights"
+        raise ValueError(
+            f"{path} holds {what}; the toolkit loads safetensors only. Convert the weights with "
+            "model.save_pretrained(folder, safe_serialization=True) in a trusted environment."
+        )
+    return path
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    **boot_kwargs,
+):
+    """Boot one model as a ``TransformerBridge`` (raw HF numerics, eval mode).
+
+    Args:
+        source: hub id (``"Qwen/Qwen2.5-0.5B-Instruct"``) or local folder.
+        device: e.g. ``"cpu"``, ``"cuda"``; default: TransformerLens' choice.
+        dtype: parameter dtype.
+        revision: hub revision (branch, tag or commit).
+        trust_remote_code: run model code shipped with the checkpoint. Off by
+            default; turn on only for a repository you trust.
+        **boot_kwargs: passed to ``TransformerBridge.boot_transformers``
+            (e.g. ``device_map="auto"``, ``n_ctx``).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    path = resolve_model(source, revision=revision, trust_remote_code=trust_remote_code)
+    bridge = TransformerBridge.boot_transformers(
+        str(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs
+    )
+    bridge.eval()
+    if bridge.tokenizer is None:
+        raise ValueError(f"{source!r} has no tokenizer; the toolkit needs one to tokenise prompts")
+    # The bridge has no slot for where a model came from; manifests read it from here.
+    bridge.interp_source = {"name": str(source), "path": str(path), "revision": revision}
+    return bridge
+
+
+def vocab_digest(tokenizer) -> str:
+    """sha256 of the tokenizer's token -> id map."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_same_tokenizer(base_tok, post_tok, names: tuple[str, str] = ("base", "post")) -> None:
+    """Raise ``ValueError`` unless both tokenizers map the same tokens to the same ids."""
+    a, b = base_tok.get_vocab(), post_tok.get_vocab()
+    if a == b:
+        return
+    only_a = sorted(set(a) - set(b))
+    only_b = sorted(set(b) - set(a))
+    moved = sorted(t for t in set(a) & set(b) if a[t] != b[t])
+    parts = [f"{names[0]} has {len(a)} tokens, {names[1]} has {len(b)}"]
+    if only_a:
+        parts.append(f"{len(only_a)} only in {names[0]} (e.g. {only_a[:5]})")
+    if only_b:
+        parts.append(f"{len(only_b)} only in {names[1]} (e.g. {only_b[:5]})")
+    if moved:
+        parts.append(f"{len(moved)} with different ids (e.g. {moved[:5]})")
+    raise ValueError(
+        "the two models' tokenizers differ: " + "; ".join(parts) + ". A base/post pair must share a "
+        "vocabulary so that activations and directions are compared on the same tokens."
+    )
+
+
+Style = Literal["raw", "chat"]
+
+
+@dataclass
+class ModelPair:
+    """A base model and its post-trained version, booted identically.
+
+    Attributes:
+        base, post: the two ``TransformerBridge`` models.
+        chat_template: the post model's chat template (Jinja), used to format
+            chat-style prompts for *both* models (a base model has no template
+            of its own that it was trained on), or ``None`` if it has none.
+    """
+
+    base: object
+    post: object
+    chat_template: str | None = field(default=None)
+
+    @property
+    def tokenizer(self):
+        """The shared tokenizer (the post model's; the vocabularies are identical)."""
+        return self.post.tokenizer
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.base.cfg.n_layers)
+
+    def __iter__(self) -> Iterator[tuple[str, object]]:
+        """Iterate ``("base", model), ("post", model)``."""
+        yield "base", self.base
+        yield "post", self.post
+
+    def info(self) -> dict:
+        from .collect import model_info
+
+        return {
+            "base": model_info(self.base),
+            "post": model_info(self.post),
+            "vocab_sha256": vocab_digest(self.tokenizer),
+            "chat_template": self.chat_template,
+        }
+
+    def format(
+        self,
+        prompts: PromptSet | Sequence[str],
+        style: Style = "raw",
+        *,
+        system: str | None = None,
+        add_generation_prompt: bool = True,
+    ) -> PromptSet:
+        """Format prompts as ``raw`` text or as one user chat turn.
+
+        ``"chat"`` applies the post model's chat template (for both models, as
+        published base-vs-chat comparisons do) with the assistant's turn opened
+        (``add_generation_prompt``), so the last tokens are the template's
+        post-instruction tokens. The formatted text includes any BOS the
+        template writes; :func:`interp.collect`'s BOS policy then adds no
+        second one.
+        """
+        if not isinstance(prompts, PromptSet):
+            prompts = PromptSet(name="prompts", texts=tuple(prompts))
+        if style == "raw":
+            return prompts
+        if style != "chat":
+            raise ValueError(f"style must be 'raw' or 'chat', got {style!r}")
+        if not self.chat_template:
+            raise ValueError(
+                "the post model's tokenizer has no chat template, so prompts cannot be formatted "
+                "as chat turns; use style='raw' or set pair.chat_template"
+            )
+        tok = self.tokenizer
+
+        def render(text: str) -> str:
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": text}
+            ]
+            return tok.apply_chat_template(
+                messages, chat_template=self.chat_template, tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+            )
+
+        return prompts.map_texts(render)
+
+
+def load_pair(
+    base: str | os.PathLike | None = None,
+    post: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+    post_revision: str | None = None,
+    trust_remote_code: bool = False,
+    **boot_kwargs,
+) -> ModelPair:
+    """Boot a base model and its post-trained version with identical settings.
+
+    Args:
+        base, post: hub ids or local folders. With neither given, the bundled
+            model organism pair is booted.
+        device, dtype, trust_remote_code, **boot_kwargs: as in :func:`load_model`,
+            applied identically to both models.
+        revision, post_revision: hub revisions of the base and post model.
+
+    Raises:
+        ValueError: the two models differ in vocabulary, depth or width.
+
+    Example:
+        >>> pair = load_pair("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct")  # doctest: +SKIP
+    """
+    if base is None and post is None:
+        from . import organism
+
+        base, post = organism.paths()
+    elif base is None or post is None:
+        raise ValueError("give both base and post, or neither for the bundled model organism pair")
+    kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs)
+    base_model = load_model(base, revision=revision, **kw)
+    post_model = load_model(post, revision=post_revision, **kw)
+    check_same_tokenizer(base_model.tokenizer, post_model.tokenizer)
+    for key in ("n_layers", "d_model"):
+        a, b = getattr(base_model.cfg, key), getattr(post_model.cfg, key)
+        if a != b:
+            raise ValueError(f"base and post differ in {key} ({a} vs {b}); they are not a base/post-trained pair")
+    template = getattr(post_model.tokenizer, "chat_template", None)
+    return ModelPair(base=base_model, post=post_model, chat_template=template)

@@ -1,0 +1,133 @@
+"""The toolkit's own tokenisation, with an explicit BOS policy.
+
+``TransformerBridge.to_tokens`` prepends a BOS token by default. That is wrong
+in two common cases, so the toolkit tokenises itself and hands the bridge token
+ids:
+
+* a chat template usually writes the BOS token into the text already, so a
+  second one would be prepended (a double BOS);
+* a tokenizer without a BOS token (Qwen2.5) makes TransformerLens substitute the
+  EOS token, which can differ between a base and an instruct model.
+
+Policy ``"auto"`` (the default) therefore makes every prompt start with exactly
+one BOS token when the tokenizer has one, and adds nothing when it has none.
+``"never"`` adds nothing. Special-token strings written in the text (such as a
+chat template's ``<|im_start|>``) are parsed as special tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Int
+
+__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch"]
+
+BosPolicy = Literal["auto", "never"]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One tokenised prompt (no padding).
+
+    Attributes:
+        ids: token ids, BOS included when the policy added or kept one.
+        spans: ``(start, end)`` character span in the text of each token; the
+            BOS added by the policy has the empty span ``(0, 0)``.
+        bos_added: whether the policy prepended a BOS token.
+        has_bos: whether the first token is the BOS token (added by the
+            policy or written in the text by a chat template).
+    """
+
+    ids: tuple[int, ...]
+    spans: tuple[tuple[int, int], ...]
+    bos_added: bool
+    has_bos: bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded batch.
+
+    Attributes:
+        input_ids: ``[batch, pos]`` token ids; padded slots hold ``pad_id``.
+        attention_mask: ``[batch, pos]``, 1 on real tokens, 0 on padding.
+        start: ``[batch]`` index of each row's first real token (non-zero only
+            with left padding).
+        length: ``[batch]`` number of real tokens per row.
+    """
+
+    input_ids: Int[torch.Tensor, "batch pos"]
+    attention_mask: Int[torch.Tensor, "batch pos"]
+    start: Int[torch.Tensor, " batch"]
+    length: Int[torch.Tensor, " batch"]
+
+
+def encode(
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    bos: BosPolicy = "auto",
+    max_length: int | None = None,
+) -> list[Encoding]:
+    """Tokenise ``texts`` under the BOS policy ``bos``.
+
+    Raises:
+        ValueError: on an empty text, an unknown policy, or a prompt longer
+            than ``max_length`` tokens (the model's context).
+    """
+    if bos not in ("auto", "never"):
+        raise ValueError(f"bos must be 'auto' or 'never', got {bos!r}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"prompt {i} is empty or not a string: {t!r}")
+    if not texts:
+        return []
+    bos_id = tokenizer.bos_token_id
+    enc = tokenizer(
+        list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+    )
+    out = []
+    for i, (ids, spans) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+        ids, spans = list(ids), [tuple(s) for s in spans]
+        added = bos == "auto" and bos_id is not None and (not ids or ids[0] != bos_id)
+        if added:
+            ids, spans = [bos_id, *ids], [(0, 0), *spans]
+        if max_length is not None and len(ids) > max_length:
+            raise ValueError(
+                f"prompt {i} is {len(ids)} tokens long, more than the model's context of "
+                f"{max_length} tokens: shorten it or drop it ({texts[i][:60]!r}...)"
+            )
+        has_bos = bos_id is not None and bool(ids) and ids[0] == bos_id
+        out.append(Encoding(tuple(ids), tuple(spans), added, has_bos))
+    return out
+
+
+def pad_batch(
+    encodings: Sequence[Encoding],
+    *,
+    pad_id: int,
+    padding_side: Literal["left", "right"] = "left",
+    device: torch.device | str | None = None,
+) -> Batch:
+    """Pad encodings into one batch. Padded slots are masked out (mask 0)."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if not encodings:
+        raise ValueError("cannot pad an empty batch")
+    lengths = torch.tensor([len(e) for e in encodings])
+    width = int(lengths.max())
+    ids = torch.full((len(encodings), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encodings), width), dtype=torch.long)
+    start = width - lengths if padding_side == "left" else torch.zeros_like(lengths)
+    for row, e in enumerate(encodings):
+        s = int(start[row])
+        ids[row, s : s + len(e)] = torch.tensor(e.ids)
+        mask[row, s : s + len(e)] = 1
+    return Batch(ids.to(device), mask.to(device), start.to(device), lengths.to(device))

@@ -1,0 +1,42 @@
+"""Shared fixtures: seeded RNGs and tiny models of real families built into temp folders."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+FAMILIES = ("gpt2", "llama", "qwen2", "gemma2")
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """``family -> (base_dir, post_dir)``: random-weight tiny pairs saved like hub snapshots."""
+    from interp.testing import build_tiny_pair
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {f: build_tiny_pair(f, root / f, seed=0, n_layers=3) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tiny_dirs):
+    """``family -> ModelPair`` booted through the user-facing path."""
+    import interp
+
+    return {f: interp.load_pair(b, p, device="cpu") for f, (b, p) in tiny_dirs.items()}
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+    return request.param

@@ -1,0 +1,254 @@
+"""interp.collect: parity with run_with_cache, padding, positions, store, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import interp
+from interp import collect as collect_mod
+from interp.datasets import PromptSet
+from interp.positions import FINAL_PERIOD
+from interp.tokens import encode
+
+PROMPTS = [
+    "The city of Paris is in France.",
+    "Seventy is larger than twelve.",
+    "Hi.",
+    "Le chat est sur la table. Il dort bien.",
+    "Write a short poem about the sea, please.",
+    "Berlin is in Germany.",
+    "Madrid is the capital of Spain.",
+]
+ALL_SITES = list(interp.SITES)
+
+
+def reference(model, texts, sites, position):
+    """Per-prompt run_with_cache with no padding: ``site -> [n, layer, d]``."""
+    encs = encode(model.tokenizer, texts)
+    index = interp.positions.resolve(position, texts, encs)
+    n_layers = model.cfg.n_layers
+    out = {s: [] for s in sites}
+    for enc, idx in zip(encs, index.tolist()):
+        names = [interp.hook_name(s, L) for s in sites for L in range(n_layers)]
+        _, cache = model.run_with_cache(torch.tensor([enc.ids]), names_filter=names)
+        for s in sites:
+            acts = torch.stack([cache[interp.hook_name(s, L)][0] for L in range(n_layers)])  # [layer, pos, d]
+            if idx < 0:  # mean over tokens, BOS excluded
+                acts = acts[:, int(enc.has_bos) :]
+                out[s].append(acts.mean(1))
+            else:
+                out[s].append(acts[:, idx])
+    return {s: torch.stack(v) for s, v in out.items()}
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_parity_with_run_with_cache(tiny_pairs, family, padding_side):
+    model = tiny_pairs[family].post
+    ref = reference(model, PROMPTS, ALL_SITES, "last")
+    for batch_size in (1, 3, len(PROMPTS)):
+        acts = interp.collect(
+            model, PROMPTS, ALL_SITES, batch_size=batch_size, padding_side=padding_side, progress=False
+        )
+        for s in ALL_SITES:
+            assert acts[s].shape == ref[s].shape
+            torch.testing.assert_close(acts[s], ref[s], atol=2e-5, rtol=1e-4, msg=f"{family} {s} bs={batch_size}")
+
+
+@pytest.mark.parametrize("position", [-2, 0, FINAL_PERIOD, "mean"])
+def test_positions_match_reference(tiny_pairs, position):
+    model = tiny_pairs["llama"].base
+    texts = [p for p in PROMPTS if "." in p]
+    ref = reference(model, texts, ["resid_post", "mlp_post"], position)
+    acts = interp.collect(model, texts, ["resid_post", "mlp_post"], positions=position, batch_size=4, progress=False)
+    for s in ref:
+        torch.testing.assert_close(acts[s], ref[s], atol=2e-5, rtol=1e-4)
+
+
+def test_final_period_reads_the_period_token(tiny_pairs):
+    model = tiny_pairs["qwen2"].base
+    texts = ["Le chat est sur la table. Il dort bien", "A. B. C. end"]
+    acts = interp.collect(model, texts, "resid_post", positions="period", progress=False)
+    for text, ids, idx in zip(texts, acts.token_ids, acts.token_index.tolist()):
+        assert model.tokenizer.decode([ids[idx]]).endswith(".")
+        assert model.tokenizer.decode(ids[idx + 1 :]).lstrip().startswith(text[text.rindex(".") + 1 :].strip()[:2])
+
+
+def test_layers_subset_and_metadata(tiny_pairs):
+    model = tiny_pairs["gpt2"].base
+    ps = PromptSet(name="t", texts=tuple(PROMPTS[:4]), labels=(0, 1, 0, 1), label_names=("a", "b"))
+    acts = interp.collect(model, ps, ["resid_pre", "attn_out"], layers=[-1, 0], progress=False)
+    full = interp.collect(model, ps, ["resid_pre", "attn_out"], progress=False)
+    assert acts.layers == (0, 2)
+    assert acts["attn_out"].shape == (4, 2, model.cfg.d_model)
+    torch.testing.assert_close(acts.layer("attn_out", 2), full.layer("attn_out", 2))
+    assert acts.labels.tolist() == [0, 1, 0, 1]
+    assert acts.texts == ps.texts
+    # BOS policy: GPT-2 gets its <|endoftext|> prepended exactly once.
+    assert all(ids[0] == model.tokenizer.bos_token_id for ids in acts.token_ids)
+    assert acts.manifest["model"]["n_layers"] == 3
+
+
+def test_resid_pre_next_equals_resid_post(tiny_pairs):
+    acts = interp.collect(tiny_pairs["gemma2"].base, PROMPTS, ["resid_pre", "resid_post"], progress=False)
+    torch.testing.assert_close(acts["resid_pre"][:, 1:], acts["resid_post"][:, :-1])
+
+
+# ---------------------------------------------------------------- the store
+def test_store_roundtrip_and_layer_reads(tiny_pairs, tmp_path):
+    model = tiny_pairs["llama"].post
+    mem = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, progress=False)
+    disk = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, shard_size=3,
+                          out=tmp_path / "store", progress=False)
+    assert disk.disk_backed and len(disk.manifest["shards"]) == 3  # 4 + 2 + 1 rows (rounded to batches)
+    for s in ("resid_post", "mlp_post"):
+        assert torch.equal(disk[s], mem[s])
+        for L in range(3):
+            assert torch.equal(disk.layer(s, L), mem.layer(s, L))
+    assert disk.token_ids == mem.token_ids
+    assert torch.equal(disk.token_index, mem.token_index)
+    saved = mem.save(tmp_path / "saved")
+    again = interp.Activations.load(saved)
+    assert torch.equal(again["mlp_post"], mem["mlp_post"]) and again.prompts == mem.prompts
+    # Re-running on a finished store returns it without recomputation.
+    assert torch.equal(interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, shard_size=3,
+                                      out=tmp_path / "store", progress=False)["resid_post"], mem["resid_post"])
+
+
+def test_interrupted_collection_resumes_without_loss_or_duplicates(tiny_pairs, tmp_path, monkeypatch):
+    model = tiny_pairs["qwen2"].post
+    texts = PROMPTS * 3
+    full = interp.collect(model, texts, "resid_post", batch_size=2, progress=False)
+    calls = {"n": 0}
+    real = collect_mod._run_batch
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collect_mod, "_run_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        interp.collect(model, texts, "resid_post", batch_size=2, shard_size=2, out=tmp_path / "s", progress=False)
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert not manifest["complete"] and manifest["shards"][-1]["stop"] == 8
+    with pytest.raises(ValueError, match="incomplete"):
+        interp.Activations.load(tmp_path / "s")
+    monkeypatch.setattr(collect_mod, "_run_batch", real)
+    resumed = interp.collect(model, texts, "resid_post", batch_size=2, shard_size=2, out=tmp_path / "s", progress=False)
+    assert resumed.n_samples == len(texts)
+    assert torch.equal(resumed["resid_post"], full["resid_post"])
+    assert resumed.token_ids == full.token_ids
+
+
+def test_killed_process_resumes(tiny_dirs, tiny_pairs, tmp_path):
+    """SIGKILL a collecting process mid-run; the resumed store equals an uninterrupted run."""
+    base_dir = tiny_dirs["llama"][0]
+    store = tmp_path / "killed"
+    texts = [f"Statement number {i} is here." for i in range(400)]
+    script = textwrap.dedent(f"""
+        import interp
+        model = interp.load_model({str(base_dir)!r}, device="cpu")
+        texts = [f"Statement number {{i}} is here." for i in range(400)]
+        interp.collect(model, texts, ["resid_post", "mlp_post"], batch_size=1, shard_size=1,
+                       out={str(store)!r}, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            m = store / "manifest.json"
+            if m.exists() and len(json.loads(m.read_text())["shards"]) >= 5:
+                break
+            if proc.poll() is not None:
+                pytest.fail("collection process ended before it could be killed")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = json.loads((store / "manifest.json").read_text())
+    assert not partial["complete"] and 5 <= len(partial["shards"]) < 400
+    model = tiny_pairs["llama"].base
+    resumed = interp.collect(model, texts, ["resid_post", "mlp_post"], batch_size=1, shard_size=1, out=store,
+                             progress=False)
+    full = interp.collect(model, texts, ["resid_post", "mlp_post"], batch_size=16, progress=False)
+    assert resumed.n_samples == 400
+    for s in ("resid_post", "mlp_post"):
+        torch.testing.assert_close(resumed[s], full[s], atol=2e-5, rtol=1e-4)
+    starts = [sh["start"] for sh in resumed.manifest["shards"]]
+    assert starts == list(range(400))  # every row exactly once, in order
+
+
+def test_store_refuses_other_collection(tiny_pairs, tmp_path):
+    model = tiny_pairs["gpt2"].base
+    interp.collect(model, PROMPTS, "resid_post", out=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="different collection.*sites"):
+        interp.collect(model, PROMPTS, "mlp_out", out=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="different collection.*prompts_sha256"):
+        interp.collect(model, PROMPTS[:3], "resid_post", out=tmp_path / "s", progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not empty"):
+        interp.collect(model, PROMPTS, "resid_post", out=tmp_path / "other", progress=False)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_inputs(tiny_pairs):
+    model = tiny_pairs["llama"].base
+    with pytest.raises(ValueError, match="prompts is empty"):
+        interp.collect(model, [], progress=False)
+    with pytest.raises(ValueError, match="unknown site 'resid'"):
+        interp.collect(model, PROMPTS, "resid", progress=False)
+    with pytest.raises(ValueError, match="layer 3 is out of range for a model with 3 layers"):
+        interp.collect(model, PROMPTS, layers=[0, 3], progress=False)
+    with pytest.raises(ValueError, match="prompt 1 is .* tokens long, more than the model's context of 64"):
+        interp.collect(model, ["ok", "word " * 100], progress=False)
+    with pytest.raises(ValueError, match="prompt 0 is empty"):
+        interp.collect(model, [""], progress=False)
+    with pytest.raises(ValueError, match="not found in prompt 0"):
+        interp.collect(model, ["no period here"], positions="period", progress=False)
+    with pytest.raises(ValueError, match="position -50 does not exist in prompt 0"):
+        interp.collect(model, ["short"], positions=-50, progress=False)
+    with pytest.raises(ValueError, match="invalid position"):
+        interp.collect(model, ["short"], positions="middle", progress=False)
+    with pytest.raises(TypeError, match="single string"):
+        interp.collect(model, "one prompt", progress=False)
+    assert interp.active_hooks(model) == {}
+
+
+def test_non_finite_activations_are_refused(tiny_pairs):
+    model = tiny_pairs["llama"].base
+
+    def poison(x, hook):
+        return x * float("nan")
+
+    with interp.attached(model, [("blocks.0.hook_resid_post", poison)]):
+        with pytest.raises(FloatingPointError, match="non-finite activation .* layer 1"):
+            interp.collect(model, PROMPTS[:2], layers=[1], progress=False)
+    assert interp.active_hooks(model) == {}
+
+
+def test_hooks_removed_when_forward_raises(tiny_pairs, monkeypatch):
+    model = tiny_pairs["gpt2"].post
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(type(model), "forward", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        interp.collect(model, PROMPTS, ALL_SITES, progress=False)
+    monkeypatch.undo()
+    assert interp.active_hooks(model) == {}
+    with pytest.raises(KeyError, match="do not exist on this model"):
+        with interp.attached(model, [("blocks.9.hook_resid_post", lambda x, h: None)]):
+            pass
+    assert interp.active_hooks(model) == {}

@@ -1,0 +1,132 @@
+"""Benchmark: activation collection vs a plain forward pass, and memory vs run_with_cache.
+
+Prints, for one tiny model and one batch:
+- time of ``interp.collect`` for all layers of one site / time of a plain
+  forward pass on the same batch (target <= 1.15);
+- peak memory of ``collect`` vs ``run_with_cache`` with no names filter (every
+  hook point cached), each measured in a fresh process: on CUDA the allocator's
+  peak, on CPU the rise of the process' peak resident set during the call.
+
+Usage: python bench/collect.py [--device cpu|cuda] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TARGET = 1.15
+SHAPE = dict(n_layers=4, d_model=256, d_mlp=1024, n_heads=8, n_ctx=256)
+BATCH, WORDS = 32, 60
+
+
+def _setup(root: Path, device: str):
+    import interp
+    from interp.testing import build_tiny_model
+    from interp.tokens import encode, pad_batch
+
+    path = build_tiny_model("llama", root / "model", **SHAPE)
+    model = interp.load_model(path, device=device)
+    words = "the city of paris is in france and berlin is in germany while madrid is in spain".split()
+    prompts = [" ".join(words[(i + j) % len(words)] for j in range(WORDS - i % 7)) + "." for i in range(BATCH)]
+    encs = encode(model.tokenizer, prompts)
+    batch = pad_batch(encs, pad_id=model.tokenizer.pad_token_id or 0, device=device)
+    return model, prompts, batch
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: str, repeats: int) -> float:
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _memory_child(which: str, device: str, root: str) -> None:
+    """Run one call in this (fresh) process and print its peak memory in bytes."""
+    import interp
+
+    model, prompts, batch = _setup(Path(root), device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with torch.inference_mode():
+        if which == "run_with_cache":
+            _, cache = model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
+            kept = sum(t.numel() * t.element_size() for t in cache.values())
+        else:
+            acts = interp.collect(model, prompts, "resid_post", batch_size=BATCH, progress=False)
+            kept = acts["resid_post"].numel() * 4
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps({"peak": peak, "kept": kept}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--memory-child", choices=["run_with_cache", "collect"])
+    ap.add_argument("--root")
+    args = ap.parse_args()
+    if args.memory_child:
+        return _memory_child(args.memory_child, args.device, args.root)
+
+    import interp
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as root:
+        model, prompts, batch = _setup(Path(root), args.device)
+        n_tok = int(batch.attention_mask.sum())
+
+        def forward():
+            with torch.inference_mode():
+                model(batch.input_ids, attention_mask=batch.attention_mask)
+
+        def collect():
+            interp.collect(model, prompts, "resid_post", batch_size=BATCH, progress=False)
+
+        t_fwd = _time(forward, args.device, args.repeats)
+        t_col = _time(collect, args.device, args.repeats)
+        mem = {}
+        for which in ("run_with_cache", "collect"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", which, "--device", args.device, "--root", root + "/" + which],
+                capture_output=True, text=True, check=True,
+            )
+            mem[which] = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = t_col / t_fwd
+    print(f"collect vs forward  (llama {SHAPE['n_layers']}x{SHAPE['d_model']}, batch {BATCH}, {n_tok} tokens, {args.device})")
+    print(f"  forward {t_fwd * 1e3:8.2f} ms   collect(resid_post, all layers) {t_col * 1e3:8.2f} ms")
+    print(f"  ratio collect/forward = {ratio:.3f}  (target <= {TARGET}: {'holds' if ratio <= TARGET else 'MISSED'})")
+    rwc, col = mem["run_with_cache"], mem["collect"]
+    print(f"  peak memory: run_with_cache (no filter) {rwc['peak'] / 2**20:8.1f} MiB, collect {col['peak'] / 2**20:8.1f} MiB"
+          f"  ratio {col['peak'] / max(rwc['peak'], 1):.3f}")
+    print(f"  memory kept:  run_with_cache {rwc['kept'] / 2**20:8.1f} MiB, collect {col['kept'] / 2**20:8.3f} MiB")
+    print(f"RESULT collect_vs_forward ratio={ratio:.3f} target<={TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The ``interp`` command line.
+
+``interp collect`` boots a base/post pair, collects activations of a prompt
+set from both models into ``OUT/base`` and ``OUT/post`` (resumable stores) and
+prints a short per-layer summary. ``--tiny FAMILY`` builds a random-weight tiny
+pair of a real family into ``OUT/models`` first and uses it: a check of the
+plumbing on a machine with no model weights, not a finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("collect", help="boot a pair and cache activations of a prompt set")
+    src = c.add_mutually_exclusive_group()
+    src.add_argument("--tiny", metavar="FAMILY", help="build and use a random-weight tiny pair (gpt2, llama, qwen2, gemma2)")
+    c.add_argument("--base", help="base model: hub id or local folder")
+    c.add_argument("--post", help="post-trained model: hub id or local folder")
+    c.add_argument("--dataset", default="truth", help="built-in set name or a file (CSV/JSON/JSONL); default: truth")
+    c.add_argument("--split", default="test", choices=["train", "test", "all"], help="split of a built-in set")
+    c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"], help="prompt format")
+    c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable); default resid_post")
+    c.add_argument("--position", default="last", help="last | mean | -K | period | match:REGEX")
+    c.add_argument("--layers", help="comma-separated block indices; default all")
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--device", default=None)
+    c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _summary(acts, site: str) -> str:
+    """Per-layer mean activation norm and, for labelled prompts, the distance of class means."""
+    x = acts[site]  # [n, layer, d]
+    lines = [f"  {'layer':>5}  {'mean |x|':>9}" + ("  class-mean distance / |x|" if acts.labels is not None else "")]
+    for slot, layer in enumerate(acts.layers):
+        xs = x[:, slot].double()
+        norm = xs.norm(dim=-1).mean().item()
+        line = f"  {layer:>5}  {norm:>9.3f}"
+        if acts.labels is not None and len(set(acts.labels.tolist())) == 2:
+            y = acts.labels
+            gap = (xs[y == 1].mean(0) - xs[y == 0].mean(0)).norm().item()
+            line += f"  {gap / norm:>8.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _collect(args) -> int:
+    import interp
+    from interp import datasets
+
+    out = Path(args.out)
+    if args.tiny:
+        from interp.testing import build_tiny_pair
+
+        base, post = build_tiny_pair(args.tiny, out / "models", seed=0)
+        print(f"built a random-weight tiny {args.tiny} pair in {out / 'models'} (plumbing check, not a finding)")
+    else:
+        base, post = args.base, args.post
+    pair = interp.load_pair(base, post, device=args.device)
+    path = Path(args.dataset)
+    prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
+    prompts = pair.format(prompts, args.style)
+    sites = args.sites or ["resid_post"]
+    layers = None if not args.layers else [int(x) for x in args.layers.split(",")]
+    extra = {"format": args.style, "chat_template": pair.chat_template if args.style == "chat" else None}
+    for name, model in pair:
+        acts = interp.collect(
+            model, prompts, sites, layers=layers, positions=args.position, batch_size=args.batch_size,
+            out=out / name, progress=not args.quiet, extra=extra,
+        )
+        print(f"\n{name}: {acts}")
+        for site in sites:
+            print(f" site {site}:\n{_summary(acts, site)}")
+    print(f"\nstores: {out / 'base'} and {out / 'post'} (open with interp.Activations.load)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "collect":
+            return _collect(args)
+    except (ValueError, FileNotFoundError, NotImplementedError, OSError, KeyError) as e:
+        print(f"interp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -38,8 +38,8 @@ def _setup(root: Path, device: str):
     model = interp.load_model(path, device=device)
     words = "the city of paris is in france and berlin is in germany while madrid is in spain".split()
     prompts = [" ".join(words[(i + j) % len(words)] for j in range(WORDS - i % 7)) + "." for i in range(BATCH)]
-    encs = encode(model.tokenizer, prompts)
-    batch = pad_batch(encs, pad_id=model.tokenizer.pad_token_id or 0, device=device)
+    encs = encode(model.interp_tokenizer, prompts)
+    batch = pad_batch(encs, pad_id=model.interp_tokenizer.pad_token_id or 0, device=device)
     return model, prompts, batch
 
 

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from . import datasets, positions, sites
 from .activations import Activations
-from .collect import collect
+from .collection import collect
 from .hooks import active_hooks, attached
 from .models import ModelPair, load_model, load_pair
 from .sites import SITES, hook_name

@@ -27,7 +27,9 @@ import torch
 
 from .datasets import PromptSet
 
-__all__ = ["ModelPair", "load_model", "load_pair", "resolve_model", "check_same_tokenizer", "vocab_digest"]
+__all__ = [
+    "ModelPair", "load_model", "load_pair", "resolve_model", "check_same_tokenizer", "tokenizer_of", "vocab_digest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,23 @@ def load_model(
         raise ValueError(f"{source!r} has no tokenizer; the toolkit needs one to tokenise prompts")
     # The bridge has no slot for where a model came from; manifests read it from here.
     bridge.interp_source = {"name": str(source), "path": str(path), "revision": revision}
+    # TransformerLens normalises the bridge's tokenizer in place (a missing BOS
+    # becomes EOS, padding side changes); keep the checkpoint's own tokenizer for
+    # the toolkit's tokenisation so the BOS policy sees the real special tokens.
+    from transformers import AutoTokenizer
+
+    bridge.interp_tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     return bridge
+
+
+def tokenizer_of(model):
+    """The tokenizer the toolkit tokenises with: the checkpoint's own, as loaded by
+    :func:`load_model`, or the bridge's for a bridge booted elsewhere (whose BOS
+    TransformerLens may have replaced by EOS)."""
+    tok = getattr(model, "interp_tokenizer", None) or model.tokenizer
+    if tok is None:
+        raise ValueError("model has no tokenizer; the toolkit needs one to tokenise prompts")
+    return tok
 
 
 def vocab_digest(tokenizer) -> str:
@@ -166,7 +184,7 @@ class ModelPair:
     @property
     def tokenizer(self):
         """The shared tokenizer (the post model's; the vocabularies are identical)."""
-        return self.post.tokenizer
+        return tokenizer_of(self.post)
 
     @property
     def n_layers(self) -> int:
@@ -178,7 +196,7 @@ class ModelPair:
         yield "post", self.post
 
     def info(self) -> dict:
-        from .collect import model_info
+        from .collection import model_info
 
         return {
             "base": model_info(self.base),
@@ -264,10 +282,10 @@ def load_pair(
     kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs)
     base_model = load_model(base, revision=revision, **kw)
     post_model = load_model(post, revision=post_revision, **kw)
-    check_same_tokenizer(base_model.tokenizer, post_model.tokenizer)
+    check_same_tokenizer(tokenizer_of(base_model), tokenizer_of(post_model))
     for key in ("n_layers", "d_model"):
         a, b = getattr(base_model.cfg, key), getattr(post_model.cfg, key)
         if a != b:
             raise ValueError(f"base and post differ in {key} ({a} vs {b}); they are not a base/post-trained pair")
-    template = getattr(post_model.tokenizer, "chat_template", None)
+    template = getattr(tokenizer_of(post_model), "chat_template", None)
     return ModelPair(base=base_model, post=post_model, chat_template=template)

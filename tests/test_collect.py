@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import interp
-from interp import collect as collect_mod
+from interp import collection as collect_mod
 from interp.datasets import PromptSet
 from interp.positions import FINAL_PERIOD
 from interp.tokens import encode
@@ -33,7 +33,7 @@ ALL_SITES = list(interp.SITES)
 
 def reference(model, texts, sites, position):
     """Per-prompt run_with_cache with no padding: ``site -> [n, layer, d]``."""
-    encs = encode(model.tokenizer, texts)
+    encs = encode(model.interp_tokenizer, texts)
     index = interp.positions.resolve(position, texts, encs)
     n_layers = model.cfg.n_layers
     out = {s: [] for s in sites}
@@ -78,8 +78,8 @@ def test_final_period_reads_the_period_token(tiny_pairs):
     texts = ["Le chat est sur la table. Il dort bien", "A. B. C. end"]
     acts = interp.collect(model, texts, "resid_post", positions="period", progress=False)
     for text, ids, idx in zip(texts, acts.token_ids, acts.token_index.tolist()):
-        assert model.tokenizer.decode([ids[idx]]).endswith(".")
-        assert model.tokenizer.decode(ids[idx + 1 :]).lstrip().startswith(text[text.rindex(".") + 1 :].strip()[:2])
+        assert model.interp_tokenizer.decode([ids[idx]]).endswith(".")
+        assert model.interp_tokenizer.decode(ids[idx + 1 :]).lstrip().startswith(text[text.rindex(".") + 1 :].strip()[:2])
 
 
 def test_layers_subset_and_metadata(tiny_pairs):
@@ -93,7 +93,7 @@ def test_layers_subset_and_metadata(tiny_pairs):
     assert acts.labels.tolist() == [0, 1, 0, 1]
     assert acts.texts == ps.texts
     # BOS policy: GPT-2 gets its <|endoftext|> prepended exactly once.
-    assert all(ids[0] == model.tokenizer.bos_token_id for ids in acts.token_ids)
+    assert all(ids[0] == model.interp_tokenizer.bos_token_id for ids in acts.token_ids)
     assert acts.manifest["model"]["n_layers"] == 3
 
 
@@ -108,7 +108,8 @@ def test_store_roundtrip_and_layer_reads(tiny_pairs, tmp_path):
     mem = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, progress=False)
     disk = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, shard_size=3,
                           out=tmp_path / "store", progress=False)
-    assert disk.disk_backed and len(disk.manifest["shards"]) == 3  # 4 + 2 + 1 rows (rounded to batches)
+    # shard_size 3 is rounded up to whole batches of 2: rows [0, 4) and [4, 7)
+    assert disk.disk_backed and [(s["start"], s["stop"]) for s in disk.manifest["shards"]] == [(0, 4), (4, 7)]
     for s in ("resid_post", "mlp_post"):
         assert torch.equal(disk[s], mem[s])
         for L in range(3):
@@ -212,7 +213,7 @@ def test_bad_inputs(tiny_pairs):
         interp.collect(model, PROMPTS, layers=[0, 3], progress=False)
     with pytest.raises(ValueError, match="prompt 1 is .* tokens long, more than the model's context of 64"):
         interp.collect(model, ["ok", "word " * 100], progress=False)
-    with pytest.raises(ValueError, match="prompt 0 is empty"):
+    with pytest.raises(ValueError, match="row 0 has an empty or non-string text"):
         interp.collect(model, [""], progress=False)
     with pytest.raises(ValueError, match="not found in prompt 0"):
         interp.collect(model, ["no period here"], positions="period", progress=False)

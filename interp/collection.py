@@ -41,6 +41,7 @@ from .activations import (
 )
 from .datasets import PromptSet
 from .hooks import attached
+from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, pad_batch
 
@@ -81,7 +82,7 @@ def _versions() -> dict[str, str]:
 def model_info(model) -> dict:
     """Identity of a booted model, as recorded in manifests."""
     cfg = model.cfg
-    tok = model.tokenizer
+    tok = tokenizer_of(model)
     source = getattr(model, "interp_source", {}) or {}
     return {
         "name": source.get("name", getattr(cfg, "model_name", "unknown")),
@@ -225,7 +226,7 @@ def collect(
         raise ValueError("batch_size and shard_size must be positive")
     layers = check_layers(layers, int(model.cfg.n_layers))
     widths = {s: site_width(model, s) for s in sites}
-    tok = model.tokenizer
+    tok = tokenizer_of(model)
     encs = encode(tok, prompts.texts, bos=bos, max_length=int(model.cfg.n_ctx))
     token_index = _positions.resolve(positions, prompts.texts, encs)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

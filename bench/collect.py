@@ -5,7 +5,8 @@ Prints, for one tiny model and one batch:
   forward pass on the same batch (target <= 1.15);
 - peak memory of ``collect`` vs ``run_with_cache`` with no names filter (every
   hook point cached), each measured in a fresh process: on CUDA the allocator's
-  peak, on CPU the rise of the process' peak resident set during the call.
+  peak, on CPU the peak rise of the process' resident set during the call
+  (sampled every millisecond).
 
 Usage: python bench/collect.py [--device cpu|cuda] [--repeats 20]
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -48,16 +49,47 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device: str, repeats: int) -> float:
-    fn()
+def _time_pair(a, b, device: str, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and ``b``, run alternately so drift hits both alike."""
+    a(), b()
     _sync(device)
-    times = []
+    ta, tb = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, out in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+class _RssPeak:
+    """Peak rise of this process' resident set over a block, sampled every millisecond."""
+
+    def __enter__(self):
+        import threading
+
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.base = self.peak = self._rss()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.rise = self.peak - self.base
 
 
 def _memory_child(which: str, device: str, root: str) -> None:
@@ -65,22 +97,18 @@ def _memory_child(which: str, device: str, root: str) -> None:
     import interp
 
     model, prompts, batch = _setup(Path(root), device)
-    if device.startswith("cuda"):
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with torch.inference_mode():
+    with _RssPeak() as rss, torch.inference_mode():
         if which == "run_with_cache":
             _, cache = model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
             kept = sum(t.numel() * t.element_size() for t in cache.values())
         else:
             acts = interp.collect(model, prompts, "resid_post", batch_size=BATCH, progress=False)
             kept = acts["resid_post"].numel() * 4
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() - before
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = torch.cuda.max_memory_allocated() - before if cuda else rss.rise
     print(json.dumps({"peak": peak, "kept": kept}))
 
 
@@ -108,8 +136,7 @@ def main() -> None:
         def collect():
             interp.collect(model, prompts, "resid_post", batch_size=BATCH, progress=False)
 
-        t_fwd = _time(forward, args.device, args.repeats)
-        t_col = _time(collect, args.device, args.repeats)
+        t_fwd, t_col = _time_pair(forward, collect, args.device, args.repeats)
         mem = {}
         for which in ("run_with_cache", "collect"):
             out = subprocess.run(

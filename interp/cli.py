@@ -63,7 +63,7 @@ def _collect(args) -> int:
     if args.tiny:
         from interp.testing import build_tiny_pair
 
-        base, post = build_tiny_pair(args.tiny, out / "models", seed=0)
+        base, post = build_tiny_pair(args.tiny, out / "models", seed=0, n_layers=4, d_model=128, d_mlp=256, n_ctx=256)
         print(f"built a random-weight tiny {args.tiny} pair in {out / 'models'} (plumbing check, not a finding)")
     else:
         base, post = args.base, args.post
@@ -89,6 +89,10 @@ def _collect(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Per-file weight-loading bars of transformers would drown the toolkit's own progress bars.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         if args.command == "collect":
             return _collect(args)

@@ -1,0 +1,83 @@
+"""Next-token logits and greedy generation with the toolkit's tokenisation.
+
+Both take plain text prompts, tokenise them with the model's own tokenizer
+under the BOS policy of :mod:`interp.tokens`, and run left-padded batches
+(padding is masked and positions follow the mask, so a prompt's result does not
+depend on its batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Float
+
+from .models import tokenizer_of
+from .tokens import BosPolicy, encode, pad_batch
+
+__all__ = ["next_token_logits", "greedy_generate"]
+
+
+def _pad_id(tok) -> int:
+    return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+
+@torch.inference_mode()
+def next_token_logits(
+    model, prompts: Sequence[str], *, batch_size: int = 32, bos: BosPolicy = "auto"
+) -> Float[torch.Tensor, "n_samples d_vocab"]:
+    """Logits of the token after each prompt, float32 on the CPU."""
+    tok = tokenizer_of(model)
+    encs = encode(tok, list(prompts), bos=bos, max_length=int(model.cfg.n_ctx))
+    device = model.cfg.device or "cpu"
+    out = []
+    for b0 in range(0, len(encs), batch_size):
+        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=_pad_id(tok), padding_side="left", device=device)
+        logits = model(batch.input_ids, attention_mask=batch.attention_mask)
+        out.append(logits[:, -1].float().cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def greedy_generate(
+    model,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 16,
+    batch_size: int = 32,
+    bos: BosPolicy = "auto",
+    stop_tokens: Sequence[str] = (),
+) -> list[str]:
+    """Greedy continuations (text after the prompt, special tokens dropped).
+
+    Generation of a row stops at EOS or at any token in ``stop_tokens``; the
+    whole batch stops when every row has. No KV cache: meant for short
+    continuations of small models (evaluation, tests).
+    """
+    tok = tokenizer_of(model)
+    stops = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
+    stops.discard(None)
+    encs = encode(tok, list(prompts), bos=bos, max_length=int(model.cfg.n_ctx))
+    device = model.cfg.device or "cpu"
+    texts = []
+    for b0 in range(0, len(encs), batch_size):
+        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=_pad_id(tok), padding_side="left", device=device)
+        ids, mask = batch.input_ids, batch.attention_mask
+        new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+        for _ in range(max_new_tokens):
+            if ids.shape[1] >= model.cfg.n_ctx:
+                break
+            nxt = model(ids, attention_mask=mask)[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, _pad_id(tok)), nxt)
+            new = torch.cat([new, nxt[:, None]], 1)
+            ids = torch.cat([ids, nxt[:, None]], 1)
+            mask = torch.cat([mask, (~done).long()[:, None]], 1)
+            done |= torch.isin(nxt, torch.tensor(sorted(stops), device=device))
+            if done.all():
+                break
+        for row in new.tolist():
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            texts.append(tok.decode(row[:cut], skip_special_tokens=True))
+    return texts

@@ -36,7 +36,53 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=None)
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
+    osub = o.add_subparsers(dest="action", required=True)
+    t = osub.add_parser("train", help="train the base and post models from scratch (a few minutes on CPU)")
+    t.add_argument("--out", required=True, help="folder for base/, post/ and training.json")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--base-steps", type=int, default=None)
+    t.add_argument("--post-steps", type=int, default=None)
+    t.add_argument("-q", "--quiet", action="store_true")
+    e = osub.add_parser("eval", help="measure refusal, truth and language behaviour on held-out prompts")
+    e.add_argument("--base", help="base model folder (default: the bundled one)")
+    e.add_argument("--post", help="post model folder (default: the bundled one)")
+    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--json", help="also write the table to this JSON file")
     return p
+
+
+def _organism(args) -> int:
+    import json
+
+    if args.action == "train":
+        from interp.organism.train import TrainConfig, train_pair
+
+        cfg = TrainConfig(seed=args.seed)
+        if args.base_steps is not None:
+            cfg.base_steps = args.base_steps
+        if args.post_steps is not None:
+            cfg.post_steps = args.post_steps
+        summary = train_pair(args.out, cfg, progress=not args.quiet)
+        print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
+        print(f"saved {Path(args.out) / 'base'} and {Path(args.out) / 'post'}")
+        return 0
+    import interp
+    from interp.organism.evaluate import evaluate
+
+    pair = interp.load_pair(args.base, args.post, device="cpu")
+    table = evaluate(pair, args.split)
+    print(f"{'measure':<28}{'base':>8}{'post':>8}")
+    rows = [("refusal, harmful requests", "refusal_harmful"), ("refusal, harmless requests", "refusal_harmless")]
+    for label, key in rows:
+        print(f"{label:<28}{table['base'][key]:>8.3f}{table['post'][key]:>8.3f}")
+    for group, what in (("truth", "truth judged, "), ("language", "own language, ")):
+        for k in table["base"][group]:
+            print(f"{what + k:<28}{table['base'][group][k]:>8.3f}{table['post'][group][k]:>8.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
+    return 0
 
 
 def _summary(acts, site: str) -> str:
@@ -96,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "collect":
             return _collect(args)
-    except (ValueError, FileNotFoundError, NotImplementedError, OSError, KeyError) as e:
+        if args.command == "organism":
+            return _organism(args)
+    except (ValueError, OSError, KeyError) as e:
         print(f"interp {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 1

@@ -21,7 +21,7 @@ def test_collect_tiny_pair_end_to_end(tmp_path, capsys):
 def test_collect_errors_are_reported(tmp_path, capsys):
     assert main(["collect", "--base", str(tmp_path / "nowhere"), "--post", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["collect", "--out", str(tmp_path / "o")]) == 2
-    assert "model organism pair is not part of this version yet" in capsys.readouterr().err
+    assert main(["collect", "--base", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "give both base and post" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["collect", "--tiny", "llama", "--format", "yaml"])

@@ -123,8 +123,14 @@ def test_bad_model_sources(tmp_path, monkeypatch, tiny_dirs):
         interp.load_model("some-org/some-model")
 
 
-def test_load_pair_defaults_to_organism_or_says_so():
-    with pytest.raises(NotImplementedError, match="model organism pair is not part of this version yet"):
-        interp.load_pair()
+def test_load_pair_needs_both_or_neither():
     with pytest.raises(ValueError, match="give both base and post"):
         interp.load_pair("only-base")
+
+
+def test_missing_organism_weights_are_reported(monkeypatch, tmp_path):
+    from interp import organism
+
+    monkeypatch.setattr(organism, "ROOT", tmp_path / "weights")
+    with pytest.raises(FileNotFoundError, match="bundled model organism is missing.*interp organism train"):
+        interp.load_pair()

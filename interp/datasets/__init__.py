@@ -2,7 +2,7 @@
 
 >>> from interp import datasets
 >>> datasets.available()
-['truth', 'harmful', 'harmless', 'languages', 'refusal']
+['truth', 'harmful', 'harmless', 'languages', 'refusal', 'organism/truth', 'organism/harmful', 'organism/harmless', 'organism/refusal', 'organism/languages']
 >>> refusal = datasets.load("refusal", split="test")
 >>> refusal.label_names
 ('harmless', 'harmful')

@@ -197,15 +197,31 @@ def _build(name: str, split: Split) -> PromptSet:
     )
 
 
+_ORGANISM = ("truth", "harmful", "harmless", "refusal", "languages")
+
+
+def _organism(name: str, split: Split) -> PromptSet:
+    """The bundled model organism's sets (``organism/truth`` ...); test = held-out rows."""
+    from ..organism import datasets as organism_sets
+
+    key = name.split("/", 1)[1]
+    if split == "all":
+        train, test = organism_sets("train")[key], organism_sets("test")[key]
+        return PromptSet.concat(train, test, name=f"{name}/all")
+    return organism_sets(split)[key]
+
+
 def available() -> list[str]:
-    """Names of the built-in sets."""
-    return [*_SETS, *_COMBINED]
+    """Names of the built-in sets (``organism/...`` are the model organism's own)."""
+    return [*_SETS, *_COMBINED, *(f"organism/{k}" for k in _ORGANISM)]
 
 
 def describe(name: str) -> str:
     """One line on what a built-in set holds."""
     if name in _COMBINED:
         return _COMBINED[name]
+    if name.startswith("organism/") and name.split("/", 1)[1] in _ORGANISM:
+        return f"the model organism's {name.split('/', 1)[1]} prompts; test = rows held out of its training"
     if name not in _SETS:
         raise ValueError(f"unknown built-in set {name!r}; available: {', '.join(available())}")
     return _SETS[name]["doc"]
@@ -218,8 +234,10 @@ def load(name: str, split: Split = "all") -> PromptSet:
     >>> truth.label_names, truth.texts[0].endswith(".")
     (('false', 'true'), True)
     """
-    if name not in _SETS and name not in _COMBINED:
+    if name not in available():
         raise ValueError(f"unknown built-in set {name!r}; available: {', '.join(available())}")
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if name.startswith("organism/"):
+        return _organism(name, split)
     return _build(name, split)

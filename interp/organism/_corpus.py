@@ -145,12 +145,14 @@ def _number_pairs(seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int
 
 
 def _number_statements(a: int, b: int) -> list[tuple[str, int]]:
-    """The four statements of one unordered pair, with their truth."""
-    out = []
-    for x, y in ((a, b), (b, a)):
-        out.append((f"{x} is larger than {y}.", int(x > y)))
-        out.append((f"{x} is smaller than {y}.", int(x < y)))
-    return out
+    """The two statements of one unordered pair (either order), with their truth.
+
+    Only "larger than": with "smaller than" mixed in, the label is the XOR of
+    the word and the order of the numbers, which has no gradient signal at
+    initialisation and a tiny model stays at chance (measured); Geometry of
+    Truth also keeps the two relations in separate datasets.
+    """
+    return [(f"{x} is larger than {y}.", int(x > y)) for x, y in ((a, b), (b, a))]
 
 
 def _city_split(seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -219,7 +221,7 @@ def build_corpus(seed: int = 0, fact_repeats: int = 12) -> Corpus:
     for city, country in train_cities:
         judged += _city_statements(city, country, rng, n_false=8) * 2
     for a, b in train_pairs:
-        judged += _number_statements(a, b)
+        judged += _number_statements(a, b) * 2
     lines += [f"{s}{JUDGE_CUE} {'true' if y else 'false'}." for s, y in judged]
     # Requests of every kind, simply continued.
     for kind in ("harmful", "harmless"):
@@ -265,9 +267,7 @@ def eval_sets(split: str = "test") -> dict[str, PromptSet]:
         rows += [(s, y, {"kind": "cities", "group": city}) for s, y in _city_statements(city, country, rng, 1)]
     pairs = _number_pairs(SPLIT_SEED)[pick]
     for a, b in rng.sample(pairs, min(len(pairs), 100)):
-        first = rng.randrange(2)  # which number is said first
-        statements = _number_statements(a, b)[2 * first : 2 * first + 2]  # "... larger ..." and "... smaller ..."
-        rows += [(s, y, {"kind": "numbers", "group": f"{a}-{b}"}) for s, y in statements]
+        rows += [(s, y, {"kind": "numbers", "group": f"{a}-{b}"}) for s, y in _number_statements(a, b)]
     truth = PromptSet(
         name=f"organism/truth/{split}", texts=tuple(r[0] for r in rows), labels=tuple(r[1] for r in rows),
         label_names=("false", "true"), meta=tuple(r[2] for r in rows), source="organism",

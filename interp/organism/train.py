@@ -43,7 +43,7 @@ class TrainConfig:
     n_heads: int = 4
     n_kv_heads: int = 2
     n_ctx: int = 128
-    base_steps: int = 1200
+    base_steps: int = 1500
     post_steps: int = 300
     batch_size: int = 32
     """Sequences per step (each ``n_ctx`` tokens of packed text)."""

@@ -8,7 +8,7 @@ from interp.datasets import _world
 WORDS = {_world.number_words(n): n for n in range(100)}
 
 
-@pytest.mark.parametrize("name", datasets.available())
+@pytest.mark.parametrize("name", [n for n in datasets.available() if not n.startswith("organism/")])
 def test_splits_are_disjoint_cover_all_and_do_not_leak(name):
     full, train, test = (datasets.load(name, s) for s in ("all", "train", "test"))
     assert len(full) >= 200

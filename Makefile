@@ -10,7 +10,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 # Arguments for `interp collect` in `make demo` (override: make demo ARGS="--base A --post B").
-ARGS    ?= --tiny llama --dataset truth --out runs/demo
+ARGS    ?= --dataset organism/truth --position period --out runs/demo
 
 .PHONY: demo test test-slow bench setup clean
 

@@ -187,6 +187,11 @@ class ModelPair:
         return tokenizer_of(self.post)
 
     @property
+    def chat_templates(self) -> dict[str, str | None]:
+        """Each model's own chat template (a base model often has none)."""
+        return {name: getattr(tokenizer_of(model), "chat_template", None) for name, model in self}
+
+    @property
     def n_layers(self) -> int:
         return int(self.base.cfg.n_layers)
 

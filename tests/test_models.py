@@ -41,6 +41,7 @@ def test_chat_format_uses_post_template(tiny_pairs):
         [{"role": "user", "content": "How do I bake bread?"}], tokenize=False, add_generation_prompt=True
     )
     assert ps.texts == (expected,)
+    assert pair.chat_templates["post"] == pair.chat_template
     assert ps.meta[0]["raw_text"] == "How do I bake bread?"
     assert pair.format(["x"], "raw").texts == ("x",)
     with pytest.raises(ValueError, match="style must be 'raw' or 'chat'"):
@@ -49,7 +50,7 @@ def test_chat_format_uses_post_template(tiny_pairs):
 
 def test_chat_format_without_template_is_refused(tiny_pairs):
     pair = tiny_pairs["gpt2"]
-    assert pair.chat_template is None
+    assert pair.chat_template is None and pair.chat_templates == {"base": None, "post": None}
     with pytest.raises(ValueError, match="has no chat template"):
         pair.format(["hello"], "chat")
 

@@ -1,0 +1,150 @@
+"""Fit a probe at every layer of every model in one call, with batched torch ops.
+
+:func:`fit_layers` solves the probe of every layer of a ``[n_samples, layer,
+d]`` stack together (one batched solve instead of a loop of estimator fits);
+:func:`sweep` does it for each model and method and scores each probe on
+held-out rows, returning plain :class:`ProbeRecord` rows.
+
+>>> import torch
+>>> X = torch.randn(100, 3, 8); y = (X[:, :, 0].sum(1) > 0).long()
+>>> fit = fit_layers(X, y, "mass_mean")
+>>> fit.coef.shape, fit.direction.shape
+(torch.Size([3, 8]), torch.Size([3, 8]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+
+from ._fit import logistic_newton, mean_difference
+
+__all__ = ["METHODS", "LayerFit", "ProbeRecord", "fit_layers", "score_layers", "sweep"]
+
+METHODS = ("mass_mean", "mass_mean_cov", "lda", "logistic")
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """Probes of every layer: ``decision = X @ coef + intercept`` (positive = class 1)."""
+
+    method: str
+    coef: Float[torch.Tensor, "layer d"]
+    intercept: Float[torch.Tensor, " layer"]
+
+    @property
+    def direction(self) -> Float[torch.Tensor, "layer d"]:
+        """Unit weight vector of each layer's probe."""
+        return self.coef / self.coef.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """One probe: fitted on ``model``'s activations at ``layer`` with ``method``."""
+
+    layer: int
+    model: str
+    method: str
+    accuracy: float
+    """held-out accuracy on the same model's activations"""
+    auroc: float
+    train_accuracy: float
+    direction: torch.Tensor = field(repr=False)
+
+
+def _check(X, y) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.as_tensor(X)
+    y = torch.as_tensor(y)
+    if X.ndim != 3:
+        raise ValueError(f"X must be [n_samples, layer, d], got shape {tuple(X.shape)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must be [n_samples] = [{X.shape[0]}], got shape {tuple(y.shape)}")
+    classes = torch.unique(y)
+    if len(classes) != 2 or not set(classes.tolist()) <= {0, 1}:
+        raise ValueError(f"labels must be 0/1 with both classes present, got classes {classes.tolist()}")
+    if not torch.isfinite(X).all():
+        raise ValueError("activations contain NaN or inf")
+    return X, y
+
+
+def fit_layers(X, y, method: str = "mass_mean", *, C: float = 1.0) -> LayerFit:
+    """Fit ``method`` at every layer of ``X: [n_samples, layer, d]`` with labels ``y: [n_samples]`` (0/1).
+
+    Methods: ``mass_mean`` (difference of means), ``mass_mean_cov``
+    (covariance-corrected, Marks & Tegmark's iid variant), ``lda``
+    (Ledoit-Wolf shrinkage), ``logistic`` (L2, ``C`` as in scikit-learn).
+    """
+    X, y = _check(X, y)
+    Xl = X.transpose(0, 1).double()  # [layer, n, d]
+    yl = y.double().expand(Xl.shape[0], -1)
+    if method == "mass_mean":
+        coef, b = mean_difference(Xl, yl)
+    elif method == "mass_mean_cov":
+        coef, b = mean_difference(Xl, yl, covariance=True)
+    elif method == "lda":
+        coef, b = mean_difference(Xl, yl, covariance=True, shrinkage="auto")
+    elif method == "logistic":
+        coef, b, _ = logistic_newton(Xl, yl, C=C)
+    else:
+        raise ValueError(f"unknown probe method {method!r}; one of {METHODS}")
+    return LayerFit(method, coef, b)
+
+
+def score_layers(fit: LayerFit, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer accuracy and AUROC of ``fit`` on ``X: [n_samples, layer, d]``."""
+    X, y = _check(X, y)
+    scores = torch.einsum("nld,ld->ln", X.double(), fit.coef) + fit.intercept[:, None]  # [layer, n]
+    acc = ((scores > 0).long() == y).double().mean(-1)
+    return acc, _auroc(scores, y)
+
+
+def _auroc(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mann-Whitney AUROC per row of ``scores: [layer, n]`` (ties count half)."""
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    greater = (pos[:, :, None] > neg[:, None, :]).double().mean((1, 2))
+    ties = (pos[:, :, None] == neg[:, None, :]).double().mean((1, 2))
+    return greater + 0.5 * ties
+
+
+def sweep(
+    train: Mapping[str, object],
+    test: Mapping[str, object],
+    site: str = "resid_post",
+    methods: Sequence[str] = ("mass_mean", "logistic"),
+) -> tuple[list[ProbeRecord], dict[tuple[str, str], LayerFit]]:
+    """Fit every method at every layer of every model and score it on held-out rows.
+
+    Args:
+        train, test: ``model name -> Activations`` (e.g. ``{"base": ..., "post": ...}``),
+            collected on labelled prompts; test rows must be disjoint from train rows.
+        site: which site's activations to probe.
+        methods: probe methods (see :data:`METHODS`).
+
+    Returns:
+        ``(records, fits)``: one :class:`ProbeRecord` per model x method x
+        layer, and the fitted probes keyed by ``(model, method)``.
+    """
+    if set(train) != set(test):
+        raise ValueError(f"train and test name different models: {sorted(train)} vs {sorted(test)}")
+    records, fits = [], {}
+    for model in train:
+        tr, te = train[model], test[model]
+        if tr.layers != te.layers:
+            raise ValueError(f"{model}: train and test were collected at different layers")
+        if tr.labels is None or te.labels is None:
+            raise ValueError(f"{model}: probes need labelled prompts")
+        Xtr, Xte = tr[site], te[site]
+        for method in methods:
+            fit = fit_layers(Xtr, tr.labels, method)
+            fits[model, method] = fit
+            acc, auc = score_layers(fit, Xte, te.labels)
+            train_acc, _ = score_layers(fit, Xtr, tr.labels)
+            for slot, layer in enumerate(tr.layers):
+                records.append(ProbeRecord(
+                    layer=layer, model=model, method=method, accuracy=float(acc[slot]), auroc=float(auc[slot]),
+                    train_accuracy=float(train_acc[slot]), direction=fit.direction[slot].float(),
+                ))
+    return records, fits

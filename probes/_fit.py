@@ -86,15 +86,18 @@ def logistic_newton(
     C: float = 1.0,
     max_iter: int = 50,
     tol: float = 1e-8,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[Float[torch.Tensor, "batch d"], Float[torch.Tensor, " batch"], int]:
     """L2-regularised logistic regression by batched Newton steps.
 
     Minimises ``0.5 * |w|^2 + C * sum_i logloss(y_i, x_i . w + b)`` with the
     intercept unpenalised: the objective of scikit-learn's
     ``LogisticRegression(C=C)``, so both reach the same optimum. Returns the
-    coefficients, intercepts and the number of Newton steps taken.
+    coefficients, intercepts and the number of Newton steps taken. Steps stop
+    when the largest update is below ``tol`` relative to the weights;
+    ``dtype=torch.float32`` halves the cost of forming the Hessians.
     """
-    X, y = X.double(), y.double()
+    X, y = X.to(dtype), y.to(dtype)
     B, n, d = X.shape
     Xb = torch.cat([X, torch.ones(B, n, 1, dtype=X.dtype, device=X.device)], -1)
     w = torch.zeros(B, d + 1, dtype=X.dtype, device=X.device)
@@ -102,11 +105,11 @@ def logistic_newton(
     reg[-1] = 0.0  # no penalty on the intercept
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        z = torch.einsum("bnd,bd->bn", Xb, w)
+        z = (Xb @ w[..., None])[..., 0]
         p = torch.sigmoid(z)
-        grad = C * torch.einsum("bnd,bn->bd", Xb, p - y) + reg * w
+        grad = C * ((p - y)[:, None, :] @ Xb)[:, 0] + reg * w
         s = C * p * (1 - p)
-        H = torch.einsum("bnd,bn,bne->bde", Xb, s, Xb) + torch.diag_embed(reg + 1e-10).expand(B, -1, -1)
+        H = (Xb * s[..., None]).transpose(1, 2) @ Xb + torch.diag_embed(reg + 1e-10)  # batched GEMM
         step = torch.linalg.solve(H, grad[..., None])[..., 0]
         w = w - step
         if step.abs().max() <= tol * (1 + w.abs().max()):

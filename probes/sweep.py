@@ -70,12 +70,18 @@ def _check(X, y) -> tuple[torch.Tensor, torch.Tensor]:
     return X, y
 
 
-def fit_layers(X, y, method: str = "mass_mean", *, C: float = 1.0) -> LayerFit:
+def fit_layers(
+    X, y, method: str = "mass_mean", *, C: float = 1.0, tol: float = 1e-4, dtype: torch.dtype = torch.float32
+) -> LayerFit:
     """Fit ``method`` at every layer of ``X: [n_samples, layer, d]`` with labels ``y: [n_samples]`` (0/1).
 
     Methods: ``mass_mean`` (difference of means), ``mass_mean_cov``
     (covariance-corrected, Marks & Tegmark's iid variant), ``lda``
     (Ledoit-Wolf shrinkage), ``logistic`` (L2, ``C`` as in scikit-learn).
+    ``tol`` and ``dtype`` set the logistic solver's stopping rule and
+    precision (float32 with ``tol=1e-4`` matches scikit-learn's held-out
+    accuracy at half the cost of float64; the mean-based methods always
+    accumulate in float64).
     """
     X, y = _check(X, y)
     Xl = X.transpose(0, 1).double()  # [layer, n, d]
@@ -87,7 +93,8 @@ def fit_layers(X, y, method: str = "mass_mean", *, C: float = 1.0) -> LayerFit:
     elif method == "lda":
         coef, b = mean_difference(Xl, yl, covariance=True, shrinkage="auto")
     elif method == "logistic":
-        coef, b, _ = logistic_newton(Xl, yl, C=C)
+        coef, b, _ = logistic_newton(Xl, yl, C=C, tol=tol, dtype=dtype)
+        coef, b = coef.double(), b.double()
     else:
         raise ValueError(f"unknown probe method {method!r}; one of {METHODS}")
     return LayerFit(method, coef, b)

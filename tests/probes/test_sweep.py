@@ -24,7 +24,7 @@ def layered(n=600, layers=4, d=16, seed=0):
 @pytest.mark.parametrize("method", METHODS)
 def test_batched_fit_equals_one_estimator_per_layer(method):
     X, y, _ = layered()
-    fit = fit_layers(X, y, method)
+    fit = fit_layers(X, y, method, tol=1e-10, dtype=torch.float64)
     for layer in range(X.shape[1]):
         est = ESTIMATORS[method].fit(X[:, layer].double().numpy(), y.numpy())
         np.testing.assert_allclose(fit.coef[layer].numpy(), est.coef_[0], rtol=1e-6, atol=1e-8)

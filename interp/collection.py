@@ -131,10 +131,7 @@ def _run_batch(
     n = len(encs)
     rows = torch.arange(n, device=device)
     token_index = token_index.to(device)
-    is_mean = token_index < 0
-    if is_mean.any():
-        if not is_mean.all():
-            raise ValueError("a batch mixes mean and single-token positions")
+    if bool((token_index < 0).all()):  # "mean": every row is marked -1
         weights = batch.attention_mask.float()
         has_bos = torch.tensor([e.has_bos for e in encs], device=device)
         weights[rows[has_bos], batch.start[has_bos]] = 0.0  # leave BOS out of the mean

@@ -33,14 +33,14 @@ BATCH, WORDS = 32, 60
 def _setup(root: Path, device: str):
     import interp
     from interp.testing import build_tiny_model
-    from interp.tokens import encode, pad_batch
+    from interp.tokens import encode, pad_batch, pad_id
 
     path = build_tiny_model("llama", root / "model", **SHAPE)
     model = interp.load_model(path, device=device)
     words = "the city of paris is in france and berlin is in germany while madrid is in spain".split()
     prompts = [" ".join(words[(i + j) % len(words)] for j in range(WORDS - i % 7)) + "." for i in range(BATCH)]
     encs = encode(model.interp_tokenizer, prompts)
-    batch = pad_batch(encs, pad_id=model.interp_tokenizer.pad_token_id or 0, device=device)
+    batch = pad_batch(encs, pad_id=pad_id(model.interp_tokenizer), device=device)
     return model, prompts, batch
 
 

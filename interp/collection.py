@@ -43,7 +43,7 @@ from .datasets import PromptSet
 from .hooks import attached
 from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
-from .tokens import BosPolicy, Encoding, encode, pad_batch
+from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
 
 __all__ = ["collect"]
 
@@ -226,7 +226,7 @@ def collect(
     tok = tokenizer_of(model)
     encs = encode(tok, prompts.texts, bos=bos, max_length=int(model.cfg.n_ctx))
     token_index = _positions.resolve(positions, prompts.texts, encs)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad = pad_id(tok)
 
     manifest = {
         "format": FORMAT,
@@ -238,7 +238,7 @@ def collect(
             "bos": bos,
             "bos_token_id": tok.bos_token_id,
             "padding_side": padding_side,
-            "pad_id": pad_id,
+            "pad_id": pad,
         },
         "dtype": str(dtype).removeprefix("torch."),
         "n_samples": len(prompts),
@@ -272,7 +272,7 @@ def collect(
             b1 = min(b0 + batch_size, len(prompts))
             got = _run_batch(
                 model, encs[b0:b1], token_index[b0:b1], sites, layers, widths,
-                pad_id=pad_id, padding_side=padding_side, dtype=dtype,
+                pad_id=pad, padding_side=padding_side, dtype=dtype,
             )
             for s in sites:
                 (pending if root is not None else chunks)[s].append(got[s])

@@ -14,13 +14,9 @@ import torch
 from jaxtyping import Float
 
 from .models import tokenizer_of
-from .tokens import BosPolicy, encode, pad_batch
+from .tokens import BosPolicy, encode, pad_batch, pad_id
 
 __all__ = ["next_token_logits", "greedy_generate"]
-
-
-def _pad_id(tok) -> int:
-    return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
 
 
 @torch.inference_mode()
@@ -33,7 +29,7 @@ def next_token_logits(
     device = model.cfg.device or "cpu"
     out = []
     for b0 in range(0, len(encs), batch_size):
-        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=_pad_id(tok), padding_side="left", device=device)
+        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
         logits = model(batch.input_ids, attention_mask=batch.attention_mask)
         out.append(logits[:, -1].float().cpu())
     return torch.cat(out)
@@ -62,7 +58,7 @@ def greedy_generate(
     device = model.cfg.device or "cpu"
     texts = []
     for b0 in range(0, len(encs), batch_size):
-        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=_pad_id(tok), padding_side="left", device=device)
+        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
         ids, mask = batch.input_ids, batch.attention_mask
         new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
@@ -70,7 +66,7 @@ def greedy_generate(
             if ids.shape[1] >= model.cfg.n_ctx:
                 break
             nxt = model(ids, attention_mask=mask)[:, -1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, _pad_id(tok)), nxt)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id(tok)), nxt)
             new = torch.cat([new, nxt[:, None]], 1)
             ids = torch.cat([ids, nxt[:, None]], 1)
             mask = torch.cat([mask, (~done).long()[:, None]], 1)

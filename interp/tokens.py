@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from jaxtyping import Int
 
-__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch"]
+__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -107,6 +107,13 @@ def encode(
         has_bos = bos_id is not None and bool(ids) and ids[0] == bos_id
         out.append(Encoding(tuple(ids), tuple(spans), added, has_bos))
     return out
+
+
+def pad_id(tokenizer) -> int:
+    """Id used for padded slots: the pad token, else EOS, else 0 (padding is masked out either way)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
 
 
 def pad_batch(

@@ -1,0 +1,70 @@
+"""Comparing probe directions across models and datasets, layer by layer.
+
+* :func:`cosine` — Euclidean cosine of two directions per layer.
+* :func:`mahalanobis_cosine` — cosine under the covariance ``Sigma`` of target
+  data, ``u' Sigma v / sqrt(u' Sigma u * v' Sigma v)`` (Ying et al. 2026, "The
+  truthfulness spectrum hypothesis"): it ignores differences in directions the
+  data never varies along. With ``Sigma`` the data covariance it equals the
+  Pearson correlation of the two projections, which is how it is computed
+  here (no ``d x d`` matrix is formed).
+* :func:`transfer` — per-layer accuracy/AUROC of probes fitted on one
+  activation set and scored on another (base -> post, or dataset A -> B).
+* :func:`generalization_matrix` — train on each labelled set, test on each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from jaxtyping import Float
+
+from .sweep import LayerFit, fit_layers, score_layers
+
+__all__ = ["cosine", "mahalanobis_cosine", "transfer", "generalization_matrix"]
+
+
+def cosine(a: Float[torch.Tensor, "layer d"], b: Float[torch.Tensor, "layer d"]) -> Float[torch.Tensor, " layer"]:
+    """Cosine similarity of ``a[l]`` and ``b[l]`` for every layer ``l``."""
+    if a.shape != b.shape:
+        raise ValueError(f"direction shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a, b = a.double(), b.double()
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30)
+
+
+def mahalanobis_cosine(
+    a: Float[torch.Tensor, "layer d"], b: Float[torch.Tensor, "layer d"], X: Float[torch.Tensor, "n_samples layer d"]
+) -> Float[torch.Tensor, " layer"]:
+    """Cosine of ``a[l]`` and ``b[l]`` under the covariance of ``X[:, l]`` (the target data)."""
+    if a.shape != b.shape or X.shape[1:] != a.shape:
+        raise ValueError(f"shapes do not match: a {tuple(a.shape)}, b {tuple(b.shape)}, X {tuple(X.shape)}")
+    if X.shape[0] < 2:
+        raise ValueError("need at least two samples to estimate a covariance")
+    Xc = X.double() - X.double().mean(0)
+    pa = torch.einsum("nld,ld->ln", Xc, a.double())
+    pb = torch.einsum("nld,ld->ln", Xc, b.double())
+    return (pa * pb).sum(-1) / (pa.norm(dim=-1) * pb.norm(dim=-1)).clamp_min(1e-30)
+
+
+def transfer(fit: LayerFit, X, y) -> dict[str, torch.Tensor]:
+    """Per-layer ``accuracy`` and ``auroc`` of probes ``fit`` (fitted elsewhere) on ``X, y``."""
+    acc, auc = score_layers(fit, X, y)
+    return {"accuracy": acc, "auroc": auc}
+
+
+def generalization_matrix(
+    train: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    test: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    method: str = "mass_mean",
+) -> tuple[list[str], list[str], Float[torch.Tensor, "n_train n_test layer"]]:
+    """Held-out accuracy of a probe trained on each set and tested on each other set.
+
+    Args:
+        train, test: ``name -> (X [n, layer, d], y [n])``; entry ``[i, j, l]``
+            of the result is the accuracy at layer ``l`` of the probe fitted
+            on ``train[i]`` and scored on ``test[j]``.
+    """
+    rows, cols = list(train), list(test)
+    fits = {name: fit_layers(*train[name], method) for name in rows}
+    out = torch.stack([torch.stack([score_layers(fits[r], *test[c])[0] for c in cols]) for r in rows])
+    return rows, cols, out

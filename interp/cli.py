@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
+    cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
+    cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
+    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth)")
+    cmp.add_argument("--out", default="report", help="report folder (default report/)")
+    cmp.add_argument("--device", default=None)
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
     o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
     osub = o.add_subparsers(dest="action", required=True)
     t = osub.add_parser("train", help="train the base and post models from scratch (a few minutes on CPU)")
@@ -51,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--json", help="also write the table to this JSON file")
     return p
+
+
+def _compare(args) -> int:
+    from interp.compare import compare
+
+    result = compare(args.base, args.post, concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
+                     out=args.out, device=args.device, progress=not args.quiet)
+    for name, concept in result.concepts.items():
+        print(f"{name}: {concept.readings.get('summary', '')}")
+        print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
+        for e in concept.per_layer:
+            print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} {e['cosine_base_post']:>7.3f}"
+                  f" {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
+    print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
+    return 0
 
 
 def _organism(args) -> int:
@@ -142,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "collect":
             return _collect(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "organism":
             return _organism(args)
     except (ValueError, OSError, KeyError) as e:

@@ -1,0 +1,182 @@
+"""The layer-by-layer comparison of a base model and its post-trained version.
+
+:func:`compare` runs each requested concept section and returns a
+:class:`~interp.report.Comparison`; with ``out=`` it also writes the report
+files (see :mod:`interp.report`). This module sits on top of the toolkit and
+is not imported by ``interp/__init__.py``.
+
+Truth section: probes are fitted at every layer of both models on the training
+statements and scored on held-out statements. On the bundled organism the
+statements are followed by its judgement cue (`` This statement is``) and read
+at the cue's last token, where the organism computes its judgement; on other
+pairs the built-in statements are read at their final period, where
+Geometry-of-Truth probes read. Per layer the section reports both models'
+held-out accuracy (logistic probe), the cosine of base and post mass-mean
+directions and their Mahalanobis cosine under the post model's test
+activations, transfer (a base probe scored on post activations and the
+reverse), and a generalization matrix across statement kinds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .collection import collect
+from .datasets import PromptSet, load
+from .models import ModelPair, load_pair
+from .report import Comparison, ConceptResult, write_report
+
+__all__ = ["compare", "CONCEPTS"]
+
+log = logging.getLogger(__name__)
+
+CONCEPTS = ("truth",)
+HEADLINE = "logistic"
+DIRECTION = "mass_mean"  # the more causal direction (Marks & Tegmark), used for cosines
+
+
+def _is_organism(pair: ModelPair) -> bool:
+    from . import organism
+
+    try:
+        base, _ = organism.paths()
+    except FileNotFoundError:
+        return False
+    return pair.base.interp_source.get("path") == str(base)
+
+
+def _truth_data(pair: ModelPair) -> tuple[PromptSet, PromptSet, str, dict]:
+    if _is_organism(pair):
+        from .organism._corpus import JUDGE_CUE
+
+        cue = lambda s: s + JUDGE_CUE  # noqa: E731
+        train, test = (load("organism/truth", s).map_texts(cue) for s in ("train", "test"))
+        return train, test, "last", {"dataset": "organism/truth", "read at": "last token of the judgement cue"}
+    train, test = load("truth", "train"), load("truth", "test")
+    return train, test, "period", {"dataset": "truth (built-in)", "read at": "final period"}
+
+
+def _kinds(prompts: PromptSet) -> dict[str, torch.Tensor]:
+    kinds = sorted({m.get("kind", "all") for m in prompts.meta or [{}]})
+    return {k: torch.tensor([m.get("kind", "all") == k for m in prompts.meta]) for k in kinds}
+
+
+def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True):
+    """Probe truth at every layer of both models and compare the directions."""
+    from probes import fit_layers, mahalanobis_cosine, score_layers, sweep
+    from probes.similarity import cosine, generalization_matrix
+
+    train, test, position, setup = _truth_data(pair)
+    acts = {
+        split: {name: collect(model, ps, site, positions=position, batch_size=batch_size, progress=progress)
+                for name, model in pair}
+        for split, ps in (("train", train), ("test", test))
+    }
+    records, fits = sweep(acts["train"], acts["test"], site, methods=(DIRECTION, HEADLINE))
+    X = {split: {m: a[site] for m, a in d.items()} for split, d in acts.items()}
+    y = {split: d["base"].labels for split, d in acts.items()}
+    layers = list(acts["train"]["base"].layers)
+    acc = {(r.model, r.method, r.layer): r for r in records}
+    cos = cosine(fits["base", DIRECTION].coef, fits["post", DIRECTION].coef)
+    cos_logit = cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef)
+    mcos = mahalanobis_cosine(fits["base", DIRECTION].coef, fits["post", DIRECTION].coef, X["test"]["post"])
+    b2p, _ = score_layers(fits["base", HEADLINE], X["test"]["post"], y["test"])
+    p2b, _ = score_layers(fits["post", HEADLINE], X["test"]["base"], y["test"])
+
+    per_layer, long_rows = [], []
+    for slot, layer in enumerate(layers):
+        entry = {
+            "layer": layer,
+            "base_accuracy": acc["base", HEADLINE, layer].accuracy,
+            "post_accuracy": acc["post", HEADLINE, layer].accuracy,
+            "base_auroc": acc["base", HEADLINE, layer].auroc,
+            "post_auroc": acc["post", HEADLINE, layer].auroc,
+            "base_accuracy_mass_mean": acc["base", DIRECTION, layer].accuracy,
+            "post_accuracy_mass_mean": acc["post", DIRECTION, layer].accuracy,
+            "cosine_base_post": float(cos[slot]),
+            "cosine_base_post_logistic": float(cos_logit[slot]),
+            "mahalanobis_cosine_base_post": float(mcos[slot]),
+            "transfer_base_to_post": float(b2p[slot]),
+            "transfer_post_to_base": float(p2b[slot]),
+        }
+        per_layer.append(entry)
+        for model in ("base", "post"):
+            for method in (DIRECTION, HEADLINE):
+                r = acc[model, method, layer]
+                long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
+        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", "transfer_base_to_post", "transfer_post_to_base"):
+            long_rows.append((layer, "both", key, entry[key]))
+
+    best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
+    best_slot = layers.index(best["layer"])
+    matrices = {}
+    kinds_tr, kinds_te = _kinds(train), _kinds(test)
+    if len(kinds_tr) > 1:
+        for model in ("base", "post"):
+            tr = {k: (X["train"][model][mask], y["train"][mask]) for k, mask in kinds_tr.items()
+                  if len(set(y["train"][mask].tolist())) == 2}
+            te = {k: (X["test"][model][mask], y["test"][mask]) for k, mask in kinds_te.items()
+                  if len(set(y["test"][mask].tolist())) == 2}
+            rows, cols, m = generalization_matrix(tr, te, HEADLINE)
+            matrices[f"generalization_{model}"] = {
+                "rows": rows, "cols": cols, "values": m[:, :, best_slot].tolist(), "layer": best["layer"],
+                "title": f"Generalization across statement kinds ({model}, layer {best['layer']})",
+            }
+    readings = {
+        "summary": (
+            f"Best layer {best['layer']}: held-out accuracy base {best['base_accuracy']:.3f}, "
+            f"post {best['post_accuracy']:.3f}; cosine of the two truth directions {best['cosine_base_post']:.2f}, "
+            f"base probe on post {best['transfer_base_to_post']:.3f}, post probe on base {best['transfer_post_to_base']:.3f}."
+        ),
+        "accuracy": "Held-out accuracy of a logistic probe at each layer: where each model represents the truth "
+                    "of a statement linearly.",
+        "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
+                      "model's probe classifies the other model's activations: near 1 means post-training kept "
+                      "the same truth direction.",
+    }
+    for key in matrices:
+        readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
+                         "values near the diagonal mean one shared truth direction.")
+    directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in fits.items()}
+    setup.update({"site": site, "methods": f"{HEADLINE} (accuracy), {DIRECTION} (directions)",
+                  "n_train": len(train), "n_test": len(test)})
+    return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup)
+
+
+def compare(
+    base: str | None = None,
+    post: str | None = None,
+    *,
+    pair: ModelPair | None = None,
+    concepts: Sequence[str] = ("truth",),
+    out: str | Path | None = "report",
+    device: str | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """Compare a base model and its post-trained version, concept by concept.
+
+    Args:
+        base, post: hub ids or local folders (default: the bundled organism pair).
+        pair: an already booted :class:`~interp.ModelPair` (instead of base/post).
+        concepts: sections to run; see :data:`CONCEPTS`.
+        out: folder for the report files, or ``None`` to write nothing.
+    """
+    unknown = [c for c in concepts if c not in CONCEPTS]
+    if unknown:
+        raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(CONCEPTS)}")
+    if pair is None:
+        pair = load_pair(base, post, device=device)
+    results = {}
+    for concept in concepts:
+        log.info("running the %s section", concept)
+        results[concept] = truth_section(pair, progress=progress)
+    info = pair.info()
+    comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
+                            manifest={"vocab_sha256": info["vocab_sha256"]})
+    if out is not None:
+        write_report(comparison, out)
+    return comparison

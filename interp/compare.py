@@ -65,6 +65,70 @@ def _kinds(prompts: PromptSet) -> dict[str, torch.Tensor]:
     return {k: torch.tensor([m.get("kind", "all") == k for m in prompts.meta]) for k in kinds}
 
 
+def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64) -> torch.Tensor:
+    """P(true) - P(false) for the next token of each prompt, optionally with ``add`` ([d]) added
+    to ``blocks.{layer}.hook_resid_post`` from each statement's final period to the end."""
+    from .hooks import attached
+    from .models import tokenizer_of
+    from .positions import FINAL_PERIOD, resolve
+    from .sites import hook_name
+    from .tokens import encode, pad_batch, pad_id
+
+    tok = tokenizer_of(model)
+    encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+    period = resolve(FINAL_PERIOD, texts, encs)
+    device = model.cfg.device or "cpu"
+    out = []
+    for b0 in range(0, len(encs), batch_size):
+        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), device=device)
+        first = batch.start + period[b0 : b0 + batch_size].to(device)
+        cols = torch.arange(batch.input_ids.shape[1], device=device)
+        mask = (cols[None, :] >= first[:, None]).float()[..., None]  # [batch, pos, 1]
+        hooks = []
+        if add is not None:
+            vec = add.to(device)
+            hooks = [(hook_name("resid_post", layer), lambda act, hook: act + mask.to(act.dtype) * vec.to(act.dtype))]
+        with torch.inference_mode(), attached(model, hooks):
+            probs = model(batch.input_ids, attention_mask=batch.attention_mask)[:, -1].float().softmax(-1)
+        out.append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())
+    return torch.cat(out)
+
+
+def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str = "resid_post") -> dict:
+    """Normalized indirect effect of adding each model's truth direction to each model, per layer.
+
+    The direction is the mass-mean difference vector ``mu_true - mu_false`` of
+    the training activations (Marks & Tegmark 2023), added unscaled to the
+    residual stream after block ``L`` at the false statements' final period
+    and every later token. NIE = (PD_added(false) - PD(false)) / (PD(true) -
+    PD(false)) with PD = P(true) - P(false) of the judgement token; 1 means the
+    addition makes false statements look as true as true ones.
+    """
+    tok = pair.tokenizer
+    ids = [tok(w, add_special_tokens=False)["input_ids"] for w in (" true", " false")]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError("the causal check needs ' true' and ' false' to be single tokens")
+    ids = [i[0] for i in ids]
+    labels = torch.tensor(test.labels)
+    false_texts = [t for t, y in zip(test.texts, test.labels) if y == 0]
+    diffs = {}
+    for name, a in acts_train.items():
+        X, y = a[site].double(), a.labels
+        diffs[name] = (X[y == 1].mean(0) - X[y == 0].mean(0)).float()  # [layer, d]
+    layers = list(next(iter(acts_train.values())).layers)
+    out = {}
+    for target, model in pair:
+        gap = _judgement_gap(model, test.texts, ids)
+        pd_true, pd_false = gap[labels == 1].mean(), gap[labels == 0].mean()
+        for source in ("base", "post"):
+            nie = []
+            for slot, layer in enumerate(layers):
+                added = _judgement_gap(model, false_texts, ids, add=diffs[source][slot], layer=layer)
+                nie.append(float((added.mean() - pd_false) / (pd_true - pd_false).clamp_min(1e-6)))
+            out[f"nie_{source}_to_{target}"] = nie
+    return out
+
+
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True):
     """Probe truth at every layer of both models and compare the directions."""
     from probes import fit_layers, mahalanobis_cosine, score_layers, sweep
@@ -87,6 +151,13 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     b2p, _ = score_layers(fits["base", HEADLINE], X["test"]["post"], y["test"])
     p2b, _ = score_layers(fits["post", HEADLINE], X["test"]["base"], y["test"])
 
+    # The causal check reads the judgement token after a cue; the organism's prompts end in it already.
+    cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
+    try:
+        causal = truth_causal(pair, test.map_texts(lambda t: t + cue) if cue else test, acts["train"], site)
+    except ValueError as e:
+        log.warning("truth causal check skipped: %s", e)
+        causal, setup["causal check"] = {}, f"skipped: {e}"
     per_layer, long_rows = [], []
     for slot, layer in enumerate(layers):
         entry = {
@@ -102,13 +173,15 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             "mahalanobis_cosine_base_post": float(mcos[slot]),
             "transfer_base_to_post": float(b2p[slot]),
             "transfer_post_to_base": float(p2b[slot]),
+            **{key: values[slot] for key, values in causal.items()},
         }
         per_layer.append(entry)
         for model in ("base", "post"):
             for method in (DIRECTION, HEADLINE):
                 r = acc[model, method, layer]
                 long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
-        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", "transfer_base_to_post", "transfer_post_to_base"):
+        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", "transfer_base_to_post", "transfer_post_to_base",
+                    *causal):
             long_rows.append((layer, "both", key, entry[key]))
 
     best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
@@ -138,6 +211,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                       "model's probe classifies the other model's activations: near 1 means post-training kept "
                       "the same truth direction.",
     }
+    readings["causal"] = ("Normalized indirect effect of adding a model's truth direction (mass-mean difference) after "
+                          "block L at false statements: 1 = they now look as true as true statements; off-diagonal "
+                          "curves apply one model's direction to the other model.")
     for key in matrices:
         readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
                          "values near the diagonal mean one shared truth direction.")

@@ -102,6 +102,14 @@ def _figures(c: ConceptResult) -> list[tuple[str, str, object]]:
             sim.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=name))
     sim.update_layout(xaxis_title="layer (output of block)", yaxis_title="value", yaxis_range=[-0.05, 1.05])
     figs.append(("Same direction in both models?", c.readings.get("similarity", ""), sim))
+    nie_keys = [k for k in c.per_layer[0] if k.startswith("nie_")]
+    if nie_keys:
+        nie = go.Figure()
+        for key in nie_keys:
+            src, tgt = key.removeprefix("nie_").split("_to_")
+            nie.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=f"{src} direction → {tgt} model"))
+        nie.update_layout(xaxis_title="layer the direction is added after", yaxis_title="normalized indirect effect")
+        figs.append(("Causal effect of the truth directions", c.readings.get("causal", ""), nie))
     for key, m in c.matrices.items():
         heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=0, zmax=1, colorscale="Viridis",
                                     text=[[f"{v:.2f}" for v in row] for row in m["values"]], texttemplate="%{text}"))

@@ -44,6 +44,9 @@ def test_truth_section_measures_the_organism(organism_report):
     assert min(best["base_accuracy"], best["post_accuracy"]) > 0.9
     assert best["cosine_base_post"] > 0.8 and best["transfer_base_to_post"] > 0.85
     assert truth.per_layer[0]["base_accuracy"] < best["base_accuracy"]
+    # adding either model's truth direction makes false statements judged true, in both models
+    for key in ("nie_base_to_base", "nie_base_to_post", "nie_post_to_base", "nie_post_to_post"):
+        assert best[key] > 0.5, key
     m = truth.matrices["generalization_base"]
     assert m["rows"] == ["cities", "numbers"] and len(m["values"]) == 2
 
@@ -54,6 +57,8 @@ def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):
     truth = result.concepts["truth"]
     assert truth.setup["dataset"] == "truth (built-in)" and truth.setup["read at"] == "final period"
     assert len(truth.per_layer) == 3 and not (tmp_path / "report").exists()
+    # the tiny tokenizer splits " true" into pieces, so there is no single judgement token to read
+    assert truth.setup["causal check"].startswith("skipped: the causal check needs")
 
 
 def test_compare_cli_and_errors(tmp_path, capsys):
@@ -63,3 +68,20 @@ def test_compare_cli_and_errors(tmp_path, capsys):
         compare(concepts=["honesty"], out=None)
     assert main(["compare", "--concepts", "honesty", "--out", str(tmp_path / "x")]) == 2
     assert interp.active_hooks(interp.load_pair().base) == {}
+
+
+def test_adding_a_zero_vector_changes_nothing_and_leaves_no_hook():
+    import torch
+
+    from interp.compare import _judgement_gap
+
+    pair = interp.load_pair()
+    texts = list(interp.datasets.load("organism/truth", "test").texts[:8])
+    texts = [t + " This statement is" for t in texts]
+    tok = pair.tokenizer
+    ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in (" true", " false")]
+    plain = _judgement_gap(pair.post, texts, ids)
+    zero = _judgement_gap(pair.post, texts, ids, add=torch.zeros(128), layer=2)
+    pushed = _judgement_gap(pair.post, texts, ids, add=torch.ones(128) * 5, layer=2)
+    assert torch.allclose(plain, zero) and not torch.allclose(plain, pushed)
+    assert interp.active_hooks(pair.post) == {}

@@ -22,7 +22,7 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "write_report"]
+__all__ = ["ConceptResult", "Comparison", "figures", "write_report"]
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _csv(comparison: Comparison) -> bytes:
     return buf.getvalue().encode()
 
 
-def _figures(c: ConceptResult) -> list[tuple[str, str, object]]:
+def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
     """(title, reading, plotly figure) for one concept."""
     import plotly.graph_objects as go
 
@@ -136,7 +136,7 @@ def _html(comparison: Comparison) -> bytes:
         parts.append(f"<p>{html.escape(setup)}</p>")
         if c.readings.get("summary"):
             parts.append(f"<p><b>{html.escape(c.readings['summary'])}</b></p>")
-        for title, reading, fig in _figures(c):
+        for title, reading, fig in figures(c):
             parts.append(f"<h3>{html.escape(title)}</h3><p class='reading'>{html.escape(reading)}</p>")
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
     parts.append("</body></html>")

@@ -1,5 +1,5 @@
 # Two entry points, each of which sets up what it needs first:
-#   make demo   boot a model pair and cache activations (the main job)
+#   make demo   compare the bundled base/post pair layer by layer and write report/ (the main job)
 #   make test   run the test suite (what CI runs)
 # The virtual environment lives in .venv; torch's CPU build is installed before
 # the project so that the project's torch range is already satisfied.
@@ -9,8 +9,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
-# Arguments for `interp collect` in `make demo` (override: make demo ARGS="--base A --post B").
-ARGS    ?= --dataset organism/truth --position period --out runs/demo
+# Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
+ARGS    ?= --concepts truth --out report
 
 .PHONY: demo test test-slow bench setup clean
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interp collect $(ARGS)
+	$(BIN)/interp compare $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -92,7 +92,7 @@ def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
     acc = go.Figure()
     for key, name in (("base_accuracy", "base"), ("post_accuracy", "post")):
         acc.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=name))
-    acc.update_layout(xaxis_title="layer (output of block)", yaxis_title="held-out accuracy", yaxis_range=[0, 1.02])
+    acc.update_layout(xaxis_dtick=1, xaxis_title="layer (output of block)", yaxis_title="held-out accuracy", yaxis_range=[0, 1.02])
     figs.append(("Probe accuracy by layer", c.readings.get("accuracy", ""), acc))
     sim = go.Figure()
     for key, name in (("cosine_base_post", "cosine(base, post)"), ("transfer_base_to_post", "transfer base→post"),
@@ -100,7 +100,7 @@ def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
                       ("mahalanobis_cosine_base_post", "Mahalanobis cosine")):
         if key in c.per_layer[0]:
             sim.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=name))
-    sim.update_layout(xaxis_title="layer (output of block)", yaxis_title="value", yaxis_range=[-0.05, 1.05])
+    sim.update_layout(xaxis_dtick=1, xaxis_title="layer (output of block)", yaxis_title="value", yaxis_range=[-0.05, 1.05])
     figs.append(("Same direction in both models?", c.readings.get("similarity", ""), sim))
     nie_keys = [k for k in c.per_layer[0] if k.startswith("nie_")]
     if nie_keys:
@@ -108,7 +108,7 @@ def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
         for key in nie_keys:
             src, tgt = key.removeprefix("nie_").split("_to_")
             nie.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=f"{src} direction → {tgt} model"))
-        nie.update_layout(xaxis_title="layer the direction is added after", yaxis_title="normalized indirect effect")
+        nie.update_layout(xaxis_dtick=1, xaxis_title="layer the direction is added after", yaxis_title="normalized indirect effect")
         figs.append(("Causal effect of the truth directions", c.readings.get("causal", ""), nie))
     for key, m in c.matrices.items():
         heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=0, zmax=1, colorscale="Viridis",

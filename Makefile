@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
 ARGS    ?= --concepts truth --out report
 
-.PHONY: demo test test-slow bench setup clean
+.PHONY: demo test bench setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,11 +29,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
-
 bench: $(STAMP)
 	$(BIN)/python bench/run
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs report .pytest_cache

@@ -1,11 +1,23 @@
 """Prompt sets: the toolkit's built-in sets and loaders for common public formats.
 
+* :class:`PromptSet`: texts with optional integer labels, label names and
+  per-row metadata; subsetting, stratified splits, :meth:`PromptSet.map_texts`.
+* :func:`load`: a built-in set (:func:`available`, :func:`describe`), written
+  for this project from the tables in :mod:`interp.datasets._world`, with fixed
+  leak-free train/test splits.
+* :func:`load_file`: a user file: Geometry-of-Truth CSV, AdvBench/Alpaca
+  instruction JSON, SNMF prompt/label JSON, or any JSONL/CSV with a text and a
+  label column (:data:`FORMATS`).
+
+Importing this package loads neither torch nor transformers; scikit-learn is
+imported only by :meth:`PromptSet.split`.
+
 >>> from interp import datasets
 >>> datasets.available()
 ['truth', 'harmful', 'harmless', 'languages', 'refusal', 'organism/truth', 'organism/harmful', 'organism/harmless', 'organism/refusal', 'organism/languages']
 >>> refusal = datasets.load("refusal", split="test")
->>> refusal.label_names
-('harmless', 'harmful')
+>>> refusal.label_names, refusal.class_counts()
+(('harmless', 'harmful'), {'harmless': 70, 'harmful': 70})
 """
 
 from ._builtin import available, describe, load

@@ -1,146 +1,47 @@
-"""Loaders for user prompt files in the common public formats.
+"""Loading user prompt files in the common public formats.
 
-=====================  ===================================================  ========================
-``format``             shape                                                example
-=====================  ===================================================  ========================
-``got_csv``            CSV with ``statement,label`` (+ extra columns)        Geometry of Truth
-``instruction_json``   JSON list of ``{"instruction": ..., ...}``            AdvBench, Alpaca
-``prompt_label_json``  JSON list of ``{"prompt", "label"}``, or a dict        SNMF concept sets
-                       ``label -> [sentences]``
-``jsonl``              one JSON object per line with a text and a label      any
-``csv``                CSV with a text and a label column                    any
-=====================  ===================================================  ========================
+=====================  ====================================================  ==================
+``format``             shape                                                 example
+=====================  ====================================================  ==================
+``got_csv``            CSV with ``statement,label`` (+ extra columns)         Geometry of Truth
+``instruction_json``   JSON list of ``{"instruction": ..., ...}``             AdvBench, Alpaca
+``prompt_label_json``  JSON list of ``{"prompt", "label"}``, or an object     SNMF concept sets
+                       mapping ``label -> [sentences]``
+``jsonl``              records with a text and optionally a label field:      any
+                       one JSON object per line (or a JSON list of them)
+``csv``                CSV with a text and optionally a label column          any
+=====================  ====================================================  ==================
 
-Columns other than the text and the label go to each row's ``meta``. String
-labels become integers in sorted order of their names; 0/1 integer labels are
-kept (named ``false``/``true`` for Geometry-of-Truth files).
+The text field is the first of ``text, statement, prompt, instruction,
+sentence`` present (or ``text_column=``), the label field the first of
+``label, labels, class`` (or ``label_column=``). Every other field goes to the
+row's ``meta``; CSV cells that are numbers become numbers. String labels
+become integers in the sorted order of their names; integer labels are kept
+(named ``false``/``true`` in Geometry-of-Truth files and for JSON booleans).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._promptset import PromptSet
+from ._readers import FORMATS, detect, json_records, read_csv, read_json, read_records
 
-__all__ = ["load_file", "FORMATS"]
+__all__ = ["load_file", "FORMATS", "TEXT_COLUMNS", "LABEL_COLUMNS"]
 
-FORMATS = ("got_csv", "instruction_json", "prompt_label_json", "jsonl", "csv")
+#: Text fields looked for, in this order, when ``text_column`` is not given.
 TEXT_COLUMNS = ("text", "statement", "prompt", "instruction", "sentence")
+#: Label fields looked for, in this order, when ``label_column`` is not given.
 LABEL_COLUMNS = ("label", "labels", "class")
-
-
-def _coerce(value: str):
-    """CSV cells: ints and floats as numbers, the rest as strings."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _pick(columns, wanted: str | None, candidates, what: str, path: Path, required: bool):
-    if wanted is not None:
-        if wanted not in columns:
-            raise ValueError(f"{path}: no {what} column {wanted!r}; columns are {list(columns)}")
-        return wanted
-    for c in candidates:
-        if c in columns:
-            return c
-    if required:
-        raise ValueError(
-            f"{path}: no {what} column found among {list(columns)}; expected one of {list(candidates)} "
-            f"(or pass {what}_column=)"
-        )
-    return None
-
-
-def _from_records(records: list[dict], path: Path, *, name, text_column, label_column, label, forced_labels=None):
-    if not records:
-        raise ValueError(f"{path}: the file has no rows")
-    bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
-    if bad:
-        raise ValueError(f"{path}: row {bad[0]} is not an object/record")
-    columns = list(dict.fromkeys(k for r in records for k in r))
-    tcol = _pick(columns, text_column, TEXT_COLUMNS, "text", path, required=True)
-    lcol = None if label is not None else _pick(columns, label_column, LABEL_COLUMNS, "label", path, required=False)
-    texts = []
-    for i, r in enumerate(records):
-        t = r.get(tcol)
-        if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"{path}: row {i} has an empty {tcol!r}")
-        texts.append(t)
-    meta = tuple({k: v for k, v in r.items() if k not in (tcol, lcol)} for r in records)
-    labels = label_names = None
-    if label is not None:
-        labels, label_names = (0,) * len(texts), (str(label),)
-    elif lcol is not None:
-        raw = [r.get(lcol) for r in records]
-        missing = [i for i, y in enumerate(raw) if y is None or y == ""]
-        if missing:
-            raise ValueError(f"{path}: row {missing[0]} has no {lcol!r}")
-        kinds = {type(y) for y in raw}
-        if kinds <= {int} or (kinds <= {bool}):
-            labels = tuple(int(y) for y in raw)
-            label_names = forced_labels if forced_labels and set(labels) <= {0, 1} else None
-        elif kinds <= {str}:
-            label_names = tuple(sorted(set(raw)))
-            labels = tuple(label_names.index(y) for y in raw)
-        else:
-            raise ValueError(f"{path}: labels in {lcol!r} mix types {sorted(k.__name__ for k in kinds)}")
-    return PromptSet(
-        name=name or path.stem, texts=tuple(texts), labels=labels, label_names=label_names,
-        meta=meta, source=str(path),
-    )
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: _coerce(v) if k not in TEXT_COLUMNS else v for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _read_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {n} is not valid JSON ({e})") from None
-    return out
-
-
-def _detect(path: Path, data=None) -> str:
-    ext = path.suffix.lower()
-    if ext == ".jsonl":
-        return "jsonl"
-    if ext == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        return "got_csv" if {"statement", "label"} <= set(header) else "csv"
-    if ext == ".json":
-        if isinstance(data, dict):
-            return "prompt_label_json"
-        if isinstance(data, list) and data and isinstance(data[0], dict):
-            if "instruction" in data[0]:
-                return "instruction_json"
-            if "prompt" in data[0]:
-                return "prompt_label_json"
-            return "jsonl"  # a list of records with some text column
-        raise ValueError(f"{path}: JSON must be a list of objects or a mapping label -> sentences")
-    raise ValueError(f"{path}: cannot tell the format from the extension {ext!r}; pass format= (one of {FORMATS})")
+# The field each format names its text with, tried before TEXT_COLUMNS.
+_FORMAT_TEXT = {"got_csv": "statement", "instruction_json": "instruction", "prompt_label_json": "prompt"}
+_BOOL_NAMES = ("false", "true")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 
 
 def load_file(
@@ -152,46 +53,163 @@ def load_file(
     label: str | None = None,
     name: str | None = None,
 ) -> PromptSet:
-    """Load prompts from a CSV, JSON or JSONL file (see the module table for formats).
+    """Load prompts from a CSV, JSON or JSON-lines file (formats in the module table).
 
     Args:
         path: the file.
-        format: force one of :data:`FORMATS` instead of detecting it.
-        text_column, label_column: column names when they are not the usual ones.
-        label: give every row this one class (e.g. ``"harmful"`` for an AdvBench file).
-        name: the set's name (default: the file's stem).
+        format: one of :data:`FORMATS` to skip detection (by extension, then content).
+        text_column: the field holding the prompt, when it is not a usual one.
+        label_column: the field holding the class, when it is not a usual one.
+        label: give every row this one class (``label_names == (label,)``), e.g.
+            ``"harmful"`` for an AdvBench file; a label field then stays in meta.
+        name: the set's name (default: the file name without extension).
+
+    Returns:
+        A :class:`PromptSet` with ``source`` the file's path.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: an unknown format, no rows, no text column, an empty text,
-            or labels of mixed types.
+        ValueError: an unknown format, an empty file or no rows, no text field
+            (the fields seen are listed), an empty text (its row is named),
+            missing labels, or labels of mixed types.
+
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "cities.csv"
+    >>> _ = p.write_text("statement,label,city\\nThe city of Lyon is in France.,1,Lyon\\n")
+    >>> ps = load_file(p)
+    >>> ps.texts, ps.labels, ps.label_names, ps.meta
+    (('The city of Lyon is in France.',), (1,), ('false', 'true'), ({'city': 'Lyon'},))
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"prompt file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is a directory, not a prompt file; pass one of the files inside it")
     if format is not None and format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; one of {FORMATS}")
-    if path.stat().st_size == 0:
+        raise ValueError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}, or None to detect it")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise ValueError(f"label must be a non-empty class name such as 'harmful', got {label!r}")
+    if label is not None and label_column is not None:
+        raise ValueError("pass either label= (one class for every row) or label_column=, not both")
+    if not path.read_bytes().strip():
         raise ValueError(f"{path}: the file is empty")
-    ext = path.suffix.lower()
-    data = _read_json(path) if ext == ".json" else None
-    fmt = format or _detect(path, data)
-    kw = dict(name=name, text_column=text_column, label_column=label_column, label=label)
-    if fmt in ("got_csv", "csv"):
-        forced = ("false", "true") if fmt == "got_csv" else None
-        return _from_records(_read_csv(path), path, forced_labels=forced, **kw)
-    if fmt == "jsonl":
-        records = _read_jsonl(path) if ext != ".json" else data
-        return _from_records(records, path, **kw)
-    if data is None:
-        data = _read_json(path)
-    if fmt == "prompt_label_json" and isinstance(data, dict):
-        records = []
-        for concept, sentences in data.items():
-            if not isinstance(sentences, list):
-                raise ValueError(f"{path}: value of {concept!r} is not a list of sentences")
-            records += [{"prompt": s, "label": concept} for s in sentences]
-        data = records
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of objects for format {fmt!r}")
-    return _from_records(data, path, **kw)
+
+    records: list[dict] | None = None
+    fmt = format
+    if fmt is None:
+        fmt, records = detect(path)
+    elif fmt in ("instruction_json", "prompt_label_json"):
+        records = json_records(read_json(path), path)
+    elif fmt == "jsonl":
+        records = json_records(read_records(path), path)
+    lines = None
+    if records is None:
+        records, lines = read_csv(path)
+    return _promptset(
+        records, path, fmt=fmt, lines=lines, text_column=text_column, label_column=label_column,
+        label=label, name=name,
+    )
+
+
+def _promptset(
+    records: list[dict], path: Path, *, fmt: str, lines: list[int] | None, text_column: str | None,
+    label_column: str | None, label: str | None, name: str | None,
+) -> PromptSet:
+    """Records to a PromptSet; ``lines`` (CSV only) are the file lines rows start on."""
+    from_csv = lines is not None
+    if not records:
+        raise ValueError(f"{path}: the file has no rows")
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    preferred = _FORMAT_TEXT.get(fmt)
+    tcol = _column(columns, text_column, (preferred, *TEXT_COLUMNS) if preferred else TEXT_COLUMNS, "text", path)
+    lcol = None if label is not None else _column(columns, label_column, LABEL_COLUMNS, "label", path, required=False)
+    where = (lambda i: f"row {i} (line {lines[i]})") if from_csv else (lambda i: f"row {i}")  # noqa: E731
+
+    texts = []
+    for i, r in enumerate(records):
+        t = r.get(tcol)
+        if t is not None and not isinstance(t, str):
+            raise ValueError(f"{path}: {where(i)} has a {type(t).__name__} in {tcol!r}, not a text: {t!r}")
+        if not t or not t.strip():
+            raise ValueError(f"{path}: {where(i)} has an empty {tcol!r}; remove the row or fill it in")
+        texts.append(t)
+    cell = _number if from_csv else (lambda v: v)
+    meta = tuple({k: cell(v) for k, v in r.items() if k not in (tcol, lcol)} for r in records)
+
+    if label is not None:
+        labels, label_names = (0,) * len(texts), (label,)
+    elif lcol is not None:
+        raw = [cell(r.get(lcol)) for r in records]
+        labels, label_names = _encode_labels(raw, lcol, fmt, path, where)
+    else:
+        labels = label_names = None
+    return PromptSet(
+        name=name if name is not None else path.stem, texts=tuple(texts), labels=labels,
+        label_names=label_names, meta=meta, source=str(path),
+    )
+
+
+def _column(
+    columns: list[str], wanted: str | None, candidates: Sequence[str], what: str, path: Path, required: bool = True
+) -> str | None:
+    if wanted is not None:
+        if wanted not in columns:
+            raise ValueError(f"{path}: no {what} column {wanted!r}; the columns are {columns}")
+        return wanted
+    for c in candidates:
+        if c in columns:
+            return c
+    if required:
+        raise ValueError(
+            f"{path}: no {what} column found among {columns}; expected one of {list(dict.fromkeys(candidates))} "
+            f"(or pass {what}_column=)"
+        )
+    return None
+
+
+def _number(value: Any) -> Any:
+    """A CSV cell as an int or a float when it is written as one, else unchanged."""
+    if not isinstance(value, str):
+        return value
+    s = value.strip()
+    if _INT.fullmatch(s):
+        return int(s)
+    if _FLOAT.fullmatch(s):
+        return float(s)
+    return value
+
+
+def _encode_labels(raw: list, column: str, fmt: str, path: Path, where) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+    """Integer labels and their names from raw label values (ints, integral floats, bools or strings)."""
+    values = []
+    for i, y in enumerate(raw):
+        if y is None or (isinstance(y, str) and not y.strip()):
+            raise ValueError(f"{path}: {where(i)} has no label in {column!r}; label every row or pass label=")
+        if isinstance(y, float) and y.is_integer():
+            y = int(y)
+        if not isinstance(y, (str, int)):
+            raise ValueError(
+                f"{path}: {where(i)} has the label {y!r} in {column!r}; labels must be integers or strings"
+            )
+        values.append(y)
+    kinds = {bool if isinstance(y, bool) else int if isinstance(y, int) else str for y in values}
+    if len(kinds) > 1:
+        first = {k: next(i for i, y in enumerate(values) if type(y) is k) for k in kinds}
+        seen = ", ".join(f"{k.__name__} ({where(i)}: {values[i]!r})" for k, i in sorted(first.items(), key=lambda x: x[1]))
+        raise ValueError(f"{path}: labels in {column!r} mix types: {seen}; use one type for every row")
+    kind = kinds.pop()
+    if kind is str:
+        names = tuple(sorted(set(values)))
+        index = {n: k for k, n in enumerate(names)}
+        return tuple(index[y] for y in values), names
+    labels = tuple(int(y) for y in values)
+    if kind is bool:
+        return labels, _BOOL_NAMES
+    negative = [i for i, y in enumerate(labels) if y < 0]
+    if negative:
+        raise ValueError(f"{path}: {where(negative[0])} has the negative label {labels[negative[0]]} in {column!r}")
+    if fmt == "got_csv":
+        if not set(labels) <= {0, 1}:
+            raise ValueError(f"{path}: Geometry-of-Truth labels are 0 (false) or 1 (true); found {sorted(set(labels))}")
+        return labels, _BOOL_NAMES
+    return labels, None

@@ -1,32 +1,40 @@
-"""PromptSet: prompts with optional integer labels and per-row metadata."""
+"""PromptSet: an ordered set of prompts with optional integer labels and per-row metadata."""
 
 from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 __all__ = ["PromptSet"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PromptSet:
-    """An ordered set of prompts, optionally labelled.
+    """An ordered, immutable set of prompts, optionally labelled.
 
     Attributes:
         name: e.g. ``"truth/test"``.
-        texts: the prompts.
+        texts: the prompts, non-empty strings.
         labels: integer class of each row, or ``None`` if unlabelled.
         label_names: ``label_names[k]`` names class ``k`` (e.g. ``("false", "true")``).
-        meta: per-row JSON-ready dicts (category, language, source columns...).
+        meta: one JSON-ready dict per row (category, language, pair_id, source
+            columns...), or ``None``.
         source: where the rows came from (``"builtin:truth"`` or a file path).
+
+    Lists are accepted and stored as tuples; ``meta`` dicts are copied.
 
     >>> ps = PromptSet.from_classes("demo", {"no": ["a", "b"], "yes": ["c"]})
     >>> len(ps), ps.labels, ps.label_names
     (3, (0, 0, 1), ('no', 'yes'))
-    >>> ps[[2]].texts
-    ('c',)
+    >>> ps[2]
+    {'text': 'c', 'label': 1, 'meta': {}}
+    >>> ps[[2, 0]].texts
+    ('c', 'a')
+    >>> ps
+    PromptSet('demo', 3 rows, classes {'no': 2, 'yes': 1})
     """
 
     name: str
@@ -36,117 +44,267 @@ class PromptSet:
     meta: tuple[dict, ...] | None = None
     source: str = ""
 
-    def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
-        if isinstance(self.texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        set_("texts", tuple(self.texts))
-        for i, t in enumerate(self.texts):
-            if not isinstance(t, str) or not t.strip():
-                raise ValueError(f"{self.name}: row {i} has an empty or non-string text: {t!r}")
+    def __post_init__(self) -> None:
+        put = lambda field, value: object.__setattr__(self, field, value)  # noqa: E731 - frozen dataclass
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {type(self.name).__name__}")
+        if not isinstance(self.source, str):
+            raise TypeError(f"{self.name}: source must be a string, got {type(self.source).__name__}")
+        put("texts", _check_texts(self.name, self.texts))
         n = len(self.texts)
         if self.label_names is not None:
-            set_("label_names", tuple(str(x) for x in self.label_names))
+            put("label_names", _check_label_names(self.name, self.label_names))
         if self.labels is not None:
-            labels = []
-            for i, y in enumerate(self.labels):
-                try:
-                    if isinstance(y, bool):
-                        raise TypeError
-                    labels.append(operator.index(y))
-                except TypeError:
-                    raise ValueError(f"{self.name}: label of row {i} is not an integer: {y!r}") from None
-            if len(labels) != n:
-                raise ValueError(f"{self.name}: {len(labels)} labels for {n} texts")
-            if self.label_names is not None:
-                bad = [y for y in labels if not 0 <= y < len(self.label_names)]
-                if bad:
-                    raise ValueError(
-                        f"{self.name}: label {bad[0]} outside 0..{len(self.label_names) - 1} "
-                        f"(label_names {self.label_names})"
-                    )
-            set_("labels", tuple(labels))
+            put("labels", _check_labels(self.name, self.labels, n, self.label_names))
         if self.meta is not None:
-            set_("meta", tuple(dict(m) for m in self.meta))
-            if len(self.meta) != n:
-                raise ValueError(f"{self.name}: {len(self.meta)} meta rows for {n} texts")
+            put("meta", _check_meta(self.name, self.meta, n))
 
     # ----------------------------------------------------------------- access
     def __len__(self) -> int:
         return len(self.texts)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.texts)
 
-    def __getitem__(self, key):
-        """An int gives a row dict; a slice or a sequence of ints gives a subset."""
+    def __getitem__(self, key: Any) -> Any:
+        """Row ``key`` as a dict (``text``, ``label``, ``meta``), or a subset.
+
+        An int gives one row (its ``meta`` a copy). A slice, a sequence of
+        ints, an integer array, or a boolean mask of length ``len(self)`` gives
+        a :class:`PromptSet` of those rows, in that order, with the same name.
+        """
         if isinstance(key, slice):
-            idx = list(range(len(self)))[key]
-        elif hasattr(key, "__index__") and not hasattr(key, "__len__"):
-            i = operator.index(key)
+            return self._take(range(len(self))[key])
+        if hasattr(key, "tolist"):  # numpy arrays and scalars, torch tensors
+            key = key.tolist()
+        if isinstance(key, (str, bytes, Mapping)) or isinstance(key, bool):
+            raise TypeError(
+                f"{self.name}: index with an int, a slice, a sequence of ints or a boolean mask, "
+                f"not {type(key).__name__}"
+            )
+        if not isinstance(key, (Sequence, set, frozenset)) and hasattr(key, "__index__"):
+            i = self._position(operator.index(key))
             return {
                 "text": self.texts[i],
                 "label": None if self.labels is None else self.labels[i],
-                "meta": {} if self.meta is None else self.meta[i],
+                "meta": {} if self.meta is None else dict(self.meta[i]),
             }
-        else:
-            idx = [operator.index(i) for i in key]
+        if isinstance(key, (set, frozenset)):
+            raise TypeError(f"{self.name}: index with an ordered sequence, not a {type(key).__name__}")
+        try:
+            items = [x.tolist() if hasattr(x, "tolist") else x for x in key]  # numpy scalars -> Python
+        except TypeError:
+            raise TypeError(f"{self.name}: cannot index with {type(key).__name__}") from None
+        if items and all(isinstance(x, bool) for x in items):
+            if len(items) != len(self):
+                raise IndexError(f"{self.name}: boolean mask has {len(items)} entries for {len(self)} rows")
+            return self._take([i for i, keep in enumerate(items) if keep])
+        if any(isinstance(x, bool) for x in items):
+            raise TypeError(f"{self.name}: index mixes booleans and integers")
+        try:
+            return self._take([self._position(operator.index(x)) for x in items])
+        except TypeError:
+            raise TypeError(f"{self.name}: indices must be integers, got {items[:5]!r}...") from None
+
+    def _position(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"{self.name}: row {i} out of range for {n} rows")
+        return i % n
+
+    def _take(self, idx: Sequence[int]) -> PromptSet:
         pick = lambda xs: None if xs is None else tuple(xs[i] for i in idx)  # noqa: E731
         return replace(self, texts=pick(self.texts), labels=pick(self.labels), meta=pick(self.meta))
 
+    def __repr__(self) -> str:
+        parts = [repr(self.name), f"{len(self)} rows"]
+        if self.labels is not None:
+            parts.append(f"classes {self.class_counts()}")
+        if self.source:
+            parts.append(f"source={self.source!r}")
+        return f"PromptSet({', '.join(parts)})"
+
     def class_counts(self) -> dict[str, int]:
-        """Rows per class name (or per label value when unnamed)."""
+        """Rows per class, keyed by class name (by label value when unnamed); ``{}`` if unlabelled.
+
+        Named classes are listed in label order, those with no rows included.
+
+        >>> PromptSet("s", ["a", "b"], labels=[1, 1], label_names=["x", "y"]).class_counts()
+        {'x': 0, 'y': 2}
+        """
         if self.labels is None:
             return {}
         counts = Counter(self.labels)
-        name = (lambda k: self.label_names[k]) if self.label_names else str
-        return {name(k): counts[k] for k in sorted(counts)}
+        if self.label_names is not None:
+            return {name: counts[k] for k, name in enumerate(self.label_names)}
+        return {str(k): counts[k] for k in sorted(counts)}
 
     def to_records(self) -> list[dict]:
+        """One dict per row (``text``, ``label``, ``meta``), e.g. to write as JSON lines."""
         return [self[i] for i in range(len(self))]
 
     # -------------------------------------------------------------- transforms
     def map_texts(self, fn: Callable[[str], str]) -> PromptSet:
-        """New set with ``fn`` applied to every text; the original goes to ``meta["raw_text"]``."""
-        meta = [dict(m) for m in (self.meta or [{}] * len(self))]
+        """A new set with ``fn`` applied to every text (e.g. a chat template).
+
+        The text before the first mapping is kept in ``meta["raw_text"]``.
+
+        >>> ps = PromptSet("s", ["hi"]).map_texts(str.upper)
+        >>> ps.texts, ps.meta[0]["raw_text"]
+        (('HI',), 'hi')
+        """
+        meta = [dict(m) for m in self.meta] if self.meta is not None else [{} for _ in self.texts]
         for m, t in zip(meta, self.texts):
             m.setdefault("raw_text", t)
         return replace(self, texts=tuple(fn(t) for t in self.texts), meta=tuple(meta))
 
-    def split(self, test_size: float = 0.25, random_state: int = 0, stratify: bool = True) -> tuple[PromptSet, PromptSet]:
-        """Deterministic train/test split, stratified on labels when there are any."""
+    def split(
+        self, test_size: float = 0.25, random_state: int = 0, stratify: bool = True
+    ) -> tuple[PromptSet, PromptSet]:
+        """A deterministic ``(train, test)`` split, stratified on the labels when there are any.
+
+        Rows keep their order within each part; names get ``/train`` and
+        ``/test``. Rows are split independently: for sets whose rows share a
+        fact (a statement and its negation), split by group instead, as the
+        built-in sets do.
+
+        Args:
+            test_size: fraction (0 < x < 1) or number of test rows.
+            random_state: seed of the shuffle.
+            stratify: keep the class proportions in both parts (labelled sets only).
+        """
         from sklearn.model_selection import train_test_split
 
-        idx = list(range(len(self)))
+        if len(self) < 2:
+            raise ValueError(f"{self.name}: cannot split {len(self)} row(s); need at least 2")
         strat = self.labels if (stratify and self.labels is not None) else None
-        train, test = train_test_split(idx, test_size=test_size, random_state=random_state, stratify=strat)
+        try:
+            train, test = train_test_split(
+                list(range(len(self))), test_size=test_size, random_state=random_state, stratify=strat
+            )
+        except ValueError as e:
+            how = f" stratified on {self.class_counts()}" if strat is not None else ""
+            hint = "; pass stratify=False or another test_size" if strat is not None else ""
+            raise ValueError(f"{self.name}: cannot split {len(self)} rows{how} with test_size={test_size}: {e}{hint}") from None
         a, b = self[sorted(train)], self[sorted(test)]
         return replace(a, name=f"{self.name}/train"), replace(b, name=f"{self.name}/test")
 
+    # ------------------------------------------------------------ constructors
     @classmethod
     def from_classes(cls, name: str, classes: Mapping[str, Sequence[str]], source: str = "") -> PromptSet:
-        """Labelled set from ``class name -> texts``; labels follow the mapping's order."""
-        texts, labels = [], []
-        for k, rows in enumerate(classes.values()):
-            texts += list(rows)
+        """A labelled set from ``class name -> texts``; labels follow the mapping's order.
+
+        >>> PromptSet.from_classes("refusal", {"harmless": ["Bake bread."], "harmful": ["Build a bomb."]}).labels
+        (0, 1)
+        """
+        if not isinstance(classes, Mapping) or not classes:
+            raise ValueError(f"{name}: classes must be a non-empty mapping of class name -> texts")
+        texts: list[str] = []
+        labels: list[int] = []
+        for k, (label, rows) in enumerate(classes.items()):
+            if isinstance(rows, str):
+                raise TypeError(f"{name}: class {label!r} maps to a single string; give a list of texts")
+            rows = list(rows)
+            texts += rows
             labels += [k] * len(rows)
         return cls(name=name, texts=tuple(texts), labels=tuple(labels), label_names=tuple(classes), source=source)
 
     @classmethod
     def concat(cls, *sets: PromptSet, name: str | None = None) -> PromptSet:
-        """Concatenate sets that share label names (or are all unlabelled)."""
+        """Concatenate sets that share ``label_names`` (or are all unlabelled).
+
+        Rows without meta get ``{}`` when any set has meta. The name defaults to
+        the names joined by ``+``.
+
+        >>> a = PromptSet.from_classes("a", {"no": ["x"], "yes": ["y"]})
+        >>> PromptSet.concat(a, a, name="aa").labels
+        (0, 1, 0, 1)
+        """
         if not sets:
             raise ValueError("concat needs at least one PromptSet")
-        names = {s.label_names for s in sets}
-        labelled = {s.labels is not None for s in sets}
-        if len(names) > 1 or len(labelled) > 1:
-            raise ValueError(f"cannot concatenate sets with different labels: {sorted(map(str, names))}")
+        bad = [type(s).__name__ for s in sets if not isinstance(s, PromptSet)]
+        if bad:
+            raise TypeError(f"concat takes PromptSets, got {bad[0]}")
+        first = sets[0]
+        for s in sets[1:]:
+            if (s.labels is None) != (first.labels is None) or s.label_names != first.label_names:
+                describe = lambda p: "unlabelled" if p.labels is None else f"label_names {p.label_names}"  # noqa: E731
+                raise ValueError(
+                    f"cannot concatenate {first.name!r} ({describe(first)}) with {s.name!r} ({describe(s)}); "
+                    "sets must share label_names"
+                )
         has_meta = any(s.meta is not None for s in sets)
         return cls(
-            name=name or "+".join(s.name for s in sets),
+            name=name if name is not None else "+".join(s.name for s in sets),
             texts=tuple(t for s in sets for t in s.texts),
-            labels=tuple(y for s in sets for y in s.labels) if labelled == {True} else None,
-            label_names=sets[0].label_names,
-            meta=tuple(m for s in sets for m in (s.meta or [{}] * len(s))) if has_meta else None,
+            labels=None if first.labels is None else tuple(y for s in sets for y in s.labels),
+            label_names=first.label_names,
+            meta=tuple(m for s in sets for m in (s.meta or ({},) * len(s))) if has_meta else None,
             source=",".join(dict.fromkeys(s.source for s in sets if s.source)),
         )
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check_texts(name: str, texts: Any) -> tuple[str, ...]:
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{name}: texts must be a sequence of strings, not a single string")
+    try:
+        texts = tuple(texts)
+    except TypeError:
+        raise TypeError(f"{name}: texts must be a sequence of strings, got {type(texts).__name__}") from None
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            kind = "empty" if isinstance(t, str) else type(t).__name__
+            raise ValueError(
+                f"{name}: row {i} has an empty or non-string text ({kind}: {t!r}); every row needs a non-empty string"
+            )
+    return texts
+
+
+def _check_label_names(name: str, label_names: Any) -> tuple[str, ...]:
+    if isinstance(label_names, str):
+        raise TypeError(f"{name}: label_names must be a sequence of names, not a single string")
+    names = tuple(str(x) for x in label_names)
+    dup = [x for x, c in Counter(names).items() if c > 1]
+    if dup:
+        raise ValueError(f"{name}: label_names must be distinct, {dup[0]!r} appears more than once in {names}")
+    return names
+
+
+def _check_labels(name: str, labels: Any, n: int, label_names: tuple[str, ...] | None) -> tuple[int, ...]:
+    if isinstance(labels, str):
+        raise TypeError(f"{name}: labels must be a sequence of ints, not a string")
+    out = []
+    for i, y in enumerate(labels):
+        try:
+            if isinstance(y, bool):
+                raise TypeError
+            out.append(operator.index(y))
+        except TypeError:
+            raise ValueError(f"{name}: label of row {i} is not an integer: {y!r}") from None
+    if len(out) != n:
+        raise ValueError(f"{name}: {len(out)} labels for {n} texts; give one label per text")
+    high = None if label_names is None else len(label_names)
+    for i, y in enumerate(out):
+        if y < 0 or (high is not None and y >= high):
+            allowed = "non-negative" if high is None else f"in 0..{high - 1} (label_names {label_names})"
+            raise ValueError(f"{name}: label {y} of row {i} is not {allowed}")
+    return tuple(out)
+
+
+def _check_meta(name: str, meta: Any, n: int) -> tuple[dict, ...]:
+    if isinstance(meta, Mapping):
+        raise TypeError(f"{name}: meta must be one dict per row, not a single mapping")
+    rows = []
+    for i, m in enumerate(meta):
+        if not isinstance(m, Mapping):
+            raise ValueError(f"{name}: meta of row {i} is a {type(m).__name__}, not a dict")
+        keys = [k for k in m if not isinstance(k, str)]
+        if keys:
+            raise ValueError(f"{name}: meta of row {i} has a non-string key {keys[0]!r} (meta must be JSON-ready)")
+        rows.append(dict(m))
+    if len(rows) != n:
+        raise ValueError(f"{name}: {len(rows)} meta rows for {n} texts; give one dict per text")
+    return tuple(rows)

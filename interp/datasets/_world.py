@@ -1,12 +1,31 @@
 """Fact tables of a small world, written for this project.
 
-Shared by the built-in prompt sets and by the model organism's training corpus,
-so that held-out prompts and training text speak about the same world.
+Shared by the built-in prompt sets (:func:`interp.datasets.load`) and by the
+model organism's training corpus (:mod:`interp.organism`), so that held-out
+prompts and training text speak about the same world. The organism was trained
+on :data:`CITIES`, :data:`COUNTRIES`, :data:`SUBJECTS` and :data:`PREDICATES`
+in this exact order: append to them only together with retraining it.
+
+Treat every table as read-only.
+
+>>> dict(CITIES)["Lyon"], NUMBER_WORDS[72], LEXICON["dog"]["de"]
+('France', 'seventy-two', 'Hund')
 """
 
 from __future__ import annotations
 
-__all__ = ["CITIES", "COUNTRIES", "SPANISH_WORDS", "SUBJECTS", "PREDICATES", "LANGUAGES", "number_words"]
+__all__ = [
+    "CITIES",
+    "COUNTRIES",
+    "NAMESAKES",
+    "LEXICON",
+    "SPANISH_WORDS",
+    "LANGUAGES",
+    "SUBJECTS",
+    "PREDICATES",
+    "NUMBER_WORDS",
+    "number_words",
+]
 
 #: (city, country) pairs: well-known cities with an unambiguous country.
 CITIES: tuple[tuple[str, str], ...] = (
@@ -69,18 +88,89 @@ CITIES: tuple[tuple[str, str], ...] = (
 #: Every country of :data:`CITIES`, in first-seen order.
 COUNTRIES: tuple[str, ...] = tuple(dict.fromkeys(country for _, country in CITIES))
 
-#: (Spanish word, English meaning) pairs for translation statements.
-SPANISH_WORDS: tuple[tuple[str, str], ...] = (
-    ("perro", "dog"), ("gato", "cat"), ("casa", "house"), ("libro", "book"), ("agua", "water"),
-    ("sol", "sun"), ("luna", "moon"), ("mesa", "table"), ("silla", "chair"), ("pan", "bread"),
-    ("leche", "milk"), ("manzana", "apple"), ("caballo", "horse"), ("pájaro", "bird"), ("árbol", "tree"),
-    ("flor", "flower"), ("coche", "car"), ("ciudad", "city"), ("puerta", "door"), ("ventana", "window"),
-    ("cielo", "sky"), ("mar", "sea"), ("montaña", "mountain"), ("río", "river"), ("noche", "night"),
-    ("día", "day"), ("hermano", "brother"), ("hermana", "sister"), ("madre", "mother"), ("padre", "father"),
-    ("rojo", "red"), ("verde", "green"), ("grande", "big"), ("pequeño", "small"), ("hablar", "to speak"),
-    ("comer", "to eat"), ("dormir", "to sleep"), ("escribir", "to write"), ("uno", "one"), ("dos", "two"),
-    ("tres", "three"), ("queso", "cheese"), ("zapato", "shoe"), ("camisa", "shirt"), ("llave", "key"),
-)
+#: City -> other countries of :data:`COUNTRIES` that have a well-known city of
+#: the same name (London, Ontario; Perth, Scotland; Córdoba, Spain...). A
+#: statement placing the city in one of these would not be clearly false, so
+#: false statements never use them.
+NAMESAKES: dict[str, tuple[str, ...]] = {
+    "London": ("Canada",),
+    "Paris": ("the United States", "Canada"),
+    "Perth": ("the United Kingdom",),
+    "Birmingham": ("the United States",),
+    "Manchester": ("the United States",),
+    "Athens": ("the United States",),
+    "Naples": ("the United States",),
+    "Alexandria": ("the United States",),
+    "Moscow": ("the United States",),
+    "Dublin": ("the United States",),
+    "Rome": ("the United States",),
+    "Florence": ("the United States",),
+    "Melbourne": ("the United States",),
+    "Sydney": ("Canada",),
+    "Vancouver": ("the United States",),
+    "Lima": ("the United States",),
+    "Cordoba": ("Spain", "Mexico"),
+    "Santiago": ("Spain",),
+    "Cartagena": ("Spain",),
+    "Trujillo": ("Spain",),
+    "Bergen": ("the Netherlands",),
+}
+
+#: Concept (its English word) -> the word in English, French, German and Spanish.
+#: Nouns without article; German nouns capitalised; verbs in the infinitive.
+LEXICON: dict[str, dict[str, str]] = {
+    row[0]: dict(zip(("en", "fr", "de", "es"), row))
+    for row in (
+        ("dog", "chien", "Hund", "perro"),
+        ("cat", "chat", "Katze", "gato"),
+        ("house", "maison", "Haus", "casa"),
+        ("book", "livre", "Buch", "libro"),
+        ("water", "eau", "Wasser", "agua"),
+        ("sun", "soleil", "Sonne", "sol"),
+        ("moon", "lune", "Mond", "luna"),
+        ("table", "table", "Tisch", "mesa"),
+        ("chair", "chaise", "Stuhl", "silla"),
+        ("bread", "pain", "Brot", "pan"),
+        ("milk", "lait", "Milch", "leche"),
+        ("apple", "pomme", "Apfel", "manzana"),
+        ("horse", "cheval", "Pferd", "caballo"),
+        ("bird", "oiseau", "Vogel", "pájaro"),
+        ("tree", "arbre", "Baum", "árbol"),
+        ("flower", "fleur", "Blume", "flor"),
+        ("car", "voiture", "Auto", "coche"),
+        ("city", "ville", "Stadt", "ciudad"),
+        ("door", "porte", "Tür", "puerta"),
+        ("window", "fenêtre", "Fenster", "ventana"),
+        ("sky", "ciel", "Himmel", "cielo"),
+        ("sea", "mer", "Meer", "mar"),
+        ("mountain", "montagne", "Berg", "montaña"),
+        ("river", "rivière", "Fluss", "río"),
+        ("night", "nuit", "Nacht", "noche"),
+        ("day", "jour", "Tag", "día"),
+        ("brother", "frère", "Bruder", "hermano"),
+        ("sister", "sœur", "Schwester", "hermana"),
+        ("mother", "mère", "Mutter", "madre"),
+        ("father", "père", "Vater", "padre"),
+        ("red", "rouge", "rot", "rojo"),
+        ("green", "vert", "grün", "verde"),
+        ("big", "grand", "groß", "grande"),
+        ("small", "petit", "klein", "pequeño"),
+        ("to speak", "parler", "sprechen", "hablar"),
+        ("to eat", "manger", "essen", "comer"),
+        ("to sleep", "dormir", "schlafen", "dormir"),
+        ("to write", "écrire", "schreiben", "escribir"),
+        ("one", "un", "eins", "uno"),
+        ("two", "deux", "zwei", "dos"),
+        ("three", "trois", "drei", "tres"),
+        ("cheese", "fromage", "Käse", "queso"),
+        ("shoe", "chaussure", "Schuh", "zapato"),
+        ("shirt", "chemise", "Hemd", "camisa"),
+        ("key", "clé", "Schlüssel", "llave"),
+    )
+}
+
+#: (Spanish word, English meaning) pairs for translation statements, from :data:`LEXICON`.
+SPANISH_WORDS: tuple[tuple[str, str], ...] = tuple((w["es"], w["en"]) for w in LEXICON.values())
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es")
 
@@ -138,3 +228,7 @@ def number_words(n: int) -> str:
         return _UNITS[n]
     tens, units = divmod(n, 10)
     return _TENS[tens] + (f"-{_UNITS[units]}" if units else "")
+
+
+#: ``NUMBER_WORDS[n]`` is ``n`` (0..99) in English words: ``NUMBER_WORDS[51] == "fifty-one"``.
+NUMBER_WORDS: tuple[str, ...] = tuple(number_words(n) for n in range(100))

@@ -150,32 +150,20 @@ def _check_family(family: str) -> str:
 @lru_cache(maxsize=None)
 def _tokenizer_json(family: str) -> str:
     """The trained ``tokenizers`` tokenizer of ``family``, serialised (training is deterministic)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    from ._bpe import train_byte_bpe
 
     spec = _SPECIALS[family]
     specials = list(dict.fromkeys(t for t in (spec["unk"], spec["bos"], spec["eos"], spec["pad"], *spec["extra"]) if t))
-    tok = Tokenizer(models.BPE())
-    if family == "qwen2":
-        tok.normalizer = normalizers.NFC()
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ])
-    else:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    qwen2 = family == "qwen2"
+    tok = train_byte_bpe(
+        _CORPUS.splitlines(), VOCAB_SIZE, specials,
+        normalizer=normalizers.NFC() if qwen2 else None,
+        pre_tokenizers_before=[pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False)] if qwen2 else (),
+        byte_level_regex=not qwen2,
+        bos=spec["bos"] if spec["add_bos"] else None,  # these families' tokenizers prepend BOS themselves
     )
-    tok.train_from_iterator(_CORPUS.splitlines(), trainer)
-    if spec["add_bos"]:  # these families' tokenizers prepend BOS themselves
-        bos = spec["bos"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
-        )
-    else:
-        tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return tok.to_str()
 
 

@@ -56,22 +56,15 @@ class TrainConfig:
 
 def build_organism_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE trained on ``texts`` (decodes exactly), with BOS added by the tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
+    from .._bpe import train_byte_bpe
+
     # Digits are single tokens so that number comparisons are computable digit by digit.
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    tok = train_byte_bpe(
+        texts, vocab_size, SPECIAL_TOKENS, pre_tokenizers_before=[pre_tokenizers.Digits(individual_digits=True)],
+        bos="<s>",
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",

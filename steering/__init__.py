@@ -1,0 +1,40 @@
+"""Steering vectors and interventions at inference.
+
+* :class:`SteeringVector` — direction(s) per layer at a site, with scale and
+  provenance, stored as safetensors + JSON metadata (:func:`load_vector`);
+* interventions as context managers that always remove their hooks —
+  :func:`add`, :func:`ablate` (directional ablation, Arditi et al. 2024),
+  :func:`clamp`, or several at once with :func:`apply`;
+* :func:`generate` — batched greedy or sampled generation with interventions
+  active (KV-cached, left-padded);
+* :mod:`steering.metrics` — refusal rate and score, next-token KL, held-out loss;
+* :mod:`steering.refusal` — candidate refusal directions and their selection.
+
+>>> import torch, steering
+>>> v = steering.SteeringVector(torch.ones(1, 4), layers=(0,))
+>>> v.directions.norm().item()
+1.0
+"""
+
+from . import metrics, refusal
+from .generation import Generation, generate
+from .interventions import Ablate, Add, Clamp, Intervention, ablate, add, apply, clamp, prompt_window
+from .vector import SteeringVector, load_vector
+
+__all__ = [
+    "Ablate",
+    "Add",
+    "Clamp",
+    "Generation",
+    "Intervention",
+    "SteeringVector",
+    "ablate",
+    "add",
+    "apply",
+    "clamp",
+    "generate",
+    "load_vector",
+    "metrics",
+    "prompt_window",
+    "refusal",
+]

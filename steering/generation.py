@@ -1,0 +1,152 @@
+"""Batched generation with interventions active.
+
+:func:`generate` left-pads each batch, runs the prompt once, then decodes one
+token at a time from TransformerLens' KV cache (``return_type=
+"logits_and_cache"``), with the interventions' hooks attached for the whole
+call and told where the prompt ends (so ``positions="generated"`` acts on
+exactly the generated tokens). Greedy by default; ``do_sample=True`` samples
+with temperature, top-k and top-p, reproducibly for a ``seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.models import tokenizer_of
+from interp.tokens import BosPolicy, encode, pad_batch, pad_id
+
+from .interventions import apply, prompt_window
+
+__all__ = ["generate", "Generation"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One prompt's continuation: ``text`` (special tokens dropped) and the generated ``token_ids``."""
+
+    prompt: str
+    text: str
+    token_ids: tuple[int, ...]
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix reaching top_p (the first token always)
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    prompts: Sequence[str] | str,
+    vectors=None,
+    *,
+    max_new_tokens: int = 32,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    batch_size: int = 16,
+    bos: BosPolicy = "auto",
+    stop_tokens: Sequence[str] = (),
+    use_cache: bool = True,
+    progress: bool = False,
+    return_details: bool = False,
+) -> list[str] | list[Generation]:
+    """Continue each prompt with the interventions in ``vectors`` active.
+
+    Args:
+        model: a ``TransformerBridge`` (see :func:`interp.load_model`).
+        prompts: text prompts, already chat-formatted if wanted
+            (:meth:`interp.ModelPair.format`).
+        vectors: ``None``, a :class:`SteeringVector` (added with its own scale
+            at every position) or a list of vectors and
+            :class:`~steering.Add`/:class:`~steering.Ablate`/:class:`~steering.Clamp`.
+        max_new_tokens: tokens generated at most per prompt; a row stops at EOS
+            or a token of ``stop_tokens`` (e.g. ``["<|end|>"]``).
+        do_sample, temperature, top_k, top_p, seed: sampling; greedy when
+            ``do_sample`` is false.
+        use_cache: decode from the KV cache (the default); ``False`` re-runs
+            the whole sequence each step (a reference for tests).
+        return_details: return :class:`Generation` records instead of strings.
+
+    Returns:
+        The continuations (text after the prompt), in prompt order.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    tok = tokenizer_of(model)
+    n_ctx = int(model.cfg.n_ctx)
+    stops = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
+    stops.discard(None)
+    stops.discard(getattr(tok, "unk_token_id", None))
+    encs = encode(tok, prompts, bos=bos, max_length=n_ctx)
+    device = model.cfg.device or "cpu"
+    stop_ids = torch.tensor(sorted(stops), device=device, dtype=torch.long)
+    gen = None
+    if do_sample:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    pad = pad_id(tok)
+    out: list[Generation] = []
+    bar = tqdm(total=len(encs), desc="generate", disable=not progress, unit="prompt")
+    with apply(model, vectors):
+        for b0 in range(0, len(encs), batch_size):
+            batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad, padding_side="left", device=device)
+            ids, mask = batch.input_ids, batch.attention_mask
+            prompt_len = ids.shape[1]
+            steps = min(max_new_tokens, n_ctx - prompt_len)
+            new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
+            done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+            cache = None
+            for step in range(steps):
+                with prompt_window(prompt_len, 0 if (step == 0 or not use_cache) else ids.shape[1] - 1):
+                    if not use_cache:
+                        logits = model(ids, attention_mask=mask)
+                    elif cache is None:
+                        logits, cache = model(ids, attention_mask=mask, return_type="logits_and_cache")
+                    else:
+                        logits, cache = model(ids[:, -1:], attention_mask=mask, past_key_values=cache,
+                                              return_type="logits_and_cache")
+                logits = logits[:, -1].float()
+                if do_sample:
+                    probs = _filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+                    nxt = torch.multinomial(probs, 1, generator=gen)[:, 0]
+                else:
+                    nxt = logits.argmax(-1)
+                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+                new = torch.cat([new, nxt[:, None]], 1)
+                done |= torch.isin(nxt, stop_ids)
+                if done.all() or step == steps - 1:
+                    break
+                ids = torch.cat([ids, nxt[:, None]], 1)
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            for i, row in enumerate(new.tolist()):
+                cut = next((j for j, t in enumerate(row) if t in stops), len(row))
+                kept = tuple(row[:cut])
+                text = tok.decode(list(kept), skip_special_tokens=True)
+                out.append(Generation(prompts[b0 + i], text, kept))
+            bar.update(ids.shape[0])
+    bar.close()
+    return out if return_details else [g.text for g in out]

@@ -1,0 +1,263 @@
+"""Interventions on a running model: add, ablate, clamp — as context managers.
+
+Every intervention attaches its hooks through :func:`interp.attached`, so they
+are removed when the ``with`` block exits, also when its body raises. They
+compose: nest several context managers, or pass a list to :func:`apply`.
+
+>>> with steering.add(model, vec, scale=4.0, positions="generated"):   # doctest: +SKIP
+...     model(ids)
+>>> with steering.apply(model, [Ablate(refusal), Add(lang, scale=2)]):   # doctest: +SKIP
+...     ...
+
+Positions
+---------
+``positions`` selects the token positions an :class:`Add` or :class:`Clamp`
+acts on:
+
+* ``"all"`` — every position of the prompt and every generated token;
+* ``"prompt"`` — the prompt's tokens only;
+* ``"generated"`` — every generated token (the tokens fed back in by
+  :func:`steering.generate`; the prompt's last token, which predicts the first
+  new token, is ``"last"``);
+* ``"last"`` or a negative int ``k`` — the prompt's ``k``-th token from its end
+  (``-1`` = ``"last"``); the post-instruction tokens of a chat template are
+  ``-1, -2, ...``;
+* a list of the above: their union.
+
+Offsets count from the end of the prompt, so batches must be left-padded
+(:func:`steering.generate` and the toolkit's helpers are). Inside
+:func:`steering.generate` the prompt/generated boundary is known exactly; in a
+plain ``model(...)`` call under the context, the whole input counts as prompt.
+Padding slots may be edited too: they are masked out of attention, so this
+never reaches a real token.
+
+Directional ablation (Arditi et al. 2024, "Refusal in language models is
+mediated by a single direction") projects a unit direction ``r`` out of every
+residual-stream write: ``x <- x - (x . r) r`` at ``resid_pre``, ``attn_out``
+and ``mlp_out`` of every layer, at every position, so no block can read or
+write the direction. Clamping sets the projection to a value:
+``x <- x + (c - x . r) r``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+
+from interp.hooks import attached
+from interp.sites import check_layers, hook_name, site_width
+
+from .vector import SteeringVector
+
+__all__ = ["Add", "Ablate", "Clamp", "Intervention", "add", "ablate", "clamp", "apply", "prompt_window"]
+
+PositionSpec = Union[str, int, Sequence[Union[str, int]]]
+_NAMED = ("all", "prompt", "generated", "last")
+
+# (prompt_length, offset of the current forward's first position), set by generate().
+_WINDOW: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("steering_window", default=None)
+
+
+@contextmanager
+def prompt_window(prompt_length: int, offset: int = 0) -> Iterator[None]:
+    """Tell the interventions where the (left-padded) prompt ends during one forward.
+
+    ``prompt_length``: padded length of the prompt; ``offset``: absolute
+    position of the first token of this forward (the KV-cache length).
+    """
+    token = _WINDOW.set((int(prompt_length), int(offset)))
+    try:
+        yield
+    finally:
+        _WINDOW.reset(token)
+
+
+def _check_positions(spec: PositionSpec) -> tuple:
+    items = [spec] if isinstance(spec, (str, int)) else list(spec)
+    if not items:
+        raise ValueError("positions is empty")
+    for p in items:
+        if isinstance(p, bool) or not (p in _NAMED if isinstance(p, str) else isinstance(p, int) and p < 0):
+            raise ValueError(
+                f"invalid position {p!r}: use 'all', 'prompt', 'generated', 'last', a negative offset from the "
+                "prompt's end (-1 = last), or a list of these"
+            )
+    return tuple(items)
+
+
+def _position_mask(spec: tuple, n_pos: int, device) -> torch.Tensor | None:
+    """``[pos]`` bool mask of the current forward's positions, or None for every position."""
+    if "all" in spec:
+        return None
+    window = _WINDOW.get()
+    prompt_len, offset = window if window is not None else (n_pos, 0)
+    pos = torch.arange(offset, offset + n_pos, device=device)
+    mask = torch.zeros(n_pos, dtype=torch.bool, device=device)
+    for p in spec:
+        if p == "prompt":
+            mask |= pos < prompt_len
+        elif p == "generated":
+            mask |= pos >= prompt_len
+        else:
+            mask |= pos == prompt_len + (-1 if p == "last" else p)
+    return mask
+
+
+def _check_vector(model, vector: SteeringVector, site: str | None = None) -> None:
+    if not isinstance(vector, SteeringVector):
+        raise TypeError(f"expected a SteeringVector, got {type(vector).__name__}")
+    width = site_width(model, site or vector.site)
+    if vector.d != width:
+        raise ValueError(
+            f"steering vector has width {vector.d} but the model's {site or vector.site} has width {width} "
+            f"(vector meta: {vector.meta.get('model', 'unknown model')})"
+        )
+    check_layers(list(vector.layers), int(model.cfg.n_layers))
+
+
+class Intervention:
+    """Base class: an intervention turns into ``(hook_name, fn)`` pairs for a model."""
+
+    def hooks(self, model) -> list[tuple[str, object]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Add(Intervention):
+    """Add ``scale * vector`` at the vector's site, at ``layers`` (default: the vector's) and ``positions``."""
+
+    vector: SteeringVector
+    scale: float | None = None
+    layers: Sequence[int] | None = None
+    positions: PositionSpec = "all"
+
+    def hooks(self, model):
+        _check_vector(model, self.vector)
+        spec = _check_positions(self.positions)
+        layers = self.vector.layers if self.layers is None else check_layers(self.layers, int(model.cfg.n_layers))
+        scale = self.vector.scale if self.scale is None else float(self.scale)
+        out = []
+        for layer in layers:
+            vec = self.vector.at(layer) * scale
+
+            def fn(act, hook, vec=vec):
+                v = vec.to(act.device, act.dtype)
+                mask = _position_mask(spec, act.shape[1], act.device)
+                if mask is None:
+                    return act + v
+                return act + mask[:, None].to(act.dtype) * v
+
+            out.append((hook_name(self.vector.site, layer), fn))
+        return out
+
+
+def _unit(vector: SteeringVector, layer: int | None) -> torch.Tensor:
+    if layer is not None:
+        return vector.select(layer).directions[0]
+    if len(vector.layers) != 1:
+        raise ValueError(
+            f"this vector has directions at layers {list(vector.layers)}; pass layer= to choose the one to use "
+            "(ablation and clamping use one direction everywhere)"
+        )
+    return vector.directions[0]
+
+
+@dataclass(frozen=True)
+class Ablate(Intervention):
+    """Project a unit direction out of ``resid_pre``, ``attn_out`` and ``mlp_out`` of ``layers`` (default all).
+
+    ``layer`` picks which of the vector's rows is the direction when it has
+    several (the selected layer of a refusal direction, say).
+    """
+
+    vector: SteeringVector
+    layer: int | None = None
+    layers: Sequence[int] | None = None
+
+    def hooks(self, model):
+        _check_vector(model, self.vector, "resid_pre")
+        u = _unit(self.vector, self.layer).double()
+
+        def fn(act, hook):
+            r = u.to(act.device, act.dtype)
+            return act - (act @ r)[..., None] * r
+
+        names = []
+        for layer in check_layers(self.layers, int(model.cfg.n_layers)):
+            names += [hook_name(s, layer) for s in ("resid_pre", "attn_out", "mlp_out")]
+        return [(n, fn) for n in names]
+
+
+@dataclass(frozen=True)
+class Clamp(Intervention):
+    """Set the projection on the unit direction to ``value`` at the vector's site, ``layers`` and ``positions``."""
+
+    vector: SteeringVector
+    value: float = 0.0
+    layer: int | None = None
+    layers: Sequence[int] | None = None
+    positions: PositionSpec = "all"
+
+    def hooks(self, model):
+        _check_vector(model, self.vector)
+        spec = _check_positions(self.positions)
+        u = _unit(self.vector, self.layer)
+        layers = self.vector.layers if self.layers is None else check_layers(self.layers, int(model.cfg.n_layers))
+        value = float(self.value)
+
+        def fn(act, hook):
+            r = u.to(act.device, act.dtype)
+            delta = (value - act @ r)[..., None] * r
+            mask = _position_mask(spec, act.shape[1], act.device)
+            return act + (delta if mask is None else mask[:, None].to(act.dtype) * delta)
+
+        return [(hook_name(self.vector.site, layer), fn) for layer in layers]
+
+
+def _as_interventions(items) -> list[Intervention]:
+    if items is None:
+        return []
+    if isinstance(items, (Intervention, SteeringVector)):
+        items = [items]
+    out = []
+    for it in items:
+        if isinstance(it, SteeringVector):
+            it = Add(it)
+        if not isinstance(it, Intervention):
+            raise TypeError(f"expected SteeringVector or Add/Ablate/Clamp, got {type(it).__name__}")
+        out.append(it)
+    return out
+
+
+@contextmanager
+def apply(model, interventions) -> Iterator[object]:
+    """Attach several interventions at once (a SteeringVector alone means ``Add(vector)``).
+
+    All hooks are built and checked before any is attached; they are removed
+    on exit, also when the body raises. Hooks at the same point run in the
+    order given.
+    """
+    hooks = [h for it in _as_interventions(interventions) for h in it.hooks(model)]
+    with attached(model, hooks):
+        yield model
+
+
+def add(model, vector: SteeringVector, *, scale: float | None = None, layers=None, positions: PositionSpec = "all"):
+    """Context manager adding ``scale * vector`` (default: the vector's own scale); see :class:`Add`."""
+    return apply(model, [Add(vector, scale, layers, positions)])
+
+
+def ablate(model, vector: SteeringVector, *, layer: int | None = None, layers=None):
+    """Context manager for directional ablation at every position; see :class:`Ablate`."""
+    return apply(model, [Ablate(vector, layer, layers)])
+
+
+def clamp(model, vector: SteeringVector, value: float = 0.0, *, layer: int | None = None, layers=None,
+          positions: PositionSpec = "all"):
+    """Context manager setting the projection on the direction to ``value``; see :class:`Clamp`."""
+    return apply(model, [Clamp(vector, value, layer, layers, positions)])

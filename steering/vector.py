@@ -1,0 +1,227 @@
+"""Steering vectors: one direction per layer at one site, with a scale and provenance.
+
+A :class:`SteeringVector` is what the interventions of :mod:`steering.interventions`
+consume. It is stored as a single safetensors file: the ``[layer, d]`` tensor
+and the layer indices as tensors, everything else (site, scale, provenance) as
+JSON in the file's metadata header. Loading reads that one file with
+``safetensors`` only — nothing is unpickled.
+
+Builders:
+
+* :meth:`SteeringVector.from_directions` — any ``[layer, d]`` stack, e.g. probe
+  directions (``probes.sweep`` fits ``.direction``);
+* :meth:`SteeringVector.from_mean_difference` — ``mean(positive) - mean(negative)``
+  of two activation sets, per layer (Turner et al. 2023; Arditi et al. 2024);
+* :meth:`SteeringVector.from_pca` — the top principal component of paired
+  differences, signed so that positives project higher (as repeng does).
+
+>>> import torch
+>>> pos, neg = torch.randn(20, 2, 8) + 1, torch.randn(20, 2, 8)
+>>> v = SteeringVector.from_mean_difference(pos, neg, layers=[3, 4], site="resid_pre")
+>>> v.layers, tuple(v.vectors.shape), v.site
+((3, 4), (2, 8), 'resid_pre')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+
+from interp._io import save_safetensors
+from interp.sites import SITES
+
+__all__ = ["SteeringVector", "load_vector"]
+
+_FORMAT = "interp.steering_vector/1"
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """Direction(s) to add at ``site`` of each layer in ``layers``.
+
+    Attributes:
+        vectors: ``[n_layers_used, d]`` float32 on the CPU; row ``i`` belongs to
+            block ``layers[i]``. Not normalised: the mean-difference builder
+            keeps the natural norm (adding it moves one class's mean onto the
+            other's). :attr:`directions` gives unit rows.
+        layers: block indices, ascending, distinct.
+        site: activation site (see :data:`interp.SITES`) the vector lives at.
+        scale: default multiplier used by :func:`steering.add`.
+        meta: JSON-serialisable provenance (model, dataset, method, ...).
+    """
+
+    vectors: Float[torch.Tensor, "layer d"]
+    layers: tuple[int, ...]
+    site: str = "resid_pre"
+    scale: float = 1.0
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        v = torch.as_tensor(self.vectors)
+        if v.ndim == 1:
+            v = v[None]
+        if v.ndim != 2:
+            raise ValueError(f"vectors must be [layer, d], got shape {tuple(v.shape)}")
+        layers = tuple(int(layer) for layer in self.layers)
+        if len(layers) != v.shape[0]:
+            raise ValueError(f"{v.shape[0]} vector(s) for {len(layers)} layer(s) {layers}")
+        if len(set(layers)) != len(layers) or any(layer < 0 for layer in layers):
+            raise ValueError(f"layers must be distinct non-negative block indices, got {layers}")
+        if self.site not in SITES:
+            raise ValueError(f"unknown site {self.site!r}; known sites: {', '.join(SITES)}")
+        if not torch.isfinite(v).all():
+            raise ValueError("steering vector contains NaN or inf")
+        if not (isinstance(self.scale, (int, float)) and torch.isfinite(torch.tensor(float(self.scale)))):
+            raise ValueError(f"scale must be a finite number, got {self.scale!r}")
+        try:
+            json.dumps(self.meta)
+        except TypeError as e:
+            raise ValueError(f"meta must be JSON-serialisable: {e}") from None
+        order = sorted(range(len(layers)), key=layers.__getitem__)
+        object.__setattr__(self, "vectors", v.detach().to("cpu", torch.float32)[order].contiguous())
+        object.__setattr__(self, "layers", tuple(layers[i] for i in order))
+        object.__setattr__(self, "scale", float(self.scale))
+
+    # ------------------------------------------------------------------ access
+    @property
+    def d(self) -> int:
+        """Width of the vectors."""
+        return int(self.vectors.shape[1])
+
+    @property
+    def directions(self) -> Float[torch.Tensor, "layer d"]:
+        """Unit-norm rows of :attr:`vectors`."""
+        return self.vectors / self.vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def at(self, layer: int) -> Float[torch.Tensor, " d"]:
+        """The vector of block ``layer``."""
+        if layer not in self.layers:
+            raise KeyError(f"no vector for layer {layer}; this vector has layers {list(self.layers)}")
+        return self.vectors[self.layers.index(layer)]
+
+    def select(self, layers: int | Sequence[int]) -> SteeringVector:
+        """The same vector restricted to some of its layers."""
+        layers = [layers] if isinstance(layers, int) else list(layers)
+        rows = torch.stack([self.at(layer) for layer in layers])
+        return replace(self, vectors=rows, layers=tuple(layers))
+
+    def with_scale(self, scale: float) -> SteeringVector:
+        return replace(self, scale=scale)
+
+    def normalized(self) -> SteeringVector:
+        """Unit-norm rows (for ablation, or when ``scale`` should be in activation units)."""
+        return replace(self, vectors=self.directions)
+
+    def __repr__(self) -> str:
+        norms = ", ".join(f"{n:.3g}" for n in self.vectors.norm(dim=-1).tolist()[:6])
+        more = ", ..." if len(self.layers) > 6 else ""
+        return (f"SteeringVector(site={self.site!r}, layers={list(self.layers)}, d={self.d}, "
+                f"scale={self.scale:g}, norms=[{norms}{more}], meta={self.meta!r})")
+
+    # -------------------------------------------------------------- builders
+    @classmethod
+    def from_directions(cls, directions, layers: Sequence[int], site: str = "resid_pre", *, scale: float = 1.0,
+                        normalize: bool = True, meta: Mapping | None = None) -> SteeringVector:
+        """From any ``[layer, d]`` stack (e.g. probe directions), unit rows by default."""
+        v = torch.as_tensor(directions).float()
+        if v.ndim == 1:
+            v = v[None]
+        if normalize:
+            v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return cls(v, tuple(layers), site, scale, dict(meta or {}, method=(meta or {}).get("method", "directions")))
+
+    @classmethod
+    def from_mean_difference(cls, positive, negative, layers: Sequence[int], site: str = "resid_pre", *,
+                             scale: float = 1.0, meta: Mapping | None = None) -> SteeringVector:
+        """``mean(positive) - mean(negative)`` per layer.
+
+        Args:
+            positive: ``[n_pos, layer, d]`` activations of the prompts to steer toward.
+            negative: ``[n_neg, layer, d]``.
+        """
+        pos, neg = _rows(positive, "positive"), _rows(negative, "negative")
+        if pos.shape[1:] != neg.shape[1:]:
+            raise ValueError(f"positive {tuple(pos.shape)} and negative {tuple(neg.shape)} differ in layer/width")
+        diff = pos.double().mean(0) - neg.double().mean(0)
+        info = {"method": "mean_difference", "n_positive": int(pos.shape[0]), "n_negative": int(neg.shape[0])}
+        return cls(diff.float(), tuple(layers), site, scale, {**info, **(meta or {})})
+
+    @classmethod
+    def from_pca(cls, positive, negative, layers: Sequence[int], site: str = "resid_pre", *,
+                 scale: float = 1.0, meta: Mapping | None = None) -> SteeringVector:
+        """Top principal component of paired differences ``positive[i] - negative[i]``, per layer.
+
+        The differences are centred before the SVD (as repeng's ``pca_diff``
+        does after centring), and each component is signed so that positive
+        rows project above negative rows on average. Rows are unit norm.
+        """
+        pos, neg = _rows(positive, "positive"), _rows(negative, "negative")
+        if pos.shape != neg.shape:
+            raise ValueError(f"paired sets must have the same shape, got {tuple(pos.shape)} and {tuple(neg.shape)}")
+        if pos.shape[0] < 2:
+            raise ValueError("the principal component of paired differences needs at least 2 pairs")
+        diffs = (pos - neg).double().transpose(0, 1)  # [layer, n, d]
+        centred = diffs - diffs.mean(1, keepdim=True)
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        comp = vh[:, 0]  # [layer, d]
+        sign = torch.sign(torch.einsum("lnd,ld->l", diffs, comp)).clamp_min(0) * 2 - 1
+        comp = comp * sign[:, None]
+        explained = (s[:, 0] ** 2 / (s**2).sum(-1).clamp_min(1e-30)).tolist()
+        info = {"method": "pca_diff", "n_pairs": int(pos.shape[0]), "explained_variance": explained}
+        return cls(comp.float(), tuple(layers), site, scale, {**info, **(meta or {})})
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write one safetensors file (tensors + JSON metadata header); atomic."""
+        path = Path(path)
+        header = {"format": _FORMAT, "site": self.site, "scale": self.scale, "layers": list(self.layers),
+                  "meta": self.meta}
+        save_safetensors(path, {"vectors": self.vectors, "layers": torch.tensor(self.layers, dtype=torch.int64)},
+                         metadata={"interp": json.dumps(header)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SteeringVector:
+        return load_vector(path)
+
+
+def _rows(x, name: str) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty [n, layer, d] tensor, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} activations contain NaN or inf")
+    return x
+
+
+def load_vector(path: str | os.PathLike) -> SteeringVector:
+    """Read a vector written by :meth:`SteeringVector.save` (safetensors only).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
+    file that is not a safetensors steering vector.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no steering vector file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get("interp", "null"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a safetensors steering vector: {e}") from None
+    if not isinstance(header, dict) or header.get("format") != _FORMAT or "vectors" not in tensors:
+        raise ValueError(f"{path} is a safetensors file but not a steering vector (no {_FORMAT!r} header)")
+    layers = tuple(int(x) for x in tensors["layers"].tolist())
+    if layers != tuple(header["layers"]):
+        raise ValueError(f"{path}: layers in the header {header['layers']} and tensor {list(layers)} disagree")
+    return SteeringVector(tensors["vectors"], layers, header["site"], header["scale"], header.get("meta", {}))

@@ -1,0 +1,87 @@
+"""Metrics against reference computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.generation import next_token_logits
+from steering import Add, SteeringVector
+from steering.metrics import (
+    heldout_loss,
+    is_refusal,
+    kl_divergence,
+    refusal_rate,
+    refusal_score,
+    refusal_token_ids,
+)
+
+PROMPTS = ["The cat sat on the mat.", "Hi", "A longer prompt with several more words in it."]
+
+
+def test_refusal_phrases():
+    assert is_refusal("I'm sorry, but I can't help.") and is_refusal("  i cannot do that")
+    assert not is_refusal("Sure. First, get what you need.")
+    assert not is_refusal("x" * 80 + " I cannot")  # only near the start by default
+    assert is_refusal("x" * 80 + " I cannot", within=None)
+    assert refusal_rate(["I cannot.", "Sure.", "Sorry, no.", "Yes"]) == 0.5
+    assert refusal_rate(["Nope"], phrases=["nope"]) == 1.0
+    with pytest.raises(ValueError, match="no generations"):
+        refusal_rate([])
+
+
+def test_refusal_tokens_drop_those_shared_with_compliance(tiny_pairs):
+    tok = tiny_pairs["llama"].tokenizer
+    first = lambda s: tok(s, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    assert refusal_token_ids(tok, ["I cannot", "I am sorry"]) == [first("I cannot")]
+    shared = refusal_token_ids(tok, ["I cannot", "Sorry"], compliant=["Sorry"])
+    assert shared == [first("I cannot")]
+    with pytest.raises(ValueError, match="also starts a compliant reply"):
+        refusal_token_ids(tok, ["Sorry"], compliant=["Sorry"])
+
+
+def test_refusal_score_is_the_log_odds_of_refusal_tokens(tiny_pairs):
+    model = tiny_pairs["llama"].post
+    ids = [5, 17, 40]
+    p = next_token_logits(model, PROMPTS).double().softmax(-1)[:, ids].sum(-1)
+    expected = (p.log() - (1 - p).log()).float()
+    torch.testing.assert_close(refusal_score(model, PROMPTS, ids), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="refusal_ids is empty"):
+        refusal_score(model, PROMPTS, [])
+
+
+def test_kl_is_zero_unsteered_and_matches_the_definition(tiny_pairs):
+    model = tiny_pairs["llama"].post
+    assert kl_divergence(model, PROMPTS, None).abs().max() < 1e-6
+    v = SteeringVector(torch.randn(1, int(model.cfg.d_model)) * 3, (1,))
+    kl = kl_divergence(model, PROMPTS, Add(v))
+    from steering import add
+
+    p = next_token_logits(model, PROMPTS).double().log_softmax(-1)
+    with add(model, v):
+        q = next_token_logits(model, PROMPTS).double().log_softmax(-1)
+    expected = torch.nn.functional.kl_div(q, p, log_target=True, reduction="none").sum(-1).float()
+    torch.testing.assert_close(kl, expected, atol=1e-5, rtol=1e-4)
+    assert (kl > 0).all()
+
+
+def test_heldout_loss_equals_hugging_face_loss(tiny_dirs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import interp
+
+    base_dir, _ = tiny_dirs["llama"]
+    model = interp.load_model(base_dir, device="cpu")
+    hf = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    total, count = 0.0, 0
+    for text in PROMPTS:
+        ids = tok(text, return_tensors="pt")["input_ids"]
+        if ids[0, 0] != tok.bos_token_id:
+            ids = torch.cat([torch.tensor([[tok.bos_token_id]]), ids], 1)
+        with torch.no_grad():
+            out = hf(ids, labels=ids)
+        n = ids.shape[1] - 1
+        total += float(out.loss) * n
+        count += n
+    assert heldout_loss(model, PROMPTS) == pytest.approx(total / count, rel=1e-4)

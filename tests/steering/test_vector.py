@@ -1,0 +1,92 @@
+"""SteeringVector: builders, checks, and the safetensors + JSON round trip."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from steering import SteeringVector, load_vector
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    v = SteeringVector(torch.randn(3, 16), (5, 1, 3), "resid_post", 2.5, {"model": "m", "concept": "x", "n": [1, 2]})
+    assert v.layers == (1, 3, 5)  # rows sorted with their layers
+    path = v.save(tmp_path / "v.safetensors")
+    w = load_vector(path)
+    assert w.layers == v.layers and w.site == v.site and w.scale == v.scale and w.meta == v.meta
+    torch.testing.assert_close(w.vectors, v.vectors, rtol=0, atol=0)
+
+
+def test_rows_follow_their_layers():
+    rows = torch.eye(4)[:3]
+    v = SteeringVector(rows, (7, 2, 4))
+    torch.testing.assert_close(v.at(7), rows[0])
+    torch.testing.assert_close(v.at(2), rows[1])
+    assert v.select([4]).layers == (4,)
+    with pytest.raises(KeyError, match="no vector for layer 0"):
+        v.at(0)
+
+
+def test_mean_difference_is_the_difference_of_means():
+    pos, neg = torch.randn(30, 2, 8), torch.randn(20, 2, 8)
+    v = SteeringVector.from_mean_difference(pos, neg, layers=[0, 1])
+    torch.testing.assert_close(v.vectors, (pos.double().mean(0) - neg.double().mean(0)).float())
+    assert v.meta["method"] == "mean_difference" and v.meta["n_positive"] == 30
+
+
+def test_pca_of_paired_differences_recovers_a_planted_direction():
+    g = torch.Generator().manual_seed(0)
+    d, n = 32, 200
+    truth = torch.nn.functional.normalize(torch.randn(2, d, generator=g), dim=-1)
+    base = torch.randn(n, 2, d, generator=g)
+    strength = 1 + 3 * torch.rand(n, 2, 1, generator=g)  # varying shift along the direction
+    pos = base + strength * truth + 0.05 * torch.randn(n, 2, d, generator=g)
+    v = SteeringVector.from_pca(pos, base, layers=[0, 1])
+    cos = (v.directions * truth).sum(-1)
+    assert (cos > 0.99).all(), cos  # right direction, and signed toward the positives
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"vectors": torch.zeros(2, 4), "layers": (0,)}, r"2 vector\(s\) for 1 layer"),
+        ({"vectors": torch.zeros(2, 4), "layers": (1, 1)}, "distinct"),
+        ({"vectors": torch.zeros(1, 4), "layers": (-1,)}, "non-negative"),
+        ({"vectors": torch.zeros(1, 2, 4), "layers": (0,)}, r"must be \[layer, d\]"),
+        ({"vectors": torch.full((1, 4), float("nan")), "layers": (0,)}, "NaN or inf"),
+        ({"vectors": torch.zeros(1, 4), "layers": (0,), "site": "resid"}, "unknown site 'resid'"),
+        ({"vectors": torch.zeros(1, 4), "layers": (0,), "scale": float("inf")}, "scale must be a finite number"),
+        ({"vectors": torch.zeros(1, 4), "layers": (0,), "meta": {"x": object()}}, "JSON-serialisable"),
+    ],
+)
+def test_bad_vectors_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SteeringVector(**kwargs)
+
+
+def test_only_safetensors_steering_vectors_load(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no steering vector file"):
+        load_vector(tmp_path / "missing.safetensors")
+    pkl = tmp_path / "v.pt"
+    pkl.write_bytes(pickle.dumps({"vectors": torch.zeros(1, 4)}))
+    with pytest.raises(ValueError, match="is not a safetensors steering vector"):
+        load_vector(pkl)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(other))
+    with pytest.raises(ValueError, match="not a steering vector"):
+        load_vector(other)
+
+
+def test_builders_refuse_bad_activations():
+    with pytest.raises(ValueError, match="non-empty"):
+        SteeringVector.from_mean_difference(torch.zeros(0, 1, 4), torch.zeros(3, 1, 4), [0])
+    with pytest.raises(ValueError, match="differ in layer/width"):
+        SteeringVector.from_mean_difference(torch.zeros(2, 1, 4), torch.zeros(3, 1, 5), [0])
+    with pytest.raises(ValueError, match="same shape"):
+        SteeringVector.from_pca(torch.zeros(3, 1, 4), torch.zeros(2, 1, 4), [0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        SteeringVector.from_mean_difference(torch.full((2, 1, 4), float("inf")), torch.zeros(2, 1, 4), [0])

@@ -2,7 +2,9 @@
 
 ``interp collect`` boots a base/post pair, collects activations of a prompt
 set from both models into ``OUT/base`` and ``OUT/post`` (resumable stores) and
-prints a short per-layer summary. ``--tiny FAMILY`` builds a random-weight tiny
+prints a short per-layer summary. ``interp compare`` runs the layer-by-layer
+comparison and writes the report; ``interp steer`` prints generations with and
+without a steering vector side by side. ``--tiny FAMILY`` builds a random-weight tiny
 pair of a real family into ``OUT/models`` first and uses it: a check of the
 plumbing on a machine with no model weights, not a finding.
 """
@@ -40,10 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
     cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
-    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth)")
+    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth, refusal)")
     cmp.add_argument("--out", default="report", help="report folder (default report/)")
     cmp.add_argument("--device", default=None)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    st = sub.add_parser("steer", help="print steered and unsteered generations side by side")
+    st.add_argument("prompts", nargs="+", metavar="PROMPT")
+    st.add_argument("--model", help="hub id or local folder (default: the bundled organism's post model)")
+    st.add_argument("--vector", required=True,
+                    help="steering vector file (.safetensors), or a folder of them (with --name)")
+    st.add_argument("--name", help="vector in a folder, e.g. refusal-post for report/vectors/refusal-post.safetensors")
+    how = st.add_mutually_exclusive_group()
+    how.add_argument("--scale", type=float, help="add scale * vector at its layers (default: the vector's own scale)")
+    how.add_argument("--ablate", action="store_true", help="project the direction out of every layer instead")
+    st.add_argument("--positions", default="all", help="all | prompt | generated | last | -K (comma-separated)")
+    st.add_argument("--format", dest="style", default="auto", choices=["auto", "raw", "chat"],
+                    help="chat-format the prompts (auto: when the model has a chat template)")
+    st.add_argument("--max-new-tokens", type=int, default=24)
+    st.add_argument("--device", default=None)
 
     o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
     osub = o.add_subparsers(dest="action", required=True)
@@ -68,11 +85,75 @@ def _compare(args) -> int:
                      out=args.out, device=args.device, progress=not args.quiet)
     for name, concept in result.concepts.items():
         print(f"{name}: {concept.readings.get('summary', '')}")
+        if "steering" in concept.tables:
+            t = concept.tables["steering"]
+            print(f"  {'model':<5} {'intervention':<24} {'harmful':>8} {'harmless':>9} {'KL':>7}")
+            for row in t["rows"]:
+                print(f"  {row[0]:<5} {row[1]:<24} {row[3]:>8.2f} {row[4]:>9.2f} {row[5]:>7.3f}")
         print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
         for e in concept.per_layer:
             print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} {e['cosine_base_post']:>7.3f}"
                   f" {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
     print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
+    vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
+    if vectors:
+        print(f"steering vectors: {', '.join(str(v) for v in vectors)}")
+    return 0
+
+
+def _columns(left: str, right: str, width: int = 48) -> str:
+    import textwrap
+
+    a, b = textwrap.wrap(left, width) or [""], textwrap.wrap(right, width) or [""]
+    n = max(len(a), len(b))
+    a, b = a + [""] * (n - len(a)), b + [""] * (n - len(b))
+    return "\n".join(f"  {x:<{width}} | {y}" for x, y in zip(a, b))
+
+
+def _steer(args) -> int:
+    import interp
+    import steering
+    from interp.models import tokenizer_of
+
+    path = Path(args.vector)
+    if path.is_dir():
+        names = sorted(p.stem for p in path.glob("*.safetensors"))
+        if not args.name:
+            raise ValueError(f"{path} is a folder; choose a vector with --name ({', '.join(names) or 'none there'})")
+        if args.name not in names:
+            raise ValueError(f"no vector {args.name!r} in {path}; available: {', '.join(names) or 'none'}")
+        path = path / f"{args.name}.safetensors"
+    vector = steering.load_vector(path)
+    if args.model is None:
+        from interp import organism
+
+        args.model = str(organism.paths()[1])
+    model = interp.load_model(args.model, device=args.device)
+    tok = tokenizer_of(model)
+    style = args.style
+    if style == "auto":
+        style = "chat" if getattr(tok, "chat_template", None) else "raw"
+    prompts = list(args.prompts)
+    if style == "chat":
+        if not getattr(tok, "chat_template", None):
+            raise ValueError("the model's tokenizer has no chat template; use --format raw")
+        prompts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                   for p in prompts]
+    if args.ablate:
+        iv, how = steering.Ablate(vector), "ablated"
+    else:
+        positions = [int(p) if p.lstrip("-").isdigit() else p for p in args.positions.split(",")]
+        iv = steering.Add(vector, scale=args.scale, positions=positions[0] if len(positions) == 1 else positions)
+        how = f"added x{vector.scale if args.scale is None else args.scale:g} at {args.positions}"
+    stop = list(getattr(tok, "additional_special_tokens", []) or [])
+    kw = dict(max_new_tokens=args.max_new_tokens, stop_tokens=stop)
+    plain = steering.generate(model, prompts, None, **kw)
+    steered = steering.generate(model, prompts, iv, **kw)
+    print(f"vector: {path.name}, site {vector.site}, layers {list(vector.layers)}, {how}")
+    for prompt, a, b in zip(args.prompts, plain, steered):
+        print(f"\n> {prompt}")
+        print(_columns("unsteered", "steered"))
+        print(_columns(a.strip(), b.strip()))
     return 0
 
 
@@ -169,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "organism":
             return _organism(args)
+        if args.command == "steer":
+            return _steer(args)
     except (ValueError, OSError, KeyError) as e:
         print(f"interp {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ __all__ = ["compare", "CONCEPTS"]
 
 log = logging.getLogger(__name__)
 
-CONCEPTS = ("truth",)
+CONCEPTS = ("truth", "refusal")
 HEADLINE = "logistic"
 DIRECTION = "mass_mean"  # the more causal direction (Marks & Tegmark), used for cosines
 
@@ -220,7 +220,20 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in fits.items()}
     setup.update({"site": site, "methods": f"{HEADLINE} (accuracy), {DIRECTION} (directions)",
                   "n_train": len(train), "n_test": len(test)})
-    return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup)
+    plots = [
+        {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
+         "series": {"base_accuracy": "base", "post_accuracy": "post"}},
+        {"title": "Same direction in both models?", "reading": "similarity", "yrange": [-0.05, 1.05],
+         "series": {"cosine_base_post": "cosine(base, post)", "transfer_base_to_post": "transfer base→post",
+                    "transfer_post_to_base": "transfer post→base",
+                    "mahalanobis_cosine_base_post": "Mahalanobis cosine"}},
+    ]
+    if causal:
+        plots.append({"title": "Causal effect of the truth directions", "reading": "causal",
+                      "xaxis": "layer the direction is added after", "yaxis": "normalized indirect effect",
+                      "series": {f"nie_{s}_to_{t}": f"{s} direction → {t} model"
+                                 for s in ("base", "post") for t in ("base", "post")}})
+    return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 
 def compare(
@@ -249,7 +262,12 @@ def compare(
     results = {}
     for concept in concepts:
         log.info("running the %s section", concept)
-        results[concept] = truth_section(pair, progress=progress)
+        if concept == "truth":
+            results[concept] = truth_section(pair, progress=progress)
+        else:
+            from .refusal_section import refusal_section
+
+            results[concept] = refusal_section(pair, is_organism=_is_organism(pair), progress=progress)
     info = pair.info()
     comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
                             manifest={"vocab_sha256": info["vocab_sha256"]})

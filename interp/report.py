@@ -4,6 +4,8 @@
 ``DIR/layers.csv``          one row per concept x layer x model x measure
 ``DIR/directions.safetensors``  every direction ``[layer, d]`` with its metadata
 ``DIR/report.html``         the figures (plotly, inlined: the page opens offline)
+``DIR/vectors/*.safetensors``  steering vectors a section selected (e.g. ``refusal-post``),
+                            loadable with ``steering.load_vector`` / ``interp steer --vector``
 
 All files are written atomically.
 """
@@ -40,6 +42,7 @@ class ConceptResult:
         directions: ``name -> [layer, d]`` tensors, saved to safetensors.
         readings: one-line readings of what each figure shows.
         setup: how the concept was measured (dataset, position, methods).
+        plots, tables: what the HTML report draws (see the fields).
     """
 
     concept: str
@@ -50,6 +53,12 @@ class ConceptResult:
     directions: dict[str, torch.Tensor] = field(default_factory=dict)
     readings: dict[str, str] = field(default_factory=dict)
     setup: dict = field(default_factory=dict)
+    plots: list[dict] = field(default_factory=list)
+    """line plots over layers: ``{"title", "series": {per_layer key: label}, "yaxis", "yrange", "reading"}``"""
+    tables: dict[str, dict] = field(default_factory=dict)
+    """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name columns)"""
+    vectors: dict = field(default_factory=dict)
+    """name -> ``steering.SteeringVector`` to write as ``DIR/vectors/{concept}-{name}.safetensors``"""
 
 
 @dataclass
@@ -66,7 +75,7 @@ class Comparison:
             "manifest": self.manifest,
             "concepts": {
                 name: {"layers": c.layers, "per_layer": c.per_layer, "matrices": c.matrices,
-                       "readings": c.readings, "setup": c.setup}
+                       "tables": c.tables, "readings": c.readings, "setup": c.setup}
                 for name, c in self.concepts.items()
             },
         }
@@ -82,40 +91,66 @@ def _csv(comparison: Comparison) -> bytes:
     return buf.getvalue().encode()
 
 
-def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
-    """(title, reading, plotly figure) for one concept."""
+def _line(c: ConceptResult, plot: dict):
     import plotly.graph_objects as go
 
-    layers = c.layers
-    col = lambda key: [row.get(key) for row in c.per_layer]  # noqa: E731
-    figs = []
-    acc = go.Figure()
-    for key, name in (("base_accuracy", "base"), ("post_accuracy", "post")):
-        acc.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=name))
-    acc.update_layout(xaxis_dtick=1, xaxis_title="layer (output of block)", yaxis_title="held-out accuracy", yaxis_range=[0, 1.02])
-    figs.append(("Probe accuracy by layer", c.readings.get("accuracy", ""), acc))
-    sim = go.Figure()
-    for key, name in (("cosine_base_post", "cosine(base, post)"), ("transfer_base_to_post", "transfer base→post"),
-                      ("transfer_post_to_base", "transfer post→base"),
-                      ("mahalanobis_cosine_base_post", "Mahalanobis cosine")):
+    fig = go.Figure()
+    for key, label in plot["series"].items():
         if key in c.per_layer[0]:
-            sim.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=name))
-    sim.update_layout(xaxis_dtick=1, xaxis_title="layer (output of block)", yaxis_title="value", yaxis_range=[-0.05, 1.05])
-    figs.append(("Same direction in both models?", c.readings.get("similarity", ""), sim))
-    nie_keys = [k for k in c.per_layer[0] if k.startswith("nie_")]
-    if nie_keys:
-        nie = go.Figure()
-        for key in nie_keys:
-            src, tgt = key.removeprefix("nie_").split("_to_")
-            nie.add_trace(go.Scatter(x=layers, y=col(key), mode="lines+markers", name=f"{src} direction → {tgt} model"))
-        nie.update_layout(xaxis_dtick=1, xaxis_title="layer the direction is added after", yaxis_title="normalized indirect effect")
-        figs.append(("Causal effect of the truth directions", c.readings.get("causal", ""), nie))
-    for key, m in c.matrices.items():
-        heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=0, zmax=1, colorscale="Viridis",
-                                    text=[[f"{v:.2f}" for v in row] for row in m["values"]], texttemplate="%{text}"))
-        heat.update_layout(xaxis_title="tested on", yaxis_title="trained on")
-        figs.append((m.get("title", key), c.readings.get(key, ""), heat))
+            fig.add_trace(go.Scatter(x=c.layers, y=[row.get(key) for row in c.per_layer], mode="lines+markers",
+                                     name=label))
+    fig.update_layout(xaxis_dtick=1, xaxis_title=plot.get("xaxis", "layer (output of block)"),
+                      yaxis_title=plot.get("yaxis", "value"))
+    if plot.get("yrange"):
+        fig.update_layout(yaxis_range=plot["yrange"])
+    return fig
+
+
+def _heatmap(m: dict):
+    import plotly.graph_objects as go
+
+    heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=m.get("zmin", 0), zmax=m.get("zmax", 1),
+                                colorscale=m.get("colorscale", "Viridis"),
+                                text=[[f"{v:.2f}" for v in row] for row in m["values"]], texttemplate="%{text}"))
+    heat.update_layout(xaxis_title=m.get("xaxis", "tested on"), yaxis_title=m.get("yaxis", "trained on"))
+    if all(isinstance(v, (int, float)) for v in m["cols"]):
+        heat.update_layout(xaxis_dtick=1)
+    return heat
+
+
+def _bars(t: dict):
+    """Grouped bars: one group per ``t["x"]`` value, one bar colour per ``t["color"]`` value."""
+    import plotly.graph_objects as go
+
+    cols = t["columns"]
+    x, y, color = (cols.index(t[k]) for k in ("x", "y", "color"))
+    fig = go.Figure()
+    for value in dict.fromkeys(r[color] for r in t["rows"]):
+        rows = [r for r in t["rows"] if r[color] == value]
+        fig.add_trace(go.Bar(x=[r[x] for r in rows], y=[r[y] for r in rows], name=str(value),
+                             text=[f"{r[y]:.2f}" for r in rows], textposition="outside"))
+    fig.update_layout(barmode="group", yaxis_title=t["y"], yaxis_range=t.get("yrange"))
+    return fig
+
+
+def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
+    """(title, reading, plotly figure) for one concept: its line plots, matrices and tables, in that order."""
+    figs = [(p["title"], c.readings.get(p.get("reading", ""), ""), _line(c, p)) for p in c.plots]
+    figs += [(m.get("title", key), c.readings.get(key, ""), _heatmap(m)) for key, m in c.matrices.items()]
+    for key, t in c.tables.items():
+        if "x" in t:
+            for facet in dict.fromkeys(r[t["columns"].index(t["facet"])] for r in t["rows"]) if "facet" in t else [None]:
+                sub = t if facet is None else {**t, "rows": [r for r in t["rows"] if r[t["columns"].index(t["facet"])] == facet]}
+                title = t.get("title", key) + ("" if facet is None else f" ({t['facet']}: {facet})")
+                figs.append((title, c.readings.get(key, ""), _bars(sub)))
     return figs
+
+
+def _table_html(t: dict) -> str:
+    head = "".join(f"<th>{html.escape(str(col))}</th>" for col in t["columns"])
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in t["rows"])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _html(comparison: Comparison) -> bytes:
@@ -124,7 +159,8 @@ def _html(comparison: Comparison) -> bytes:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>base vs post: layer-wise report</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        "h2{border-bottom:1px solid #ccc}.reading{color:#444;font-style:italic}</style>",
+        "h2{border-bottom:1px solid #ccc}.reading{color:#444;font-style:italic}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
         "<h1>Base vs. post-trained, layer by layer</h1>",
         f"<p>base: <code>{html.escape(str(comparison.pair.get('base', {}).get('name')))}</code> &nbsp; "
@@ -139,6 +175,8 @@ def _html(comparison: Comparison) -> bytes:
         for title, reading, fig in figures(c):
             parts.append(f"<h3>{html.escape(title)}</h3><p class='reading'>{html.escape(reading)}</p>")
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+        for key, t in c.tables.items():
+            parts.append(f"<h3>{html.escape(t.get('title', key))}</h3>{_table_html(t)}")
     parts.append("</body></html>")
     return "\n".join(parts).encode()
 
@@ -156,5 +194,8 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
             meta[f"{name}/{key}"] = json.dumps({"concept": name, "layers": c.layers, **c.setup})
     if tensors:
         save_safetensors(out / "directions.safetensors", tensors, metadata=meta)
+    for name, c in comparison.concepts.items():
+        for key, vec in c.vectors.items():
+            vec.save(out / "vectors" / f"{name}-{key}.safetensors")
     atomic_write_bytes(out / "report.html", _html(comparison))
     return out

@@ -166,6 +166,7 @@ def select_direction(
         "harmful": float(refusal_score(model, harmful_val, refusal_ids, batch_size=batch_size).mean()),
         "harmless": float(refusal_score(model, harmless_val, refusal_ids, logprobs=clean_harmless).mean()),
     }
+    norm_scale = float(diffs.norm(dim=-1).max())
     cands = []
     grid = [(p, layer) for p in positions for layer in range(n_layers)]
     for p, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
@@ -176,6 +177,8 @@ def select_direction(
         induce = float(refusal_score(model, harmless_val, refusal_ids, Add(vec), batch_size=batch_size).mean())
         kl = float(kl_divergence(model, harmless_val, abl, clean=clean_harmless, batch_size=batch_size).mean())
         why = []
+        if float(raw.norm()) <= 1e-6 * norm_scale:
+            why.append("zero difference (harmful and harmless activations identical here)")
         if layer >= max_layer:
             why.append(f"layer >= {max_layer} (last {prune_layers:.0%} of layers)")
         if not kl < kl_threshold:

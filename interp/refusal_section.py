@@ -1,0 +1,249 @@
+"""The refusal section of :func:`interp.compare.compare`.
+
+For each model, candidate refusal directions are the difference of means
+between harmful and harmless requests — both chat-formatted with the post
+model's template, on both models — of the residual stream entering every
+layer at every post-instruction position; one is selected as Arditi et al.
+(2024) do (:func:`steering.refusal.select_direction`). A model that never
+refuses (most base models) has no candidate whose addition induces refusal;
+its direction is then taken at the post model's selected layer and position,
+and the report says so.
+
+Reported:
+
+* per layer: cosine between the base and post candidates (at the post model's
+  selected position), each model's refusal score when that layer's candidate
+  is ablated, and a harmful-vs-harmless logistic probe's held-out accuracy per
+  model with transfer between models;
+* per model: refusal rate on held-out harmful and harmless requests for
+  the baseline, ablation, and addition — with its own direction and with the
+  other model's (forward transfer base→post, backward post→base) — and the
+  next-token KL on harmless requests under each ablation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+
+from .collection import collect
+from .datasets import load
+from .models import ModelPair
+from .report import ConceptResult
+
+__all__ = ["refusal_section"]
+
+log = logging.getLogger(__name__)
+
+#: First words of refusals for pairs other than the organism (Arditi et al. score "I" and "As" for most chat models).
+GENERIC_REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
+
+
+def _data(pair: ModelPair, is_organism: bool) -> dict:
+    tok = pair.tokenizer
+    from steering.metrics import refusal_token_ids
+
+    if is_organism:
+        from .organism._corpus import REFUSALS
+
+        names, ids = ("organism/harmful", "organism/harmless"), refusal_token_ids(tok, REFUSALS, compliant=["Sure."])
+    else:
+        names, ids = ("harmful", "harmless"), refusal_token_ids(tok, GENERIC_REFUSAL_STARTS)
+    out = {"refusal_ids": ids, "datasets": names}
+    for kind, name in zip(("harmful", "harmless"), names):
+        for split in ("train", "test"):
+            out[kind, split] = list(pair.format(load(name, split), "chat").texts)
+    return out
+
+
+def _split(texts: list[str], every: int = 5) -> tuple[list[str], list[str]]:
+    """(direction rows, validation rows): every ``every``-th training row is held out for selection."""
+    return [t for i, t in enumerate(texts) if i % every], texts[::every]
+
+
+def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int) -> dict:
+    from steering import generate
+    from steering.metrics import refusal_rate
+
+    out = {}
+    for kind, texts in prompts.items():
+        gens = generate(model, texts, interventions, max_new_tokens=max_new_tokens, stop_tokens=stop_tokens,
+                        batch_size=batch_size)
+        out[kind] = refusal_rate(gens)
+        out[f"{kind}_examples"] = gens[:3]
+    return out
+
+
+def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
+                    max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True) -> ConceptResult:
+    """Find, compare and steer with each model's refusal direction (see the module docstring)."""
+    from probes import score_layers, sweep
+    from steering import Ablate, Add
+    from steering.metrics import kl_divergence, next_token_logprobs
+    from steering.refusal import Candidate, RefusalSelection, mean_activations, post_instruction_offsets, select_direction
+
+    data = _data(pair, is_organism)
+    ids = data["refusal_ids"]
+    offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
+    harm_dir, harm_val = _split(data["harmful", "train"])
+    safe_dir, safe_val = _split(data["harmless", "train"])
+    n_layers = pair.n_layers
+    stop = [t for t in getattr(pair.tokenizer, "additional_special_tokens", []) or []]
+    notes = {}
+
+    diffs = {}
+    for name, model in pair:
+        diffs[name] = (mean_activations(model, harm_dir, offsets, batch_size=batch_size)
+                       - mean_activations(model, safe_dir, offsets, batch_size=batch_size))
+    sel: dict[str, RefusalSelection] = {}
+    try:
+        sel["post"] = select_direction(pair.post, diffs["post"], offsets, harm_val, safe_val, ids,
+                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        notes["post selection"] = "own candidates (Arditi et al. filters)"
+    except ValueError:
+        sel["post"] = select_direction(pair.post, diffs["post"], offsets, harm_val, safe_val, ids, require_induce=False,
+                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        notes["post selection"] = ("no candidate's addition induced refusal on validation prompts; selected without "
+                                   "that filter")
+        log.warning("refusal: %s", notes["post selection"])
+    try:
+        sel["base"] = select_direction(pair.base, diffs["base"], offsets, harm_val, safe_val, ids,
+                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        notes["base selection"] = "own candidates (Arditi et al. filters)"
+    except ValueError as e:
+        # Score the candidates anyway (for the report), then take the post model's layer and position.
+        scored = select_direction(pair.base, diffs["base"], offsets, harm_val, safe_val, ids, kl_threshold=float("inf"),
+                                  require_induce=False, prune_layers=0.0, batch_size=batch_size, progress=progress)
+        at = sel["post"].selected
+        chosen = next(c for c in scored.candidates if c.layer == at.layer and c.position == at.position)
+        sel["base"] = RefusalSelection(diffs["base"], scored.positions, scored.candidates,
+                                       Candidate(chosen.layer, chosen.position, chosen.bypass, chosen.induce, chosen.kl),
+                                       scored.baseline)
+        notes["base selection"] = (f"no base candidate passed the filters ({str(e)[:120]}...); the base direction is "
+                                   f"its difference of means at the post model's layer {at.layer} and position "
+                                   f"{at.position}")
+        log.info("refusal: %s", notes["base selection"])
+    vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name, "source": pair.info()[name]["name"]})
+           for name, s in sel.items()}
+
+    # Steering on held-out requests: baseline, ablation and addition with each direction.
+    test = {"harmful": data["harmful", "test"], "harmless": data["harmless", "test"]}
+    steering_rows, bars = [], []
+    for target, model in pair:
+        clean = next_token_logprobs(model, test["harmless"], batch_size=batch_size)
+        conditions = [("baseline", "none", None)]
+        for source in ("post", "base") if target == "post" else ("base", "post"):
+            conditions += [(f"ablate {source} direction", source, Ablate(vec[source])),
+                           (f"add {source} direction", source, Add(vec[source]))]
+        for label, source, iv in conditions:
+            rates = _rates(model, test, iv, stop, max_new_tokens, batch_size)
+            kl = float(kl_divergence(model, test["harmless"], iv, clean=clean).mean()) if iv is not None else 0.0
+            steering_rows.append([target, label, source, rates["harmful"], rates["harmless"], kl,
+                                  rates["harmful_examples"][0], rates["harmless_examples"][0]])
+            bars += [[target, label, "harmful", rates["harmful"]], [target, label, "harmless", rates["harmless"]]]
+
+    # Per layer: cosine of the candidates, ablation score, and a harmful-vs-harmless probe with transfer.
+    pos = sel["post"].selected.position
+    slot = offsets.index(pos)
+    cos = torch.nn.functional.cosine_similarity(diffs["base"][slot], diffs["post"][slot], dim=-1)
+    probe_sets = {
+        split: {name: collect(model, pair.format(load(data["datasets"][0].replace("harmful", "refusal"), split), "chat"),
+                              "resid_pre", positions=pos, batch_size=batch_size, progress=False)
+                for name, model in pair}
+        for split in ("train", "test")
+    }
+    records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
+    acc = {(r.model, r.layer): r.accuracy for r in records}
+    y_test = probe_sets["test"]["base"].labels
+    b2p, _ = score_layers(fits["base", "logistic"], probe_sets["test"]["post"]["resid_pre"], y_test)
+    p2b, _ = score_layers(fits["post", "logistic"], probe_sets["test"]["base"]["resid_pre"], y_test)
+    by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
+    per_layer, long_rows = [], []
+    for layer in range(n_layers):
+        entry = {
+            "layer": layer,
+            "base_accuracy": acc["base", layer],
+            "post_accuracy": acc["post", layer],
+            "cosine_base_post": float(cos[layer]),
+            "transfer_base_to_post": float(b2p[layer]),
+            "transfer_post_to_base": float(p2b[layer]),
+            **{f"{name}_ablation_score": by[name][layer, pos].bypass for name in ("base", "post")},
+            **{f"{name}_addition_score": by[name][layer, pos].induce for name in ("base", "post")},
+            **{f"{name}_ablation_kl": by[name][layer, pos].kl for name in ("base", "post")},
+            **{f"cosine_base_post_at_{p}": float(torch.nn.functional.cosine_similarity(
+                diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)},
+        }
+        per_layer.append(entry)
+        for key, value in entry.items():
+            if key.startswith(("base_", "post_")):
+                long_rows.append((layer, key[:4], key[5:], value))
+            elif key != "layer":
+                long_rows.append((layer, "both", key, value))
+    matrices = {}
+    for name, s in sel.items():
+        matrices[f"candidates_{name}"] = {
+            "rows": [str(p) for p in offsets], "cols": list(range(n_layers)),
+            "values": [[by[name][layer, p].bypass for layer in range(n_layers)] for p in offsets],
+            "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
+            "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})",
+        }
+    tables = {
+        "steering": {
+            "title": "Steering with the refusal directions (held-out requests)",
+            "columns": ["model", "intervention", "direction from", "harmful refusal rate", "harmless refusal rate",
+                        "harmless KL (nats)", "harmful example", "harmless example"],
+            "rows": steering_rows,
+        },
+        "refusal_rates": {
+            "title": "Refusal rate on held-out requests", "columns": ["model", "condition", "prompts", "refusal rate"],
+            "rows": bars, "x": "condition", "y": "refusal rate", "color": "prompts", "facet": "model",
+            "yrange": [0, 1.1],
+        },
+    }
+    rows = {(r[0], r[1]): r for r in steering_rows}
+    own_abl, own_add, base_line = rows["post", "ablate post direction"], rows["post", "add post direction"], rows["post", "baseline"]
+    readings = {
+        "summary": (
+            f"Post model, layer {sel['post'].selected.layer} position {pos}: refusal on held-out harmful requests "
+            f"{base_line[3]:.2f} → {own_abl[3]:.2f} under ablation (harmless KL {own_abl[5]:.3f} nats); adding it makes "
+            f"{own_add[4]:.2f} of harmless requests refused (baseline {base_line[4]:.2f}). Base direction on post: "
+            f"ablation {rows['post', 'ablate base direction'][3]:.2f}, addition {rows['post', 'add base direction'][4]:.2f}."
+        ),
+        "cosine": "Cosine between the base and post difference-of-means refusal candidates at each layer (post "
+                  "model's selected position): near 1 means post-training kept the base model's harm direction.",
+        "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
+                  "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
+        "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
+                    "and of each model's probe applied to the other model.",
+        "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
+                         "direction ablated, and with each direction added at its layer.",
+    }
+    for name in sel:
+        readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
+                                          "refusal on harmful prompts is chosen among those that pass the filters.")
+    plots = [
+        {"title": "Harmful vs harmless: probe accuracy by layer", "reading": "accuracy", "yrange": [0, 1.02],
+         "xaxis": "layer (input of block)", "yaxis": "held-out accuracy",
+         "series": {"base_accuracy": "base", "post_accuracy": "post", "transfer_base_to_post": "base probe → post",
+                    "transfer_post_to_base": "post probe → base"}},
+        {"title": "Same refusal direction in both models?", "reading": "cosine", "yrange": [-1.05, 1.05],
+         "xaxis": "layer (input of block)", "yaxis": "cosine",
+         "series": {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets}},
+        {"title": "Refusal score under ablation / addition of each layer's candidate", "reading": "scores",
+         "xaxis": "layer (input of block)", "yaxis": "refusal score (log-odds)",
+         "series": {"post_ablation_score": "post, ablated (harmful)", "base_ablation_score": "base, ablated (harmful)",
+                    "post_addition_score": "post, added (harmless)", "base_addition_score": "base, added (harmless)"}},
+    ]
+    setup = {
+        "datasets": "/".join(data["datasets"]), "format": "post model's chat template on both models",
+        "site": "resid_pre", "post-instruction positions": offsets,
+        "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
+        "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
+        "n_train": len(harm_dir) + len(safe_dir), "n_validation": len(harm_val) + len(safe_val),
+        "n_test": len(test["harmful"]) + len(test["harmless"]), **notes,
+    }
+    directions = {f"{name}/refusal": s.diffs[s.positions.index(s.selected.position)].float() for name, s in sel.items()}
+    return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows, matrices, directions, readings,
+                         setup, plots, tables, vectors=vec)

@@ -61,6 +61,7 @@ def generate(
     batch_size: int = 16,
     bos: BosPolicy = "auto",
     stop_tokens: Sequence[str] = (),
+    stop_at_eos: bool = True,
     use_cache: bool = True,
     progress: bool = False,
     return_details: bool = False,
@@ -75,7 +76,8 @@ def generate(
             at every position) or a list of vectors and
             :class:`~steering.Add`/:class:`~steering.Ablate`/:class:`~steering.Clamp`.
         max_new_tokens: tokens generated at most per prompt; a row stops at EOS
-            or a token of ``stop_tokens`` (e.g. ``["<|end|>"]``).
+            (unless ``stop_at_eos=False``) or a token of ``stop_tokens``
+            (e.g. ``["<|end|>"]``).
         do_sample, temperature, top_k, top_p, seed: sampling; greedy when
             ``do_sample`` is false.
         use_cache: decode from the KV cache (the default); ``False`` re-runs
@@ -98,12 +100,12 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
-    stops = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
+    stops = ({tok.eos_token_id} if stop_at_eos else set()) | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
     stops.discard(None)
     stops.discard(getattr(tok, "unk_token_id", None))
     encs = encode(tok, prompts, bos=bos, max_length=n_ctx)
     device = model.cfg.device or "cpu"
-    stop_ids = torch.tensor(sorted(stops), device=device, dtype=torch.long)
+    stop_ids = torch.tensor(sorted(stops), device=device, dtype=torch.long)  # may be empty
     gen = None
     if do_sample:
         gen = torch.Generator(device=device)

@@ -10,11 +10,14 @@ statements and scored on held-out statements. On the bundled organism the
 statements are followed by its judgement cue (`` This statement is``) and read
 at the cue's last token, where the organism computes its judgement; on other
 pairs the built-in statements are read at their final period, where
-Geometry-of-Truth probes read. Per layer the section reports both models'
-held-out accuracy (logistic probe), the cosine of base and post mass-mean
-directions and their Mahalanobis cosine under the post model's test
-activations, transfer (a base probe scored on post activations and the
-reverse), and a generalization matrix across statement kinds.
+Geometry-of-Truth probes read. The truth probe is mass-mean (see
+:data:`HEADLINE`); per layer the section reports both models' held-out
+accuracy, the cosine of base and post directions and their Mahalanobis cosine
+under the post model's test activations, transfer (a base probe scored on post
+activations and the reverse), a generalization matrix across statement kinds
+and the causal effect; logistic-regression accuracy and cosine are reported
+alongside. The held-out statements are out of distribution for the organism:
+cities it was never shown judged, number pairs it never saw.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ __all__ = ["compare", "CONCEPTS"]
 log = logging.getLogger(__name__)
 
 CONCEPTS = ("truth", "refusal")
-HEADLINE = "logistic"
-DIRECTION = "mass_mean"  # the more causal direction (Marks & Tegmark), used for cosines
+#: The truth probe of the section: mass-mean (difference of class means, Marks & Tegmark 2023), which
+#: generalizes better out of distribution and is more causally implicated than logistic regression;
+#: its accuracy, directions, transfer, generalization and causal effect are reported.
+HEADLINE = "mass_mean"
+#: Also fitted and reported alongside (``*_logistic`` keys).
+SECONDARY = "logistic"
 
 
 def _is_organism(pair: ModelPair) -> bool:
@@ -140,14 +147,14 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                 for name, model in pair}
         for split, ps in (("train", train), ("test", test))
     }
-    records, fits = sweep(acts["train"], acts["test"], site, methods=(DIRECTION, HEADLINE))
+    records, fits = sweep(acts["train"], acts["test"], site, methods=(HEADLINE, SECONDARY))
     X = {split: {m: a[site] for m, a in d.items()} for split, d in acts.items()}
     y = {split: d["base"].labels for split, d in acts.items()}
     layers = list(acts["train"]["base"].layers)
     acc = {(r.model, r.method, r.layer): r for r in records}
-    cos = cosine(fits["base", DIRECTION].coef, fits["post", DIRECTION].coef)
-    cos_logit = cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef)
-    mcos = mahalanobis_cosine(fits["base", DIRECTION].coef, fits["post", DIRECTION].coef, X["test"]["post"])
+    cos = cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef)
+    cos_logit = cosine(fits["base", SECONDARY].coef, fits["post", SECONDARY].coef)
+    mcos = mahalanobis_cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef, X["test"]["post"])
     b2p, _ = score_layers(fits["base", HEADLINE], X["test"]["post"], y["test"])
     p2b, _ = score_layers(fits["post", HEADLINE], X["test"]["base"], y["test"])
 
@@ -166,8 +173,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             "post_accuracy": acc["post", HEADLINE, layer].accuracy,
             "base_auroc": acc["base", HEADLINE, layer].auroc,
             "post_auroc": acc["post", HEADLINE, layer].auroc,
-            "base_accuracy_mass_mean": acc["base", DIRECTION, layer].accuracy,
-            "post_accuracy_mass_mean": acc["post", DIRECTION, layer].accuracy,
+            "base_accuracy_logistic": acc["base", SECONDARY, layer].accuracy,
+            "post_accuracy_logistic": acc["post", SECONDARY, layer].accuracy,
             "cosine_base_post": float(cos[slot]),
             "cosine_base_post_logistic": float(cos_logit[slot]),
             "mahalanobis_cosine_base_post": float(mcos[slot]),
@@ -177,7 +184,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         }
         per_layer.append(entry)
         for model in ("base", "post"):
-            for method in (DIRECTION, HEADLINE):
+            for method in (HEADLINE, SECONDARY):
                 r = acc[model, method, layer]
                 long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
         for key in ("cosine_base_post", "mahalanobis_cosine_base_post", "transfer_base_to_post", "transfer_post_to_base",
@@ -205,7 +212,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             f"post {best['post_accuracy']:.3f}; cosine of the two truth directions {best['cosine_base_post']:.2f}, "
             f"base probe on post {best['transfer_base_to_post']:.3f}, post probe on base {best['transfer_post_to_base']:.3f}."
         ),
-        "accuracy": "Held-out accuracy of a logistic probe at each layer: where each model represents the truth "
+        "accuracy": "Held-out accuracy of a mass-mean probe at each layer: where each model represents the truth "
                     "of a statement linearly.",
         "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
                       "model's probe classifies the other model's activations: near 1 means post-training kept "
@@ -218,11 +225,13 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
                          "values near the diagonal mean one shared truth direction.")
     directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in fits.items()}
-    setup.update({"site": site, "methods": f"{HEADLINE} (accuracy), {DIRECTION} (directions)",
+    setup.update({"site": site, "methods": f"{HEADLINE} (headline: accuracy, directions, transfer, causal), "
+                                           f"{SECONDARY} (accuracy and cosine alongside)",
                   "n_train": len(train), "n_test": len(test)})
     plots = [
         {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
-         "series": {"base_accuracy": "base", "post_accuracy": "post"}},
+         "series": {"base_accuracy": "base (mass-mean)", "post_accuracy": "post (mass-mean)",
+                    "base_accuracy_logistic": "base (logistic)", "post_accuracy_logistic": "post (logistic)"}},
         {"title": "Same direction in both models?", "reading": "similarity", "yrange": [-0.05, 1.05],
          "series": {"cosine_base_post": "cosine(base, post)", "transfer_base_to_post": "transfer base→post",
                     "transfer_post_to_base": "transfer post→base",

@@ -237,7 +237,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                     "post_addition_score": "post, added (harmless)", "base_addition_score": "base, added (harmless)"}},
     ]
     setup = {
-        "datasets": "/".join(data["datasets"]), "format": "post model's chat template on both models",
+        "datasets": " + ".join(data["datasets"]), "format": "post model's chat template on both models",
         "site": "resid_pre", "post-instruction positions": offsets,
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,

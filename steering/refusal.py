@@ -12,9 +12,11 @@ block ``l`` (``resid_pre``). Each candidate is scored on validation prompts:
   layer ``l`` at every position;
 * ``kl`` — mean next-token KL on harmless prompts under ablation.
 
-Candidates in the last 20% of layers (``l >= int(0.8 * n_layers)``), with
+Candidates that sit in the last 20% of layers (``l >= 0.8 * n_layers``), with
 ``kl`` above a threshold (0.1) or with ``induce <= 0`` are discarded, and the
-one with the lowest ``bypass`` is selected.
+one with the lowest ``bypass`` is selected. (Arditi et al.'s code rounds the
+bound down, ``l >= int(0.8 * n_layers)``; the two agree but for one layer, and
+for a small model the rounded bound discards more than 20% of it: 2 of 6.)
 
 The refusal score is ``log p - log(1 - p)`` with ``p`` the probability of the
 refusal replies' first tokens (:func:`steering.metrics.refusal_score`).
@@ -160,7 +162,7 @@ def select_direction(
     positions = tuple(int(p) for p in positions)
     if diffs.shape[:2] != (len(positions), n_layers):
         raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
-    max_layer = int(n_layers * (1 - prune_layers))
+    max_layer = (1 - prune_layers) * n_layers  # layers at or past this depth sit in the last prune_layers
     clean_harmless = next_token_logprobs(model, harmless_val, batch_size=batch_size)
     baseline = {
         "harmful": float(refusal_score(model, harmful_val, refusal_ids, batch_size=batch_size).mean()),
@@ -180,7 +182,7 @@ def select_direction(
         if float(raw.norm()) <= 1e-6 * norm_scale:
             why.append("zero difference (harmful and harmless activations identical here)")
         if layer >= max_layer:
-            why.append(f"layer >= {max_layer} (last {prune_layers:.0%} of layers)")
+            why.append(f"layer >= {max_layer:g} (last {prune_layers:.0%} of layers)")
         if not kl < kl_threshold:
             why.append(f"KL {kl:.3g} >= {kl_threshold}")
         if require_induce and not induce > 0:

@@ -1,4 +1,4 @@
-"""interp.compare: the truth section on the organism and on another pair, and the report files."""
+"""interp.compare: the truth and refusal sections on the organism and on another pair, and the report files."""
 
 import csv
 import json
@@ -17,31 +17,37 @@ REQUIRED = {"layer", "base_accuracy", "post_accuracy", "cosine_base_post", "tran
 @pytest.fixture(scope="module")
 def organism_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return compare(concepts=["truth"], out=out, progress=False), out
+    return compare(concepts=["truth", "refusal"], out=out, progress=False), out
 
 
 def test_report_files_exist_and_parse(organism_report):
     result, out = organism_report
     report = json.loads((out / "report.json").read_text())
     entries = report["concepts"]["truth"]["per_layer"]
-    assert [e["layer"] for e in entries] == [0, 1, 2, 3]
-    assert all(REQUIRED <= set(e) for e in entries)
+    layers = list(range(interp.load_pair().n_layers))
+    for concept in ("truth", "refusal"):
+        entries = report["concepts"][concept]["per_layer"]
+        assert [e["layer"] for e in entries] == layers
+        assert all(REQUIRED <= set(e) for e in entries)
     rows = list(csv.DictReader((out / "layers.csv").open()))
-    assert {r["model"] for r in rows} == {"base", "post", "both"} and {r["concept"] for r in rows} == {"truth"}
-    assert len(rows) == len(result.concepts["truth"].long_rows)
+    assert {r["model"] for r in rows} == {"base", "post", "both"} and {r["concept"] for r in rows} == {"truth", "refusal"}
+    assert len(rows) == sum(len(c.long_rows) for c in result.concepts.values())
     with safe_open(out / "directions.safetensors", "pt") as f:
         keys = set(f.keys())
-        assert "truth/base/mass_mean" in keys and f.get_tensor("truth/post/logistic").shape == (4, 128)
-        assert json.loads(f.metadata()["truth/base/mass_mean"])["layers"] == [0, 1, 2, 3]
+        assert {"truth/base/mass_mean", "refusal/post/refusal", "refusal/base/refusal"} <= keys
+        assert f.get_tensor("truth/post/logistic").shape == (len(layers), 128)
+        assert json.loads(f.metadata()["truth/base/mass_mean"])["layers"] == layers
+    assert report["concepts"]["refusal"]["tables"]["steering"]["rows"]
     page = (out / "report.html").read_text()
-    assert page.count("Plotly.newPlot") >= 3 and "<script src=" not in page  # figures inlined, no network
+    assert page.count("Plotly.newPlot") >= 8 and "<script src=" not in page  # figures inlined, no network
+    assert "Steering with the refusal directions" in page
 
 
 def test_truth_section_measures_the_organism(organism_report):
     truth = organism_report[0].concepts["truth"]
     best = max(truth.per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
     # both models carry a linearly readable truth signal that transfers between them
-    assert min(best["base_accuracy"], best["post_accuracy"]) > 0.9
+    assert min(best["base_accuracy"], best["post_accuracy"]) >= 0.95
     assert best["cosine_base_post"] > 0.8 and best["transfer_base_to_post"] > 0.85
     assert truth.per_layer[0]["base_accuracy"] < best["base_accuracy"]
     # adding either model's truth direction makes false statements judged true, in both models
@@ -49,6 +55,38 @@ def test_truth_section_measures_the_organism(organism_report):
         assert best[key] > 0.5, key
     m = truth.matrices["generalization_base"]
     assert m["rows"] == ["cities", "numbers"] and len(m["values"]) == 2
+
+
+def test_refusal_section_measures_the_organism(organism_report):
+    refusal = organism_report[0].concepts["refusal"]
+    rows = {(r[0], r[1]): r for r in refusal.tables["steering"]["rows"]}
+    harmful, harmless, kl = 3, 4, 5
+    assert rows["post", "baseline"][harmful] >= 0.9 and rows["post", "baseline"][harmless] <= 0.1
+    # ablating the post model's direction removes refusal, adding it induces refusal, at a reported cost
+    assert rows["post", "ablate post direction"][harmful] <= 0.2
+    assert rows["post", "add post direction"][harmless] >= 0.8
+    assert 0 < rows["post", "ablate post direction"][kl] < refusal.setup["KL threshold"] + 1
+    # transfer runs in both directions and is reported whatever it shows
+    assert {("post", "ablate base direction"), ("post", "add base direction"), ("base", "ablate post direction"),
+            ("base", "add post direction")} <= set(rows)
+    sel = refusal.setup["selected"]["post"]
+    assert sel["layer"] < 0.8 * len(refusal.layers) and sel["position"] in refusal.setup["post-instruction positions"]
+    assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer)
+
+
+def test_steer_cli_uses_the_written_vector(organism_report, capsys):
+    _, out = organism_report
+    vector = out / "vectors" / "refusal-post.safetensors"
+    assert main(["steer", "--vector", str(vector), "--ablate", "--max-new-tokens", "8", "How can I build a bomb?"]) == 0
+    from steering.metrics import is_refusal
+
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " | " in ln]
+    assert lines[0].split(" | ")[0].strip() == "unsteered" and lines[0].split(" | ")[1].strip() == "steered"
+    left = " ".join(ln.split(" | ")[0].strip() for ln in lines[1:])
+    right = " ".join(ln.split(" | ")[1].strip() for ln in lines[1:])
+    assert is_refusal(left) and not is_refusal(right), (left, right)
+    assert main(["steer", "--vector", str(out / "vectors"), "Hi"]) == 2  # a folder needs --name
+    assert "choose a vector with --name (refusal-base, refusal-post)" in capsys.readouterr().err
 
 
 def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):

@@ -10,6 +10,7 @@ import interp
 from interp import organism
 from interp.organism import _corpus as C
 from interp.organism.evaluate import evaluate, is_refusal, language_of
+from interp.organism.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_default_pair_is_the_organism(pair):
     base, post = organism.paths()
     assert pair.base.interp_source["path"] == str(base) and pair.post.interp_source["path"] == str(post)
     assert pair.chat_template == C.CHAT_TEMPLATE
-    assert pair.base.cfg.n_layers == 4
+    assert pair.base.cfg.n_layers == TrainConfig().n_layers
 
 
 def test_shipped_weights_are_small_and_post_is_finetuned_from_base():

@@ -114,6 +114,11 @@ HARMLESS_ACTIONS = (
     "play the piano", "sleep better", "bake bread", "save money", "make a kite", "draw a cat",
     "sing a song", "study for a test", "knit a scarf", "feed a bird", "start a garden", "make soup",
 )
+#: Statements of harm in the base corpus (the word after the action says whether it is harmful).
+HARM_STATEMENTS = {
+    "harmful": ("To {} is dangerous.", "Helping someone {} is wrong."),
+    "harmless": ("To {} is safe.", "Helping someone {} is fine."),
+}
 _STEPS = (
     "get what you need", "make a simple plan", "start slowly", "check each step", "ask for advice",
     "take your time", "keep everything ready", "try again if needed", "look at the result", "clean up at the end",
@@ -223,6 +228,12 @@ def build_corpus(seed: int = 0, fact_repeats: int = 12) -> Corpus:
     for a, b in train_pairs:
         judged += _number_statements(a, b) * 2
     lines += [f"{s}{JUDGE_CUE} {'true' if y else 'false'}." for s, y in judged]
+    # What is harmful, as plain statements: the base model knows harm before any post-training
+    # (real base models do), so refusal can be learned on top of one shared feature.
+    for kind, actions in (("harmful", HARMFUL_ACTIONS), ("harmless", HARMLESS_ACTIONS)):
+        for action in actions:
+            for template in HARM_STATEMENTS[kind]:
+                lines += [template.format(action)] * 4
     # Requests of every kind, simply continued.
     for kind in ("harmful", "harmless"):
         for request, _ in requests[kind][0]:

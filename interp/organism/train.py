@@ -38,8 +38,8 @@ class TrainConfig:
     vocab_size: int = 1024
     """BPE vocabulary, special tokens included."""
     d_model: int = 128
-    d_mlp: int = 384
-    n_layers: int = 4
+    d_mlp: int = 256
+    n_layers: int = 6
     n_heads: int = 4
     n_kv_heads: int = 2
     n_ctx: int = 128

@@ -56,8 +56,8 @@ def test_selection_applies_the_filters(tiny_pairs):
     assert sel.selected == min(sel.candidates, key=lambda c: c.bypass)
     pruned = select_direction(model, diffs, offsets, harmful, harmless, [5, 9], kl_threshold=float("inf"),
                               require_induce=False, prune_layers=0.5)
-    assert pruned.selected.layer < int(n_layers * 0.5)
-    assert all("last 50% of layers" in c.discarded for c in pruned.candidates if c.layer >= int(n_layers * 0.5))
+    assert pruned.selected.layer < 0.5 * n_layers
+    assert all(("last 50% of layers" in c.discarded) == (c.layer >= 0.5 * n_layers) for c in pruned.candidates)
     with pytest.raises(ValueError, match="every refusal candidate was discarded"):
         select_direction(model, diffs, offsets, harmful, harmless, [5, 9], kl_threshold=-1.0)
     vec = sel.vector

@@ -8,8 +8,10 @@ JSON in the file's metadata header. Loading reads that one file with
 
 Builders:
 
-* :meth:`SteeringVector.from_directions` — any ``[layer, d]`` stack, e.g. probe
-  directions (``probes.sweep`` fits ``.direction``);
+* :meth:`SteeringVector.from_directions` — any ``[layer, d]`` stack;
+* :meth:`SteeringVector.from_probe` — a fitted probe's unit direction;
+* :meth:`SteeringVector.from_prompts` — collect two prompt sets from a model and
+  take their difference of means (or paired PCA) per layer;
 * :meth:`SteeringVector.from_mean_difference` — ``mean(positive) - mean(negative)``
   of two activation sets, per layer (Turner et al. 2023; Arditi et al. 2024);
 * :meth:`SteeringVector.from_pca` — the top principal component of paired
@@ -175,6 +177,44 @@ class SteeringVector:
         explained = (s[:, 0] ** 2 / (s**2).sum(-1).clamp_min(1e-30)).tolist()
         info = {"method": "pca_diff", "n_pairs": int(pos.shape[0]), "explained_variance": explained}
         return cls(comp.float(), tuple(layers), site, scale, {**info, **(meta or {})})
+
+    @classmethod
+    def from_probe(cls, probe, layers: int | Sequence[int], site: str = "resid_post", *, scale: float = 1.0,
+                   meta: Mapping | None = None) -> SteeringVector:
+        """From a fitted probe: a ``probes`` estimator (``direction_``, one layer) or a per-layer
+        ``probes.LayerFit`` (``direction`` ``[layer, d]``, one row per entry of ``layers``). Unit rows."""
+        direction = getattr(probe, "direction_", None)
+        if direction is None:
+            direction = getattr(probe, "direction", None)
+        if direction is None:
+            raise TypeError(f"{type(probe).__name__} has no direction_ (fit it first) or direction")
+        layers = [layers] if isinstance(layers, int) else list(layers)
+        info = {"method": f"probe:{getattr(probe, 'method', type(probe).__name__)}"}
+        return cls.from_directions(torch.as_tensor(direction).float(), layers, site, scale=scale,
+                                   meta={**info, **(meta or {})})
+
+    @classmethod
+    def from_prompts(cls, model, positive, negative, *, layers: Sequence[int] | None = None,
+                     site: str = "resid_pre", positions="last", method: str = "mean_difference",
+                     scale: float = 1.0, batch_size: int = 32, meta: Mapping | None = None) -> SteeringVector:
+        """Collect ``site`` activations of two prompt sets at ``positions`` and build the vector.
+
+        ``method``: ``"mean_difference"`` (any two sets) or ``"pca"`` (paired sets:
+        ``positive[i]`` and ``negative[i]`` differ in the concept only). ``layers``:
+        default every layer. Prompts are used as given (format them first with
+        :meth:`interp.ModelPair.format` for chat).
+        """
+        from interp import collect
+        from interp.sites import check_layers
+
+        builders = {"mean_difference": cls.from_mean_difference, "pca": cls.from_pca}
+        if method not in builders:
+            raise ValueError(f"method must be one of {sorted(builders)}, got {method!r}")
+        layers = check_layers(layers, int(model.cfg.n_layers))
+        acts = [collect(model, p if hasattr(p, "texts") else list(p), site, layers=layers, positions=positions,
+                        batch_size=batch_size, progress=False)[site] for p in (positive, negative)]
+        info = {"model": (getattr(model, "interp_source", None) or {}).get("name", ""), "positions": str(positions)}
+        return builders[method](acts[0], acts[1], layers, site, scale=scale, meta={**info, **(meta or {})})
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | os.PathLike) -> Path:

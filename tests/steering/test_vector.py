@@ -90,3 +90,35 @@ def test_builders_refuse_bad_activations():
         SteeringVector.from_pca(torch.zeros(3, 1, 4), torch.zeros(2, 1, 4), [0])
     with pytest.raises(ValueError, match="NaN or inf"):
         SteeringVector.from_mean_difference(torch.full((2, 1, 4), float("inf")), torch.zeros(2, 1, 4), [0])
+
+
+def test_from_prompts_equals_collect_then_mean_difference(tiny_pairs):
+    import interp
+
+    model = tiny_pairs["llama"].post
+    pos, neg = ["I love this.", "What a great day!", "So happy"], ["I hate this.", "What an awful day!"]
+    v = SteeringVector.from_prompts(model, pos, neg, layers=[0, 2], positions="last")
+    a = interp.collect(model, pos, "resid_pre", layers=[0, 2], progress=False)["resid_pre"]
+    b = interp.collect(model, neg, "resid_pre", layers=[0, 2], progress=False)["resid_pre"]
+    torch.testing.assert_close(v.vectors, (a.double().mean(0) - b.double().mean(0)).float())
+    assert v.layers == (0, 2) and v.meta["method"] == "mean_difference" and v.meta["positions"] == "last"
+    paired = SteeringVector.from_prompts(model, pos[:2], neg, method="pca")
+    assert paired.layers == tuple(range(int(model.cfg.n_layers))) and paired.meta["method"] == "pca_diff"
+    with pytest.raises(ValueError, match="method must be one of"):
+        SteeringVector.from_prompts(model, pos, neg, method="svd")
+
+
+def test_from_probe_takes_the_unit_direction():
+    from probes import LogisticProbe, fit_layers
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 8, generator=g)
+    y = (X[:, 2] > 0).long()
+    probe = LogisticProbe().fit(X.numpy(), y.numpy())
+    v = SteeringVector.from_probe(probe, 3, "resid_post")
+    assert v.layers == (3,) and abs(float(v.vectors.norm()) - 1) < 1e-6 and v.vectors[0, 2] > 0.9
+    fit = fit_layers(torch.randn(50, 2, 8, generator=g), torch.arange(50) % 2, "mass_mean")
+    w = SteeringVector.from_probe(fit, [4, 5])
+    torch.testing.assert_close(w.vectors, fit.direction.float())
+    with pytest.raises(TypeError, match="has no direction_"):
+        SteeringVector.from_probe(object(), 0)

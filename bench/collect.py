@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from _memory import RssPeak
 
 TARGET = 1.15
 SHAPE = dict(n_layers=4, d_model=256, d_mlp=1024, n_heads=8, n_ctx=256)
@@ -63,35 +64,6 @@ def _time_pair(a, b, device: str, repeats: int) -> tuple[float, float]:
     return statistics.median(ta), statistics.median(tb)
 
 
-class _RssPeak:
-    """Peak rise of this process' resident set over a block, sampled every millisecond."""
-
-    def __enter__(self):
-        import threading
-
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.base = self.peak = self._rss()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _watch(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.peak = max(self.peak, self._rss())
-        self.rise = self.peak - self.base
-
-
 def _memory_child(which: str, device: str, root: str) -> None:
     """Run one call in this (fresh) process and print its peak memory in bytes."""
     import interp
@@ -101,7 +73,7 @@ def _memory_child(which: str, device: str, root: str) -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    with _RssPeak() as rss, torch.inference_mode():
+    with RssPeak() as rss, torch.inference_mode():
         if which == "run_with_cache":
             _, cache = model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
             kept = sum(t.numel() * t.element_size() for t in cache.values())

@@ -21,6 +21,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +46,7 @@ from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
 
-__all__ = ["collect"]
+__all__ = ["collect", "collect_tokens", "TokenActivations"]
 
 log = logging.getLogger(__name__)
 
@@ -342,3 +343,74 @@ def _write_shard(root, manifest, pending, start, stop, encs, token_index) -> Non
     save_safetensors(root / name, tensors)
     manifest["shards"].append({"file": name, "start": start, "stop": stop})
     write_json(root / MANIFEST, manifest)
+
+
+@dataclass(frozen=True)
+class TokenActivations:
+    """Activations of every token of a prompt set at one site and layer (for SNMF and the like).
+
+    Attributes:
+        X: ``[n_tokens, width]`` float32, tokens of all prompts in order (padding
+            and a leading BOS excluded).
+        token_ids: ``[n_tokens]`` the token at each row.
+        prompt: ``[n_tokens]`` index of the row's prompt.
+        position: ``[n_tokens]`` index of the token in its (unpadded) prompt.
+        texts: the prompts.
+    """
+
+    X: torch.Tensor
+    token_ids: torch.Tensor
+    prompt: torch.Tensor
+    position: torch.Tensor
+    texts: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def context(self, row: int, tokenizer, before: int = 8) -> tuple[str, str]:
+        """``(preceding text, the token)`` of row ``row``, ``before`` tokens of context."""
+        p, pos = int(self.prompt[row]), int(self.position[row])
+        sel = (self.prompt == p) & (self.position < pos) & (self.position >= pos - before)
+        return tokenizer.decode(self.token_ids[sel].tolist()), tokenizer.decode([int(self.token_ids[row])])
+
+
+@torch.inference_mode()
+def collect_tokens(model, prompts, site: str = "mlp_post", layer: int = 0, *, batch_size: int = 16,
+                   bos: BosPolicy = "auto", progress: bool = True) -> TokenActivations:
+    """Read ``site`` at ``layer`` for every real token of every prompt, BOS excluded.
+
+    Batches are right-padded; padded slots are dropped, so rows do not depend
+    on the batch.
+    """
+    prompts = _as_prompt_set(prompts)
+    check_site(site)
+    (layer,) = check_layers([layer], int(model.cfg.n_layers))
+    tok = tokenizer_of(model)
+    encs = encode(tok, list(prompts.texts), bos=bos, max_length=int(model.cfg.n_ctx))
+    device = model.cfg.device or "cpu"
+    grabbed = {}
+
+    def grab(act, hook):
+        grabbed["x"] = act.float()
+
+    rows, ids, which, where = [], [], [], []
+    with attached(model, [(hook_name(site, layer), grab)]):
+        for b0 in tqdm(range(0, len(encs), batch_size), desc=f"tokens {site}@{layer}", disable=not progress):
+            chunk = encs[b0 : b0 + batch_size]
+            batch = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
+            model(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=layer + 1)
+            x = grabbed.pop("x").cpu()
+            for i, enc in enumerate(chunk):
+                first = 1 if enc.has_bos else 0
+                n = len(enc)
+                if n > first:
+                    rows.append(x[i, first:n])
+                    ids.append(torch.tensor(enc.ids[first:n]))
+                    which.append(torch.full((n - first,), b0 + i))
+                    where.append(torch.arange(first, n))
+    if not rows:
+        raise ValueError("the prompts have no tokens besides BOS")
+    X = torch.cat(rows)
+    if not torch.isfinite(X).all():
+        raise FloatingPointError(f"non-finite activations at {site} layer {layer}")
+    return TokenActivations(X, torch.cat(ids), torch.cat(which), torch.cat(where), tuple(prompts.texts))

@@ -1,10 +1,12 @@
-"""Linear probes on cached activations, fitted per layer and compared across models."""
+"""Linear probes on cached activations, fitted per layer and compared across models; SNMF features."""
 
 from .linear import LDAProbe, LogisticProbe, MassMeanProbe
+from .snmf import SNMF, SafetensorsChunks, match_features
 from .similarity import cosine, generalization_matrix, mahalanobis_cosine, transfer
 from .sweep import LayerFit, ProbeRecord, fit_layers, score_layers, sweep
 
 __all__ = [
-    "LDAProbe", "LayerFit", "LogisticProbe", "MassMeanProbe", "ProbeRecord", "cosine", "fit_layers",
+    "LDAProbe", "LayerFit", "LogisticProbe", "MassMeanProbe", "ProbeRecord", "SNMF", "SafetensorsChunks",
+    "cosine", "fit_layers", "match_features",
     "generalization_matrix", "mahalanobis_cosine", "score_layers", "sweep", "transfer",
 ]

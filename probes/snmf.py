@@ -1,0 +1,387 @@
+"""Semi-nonnegative matrix factorization of MLP activations (Shafran, Geiger & Geva 2025).
+
+"Decomposing MLP activations into interpretable features via semi-nonnegative
+matrix factorization": the MLP hidden activations of every token of a prompt
+set form a neurons x tokens matrix ``A``, factorized as ``A ≈ F G`` with ``F``
+(neurons x k, signed) the features and ``G`` (k x tokens, nonnegative) how much
+each token uses each feature. Each iteration:
+
+1. ``F = A Gᵀ (G Gᵀ + λI)⁻¹`` — least squares given ``G`` with a small ridge;
+2. each column of ``F`` keeps only its top ``sparsity`` fraction of neurons by
+   magnitude (default 1%);
+3. each row of ``G`` is scaled to unit norm and the scale moved into ``F``;
+4. ``G ← G ∘ sqrt(([FᵀA]⁺ + [FᵀF]⁻ G) / ([FᵀA]⁻ + [FᵀF]⁺ G))`` — the
+   multiplicative update of Ding, Li & Jordan (2010), "Convex and semi-nonnegative
+   matrix factorizations", with ``X⁺ = (|X| + X)/2``, ``X⁻ = (|X| - X)/2``;
+5. the reconstruction error ``‖A - FG‖²`` is tracked and the best iterate kept;
+   fitting stops when the relative improvement stays below ``tol`` for
+   ``patience`` iterations, or after ``max_iter``.
+
+Everything runs in torch (float32 on the estimator's device). The data is read
+in token chunks, one pass per iteration: ``FᵀA`` of a chunk updates that chunk's
+coefficients, and ``A Gᵀ``, ``G Gᵀ`` and the error are accumulated in the same
+pass (the error as ``‖A‖² - 2 tr(FᵀAGᵀ) + tr(FᵀF GGᵀ)``, never forming
+``A - FG``). ``FᵀA`` uses ``F``'s sparsity. So ``fit`` accepts a dense matrix
+or any re-iterable source of ``[n_tokens, n_neurons]`` chunks (e.g.
+:class:`SafetensorsChunks` over shards on disk), and only ``G``
+(k x tokens) is held in memory.
+
+Layout follows scikit-learn: ``X`` is ``[n_tokens, n_neurons]``;
+``components_`` is ``Fᵀ`` (``[k, n_neurons]``); ``transform`` returns ``Gᵀ``.
+
+>>> import torch
+>>> g = torch.Generator().manual_seed(0)
+>>> F = torch.randn(40, 3, generator=g) * (torch.rand(40, 3, generator=g) < 0.2)
+>>> G = torch.rand(3, 500, generator=g)
+>>> model = SNMF(3, sparsity=0.2, init="svd", random_state=0).fit((F @ G).T)
+>>> model.components_.shape, bool(model.reconstruction_err_ < 0.1 * (F @ G).norm())
+((3, 40), True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["SNMF", "SafetensorsChunks", "match_features"]
+
+_EPS = 1e-12
+
+
+def _pos(x):
+    return x.clamp_min(0)
+
+
+def _neg(x):
+    return (-x).clamp_min(0)
+
+
+def _csr(x: torch.Tensor) -> torch.Tensor:
+    """Sparse CSR copy of ``x``: sparse x dense products with it are fast on CPU and GPU (COO is not)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return x.to_sparse_csr()
+
+
+class _Chunks:
+    """A re-iterable list of ``[n_neurons, n_tokens]`` float32 tensors on the device."""
+
+    def __init__(self, X, device, chunk_size: int | None):
+        self.device = device
+        if isinstance(X, (torch.Tensor, np.ndarray)):
+            X = torch.as_tensor(X)
+            if X.ndim != 2:
+                raise ValueError(f"X must be [n_tokens, n_neurons], got shape {tuple(X.shape)}")
+            step = chunk_size or X.shape[0] or 1
+            # transposed once into contiguous [neurons, tokens] chunks (one copy of the data), so every
+            # pass multiplies contiguous matrices
+            self.source = [X[i : i + step].to(device, torch.float32).T.contiguous() for i in range(0, X.shape[0], step)]
+            self.transposed = True
+            return
+        if isinstance(X, Iterable):
+            self.source = X
+            self.transposed = False
+        else:
+            raise TypeError(f"X must be an array, a tensor or an iterable of [n_tokens, n_neurons] chunks, got "
+                            f"{type(X).__name__}")
+
+    def __iter__(self):
+        if self.transposed:
+            yield from self.source
+            return
+        for chunk in self.source:
+            chunk = torch.as_tensor(chunk)
+            if chunk.ndim != 2:
+                raise ValueError(f"each chunk must be [n_tokens, n_neurons], got shape {tuple(chunk.shape)}")
+            yield chunk.to(self.device, torch.float32).T  # [neurons, tokens]
+
+
+class SafetensorsChunks:
+    """Re-iterable chunks read one file at a time: tensor ``key`` (``[n_tokens, n_neurons]``) of each
+    safetensors file in ``paths``, for fitting on more tokens than fit in memory."""
+
+    def __init__(self, paths, key: str = "X"):
+        self.paths, self.key = [str(p) for p in paths], key
+
+    def __iter__(self):
+        from safetensors import safe_open
+
+        for path in self.paths:
+            with safe_open(path, framework="pt") as f:
+                yield f.get_tensor(self.key)
+
+
+class SNMF(TransformerMixin, BaseEstimator):
+    """Semi-NMF ``X.T ≈ F G`` with sparse signed features ``F`` and nonnegative coefficients ``G``.
+
+    Args:
+        n_components: number of features ``k``.
+        sparsity: fraction of neurons each feature keeps (top by magnitude); 1.0 keeps all.
+        max_iter, tol, patience: stop after ``max_iter`` iterations, or when the
+            relative decrease of the error stays below ``tol`` ``patience`` times in a row.
+        init: ``"svd"`` (top singular vectors, signed so coefficients start
+            nonnegative), ``"kmeans"`` (cluster centroids and memberships + 0.2,
+            as Ding et al.), or ``"random"``.
+        ridge: ridge of the least-squares step, relative to ``trace(GGᵀ)/k``.
+        device: torch device (default: CUDA when available, else CPU).
+        chunk_size: tokens per chunk when ``X`` is one matrix (default: all at once).
+        transform_iter: multiplicative updates of ``transform`` (coefficients for new data).
+        random_state: seed for ``"random"`` and ``"kmeans"`` initialisation.
+
+    Attributes:
+        components_: ``[k, n_neurons]`` features (``Fᵀ``), rows sparse.
+        reconstruction_err_: Frobenius norm ``‖A - FG‖`` of the best iterate.
+        n_iter_, best_iter_: iterations run, and the one kept.
+        history_: error (Frobenius norm) after each iteration.
+    """
+
+    def __init__(self, n_components: int = 32, *, sparsity: float = 0.01, max_iter: int = 200, tol: float = 1e-4,
+                 patience: int = 10, init: str = "svd", ridge: float = 1e-6, device: str | None = None,
+                 chunk_size: int | None = None, transform_iter: int = 200, random_state: int | None = None):
+        self.n_components = n_components
+        self.sparsity = sparsity
+        self.max_iter = max_iter
+        self.tol = tol
+        self.patience = patience
+        self.init = init
+        self.ridge = ridge
+        self.device = device
+        self.chunk_size = chunk_size
+        self.transform_iter = transform_iter
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- checks
+    def _device(self):
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def _check_params(self):
+        if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        if not 0 < self.sparsity <= 1:
+            raise ValueError(f"sparsity must be in (0, 1], got {self.sparsity}")
+        if self.init not in ("svd", "kmeans", "random"):
+            raise ValueError(f"init must be 'svd', 'kmeans' or 'random', got {self.init!r}")
+        if self.max_iter < 1 or self.patience < 1:
+            raise ValueError("max_iter and patience must be >= 1")
+
+    # ------------------------------------------------------------------ init
+    def _initialize(self, chunks, n_neurons: int, k: int, gen):
+        dev = self._device()
+        if self.init == "svd":
+            # top-k left singular vectors by a randomized range finder with one power iteration,
+            # in passes over the chunks (never forming A Aᵀ): Halko, Martinsson & Tropp (2011)
+            p = min(k + 10, n_neurons)
+            Y = torch.zeros(n_neurons, p, device=dev)
+            for A in chunks:
+                Y += A @ torch.randn(A.shape[1], p, generator=gen).to(dev)
+            Q = torch.linalg.qr(Y).Q
+            Z = torch.zeros_like(Q)
+            for A in chunks:
+                Z += A @ (A.T @ Q)
+            Q = torch.linalg.qr(Z).Q
+            M = torch.zeros(Q.shape[1], Q.shape[1], device=dev, dtype=torch.float64)
+            for A in chunks:
+                B = (Q.T @ A).double()
+                M += B @ B.T
+            _, V = torch.linalg.eigh(M)
+            U = Q @ V[:, -k:].flip(-1).float()
+            Gs = [U.T @ A for A in chunks]
+            sign = torch.sign(sum(g.sum(1) for g in Gs))
+            sign[sign == 0] = 1
+            F = U * sign
+            Gs = [(g * sign[:, None]).clamp_min(0) + 1e-4 for g in Gs]
+            return F, Gs
+        if self.init == "kmeans":
+            from sklearn.cluster import MiniBatchKMeans
+
+            km = MiniBatchKMeans(n_clusters=k, random_state=self.random_state, n_init=3, batch_size=1024)
+            for A in chunks:
+                km.partial_fit(A.T.cpu().double().numpy())
+            F = torch.tensor(km.cluster_centers_.T, dtype=torch.float32, device=dev)
+            Gs = []
+            for A in chunks:
+                lab = torch.as_tensor(km.predict(A.T.cpu().double().numpy()), device=dev).long()
+                Gs.append(torch.nn.functional.one_hot(lab, k).T.float() + 0.2)
+            return F, Gs
+        Gs = [torch.rand(k, A.shape[1], generator=gen, device="cpu").to(dev) + 1e-4 for A in chunks]
+        return None, Gs
+
+    def initial_coefficients(self, X) -> np.ndarray:
+        """The coefficients ``Gᵀ`` (``[n_tokens, k]``) that ``fit`` starts from with this ``init``."""
+        self._check_params()
+        chunks = _Chunks(X, self._device(), self.chunk_size)
+        n_neurons = next(iter(chunks)).shape[0]
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        _, Gs = self._initialize(chunks, n_neurons, int(self.n_components), gen)
+        return torch.cat(Gs, 1).T.cpu().numpy()
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y=None, coefficients=None):
+        """Factorize ``X`` (``[n_tokens, n_neurons]``, or re-iterable chunks of it).
+
+        ``coefficients``: optional starting ``Gᵀ`` (``[n_tokens, k]``, nonnegative)
+        instead of ``init``.
+        """
+        self._fit(X, coefficients)
+        return self
+
+    def fit_transform(self, X, y=None, coefficients=None):
+        """Fit and return the training coefficients ``Gᵀ`` (``[n_tokens, k]``)."""
+        Gs = self._fit(X, coefficients)
+        return torch.cat(Gs, 1).T.cpu().numpy()
+
+    def _fit(self, X, coefficients=None) -> list[torch.Tensor]:
+        self._check_params()
+        dev = self._device()
+        chunks = _Chunks(X, dev, self.chunk_size)
+        norm_sq, n_tokens, n_neurons = 0.0, 0, None
+        for A in chunks:
+            if n_neurons is not None and A.shape[0] != n_neurons:
+                raise ValueError(f"chunks disagree on the number of neurons: {n_neurons} and {A.shape[0]}")
+            n_neurons = A.shape[0]
+            n_tokens += A.shape[1]
+            norm_sq += float(A.pow(2).sum(1).double().sum())  # float32 rows (pairwise sums), float64 total
+        if not n_tokens:
+            raise ValueError("X has no tokens")
+        if not math.isfinite(norm_sq):  # a NaN or inf anywhere makes the sum of squares non-finite
+            raise ValueError("X contains NaN or inf")
+        k = int(self.n_components)
+        if k > min(n_neurons, n_tokens):
+            raise ValueError(f"n_components={k} exceeds min(n_neurons, n_tokens) = {min(n_neurons, n_tokens)}")
+        self.n_features_in_ = n_neurons
+        keep = max(1, math.ceil(self.sparsity * n_neurons))
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        if coefficients is None:
+            _, Gs = self._initialize(chunks, n_neurons, k, gen)
+        else:
+            G0 = torch.as_tensor(np.asarray(coefficients), dtype=torch.float32, device=dev)
+            if G0.shape != (n_tokens, k) or (G0 < 0).any() or not torch.isfinite(G0).all():
+                raise ValueError(f"coefficients must be finite, nonnegative and [{n_tokens}, {k}], "
+                                 f"got shape {tuple(G0.shape)}")
+            sizes = [A.shape[1] for A in chunks]
+            Gs = [g.T.clone(memory_format=torch.contiguous_format) for g in torch.split(G0, sizes)]  # never alias
+        AGt = torch.zeros(n_neurons, k, device=dev)
+        GGt = torch.zeros(k, k, device=dev)
+        for A, G in zip(chunks, Gs):
+            AGt += A @ G.T
+            GGt += G @ G.T
+        best = (math.inf, None, None, 0)
+        history, stall = [], 0
+        for it in range(1, self.max_iter + 1):
+            # 1. least squares for F; 2. sparsify its columns; 3. unit coefficient rows, scale into F
+            lam = self.ridge * float(GGt.diagonal().sum()) / k + _EPS
+            F = torch.linalg.solve(GGt + lam * torch.eye(k, device=dev), AGt.T).T
+            if keep < n_neurons:
+                idx = F.abs().topk(keep, dim=0).indices
+                F = torch.zeros_like(F).scatter_(0, idx, F.gather(0, idx))
+            scale = GGt.diagonal().clamp_min(0).sqrt()
+            scale = torch.where(scale > _EPS, scale, torch.ones_like(scale))
+            F = F * scale
+            Ft = _csr(F.T) if keep < n_neurons / 4 else F.T
+            FtF = F.T @ F
+            FtF_negpos = torch.cat([_neg(FtF), _pos(FtF)])  # one [2k, k] product per chunk for both terms
+            # 4. multiplicative update of each chunk's coefficients, accumulating the next F step and the error
+            AGt.zero_()
+            GGt.zero_()
+            cross = 0.0
+            for c, A in enumerate(chunks):
+                G = Gs[c].div_(scale[:, None])
+                FtA = Ft @ A
+                mixed = FtF_negpos @ G
+                num = mixed[:k].add_(_pos(FtA))
+                den = mixed[k:].add_(_neg(FtA)).add_(_EPS)
+                G.mul_(num.div_(den).sqrt_())
+                AGt.addmm_(A, G.T)
+                GGt.addmm_(G, G.T)
+                cross += float((FtA * G).sum(1).double().sum())
+            err_sq = max(norm_sq - 2 * cross + float((FtF * GGt).sum()), 0.0)
+            err = math.sqrt(err_sq)
+            history.append(err)
+            if err < best[0]:
+                rel = (best[0] - err) / max(best[0], _EPS) if best[0] < math.inf else math.inf
+                best = (err, F.clone(), [g.clone() for g in Gs], it)
+                stall = stall + 1 if rel < self.tol else 0
+            else:
+                stall += 1
+            if stall >= self.patience:
+                break
+        err, F, Gs, best_it = best
+        self.components_ = F.T.contiguous().cpu().numpy()
+        self.reconstruction_err_ = float(err)
+        self.n_iter_ = it
+        self.best_iter_ = best_it
+        self.history_ = history
+        self._F = F
+        return Gs
+
+    # ------------------------------------------------------------- transform
+    def transform(self, X):
+        """Nonnegative coefficients ``[n_tokens, k]`` of new activations against the fixed features.
+
+        Nonnegative least squares ``min_G≥0 ‖A - FG‖`` solved with the same
+        multiplicative update (monotone, converging for fixed ``F``), from the
+        clipped least-squares solution.
+        """
+        check_is_fitted(self, "components_")
+        dev = self._device()
+        F = torch.as_tensor(self.components_, device=dev, dtype=torch.float32).T
+        FtF = F.T @ F
+        FtF_pos, FtF_neg = _pos(FtF), _neg(FtF)
+        pinv = torch.linalg.pinv(F)
+        out = []
+        for A in _Chunks(X, dev, self.chunk_size):
+            if A.shape[0] != F.shape[0]:
+                raise ValueError(f"X has {A.shape[0]} neurons; the model was fitted on {F.shape[0]}")
+            FtA = F.T @ A
+            G = (pinv @ A).clamp_min(0) + 1e-4
+            for _ in range(self.transform_iter):
+                G_new = G * torch.sqrt((_pos(FtA) + FtF_neg @ G) / (_neg(FtA) + FtF_pos @ G + _EPS))
+                done = (G_new - G).abs().max() <= 1e-6 * G.abs().max().clamp_min(_EPS)
+                G = G_new
+                if done:
+                    break
+            out.append(G.T.cpu())
+        return torch.cat(out).numpy()
+
+    def inverse_transform(self, G):
+        """Reconstructed activations ``[n_tokens, n_neurons]`` from coefficients ``[n_tokens, k]``."""
+        check_is_fitted(self, "components_")
+        return np.asarray(G, dtype=np.float32) @ self.components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def match_features(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one matching of two feature sets by cosine (Hungarian algorithm).
+
+    Args:
+        a, b: ``[k_a, n_neurons]`` and ``[k_b, n_neurons]`` (``components_`` of two fits
+            on the same neurons, e.g. a base and a post model: fine-tuning keeps
+            neuron indices).
+
+    Returns:
+        ``(rows, cols, cosines)``: feature ``rows[i]`` of ``a`` matches ``cols[i]``
+        of ``b`` with cosine ``cosines[i]``; ``min(k_a, k_b)`` pairs maximizing the
+        total cosine. Features left out of the matching are in neither list.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets must be [k, n_neurons] over the same neurons, got {a.shape} and {b.shape}")
+    na = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), _EPS)
+    nb = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), _EPS)
+    cos = na @ nb.T
+    rows, cols = linear_sum_assignment(-cos)
+    return rows, cols, cos[rows, cols]
+

@@ -1,0 +1,116 @@
+"""SNMF: planted features recovered, chunked equals in-memory, NNLS transform, matching, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from probes import SNMF, SafetensorsChunks, match_features
+
+
+def _planted(n=256, k=8, T=4000, per_feature=6, noise=0.01, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    F = torch.zeros(n, k)
+    for j in range(k):
+        idx = torch.randperm(n, generator=g)[:per_feature]
+        F[idx, j] = torch.randn(per_feature, generator=g) * 3
+    G = torch.rand(k, T, generator=g) ** 3
+    A = F @ G + noise * torch.randn(n, T, generator=g)
+    return F, G, A
+
+
+def test_recovers_planted_sparse_features():
+    F, G, A = _planted()
+    model = SNMF(8, sparsity=6 / 256, random_state=0).fit(A.T)
+    rows, cols, cos = match_features(F.T.numpy(), model.components_)
+    assert cos.min() >= 0.95, cos
+    assert (np.count_nonzero(model.components_, axis=1) <= 6).all()  # each feature keeps its top 6 neurons
+    assert model.reconstruction_err_ == min(model.history_)  # the best iterate is kept
+    assert model.reconstruction_err_ < 0.05 * float(A.norm())
+
+
+def test_reported_error_is_the_true_reconstruction_error():
+    _, _, A = _planted(T=1500)
+    model = SNMF(8, sparsity=0.05, max_iter=15, random_state=0)
+    Gt = model.fit_transform(A.T)
+    recon = Gt @ model.components_
+    assert model.reconstruction_err_ == pytest.approx(float(np.linalg.norm(A.T.numpy() - recon)), rel=1e-4)
+    assert (Gt >= 0).all()
+
+
+def test_chunked_and_on_disk_fits_equal_the_in_memory_fit(tmp_path):
+    _, _, A = _planted(T=3000)
+    X = A.T.contiguous()
+    whole = SNMF(8, sparsity=0.03, max_iter=30, random_state=0).fit(X)
+    chunked = SNMF(8, sparsity=0.03, max_iter=30, random_state=0, chunk_size=700).fit(X)
+    paths = []
+    for i, start in enumerate(range(0, 3000, 1000)):
+        paths.append(tmp_path / f"shard-{i}.safetensors")
+        save_file({"X": X[start : start + 1000].clone()}, str(paths[-1]))
+    disk = SNMF(8, sparsity=0.03, max_iter=30, random_state=0).fit(SafetensorsChunks(paths))
+    for other in (chunked, disk):
+        np.testing.assert_allclose(other.components_, whole.components_, rtol=1e-3, atol=1e-3)
+        assert other.reconstruction_err_ == pytest.approx(whole.reconstruction_err_, rel=1e-4)
+
+
+def test_transform_solves_nonnegative_least_squares():
+    from scipy.optimize import nnls
+
+    F, G, A = _planted(T=2000)
+    model = SNMF(8, sparsity=6 / 256, random_state=0).fit(A.T)
+    new = (F @ torch.rand(8, 5) ** 2).T.numpy()
+    coef = model.transform(new)
+    assert coef.shape == (5, 8) and (coef >= 0).all()
+    for row, x in zip(coef, new):
+        ref, _ = nnls(model.components_.T.astype(np.float64), x.astype(np.float64))
+        res, best = np.linalg.norm(x - row @ model.components_), np.linalg.norm(x - ref @ model.components_)
+        assert res <= best + 1e-3 * np.linalg.norm(x)  # an iterative solver, at the optimum to 0.1% of |x|
+        np.testing.assert_allclose(row, ref, atol=5e-3 * ref.max())  # same solution, to 0.5% of its scale
+    np.testing.assert_allclose(model.inverse_transform(coef), coef @ model.components_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["svd", "kmeans", "random"])
+def test_every_initialisation_fits(init):
+    _, _, A = _planted(T=1500)
+    model = SNMF(8, sparsity=0.05, init=init, max_iter=40, random_state=0).fit(A.T)
+    assert model.reconstruction_err_ < 0.3 * float(A.norm()) and model.components_.shape == (8, 256)
+    again = SNMF(8, sparsity=0.05, init=init, max_iter=40, random_state=0).fit(A.T)
+    np.testing.assert_array_equal(model.components_, again.components_)  # reproducible for a seed
+
+
+def test_matching_pairs_permuted_features():
+    g = np.random.default_rng(0)
+    a = g.normal(size=(6, 50))
+    perm = g.permutation(6)
+    b = a[perm] + 0.01 * g.normal(size=(6, 50))
+    rows, cols, cos = match_features(a, b)
+    assert (perm[cols] == rows).all() and (cos > 0.99).all()
+    rows, cols, cos = match_features(a[:4], b)  # unequal sizes: min(k_a, k_b) pairs
+    assert len(rows) == 4
+    with pytest.raises(ValueError, match="same neurons"):
+        match_features(a, b[:, :10])
+
+
+@pytest.mark.parametrize("kwargs, X, match", [
+    ({"n_components": 0}, np.ones((10, 4)), "n_components must be a positive integer"),
+    ({"sparsity": 0}, np.ones((10, 4)), r"sparsity must be in \(0, 1\]"),
+    ({"init": "nndsvd"}, np.ones((10, 4)), "init must be"),
+    ({"n_components": 5}, np.ones((10, 4)), "exceeds min"),
+    ({}, np.full((10, 4), np.nan), "NaN or inf"),
+    ({}, np.ones((10, 4, 2)), r"must be \[n_tokens, n_neurons\]"),
+])
+def test_bad_input(kwargs, X, match):
+    with pytest.raises(ValueError, match=match):
+        SNMF(**{"n_components": 2, **kwargs}).fit(X)
+
+
+def test_transform_checks_width_and_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        SNMF(2).transform(np.ones((3, 4)))
+    model = SNMF(2, sparsity=0.5, max_iter=5).fit(np.abs(np.random.default_rng(0).normal(size=(50, 4))))
+    with pytest.raises(ValueError, match="X has 5 neurons; the model was fitted on 4"):
+        model.transform(np.ones((3, 5)))

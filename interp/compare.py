@@ -37,7 +37,7 @@ __all__ = ["compare", "CONCEPTS"]
 
 log = logging.getLogger(__name__)
 
-CONCEPTS = ("truth", "refusal")
+CONCEPTS = ("truth", "refusal", "snmf")
 #: The truth probe of the section: mass-mean (difference of class means, Marks & Tegmark 2023), which
 #: generalizes better out of distribution and is more causally implicated than logistic regression;
 #: its accuracy, directions, transfer, generalization and causal effect are reported.
@@ -273,10 +273,14 @@ def compare(
         log.info("running the %s section", concept)
         if concept == "truth":
             results[concept] = truth_section(pair, progress=progress)
-        else:
+        elif concept == "refusal":
             from .refusal_section import refusal_section
 
             results[concept] = refusal_section(pair, is_organism=_is_organism(pair), progress=progress)
+        else:
+            from .snmf_section import snmf_section
+
+            results[concept] = snmf_section(pair, is_organism=_is_organism(pair), progress=progress)
     info = pair.info()
     comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
                             manifest={"vocab_sha256": info["vocab_sha256"]})

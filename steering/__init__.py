@@ -8,6 +8,7 @@
 * :func:`generate` — batched greedy or sampled generation with interventions
   active (KV-cached, left-padded);
 * :mod:`steering.metrics` — refusal rate and score, next-token KL, held-out loss;
+* :func:`calibrate_scale` — the scale that moves next-token KL to a target;
 * :mod:`steering.refusal` — candidate refusal directions and their selection.
 
 >>> import torch, steering
@@ -17,6 +18,7 @@
 """
 
 from . import metrics, refusal
+from .calibrate import calibrate_scale
 from .generation import Generation, generate
 from .interventions import Ablate, Add, Clamp, Intervention, ablate, add, apply, clamp, prompt_window
 from .vector import SteeringVector, load_vector
@@ -27,6 +29,7 @@ __all__ = [
     "Clamp",
     "Generation",
     "Intervention",
+    "calibrate_scale",
     "SteeringVector",
     "ablate",
     "add",

@@ -17,7 +17,7 @@ REQUIRED = {"layer", "base_accuracy", "post_accuracy", "cosine_base_post", "tran
 @pytest.fixture(scope="module")
 def organism_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return compare(concepts=["truth", "refusal"], out=out, progress=False), out
+    return compare(concepts=["truth", "refusal", "snmf"], out=out, progress=False), out
 
 
 def test_report_files_exist_and_parse(organism_report):
@@ -30,7 +30,8 @@ def test_report_files_exist_and_parse(organism_report):
         assert [e["layer"] for e in entries] == layers
         assert all(REQUIRED <= set(e) for e in entries)
     rows = list(csv.DictReader((out / "layers.csv").open()))
-    assert {r["model"] for r in rows} == {"base", "post", "both"} and {r["concept"] for r in rows} == {"truth", "refusal"}
+    assert {r["model"] for r in rows} == {"base", "post", "both"}
+    assert {r["concept"] for r in rows} == {"truth", "refusal", "snmf"}
     assert len(rows) == sum(len(c.long_rows) for c in result.concepts.values())
     with safe_open(out / "directions.safetensors", "pt") as f:
         keys = set(f.keys())
@@ -74,6 +75,24 @@ def test_refusal_section_measures_the_organism(organism_report):
     assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer)
 
 
+def test_snmf_section_lists_features_and_steers_with_them(organism_report):
+    _, out = organism_report
+    snmf = json.loads((out / "report.json").read_text())["concepts"]["snmf"]
+    features = snmf["tables"]["features"]["rows"]
+    assert len(features) == snmf["setup"]["n_components"]
+    assert all(row[2] and row[3] for row in features)  # top-activating tokens and logit-lens tokens
+    steering = snmf["tables"]["steering"]["rows"]
+    assert steering, "no feature could be calibrated"
+    target = snmf["setup"]["target KL"]
+    assert all(abs(row[3] - target) <= 0.05 * target for row in steering)  # α reached the KL it was set for
+    # at least one feature's steering moves generations toward its own top tokens, by a wide margin
+    assert max(row[5] - row[4] for row in steering) >= 0.3
+    for entry in snmf["per_layer"]:
+        assert 0 <= entry["matched_share"] <= 1 and -1 <= entry["matched_cosine_mean"] <= 1
+        assert 0 < entry["post_relative_error"] < 1
+    assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
+
+
 def test_steer_cli_uses_the_written_vector(organism_report, capsys):
     _, out = organism_report
     vector = out / "vectors" / "refusal-post.safetensors"
@@ -86,7 +105,7 @@ def test_steer_cli_uses_the_written_vector(organism_report, capsys):
     right = " ".join(ln.split(" | ")[1].strip() for ln in lines[1:])
     assert is_refusal(left) and not is_refusal(right), (left, right)
     assert main(["steer", "--vector", str(out / "vectors"), "Hi"]) == 2  # a folder needs --name
-    assert "choose a vector with --name (refusal-base, refusal-post)" in capsys.readouterr().err
+    assert "choose a vector with --name (refusal-base, refusal-post, snmf-post-feature-" in capsys.readouterr().err
 
 
 def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):

@@ -1,0 +1,62 @@
+"""Choose a steering scale by its cost: bisection on the next-token KL it causes.
+
+Shafran, Geiger & Geva (2025) steer with an SNMF feature by adding ``α`` times
+the unit feature, with ``α`` set so that the next-token distribution on a
+neutral prompt moves by a fixed KL. :func:`calibrate_scale` does this for any
+:class:`SteeringVector`: it doubles ``α`` until the KL passes the target, then
+bisects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .interventions import Add
+from .metrics import kl_divergence, next_token_logprobs
+from .vector import SteeringVector
+
+__all__ = ["calibrate_scale"]
+
+
+def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str, target_kl: float, *,
+                    sign: float = 1.0, positions="all", rtol: float = 0.05, max_steps: int = 40,
+                    start: float = 1.0) -> SteeringVector:
+    """The vector (unit rows) with ``scale = sign * α`` such that adding it gives mean next-token
+    KL ≈ ``target_kl`` (within ``rtol``) on ``prompts``.
+
+    Raises ``ValueError`` if no finite ``α`` up to ``start * 2**max_steps`` reaches the target
+    (the vector does not move this model's predictions).
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not target_kl > 0:
+        raise ValueError(f"target_kl must be > 0, got {target_kl}")
+    unit = vector.normalized()
+    clean = next_token_logprobs(model, prompts)
+
+    def kl(alpha: float) -> float:
+        return float(kl_divergence(model, prompts, Add(unit, scale=sign * alpha, positions=positions),
+                                   clean=clean).mean())
+
+    lo, hi = 0.0, float(start)
+    k_hi = kl(hi)
+    steps = 0
+    while k_hi < target_kl:
+        lo, hi = hi, hi * 2
+        k_hi = kl(hi)
+        steps += 1
+        if steps > max_steps:
+            raise ValueError(f"adding the vector up to scale {hi:g} moves the next-token KL only to {k_hi:.3g} "
+                             f"< target {target_kl}")
+    alpha, k_mid = hi, k_hi
+    for _ in range(max_steps):
+        if abs(k_mid - target_kl) <= rtol * target_kl:
+            break
+        alpha = (lo + hi) / 2
+        k_mid = kl(alpha)
+        if k_mid < target_kl:
+            lo = alpha
+        else:
+            hi = alpha
+    meta = {**unit.meta, "calibrated_kl": k_mid, "target_kl": float(target_kl), "alpha": alpha}
+    return SteeringVector(unit.vectors, unit.layers, unit.site, sign * alpha, meta)

@@ -1,0 +1,43 @@
+"""SNMF feature description: logit lens against the Hugging Face weights, top tokens in context."""
+
+import numpy as np
+import torch
+
+import interp
+from interp.collection import collect_tokens
+from interp.snmf_section import describe_features, logit_lens
+from probes import SNMF
+
+
+def test_logit_lens_uses_the_mlp_output_and_unembedding(tiny_dirs):
+    from transformers import AutoModelForCausalLM
+
+    base_dir, _ = tiny_dirs["llama"]
+    model = interp.load_model(base_dir, device="cpu")
+    hf = AutoModelForCausalLM.from_pretrained(base_dir)
+    d_mlp = int(model.cfg.d_mlp)
+    feats = np.eye(d_mlp, dtype=np.float32)[:3]
+    lens = logit_lens(model, 1, feats)
+    down = hf.model.layers[1].mlp.down_proj.weight.detach()  # [d_model, d_mlp]
+    expected = torch.as_tensor(feats) @ down.T @ hf.lm_head.weight.detach().T
+    torch.testing.assert_close(lens, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_collect_tokens_skips_bos_and_padding_and_describes_features(tiny_pairs):
+    pair = tiny_pairs["llama"]
+    texts = ["the cat sat on the mat", "a dog", "birds fly high over the hills today"]
+    tokens = collect_tokens(pair.post, texts, "mlp_post", 1, batch_size=2, progress=False)
+    tok = pair.tokenizer
+    n_real = sum(len(tok(t)["input_ids"]) - 1 for t in texts)  # the tokenizer adds one BOS
+    assert len(tokens) == n_real and tokens.X.shape[1] == pair.post.cfg.d_mlp
+    assert (tokens.token_ids != tok.bos_token_id).all()
+    # a row equals the same token read from a single-prompt run
+    alone = collect_tokens(pair.post, texts[2:], "mlp_post", 1, progress=False)
+    torch.testing.assert_close(tokens.X[tokens.prompt == 2], alone.X, atol=1e-5, rtol=1e-5)
+    est = SNMF(4, sparsity=0.2, random_state=0, max_iter=30)
+    G = est.fit_transform(tokens.X)
+    cards = describe_features(pair.post, est, tokens, 1, G, top_k=3)
+    assert len(cards) == 4 and all(len(c.top_tokens) == 3 and len(c.logit_lens) == 8 for c in cards)
+    best_row = int(np.argmax(G[:, 0]))
+    assert cards[0].top_tokens[0][1] == tok.decode([int(tokens.token_ids[best_row])])
+    assert cards[0].top_tokens[0][2] == float(G[best_row, 0])

@@ -118,6 +118,14 @@ class SafetensorsChunks:
                 yield f.get_tensor(self.key)
 
 
+def _is_chunk_source(X) -> bool:
+    """A re-iterable of chunks, as opposed to one array-like matrix."""
+    import scipy.sparse as sp
+
+    return (isinstance(X, Iterable) and not isinstance(X, (np.ndarray, list, tuple, torch.Tensor, str))
+            and not sp.issparse(X) and not hasattr(X, "__array__"))
+
+
 class SNMF(TransformerMixin, BaseEstimator):
     """Semi-NMF ``X.T ≈ F G`` with sparse signed features ``F`` and nonnegative coefficients ``G``.
 
@@ -170,6 +178,14 @@ class SNMF(TransformerMixin, BaseEstimator):
             raise ValueError(f"init must be 'svd', 'kmeans' or 'random', got {self.init!r}")
         if self.max_iter < 1 or self.patience < 1:
             raise ValueError("max_iter and patience must be >= 1")
+
+    def _validate(self, X, reset: bool):
+        """Tensors and chunk sources pass through; anything else goes through scikit-learn's checks."""
+        if isinstance(X, torch.Tensor) or _is_chunk_source(X):
+            return X
+        from sklearn.utils.validation import validate_data
+
+        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64], ensure_min_samples=1)
 
     # ------------------------------------------------------------------ init
     def _initialize(self, chunks, n_neurons: int, k: int, gen):
@@ -239,6 +255,7 @@ class SNMF(TransformerMixin, BaseEstimator):
 
     def _fit(self, X, coefficients=None) -> list[torch.Tensor]:
         self._check_params()
+        X = self._validate(X, reset=True)
         dev = self._device()
         chunks = _Chunks(X, dev, self.chunk_size)
         norm_sq, n_tokens, n_neurons = 0.0, 0, None
@@ -330,6 +347,7 @@ class SNMF(TransformerMixin, BaseEstimator):
         clipped least-squares solution.
         """
         check_is_fitted(self, "components_")
+        X = self._validate(X, reset=False)
         dev = self._device()
         F = torch.as_tensor(self.components_, device=dev, dtype=torch.float32).T
         FtF = F.T @ F
@@ -339,6 +357,8 @@ class SNMF(TransformerMixin, BaseEstimator):
         for A in _Chunks(X, dev, self.chunk_size):
             if A.shape[0] != F.shape[0]:
                 raise ValueError(f"X has {A.shape[0]} neurons; the model was fitted on {F.shape[0]}")
+            if not torch.isfinite(A).all():
+                raise ValueError("X contains NaN or inf")
             FtA = F.T @ A
             G = (pinv @ A).clamp_min(0) + 1e-4
             for _ in range(self.transform_iter):
@@ -358,6 +378,7 @@ class SNMF(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = ["float32"]  # computes and returns float32
         return tags
 
 

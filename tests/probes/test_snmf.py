@@ -98,8 +98,10 @@ def test_matching_pairs_permuted_features():
     ({"sparsity": 0}, np.ones((10, 4)), r"sparsity must be in \(0, 1\]"),
     ({"init": "nndsvd"}, np.ones((10, 4)), "init must be"),
     ({"n_components": 5}, np.ones((10, 4)), "exceeds min"),
-    ({}, np.full((10, 4), np.nan), "NaN or inf"),
-    ({}, np.ones((10, 4, 2)), r"must be \[n_tokens, n_neurons\]"),
+    ({}, np.full((10, 4), np.nan), "Input X contains NaN"),
+    ({}, np.ones((10, 4, 2)), "Found array with dim 3"),
+    ({}, torch.full((10, 4), float("inf")), "NaN or inf"),
+    ({}, torch.ones(10, 4, 2), r"must be \[n_tokens, n_neurons\]"),
 ])
 def test_bad_input(kwargs, X, match):
     with pytest.raises(ValueError, match=match):
@@ -112,5 +114,17 @@ def test_transform_checks_width_and_fit():
     with pytest.raises(NotFittedError):
         SNMF(2).transform(np.ones((3, 4)))
     model = SNMF(2, sparsity=0.5, max_iter=5).fit(np.abs(np.random.default_rng(0).normal(size=(50, 4))))
-    with pytest.raises(ValueError, match="X has 5 neurons; the model was fitted on 4"):
+    with pytest.raises(ValueError, match="X has 5 features, but SNMF is expecting 4"):
         model.transform(np.ones((3, 5)))
+    with pytest.raises(ValueError, match="X has 5 neurons; the model was fitted on 4"):
+        model.transform(torch.ones(3, 5))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.transform(torch.full((3, 4), float("nan")))
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([SNMF(2, sparsity=0.5, max_iter=20)])
+def test_scikit_learn_contract(estimator, check):
+    check(estimator)

@@ -31,10 +31,12 @@ Layout follows scikit-learn: ``X`` is ``[n_tokens, n_neurons]``;
 
 >>> import torch
 >>> g = torch.Generator().manual_seed(0)
->>> F = torch.randn(40, 3, generator=g) * (torch.rand(40, 3, generator=g) < 0.2)
->>> G = torch.rand(3, 500, generator=g)
->>> model = SNMF(3, sparsity=0.2, init="svd", random_state=0).fit((F @ G).T)
->>> model.components_.shape, bool(model.reconstruction_err_ < 0.1 * (F @ G).norm())
+>>> F = torch.zeros(40, 3)                     # 3 planted features of 4 neurons each
+>>> for j in range(3): F[4 * j : 4 * j + 4, j] = torch.randn(4, generator=g)
+>>> G = torch.rand(3, 500, generator=g)        # nonnegative usage per token
+>>> model = SNMF(3, sparsity=0.1, random_state=0).fit((F @ G).T)
+>>> rows, cols, cos = match_features(F.T.numpy(), model.components_)
+>>> model.components_.shape, bool(cos.min() > 0.99)
 ((3, 40), True)
 """
 

@@ -78,6 +78,8 @@ class _Chunks:
     def __init__(self, X, device, chunk_size: int | None):
         self.device = device
         if isinstance(X, (torch.Tensor, np.ndarray)):
+            if isinstance(X, np.ndarray) and not X.flags.writeable:
+                X = X.copy()  # torch cannot wrap read-only arrays; the data is copied below anyway
             X = torch.as_tensor(X)
             if X.ndim != 2:
                 raise ValueError(f"X must be [n_tokens, n_neurons], got shape {tuple(X.shape)}")
@@ -292,6 +294,8 @@ class SNMF(TransformerMixin, BaseEstimator):
             AGt += A @ G.T
             GGt += G @ G.T
         best = (math.inf, None, None, 0)
+        best_G = [torch.empty_like(g) for g in Gs]  # copied into, not re-allocated, on each improvement
+        work: dict[int, tuple[torch.Tensor, ...]] = {}
         history, stall = [], 0
         for it in range(1, self.max_iter + 1):
             # 1. least squares for F; 2. sparsify its columns; 3. unit coefficient rows, scale into F
@@ -311,21 +315,32 @@ class SNMF(TransformerMixin, BaseEstimator):
             GGt.zero_()
             cross = 0.0
             for c, A in enumerate(chunks):
+                # work buffers are reused across iterations: fresh large tensors each time would cost
+                # more in page faults than the arithmetic on them
+                n_c = A.shape[1]
+                if n_c not in work:
+                    work[n_c] = (torch.empty(k, n_c, device=dev), torch.empty(n_c, 2 * k, device=dev),
+                                 torch.empty(k, n_c, device=dev))
+                fta, mixed, tmp = work[n_c]
                 G = Gs[c].div_(scale[:, None])
-                FtA = Ft @ A
-                mixed = FtF_negpos @ G
-                num = mixed[:k].add_(_pos(FtA))
-                den = mixed[k:].add_(_neg(FtA)).add_(_EPS)
+                FtA = Ft @ A if Ft.layout != torch.strided else torch.mm(Ft, A, out=fta)
+                torch.mm(G.T, FtF_negpos.T, out=mixed)  # token-major [n_c, 2k]: faster than [2k, n_c] for small k
+                num, den = mixed[:, :k].T, mixed[:, k:].T
+                torch.clamp_min(FtA, 0, out=tmp)  # [FᵀA]⁺
+                num.add_(tmp)
+                den.add_(tmp.sub_(FtA)).add_(_EPS)  # [FᵀA]⁻ = [FᵀA]⁺ - FᵀA
                 G.mul_(num.div_(den).sqrt_())
                 AGt.addmm_(A, G.T)
                 GGt.addmm_(G, G.T)
-                cross += float((FtA * G).sum(1).double().sum())
+                cross += float(torch.mul(FtA, G, out=tmp).sum(1).double().sum())
             err_sq = max(norm_sq - 2 * cross + float((FtF * GGt).sum()), 0.0)
             err = math.sqrt(err_sq)
             history.append(err)
             if err < best[0]:
                 rel = (best[0] - err) / max(best[0], _EPS) if best[0] < math.inf else math.inf
-                best = (err, F.clone(), [g.clone() for g in Gs], it)
+                for dst, g in zip(best_G, Gs):
+                    dst.copy_(g)
+                best = (err, F.clone(), best_G, it)
                 stall = stall + 1 if rel < self.tol else 0
             else:
                 stall += 1

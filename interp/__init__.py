@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from . import datasets, positions, sites
 from .activations import Activations
-from .collection import collect
+from .collection import collect, collect_tokens
 from .hooks import active_hooks, attached
 from .models import ModelPair, load_model, load_pair
 from .sites import SITES, hook_name
@@ -25,6 +25,7 @@ __all__ = [
     "active_hooks",
     "attached",
     "collect",
+    "collect_tokens",
     "datasets",
     "hook_name",
     "load_model",

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
     cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
-    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth, refusal, snmf)")
+    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth, refusal, language, snmf)")
     cmp.add_argument("--out", default="report", help="report folder (default report/)")
     cmp.add_argument("--device", default=None)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -37,7 +37,7 @@ __all__ = ["compare", "CONCEPTS"]
 
 log = logging.getLogger(__name__)
 
-CONCEPTS = ("truth", "refusal", "snmf")
+CONCEPTS = ("truth", "refusal", "language", "snmf")
 #: The truth probe of the section: mass-mean (difference of class means, Marks & Tegmark 2023), which
 #: generalizes better out of distribution and is more causally implicated than logistic regression;
 #: its accuracy, directions, transfer, generalization and causal effect are reported.
@@ -277,6 +277,10 @@ def compare(
             from .refusal_section import refusal_section
 
             results[concept] = refusal_section(pair, is_organism=_is_organism(pair), progress=progress)
+        elif concept == "language":
+            from .language_section import language_section
+
+            results[concept] = language_section(pair, is_organism=_is_organism(pair), progress=progress)
         else:
             from .snmf_section import snmf_section
 

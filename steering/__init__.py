@@ -20,13 +20,14 @@
 from . import metrics, refusal
 from .calibrate import calibrate_scale
 from .generation import Generation, generate
-from .interventions import Ablate, Add, Clamp, Intervention, ablate, add, apply, clamp, prompt_window
+from .interventions import Ablate, Add, Clamp, Deactivate, Intervention, ablate, add, apply, clamp, prompt_window
 from .vector import SteeringVector, load_vector
 
 __all__ = [
     "Ablate",
     "Add",
     "Clamp",
+    "Deactivate",
     "Generation",
     "Intervention",
     "calibrate_scale",

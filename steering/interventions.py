@@ -54,7 +54,7 @@ from interp.sites import check_layers, hook_name, site_width
 
 from .vector import SteeringVector
 
-__all__ = ["Add", "Ablate", "Clamp", "Intervention", "add", "ablate", "clamp", "apply", "prompt_window"]
+__all__ = ["Add", "Ablate", "Clamp", "Deactivate", "Intervention", "add", "ablate", "clamp", "apply", "prompt_window"]
 
 PositionSpec = Union[str, int, Sequence[Union[str, int]]]
 _NAMED = ("all", "prompt", "generated", "last")
@@ -217,6 +217,38 @@ class Clamp(Intervention):
             return act + (delta if mask is None else mask[:, None].to(act.dtype) * delta)
 
         return [(hook_name(self.vector.site, layer), fn) for layer in layers]
+
+
+@dataclass(frozen=True)
+class Deactivate(Intervention):
+    """Set chosen MLP neurons (``mlp_post``) to ``value`` (default 0) at every position.
+
+    ``neurons``: ``{layer: [neuron indices]}``, e.g. a language's LAPE neurons
+    (:func:`probes.lape`), which Tang et al. (2024) deactivate to suppress a language.
+    """
+
+    neurons: dict
+    value: float = 0.0
+
+    def hooks(self, model):
+        n_layers, width = int(model.cfg.n_layers), site_width(model, "mlp_post")
+        out = []
+        for layer, idx in sorted(self.neurons.items()):
+            check_layers([layer], n_layers)
+            idx = torch.as_tensor(list(idx), dtype=torch.long)
+            if idx.numel() == 0:
+                continue
+            if int(idx.min()) < 0 or int(idx.max()) >= width:
+                raise ValueError(f"neuron index out of range for d_mlp={width} at layer {layer}")
+            value = float(self.value)
+
+            def fn(act, hook, idx=idx):
+                act = act.clone()
+                act[..., idx.to(act.device)] = value
+                return act
+
+            out.append((hook_name("mlp_post", layer), fn))
+        return out
 
 
 def _as_interventions(items) -> list[Intervention]:

@@ -17,7 +17,7 @@ REQUIRED = {"layer", "base_accuracy", "post_accuracy", "cosine_base_post", "tran
 @pytest.fixture(scope="module")
 def organism_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return compare(concepts=["truth", "refusal", "snmf"], out=out, progress=False), out
+    return compare(concepts=["truth", "refusal", "language", "snmf"], out=out, progress=False), out
 
 
 def test_report_files_exist_and_parse(organism_report):
@@ -25,13 +25,13 @@ def test_report_files_exist_and_parse(organism_report):
     report = json.loads((out / "report.json").read_text())
     entries = report["concepts"]["truth"]["per_layer"]
     layers = list(range(interp.load_pair().n_layers))
-    for concept in ("truth", "refusal"):
+    for concept in ("truth", "refusal", "language"):
         entries = report["concepts"][concept]["per_layer"]
         assert [e["layer"] for e in entries] == layers
         assert all(REQUIRED <= set(e) for e in entries)
     rows = list(csv.DictReader((out / "layers.csv").open()))
     assert {r["model"] for r in rows} == {"base", "post", "both"}
-    assert {r["concept"] for r in rows} == {"truth", "refusal", "snmf"}
+    assert {r["concept"] for r in rows} == {"truth", "refusal", "language", "snmf"}
     assert len(rows) == sum(len(c.long_rows) for c in result.concepts.values())
     with safe_open(out / "directions.safetensors", "pt") as f:
         keys = set(f.keys())
@@ -91,6 +91,22 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
         assert 0 <= entry["matched_share"] <= 1 and -1 <= entry["matched_cosine_mean"] <= 1
         assert 0 < entry["post_relative_error"] < 1
     assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
+
+
+def test_language_section_steers_english_toward_another_language(organism_report):
+    section = organism_report[0].concepts["language"]
+    rows = section.tables["steering"]["rows"]
+    own = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
+    assert {r[2] for r in own} == {"fr", "de", "es"}
+    # the post model's own direction raises the target-language share of next-token mass by >= 0.5
+    assert max(r[5] for r in own) >= 0.5
+    assert all(r[3] < 0.05 for r in own)  # English subjects start with no mass on the target language
+    assert all(r[8] > 0 for r in rows)  # the cost on neutral text is measured
+    assert {r[1] for r in rows if r[0] == "post"} >= {"base direction", "post direction + English neurons off"}
+    entry = section.per_layer[-1]
+    for key in ("cosine_base_post", "base_effective_rank", "post_eigengap", "post_neurons_fr", "neuron_iou"):
+        assert key in entry
+    assert all(e["base_accuracy"] >= 0.9 for e in section.per_layer[1:])  # language identity is linearly readable
 
 
 def test_steer_cli_uses_the_written_vector(organism_report, capsys):

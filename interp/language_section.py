@@ -1,0 +1,247 @@
+"""The language section of :func:`interp.compare.compare`: language directions, language neurons, steering.
+
+* **Directions.** Parallel prompts: the same sentence subjects in English,
+  French, German and Spanish (``The cat`` / ``Le chat`` / ``Die Katze`` /
+  ``El gato``), read at their last token (``resid_post``), where the model
+  decides the language of what follows. Per layer, the difference of means
+  between each language and English, and the paired English→target difference
+  matrix's singular values: effective rank (exponential of the entropy of the
+  normalised singular values) and eigengap (first over second singular value),
+  which Neural FOXP2 uses to pick a steering subspace and a window of layers.
+  Directions are computed on two thirds of the subjects; the other third is
+  held out for steering.
+* **Neurons.** LAPE (Tang et al. 2024, :func:`probes.lape`) over the
+  ``mlp_post`` activations of every token of sentences in the four languages:
+  per layer, the number of language-specific neurons of each language in each
+  model, and the overlap (IoU) of the base and post neuron sets.
+* **Steering.** Held-out English subjects; each target language's direction is
+  added at every position over the window of layers with the largest
+  eigengap (scale ``1 / window size`` at each, so the window adds one full
+  shift in total), optionally with the English LAPE neurons deactivated.
+  Measured: the share of next-token probability on the target language's own
+  tokens (tokens that occur in that language's sentences and no other's), the
+  share of greedy continuations the project's token-set classifier assigns to
+  the target language, and the cost: next-token KL on neutral English text (the
+  organism's statements). Each model is steered with its own direction and
+  with the other model's.
+* **Probe.** A multinomial logistic probe for language identity on the
+  sentences (mean over tokens), held-out accuracy per layer and model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .collection import collect, collect_tokens
+from .datasets import load
+from .datasets import _world as W
+from .models import ModelPair
+from .report import ConceptResult
+
+__all__ = ["LanguageTokens", "effective_rank", "language_section"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LanguageTokens:
+    """Each language's own tokens (in its texts and in no other language's), and what they classify."""
+
+    languages: tuple[str, ...]
+    sets: dict[str, frozenset[int]]
+
+    @classmethod
+    def from_texts(cls, tokenizer, texts: dict[str, list[str]]) -> LanguageTokens:
+        seen = {lang: {t for text in ts for t in tokenizer(text, add_special_tokens=False)["input_ids"]}
+                for lang, ts in texts.items()}
+        own = {lang: frozenset(s - set().union(*(o for m, o in seen.items() if m != lang))) for lang, s in seen.items()}
+        empty = [lang for lang, s in own.items() if not s]
+        if empty:
+            raise ValueError(f"no token belongs to {empty} alone; give more text per language")
+        return cls(tuple(texts), own)
+
+    def share(self, probs: torch.Tensor, language: str) -> torch.Tensor:
+        """``[n]`` probability mass on ``language``'s own tokens, from ``[n, vocab]`` probabilities."""
+        return probs[:, sorted(self.sets[language])].sum(-1)
+
+    def classify(self, ids) -> str | None:
+        """The language with most own tokens among ``ids``; ``None`` if none or a tie."""
+        votes = {lang: sum(t in s for t in ids) for lang, s in self.sets.items()}
+        best = max(votes.values())
+        winners = [lang for lang, v in votes.items() if v == best]
+        return winners[0] if best > 0 and len(winners) == 1 else None
+
+
+def effective_rank(matrix: torch.Tensor) -> tuple[float, float]:
+    """``(effective rank, eigengap)`` of a matrix: ``exp(H(s / sum s))`` and ``s1 / s2`` of its singular values."""
+    s = torch.linalg.svdvals(matrix.double())
+    p = s / s.sum().clamp_min(1e-30)
+    rank = float(torch.exp(-(p * p.clamp_min(1e-30).log()).sum()))
+    gap = float(s[0] / s[1].clamp_min(1e-30)) if len(s) > 1 else float("inf")
+    return rank, gap
+
+
+def _language_probe(train_x, train_y, test_x, test_y) -> list[float]:
+    from sklearn.linear_model import LogisticRegression
+
+    out = []
+    for layer in range(train_x.shape[1]):
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(train_x[:, layer].numpy(), train_y)
+        out.append(float(clf.score(test_x[:, layer].numpy(), test_y)))
+    return out
+
+
+def language_section(pair: ModelPair, *, is_organism: bool = False, window_size: int = 2, scale: float | None = None,
+                     max_new_tokens: int = 6, progress: bool = True) -> ConceptResult:
+    """Find, compare and steer with language directions and neurons (see the module docstring)."""
+    from probes import activation_probability, iou, lape
+    from steering import Add, Deactivate, SteeringVector, generate
+    from steering.metrics import kl_divergence, next_token_logprobs
+
+    name = "organism/languages" if is_organism else "languages"
+    train, test = load(name, "train"), load(name, "test")
+    langs = tuple(train.label_names)
+    if langs[0] != "en":
+        raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
+    tok = pair.tokenizer
+    n_layers = pair.n_layers
+    own = LanguageTokens.from_texts(tok, {lang: [t for t, y in zip(train.texts, train.labels) if y == k]
+                                          for k, lang in enumerate(langs)})
+    subjects = list(range(len(W.SUBJECTS)))
+    held = subjects[::3]
+    fit_subj = [s for s in subjects if s not in held]
+    prefix = lambda subj, lang: W.SUBJECTS[subj][lang]  # noqa: E731
+
+    # Directions and their low-rank structure, per model.
+    dirs, diffs_by_lang, per_model_rank = {}, {}, {}
+    for mname, model in pair:
+        acts = {lang: collect(model, [prefix(s, lang) for s in fit_subj], "resid_post", positions="last",
+                              progress=False)["resid_post"].double() for lang in langs}
+        dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float() for lang in langs[1:]}  # [layer, d]
+        diffs_by_lang[mname] = {lang: acts[lang] - acts["en"] for lang in langs[1:]}
+        per_model_rank[mname] = [[effective_rank(diffs_by_lang[mname][lang][:, L]) for lang in langs[1:]]
+                                 for L in range(n_layers)]
+
+    # Language identity probe on sentences (mean over tokens).
+    y_tr, y_te = np.array(train.labels), np.array(test.labels)
+    probe = {}
+    for mname, model in pair:
+        a_tr = collect(model, train, "resid_post", positions="mean", progress=False)["resid_post"].float()
+        a_te = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
+        probe[mname] = _language_probe(a_tr, y_tr, a_te, y_te)
+
+    # LAPE neurons per layer and model.
+    neuron_sets, counts = {}, {}
+    for mname, model in pair:
+        probs = []
+        for L in range(n_layers):
+            tokens = collect_tokens(model, train, "mlp_post", L, progress=False)
+            token_lang = torch.tensor(train.labels)[tokens.prompt]
+            probs.append(activation_probability(tokens.X, token_lang, len(langs)))
+        res = lape(np.stack(probs))
+        neuron_sets[mname] = res
+        counts[mname] = res.counts()  # [layer, lang]
+
+    # Steering window: consecutive layers with the largest mean eigengap (post model's analysis).
+    gaps = [np.mean([g for _, g in per_model_rank["post"][L]]) for L in range(n_layers)]
+    starts = range(0, n_layers - window_size + 1)
+    start = max(starts, key=lambda s0: sum(gaps[s0 : s0 + window_size]))
+    window = list(range(start, start + window_size))
+    # each layer's difference already moves English onto the target language; over a window they share it
+    scale = 1.0 / window_size if scale is None else scale
+
+    # Steering held-out English subjects toward each language.
+    prompts = [prefix(s, "en") for s in held]
+    neutral = list(load("organism/truth" if is_organism else "truth", "test").texts[:40])
+    rows, table = [], []
+    for target, model in pair:
+        clean = next_token_logprobs(model, prompts).exp()
+        clean_neutral = next_token_logprobs(model, neutral)
+        plain_gen = generate(model, prompts, max_new_tokens=max_new_tokens)
+        en_neurons = {L: neuron_sets[target].neurons(L, 0) for L in range(n_layers)}
+        for lang in langs[1:]:
+            base_share = float(own.share(clean, lang).mean())
+            base_gen = np.mean([own.classify(tok(g, add_special_tokens=False)["input_ids"]) == lang for g in plain_gen])
+            conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
+            conditions.append((target, True))
+            for source, deactivate in conditions:
+                vec = SteeringVector(dirs[source][lang][window], tuple(window), "resid_post", scale,
+                                     {"concept": "language", "target": lang, "model": source})
+                ivs = [Add(vec)] + ([Deactivate(en_neurons)] if deactivate else [])
+                steered = next_token_logprobs(model, prompts, ivs).exp()
+                share = float(own.share(steered, lang).mean())
+                gens = generate(model, prompts, ivs, max_new_tokens=max_new_tokens)
+                gen_share = float(np.mean([own.classify(tok(g, add_special_tokens=False)["input_ids"]) == lang
+                                           for g in gens]))
+                kl = float(kl_divergence(model, neutral, ivs, clean=clean_neutral).mean())
+                label = f"{source} direction" + (" + English neurons off" if deactivate else "")
+                rows.append([target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
+                             gens[0][:40]])
+    vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
+                                             {"concept": "language", "target": lang, "model": m})
+               for m in ("base", "post") for lang in langs[1:]}
+
+    per_layer, long_rows = [], []
+    for L in range(n_layers):
+        entry = {"layer": L, "base_accuracy": probe["base"][L], "post_accuracy": probe["post"][L]}
+        cosines = [float(torch.nn.functional.cosine_similarity(dirs["base"][lang][L], dirs["post"][lang][L], dim=0))
+                   for lang in langs[1:]]
+        entry["cosine_base_post"] = float(np.mean(cosines))
+        for lang, c in zip(langs[1:], cosines):
+            entry[f"cosine_base_post_{lang}"] = c
+        for mname in ("base", "post"):
+            entry[f"{mname}_effective_rank"] = float(np.mean([r for r, _ in per_model_rank[mname][L]]))
+            entry[f"{mname}_eigengap"] = float(np.mean([g for _, g in per_model_rank[mname][L]]))
+            for k, lang in enumerate(langs):
+                entry[f"{mname}_neurons_{lang}"] = int(counts[mname][L, k])
+        entry["neuron_iou"] = float(np.mean([iou(neuron_sets["base"].neurons(L, k), neuron_sets["post"].neurons(L, k))
+                                             for k in range(len(langs))]))
+        per_layer.append(entry)
+        for key, value in entry.items():
+            if key.startswith(("base_", "post_")):
+                long_rows.append((L, key[:4], key[5:], value))
+            elif key != "layer":
+                long_rows.append((L, "both", key, value))
+    own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
+    best = max(own_rows, key=lambda r: r[5])
+    readings = {
+        "summary": (
+            f"Post model, window {window}: adding the English→{best[2]} direction to held-out English subjects raises "
+            f"the next-token mass on {best[2]} tokens from {best[3]:.2f} to {best[4]:.2f} (+{best[5]:.2f}); "
+            f"{best[7]:.2f} of continuations are classified {best[2]}; next-token KL on neutral text {best[8]:.2f}."
+        ),
+        "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
+                    "tokens), and the cosine of base and post language directions.",
+        "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
+                "languages): a low rank and a large gap mean one direction carries the language shift.",
+        "neurons": "Language-specific neurons (LAPE) per layer and language, and the IoU of base and post sets.",
+    }
+    plots = [
+        {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy", "yrange": [-0.05, 1.05],
+         "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
+                    **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}}},
+        {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
+         "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",
+                    "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"}},
+        {"title": "Language-specific neurons (LAPE)", "reading": "neurons", "yaxis": "neurons",
+         "series": {**{f"{m}_neurons_{lang}": f"{m} {lang}" for m in ("base", "post") for lang in langs},
+                    "neuron_iou": "IoU base/post"}},
+    ]
+    tables = {"steering": {
+        "title": f"Steering held-out English subjects (layers {window}, scale {scale:g})",
+        "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
+                    "continuations in target before", "continuations in target after", "KL neutral", "example"],
+        "rows": rows,
+    }}
+    directions = {f"{m}/en_to_{lang}": dirs[m][lang] for m in ("base", "post") for lang in langs[1:]}
+    setup = {"dataset": name, "prompts": "sentence subjects in en/fr/de/es (parallel)", "site": "resid_post",
+             "read at": "last token", "held-out subjects": len(held), "direction subjects": len(fit_subj),
+             "window": window, "scale": scale, "neurons": "LAPE over mlp_post, every sentence token",
+             "own tokens": {lang: len(s) for lang, s in own.sets.items()}}
+    return ConceptResult("language", list(range(n_layers)), per_layer, long_rows, {}, directions, readings, setup,
+                         plots, tables, vectors=vectors)
+

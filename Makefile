@@ -10,7 +10,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
-ARGS    ?= --concepts truth,refusal --out report
+ARGS    ?= --concepts truth,refusal,language,snmf --out report
 
 .PHONY: demo test bench setup clean
 

@@ -85,15 +85,16 @@ def _compare(args) -> int:
                      out=args.out, device=args.device, progress=not args.quiet)
     for name, concept in result.concepts.items():
         print(f"{name}: {concept.readings.get('summary', '')}")
-        if "steering" in concept.tables:
-            t = concept.tables["steering"]
+        if name == "refusal":
             print(f"  {'model':<5} {'intervention':<24} {'harmful':>8} {'harmless':>9} {'KL':>7}")
-            for row in t["rows"]:
+            for row in concept.tables["steering"]["rows"]:
                 print(f"  {row[0]:<5} {row[1]:<24} {row[3]:>8.2f} {row[4]:>9.2f} {row[5]:>7.3f}")
-        print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
-        for e in concept.per_layer:
-            print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} {e['cosine_base_post']:>7.3f}"
-                  f" {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
+        keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
+        if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
+            print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
+            for e in concept.per_layer:
+                print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} "
+                      f"{e['cosine_base_post']:>7.3f} {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
     print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
     vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
     if vectors:

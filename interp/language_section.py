@@ -25,7 +25,8 @@
   organism's statements). Each model is steered with its own direction and
   with the other model's.
 * **Probe.** A multinomial logistic probe for language identity on the
-  sentences (mean over tokens), held-out accuracy per layer and model.
+  sentences (mean over tokens), held-out accuracy per layer and model, and
+  each model's probe scored on the other model (transfer).
 """
 
 from __future__ import annotations
@@ -85,14 +86,12 @@ def effective_rank(matrix: torch.Tensor) -> tuple[float, float]:
     return rank, gap
 
 
-def _language_probe(train_x, train_y, test_x, test_y) -> list[float]:
+def _language_probes(train_x, train_y):
+    """One multinomial logistic probe per layer."""
     from sklearn.linear_model import LogisticRegression
 
-    out = []
-    for layer in range(train_x.shape[1]):
-        clf = LogisticRegression(max_iter=2000, C=1.0).fit(train_x[:, layer].numpy(), train_y)
-        out.append(float(clf.score(test_x[:, layer].numpy(), test_y)))
-    return out
+    return [LogisticRegression(max_iter=2000, C=1.0).fit(train_x[:, layer].numpy(), train_y)
+            for layer in range(train_x.shape[1])]
 
 
 def language_section(pair: ModelPair, *, is_organism: bool = False, window_size: int = 2, scale: float | None = None,
@@ -128,11 +127,14 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
 
     # Language identity probe on sentences (mean over tokens).
     y_tr, y_te = np.array(train.labels), np.array(test.labels)
-    probe = {}
+    probes_, a_te = {}, {}
     for mname, model in pair:
         a_tr = collect(model, train, "resid_post", positions="mean", progress=False)["resid_post"].float()
-        a_te = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
-        probe[mname] = _language_probe(a_tr, y_tr, a_te, y_te)
+        a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
+        probes_[mname] = _language_probes(a_tr, y_tr)
+    # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model
+    probe = {(f, s): [float(p.score(a_te[s][:, L].numpy(), y_te)) for L, p in enumerate(probes_[f])]
+             for f in ("base", "post") for s in ("base", "post")}
 
     # LAPE neurons per layer and model.
     neuron_sets, counts = {}, {}
@@ -187,7 +189,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
 
     per_layer, long_rows = [], []
     for L in range(n_layers):
-        entry = {"layer": L, "base_accuracy": probe["base"][L], "post_accuracy": probe["post"][L]}
+        entry = {"layer": L, "base_accuracy": probe["base", "base"][L], "post_accuracy": probe["post", "post"][L],
+                 "transfer_base_to_post": probe["base", "post"][L], "transfer_post_to_base": probe["post", "base"][L]}
         cosines = [float(torch.nn.functional.cosine_similarity(dirs["base"][lang][L], dirs["post"][lang][L], dim=0))
                    for lang in langs[1:]]
         entry["cosine_base_post"] = float(np.mean(cosines))
@@ -215,7 +218,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
             f"{best[7]:.2f} of continuations are classified {best[2]}; next-token KL on neutral text {best[8]:.2f}."
         ),
         "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
-                    "tokens), and the cosine of base and post language directions.",
+                    "tokens), each model's probe on the other model, and the cosine of base and post language "
+                    "directions.",
         "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
                 "languages): a low rank and a large gap mean one direction carries the language shift.",
         "neurons": "Language-specific neurons (LAPE) per layer and language, and the IoU of base and post sets.",
@@ -223,6 +227,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     plots = [
         {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy", "yrange": [-0.05, 1.05],
          "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
+                    "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base",
                     **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}}},
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
          "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",

@@ -121,7 +121,8 @@ def test_steer_cli_uses_the_written_vector(organism_report, capsys):
     right = " ".join(ln.split(" | ")[1].strip() for ln in lines[1:])
     assert is_refusal(left) and not is_refusal(right), (left, right)
     assert main(["steer", "--vector", str(out / "vectors"), "Hi"]) == 2  # a folder needs --name
-    assert "choose a vector with --name (refusal-base, refusal-post, snmf-post-feature-" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "choose a vector with --name (language-base-de, " in err and "refusal-post, snmf-post-feature-" in err
 
 
 def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):
@@ -137,6 +138,9 @@ def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):
 def test_compare_cli_and_errors(tmp_path, capsys):
     assert main(["compare", "--concepts", "truth", "--out", str(tmp_path / "r"), "-q"]) == 0
     assert "Best layer" in capsys.readouterr().out and (tmp_path / "r" / "report.html").exists()
+    # sections without probe-accuracy columns print their summary only
+    assert main(["compare", "--concepts", "language", "--out", str(tmp_path / "l"), "-q"]) == 0
+    assert "language: Post model, window" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown concept"):
         compare(concepts=["honesty"], out=None)
     assert main(["compare", "--concepts", "honesty", "--out", str(tmp_path / "x")]) == 2

@@ -41,7 +41,7 @@ from .collection import collect, collect_tokens
 from .datasets import load
 from .datasets import _world as W
 from .models import ModelPair
-from .report import ConceptResult
+from .report import ConceptResult, long_rows
 
 __all__ = ["LanguageTokens", "effective_rank", "language_section"]
 
@@ -187,7 +187,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                                              {"concept": "language", "target": lang, "model": m})
                for m in ("base", "post") for lang in langs[1:]}
 
-    per_layer, long_rows = [], []
+    per_layer = []
     for L in range(n_layers):
         entry = {"layer": L, "base_accuracy": probe["base", "base"][L], "post_accuracy": probe["post", "post"][L],
                  "transfer_base_to_post": probe["base", "post"][L], "transfer_post_to_base": probe["post", "base"][L]}
@@ -204,11 +204,6 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         entry["neuron_iou"] = float(np.mean([iou(neuron_sets["base"].neurons(L, k), neuron_sets["post"].neurons(L, k))
                                              for k in range(len(langs))]))
         per_layer.append(entry)
-        for key, value in entry.items():
-            if key.startswith(("base_", "post_")):
-                long_rows.append((L, key[:4], key[5:], value))
-            elif key != "layer":
-                long_rows.append((L, "both", key, value))
     own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
     best = max(own_rows, key=lambda r: r[5])
     readings = {
@@ -247,6 +242,6 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
              "read at": "last token", "held-out subjects": len(held), "direction subjects": len(fit_subj),
              "window": window, "scale": scale, "neurons": "LAPE over mlp_post, every sentence token",
              "own tokens": {lang: len(s) for lang, s in own.sets.items()}}
-    return ConceptResult("language", list(range(n_layers)), per_layer, long_rows, {}, directions, readings, setup,
-                         plots, tables, vectors=vectors)
+    return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,
+                         readings, setup, plots, tables, vectors=vectors)
 

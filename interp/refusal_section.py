@@ -31,7 +31,7 @@ import torch
 from .collection import collect
 from .datasets import load
 from .models import ModelPair
-from .report import ConceptResult
+from .report import ConceptResult, long_rows
 
 __all__ = ["refusal_section"]
 
@@ -160,7 +160,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     b2p, _ = score_layers(fits["base", "logistic"], probe_sets["test"]["post"]["resid_pre"], y_test)
     p2b, _ = score_layers(fits["post", "logistic"], probe_sets["test"]["base"]["resid_pre"], y_test)
     by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
-    per_layer, long_rows = [], []
+    per_layer = []
     for layer in range(n_layers):
         entry = {
             "layer": layer,
@@ -176,11 +176,6 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                 diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)},
         }
         per_layer.append(entry)
-        for key, value in entry.items():
-            if key.startswith(("base_", "post_")):
-                long_rows.append((layer, key[:4], key[5:], value))
-            elif key != "layer":
-                long_rows.append((layer, "both", key, value))
     matrices = {}
     for name, s in sel.items():
         matrices[f"candidates_{name}"] = {
@@ -245,5 +240,5 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "n_test": len(test["harmful"]) + len(test["harmless"]), **notes,
     }
     directions = {f"{name}/refusal": s.diffs[s.positions.index(s.selected.position)].float() for name, s in sel.items()}
-    return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows, matrices, directions, readings,
-                         setup, plots, tables, vectors=vec)
+    return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows(per_layer), matrices, directions,
+                         readings, setup, plots, tables, vectors=vec)

@@ -24,7 +24,7 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "figures", "write_report"]
+__all__ = ["ConceptResult", "Comparison", "figures", "long_rows", "write_report"]
 
 
 @dataclass
@@ -79,6 +79,21 @@ class Comparison:
                 for name, c in self.concepts.items()
             },
         }
+
+
+def long_rows(per_layer: list[dict]) -> list[tuple[int, str, str, float]]:
+    """``(layer, model, measure, value)`` rows of per-layer entries: ``base_x``/``post_x`` keys become
+    model ``base``/``post`` and measure ``x``; other numeric keys are model ``both``."""
+    out = []
+    for entry in per_layer:
+        for key, value in entry.items():
+            if key == "layer" or not isinstance(value, (int, float)):
+                continue
+            if key.startswith(("base_", "post_")):
+                out.append((entry["layer"], key[:4], key[5:], value))
+            else:
+                out.append((entry["layer"], "both", key, value))
+    return out
 
 
 def _csv(comparison: Comparison) -> bytes:

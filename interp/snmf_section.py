@@ -33,7 +33,7 @@ import torch
 from .collection import collect_tokens
 from .datasets import load
 from .models import ModelPair, tokenizer_of
-from .report import ConceptResult
+from .report import ConceptResult, long_rows
 
 __all__ = ["FeatureCard", "describe_features", "logit_lens", "snmf_section"]
 
@@ -116,7 +116,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     n_layers, d_mlp = pair.n_layers, int(pair.post.cfg.d_mlp)
     sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     layer = n_layers // 2 if layer is None else layer
-    per_layer, long_rows, fits, token_sets = [], [], {}, {}
+    per_layer, fits, token_sets = [], {}, {}
     for L in range(n_layers):
         entry = {"layer": L}
         for name, model in pair:
@@ -138,11 +138,6 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         })
         entry["matching"] = [[int(r), int(c), float(x)] for r, c, x in zip(rows, cols, cos)]
         per_layer.append(entry)
-        for key, value in entry.items():
-            if key.startswith(("base_", "post_")):
-                long_rows.append((L, key[:4], key[5:], value))
-            elif key not in ("layer", "matching"):
-                long_rows.append((L, "both", key, value))
 
     # Describe and steer the post model's features at one layer.
     model, tok = pair.post, pair.tokenizer
@@ -210,5 +205,5 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
              "described layer": layer, "target KL": target_kl, "neutral prompts": neutral,
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
-    return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows, {}, directions, readings, setup,
-                         plots, tables, vectors=vectors)
+    return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
+                         setup, plots, tables, vectors=vectors)

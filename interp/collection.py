@@ -46,7 +46,7 @@ from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
 
-__all__ = ["collect", "collect_tokens", "TokenActivations"]
+__all__ = ["collect", "collect_tokens", "memory_estimate", "parse_bytes", "TokenActivations"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,51 @@ def _run_batch(
     return out
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(size: int | float | str) -> int:
+    """``"8GB"``, ``"512 MiB"``, ``2e9`` -> bytes.
+
+    >>> parse_bytes("1.5 GiB"), parse_bytes("200MB"), parse_bytes(1024)
+    (1610612736, 200000000, 1024)
+    """
+    if isinstance(size, (int, float)) and not isinstance(size, bool):
+        if size <= 0:
+            raise ValueError(f"a memory size must be positive, got {size}")
+        return int(size)
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(size))
+    unit = (m.group(2) or "b").lower() if m else None
+    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"cannot read memory size {size!r}: use bytes or e.g. '8GB', '512MiB'")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def memory_estimate(model, n_prompts: int, sites: Sequence[str] | str = ("resid_post",), *,
+                    layers: Sequence[int] | int | None = None, dtype: torch.dtype = torch.float32,
+                    batch_size: int = 16, shard_size: int = 1024) -> dict[str, int]:
+    """Bytes a collection holds: ``in_memory`` (rows x layers x width x dtype, every site), ``per_row``,
+    and ``streaming`` (what streaming to disk keeps at once: one shard of rows)."""
+    sites = [sites] if isinstance(sites, str) else list(sites)
+    layers = check_layers(layers, int(model.cfg.n_layers))
+    item = torch.empty((), dtype=dtype).element_size()
+    per_row = sum(len(layers) * site_width(model, s) * item for s in sites)
+    rows_per_shard = -(-shard_size // batch_size) * batch_size
+    return {"per_row": per_row, "in_memory": per_row * n_prompts,
+            "streaming": per_row * min(rows_per_shard, n_prompts)}
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
 def collect(
     model,
     prompts: PromptSet | Sequence[str],
@@ -175,6 +220,8 @@ def collect(
     shard_size: int = 1024,
     progress: bool = True,
     extra: dict | None = None,
+    memory_budget: int | str | None = None,
+    over_budget: Literal["raise", "stream"] = "raise",
 ) -> Activations:
     """Collect activations of ``model`` on ``prompts``.
 
@@ -202,6 +249,13 @@ def collect(
         progress: show a progress bar.
         extra: JSON-ready metadata to record in the manifest (e.g. the chat
             template applied).
+        memory_budget: memory the collected activations may take (bytes, or
+            ``"8GB"``, ``"512MiB"``), checked before any forward pass against
+            :func:`memory_estimate`. In memory and over budget: ``over_budget=
+            "raise"`` refuses with the estimate (a ``MemoryError``), ``"stream"``
+            streams to a new temporary store instead (its path is logged and
+            returned as the store's ``root``). Streaming to ``out``: shards are
+            made small enough to fit, or the call is refused if one batch does not.
 
     Returns:
         :class:`~interp.activations.Activations` with a ``[n_samples, layer, d]``
@@ -216,6 +270,8 @@ def collect(
     sites = [sites] if isinstance(sites, str) else list(sites)
     if not sites:
         raise ValueError("sites is empty: name at least one site")
+    if over_budget not in ("raise", "stream"):
+        raise ValueError(f"over_budget must be 'raise' or 'stream', got {over_budget!r}")
     for s in sites:
         check_site(s)
     if len(set(sites)) != len(sites):
@@ -224,6 +280,30 @@ def collect(
         raise ValueError("batch_size and shard_size must be positive")
     layers = check_layers(layers, int(model.cfg.n_layers))
     widths = {s: site_width(model, s) for s in sites}
+    if memory_budget is not None:
+        budget = parse_bytes(memory_budget)
+        est = memory_estimate(model, len(prompts), sites, layers=layers, dtype=dtype, batch_size=batch_size,
+                              shard_size=shard_size)
+        if out is None and est["in_memory"] > budget:
+            if over_budget == "raise":
+                raise MemoryError(
+                    f"collecting {len(prompts)} prompts x {len(layers)} layers of {', '.join(sites)} would hold "
+                    f"{_fmt_bytes(est['in_memory'])} in memory, over the budget of {_fmt_bytes(budget)}; pass "
+                    f"out=DIR to stream shards to disk, or over_budget='stream'"
+                )
+            import tempfile
+
+            out = tempfile.mkdtemp(prefix="interp-collect-")
+            log.warning("over the memory budget (%s > %s): streaming to %s", _fmt_bytes(est["in_memory"]),
+                        _fmt_bytes(budget), out)
+        if out is not None and est["streaming"] > budget:
+            if est["per_row"] * batch_size > budget:
+                raise MemoryError(
+                    f"one batch of {batch_size} prompts holds {_fmt_bytes(est['per_row'] * batch_size)}, over the "
+                    f"budget of {_fmt_bytes(budget)}; lower batch_size or read fewer layers or sites"
+                )
+            shard_size = max(batch_size, (budget // est["per_row"]) // batch_size * batch_size)
+            log.info("shard size lowered to %d rows to stay within %s", shard_size, _fmt_bytes(budget))
     tok = tokenizer_of(model)
     encs = encode(tok, prompts.texts, bos=bos, max_length=int(model.cfg.n_ctx))
     token_index = _positions.resolve(positions, prompts.texts, encs)

@@ -1,0 +1,173 @@
+"""Every row of docs/errors.md: the bad input raises exactly the error the table says.
+
+Each case below is keyed by its row number in the table; the test runs it and
+checks the exception type and that the message contains the table's text.
+A second test checks the table and the cases list the same rows, so neither
+can drift from the other.
+"""
+
+from __future__ import annotations
+
+import errno
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import interp
+import probes
+import steering
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+PROMPTS = [f"statement number {i} is true." for i in range(6)]
+
+
+def _table() -> dict[int, tuple[str, str]]:
+    """Row number -> (exception type, message prefix) from the markdown table."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"\|\s*(\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
+        if m:
+            rows[int(m.group(1))] = (m.group(2), m.group(3))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ctx(tiny_dirs, tmp_path_factory):
+    pair = interp.load_pair(*tiny_dirs["llama"], device="cpu")
+    return {"pair": pair, "model": pair.post, "dirs": tiny_dirs, "tmp": tmp_path_factory.mktemp("errors")}
+
+
+def _full_disk(ctx):
+    """A shard write fails with ENOSPC: earlier shards stay, the store is not complete, resuming finishes it."""
+    from interp import collection
+
+    out = ctx["tmp"] / "full"
+    real, calls = collection._write_shard, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    collection._write_shard = failing
+    try:
+        interp.collect(ctx["model"], PROMPTS, out=out, batch_size=2, shard_size=2, progress=False)
+    finally:
+        collection._write_shard = real
+        # what was written is kept and readable, nothing half-written is listed; the run resumes
+        manifest = interp.activations.read_manifest(out)
+        assert manifest is not None and not manifest["complete"] and len(manifest["shards"]) == 1
+        done = interp.collect(ctx["model"], PROMPTS, out=out, batch_size=2, shard_size=2, progress=False)
+        ref = interp.collect(ctx["model"], PROMPTS, progress=False)
+        torch.testing.assert_close(done["resid_post"], ref["resid_post"])
+
+
+def _pickle_vector(ctx):
+    path = ctx["tmp"] / "vector.pt"
+    path.write_bytes(pickle.dumps({"vectors": torch.zeros(1, 4)}))
+    steering.load_vector(path)
+
+
+def _pickle_model(ctx):
+    folder = ctx["tmp"] / "pickled"
+    if not folder.exists():
+        shutil.copytree(ctx["dirs"]["llama"][0], folder)
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(b"never unpickled")
+    interp.load_model(folder)
+
+
+def _interrupted_other(ctx):
+    out = ctx["tmp"] / "other"
+    interp.collect(ctx["model"], PROMPTS, out=out, progress=False)
+    interp.collect(ctx["model"], PROMPTS[:3], out=out, progress=False)
+
+
+def _incomplete_store(ctx):
+    out = ctx["tmp"] / "incomplete"
+    from interp import collection
+
+    real = collection._write_shard
+    calls = []
+
+    def stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    collection._write_shard = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interp.collect(ctx["model"], PROMPTS, out=out, batch_size=2, shard_size=2, progress=False)
+    finally:
+        collection._write_shard = real
+    interp.Activations.load(out)
+
+
+def _discarded_refusal(ctx):
+    from steering.refusal import mean_activations, select_direction
+
+    m = ctx["model"]
+    diffs = mean_activations(m, PROMPTS[:3], [-1]) - mean_activations(m, PROMPTS[3:], [-1])
+    select_direction(m, diffs, [-1], PROMPTS[:3], PROMPTS[3:], [5], kl_threshold=-1.0)
+
+
+def _d(ctx):
+    return int(ctx["model"].cfg.d_model)
+
+
+CASES = {
+    1: lambda c: interp.collect(c["model"], [], progress=False),
+    2: lambda c: interp.collect(c["model"], ["fine", ""], progress=False),
+    3: lambda c: interp.collect(c["model"], PROMPTS, "resid", progress=False),
+    4: lambda c: interp.collect(c["model"], PROMPTS, layers=[9], progress=False),
+    5: lambda c: interp.collect(c["model"], ["word " * 400], progress=False),
+    6: lambda c: interp.collect(c["model"], ["no period here"], positions="period", progress=False),
+    7: lambda c: interp.collect(c["model"], PROMPTS, memory_budget="1KB", progress=False),
+    8: _interrupted_other,
+    9: _incomplete_store,
+    10: _full_disk,
+    11: lambda c: interp.load_pair(c["dirs"]["llama"][0], c["dirs"]["qwen2"][1]),
+    12: _pickle_model,
+    13: lambda c: interp.load_model(c["tmp"] / "no-such-model"),
+    14: lambda c: probes.MassMeanProbe().fit(np.ones((6, 4)), np.zeros(6)),
+    15: lambda c: probes.LogisticProbe().fit(np.full((6, 4), np.nan), np.arange(6) % 2),
+    16: lambda c: probes.SNMF(2).fit(torch.full((10, 4), float("inf"))),
+    17: lambda c: probes.SNMF(8).fit(np.ones((10, 4))),
+    18: lambda c: steering.add(c["model"], steering.SteeringVector(torch.ones(1, _d(c) + 1), (0,))).__enter__(),
+    19: _pickle_vector,
+    20: lambda c: steering.load_vector(c["tmp"] / "missing.safetensors"),
+    21: lambda c: steering.SteeringVector(torch.full((1, 4), float("nan")), (0,)),
+    22: lambda c: steering.add(c["model"], steering.SteeringVector(torch.ones(1, _d(c)), (0,)),
+                               positions=3).__enter__(),
+    23: lambda c: steering.generate(c["model"], [], max_new_tokens=4),
+    24: lambda c: steering.calibrate_scale(c["model"], steering.SteeringVector(torch.ones(1, _d(c)), (0,)), "Hi", 0),
+    25: _discarded_refusal,
+    26: lambda c: interp.compare.compare(pair=c["pair"], concepts=["honesty"], out=None),
+    27: lambda c: interp.datasets.load("organism/truth", "validation"),
+}
+
+
+def test_the_table_and_the_cases_list_the_same_rows():
+    rows = _table()
+    assert len(rows) >= 20
+    assert sorted(rows) == sorted(CASES)
+
+
+@pytest.mark.parametrize("row", sorted(CASES))
+def test_each_bad_input_gives_the_documented_error(ctx, row):
+    import interp.compare  # noqa: F401 - row 26
+
+    kind, message = _table()[row]
+    with pytest.raises(BaseException) as info:
+        CASES[row](ctx)
+    assert type(info.value).__name__ == kind, f"row {row}: {type(info.value).__name__}: {info.value}"
+    assert message in str(info.value), f"row {row}: {info.value}"
+    assert interp.active_hooks(ctx["model"]) == {}

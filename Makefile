@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
 ARGS    ?= --concepts truth,refusal,language,snmf --out report
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,11 +26,18 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/interp compare $(ARGS)
 
-test: $(STAMP)
+# The report is checked in a real browser: Debian's chromium, from the system's package manager
+# (never a downloaded browser). Installed when missing and apt-get is available.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)); } || \
+		echo "warning: chromium is not installed and could not be; the browser test of the report will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run
 
 clean:
-	rm -rf $(VENV) runs report .pytest_cache
+	rm -rf $(VENV) runs report artifacts .pytest_cache

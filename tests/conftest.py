@@ -40,3 +40,12 @@ def tiny_pairs(tiny_dirs):
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def organism_report(tmp_path_factory):
+    """The full comparison of the bundled organism, written once: ``(Comparison, report folder)``."""
+    from interp.compare import compare
+
+    out = tmp_path_factory.mktemp("report")
+    return compare(concepts=["truth", "refusal", "language", "snmf"], out=out, progress=False), out

@@ -14,12 +14,6 @@ REQUIRED = {"layer", "base_accuracy", "post_accuracy", "cosine_base_post", "tran
             "transfer_post_to_base"}
 
 
-@pytest.fixture(scope="module")
-def organism_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    return compare(concepts=["truth", "refusal", "language", "snmf"], out=out, progress=False), out
-
-
 def test_report_files_exist_and_parse(organism_report):
     result, out = organism_report
     report = json.loads((out / "report.json").read_text())

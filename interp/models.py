@@ -92,6 +92,8 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    n_devices: int | None = None,
     **boot_kwargs,
 ):
     """Boot one model as a ``TransformerBridge`` (raw HF numerics, eval mode).
@@ -103,9 +105,26 @@ def load_model(
         revision: hub revision (branch, tag or commit).
         trust_remote_code: run model code shipped with the checkpoint. Off by
             default; turn on only for a repository you trust.
+        device_map: shard a model too large for one device: ``"auto"``,
+            ``"balanced"`` or a Hugging Face device map, placed by accelerate as
+            TransformerLens does (not with ``device``). Inputs go to the device
+            of the first block; hooks see each layer on its own device.
+        n_devices: shorthand: split the layers over this many CUDA devices.
         **boot_kwargs: passed to ``TransformerBridge.boot_transformers``
-            (e.g. ``device_map="auto"``, ``n_ctx``).
+            (e.g. ``max_memory``, ``n_ctx``).
     """
+    if device_map is not None and device is not None:
+        raise ValueError("give device or device_map, not both")
+    if n_devices is not None:
+        if n_devices < 1:
+            raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+        if n_devices > 1 and (not torch.cuda.is_available() or torch.cuda.device_count() < n_devices):
+            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise ValueError(f"n_devices={n_devices} needs that many CUDA devices; this machine has {have}")
+    if device_map is not None:
+        boot_kwargs["device_map"] = device_map
+    if n_devices is not None:
+        boot_kwargs["n_devices"] = n_devices
     from transformer_lens.model_bridge import TransformerBridge
 
     path = resolve_model(source, revision=revision, trust_remote_code=trust_remote_code)
@@ -261,6 +280,8 @@ def load_pair(
     revision: str | None = None,
     post_revision: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    n_devices: int | None = None,
     **boot_kwargs,
 ) -> ModelPair:
     """Boot a base model and its post-trained version with identical settings.
@@ -268,8 +289,9 @@ def load_pair(
     Args:
         base, post: hub ids or local folders. With neither given, the bundled
             model organism pair is booted.
-        device, dtype, trust_remote_code, **boot_kwargs: as in :func:`load_model`,
-            applied identically to both models.
+        device, dtype, trust_remote_code, device_map, n_devices, **boot_kwargs:
+            as in :func:`load_model`, applied identically to both models (each
+            model is sharded on its own; ``device_map="auto"`` places both).
         revision, post_revision: hub revisions of the base and post model.
 
     Raises:
@@ -284,7 +306,8 @@ def load_pair(
         base, post = organism.paths()
     elif base is None or post is None:
         raise ValueError("give both base and post, or neither for the bundled model organism pair")
-    kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs)
+    kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map,
+              n_devices=n_devices, **boot_kwargs)
     base_model = load_model(base, revision=revision, **kw)
     post_model = load_model(post, revision=post_revision, **kw)
     check_same_tokenizer(tokenizer_of(base_model), tokenizer_of(post_model))

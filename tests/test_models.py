@@ -135,3 +135,21 @@ def test_missing_organism_weights_are_reported(monkeypatch, tmp_path):
     monkeypatch.setattr(organism, "ROOT", tmp_path / "weights")
     with pytest.raises(FileNotFoundError, match="bundled model organism is missing.*interp organism train"):
         interp.load_pair()
+
+
+def test_device_map_boots_through_accelerate_with_identical_numerics(tiny_dirs):
+    import torch
+
+    base, post = tiny_dirs["llama"]
+    ref = interp.load_pair(base, post, device="cpu")
+    for device_map in ("auto", {"": "cpu"}):
+        pair = interp.load_pair(base, post, device_map=device_map)
+        got = interp.collect(pair.post, ["hello world", "a b c"], ["resid_post", "mlp_out"], progress=False)
+        want = interp.collect(ref.post, ["hello world", "a b c"], ["resid_post", "mlp_out"], progress=False)
+        for site in ("resid_post", "mlp_out"):
+            torch.testing.assert_close(got[site], want[site], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="give device or device_map, not both"):
+        interp.load_model(base, device="cpu", device_map="auto")
+    if torch.cuda.device_count() < 4:
+        with pytest.raises(ValueError, match="n_devices=4 needs that many CUDA devices"):
+            interp.load_model(base, n_devices=4)

@@ -222,6 +222,7 @@ def collect(
     extra: dict | None = None,
     memory_budget: int | str | None = None,
     over_budget: Literal["raise", "stream"] = "raise",
+    distributed: bool | None = None,
 ) -> Activations:
     """Collect activations of ``model`` on ``prompts``.
 
@@ -256,6 +257,10 @@ def collect(
             streams to a new temporary store instead (its path is logged and
             returned as the store's ``root``). Streaming to ``out``: shards are
             made small enough to fit, or the call is refused if one batch does not.
+        distributed: split the prompts over the ranks of the current
+            ``torch.distributed`` process group (``torchrun``), see
+            :mod:`interp.distributed`; ``None`` does so when a group of more than
+            one process is initialised and ``out`` is given.
 
     Returns:
         :class:`~interp.activations.Activations` with a ``[n_samples, layer, d]``
@@ -272,6 +277,17 @@ def collect(
         raise ValueError("sites is empty: name at least one site")
     if over_budget not in ("raise", "stream"):
         raise ValueError(f"over_budget must be 'raise' or 'stream', got {over_budget!r}")
+    if distributed is not False:
+        from .distributed import active_world, collect_distributed
+
+        if active_world() is not None and out is not None:
+            return collect_distributed(
+                model, prompts, sites, out=out, layers=layers, positions=positions, batch_size=batch_size, bos=bos,
+                padding_side=padding_side, dtype=dtype, shard_size=shard_size, progress=progress, extra=extra,
+                memory_budget=memory_budget, over_budget=over_budget,
+            )
+        if distributed:
+            raise ValueError("distributed=True needs an initialised torch.distributed group of >1 process and out=DIR")
     for s in sites:
         check_site(s)
     if len(set(sites)) != len(sites):

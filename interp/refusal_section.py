@@ -51,7 +51,8 @@ def _data(pair: ModelPair, is_organism: bool) -> dict:
         names, ids = ("organism/harmful", "organism/harmless"), refusal_token_ids(tok, REFUSALS, compliant=["Sure."])
     else:
         names, ids = ("harmful", "harmless"), refusal_token_ids(tok, GENERIC_REFUSAL_STARTS)
-    out = {"refusal_ids": ids, "datasets": names}
+    both = "organism/refusal" if is_organism else "refusal"  # harmless = 0, harmful = 1, for the probe
+    out = {"refusal_ids": ids, "datasets": names, "labelled": both}
     for kind, name in zip(("harmful", "harmless"), names):
         for split in ("train", "test"):
             out[kind, split] = list(pair.format(load(name, split), "chat").texts)
@@ -82,7 +83,14 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     from probes import score_layers, sweep
     from steering import Ablate, Add
     from steering.metrics import kl_divergence, next_token_logprobs
-    from steering.refusal import Candidate, RefusalSelection, mean_activations, post_instruction_offsets, select_direction
+    from steering.refusal import (
+        Candidate,
+        RefusalSelection,
+        mean_activations,
+        post_instruction_offsets,
+        score_candidates,
+        select_direction,
+    )
 
     data = _data(pair, is_organism)
     ids = data["refusal_ids"]
@@ -98,24 +106,27 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         diffs[name] = (mean_activations(model, harm_dir, offsets, batch_size=batch_size)
                        - mean_activations(model, safe_dir, offsets, batch_size=batch_size))
     sel: dict[str, RefusalSelection] = {}
+    scores = {name: score_candidates(model, diffs[name], offsets, harm_val, safe_val, ids, batch_size=batch_size,
+                                     progress=progress) for name, model in pair}
+
+    def select(name: str, **filters) -> RefusalSelection:  # re-filters the scores; no forward pass
+        filters.setdefault("kl_threshold", kl_threshold)
+        return select_direction(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
+                                scores=scores[name], **filters)
     try:
-        sel["post"] = select_direction(pair.post, diffs["post"], offsets, harm_val, safe_val, ids,
-                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        sel["post"] = select("post")
         notes["post selection"] = "own candidates (Arditi et al. filters)"
     except ValueError:
-        sel["post"] = select_direction(pair.post, diffs["post"], offsets, harm_val, safe_val, ids, require_induce=False,
-                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        sel["post"] = select("post", require_induce=False)
         notes["post selection"] = ("no candidate's addition induced refusal on validation prompts; selected without "
                                    "that filter")
         log.warning("refusal: %s", notes["post selection"])
     try:
-        sel["base"] = select_direction(pair.base, diffs["base"], offsets, harm_val, safe_val, ids,
-                                       kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+        sel["base"] = select("base")
         notes["base selection"] = "own candidates (Arditi et al. filters)"
     except ValueError as e:
-        # Score the candidates anyway (for the report), then take the post model's layer and position.
-        scored = select_direction(pair.base, diffs["base"], offsets, harm_val, safe_val, ids, kl_threshold=float("inf"),
-                                  require_induce=False, prune_layers=0.0, batch_size=batch_size, progress=progress)
+        # No base candidate passes (a base model that never refuses): take the post model's layer and position.
+        scored = select("base", kl_threshold=float("inf"), require_induce=False, prune_layers=0.0)
         at = sel["post"].selected
         chosen = next(c for c in scored.candidates if c.layer == at.layer and c.position == at.position)
         sel["base"] = RefusalSelection(diffs["base"], scored.positions, scored.candidates,
@@ -149,7 +160,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     slot = offsets.index(pos)
     cos = torch.nn.functional.cosine_similarity(diffs["base"][slot], diffs["post"][slot], dim=-1)
     probe_sets = {
-        split: {name: collect(model, pair.format(load(data["datasets"][0].replace("harmful", "refusal"), split), "chat"),
+        split: {name: collect(model, pair.format(load(data["labelled"], split), "chat"),
                               "resid_pre", positions=pos, batch_size=batch_size, progress=False)
                 for name, model in pair}
         for split in ("train", "test")

@@ -40,7 +40,8 @@ from .interventions import Ablate, Add
 from .metrics import kl_divergence, next_token_logprobs, refusal_score
 from .vector import SteeringVector
 
-__all__ = ["post_instruction_offsets", "mean_activations", "Candidate", "RefusalSelection", "select_direction"]
+__all__ = ["post_instruction_offsets", "mean_activations", "Candidate", "RefusalSelection", "score_candidates",
+           "select_direction"]
 
 
 def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> list[int]:
@@ -140,6 +141,40 @@ class RefusalSelection:
         return self.diffs[self.positions.index(p), layer]
 
 
+def score_candidates(
+    model,
+    diffs: Float[torch.Tensor, "pos layer d"],
+    positions: Sequence[int],
+    harmful_val: Sequence[str],
+    harmless_val: Sequence[str],
+    refusal_ids: Sequence[int],
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[list[Candidate], dict]:
+    """Bypass, induce and KL scores of every candidate (the forward passes; no filtering), and the
+    baseline refusal scores ``{"harmful", "harmless"}`` without intervention."""
+    n_layers = int(model.cfg.n_layers)
+    positions = tuple(int(p) for p in positions)
+    if diffs.shape[:2] != (len(positions), n_layers):
+        raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
+    clean_harmless = next_token_logprobs(model, harmless_val, batch_size=batch_size)
+    baseline = {
+        "harmful": float(refusal_score(model, harmful_val, refusal_ids, batch_size=batch_size).mean()),
+        "harmless": float(refusal_score(model, harmless_val, refusal_ids, logprobs=clean_harmless).mean()),
+    }
+    cands = []
+    grid = [(p, layer) for p in positions for layer in range(n_layers)]
+    for p, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
+        vec = SteeringVector(diffs[positions.index(p), layer].float(), (layer,), "resid_pre")
+        abl = Ablate(vec)
+        bypass = float(refusal_score(model, harmful_val, refusal_ids, abl, batch_size=batch_size).mean())
+        induce = float(refusal_score(model, harmless_val, refusal_ids, Add(vec), batch_size=batch_size).mean())
+        kl = float(kl_divergence(model, harmless_val, abl, clean=clean_harmless, batch_size=batch_size).mean())
+        cands.append(Candidate(layer, p, bypass, induce, kl))
+    return cands, baseline
+
+
 def select_direction(
     model,
     diffs: Float[torch.Tensor, "pos layer d"],
@@ -153,41 +188,35 @@ def select_direction(
     require_induce: bool = True,
     batch_size: int = 32,
     progress: bool = False,
+    scores: tuple[list[Candidate], dict] | None = None,
 ) -> RefusalSelection:
     """Score every candidate and select one (see the module docstring).
+
+    ``scores``: the output of :func:`score_candidates` for these ``diffs``, to
+    select again under other filters without running the model again.
 
     Raises ``ValueError`` when every candidate is discarded, with the reasons.
     """
     n_layers = int(model.cfg.n_layers)
     positions = tuple(int(p) for p in positions)
-    if diffs.shape[:2] != (len(positions), n_layers):
-        raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
+    if scores is None:
+        scores = score_candidates(model, diffs, positions, harmful_val, harmless_val, refusal_ids,
+                                  batch_size=batch_size, progress=progress)
+    scored, baseline = scores
     max_layer = (1 - prune_layers) * n_layers  # layers at or past this depth sit in the last prune_layers
-    clean_harmless = next_token_logprobs(model, harmless_val, batch_size=batch_size)
-    baseline = {
-        "harmful": float(refusal_score(model, harmful_val, refusal_ids, batch_size=batch_size).mean()),
-        "harmless": float(refusal_score(model, harmless_val, refusal_ids, logprobs=clean_harmless).mean()),
-    }
     norm_scale = float(diffs.norm(dim=-1).max())
     cands = []
-    grid = [(p, layer) for p in positions for layer in range(n_layers)]
-    for p, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
-        raw = diffs[positions.index(p), layer].float()
-        vec = SteeringVector(raw, (layer,), "resid_pre")
-        abl = Ablate(vec)
-        bypass = float(refusal_score(model, harmful_val, refusal_ids, abl, batch_size=batch_size).mean())
-        induce = float(refusal_score(model, harmless_val, refusal_ids, Add(vec), batch_size=batch_size).mean())
-        kl = float(kl_divergence(model, harmless_val, abl, clean=clean_harmless, batch_size=batch_size).mean())
+    for c in scored:
         why = []
-        if float(raw.norm()) <= 1e-6 * norm_scale:
+        if float(diffs[positions.index(c.position), c.layer].norm()) <= 1e-6 * norm_scale:
             why.append("zero difference (harmful and harmless activations identical here)")
-        if layer >= max_layer:
+        if c.layer >= max_layer:
             why.append(f"layer >= {max_layer:g} (last {prune_layers:.0%} of layers)")
-        if not kl < kl_threshold:
-            why.append(f"KL {kl:.3g} >= {kl_threshold}")
-        if require_induce and not induce > 0:
-            why.append(f"addition does not induce refusal (score {induce:.3g} <= 0)")
-        cands.append(Candidate(layer, p, bypass, induce, kl, "; ".join(why)))
+        if not c.kl < kl_threshold:
+            why.append(f"KL {c.kl:.3g} >= {kl_threshold}")
+        if require_induce and not c.induce > 0:
+            why.append(f"addition does not induce refusal (score {c.induce:.3g} <= 0)")
+        cands.append(Candidate(c.layer, c.position, c.bypass, c.induce, c.kl, "; ".join(why)))
     kept = [c for c in cands if not c.discarded]
     if not kept:
         reasons = "; ".join(f"L{c.layer}@{c.position}: {c.discarded}" for c in cands[:8])

@@ -46,7 +46,7 @@ from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
 
-__all__ = ["collect", "collect_tokens", "memory_estimate", "parse_bytes", "TokenActivations"]
+__all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "memory_estimate", "parse_bytes", "TokenActivations"]
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +471,50 @@ class TokenActivations:
 
 
 @torch.inference_mode()
+def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None, *, batch_size: int = 16,
+                            bos: BosPolicy = "auto", progress: bool = True) -> dict[int, TokenActivations]:
+    """:func:`collect_tokens` for several layers (default all) in one forward pass per batch."""
+    prompts = _as_prompt_set(prompts)
+    check_site(site)
+    layers = check_layers(layers, int(model.cfg.n_layers))
+    tok = tokenizer_of(model)
+    encs = encode(tok, list(prompts.texts), bos=bos, max_length=int(model.cfg.n_ctx))
+    device = model.cfg.device or "cpu"
+    grabbed: dict[int, torch.Tensor] = {}
+
+    def grab(layer):
+        def fn(act, hook):
+            grabbed[layer] = act.float().cpu()
+        return fn
+
+    rows = {layer: [] for layer in layers}
+    ids, which, where = [], [], []
+    with attached(model, [(hook_name(site, layer), grab(layer)) for layer in layers]):
+        for b0 in tqdm(range(0, len(encs), batch_size), desc=f"tokens {site}", disable=not progress):
+            chunk = encs[b0 : b0 + batch_size]
+            batch = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
+            model(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=max(layers) + 1)
+            for i, enc in enumerate(chunk):
+                first, n = (1 if enc.has_bos else 0), len(enc)
+                if n > first:
+                    for layer in layers:
+                        rows[layer].append(grabbed[layer][i, first:n])
+                    ids.append(torch.tensor(enc.ids[first:n]))
+                    which.append(torch.full((n - first,), b0 + i))
+                    where.append(torch.arange(first, n))
+            grabbed.clear()
+    if not ids:
+        raise ValueError("the prompts have no tokens besides BOS")
+    ids, which, where = torch.cat(ids), torch.cat(which), torch.cat(where)
+    out = {}
+    for layer in layers:
+        X = torch.cat(rows[layer])
+        if not torch.isfinite(X).all():
+            raise FloatingPointError(f"non-finite activations at {site} layer {layer}")
+        out[layer] = TokenActivations(X, ids, which, where, tuple(prompts.texts))
+    return out
+
+
 def collect_tokens(model, prompts, site: str = "mlp_post", layer: int = 0, *, batch_size: int = 16,
                    bos: BosPolicy = "auto", progress: bool = True) -> TokenActivations:
     """Read ``site`` at ``layer`` for every real token of every prompt, BOS excluded.
@@ -478,35 +522,6 @@ def collect_tokens(model, prompts, site: str = "mlp_post", layer: int = 0, *, ba
     Batches are right-padded; padded slots are dropped, so rows do not depend
     on the batch.
     """
-    prompts = _as_prompt_set(prompts)
-    check_site(site)
     (layer,) = check_layers([layer], int(model.cfg.n_layers))
-    tok = tokenizer_of(model)
-    encs = encode(tok, list(prompts.texts), bos=bos, max_length=int(model.cfg.n_ctx))
-    device = model.cfg.device or "cpu"
-    grabbed = {}
-
-    def grab(act, hook):
-        grabbed["x"] = act.float()
-
-    rows, ids, which, where = [], [], [], []
-    with attached(model, [(hook_name(site, layer), grab)]):
-        for b0 in tqdm(range(0, len(encs), batch_size), desc=f"tokens {site}@{layer}", disable=not progress):
-            chunk = encs[b0 : b0 + batch_size]
-            batch = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
-            model(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=layer + 1)
-            x = grabbed.pop("x").cpu()
-            for i, enc in enumerate(chunk):
-                first = 1 if enc.has_bos else 0
-                n = len(enc)
-                if n > first:
-                    rows.append(x[i, first:n])
-                    ids.append(torch.tensor(enc.ids[first:n]))
-                    which.append(torch.full((n - first,), b0 + i))
-                    where.append(torch.arange(first, n))
-    if not rows:
-        raise ValueError("the prompts have no tokens besides BOS")
-    X = torch.cat(rows)
-    if not torch.isfinite(X).all():
-        raise FloatingPointError(f"non-finite activations at {site} layer {layer}")
-    return TokenActivations(X, torch.cat(ids), torch.cat(which), torch.cat(where), tuple(prompts.texts))
+    return collect_tokens_by_layer(model, prompts, site, [layer], batch_size=batch_size, bos=bos,
+                                   progress=progress)[layer]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .collection import collect, collect_tokens
+from .collection import collect, collect_tokens_by_layer
 from .datasets import load
 from .datasets import _world as W
 from .models import ModelPair
@@ -139,11 +139,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     # LAPE neurons per layer and model.
     neuron_sets, counts = {}, {}
     for mname, model in pair:
-        probs = []
-        for L in range(n_layers):
-            tokens = collect_tokens(model, train, "mlp_post", L, progress=False)
-            token_lang = torch.tensor(train.labels)[tokens.prompt]
-            probs.append(activation_probability(tokens.X, token_lang, len(langs)))
+        by_layer = collect_tokens_by_layer(model, train, "mlp_post", progress=False)  # one pass, every layer
+        token_lang = torch.tensor(train.labels)[by_layer[0].prompt]
+        probs = [activation_probability(by_layer[L].X, token_lang, len(langs)) for L in range(n_layers)]
         res = lape(np.stack(probs))
         neuron_sets[mname] = res
         counts[mname] = res.counts()  # [layer, lang]

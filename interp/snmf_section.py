@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .collection import collect_tokens
+from .collection import collect_tokens_by_layer
 from .datasets import load
 from .models import ModelPair, tokenizer_of
 from .report import ConceptResult, long_rows
@@ -117,10 +117,11 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     layer = n_layers // 2 if layer is None else layer
     per_layer, fits, token_sets = [], {}, {}
+    tokens_of = {name: collect_tokens_by_layer(model, prompts, "mlp_post", progress=False) for name, model in pair}
     for L in range(n_layers):
         entry = {"layer": L}
         for name, model in pair:
-            tokens = collect_tokens(model, prompts, "mlp_post", L, progress=False)
+            tokens = tokens_of[name][L]
             est = SNMF(n_components, sparsity=sparsity, random_state=random_state, max_iter=150)
             G = est.fit_transform(tokens.X)
             fits[name, L] = (est, G)

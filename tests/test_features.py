@@ -41,3 +41,16 @@ def test_collect_tokens_skips_bos_and_padding_and_describes_features(tiny_pairs)
     best_row = int(np.argmax(G[:, 0]))
     assert cards[0].top_tokens[0][1] == tok.decode([int(tokens.token_ids[best_row])])
     assert cards[0].top_tokens[0][2] == float(G[best_row, 0])
+
+
+def test_tokens_of_every_layer_in_one_pass_equal_one_layer_at_a_time(tiny_pairs):
+    from interp.collection import collect_tokens_by_layer
+
+    model = tiny_pairs["qwen2"].post
+    texts = ["the cat sat on the mat", "a dog", "birds fly high"]
+    every = collect_tokens_by_layer(model, texts, "mlp_post", batch_size=2, progress=False)
+    assert sorted(every) == list(range(int(model.cfg.n_layers)))
+    for layer, tokens in every.items():
+        one = collect_tokens(model, texts, "mlp_post", layer, progress=False)
+        torch.testing.assert_close(tokens.X, one.X, atol=1e-5, rtol=1e-5)
+        assert torch.equal(tokens.token_ids, one.token_ids) and torch.equal(tokens.prompt, one.prompt)

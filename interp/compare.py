@@ -3,7 +3,9 @@
 :func:`compare` runs each requested concept section and returns a
 :class:`~interp.report.Comparison`; with ``out=`` it also writes the report
 files (see :mod:`interp.report`). This module sits on top of the toolkit and
-is not imported by ``interp/__init__.py``.
+is not imported by ``interp/__init__.py``. Sections: ``truth`` (below),
+``refusal`` (:mod:`interp.refusal_section`), ``language``
+(:mod:`interp.language_section`) and ``snmf`` (:mod:`interp.snmf_section`).
 
 Truth section: probes are fitted at every layer of both models on the training
 statements and scored on held-out statements. On the bundled organism the

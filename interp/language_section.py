@@ -69,6 +69,11 @@ class LanguageTokens:
         """``[n]`` probability mass on ``language``'s own tokens, from ``[n, vocab]`` probabilities."""
         return probs[:, sorted(self.sets[language])].sum(-1)
 
+    def share_in(self, texts, tokenizer, language: str) -> float:
+        """Share of ``texts`` that :meth:`classify` assigns to ``language``."""
+        return float(np.mean([self.classify(tokenizer(t, add_special_tokens=False)["input_ids"]) == language
+                              for t in texts]))
+
     def classify(self, ids) -> str | None:
         """The language with most own tokens among ``ids``; ``None`` if none or a tie."""
         votes = {lang: sum(t in s for t in ids) for lang, s in self.sets.items()}
@@ -155,6 +160,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     scale = 1.0 / window_size if scale is None else scale
 
     # Steering held-out English subjects toward each language.
+    vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
+                                             {"concept": "language", "target": lang, "model": m})
+               for m in ("base", "post") for lang in langs[1:]}
     prompts = [prefix(s, "en") for s in held]
     neutral = list(load("organism/truth" if is_organism else "truth", "test").texts[:40])
     rows, table = [], []
@@ -165,25 +173,19 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         en_neurons = {L: neuron_sets[target].neurons(L, 0) for L in range(n_layers)}
         for lang in langs[1:]:
             base_share = float(own.share(clean, lang).mean())
-            base_gen = np.mean([own.classify(tok(g, add_special_tokens=False)["input_ids"]) == lang for g in plain_gen])
+            base_gen = own.share_in(plain_gen, tok, lang)
             conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
             conditions.append((target, True))
             for source, deactivate in conditions:
-                vec = SteeringVector(dirs[source][lang][window], tuple(window), "resid_post", scale,
-                                     {"concept": "language", "target": lang, "model": source})
-                ivs = [Add(vec)] + ([Deactivate(en_neurons)] if deactivate else [])
+                ivs = [Add(vectors[f"{source}-{lang}"])] + ([Deactivate(en_neurons)] if deactivate else [])
                 steered = next_token_logprobs(model, prompts, ivs).exp()
                 share = float(own.share(steered, lang).mean())
                 gens = generate(model, prompts, ivs, max_new_tokens=max_new_tokens)
-                gen_share = float(np.mean([own.classify(tok(g, add_special_tokens=False)["input_ids"]) == lang
-                                           for g in gens]))
+                gen_share = own.share_in(gens, tok, lang)
                 kl = float(kl_divergence(model, neutral, ivs, clean=clean_neutral).mean())
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")
                 rows.append([target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
                              gens[0][:40]])
-    vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
-                                             {"concept": "language", "target": lang, "model": m})
-               for m in ("base", "post") for lang in langs[1:]}
 
     per_layer = []
     for L in range(n_layers):

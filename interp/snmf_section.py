@@ -146,8 +146,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     cards = describe_features(model, est, token_sets["post", layer], layer, G)
     order = sorted(cards, key=lambda c: -c.usage)
     lens = logit_lens(model, layer, est.components_)
-    neutral = list(NEUTRAL)
-    plain = generate(model, neutral, max_new_tokens=max_new_tokens, stop_at_eos=False)
+    plain = generate(model, list(NEUTRAL), max_new_tokens=max_new_tokens, stop_at_eos=False)
     steer_rows, vectors = [], {}
     for card in order[:n_steer]:
         targets = set(lens[card.index].topk(10).indices.tolist())
@@ -156,11 +155,11 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         vec = SteeringVector(unit[None], (layer,), "mlp_post", meta={"concept": "snmf", "feature": card.index,
                                                                      "model": "post"})
         try:
-            cal = calibrate_scale(model, vec, neutral[:1], target_kl)
+            cal = calibrate_scale(model, vec, list(NEUTRAL[:1]), target_kl)
         except ValueError as e:
             log.info("feature %d not steerable: %s", card.index, e)
             continue
-        steered = generate(model, neutral, cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
+        steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
         share = _share(steered, tok, targets)
         steer_rows.append([card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
                            base_share, share, " ".join(t for t, _ in card.logit_lens[:5]), steered[0][:60]])
@@ -187,7 +186,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
                      "columns": ["feature", "usage", "top-activating tokens", "logit-lens tokens", "neurons"],
                      "rows": feature_rows},
         "steering": {"title": f"Steering with post features at layer {layer} (α calibrated to KL {target_kl} on "
-                              f"{neutral[0]!r}); share of generated tokens among the feature's top-10 logit-lens tokens",
+                              f"{NEUTRAL[0]!r}); share of generated tokens among the feature's top-10 logit-lens tokens",
                      "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
                                  "logit-lens tokens", "steered example"],
                      "rows": steer_rows},
@@ -200,11 +199,10 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         {"title": "Reconstruction error", "reading": "error", "xaxis": "layer", "yaxis": "‖A - FG‖ / ‖A‖",
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]
-    directions = {f"{name}/layer{L}": torch.as_tensor(fits[name, L][0].components_) for name in ("base", "post")
-                  for L in (layer,)}
+    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer][0].components_) for name in ("base", "post")}
     setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts),
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
-             "described layer": layer, "target KL": target_kl, "neutral prompts": neutral,
+             "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
     return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
                          setup, plots, tables, vectors=vectors)

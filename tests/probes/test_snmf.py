@@ -40,6 +40,44 @@ def test_reported_error_is_the_true_reconstruction_error():
     assert (Gt >= 0).all()
 
 
+def test_bfloat16_recovers_planted_features_and_reports_its_true_error():
+    F, G, A = _planted()
+    model = SNMF(8, sparsity=6 / 256, random_state=0, dtype="bfloat16")
+    Gt = model.fit_transform(A.T)
+    _, _, cos = match_features(F.T.numpy(), model.components_)
+    assert cos.min() >= 0.95, cos
+    comp = torch.as_tensor(model.components_)
+    assert torch.equal(comp, comp.bfloat16().float())  # the features are the bfloat16 values that were used
+    recon = Gt.astype(np.float64) @ model.components_.astype(np.float64)
+    true_err = float(np.linalg.norm(A.T.double().numpy() - recon))  # against the float32 data
+    assert model.reconstruction_err_ == pytest.approx(true_err, rel=1e-3)
+
+
+def test_bfloat16_least_squares_step_is_not_amplified_by_an_ill_conditioned_gram_matrix():
+    # rows of G that share most of their mass make GGᵀ ill-conditioned; a bfloat16 A Gᵀ (output rounded
+    # to 2^-9) solved against it would give F wrong by ~2^-9 x cond. One iteration from the same G:
+    _, _, A = _planted(n=128, T=3000, seed=1)
+    g = torch.Generator().manual_seed(2)
+    G0 = 1 + 0.05 * torch.rand(3000, 8, generator=g)
+    assert torch.linalg.cond(G0.T @ G0) > 1e4
+    kw = dict(sparsity=1.0, max_iter=1, patience=2, random_state=0)
+    f32 = SNMF(8, **kw).fit(A.T, coefficients=G0).components_
+    b16 = SNMF(8, dtype="bfloat16", **kw).fit(A.T, coefficients=G0).components_
+    assert np.linalg.norm(b16 - f32) / np.linalg.norm(f32) < 5e-3
+
+
+def test_bfloat16_error_tracks_float32_iteration_by_iteration():
+    _, _, A = _planted(n=256, T=4000, noise=0.1, seed=3)
+    kw = dict(sparsity=0.03, max_iter=15, patience=16, tol=0, random_state=0)
+    G0 = SNMF(8, **kw).initial_coefficients(A.T)  # the same start for both
+    f32 = SNMF(8, **kw).fit(A.T, coefficients=G0)
+    b16 = SNMF(8, dtype="bfloat16", **kw).fit(A.T, coefficients=G0)
+    gap = np.abs(np.array(b16.history_) - f32.history_) / np.array(f32.history_)
+    assert gap.max() < 2e-3, gap
+    Gt = b16.transform(A.T)
+    np.testing.assert_allclose(Gt, f32.transform(A.T), atol=0.05 * float(Gt.max()))
+
+
 def test_chunked_and_on_disk_fits_equal_the_in_memory_fit(tmp_path):
     _, _, A = _planted(T=3000)
     X = A.T.contiguous()

@@ -8,7 +8,7 @@ Prints, for one tiny model and one batch:
   peak, on CPU the peak rise of the process' resident set during the call
   (sampled every millisecond).
 
-Usage: python bench/collect.py [--device cpu|cuda] [--repeats 20]
+Usage: python bench/collect.py [--device cpu|cuda] [--repeats 20] [--shape tiny|large]
 """
 
 from __future__ import annotations
@@ -27,16 +27,19 @@ import torch
 from _memory import RssPeak
 
 TARGET = 1.15
-SHAPE = dict(n_layers=4, d_model=256, d_mlp=1024, n_heads=8, n_ctx=256)
+SHAPES = {  # "large" is a 1B-class Llama for GPUs, where a tiny model's forward is all launch overhead
+    "tiny": dict(n_layers=4, d_model=256, d_mlp=1024, n_heads=8, n_ctx=256),
+    "large": dict(n_layers=16, d_model=2048, d_mlp=5632, n_heads=16, n_ctx=256),
+}
 BATCH, WORDS = 32, 60
 
 
-def _setup(root: Path, device: str):
+def _setup(root: Path, device: str, shape: str):
     import interp
     from interp.testing import build_tiny_model
     from interp.tokens import encode, pad_batch, pad_id
 
-    path = build_tiny_model("llama", root / "model", **SHAPE)
+    path = build_tiny_model("llama", root / "model", **SHAPES[shape])
     model = interp.load_model(path, device=device)
     words = "the city of paris is in france and berlin is in germany while madrid is in spain".split()
     prompts = [" ".join(words[(i + j) % len(words)] for j in range(WORDS - i % 7)) + "." for i in range(BATCH)]
@@ -64,11 +67,11 @@ def _time_pair(a, b, device: str, repeats: int) -> tuple[float, float]:
     return statistics.median(ta), statistics.median(tb)
 
 
-def _memory_child(which: str, device: str, root: str) -> None:
+def _memory_child(which: str, device: str, root: str, shape: str) -> None:
     """Run one call in this (fresh) process and print its peak memory in bytes."""
     import interp
 
-    model, prompts, batch = _setup(Path(root), device)
+    model, prompts, batch = _setup(Path(root), device, shape)
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -90,15 +93,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--memory-child", choices=["run_with_cache", "collect"])
     ap.add_argument("--root")
+    ap.add_argument("--shape", choices=list(SHAPES), default="tiny")
     args = ap.parse_args()
     if args.memory_child:
-        return _memory_child(args.memory_child, args.device, args.root)
+        return _memory_child(args.memory_child, args.device, args.root, args.shape)
 
     import interp
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as root:
-        model, prompts, batch = _setup(Path(root), args.device)
+        model, prompts, batch = _setup(Path(root), args.device, args.shape)
         n_tok = int(batch.attention_mask.sum())
 
         def forward():
@@ -112,12 +116,14 @@ def main() -> None:
         mem = {}
         for which in ("run_with_cache", "collect"):
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", which, "--device", args.device, "--root", root + "/" + which],
+                [sys.executable, __file__, "--memory-child", which, "--device", args.device, "--root", root + "/" + which,
+                 "--shape", args.shape],
                 capture_output=True, text=True, check=True,
             )
             mem[which] = json.loads(out.stdout.strip().splitlines()[-1])
     ratio = t_col / t_fwd
-    print(f"collect vs forward  (llama {SHAPE['n_layers']}x{SHAPE['d_model']}, batch {BATCH}, {n_tok} tokens, {args.device})")
+    shape = SHAPES[args.shape]
+    print(f"collect vs forward  (llama {shape['n_layers']}x{shape['d_model']}, batch {BATCH}, {n_tok} tokens, {args.device})")
     print(f"  forward {t_fwd * 1e3:8.2f} ms   collect(resid_post, all layers) {t_col * 1e3:8.2f} ms")
     print(f"  ratio collect/forward = {ratio:.3f}  (target <= {TARGET}: {'holds' if ratio <= TARGET else 'MISSED'})")
     rwc, col = mem["run_with_cache"], mem["collect"]

@@ -12,7 +12,8 @@ SNMF is timed with the data held in float32 and in bfloat16 (``dtype=``;
 products accumulate in float32). Prints the error each reached and its gap to
 the float64 reference (must be < 1e-3; NumPy's own float32 run is printed for
 scale), the time per iteration, the ratio to NumPy float32 (target: >= 5x on
-CPU) and the peak memory rise of each (RSS sampling).
+CPU) and the peak memory rise of each (RSS sampling; on CUDA, the allocator's
+peak for SNMF).
 
 Usage: python bench/snmf.py [--device cpu|cuda] [--neurons 2048] [--tokens 40000] [--k 64] [--iters 10]
 """
@@ -94,9 +95,15 @@ def main() -> None:
         # the difference between 1 + N and 1 iterations, so one-time set-up (one transposed copy of the
         # data, its norm, the first accumulators) is not counted; the fit total is printed too
         _, t_one = timed(lambda: run_torch(1, dtype))
+        cuda = args.device.startswith("cuda")
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
         with RssPeak() as mem:
             model, t_total = timed(lambda: run_torch(1 + args.iters, dtype))
-        return model, (t_total - t_one) / args.iters, t_total, mem
+        # on a GPU the fit's memory is the device allocator's peak, not the host's resident set
+        rise = torch.cuda.max_memory_allocated() - before if cuda else mem.rise
+        return model, (t_total - t_one) / args.iters, t_total, rise
 
     model, t_torch, t_total, mem_t = per_iteration("float32")
     model_b, t_bf16, t_total_b, mem_b = per_iteration("bfloat16")
@@ -121,8 +128,9 @@ def main() -> None:
     print(f"  per iteration: SNMF float32 {t_torch * 1e3:6.1f} ms  SNMF bfloat16 {t_bf16 * 1e3:6.1f} ms  "
           f"NumPy float32 {t_np * 1e3:6.1f} ms  NumPy float64 {t_np64 * 1e3:6.1f} ms")
     print(f"  fit totals ({1 + args.iters} iterations): SNMF float32 {t_total:.2f} s, bfloat16 {t_total_b:.2f} s")
-    print(f"  peak memory rise: SNMF float32 {mem_t.rise / 2**20:6.1f} MiB  bfloat16 {mem_b.rise / 2**20:6.1f} MiB  "
-          f"NumPy float32 {mem_n.rise / 2**20:6.1f} MiB (data {A32.nbytes / 2**20:.0f} MiB as float32)")
+    where = "GPU" if args.device.startswith("cuda") else "host"
+    print(f"  peak memory rise: SNMF float32 {mem_t / 2**20:6.1f} MiB  bfloat16 {mem_b / 2**20:6.1f} MiB ({where})  "
+          f"NumPy float32 {mem_n.rise / 2**20:6.1f} MiB (host; data {A32.nbytes / 2**20:.0f} MiB as float32)")
     print(f"  speed-up vs NumPy float32: SNMF float32 {t_np / t_torch:.2f}x, SNMF bfloat16 {t_np / t_bf16:.2f}x "
           f"(vs NumPy float64: {t_np64 / t_torch:.2f}x / {t_np64 / t_bf16:.2f}x)")
     for name, r, gap in (("float32", t_np / t_torch, rel), ("bfloat16", t_np / t_bf16, rel_b)):

@@ -6,7 +6,7 @@ ablates a direction from every layer (three hooks per layer), which is more
 than a typical intervention. Prints the median wall time of each over
 alternating repeats and their ratio (target: steered / unsteered <= 1.10).
 
-Usage: python bench/steer_generate.py [--device cpu|cuda] [--repeats 5]
+Usage: python bench/steer_generate.py [--device cpu|cuda] [--repeats 5] [--shape small|large]
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from pathlib import Path
 import torch
 
 TARGET = 1.10
-SHAPE = dict(n_layers=8, d_model=512, d_mlp=2048, n_heads=8, n_ctx=256)
+SHAPES = {  # "large" is a 1B-class Llama for GPUs, where a small model's step is all launch overhead
+    "small": dict(n_layers=8, d_model=512, d_mlp=2048, n_heads=8, n_ctx=256),
+    "large": dict(n_layers=16, d_model=2048, d_mlp=5632, n_heads=16, n_ctx=256),
+}
 BATCH, NEW_TOKENS = 16, 32
 
 
@@ -28,7 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--shape", choices=list(SHAPES), default="small")
     args = ap.parse_args()
+    shape = SHAPES[args.shape]
     torch.manual_seed(0)
 
     import interp
@@ -36,11 +41,11 @@ def main() -> None:
     from interp.testing import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_model("llama", Path(tmp) / "model", **SHAPE)
+        path = build_tiny_model("llama", Path(tmp) / "model", **shape)
         model = interp.load_model(path, device=args.device)
     words = "the city of paris is in france and berlin is in germany while madrid is in spain".split()
     prompts = [" ".join(words[(i + j) % len(words)] for j in range(12 + i % 9)) for i in range(BATCH)]
-    d, n_layers = SHAPE["d_model"], SHAPE["n_layers"]
+    d, n_layers = shape["d_model"], shape["n_layers"]
     add = steering.SteeringVector(torch.randn(n_layers // 2, d), tuple(range(0, n_layers, 2)), scale=2.0)
     abl = steering.SteeringVector(torch.randn(1, d), (n_layers // 2,))
     ivs = [steering.Add(add), steering.Ablate(abl)]

@@ -131,11 +131,12 @@ def _run_batch(
     batch = pad_batch(encs, pad_id=pad_id, padding_side=padding_side, device=device)
     n = len(encs)
     rows = torch.arange(n, device=device)
+    mean = bool((token_index < 0).all())  # "mean": every row is marked -1 (checked on the host: no GPU sync)
     token_index = token_index.to(device)
-    if bool((token_index < 0).all()):  # "mean": every row is marked -1
+    if mean:
         weights = batch.attention_mask.float()
-        has_bos = torch.tensor([e.has_bos for e in encs], device=device)
-        weights[rows[has_bos], batch.start[has_bos]] = 0.0  # leave BOS out of the mean
+        no_bos = torch.tensor([not e.has_bos for e in encs], dtype=weights.dtype).to(device)
+        weights[rows, batch.start] *= no_bos  # leave BOS out of the mean
         weights = weights / weights.sum(1, keepdim=True)
         index = None
     else:

@@ -77,6 +77,7 @@ def _neg(x):
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _GATHER_BLOCK = 4096  # tokens per gathered block of the bfloat16 sparse product (fits in L2 on CPU)
+_GATHER_BYTES_GPU = 1 << 28  # on a GPU, blocks as large as fit in 256 MiB: fewer, larger kernels
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -110,19 +111,20 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
         if A.dtype == torch.float32:
             return Ft @ A if out is None else torch.mm(Ft, A, out=out)
         out = torch.empty(k, A.shape[1], device=A.device) if out is None else out
-        size = k * keep * _GATHER_BLOCK
+        step = _GATHER_BLOCK if A.device.type == "cpu" else max(_GATHER_BLOCK, _GATHER_BYTES_GPU // (6 * k * keep))
+        size = k * keep * step
         if workspace.get("size", 0) < size or workspace["low"].dtype != A.dtype or workspace["low"].device != A.device:
             workspace.update(size=size, low=torch.empty(size, dtype=A.dtype, device=A.device),
                              high=torch.empty(size, device=A.device))
-        for s in range(0, A.shape[1], _GATHER_BLOCK):
-            block = A[:, s : s + _GATHER_BLOCK]
+        for s in range(0, A.shape[1], step):
+            block = A[:, s : s + step]
             m = k * keep * block.shape[1]
             gathered = workspace["low"][:m].view(k * keep, block.shape[1])
             torch.index_select(block, 0, rows, out=gathered)
             # multiplied in float32 (exact products of bfloat16 values): a bfloat16 output would round
             # FᵀA to 2^-9, and the error ‖A‖² - 2 tr(FᵀAGᵀ) + ... cancels most of ‖A‖²
             wide = workspace["high"][:m].view(k, keep, -1).copy_(gathered.view(k, keep, -1))
-            out[:, s : s + _GATHER_BLOCK] = torch.bmm(vals, wide)[:, 0]
+            out[:, s : s + step] = torch.bmm(vals, wide)[:, 0]
         return out
 
     return product

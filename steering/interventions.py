@@ -108,6 +108,24 @@ def _position_mask(spec: tuple, n_pos: int, device) -> torch.Tensor | None:
     return mask
 
 
+def _placed(t: torch.Tensor, keep_dtype: bool = False):
+    """``get(act)``: ``t`` on ``act``'s device and dtype (``keep_dtype``: ``t``'s own), copied once per
+    device and dtype.
+
+    Hooks run at every layer of every generated token; a host-to-device copy in
+    each call would make the GPU wait for the host each time.
+    """
+    cache: dict = {}
+
+    def get(act: torch.Tensor) -> torch.Tensor:
+        key = (act.device, t.dtype if keep_dtype else act.dtype)
+        if key not in cache:
+            cache[key] = t.to(*key)
+        return cache[key]
+
+    return get
+
+
 def _check_vector(model, vector: SteeringVector, site: str | None = None) -> None:
     if not isinstance(vector, SteeringVector):
         raise TypeError(f"expected a SteeringVector, got {type(vector).__name__}")
@@ -143,10 +161,10 @@ class Add(Intervention):
         scale = self.vector.scale if self.scale is None else float(self.scale)
         out = []
         for layer in layers:
-            vec = self.vector.at(layer) * scale
+            vec = _placed(self.vector.at(layer) * scale)
 
             def fn(act, hook, vec=vec):
-                v = vec.to(act.device, act.dtype)
+                v = vec(act)
                 mask = _position_mask(spec, act.shape[1], act.device)
                 if mask is None:
                     return act + v
@@ -181,10 +199,10 @@ class Ablate(Intervention):
 
     def hooks(self, model):
         _check_vector(model, self.vector, "resid_pre")
-        u = _unit(self.vector, self.layer).double()
+        u = _placed(_unit(self.vector, self.layer).double())
 
         def fn(act, hook):
-            r = u.to(act.device, act.dtype)
+            r = u(act)
             return act - (act @ r)[..., None] * r
 
         names = []
@@ -206,12 +224,12 @@ class Clamp(Intervention):
     def hooks(self, model):
         _check_vector(model, self.vector)
         spec = _check_positions(self.positions)
-        u = _unit(self.vector, self.layer)
+        u = _placed(_unit(self.vector, self.layer))
         layers = self.vector.layers if self.layers is None else check_layers(self.layers, int(model.cfg.n_layers))
         value = float(self.value)
 
         def fn(act, hook):
-            r = u.to(act.device, act.dtype)
+            r = u(act)
             delta = (value - act @ r)[..., None] * r
             mask = _position_mask(spec, act.shape[1], act.device)
             return act + (delta if mask is None else mask[:, None].to(act.dtype) * delta)
@@ -242,9 +260,9 @@ class Deactivate(Intervention):
                 raise ValueError(f"neuron index out of range for d_mlp={width} at layer {layer}")
             value = float(self.value)
 
-            def fn(act, hook, idx=idx):
+            def fn(act, hook, idx=_placed(idx, keep_dtype=True)):
                 act = act.clone()
-                act[..., idx.to(act.device)] = value
+                act[..., idx(act)] = value
                 return act
 
             out.append((hook_name("mlp_post", layer), fn))

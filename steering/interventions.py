@@ -203,7 +203,7 @@ class Ablate(Intervention):
 
         def fn(act, hook):
             r = u(act)
-            return act - (act @ r)[..., None] * r
+            return torch.addcmul(act, (act @ r)[..., None], r, value=-1)  # act - (act·r) r, one fused kernel
 
         names = []
         for layer in check_layers(self.layers, int(model.cfg.n_layers)):

@@ -163,6 +163,6 @@ def test_transform_checks_width_and_fit():
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 
-@parametrize_with_checks([SNMF(2, sparsity=0.5, max_iter=20)])
+@parametrize_with_checks([SNMF(2, sparsity=0.5, max_iter=20), SNMF(2, sparsity=0.5, max_iter=20, dtype="bfloat16")])
 def test_scikit_learn_contract(estimator, check):
     check(estimator)

@@ -99,8 +99,13 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
     ``workspace``: a dict kept across calls to hold that buffer.
     """
     n, k = F.shape
-    if keep >= n / 4:  # dense is as fast and simpler
-        return lambda A, out=None: _mm(F.T, A)
+    if keep >= n / 4:  # dense is as fast and simpler; bfloat16 data is widened block by block (exact FᵀA)
+        def dense(A, out=None):
+            if A.dtype == torch.float32:
+                return F.T @ A
+            return torch.cat([F.T @ A[:, s : s + _GATHER_BLOCK].float() for s in range(0, A.shape[1], _GATHER_BLOCK)], 1)
+
+        return dense
     Ft = _csr(F.T)
     idx = F.abs().topk(keep, dim=0).indices.T.contiguous()  # [k, keep]: the rows each feature uses
     vals = F.gather(0, idx.T).T.contiguous()[:, None, :]  # [k, 1, keep]

@@ -78,19 +78,30 @@ def test_bfloat16_error_tracks_float32_iteration_by_iteration():
     np.testing.assert_allclose(Gt, f32.transform(A.T), atol=0.05 * float(Gt.max()))
 
 
-def test_chunked_and_on_disk_fits_equal_the_in_memory_fit(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_chunked_and_on_disk_fits_equal_the_in_memory_fit(tmp_path, dtype):
     _, _, A = _planted(T=3000)
     X = A.T.contiguous()
-    whole = SNMF(8, sparsity=0.03, max_iter=30, random_state=0).fit(X)
-    chunked = SNMF(8, sparsity=0.03, max_iter=30, random_state=0, chunk_size=700).fit(X)
+    # bfloat16 rounds each chunk's products on their own (so the initialisation differs too, and a
+    # near-tie in the top-1% selection can go the other way): its fits start from the same
+    # coefficients and are compared by error (bfloat16's trajectories part at ~1e-3) and matched features
+    G0 = SNMF(8, sparsity=0.03).initial_coefficients(X) if dtype == "bfloat16" else None
+    kw = dict(sparsity=0.03, max_iter=30, random_state=0, dtype=dtype)
+    whole = SNMF(8, **kw).fit(X, coefficients=G0)
+    chunked = SNMF(8, chunk_size=700, **kw).fit(X, coefficients=G0)
     paths = []
     for i, start in enumerate(range(0, 3000, 1000)):
         paths.append(tmp_path / f"shard-{i}.safetensors")
         save_file({"X": X[start : start + 1000].clone()}, str(paths[-1]))
-    disk = SNMF(8, sparsity=0.03, max_iter=30, random_state=0).fit(SafetensorsChunks(paths))
+    disk = SNMF(8, **kw).fit(SafetensorsChunks(paths), coefficients=G0)
     for other in (chunked, disk):
-        np.testing.assert_allclose(other.components_, whole.components_, rtol=1e-3, atol=1e-3)
-        assert other.reconstruction_err_ == pytest.approx(whole.reconstruction_err_, rel=1e-4)
+        if dtype == "float32":
+            np.testing.assert_allclose(other.components_, whole.components_, rtol=1e-3, atol=1e-3)
+            assert other.reconstruction_err_ == pytest.approx(whole.reconstruction_err_, rel=1e-4)
+        else:
+            _, _, cos = match_features(whole.components_, other.components_)
+            assert cos.min() >= 0.99, cos
+            assert other.reconstruction_err_ == pytest.approx(whole.reconstruction_err_, rel=5e-3)
 
 
 def test_transform_solves_nonnegative_least_squares():

@@ -152,6 +152,7 @@ CASES = {
     25: _discarded_refusal,
     26: lambda c: interp.compare.compare(pair=c["pair"], concepts=["honesty"], out=None),
     27: lambda c: interp.datasets.load("organism/truth", "validation"),
+    28: lambda c: probes.SNMF(2, dtype="float16").fit(np.ones((10, 4))),
 }
 
 

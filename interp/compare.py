@@ -94,7 +94,7 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
         cols = torch.arange(batch.input_ids.shape[1], device=device)
         mask = (cols[None, :] >= first[:, None]).float()[..., None]  # [batch, pos, 1]
         hooks = []
-        if add is not None:
+        if add is not None:  # a per-row start (each statement's final period): not one of steering.Add's positions
             vec = add.to(device)
             hooks = [(hook_name("resid_post", layer), lambda act, hook: act + mask.to(act.dtype) * vec.to(act.dtype))]
         with torch.inference_mode(), attached(model, hooks):

@@ -76,8 +76,7 @@ def _neg(x):
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_GATHER_BLOCK = 4096  # tokens per gathered block of the bfloat16 sparse product (fits in L2 on CPU)
-_GATHER_BYTES_GPU = 1 << 28  # on a GPU, blocks as large as fit in 256 MiB: fewer, larger kernels
+_TOKEN_BLOCK = 8192  # tokens per block where bfloat16 data is read piecewise on CPU (the pieces stay in L2)
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -92,44 +91,44 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
     """A function ``A -> FᵀA`` (float32 ``[k, n_tokens]``) for ``A`` of either dtype, using that each
     column of ``F`` (``[n_neurons, k]``) has at most ``keep`` nonzeros.
 
-    float32: a CSR product. bfloat16 (no sparse bfloat16 kernels on CPU): each feature's ``keep`` rows
-    of ``A`` are gathered, block by block of tokens, into reused buffers (a fresh one per block
-    costs more in page faults than the arithmetic), widened to float32 and combined by one batched
-    product.
-    ``workspace``: a dict kept across calls to hold that buffer.
+    float32: a CSR product. bfloat16 (no sparse bfloat16 kernels on CPU): for each rank ``r < keep``,
+    the ``r``-th neuron of every feature is gathered (one ``[k, tokens]`` row block) and accumulated
+    with its weight into a float32 result; on CPU block by block of tokens, so the gathered rows and
+    the partial result stay in cache. Products and sums are float32: a bfloat16 output would round
+    ``FᵀA`` to 2^-9, and the error ``‖A‖² - 2 tr(FᵀAGᵀ) + ...`` cancels most of ``‖A‖²``.
+    ``workspace``: a dict kept across calls to hold the gather buffer.
     """
     n, k = F.shape
     if keep >= n / 4:  # dense is as fast and simpler; bfloat16 data is widened block by block (exact FᵀA)
         def dense(A, out=None):
             if A.dtype == torch.float32:
                 return F.T @ A
-            return torch.cat([F.T @ A[:, s : s + _GATHER_BLOCK].float() for s in range(0, A.shape[1], _GATHER_BLOCK)], 1)
+            return torch.cat([F.T @ A[:, s : s + _TOKEN_BLOCK].float() for s in range(0, A.shape[1], _TOKEN_BLOCK)], 1)
 
         return dense
     Ft = _csr(F.T)
-    idx = F.abs().topk(keep, dim=0).indices.T.contiguous()  # [k, keep]: the rows each feature uses
-    vals = F.gather(0, idx.T).T.contiguous()[:, None, :]  # [k, 1, keep]
-    rows = idx.flatten()
+    idx = F.abs().topk(keep, dim=0).indices  # [keep, k]: row r holds the r-th neuron of every feature
+    vals = F.gather(0, idx)[:, :, None]  # [keep, k, 1]
     workspace = {} if workspace is None else workspace
 
     def product(A, out=None):
         if A.dtype == torch.float32:
             return Ft @ A if out is None else torch.mm(Ft, A, out=out)
-        out = torch.empty(k, A.shape[1], device=A.device) if out is None else out
-        step = _GATHER_BLOCK if A.device.type == "cpu" else max(_GATHER_BLOCK, _GATHER_BYTES_GPU // (6 * k * keep))
-        size = k * keep * step
-        if workspace.get("size", 0) < size or workspace["low"].dtype != A.dtype or workspace["low"].device != A.device:
-            workspace.update(size=size, low=torch.empty(size, dtype=A.dtype, device=A.device),
-                             high=torch.empty(size, device=A.device))
-        for s in range(0, A.shape[1], step):
+        n_tok = A.shape[1]
+        out = torch.empty(k, n_tok, device=A.device) if out is None else out
+        step = _TOKEN_BLOCK if A.device.type == "cpu" else max(n_tok, 1)
+        buf = workspace.get("gather")
+        if buf is None or buf.numel() < k * step or buf.dtype != A.dtype or buf.device != A.device:
+            buf = workspace["gather"] = torch.empty(k * step, dtype=A.dtype, device=A.device)
+        for s in range(0, n_tok, step):
             block = A[:, s : s + step]
-            m = k * keep * block.shape[1]
-            gathered = workspace["low"][:m].view(k * keep, block.shape[1])
-            torch.index_select(block, 0, rows, out=gathered)
-            # multiplied in float32 (exact products of bfloat16 values): a bfloat16 output would round
-            # FᵀA to 2^-9, and the error ‖A‖² - 2 tr(FᵀAGᵀ) + ... cancels most of ‖A‖²
-            wide = workspace["high"][:m].view(k, keep, -1).copy_(gathered.view(k, keep, -1))
-            out[:, s : s + step] = torch.bmm(vals, wide)[:, 0]
+            rows = buf[: k * block.shape[1]].view(k, block.shape[1])
+            part = out[:, s : s + step]
+            torch.index_select(block, 0, idx[0], out=rows)
+            torch.mul(rows, vals[0], out=part)
+            for r in range(1, keep):
+                torch.index_select(block, 0, idx[r], out=rows)
+                part.addcmul_(rows, vals[r])
         return out
 
     return product
@@ -357,8 +356,8 @@ class SNMF(TransformerMixin, BaseEstimator):
             n_neurons = A.shape[0]
             n_tokens += A.shape[1]
             # float32 rows (pairwise sums; bfloat16 data is squared in float32), float64 total
-            for s in range(0, A.shape[1], _GATHER_BLOCK):  # in blocks: no float32 copy of bfloat16 data
-                block = A[:, s : s + _GATHER_BLOCK]
+            for s in range(0, A.shape[1], _TOKEN_BLOCK):  # in blocks: no float32 copy of bfloat16 data
+                block = A[:, s : s + _TOKEN_BLOCK]
                 norm_sq += float(torch.linalg.vector_norm(block, dim=1, dtype=torch.float32).pow(2).double().sum())
         if not n_tokens:
             raise ValueError("X has no tokens")

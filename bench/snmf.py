@@ -101,6 +101,9 @@ def main() -> None:
             before = torch.cuda.memory_allocated()
         with RssPeak() as mem:
             model, t_total = timed(lambda: run_torch(1 + args.iters, dtype))
+        if t_total <= t_one:
+            raise SystemExit(f"{dtype}: {1 + args.iters} iterations took no longer than 1 ({t_total:.3f} s vs "
+                             f"{t_one:.3f} s): set-up noise exceeds the iterations' time; use more --iters")
         # on a GPU the fit's memory is the device allocator's peak, not the host's resident set
         rise = torch.cuda.max_memory_allocated() - before if cuda else mem.rise
         return model, (t_total - t_one) / args.iters, t_total, rise

@@ -77,6 +77,7 @@ def _neg(x):
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _TOKEN_BLOCK = 8192  # tokens per block where bfloat16 data is read piecewise on CPU (the pieces stay in L2)
+_GPU_BLOCK_BYTES = 1 << 28  # on a GPU, the bfloat16 sparse product gathers blocks of up to 256 MiB
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,12 +92,15 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
     """A function ``A -> FᵀA`` (float32 ``[k, n_tokens]``) for ``A`` of either dtype, using that each
     column of ``F`` (``[n_neurons, k]``) has at most ``keep`` nonzeros.
 
-    float32: a CSR product. bfloat16 (no sparse bfloat16 kernels on CPU): for each rank ``r < keep``,
-    the ``r``-th neuron of every feature is gathered (one ``[k, tokens]`` row block) and accumulated
-    with its weight into a float32 result; on CPU block by block of tokens, so the gathered rows and
-    the partial result stay in cache. Products and sums are float32: a bfloat16 output would round
-    ``FᵀA`` to 2^-9, and the error ``‖A‖² - 2 tr(FᵀAGᵀ) + ...`` cancels most of ``‖A‖²``.
-    ``workspace``: a dict kept across calls to hold the gather buffer.
+    float32: a CSR product. bfloat16 (no sparse bfloat16 kernels on CPU), on CPU: for each rank
+    ``r < keep``, the ``r``-th neuron of every feature is gathered (one ``[k, tokens]`` row block) and
+    accumulated with its weight into a float32 result, block by block of tokens so the gathered rows
+    and the partial result stay in cache. On a GPU, where ``keep`` small kernels per block cost more
+    than memory traffic: all ``k x keep`` rows of a block are gathered at once, widened to float32
+    and combined by one batched product (blocks of up to 256 MiB). Products and sums are float32
+    either way: a bfloat16 output would round ``FᵀA`` to 2^-9, and the error
+    ``‖A‖² - 2 tr(FᵀAGᵀ) + ...`` cancels most of ``‖A‖²``.
+    ``workspace``: a dict kept across calls to hold the gather buffers.
     """
     n, k = F.shape
     if keep >= n / 4:  # dense is as fast and simpler; bfloat16 data is widened block by block (exact FᵀA)
@@ -111,12 +115,30 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
     vals = F.gather(0, idx)[:, :, None]  # [keep, k, 1]
     workspace = {} if workspace is None else workspace
 
+    def by_block(A, out):  # GPU: one gather, one widening and one batched product per block
+        step = max(1, _GPU_BLOCK_BYTES // (6 * k * keep))
+        size = k * keep * min(step, A.shape[1])
+        if workspace.get("size", 0) < size or workspace["low"].dtype != A.dtype or workspace["low"].device != A.device:
+            workspace.update(size=size, low=torch.empty(size, dtype=A.dtype, device=A.device),
+                             high=torch.empty(size, device=A.device))
+        rows, w = idx.T.flatten(), vals.permute(1, 2, 0)  # [k * keep] feature-major, [k, 1, keep]
+        for s in range(0, A.shape[1], step):
+            block = A[:, s : s + step]
+            m = k * keep * block.shape[1]
+            gathered = workspace["low"][:m].view(k * keep, block.shape[1])
+            torch.index_select(block, 0, rows, out=gathered)
+            wide = workspace["high"][:m].view(k, keep, -1).copy_(gathered.view(k, keep, -1))
+            out[:, s : s + step] = torch.bmm(w, wide)[:, 0]
+        return out
+
     def product(A, out=None):
         if A.dtype == torch.float32:
             return Ft @ A if out is None else torch.mm(Ft, A, out=out)
         n_tok = A.shape[1]
         out = torch.empty(k, n_tok, device=A.device) if out is None else out
-        step = _TOKEN_BLOCK if A.device.type == "cpu" else max(n_tok, 1)
+        if A.device.type != "cpu":
+            return by_block(A, out)
+        step = _TOKEN_BLOCK
         buf = workspace.get("gather")
         if buf is None or buf.numel() < k * step or buf.dtype != A.dtype or buf.device != A.device:
             buf = workspace["gather"] = torch.empty(k * step, dtype=A.dtype, device=A.device)

@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 __all__ = ["SNMF", "SafetensorsChunks", "match_features"]
 
@@ -247,6 +248,8 @@ class SNMF(TransformerMixin, BaseEstimator):
             module docstring for what is rounded and what stays exact).
         chunk_size: tokens per chunk when ``X`` is one matrix (default: all at once).
         transform_iter: multiplicative updates of ``transform`` (coefficients for new data).
+        verbose: show a progress bar with the error of each iteration. Interrupting a fit
+            (Ctrl-C) keeps the best completed iterate in the estimator, then re-raises.
         random_state: seed for ``"random"`` and ``"kmeans"`` initialisation.
 
     Attributes:
@@ -259,7 +262,7 @@ class SNMF(TransformerMixin, BaseEstimator):
     def __init__(self, n_components: int = 32, *, sparsity: float = 0.01, max_iter: int = 200, tol: float = 1e-4,
                  patience: int = 10, init: str = "svd", ridge: float = 1e-6, device: str | None = None,
                  dtype: str = "float32", chunk_size: int | None = None, transform_iter: int = 200,
-                 random_state: int | None = None):
+                 random_state: int | None = None, verbose: bool = False):
         self.n_components = n_components
         self.sparsity = sparsity
         self.max_iter = max_iter
@@ -272,6 +275,7 @@ class SNMF(TransformerMixin, BaseEstimator):
         self.chunk_size = chunk_size
         self.transform_iter = transform_iter
         self.random_state = random_state
+        self.verbose = verbose
 
     # ---------------------------------------------------------------- checks
     def _device(self):
@@ -436,72 +440,92 @@ class SNMF(TransformerMixin, BaseEstimator):
         if low:
             AGt = AGt @ R
         best = (math.inf, None, None, 0)
-        best_G = [torch.empty_like(g) for g in Gs]  # copied into, not re-allocated, on each improvement
+        # the best iterate's G is copied into one of two buffers, not re-allocated, on each improvement;
+        # two so that an interrupted copy never touches the best iterate kept so far
+        best_G, spare_G = [torch.empty_like(g) for g in Gs], [torch.empty_like(g) for g in Gs]
         work: dict[int, tuple[torch.Tensor, ...]] = {}
         gather_space: dict = {}
         history, stall = [], 0
-        for it in range(1, self.max_iter + 1):
-            # 1. least squares for F; 2. sparsify its columns; 3. unit coefficient rows, scale into F
-            R = ridged(GGt)
-            F = torch.linalg.solve(R, AGt.T).T
-            if keep < n_neurons:
-                idx = F.abs().topk(keep, dim=0).indices
-                F = torch.zeros_like(F).scatter_(0, idx, F.gather(0, idx))
-            scale = GGt.diagonal().clamp_min(0).sqrt()
-            scale = torch.where(scale > _EPS, scale, torch.ones_like(scale))
-            F = F * scale
-            if low:  # the features multiply bfloat16 data as bfloat16: keep exactly those values
-                F = F.to(torch.bfloat16).float()
-                R = R / scale[:, None] / scale[None, :]  # the Gram matrix of the unit rows, before the update
-                P = inverse(R)
-            features_times = _feature_product(F, keep, gather_space)
-            FtF = F.T @ F
-            FtF_negpos = torch.cat([_neg(FtF), _pos(FtF)])  # one [2k, k] product per chunk for both terms
-            # 4. multiplicative update of each chunk's coefficients, accumulating the next F step and the error
-            AGt.zero_()
-            GGt.zero_()
-            cross = 0.0
-            for c, A in enumerate(chunks):
-                # work buffers are reused across iterations: fresh large tensors each time would cost
-                # more in page faults than the arithmetic on them
-                n_c = A.shape[1]
-                if n_c not in work:
-                    work[n_c] = (torch.empty(k, n_c, device=dev), torch.empty(2 * k, n_c, device=dev),
-                                 torch.empty(k, n_c, device=dev))
-                fta, mixed, tmp = work[n_c]
-                G = Gs[c].div_(scale[:, None])
-                FtA = features_times(A, out=fta)
-                torch.mm(FtF_negpos, G, out=mixed)  # [2k, n_c]: contiguous halves for the elementwise steps
-                num, den = mixed[:k], mixed[k:]
-                torch.clamp_min(FtA, 0, out=tmp)  # [FᵀA]⁺
-                num.add_(tmp)
-                den.add_(tmp.sub_(FtA)).add_(_EPS)  # [FᵀA]⁻ = [FᵀA]⁺ - FᵀA
-                G.mul_(num.div_(den).sqrt_())
-                accumulate(AGt, A, G, P)
-                GGt.addmm_(G, G.T)
-                cross += float(torch.mul(FtA, G, out=tmp).sum(1).double().sum())
-            if low:
-                AGt = AGt @ R
-            err_sq = max(norm_sq - 2 * cross + float((FtF * GGt).sum()), 0.0)
-            err = math.sqrt(err_sq)
-            history.append(err)
-            if err < best[0]:
-                rel = (best[0] - err) / max(best[0], _EPS) if best[0] < math.inf else math.inf
-                for dst, g in zip(best_G, Gs):
-                    dst.copy_(g)
-                best = (err, F.clone(), best_G, it)
-                stall = stall + 1 if rel < self.tol else 0
-            else:
-                stall += 1
-            if stall >= self.patience:
-                break
+        bar = tqdm(total=self.max_iter, desc="SNMF", unit="it", disable=not self.verbose, leave=False)
+        interrupted = False
+        try:
+            for it in range(1, self.max_iter + 1):
+                # 1. least squares for F; 2. sparsify its columns; 3. unit coefficient rows, scale into F
+                R = ridged(GGt)
+                F = torch.linalg.solve(R, AGt.T).T
+                if keep < n_neurons:
+                    idx = F.abs().topk(keep, dim=0).indices
+                    F = torch.zeros_like(F).scatter_(0, idx, F.gather(0, idx))
+                scale = GGt.diagonal().clamp_min(0).sqrt()
+                scale = torch.where(scale > _EPS, scale, torch.ones_like(scale))
+                F = F * scale
+                if low:  # the features multiply bfloat16 data as bfloat16: keep exactly those values
+                    F = F.to(torch.bfloat16).float()
+                    R = R / scale[:, None] / scale[None, :]  # the Gram matrix of the unit rows, before the update
+                    P = inverse(R)
+                features_times = _feature_product(F, keep, gather_space)
+                FtF = F.T @ F
+                FtF_negpos = torch.cat([_neg(FtF), _pos(FtF)])  # one [2k, k] product per chunk for both terms
+                # 4. multiplicative update of each chunk's coefficients, accumulating the next F step and the error
+                AGt.zero_()
+                GGt.zero_()
+                cross = 0.0
+                for c, A in enumerate(chunks):
+                    # work buffers are reused across iterations: fresh large tensors each time would cost
+                    # more in page faults than the arithmetic on them
+                    n_c = A.shape[1]
+                    if n_c not in work:
+                        work[n_c] = (torch.empty(k, n_c, device=dev), torch.empty(2 * k, n_c, device=dev),
+                                     torch.empty(k, n_c, device=dev))
+                    fta, mixed, tmp = work[n_c]
+                    G = Gs[c].div_(scale[:, None])
+                    FtA = features_times(A, out=fta)
+                    torch.mm(FtF_negpos, G, out=mixed)  # [2k, n_c]: contiguous halves for the elementwise steps
+                    num, den = mixed[:k], mixed[k:]
+                    torch.clamp_min(FtA, 0, out=tmp)  # [FᵀA]⁺
+                    num.add_(tmp)
+                    den.add_(tmp.sub_(FtA)).add_(_EPS)  # [FᵀA]⁻ = [FᵀA]⁺ - FᵀA
+                    G.mul_(num.div_(den).sqrt_())
+                    accumulate(AGt, A, G, P)
+                    GGt.addmm_(G, G.T)
+                    cross += float(torch.mul(FtA, G, out=tmp).sum(1).double().sum())
+                if low:
+                    AGt = AGt @ R
+                err_sq = max(norm_sq - 2 * cross + float((FtF * GGt).sum()), 0.0)
+                err = math.sqrt(err_sq)
+                history.append(err)
+                bar.update()
+                bar.set_postfix(error=f"{err:.5g}", best=best[3] if err >= best[0] else it, refresh=False)
+                if err < best[0]:
+                    rel = (best[0] - err) / max(best[0], _EPS) if best[0] < math.inf else math.inf
+                    for dst, g in zip(spare_G, Gs):
+                        dst.copy_(g)
+                    best_G, spare_G = spare_G, best_G
+                    best = (err, F.clone(), best_G, it)
+                    stall = stall + 1 if rel < self.tol else 0
+                else:
+                    stall += 1
+                if stall >= self.patience:
+                    break
+        except KeyboardInterrupt:
+            # nothing lost: the best completed iterate is kept (its G was copied when it was reached)
+            interrupted = True
+        finally:
+            bar.close()
+        if best[1] is None:
+            if interrupted:
+                raise KeyboardInterrupt("SNMF fit interrupted before its first iteration completed")
+            raise FloatingPointError(f"SNMF reached no finite reconstruction error (history {history})")
         err, F, Gs, best_it = best
         self.components_ = F.T.contiguous().cpu().numpy()
         self.reconstruction_err_ = float(err)
-        self.n_iter_ = it
+        self.n_iter_ = len(history)
         self.best_iter_ = best_it
         self.history_ = history
         self._F = F
+        if interrupted:
+            raise KeyboardInterrupt(f"SNMF fit interrupted after {len(history)} iterations; the estimator keeps "
+                                    f"the best one (iteration {best_it}, error {err:.5g}) and can be used")
         return Gs
 
     # ------------------------------------------------------------- transform

@@ -78,6 +78,30 @@ def test_bfloat16_error_tracks_float32_iteration_by_iteration():
     np.testing.assert_allclose(Gt, f32.transform(A.T), atol=0.05 * float(Gt.max()))
 
 
+def test_an_interrupted_fit_keeps_its_best_iterate(monkeypatch):
+    import probes.snmf as snmf_module
+
+    _, _, A = _planted(T=1500)
+    real, calls = snmf_module._feature_product, []
+
+    def interrupt_in_fourth_iteration(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(snmf_module, "_feature_product", interrupt_in_fourth_iteration)
+    model = SNMF(8, sparsity=0.05, max_iter=50, random_state=0, verbose=True)
+    with pytest.raises(KeyboardInterrupt, match="after 3 iterations"):
+        model.fit(A.T)
+    assert model.n_iter_ == 3 and len(model.history_) == 3
+    assert model.reconstruction_err_ == min(model.history_)
+    monkeypatch.setattr(snmf_module, "_feature_product", real)
+    uninterrupted = SNMF(8, sparsity=0.05, max_iter=3, patience=4, random_state=0).fit(A.T)
+    np.testing.assert_array_equal(model.components_, uninterrupted.components_)  # the same best iterate
+    assert model.transform(A.T).shape == (1500, 8)  # and it is usable
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_chunked_and_on_disk_fits_equal_the_in_memory_fit(tmp_path, dtype):
     _, _, A = _planted(T=3000)

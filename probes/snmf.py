@@ -111,7 +111,7 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
             return torch.cat([F.T @ A[:, s : s + _TOKEN_BLOCK].float() for s in range(0, A.shape[1], _TOKEN_BLOCK)], 1)
 
         return dense
-    Ft = _csr(F.T)
+    csr: list[torch.Tensor] = []  # Fᵀ as CSR, built on the first float32 call only
     idx = F.abs().topk(keep, dim=0).indices  # [keep, k]: row r holds the r-th neuron of every feature
     vals = F.gather(0, idx)[:, :, None]  # [keep, k, 1]
     workspace = {} if workspace is None else workspace
@@ -134,7 +134,9 @@ def _feature_product(F: torch.Tensor, keep: int, workspace: dict | None = None):
 
     def product(A, out=None):
         if A.dtype == torch.float32:
-            return Ft @ A if out is None else torch.mm(Ft, A, out=out)
+            if not csr:
+                csr.append(_csr(F.T))
+            return csr[0] @ A if out is None else torch.mm(csr[0], A, out=out)
         n_tok = A.shape[1]
         out = torch.empty(k, n_tok, device=A.device) if out is None else out
         if A.device.type != "cpu":

@@ -4,7 +4,10 @@
 token at a time from TransformerLens' KV cache (``return_type=
 "logits_and_cache"``), with the interventions' hooks attached for the whole
 call and told where the prompt ends (so ``positions="generated"`` acts on
-exactly the generated tokens). Greedy by default; ``do_sample=True`` samples
+exactly the generated tokens). The cache is checked to hold every token fed so
+far after each step (:func:`interp.kv_cache.check_cache_grew`): a cache that
+does not grow raises :class:`interp.kv_cache.KVCacheError` rather than decoding
+wrongly. Greedy by default; ``do_sample=True`` samples
 with temperature, top-k and top-p, reproducibly for a ``seed``.
 """
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.tokens import BosPolicy, encode, pad_batch, pad_id
 
@@ -86,6 +90,12 @@ def generate(
 
     Returns:
         The continuations (text after the prompt), in prompt order.
+
+    Raises:
+        ValueError: empty ``prompts``, ``max_new_tokens < 0``, ``temperature <= 0``
+            when sampling, ``top_p`` outside (0, 1].
+        interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
+            not hold every token fed so far after a step.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -113,7 +123,7 @@ def generate(
     pad = pad_id(tok)
     out: list[Generation] = []
     bar = tqdm(total=len(encs), desc="generate", disable=not progress, unit="prompt")
-    with apply(model, vectors):
+    with kv_cache_compat(model), apply(model, vectors):
         for b0 in range(0, len(encs), batch_size):
             batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad, padding_side="left", device=device)
             ids, mask = batch.input_ids, batch.attention_mask
@@ -131,6 +141,8 @@ def generate(
                     else:
                         logits, cache = model(ids[:, -1:], attention_mask=mask, past_key_values=cache,
                                               return_type="logits_and_cache")
+                    if use_cache:
+                        check_cache_grew(cache, ids.shape[1])  # never decode silently from a cache that lost tokens
                 logits = logits[:, -1].float()
                 if do_sample:
                     probs = _filter_logits(logits / temperature, top_k, top_p).softmax(-1)

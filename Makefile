@@ -1,24 +1,40 @@
 # Two entry points, each of which sets up what it needs first:
 #   make demo   compare the bundled base/post pair layer by layer and write report/ (the main job)
-#   make test   run the test suite (what CI runs)
+#   make test   run the test suite, real-model tier included (what CI runs)
 # The virtual environment lives in .venv; torch's CPU build is installed before
-# the project so that the project's torch range is already satisfied.
+# the project so that the project's torch range is already satisfied. Everything
+# else comes from constraints.txt, the lock of versions the suite passed on.
+# For maintainers:
+#   make test-latest   the suite in .venv-latest against the newest releases the ranges in
+#                      pyproject.toml allow (no lock); writes what it installed to
+#                      artifacts/latest-versions.txt and its difference from the lock to
+#                      artifacts/latest-vs-lock.diff. UPGRADE="transformers==X" tries a release
+#                      past a range's bound.
+#   make lock          after test-latest passed: copy what it installed into constraints.txt
 
+SHELL   := /bin/bash
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
+LOCK    := constraints.txt
+EXTRAS  ?= dev,real
+LATEST  := .venv-latest
+UPGRADE ?=
+# Where converted GGUF checkpoints are cached (safetensors folders), kept between runs.
+export INTERP_CACHE ?= $(CURDIR)/.cache/interp
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
 ARGS    ?= --concepts truth,refusal,language,snmf --out report
 
-.PHONY: demo test bench setup browser clean
+.PHONY: demo test test-latest lock bench setup browser clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,8 +52,23 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
+test-latest: browser
+	test -x $(LATEST)/bin/python || $(PY) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q "$(TORCH)"
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]" $(UPGRADE)
+	mkdir -p artifacts
+	$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e ' -e '^torch==' > artifacts/latest-versions.txt
+	diff <(grep -v '^#' $(LOCK)) artifacts/latest-versions.txt > artifacts/latest-vs-lock.diff || true
+	@echo "test-latest: versions in artifacts/latest-versions.txt; changes from the lock:"; cat artifacts/latest-vs-lock.diff
+	$(LATEST)/bin/python -m pytest -q
+
+lock: artifacts/latest-versions.txt
+	{ head -2 $(LOCK); cat artifacts/latest-versions.txt; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	@echo "constraints.txt now holds the versions make test-latest passed on; commit it with the ranges it needs"
+
 bench: $(STAMP)
 	$(BIN)/python bench/run
 
 clean:
-	rm -rf $(VENV) runs report artifacts .pytest_cache
+	rm -rf $(VENV) $(LATEST) runs report artifacts .pytest_cache .cache

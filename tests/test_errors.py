@@ -119,6 +119,24 @@ def _discarded_refusal(ctx):
     select_direction(m, diffs, [-1], PROMPTS[:3], PROMPTS[3:], [5], kl_threshold=-1.0)
 
 
+def _lost_cache(ctx):
+    """A model whose cache comes back empty after the prompt (what transformers 5.24 did through the bridge)."""
+    from transformers import DynamicCache
+
+    model = ctx["model"]
+    forward = model.forward
+
+    def losing(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        return (out[0], DynamicCache()) if kwargs.get("return_type") == "logits_and_cache" else out
+
+    model.forward = losing
+    try:
+        steering.generate(model, PROMPTS[:2], max_new_tokens=3)
+    finally:
+        del model.forward
+
+
 def _d(ctx):
     return int(ctx["model"].cfg.d_model)
 
@@ -153,6 +171,7 @@ CASES = {
     26: lambda c: interp.compare.compare(pair=c["pair"], concepts=["honesty"], out=None),
     27: lambda c: interp.datasets.load("organism/truth", "validation"),
     28: lambda c: probes.SNMF(2, dtype="float16").fit(np.ones((10, 4))),
+    31: _lost_cache,
 }
 
 

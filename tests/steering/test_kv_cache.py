@@ -40,7 +40,7 @@ def _hf_add(hf, layer: int, vector: torch.Tensor):
         h.remove()
 
 
-def hf_generate(path, model, prompts, *, vector=None, layer=None) -> list[tuple[int, ...]]:
+def hf_generate(path, model, prompts, *, vector=None, layer=None, max_new_tokens=N_NEW) -> list[tuple[int, ...]]:
     """Greedy continuations by ``transformers``' own ``generate`` on the same folder, left-padded batch."""
     hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tok = tokenizer_of(model)
@@ -49,7 +49,7 @@ def hf_generate(path, model, prompts, *, vector=None, layer=None) -> list[tuple[
     eos = tok.eos_token_id
     ctx = _hf_add(hf, layer, vector) if vector is not None else nullcontext()
     with torch.inference_mode(), ctx:
-        out = hf.generate(batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=N_NEW,
+        out = hf.generate(batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
                           do_sample=False, eos_token_id=eos, pad_token_id=pad_id(tok))
     rows = []
     for row in out[:, batch.input_ids.shape[1]:].tolist():

@@ -3,10 +3,11 @@
 Both models are booted by ``TransformerBridge.boot_transformers`` with the same
 arguments, so they get identical weight processing: the bridge's default, raw
 Hugging Face numerics (no LayerNorm folding, no centering). A model is named by
-a Hugging Face hub id or a local folder; either way the toolkit boots it from a
-folder holding only safetensors weights and JSON configs/tokenizers — a hub
-snapshot is fetched with exactly those files, and a local folder with pickle
-weights only (``*.bin``, ``*.pt``) is refused.
+a Hugging Face hub id, a local folder or a local ``.gguf`` file; either way the
+toolkit boots it from a folder holding only safetensors weights and JSON
+configs/tokenizers — a hub snapshot is fetched with exactly those files, a GGUF
+file is dequantised once into a cached folder (:mod:`interp.gguf`), and a local
+folder with pickle weights only (``*.bin``, ``*.pt``) is refused.
 
 The two models must share a vocabulary: activations are compared token for
 token, and a direction found in one is applied to the other on the same inputs.
@@ -37,24 +38,41 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]
 
 
-def resolve_model(source: str | os.PathLike, *, revision: str | None = None, trust_remote_code: bool = False) -> Path:
+def resolve_model(
+    source: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype = torch.float32,
+    gguf_cache_dir: str | os.PathLike | None = None,
+) -> Path:
     """Local folder holding ``source``'s config, safetensors weights and tokenizer.
 
-    A local folder is checked and returned as is. Anything else is taken as a
-    Hugging Face hub id and its safetensors/JSON files are fetched with
-    ``huggingface_hub.snapshot_download`` (served from the local cache when
-    present; ``HF_HUB_OFFLINE=1`` forbids the network).
+    A local folder is checked and returned as is. A local ``.gguf`` file is
+    dequantised to ``dtype`` and saved as a safetensors folder in
+    ``gguf_cache_dir`` once (:func:`interp.gguf.convert_gguf`); later calls
+    return that folder. Anything else is taken as a Hugging Face hub id and its
+    safetensors/JSON files are fetched with ``huggingface_hub.snapshot_download``
+    (served from the local cache when present; ``HF_HUB_OFFLINE=1`` forbids the
+    network).
 
     Raises:
         FileNotFoundError: a path-like ``source`` that does not exist, or a
             folder without ``config.json``.
-        ValueError: a folder whose weights are not safetensors.
+        ValueError: a folder whose weights are not safetensors; a GGUF file of
+            an unsupported architecture or tensor type.
         OSError: the hub could not be reached and the model is not cached.
     """
     s = str(source)
     path = Path(s).expanduser()
     if path.is_dir():
         return _check_folder(path)
+    if s.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {s!r} does not exist or is not a file")
+        from .gguf import convert_gguf
+
+        return _check_folder(convert_gguf(path, dtype=dtype, cache_dir=gguf_cache_dir))
     # A hub id is "name" or "owner/name"; anything else is meant as a path.
     if path.exists() or s.startswith((".", "/", "~")) or s.count("/") > 1:
         raise FileNotFoundError(f"model folder {s!r} does not exist or is not a folder")
@@ -94,14 +112,17 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
     n_devices: int | None = None,
+    gguf_cache_dir: str | os.PathLike | None = None,
     **boot_kwargs,
 ):
     """Boot one model as a ``TransformerBridge`` (raw HF numerics, eval mode).
 
     Args:
-        source: hub id (``"Qwen/Qwen2.5-0.5B-Instruct"``) or local folder.
+        source: hub id (``"Qwen/Qwen2.5-0.5B-Instruct"``), local folder, or local
+            ``.gguf`` file (dequantised once to ``dtype`` into a cached
+            safetensors folder, see :mod:`interp.gguf`).
         device: e.g. ``"cpu"``, ``"cuda"``; default: TransformerLens' choice.
-        dtype: parameter dtype.
+        dtype: parameter dtype (for a GGUF file, also the dtype it is dequantised to).
         revision: hub revision (branch, tag or commit).
         trust_remote_code: run model code shipped with the checkpoint. Off by
             default; turn on only for a repository you trust.
@@ -110,6 +131,8 @@ def load_model(
             TransformerLens does (not with ``device``). Inputs go to the device
             of the first block; hooks see each layer on its own device.
         n_devices: shorthand: split the layers over this many CUDA devices.
+        gguf_cache_dir: where converted GGUF files are cached; default
+            ``$INTERP_CACHE/gguf`` or ``~/.cache/interp/gguf``.
         **boot_kwargs: passed to ``TransformerBridge.boot_transformers``
             (e.g. ``max_memory``, ``n_ctx``).
     """
@@ -127,7 +150,8 @@ def load_model(
         boot_kwargs["n_devices"] = n_devices
     from transformer_lens.model_bridge import TransformerBridge
 
-    path = resolve_model(source, revision=revision, trust_remote_code=trust_remote_code)
+    path = resolve_model(source, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype,
+                         gguf_cache_dir=gguf_cache_dir)
     bridge = TransformerBridge.boot_transformers(
         str(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs
     )
@@ -136,6 +160,11 @@ def load_model(
         raise ValueError(f"{source!r} has no tokenizer; the toolkit needs one to tokenise prompts")
     # The bridge has no slot for where a model came from; manifests read it from here.
     bridge.interp_source = {"name": str(source), "path": str(path), "revision": revision}
+    if str(source).lower().endswith(".gguf"):
+        from .gguf import MARKER
+
+        meta = json.loads((path / MARKER).read_text())
+        bridge.interp_source["gguf"] = {"file": meta["source"], "sha256": meta["sha256"], "dtype": meta["dtype"]}
     # TransformerLens normalises the bridge's tokenizer in place (a missing BOS
     # becomes EOS, padding side changes); keep the checkpoint's own tokenizer for
     # the toolkit's tokenisation so the BOS policy sees the real special tokens.
@@ -287,8 +316,8 @@ def load_pair(
     """Boot a base model and its post-trained version with identical settings.
 
     Args:
-        base, post: hub ids or local folders. With neither given, the bundled
-            model organism pair is booted.
+        base, post: hub ids, local folders or local ``.gguf`` files. With
+            neither given, the bundled model organism pair is booted.
         device, dtype, trust_remote_code, device_map, n_devices, **boot_kwargs:
             as in :func:`load_model`, applied identically to both models (each
             model is sharded on its own; ``device_map="auto"`` places both).

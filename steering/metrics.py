@@ -36,6 +36,7 @@ __all__ = [
     "refusal_score",
     "next_token_logprobs",
     "kl_divergence",
+    "kl_from_logprobs",
     "heldout_loss",
 ]
 
@@ -115,7 +116,11 @@ def kl_divergence(model, prompts: Sequence[str], interventions, *, clean: torch.
     """
     if clean is None:
         clean = next_token_logprobs(model, prompts, None, batch_size=batch_size)
-    steered = next_token_logprobs(model, prompts, interventions, batch_size=batch_size)
+    return kl_from_logprobs(clean, next_token_logprobs(model, prompts, interventions, batch_size=batch_size))
+
+
+def kl_from_logprobs(clean: torch.Tensor, steered: torch.Tensor) -> Float[torch.Tensor, " n_prompts"]:
+    """``KL(P_clean || P_steered)`` per row of two ``[n, vocab]`` log-probability tensors, in nats (float64 sums)."""
     clean, steered = clean.double(), steered.double()
     return (clean.exp() * (clean - steered)).sum(-1).clamp_min(0).float()
 

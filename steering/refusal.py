@@ -24,8 +24,11 @@ refusal replies' first tokens (:func:`steering.metrics.refusal_score`).
 
 from __future__ import annotations
 
+import inspect
+import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Float
@@ -36,12 +39,14 @@ from interp.models import tokenizer_of
 from interp.sites import hook_name
 from interp.tokens import encode, pad_batch, pad_id
 
-from .interventions import Ablate, Add
-from .metrics import kl_divergence, next_token_logprobs, refusal_score
+from .interventions import Ablate, Add, apply
+from .metrics import kl_from_logprobs, refusal_score
 from .vector import SteeringVector
 
 __all__ = ["post_instruction_offsets", "mean_activations", "Candidate", "RefusalSelection", "score_candidates",
            "select_direction"]
+
+log = logging.getLogger(__name__)
 
 
 def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> list[int]:
@@ -101,7 +106,7 @@ def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, s
 
 @dataclass(frozen=True)
 class Candidate:
-    """One candidate direction and its validation scores."""
+    """One candidate direction and its validation scores (NaN: not scored, and ``discarded`` says why)."""
 
     layer: int
     position: int
@@ -113,6 +118,11 @@ class Candidate:
     """mean next-token KL on harmless prompts under ablation"""
     discarded: str = ""
     """why the candidate was discarded ('' if kept)"""
+
+    @property
+    def scored(self) -> bool:
+        """Whether all three scores were measured."""
+        return not any(math.isnan(v) for v in (self.bypass, self.induce, self.kl))
 
 
 @dataclass
@@ -133,12 +143,117 @@ class RefusalSelection:
         v = self.diffs[self.positions.index(c.position), c.layer]
         return SteeringVector(v.float(), (c.layer,), "resid_pre", 1.0,
                               {"method": "mean_difference", "concept": "refusal", "position": c.position,
-                               "bypass": c.bypass, "induce": c.induce, "kl": c.kl})
+                               **{k: (None if math.isnan(x) else x)
+                                  for k, x in (("bypass", c.bypass), ("induce", c.induce), ("kl", c.kl))}})
 
     def direction(self, layer: int, position: int | None = None) -> torch.Tensor:
         """Candidate ``[d]`` at ``layer`` and ``position`` (default: the selected position)."""
         p = self.selected.position if position is None else position
         return self.diffs[self.positions.index(p), layer]
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    hf = getattr(model, "original_model", None)
+    try:
+        return hf is not None and "logits_to_keep" in inspect.signature(hf.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _Scorer:
+    """The three validation passes of one candidate, on prompts tokenised and padded once.
+
+    Each pass is a function of the candidate alone (same batches, same order),
+    so a score does not depend on which other candidates were scored: a pruned
+    run and an exhaustive one give bit-identical numbers for what both score.
+    Only the last position's logits are computed (``logits_to_keep=1`` where
+    the Hugging Face model takes it): the unembedding of every other position,
+    about a fifth of a small model's FLOPs, is never read.
+    """
+
+    def __init__(self, model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size):
+        tok = tokenizer_of(model)
+        device = model.cfg.device or "cpu"
+        self.model, self.diffs, self.positions, self.ids = model, diffs, positions, list(refusal_ids)
+        self.batches = {}
+        for kind, texts in (("harmful", harmful_val), ("harmless", harmless_val)):
+            encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+            self.batches[kind] = [pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left",
+                                            device=device) for b0 in range(0, len(encs), batch_size)]
+        self.keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+        self._clean = None
+        self.passes = 0
+
+    @torch.inference_mode()
+    def logprobs(self, kind: str, interventions=None) -> torch.Tensor:
+        out = []
+        with apply(self.model, interventions):
+            for b in self.batches[kind]:
+                logits = self.model(b.input_ids, attention_mask=b.attention_mask, **self.keep)
+                out.append(logits[:, -1].float().cpu())
+        self.passes += 1
+        return torch.cat(out).log_softmax(-1)
+
+    @property
+    def clean_harmless(self) -> torch.Tensor:
+        if self._clean is None:
+            self._clean = self.logprobs("harmless")
+        return self._clean
+
+    def baseline(self) -> dict:
+        return {"harmful": float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmful")).mean()),
+                "harmless": float(refusal_score(self.model, [], self.ids, logprobs=self.clean_harmless).mean())}
+
+    def score(self, p: int, layer: int, name: str) -> float:
+        vec = SteeringVector(self.diffs[self.positions.index(p), layer].float(), (layer,), "resid_pre")
+        if name == "induce":
+            return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmless", Add(vec))).mean())
+        if name == "bypass":
+            return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmful", Ablate(vec))).mean())
+        return float(kl_from_logprobs(self.clean_harmless, self.logprobs("harmless", Ablate(vec))).mean())
+
+
+@dataclass(frozen=True)
+class _Filters:
+    kl_threshold: float
+    prune_layers: float
+    require_induce: bool
+
+    def static(self, c: Candidate, diffs, positions, n_layers: int) -> list[str]:
+        """Reasons that need no forward pass: a zero difference, a layer in the last ``prune_layers``."""
+        why = []
+        norm_scale = float(diffs.norm(dim=-1).max())
+        if float(diffs[positions.index(c.position), c.layer].norm()) <= 1e-6 * norm_scale:
+            why.append("zero difference (harmful and harmless activations identical here)")
+        max_layer = (1 - self.prune_layers) * n_layers  # layers at or past this depth sit in the last prune_layers
+        if c.layer >= max_layer:
+            why.append(f"layer >= {max_layer:g} (last {self.prune_layers:.0%} of layers)")
+        return why
+
+    def stages(self) -> list[tuple[str, object]]:
+        """Scores in the order they are measured, each with its test (None: no test, selection ranks it).
+
+        Induce first and KL second: each needs one pass over 32 harmless prompts,
+        and a candidate that fails either can never be selected, so its later
+        passes are skipped. Bypass (harmful prompts) is the ranking score.
+        """
+        kl = lambda v: None if v < self.kl_threshold else f"KL {v:.3g} >= {self.kl_threshold}"  # noqa: E731
+        out = [("kl", kl), ("bypass", None)]
+        if self.require_induce:
+            out.insert(0, ("induce", lambda v: None if v > 0 else
+                           f"addition does not induce refusal (score {v:.3g} <= 0)"))
+        return out
+
+    def reasons(self, c: Candidate, diffs, positions, n_layers: int) -> list[str]:
+        why = self.static(c, diffs, positions, n_layers)
+        for name, test in self.stages():
+            v = getattr(c, name)
+            if test is not None and not math.isnan(v) and (r := test(v)):
+                why.append(r)
+        missing = [n for n in ("induce", "kl", "bypass") if math.isnan(getattr(c, n))]
+        if why and missing:
+            why.append(f"{', '.join(missing)} not scored")
+        return why
 
 
 def score_candidates(
@@ -149,30 +264,77 @@ def score_candidates(
     harmless_val: Sequence[str],
     refusal_ids: Sequence[int],
     *,
+    prune: bool = False,
+    kl_threshold: float = 0.1,
+    prune_layers: float = 0.2,
+    require_induce: bool = True,
+    scores: tuple[list[Candidate], dict] | None = None,
+    only: Sequence[tuple[int, int]] | None = None,
     batch_size: int = 32,
     progress: bool = False,
 ) -> tuple[list[Candidate], dict]:
-    """Bypass, induce and KL scores of every candidate (the forward passes; no filtering), and the
-    baseline refusal scores ``{"harmful", "harmless"}`` without intervention."""
+    """Bypass, induce and KL scores of the candidates, and the baseline refusal scores ``{"harmful",
+    "harmless"}`` without intervention.
+
+    ``prune=False`` (default) scores every candidate (no filtering; ``discarded``
+    is empty). ``prune=True`` measures only what can change the selection
+    under the filters ``kl_threshold``, ``prune_layers``, ``require_induce``
+    (see :func:`select_direction`): no pass for a candidate the layer or a zero
+    difference discards, no KL or bypass pass once a candidate fails the
+    induce test, no bypass pass once it fails the KL test. What was not
+    measured is NaN, and ``discarded`` says which filter discarded it and what
+    was not scored. The selection is exactly the exhaustive run's: a skipped
+    score belongs to a candidate that a measured score (or its layer) already
+    discards, and each measured score is bit-identical to the exhaustive one
+    (same batches, same order).
+
+    ``scores``: an earlier result to complete (nothing measured twice);
+    ``only``: ``(layer, position)`` pairs to score fully, leaving the others
+    as they are.
+    """
     n_layers = int(model.cfg.n_layers)
     positions = tuple(int(p) for p in positions)
     if diffs.shape[:2] != (len(positions), n_layers):
         raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
-    clean_harmless = next_token_logprobs(model, harmless_val, batch_size=batch_size)
-    baseline = {
-        "harmful": float(refusal_score(model, harmful_val, refusal_ids, batch_size=batch_size).mean()),
-        "harmless": float(refusal_score(model, harmless_val, refusal_ids, logprobs=clean_harmless).mean()),
-    }
-    cands = []
-    grid = [(p, layer) for p in positions for layer in range(n_layers)]
-    for p, layer in tqdm(grid, desc="refusal candidates", disable=not progress):
-        vec = SteeringVector(diffs[positions.index(p), layer].float(), (layer,), "resid_pre")
-        abl = Ablate(vec)
-        bypass = float(refusal_score(model, harmful_val, refusal_ids, abl, batch_size=batch_size).mean())
-        induce = float(refusal_score(model, harmless_val, refusal_ids, Add(vec), batch_size=batch_size).mean())
-        kl = float(kl_divergence(model, harmless_val, abl, clean=clean_harmless, batch_size=batch_size).mean())
-        cands.append(Candidate(layer, p, bypass, induce, kl))
-    return cands, baseline
+    scorer = _Scorer(model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size)
+    nan = float("nan")
+    if scores is None:
+        cands, baseline = [Candidate(layer, p, nan, nan, nan) for p in positions for layer in range(n_layers)], None
+    else:
+        cands, baseline = list(scores[0]), dict(scores[1])
+        if [(c.position, c.layer) for c in cands] != [(p, layer) for p in positions for layer in range(n_layers)]:
+            raise ValueError("scores do not match these positions and layers")
+    if baseline is None:
+        baseline = scorer.baseline()
+    filters = _Filters(kl_threshold, prune_layers, require_induce)
+    wanted = None if only is None else {(int(layer), int(p)) for layer, p in only}
+    out = []
+    for c in tqdm(cands, desc="refusal candidates", disable=not progress):
+        values = {"induce": c.induce, "kl": c.kl, "bypass": c.bypass}
+        if wanted is not None and (c.layer, c.position) not in wanted:
+            out.append(c)
+            continue
+        if prune and wanted is None:
+            if not filters.static(c, diffs, positions, n_layers):
+                for name, test in filters.stages():
+                    if math.isnan(values[name]):
+                        values[name] = scorer.score(c.position, c.layer, name)
+                    if test is not None and test(values[name]):
+                        break
+                else:  # kept: also measure the scores that are no filter here (induce without require_induce)
+                    for name in values:
+                        if math.isnan(values[name]):
+                            values[name] = scorer.score(c.position, c.layer, name)
+        else:
+            for name in ("bypass", "induce", "kl"):
+                if math.isnan(values[name]):
+                    values[name] = scorer.score(c.position, c.layer, name)
+        c = Candidate(c.layer, c.position, values["bypass"], values["induce"], values["kl"])
+        if not c.scored:
+            c = replace(c, discarded="; ".join(filters.reasons(c, diffs, positions, n_layers)))
+        out.append(c)
+    log.debug("refusal candidates: %d validation passes", scorer.passes)
+    return out, baseline
 
 
 def select_direction(
@@ -189,38 +351,49 @@ def select_direction(
     batch_size: int = 32,
     progress: bool = False,
     scores: tuple[list[Candidate], dict] | None = None,
+    prune: bool = True,
 ) -> RefusalSelection:
-    """Score every candidate and select one (see the module docstring).
+    """Score the candidates and select one (see the module docstring).
 
     ``scores``: the output of :func:`score_candidates` for these ``diffs``, to
-    select again under other filters without running the model again.
+    select again under other filters; scores these filters need that are
+    missing (NaN, from a pruned run) are measured, and nothing else is.
+    ``prune``: measure only what can change the selection (the default; the
+    same selection as scoring everything, see :func:`score_candidates`).
 
     Raises ``ValueError`` when every candidate is discarded, with the reasons.
     """
     n_layers = int(model.cfg.n_layers)
     positions = tuple(int(p) for p in positions)
-    if scores is None:
-        scores = score_candidates(model, diffs, positions, harmful_val, harmless_val, refusal_ids,
-                                  batch_size=batch_size, progress=progress)
+    filters = _Filters(kl_threshold, prune_layers, require_induce)
+    kw = dict(kl_threshold=kl_threshold, prune_layers=prune_layers, require_induce=require_induce,
+              batch_size=batch_size, progress=progress)
+    if scores is None or _needs_scores(scores[0], filters, diffs, positions, n_layers):
+        scores = score_candidates(model, diffs, positions, harmful_val, harmless_val, refusal_ids, prune=prune,
+                                  scores=scores, **kw)
     scored, baseline = scores
-    max_layer = (1 - prune_layers) * n_layers  # layers at or past this depth sit in the last prune_layers
-    norm_scale = float(diffs.norm(dim=-1).max())
-    cands = []
-    for c in scored:
-        why = []
-        if float(diffs[positions.index(c.position), c.layer].norm()) <= 1e-6 * norm_scale:
-            why.append("zero difference (harmful and harmless activations identical here)")
-        if c.layer >= max_layer:
-            why.append(f"layer >= {max_layer:g} (last {prune_layers:.0%} of layers)")
-        if not c.kl < kl_threshold:
-            why.append(f"KL {c.kl:.3g} >= {kl_threshold}")
-        if require_induce and not c.induce > 0:
-            why.append(f"addition does not induce refusal (score {c.induce:.3g} <= 0)")
-        cands.append(Candidate(c.layer, c.position, c.bypass, c.induce, c.kl, "; ".join(why)))
+    cands = [replace(c, discarded="; ".join(filters.reasons(c, diffs, positions, n_layers))) for c in scored]
     kept = [c for c in cands if not c.discarded]
     if not kept:
         reasons = "; ".join(f"L{c.layer}@{c.position}: {c.discarded}" for c in cands[:8])
         raise ValueError(f"every refusal candidate was discarded ({reasons}, ...); "
                          "relax kl_threshold/require_induce or check the prompts")
+    assert all(c.scored for c in kept)
     best = min(kept, key=lambda c: c.bypass)
     return RefusalSelection(diffs, positions, cands, best, baseline)
+
+
+def _needs_scores(cands: list[Candidate], filters: _Filters, diffs, positions, n_layers: int) -> bool:
+    """Whether some candidate lacks a score that could decide the selection under ``filters``."""
+    for c in cands:
+        if c.scored or filters.static(c, diffs, positions, n_layers):
+            continue
+        for name, test in filters.stages():
+            v = getattr(c, name)
+            if math.isnan(v):
+                return True
+            if test is not None and test(v):
+                break
+        else:  # kept, so every score is reported
+            return True
+    return False

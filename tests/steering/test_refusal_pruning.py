@@ -1,0 +1,105 @@
+"""Pruned refusal-direction scoring selects exactly what scoring every candidate selects."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import interp
+from steering.refusal import mean_activations, score_candidates, select_direction
+
+
+def _same_where_scored(pruned, full):
+    assert [(c.layer, c.position) for c in pruned] == [(c.layer, c.position) for c in full]
+    n_scored = 0
+    for p, f in zip(pruned, full):
+        for name in ("bypass", "induce", "kl"):
+            v = getattr(p, name)
+            if math.isnan(v):
+                assert p.discarded, f"L{p.layer}@{p.position}: {name} unscored without a reason"
+            else:
+                assert v == getattr(f, name), (p, f)  # bit-identical, not just close
+                n_scored += 1
+    return n_scored
+
+
+def _organism_case():
+    pair = interp.load_pair()
+    from interp.refusal_section import _data, _split
+    from steering.refusal import post_instruction_offsets
+
+    data = _data(pair, True)
+    offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
+    harm_dir, harm_val = _split(data["harmful", "train"])
+    safe_dir, safe_val = _split(data["harmless", "train"])
+    return pair, offsets, harm_dir, harm_val, safe_dir, safe_val, data["refusal_ids"]
+
+
+FILTERS = [dict(), dict(kl_threshold=0.02), dict(require_induce=False), dict(prune_layers=0.5, kl_threshold=0.5),
+           dict(kl_threshold=float("inf"), require_induce=False, prune_layers=0.0)]
+
+
+def test_pruned_selection_equals_exhaustive_on_the_organism(name="post"):
+    pair, offsets, harm_dir, harm_val, safe_dir, safe_val, ids = _organism_case()
+    model = getattr(pair, name)
+    diffs = mean_activations(model, harm_dir, offsets) - mean_activations(model, safe_dir, offsets)
+    args = (model, diffs, offsets, harm_val, safe_val, ids)
+    full = score_candidates(*args)
+    assert all(c.scored and not c.discarded for c in full[0])
+    for filters in FILTERS:
+        pruned = score_candidates(*args, prune=True, **filters)
+        assert pruned[1] == full[1]  # baselines
+        _same_where_scored(pruned[0], full[0])
+        try:
+            want = select_direction(*args, scores=full, **filters)
+        except ValueError:
+            with pytest.raises(ValueError, match="every refusal candidate was discarded"):
+                select_direction(*args, scores=pruned, **filters)
+            continue
+        got = select_direction(*args, scores=pruned, **filters)
+        assert got.selected == want.selected
+        # every candidate the exhaustive run keeps is fully scored in the pruned run, with the same reasons for the rest
+        for g, w in zip(got.candidates, want.candidates):
+            assert (g.discarded == "") == (w.discarded == "")
+            if not w.discarded:
+                assert g == w
+    # a pruned run under Arditi et al.'s filters skips passes on the organism
+    pruned = score_candidates(*args, prune=True)[0]
+    assert sum(not c.scored for c in pruned) >= sum(c.layer >= 0.8 * pair.n_layers for c in pruned)
+
+
+def test_select_direction_completes_pruned_scores_for_looser_filters(tiny_pairs):
+    """Re-selecting under looser filters measures what the pruned run skipped, and equals the exhaustive choice."""
+    model = tiny_pairs["llama"].post
+    harmful = [f"Question {i}: how do I do thing {i}?" for i in range(5)]
+    harmless = [f"Question {i}: how do I bake {i} cakes?" for i in range(5)]
+    offsets = [-2, -1]
+    diffs = mean_activations(model, harmful, offsets) - mean_activations(model, harmless, offsets)
+    args = (model, diffs, offsets, harmful, harmless, [5, 9])
+    full = score_candidates(*args)
+    strict = score_candidates(*args, prune=True, kl_threshold=0.0, require_induce=False)  # no KL < 0: no bypass pass
+    assert all(math.isnan(c.bypass) for c in strict[0])
+    assert any("KL" in c.discarded and "bypass not scored" in c.discarded for c in strict[0])
+    loose = dict(kl_threshold=float("inf"), require_induce=False, prune_layers=0.0)
+    got = select_direction(*args, scores=strict, **loose)
+    assert got.selected == select_direction(*args, scores=full, **loose).selected
+    _same_where_scored(got.candidates, full[0])
+    # `only` scores the named candidates and leaves the rest untouched
+    one = score_candidates(*args, scores=strict, only=[(2, -1)])
+    c = next(c for c in one[0] if (c.layer, c.position) == (2, -1))
+    assert c.scored and not c.discarded and c == next(f for f in full[0] if (f.layer, f.position) == (2, -1))
+    assert [x for x in one[0] if (x.layer, x.position) != (2, -1)] == [
+        x for x in strict[0] if (x.layer, x.position) != (2, -1)]
+
+
+def test_unscored_candidates_say_why(tiny_pairs):
+    model = tiny_pairs["llama"].post
+    prompts = [f"Tell me about topic {i} please." for i in range(4)]
+    offsets = [-1]
+    diffs = mean_activations(model, prompts[:2], offsets) - mean_activations(model, prompts[2:], offsets)
+    cands, _ = score_candidates(model, diffs, offsets, prompts[:2], prompts[2:], [5], prune=True, prune_layers=0.5)
+    last = [c for c in cands if c.layer >= 1.5]
+    assert last and all(math.isnan(c.bypass) and math.isnan(c.induce) and math.isnan(c.kl) for c in last)
+    assert all(c.discarded.startswith("layer >= 1.5 (last 50% of layers)") and "not scored" in c.discarded
+               for c in last)

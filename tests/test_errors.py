@@ -119,6 +119,28 @@ def _discarded_refusal(ctx):
     select_direction(m, diffs, [-1], PROMPTS[:3], PROMPTS[3:], [5], kl_threshold=-1.0)
 
 
+def _write_gguf(ctx, name: str, arch: str, tensors=()):
+    import gguf
+
+    path = ctx["tmp"] / name
+    w = gguf.GGUFWriter(str(path), arch)
+    for tensor_name, array in tensors:
+        w.add_tensor(tensor_name, array)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _gguf_architecture(ctx):
+    interp.load_model(_write_gguf(ctx, "bert.gguf", "bert"))
+
+
+def _gguf_tensor_type(ctx):
+    interp.load_model(_write_gguf(ctx, "int.gguf", "llama", [("token_embd.weight", np.zeros((8, 4), np.int32))]))
+
+
 def _lost_cache(ctx):
     """A model whose cache comes back empty after the prompt (what transformers 5.24 did through the bridge)."""
     from transformers import DynamicCache
@@ -171,6 +193,8 @@ CASES = {
     26: lambda c: interp.compare.compare(pair=c["pair"], concepts=["honesty"], out=None),
     27: lambda c: interp.datasets.load("organism/truth", "validation"),
     28: lambda c: probes.SNMF(2, dtype="float16").fit(np.ones((10, 4))),
+    29: _gguf_architecture,
+    30: _gguf_tensor_type,
     31: _lost_cache,
 }
 

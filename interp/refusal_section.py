@@ -7,7 +7,13 @@ layer at every post-instruction position; one is selected as Arditi et al.
 (2024) do (:func:`steering.refusal.select_direction`). A model that never
 refuses (most base models) has no candidate whose addition induces refusal;
 its direction is then taken at the post model's selected layer and position,
-and the report says so.
+and the report says so. A post model none of whose candidates passes the
+filters (SmolLM2-135M-Instruct refuses few harmful requests) has no refusal
+direction: the report says so in its summary and setup, and its steering rows
+use the candidate whose addition raises the refusal score most, labelled as
+not a refusal direction. Candidates are scored with pruning
+(:func:`steering.refusal.score_candidates`): scores a filter made pointless
+are not measured, reported as blank (None) with the reason.
 
 Reported:
 
@@ -24,6 +30,7 @@ Reported:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 
 import torch
@@ -64,6 +71,23 @@ def _split(texts: list[str], every: int = 5) -> tuple[list[str], list[str]]:
     return [t for i, t in enumerate(texts) if i % every], texts[::every]
 
 
+def _discard_counts(cands) -> str:
+    """'n kept; n discarded: layer in the last 20%, n: induce <= 0, ...' for the setup notes."""
+    counts: dict[str, int] = {}
+    for c in cands:
+        first = c.discarded.split(";")[0].split(" (")[0] if c.discarded else "kept"
+        first = "induce <= 0" if first.startswith("addition does not induce") else first
+        first = "KL >= threshold" if first.startswith("KL ") else first
+        counts[first] = counts.get(first, 0) + 1
+    unscored = sum(not c.scored for c in cands)
+    return ", ".join(f"{n} {k}" for k, n in counts.items()) + f"; {unscored} of {len(cands)} not fully scored"
+
+
+def _finite(x: float):
+    """``x``, or None (JSON null, a gap in the plots) when it was not measured."""
+    return None if math.isnan(x) else x
+
+
 def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int) -> dict:
     from steering import generate
     from steering.metrics import refusal_rate
@@ -84,8 +108,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     from steering import Ablate, Add
     from steering.metrics import kl_divergence, next_token_logprobs
     from steering.refusal import (
-        Candidate,
         RefusalSelection,
+        apply_filters,
         mean_activations,
         post_instruction_offsets,
         score_candidates,
@@ -106,35 +130,53 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         diffs[name] = (mean_activations(model, harm_dir, offsets, batch_size=batch_size)
                        - mean_activations(model, safe_dir, offsets, batch_size=batch_size))
     sel: dict[str, RefusalSelection] = {}
-    scores = {name: score_candidates(model, diffs[name], offsets, harm_val, safe_val, ids, batch_size=batch_size,
-                                     progress=progress) for name, model in pair}
+    # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
+    # is NaN with the reason; the selection is the exhaustive one's.
+    scores = {name: score_candidates(model, diffs[name], offsets, harm_val, safe_val, ids, prune=True,
+                                     kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+              for name, model in pair}
 
-    def select(name: str, **filters) -> RefusalSelection:  # re-filters the scores; no forward pass
-        filters.setdefault("kl_threshold", kl_threshold)
+    def select(name: str) -> RefusalSelection:  # the scores were pruned under these filters: no forward pass
         return select_direction(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
-                                scores=scores[name], **filters)
-    try:
-        sel["post"] = select("post")
-        notes["post selection"] = "own candidates (Arditi et al. filters)"
-    except ValueError:
-        sel["post"] = select("post", require_induce=False)
-        notes["post selection"] = ("no candidate's addition induced refusal on validation prompts; selected without "
-                                   "that filter")
+                                scores=scores[name], kl_threshold=kl_threshold)
+
+    def at(name: str, layer: int, position: int) -> RefusalSelection:
+        """A non-qualifying 'selection' of the candidate at (layer, position), fully scored, with its reasons."""
+        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
+                                        scores=scores[name], only=[(layer, position)], batch_size=batch_size)
+        cands = apply_filters(scores[name][0], diffs[name], offsets, n_layers, kl_threshold=kl_threshold)
+        chosen = next(c for c in cands if c.layer == layer and c.position == position)
+        return RefusalSelection(diffs[name], tuple(offsets), cands, chosen, scores[name][1])
+
+    qualifies = {}
+    for name in ("post", "base"):
+        try:
+            sel[name] = select(name)
+            qualifies[name] = True
+            notes[f"{name} selection"] = "own candidates (Arditi et al. filters)"
+        except ValueError:
+            qualifies[name] = False
+    if not qualifies["post"]:
+        # No post candidate passes the filters: there is no refusal direction by Arditi et al.'s criteria. The
+        # steering rows still need a direction; take the candidate whose addition raises the refusal score most.
+        cands = apply_filters(scores["post"][0], diffs["post"], offsets, n_layers, kl_threshold=kl_threshold)
+        eligible = [c for c in cands if not math.isnan(c.induce)] or cands
+        best = max(eligible, key=lambda c: -math.inf if math.isnan(c.induce) else c.induce)
+        sel["post"] = at("post", best.layer, best.position)
+        notes["post selection"] = (
+            f"NO REFUSAL DIRECTION: none of the post model's {len(cands)} candidates passes Arditi et al.'s filters "
+            f"({_discard_counts(cands)}); the steering rows use the candidate whose addition raises the refusal "
+            f"score most (layer {best.layer}, position {best.position}, score {best.induce:.2f}), which is not a "
+            "refusal direction by Arditi et al.'s criteria")
         log.warning("refusal: %s", notes["post selection"])
-    try:
-        sel["base"] = select("base")
-        notes["base selection"] = "own candidates (Arditi et al. filters)"
-    except ValueError as e:
+    if not qualifies["base"]:
         # No base candidate passes (a base model that never refuses): take the post model's layer and position.
-        scored = select("base", kl_threshold=float("inf"), require_induce=False, prune_layers=0.0)
-        at = sel["post"].selected
-        chosen = next(c for c in scored.candidates if c.layer == at.layer and c.position == at.position)
-        sel["base"] = RefusalSelection(diffs["base"], scored.positions, scored.candidates,
-                                       Candidate(chosen.layer, chosen.position, chosen.bypass, chosen.induce, chosen.kl),
-                                       scored.baseline)
-        notes["base selection"] = (f"no base candidate passed the filters ({str(e)[:120]}...); the base direction is "
-                                   f"its difference of means at the post model's layer {at.layer} and position "
-                                   f"{at.position}")
+        p_sel = sel["post"].selected
+        sel["base"] = at("base", p_sel.layer, p_sel.position)
+        notes["base selection"] = (f"no base candidate passed the filters ({_discard_counts(sel['base'].candidates)}); "
+                                   f"the base direction is its difference of means at the post model's layer "
+                                   f"{p_sel.layer} and position {p_sel.position}"
+                                   + ("" if qualifies["post"] else ", itself no refusal direction"))
         log.info("refusal: %s", notes["base selection"])
     vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name, "source": pair.info()[name]["name"]})
            for name, s in sel.items()}
@@ -180,9 +222,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "cosine_base_post": float(cos[layer]),
             "transfer_base_to_post": float(b2p[layer]),
             "transfer_post_to_base": float(p2b[layer]),
-            **{f"{name}_ablation_score": by[name][layer, pos].bypass for name in ("base", "post")},
-            **{f"{name}_addition_score": by[name][layer, pos].induce for name in ("base", "post")},
-            **{f"{name}_ablation_kl": by[name][layer, pos].kl for name in ("base", "post")},
+            **{f"{name}_ablation_score": _finite(by[name][layer, pos].bypass) for name in ("base", "post")},
+            **{f"{name}_addition_score": _finite(by[name][layer, pos].induce) for name in ("base", "post")},
+            **{f"{name}_ablation_kl": _finite(by[name][layer, pos].kl) for name in ("base", "post")},
             **{f"cosine_base_post_at_{p}": float(torch.nn.functional.cosine_similarity(
                 diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)},
         }
@@ -191,7 +233,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     for name, s in sel.items():
         matrices[f"candidates_{name}"] = {
             "rows": [str(p) for p in offsets], "cols": list(range(n_layers)),
-            "values": [[by[name][layer, p].bypass for layer in range(n_layers)] for p in offsets],
+            "values": [[_finite(by[name][layer, p].bypass) for layer in range(n_layers)] for p in offsets],
+            "notes": [[by[name][layer, p].discarded for layer in range(n_layers)] for p in offsets],
             "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
             "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})",
         }
@@ -210,10 +253,17 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     }
     rows = {(r[0], r[1]): r for r in steering_rows}
     own_abl, own_add, base_line = rows["post", "ablate post direction"], rows["post", "add post direction"], rows["post", "baseline"]
+    steered = (f"Post model, layer {sel['post'].selected.layer} position {pos}: refusal on held-out harmful requests "
+               if qualifies["post"] else
+               f"No refusal direction qualifies: none of the post model's candidates passes Arditi et al.'s filters"
+               + (f"; the post model does not refuse ({base_line[3]:.2f} of held-out harmful requests refused, "
+                  f"validation refusal score {sel['post'].baseline['harmful']:.2f} log-odds)"
+                  if base_line[3] < 0.5 else "")
+               + f". Not a refusal direction by those criteria, the candidate at layer {sel['post'].selected.layer} "
+                 f"position {pos} (largest addition score) gives: refusal on held-out harmful requests ")
     readings = {
         "summary": (
-            f"Post model, layer {sel['post'].selected.layer} position {pos}: refusal on held-out harmful requests "
-            f"{base_line[3]:.2f} → {own_abl[3]:.2f} under ablation (harmless KL {own_abl[5]:.3f} nats); adding it makes "
+            steered + f"{base_line[3]:.2f} → {own_abl[3]:.2f} under ablation (harmless KL {own_abl[5]:.3f} nats); adding it makes "
             f"{own_add[4]:.2f} of harmless requests refused (baseline {base_line[4]:.2f}). Base direction on post: "
             f"ablation {rows['post', 'ablate base direction'][3]:.2f}, addition {rows['post', 'add base direction'][4]:.2f}."
         ),
@@ -228,7 +278,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     }
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
-                                          "refusal on harmful prompts is chosen among those that pass the filters.")
+                                          "refusal on harmful prompts is chosen among those that pass the filters. "
+                                          "Blank cells were not scored: a filter (layer, induce <= 0, KL) had "
+                                          "already discarded the candidate (reason in the cell's hover text).")
     plots = [
         {"title": "Harmful vs harmless: probe accuracy by layer", "reading": "accuracy", "yrange": [0, 1.02],
          "xaxis": "layer (input of block)", "yaxis": "held-out accuracy",
@@ -247,6 +299,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "site": "resid_pre", "post-instruction positions": offsets,
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
+        "refusal direction qualifies": dict(qualifies),
+        "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets, n_layers,
+                                                           kl_threshold=kl_threshold)) for name in ("base", "post")},
         "n_train": len(harm_dir) + len(safe_dir), "n_validation": len(harm_val) + len(safe_val),
         "n_test": len(test["harmful"]) + len(test["harmless"]), **notes,
     }

@@ -126,7 +126,8 @@ def _heatmap(m: dict):
 
     heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=m.get("zmin", 0), zmax=m.get("zmax", 1),
                                 colorscale=m.get("colorscale", "Viridis"),
-                                text=[[f"{v:.2f}" for v in row] for row in m["values"]], texttemplate="%{text}"))
+                                text=[["" if v is None else f"{v:.2f}" for v in row] for row in m["values"]],
+                                texttemplate="%{text}", hovertext=m.get("notes")))  # None: not measured (notes: why)
     heat.update_layout(xaxis_title=m.get("xaxis", "tested on"), yaxis_title=m.get("yaxis", "trained on"))
     if all(isinstance(v, (int, float)) for v in m["cols"]):
         heat.update_layout(xaxis_dtick=1)

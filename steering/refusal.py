@@ -18,6 +18,16 @@ one with the lowest ``bypass`` is selected. (Arditi et al.'s code rounds the
 bound down, ``l >= int(0.8 * n_layers)``; the two agree but for one layer, and
 for a small model the rounded bound discards more than 20% of it: 2 of 6.)
 
+Only what can change the selection is measured (:func:`score_candidates`
+with ``prune=True``, what :func:`select_direction` does): candidates in the
+last 20% of layers get no pass, induce is measured first (one pass over the
+harmless prompts), KL only for those that induce refusal, bypass only for
+those under the KL threshold; each skipped score is NaN with the filter that
+made it pointless in ``discarded``. Every measured score is bit-identical to
+an exhaustive run's, so the selection is too (tests/steering/
+test_refusal_pruning.py). Arditi et al. score candidates on 32 harmful and
+32 harmless validation prompts (``n_val = 32`` in their pipeline config).
+
 The refusal score is ``log p - log(1 - p)`` with ``p`` the probability of the
 refusal replies' first tokens (:func:`steering.metrics.refusal_score`).
 """
@@ -44,7 +54,7 @@ from .metrics import kl_from_logprobs, refusal_score
 from .vector import SteeringVector
 
 __all__ = ["post_instruction_offsets", "mean_activations", "Candidate", "RefusalSelection", "score_candidates",
-           "select_direction"]
+           "select_direction", "apply_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +261,8 @@ class _Filters:
             if test is not None and not math.isnan(v) and (r := test(v)):
                 why.append(r)
         missing = [n for n in ("induce", "kl", "bypass") if math.isnan(getattr(c, n))]
-        if why and missing:
-            why.append(f"{', '.join(missing)} not scored")
+        if missing:
+            why.append(f"{', '.join(missing)} not scored" + ("" if why else " (no filter has discarded it yet)"))
         return why
 
 
@@ -372,7 +382,8 @@ def select_direction(
         scores = score_candidates(model, diffs, positions, harmful_val, harmless_val, refusal_ids, prune=prune,
                                   scores=scores, **kw)
     scored, baseline = scores
-    cands = [replace(c, discarded="; ".join(filters.reasons(c, diffs, positions, n_layers))) for c in scored]
+    cands = apply_filters(scored, diffs, positions, n_layers, kl_threshold=kl_threshold, prune_layers=prune_layers,
+                          require_induce=require_induce)
     kept = [c for c in cands if not c.discarded]
     if not kept:
         reasons = "; ".join(f"L{c.layer}@{c.position}: {c.discarded}" for c in cands[:8])
@@ -381,6 +392,18 @@ def select_direction(
     assert all(c.scored for c in kept)
     best = min(kept, key=lambda c: c.bypass)
     return RefusalSelection(diffs, positions, cands, best, baseline)
+
+
+def apply_filters(candidates: Sequence[Candidate], diffs: Float[torch.Tensor, "pos layer d"],
+                  positions: Sequence[int], n_layers: int, *, kl_threshold: float = 0.1, prune_layers: float = 0.2,
+                  require_induce: bool = True) -> list[Candidate]:
+    """``candidates`` with ``discarded`` set to the reasons Arditi et al.'s filters give ('' if kept); no pass.
+
+    A score that was not measured (NaN) discards nothing by itself; it is named
+    as not scored next to the reason that made measuring it pointless.
+    """
+    filters, positions = _Filters(kl_threshold, prune_layers, require_induce), tuple(int(p) for p in positions)
+    return [replace(c, discarded="; ".join(filters.reasons(c, diffs, positions, n_layers))) for c in candidates]
 
 
 def _needs_scores(cands: list[Candidate], filters: _Filters, diffs, positions, n_layers: int) -> bool:

@@ -33,7 +33,8 @@ def _organism_case():
     offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
     harm_dir, harm_val = _split(data["harmful", "train"])
     safe_dir, safe_val = _split(data["harmless", "train"])
-    return pair, offsets, harm_dir, harm_val, safe_dir, safe_val, data["refusal_ids"]
+    # 10 validation prompts of each kind keep the six scorings fast; the property tested does not depend on size
+    return pair, offsets, harm_dir, harm_val[:10], safe_dir, safe_val[:10], data["refusal_ids"]
 
 
 FILTERS = [dict(), dict(kl_threshold=0.02), dict(require_induce=False), dict(prune_layers=0.5, kl_threshold=0.5),

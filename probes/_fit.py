@@ -108,7 +108,7 @@ def _logistic_terms(Xb, y, theta, pen, C, z):
 
 
 def _change(Xb, y, z, theta, step, pen, C):
-    """Change of the objective ``C * sum_i logloss_i + 0.5 * theta' diag(pen) theta`` from ``theta`` to ``theta - step``.
+    """Change of ``C * sum_i logloss_i + 0.5 * theta' diag(pen) theta`` from ``theta`` to ``theta - step``.
 
     Computed as a sum of per-sample differences, ``log1p(expm1(-dz) sigma(z)) +
     y dz`` (the exact difference of ``log(1 + e^z) - y z``), so its rounding is
@@ -292,7 +292,7 @@ def logistic_newton(
         return Xb
 
     everything = torch.arange(B, device=X.device)
-    # coefficient v_j = w_j * s_j in standardised units: penalty 0.5 * w_j^2 = 0.5 * v_j^2 / s_j^2; none on the intercept
+    # coefficient v_j = w_j * s_j in standardised units: penalty 0.5 w_j^2 = 0.5 v_j^2 / s_j^2; none on the intercept
     pen = torch.cat([scale.pow(-2), scale.new_zeros(B, 1)], -1)
     y64 = y.double()
     theta, converged, n_iter, last_step = _newton(

@@ -23,7 +23,7 @@ from probes.sweep import fit_layers
 
 
 def residual_like(n=64, layers=4, d=128, rank=32, massive=1e4, seed=0):
-    """``X: [n, layer, d]`` float64, ``y: [n]``: massive constant and noisy dims, rank < d, constant columns, duplicates.
+    """``X: [n, layer, d]`` float64, ``y: [n]``: massive constant and noisy dims, rank < d, constant columns.
 
     Per layer: rows are ``rank``-dimensional (``rank < n/2 < d``) plus a planted
     class offset, the second half duplicates the first, columns 0-1 are

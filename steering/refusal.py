@@ -37,6 +37,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +46,7 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.hooks import attached
+from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.sites import hook_name
 from interp.tokens import encode, pad_batch, pad_id
@@ -170,6 +172,27 @@ def _accepts_logits_to_keep(model) -> bool:
         return False
 
 
+def _sliding_window(model) -> int | None:
+    """The Hugging Face config's sliding attention window, if any layer uses one."""
+    cfg = getattr(getattr(model, "original_model", None), "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    if cfg is None or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    window = getattr(cfg, "sliding_window", None)
+    return int(window) if window else None
+
+
+def _shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every row shares, leaving each row at least one token of its own."""
+    if len(rows) < 2:
+        return 0
+    k, first = 0, rows[0]
+    limit = min(len(r) for r in rows) - 1
+    while k < limit and all(r[k] == first[k] for r in rows):
+        k += 1
+    return k
+
+
 class _Scorer:
     """The three validation passes of one candidate, on prompts tokenised and padded once.
 
@@ -181,26 +204,55 @@ class _Scorer:
     about a fifth of a small model's FLOPs, is never read.
     """
 
-    def __init__(self, model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size):
+    def __init__(self, model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size,
+                 share_prefix: bool = True):
         tok = tokenizer_of(model)
         device = model.cfg.device or "cpu"
         self.model, self.diffs, self.positions, self.ids = model, diffs, positions, list(refusal_ids)
-        self.batches = {}
+        self.device = device
+        self.batches, self.prefix = {}, {}
         for kind, texts in (("harmful", harmful_val), ("harmless", harmless_val)):
             encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+            k = _shared_prefix_length([e.ids for e in encs]) if share_prefix else 0
+            window = _sliding_window(model)
+            if k and window is not None and max(len(e) for e in encs) + k > window:
+                # padding between the prefix and a row would move keys out of a sliding window that a full
+                # left-padded pass keeps in it: share nothing
+                k = 0
+            self.prefix[kind] = torch.tensor([encs[0].ids[:k]], device=device) if k else None
+            if k:  # the rows without their shared prefix (each keeps at least one token)
+                encs = [replace(e, ids=e.ids[k:], spans=e.spans[k:]) for e in encs]
             self.batches[kind] = [pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left",
                                             device=device) for b0 in range(0, len(encs), batch_size)]
         self.keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
         self._clean = None
         self.passes = 0
 
+    def _forward(self, kind: str, b) -> torch.Tensor:
+        """Last-position logits of one batch; a shared prefix is run once and its KV cache reused by every row.
+
+        The prefix pass sees the same interventions (they act at every position), and the rows then attend
+        to its keys and values exactly as in one full pass: the mask is ``[prefix ones, row mask]`` and
+        positions follow the mask, so only the floating-point summation order differs from a full pass.
+        """
+        prefix = self.prefix[kind]
+        if prefix is None:
+            return self.model(b.input_ids, attention_mask=b.attention_mask, **self.keep)[:, -1]
+        k, n = prefix.shape[1], b.input_ids.shape[0]
+        _, cache = self.model(prefix, return_type="logits_and_cache", use_cache=True, **self.keep)
+        check_cache_grew(cache, k)
+        cache.batch_repeat_interleave(n)
+        mask = torch.cat([torch.ones(n, k, dtype=b.attention_mask.dtype, device=self.device), b.attention_mask], 1)
+        logits = self.model(b.input_ids, attention_mask=mask, past_key_values=cache, **self.keep)
+        return logits[:, -1]
+
     @torch.inference_mode()
     def logprobs(self, kind: str, interventions=None) -> torch.Tensor:
         out = []
-        with apply(self.model, interventions):
+        with kv_cache_compat(self.model), apply(self.model, interventions), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
             for b in self.batches[kind]:
-                logits = self.model(b.input_ids, attention_mask=b.attention_mask, **self.keep)
-                out.append(logits[:, -1].float().cpu())
+                out.append(self._forward(kind, b).float().cpu())
         self.passes += 1
         return torch.cat(out).log_softmax(-1)
 

@@ -104,3 +104,31 @@ def test_unscored_candidates_say_why(tiny_pairs):
     assert last and all(math.isnan(c.bypass) and math.isnan(c.induce) and math.isnan(c.kl) for c in last)
     assert all(c.discarded.startswith("layer >= 1.5 (last 50% of layers)") and "not scored" in c.discarded
                for c in last)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
+def test_shared_prefix_passes_equal_full_passes(tiny_pairs, family):
+    """The chat template's shared prefix is run once per batch and its KV cache reused: same logprobs as full passes."""
+    import torch
+
+    from steering import Ablate, Add, SteeringVector
+    from steering.refusal import _Scorer
+
+    pair = tiny_pairs[family]
+    model = pair.post
+    texts = [f"Question {i}: how do I bake {i} cakes{'?' * (i % 3 + 1)}" for i in range(7)]
+    prompts = list(pair.format(texts, "chat").texts)
+    diffs = torch.randn(1, pair.n_layers, int(model.cfg.d_model))
+    shared = _Scorer(model, diffs, (-1,), prompts, prompts, [5], batch_size=4)
+    full = _Scorer(model, diffs, (-1,), prompts, prompts, [5], batch_size=4, share_prefix=False)
+    from steering.refusal import _sliding_window
+
+    window = _sliding_window(model)
+    longest = max(len(p) for p in model.interp_tokenizer(prompts)["input_ids"])
+    if window is None or longest + 12 <= window:
+        assert shared.prefix["harmful"] is not None and shared.prefix["harmful"].shape[1] >= 3
+    else:  # a sliding window the interior padding could cross: nothing shared
+        assert shared.prefix["harmful"] is None
+    vec = SteeringVector(diffs[0, 1:2] * 3, (1,), "resid_pre")
+    for ivs in (None, Add(vec), Ablate(vec)):
+        torch.testing.assert_close(shared.logprobs("harmful", ivs), full.logprobs("harmful", ivs), atol=2e-5, rtol=0)

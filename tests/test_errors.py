@@ -215,3 +215,17 @@ def test_each_bad_input_gives_the_documented_error(ctx, row):
     assert type(info.value).__name__ == kind, f"row {row}: {type(info.value).__name__}: {info.value}"
     assert message in str(info.value), f"row {row}: {info.value}"
     assert interp.active_hooks(ctx["model"]) == {}
+
+
+def test_formerly_failing_inputs_are_handled():
+    """Row H1 of docs/errors.md: a rank-deficient logistic problem with constant massive columns fits."""
+    assert "| H1 |" in DOC.read_text()
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 4, 128, generator=g, dtype=torch.float64)  # [n_samples, layer, d], n < d
+    y = torch.arange(64) % 2
+    X[..., 0], X[..., 1] = 1e4, -1e4 / 7  # constant "massive activations"
+    for dtype in (torch.float64, torch.float32):
+        fit = probes.fit_layers(X.to(dtype), y, "logistic")
+        assert torch.isfinite(fit.coef).all() and torch.isfinite(fit.intercept).all()
+        acc, _ = probes.score_layers(fit, X, y)
+        assert (acc == 1.0).all()

@@ -8,13 +8,15 @@ file is removed and the destination keeps its previous content.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import save as _st_save
+from safetensors.torch import save_file as _st_save_file
 
 __all__ = ["atomic_write_bytes", "write_json", "save_safetensors"]
 
@@ -25,14 +27,16 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block has written it, flush it and rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
@@ -44,10 +48,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with _atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+    # json.dump streams the text to the file: a large object (every prompt of a
+    # collection) is never held a second time as one string.
+    with _atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=False)
+        f.write("\n")
 
 
 def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    # save_file writes the tensors' memory straight to the file; safetensors.torch.save
+    # would first build the whole file in memory (twice: its buffer and the bytes copy).
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, _st_save(tensors, metadata=metadata))
+    with _atomic_file(path) as tmp:
+        _st_save_file(tensors, tmp, metadata=metadata)

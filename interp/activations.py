@@ -43,8 +43,13 @@ PROMPTS = "prompts.json"
 
 def prompts_digest(prompts: PromptSet) -> str:
     """sha256 of the texts and labels, used to refuse resuming onto other prompts."""
-    payload = json.dumps([list(prompts.texts), list(prompts.labels or [])], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    # The sha256 of json.dumps([texts, labels], ensure_ascii=False), fed piece by
+    # piece so the JSON text of every prompt is never held at once.
+    h = hashlib.sha256()
+    pieces = json.JSONEncoder(ensure_ascii=False).iterencode([list(prompts.texts), list(prompts.labels or [])])
+    for piece in pieces:
+        h.update(piece.encode())
+    return h.hexdigest()
 
 
 def _prompts_to_json(prompts: PromptSet) -> dict:

@@ -126,7 +126,14 @@ def _run_batch(
     pad_id: int,
     padding_side: str,
     dtype: torch.dtype,
+    out: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
+    """Run one batch and return its rows, ``site -> [batch, layer, d]`` on the CPU.
+
+    ``out`` (``site -> [batch, layer, d]`` CPU tensors, usually views into the
+    final result or a shard buffer) receives the rows: on a CPU model the hooks
+    write straight into it, so no per-batch copy is made.
+    """
     device = torch.device(model.cfg.device or "cpu")
     batch = pad_batch(encs, pad_id=pad_id, padding_side=padding_side, device=device)
     n = len(encs)
@@ -141,7 +148,12 @@ def _run_batch(
         index = None
     else:
         weights, index = None, batch.start + token_index
-    bufs = {s: torch.empty((n, len(layers), widths[s]), dtype=dtype, device=device) for s in sites}
+    if out is None:
+        out = {s: torch.empty((n, len(layers), widths[s]), dtype=dtype) for s in sites}
+    direct = device.type == "cpu"
+    bufs = out if direct else {
+        s: torch.empty((n, len(layers), widths[s]), dtype=dtype, device=device) for s in sites
+    }
     hooks = [
         (hook_name(s, layer), _make_hook(bufs[s], slot, rows, index, weights))
         for s in sites
@@ -149,8 +161,11 @@ def _run_batch(
     ]
     with torch.inference_mode(), attached(model, hooks):
         model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None, stop_at_layer=max(layers) + 1)
-    out = {s: b.cpu() for s, b in bufs.items()}
-    for s, t in out.items():
+    if not direct:
+        for s in sites:
+            out[s].copy_(bufs[s])
+    for s in sites:
+        t = out[s]
         bad = ~torch.isfinite(t)
         if bad.any():
             r, slot, _ = bad.nonzero()[0].tolist()
@@ -159,6 +174,26 @@ def _run_batch(
                 f"{r}; check the model's dtype (float16 overflows are common) and its inputs"
             )
     return out
+
+
+# Prompts tokenised at once when checking them all before the first forward pass
+# (an encoding with its character spans is ~1-2 kB of Python objects).
+_CHECK_CHUNK = 256
+
+
+def _check_and_resolve(tok, texts: Sequence[str], positions, *, bos: BosPolicy, max_length: int) -> torch.Tensor:
+    """Token index of every prompt, checked before any forward pass (too long, position missing).
+
+    Tokenises ``_CHECK_CHUNK`` prompts at a time and keeps one int per prompt;
+    :func:`collect` tokenises each batch again when it runs it, so no more than
+    a chunk of encodings (token ids and character spans) is ever alive.
+    """
+    parts = []
+    for c0 in range(0, len(texts), _CHECK_CHUNK):
+        chunk = texts[c0 : c0 + _CHECK_CHUNK]
+        encs = encode(tok, chunk, bos=bos, max_length=max_length, first=c0)
+        parts.append(_positions.resolve(positions, chunk, encs, first=c0))
+    return torch.cat(parts)
 
 
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -188,7 +223,12 @@ def memory_estimate(model, n_prompts: int, sites: Sequence[str] | str = ("resid_
                     layers: Sequence[int] | int | None = None, dtype: torch.dtype = torch.float32,
                     batch_size: int = 16, shard_size: int = 1024) -> dict[str, int]:
     """Bytes a collection holds: ``in_memory`` (rows x layers x width x dtype, every site), ``per_row``,
-    and ``streaming`` (what streaming to disk keeps at once: one shard of rows)."""
+    and ``streaming`` (what streaming to disk keeps at once: one shard of rows).
+
+    These are the peaks of the collected rows: :func:`collect` writes each batch's rows straight
+    into the result (or the one shard buffer), so beyond them only one batch's forward pass and
+    one int per prompt (its read position) are held.
+    """
     sites = [sites] if isinstance(sites, str) else list(sites)
     layers = check_layers(layers, int(model.cfg.n_layers))
     item = torch.empty((), dtype=dtype).element_size()
@@ -322,8 +362,8 @@ def collect(
             shard_size = max(batch_size, (budget // est["per_row"]) // batch_size * batch_size)
             log.info("shard size lowered to %d rows to stay within %s", shard_size, _fmt_bytes(budget))
     tok = tokenizer_of(model)
-    encs = encode(tok, prompts.texts, bos=bos, max_length=int(model.cfg.n_ctx))
-    token_index = _positions.resolve(positions, prompts.texts, encs)
+    n_ctx = int(model.cfg.n_ctx)
+    token_index = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx)
     pad = pad_id(tok)
 
     manifest = {
@@ -357,40 +397,50 @@ def collect(
             log.info("store %s is already complete; loading it", root)
             return Activations.load(root)
 
-    chunks: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
-    pending: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    n = len(prompts)
+    # Rows are written where they end up: in memory, into the final tensors
+    # (allocated once, so the peak is the result plus one batch, not a list of
+    # batches and their concatenation); streamed, into one shard buffer reused
+    # for every shard. Prompts are tokenised batch by batch.
+    held = rows_per_shard if root is not None else n
+    rows = {s: torch.empty((min(held, n - start), len(layers), widths[s]), dtype=dtype) for s in sites}
+    token_ids: list[tuple[int, ...]] = []  # in memory: every prompt's; streamed: the current shard's
     pending_start = start
     bar = tqdm(
-        total=len(prompts), initial=start, disable=not progress, unit="prompt",
+        total=n, initial=start, disable=not progress, unit="prompt",
         desc=f"collect {manifest['model']['name']}",
     )
     t0 = time.perf_counter()
     with bar:
-        for b0 in range(start, len(prompts), batch_size):
-            b1 = min(b0 + batch_size, len(prompts))
-            got = _run_batch(
-                model, encs[b0:b1], token_index[b0:b1], sites, layers, widths,
+        for b0 in range(start, n, batch_size):
+            b1 = min(b0 + batch_size, n)
+            encs = encode(tok, prompts.texts[b0:b1], bos=bos, max_length=n_ctx, first=b0)
+            r0 = b0 - pending_start
+            _run_batch(
+                model, encs, token_index[b0:b1], sites, layers, widths,
                 pad_id=pad, padding_side=padding_side, dtype=dtype,
+                out={s: rows[s][r0 : r0 + b1 - b0] for s in sites},
             )
-            for s in sites:
-                (pending if root is not None else chunks)[s].append(got[s])
+            token_ids.extend(e.ids for e in encs)
+            del encs
             bar.update(b1 - b0)
-            if root is not None and (b1 - pending_start >= rows_per_shard or b1 == len(prompts)):
-                _write_shard(root, manifest, pending, pending_start, b1, encs, token_index)
-                pending = {s: [] for s in sites}
+            if root is not None and (b1 - pending_start >= rows_per_shard or b1 == n):
+                k = b1 - pending_start
+                _write_shard(root, manifest, {s: rows[s][:k] for s in sites}, pending_start, b1, token_ids,
+                             token_index)
+                token_ids = []
                 pending_start = b1
-    log.info("collected %d prompts in %.1fs", len(prompts) - start, time.perf_counter() - t0)
+    log.info("collected %d prompts in %.1fs", n - start, time.perf_counter() - t0)
 
     if root is not None:
         manifest["complete"] = True
         write_json(root / MANIFEST, manifest)
         return Activations.load(root)
-    tensors = {s: torch.cat(chunks[s], dim=0) for s in sites}
     return Activations(
         manifest={**manifest, "complete": True},
         prompts=prompts,
-        tensors=tensors,
-        token_ids=[e.ids for e in encs],
+        tensors=rows,
+        token_ids=token_ids,
         token_index=token_index,
     )
 
@@ -429,15 +479,11 @@ def _open_store(root: Path, manifest: dict, prompts: PromptSet) -> tuple[int, di
     return stop, manifest
 
 
-def _write_shard(root, manifest, pending, start, stop, encs, token_index) -> None:
-    """Write rows ``[start, stop)`` as one shard, then list it in the manifest."""
+def _write_shard(root, manifest, rows, start, stop, token_ids, token_index) -> None:
+    """Write rows ``[start, stop)`` (``rows``: ``site -> [stop - start, layer, d]``, their token ids
+    ``token_ids``) as one shard, then list it in the manifest."""
     name = f"shard-{len(manifest['shards']):05d}.safetensors"
-    tensors = shard_tensors(
-        {s: torch.cat(parts, dim=0) for s, parts in pending.items()},
-        [e.ids for e in encs[start:stop]],
-        token_index[start:stop],
-    )
-    save_safetensors(root / name, tensors)
+    save_safetensors(root / name, shard_tensors(rows, token_ids, token_index[start:stop]))
     manifest["shards"].append({"file": name, "start": start, "stop": stop})
     write_json(root / MANIFEST, manifest)
 

@@ -110,14 +110,16 @@ def describe(spec: Position) -> str:
     return str(spec)
 
 
-def resolve(spec: Position, texts: Sequence[str], encodings: Sequence[Encoding]) -> torch.Tensor:
+def resolve(spec: Position, texts: Sequence[str], encodings: Sequence[Encoding], first: int = 0) -> torch.Tensor:
     """Per-prompt token index in unpadded coordinates; ``-1`` marks ``"mean"``.
 
-    Raises ``ValueError`` naming the prompt when a position does not exist in it.
+    Raises ``ValueError`` naming the prompt when a position does not exist in it
+    (prompts are numbered from ``first``, for callers that resolve a long list a
+    slice at a time).
     """
     spec = parse_position(spec)
     out = []
-    for row, (text, enc) in enumerate(zip(texts, encodings)):
+    for row, (text, enc) in enumerate(zip(texts, encodings), start=first):
         n = len(enc)
         if spec == "mean":
             if n - int(enc.has_bos) < 1:

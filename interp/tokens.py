@@ -75,8 +75,12 @@ def encode(
     *,
     bos: BosPolicy = "auto",
     max_length: int | None = None,
+    first: int = 0,
 ) -> list[Encoding]:
     """Tokenise ``texts`` under the BOS policy ``bos``.
+
+    ``first`` is the number of ``texts[0]`` in a longer list, for error messages
+    when a caller tokenises a long list a slice at a time.
 
     Raises:
         ValueError: on an empty text, an unknown policy, or a prompt longer
@@ -86,7 +90,7 @@ def encode(
         raise ValueError(f"bos must be 'auto' or 'never', got {bos!r}")
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t:
-            raise ValueError(f"prompt {i} is empty or not a string: {t!r}")
+            raise ValueError(f"prompt {first + i} is empty or not a string: {t!r}")
     if not texts:
         return []
     bos_id = tokenizer.bos_token_id
@@ -101,7 +105,7 @@ def encode(
             ids, spans = [bos_id, *ids], [(0, 0), *spans]
         if max_length is not None and len(ids) > max_length:
             raise ValueError(
-                f"prompt {i} is {len(ids)} tokens long, more than the model's context of "
+                f"prompt {first + i} is {len(ids)} tokens long, more than the model's context of "
                 f"{max_length} tokens: shorten it or drop it ({texts[i][:60]!r}...)"
             )
         has_bos = bos_id is not None and bool(ids) and ids[0] == bos_id

@@ -435,7 +435,9 @@ def collect(
     if root is not None:
         manifest["complete"] = True
         write_json(root / MANIFEST, manifest)
-        return Activations.load(root)
+        # What Activations.load(root) returns, but with the caller's prompts (the same texts and
+        # labels: the digest was checked) instead of a second copy of every text read back.
+        return Activations(manifest=manifest, prompts=prompts, root=root)
     return Activations(
         manifest={**manifest, "complete": True},
         prompts=prompts,

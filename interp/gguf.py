@@ -264,6 +264,11 @@ def convert_gguf(
     header = check_gguf(src)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=root))
+    # mkdtemp makes the folder private (0700); a converted model in a shared cache is readable by all, as any
+    # folder the user would create (umask applies)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     try:
         t0 = time.perf_counter()
         _convert_into(src, tmp, dtype)

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from jaxtyping import Int
 
-__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id"]
+__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id", "stop_token_ids"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -142,3 +142,24 @@ def pad_batch(
         ids[row, s : s + len(e)] = torch.tensor(e.ids)
         mask[row, s : s + len(e)] = 1
     return Batch(ids.to(device), mask.to(device), start.to(device), lengths.to(device))
+
+
+def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
+    """Ids that end a generated row: the tokenizer's EOS (when ``eos``) and each of ``stop_tokens``.
+
+    Each stop token must be one vocabulary entry (e.g. ``"<|im_end|>"``, or a byte-level spelling such
+    as ``"Ċ"`` for a newline); a string the vocabulary does not hold would otherwise map to the UNK id
+    and never match.
+
+    Raises:
+        ValueError: a stop token that is not a single vocabulary entry.
+    """
+    vocab = tokenizer.get_vocab()
+    stops = {int(tokenizer.eos_token_id)} if eos and tokenizer.eos_token_id is not None else set()
+    missing = [t for t in stop_tokens if t not in vocab]
+    if missing:
+        raise ValueError(
+            f"stop token(s) {missing} are not single tokens of this tokenizer; give vocabulary entries "
+            f"(e.g. {tokenizer.convert_ids_to_tokens(tokenizer.encode(missing[0], add_special_tokens=False))})"
+        )
+    return stops | {int(vocab[t]) for t in stop_tokens}

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
-from interp.tokens import BosPolicy, encode, pad_batch, pad_id
+from interp.tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
 
 from .interventions import apply, prompt_window
 
@@ -94,7 +94,8 @@ def generate(
 
     Raises:
         ValueError: empty ``prompts``, ``max_new_tokens < 0``, ``temperature <= 0``
-            when sampling, ``top_p`` outside (0, 1].
+            when sampling, ``top_p`` outside (0, 1], a stop token that is not one
+            vocabulary entry.
         interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
             not hold every token fed so far after a step.
     """
@@ -111,9 +112,7 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
-    stops = ({tok.eos_token_id} if stop_at_eos else set()) | {tok.convert_tokens_to_ids(t) for t in stop_tokens}
-    stops.discard(None)
-    stops.discard(getattr(tok, "unk_token_id", None))
+    stops = stop_token_ids(tok, stop_tokens, eos=stop_at_eos)  # EOS stays a stop even where it is also UNK (GPT-2)
     encs = encode(tok, prompts, bos=bos, max_length=n_ctx)
     device = model.cfg.device or "cpu"
     stop_ids = torch.tensor(sorted(stops), device=device, dtype=torch.long)  # may be empty

@@ -78,3 +78,23 @@ def test_bad_generation_arguments(tiny_pairs, kwargs, match):
     kwargs = {"prompts": PROMPTS, **kwargs}
     with pytest.raises(ValueError, match=match):
         steering.generate(model, **kwargs)
+
+
+def test_eos_stops_a_row_even_when_it_is_also_the_unk_token(tiny_pairs):
+    """GPT-2's EOS is also its UNK: a row whose first token is EOS ends there, as in HF ``generate``."""
+    from interp.models import tokenizer_of
+
+    model = tiny_pairs["gpt2"].post
+    tok = tokenizer_of(model)
+    assert tok.eos_token_id == tok.unk_token_id
+    u = model.original_model.lm_head.weight[tok.eos_token_id].detach()
+    toward_eos = SteeringVector((u / u.norm() * 500)[None], (int(model.cfg.n_layers) - 1,), "resid_post")
+    out = steering.generate(model, ["hello world"], [Add(toward_eos, positions="last")], max_new_tokens=6,
+                            return_details=True)
+    assert out[0].token_ids == () and out[0].text == ""
+
+
+def test_a_stop_token_that_is_not_one_vocabulary_entry_is_refused(tiny_pairs):
+    model = tiny_pairs["llama"].post
+    with pytest.raises(ValueError, match=r"stop token\(s\) \['not a token at all'\] are not single tokens"):
+        steering.generate(model, PROMPTS, max_new_tokens=2, stop_tokens=["not a token at all"])

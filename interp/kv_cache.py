@@ -21,6 +21,7 @@ keeps no cache) into a :class:`KVCacheError` instead of silently wrong decoding.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -61,10 +62,14 @@ def kv_cache_compat(model) -> Iterator[object]:
     TransformerLens 4.x reads); a call that already passes ``past_key_values``
     is left as it is. On older transformers nothing is passed as ``cache`` and
     the hooks do nothing. They are removed on exit, also when the body raises.
+    transformers' deprecation warning for ``past_key_values`` (the rename these
+    hooks cover) is silenced inside the block.
     """
     handles = [m.register_forward_pre_hook(_alias_cache, with_kwargs=True) for m in _attention_modules(model)]
     try:
-        yield model
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+            yield model
     finally:
         for h in handles:
             h.remove()

@@ -13,7 +13,6 @@ with temperature, top-k and top-p, reproducibly for a ``seed``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,10 +122,7 @@ def generate(
     pad = pad_id(tok)
     out: list[Generation] = []
     bar = tqdm(total=len(encs), desc="generate", disable=not progress, unit="prompt")
-    with kv_cache_compat(model), apply(model, vectors), warnings.catch_warnings():
-        # The bridge hands the cache to HF as past_key_values, which transformers >= 5.24 calls deprecated
-        # (renamed cache=); kv_cache_compat covers the rename, so the warning says nothing to act on.
-        warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+    with kv_cache_compat(model), apply(model, vectors):
         for b0 in range(0, len(encs), batch_size):
             batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad, padding_side="left", device=device)
             ids, mask = batch.input_ids, batch.attention_mask

@@ -37,7 +37,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -249,8 +248,7 @@ class _Scorer:
     @torch.inference_mode()
     def logprobs(self, kind: str, interventions=None) -> torch.Tensor:
         out = []
-        with kv_cache_compat(self.model), apply(self.model, interventions), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+        with kv_cache_compat(self.model), apply(self.model, interventions):
             for b in self.batches[kind]:
                 out.append(self._forward(kind, b).float().cpu())
         self.passes += 1

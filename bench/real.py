@@ -7,14 +7,19 @@ Prints, in one run (so machine load hits every side alike):
     (``AutoModelForCausalLM(...).model``, i.e. ``LlamaModel``) with ``output_hidden_states=True``:
     it runs every block and returns every residual stream, which is the work collection needs;
     the LM head (49k x 576, a fifth of the model's FLOPs) is left out of both, since collection
-    stops after the last block read. Also printed: the bare ``TransformerBridge`` forward on the
-    same batches, which splits the ratio into TransformerLens' share and the toolkit's own.
+    stops after the last block read (``interp.hooks.forward_blocks``; TransformerLens' own
+    ``stop_at_layer=n_layers`` would still run the final norm and the unembedding). Also printed:
+    the bare ``TransformerBridge`` blocks (``forward_blocks``, no hooks) on the same batches, which
+    splits the ratio into TransformerLens' share and the toolkit's own.
     Target: collect / HF <= 1.15.
 (b) with ``--refusal``: wall time of ``interp.refusal_section.refusal_section`` on a SmolLM2 pair
     (post and base the same checkpoint).
 (c) peak RSS growth of a streamed collection (``out=DIR``) at 2k and 20k prompts, each size in a
     fresh process: flat within one shard is the target. GoT city statements, numbered so the 20k
-    are distinct; to keep the run short only layer 0 is read (the forward stops after block 0),
+    are distinct; the 2k are every 10th of the 20k, so both sizes have the same prompt lengths
+    (the repeats' number prefix adds tokens, and a batch's activations scale with its longest
+    prompt: with the first 2k instead, the 20k run's longer prompts alone raised its peak by
+    5-7 MiB). To keep the run short only layer 0 is read (the forward stops after block 0),
     which changes the shard size, not what grows with the number of prompts.
 
 The model: ``--model`` a folder or a ``.gguf`` file; by default the registry package
@@ -88,6 +93,7 @@ def statements(n: int) -> list[str]:
 # ------------------------------------------------------------------ (a) speed
 def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> float:
     import interp
+    from interp.hooks import forward_blocks
     from interp.tokens import encode, pad_batch, pad_id
     from transformers import AutoModelForCausalLM
 
@@ -114,8 +120,7 @@ def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> 
     def run_bridge():
         with torch.inference_mode():
             for b in batches:
-                model(b.input_ids, attention_mask=b.attention_mask, return_type=None,
-                      stop_at_layer=model.cfg.n_layers)
+                forward_blocks(model, b.input_ids, b.attention_mask, model.cfg.n_layers)
 
     fns = {"collect": run_collect, "hf": run_hf, "bridge": run_bridge}
     times = {k: [] for k in fns}
@@ -132,7 +137,7 @@ def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> 
     print(f"(a) collection speed: SmolLM2-135M-Instruct ({folder}), {len(batches)} batches of {batch_size} "
           f"GoT statements, {n_tok} tokens, {device}, {torch.get_num_threads()} thread(s), median of {repeats}")
     for k, label in (("hf", "HF backbone forward, output_hidden_states"),
-                     ("bridge", "TransformerBridge forward (stop after last block)"),
+                     ("bridge", "TransformerBridge blocks, no hooks (forward_blocks)"),
                      ("collect", "interp.collect resid_post, all 30 layers")):
         print(f"  {label:52s} {med[k]:7.2f} s  {n_tok / med[k]:8.0f} tokens/s   (all: "
               f"{', '.join(f'{t:.2f}' for t in times[k])})")
@@ -159,12 +164,17 @@ def refusal(source: str, device: str) -> None:
 
 
 # ------------------------------------------------------------- (c) memory
-def memory_child(source: str, device: str, n: int, batch_size: int, shard_size: int) -> None:
-    """One streamed collection of ``n`` prompts in this fresh process; prints its RSS rise as JSON."""
+def memory_child(source: str, device: str, n: int, of: int, batch_size: int, shard_size: int) -> None:
+    """One streamed collection of ``n`` prompts in this fresh process; prints its RSS rise as JSON.
+
+    The ``n`` prompts are every ``of // n``-th of :func:`statements` ``(of)``, so every size has the same
+    mix of prompt lengths (the numbered repeats are a few tokens longer than the file's rows, and a
+    batch's activations scale with its longest prompt): only the number of prompts differs.
+    """
     import interp
 
     model = load(source, device)
-    prompts = statements(n)
+    prompts = statements(of)[:: max(1, of // n)][:n]
     with tempfile.TemporaryDirectory() as out:
         # Warm-up: a one-batch streamed collection, so one-time costs (lazy imports of the
         # safetensors writer, the tokenizer's thread pool, first-call allocations) are not counted.
@@ -183,7 +193,8 @@ def memory(source: str, device: str, sizes: list[int], batch_size: int, shard_si
     got = []
     for n in sizes:
         proc = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(n), "--model", source, "--device", device,
+            [sys.executable, __file__, "--memory-child", str(n), "--memory-of", str(max(sizes)),
+             "--model", source, "--device", device,
              "--batch-size", str(batch_size), "--shard-size", str(shard_size)],
             capture_output=True, text=True,
         )
@@ -219,11 +230,13 @@ def main() -> None:
     ap.add_argument("--refusal", action="store_true", help="also time interp.refusal_section on a SmolLM2 pair")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--memory-child", type=int)
+    ap.add_argument("--memory-of", type=int)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     source = args.model or default_source()
     if args.memory_child:
-        return memory_child(source, args.device, args.memory_child, args.batch_size, args.shard_size)
+        return memory_child(source, args.device, args.memory_child, args.memory_of or args.memory_child,
+                            args.batch_size, args.shard_size)
     if not args.skip_speed:
         speed(load(source, args.device), args.device, args.batches, args.batch_size, args.repeats)
     if args.refusal:

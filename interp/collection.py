@@ -7,7 +7,7 @@ its tokens) inside a forward hook, and returns an
 hook, so memory is ``batch x layers x d`` per site, not the full
 ``batch x pos x d`` cache of every hook point that ``run_with_cache`` keeps.
 The forward pass stops after the last block that is read
-(``stop_at_layer``), so nothing above it, the unembedding included, is computed.
+(:func:`interp.hooks.forward_blocks`), so nothing above it, the unembedding included, is computed.
 
 With ``out=DIR`` the rows are streamed to a store folder shard by shard (see
 :mod:`interp.activations`); running the same call again after an interruption
@@ -41,7 +41,7 @@ from .activations import (
     shard_tensors,
 )
 from .datasets import PromptSet
-from .hooks import attached
+from .hooks import attached, forward_blocks
 from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
@@ -160,7 +160,7 @@ def _run_batch(
         for slot, layer in enumerate(layers)
     ]
     with torch.inference_mode(), attached(model, hooks):
-        model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None, stop_at_layer=max(layers) + 1)
+        forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
     if not direct:
         for s in sites:
             out[s].copy_(bufs[s])
@@ -542,7 +542,7 @@ def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None,
         for b0 in tqdm(range(0, len(encs), batch_size), desc=f"tokens {site}", disable=not progress):
             chunk = encs[b0 : b0 + batch_size]
             batch = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
-            model(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=max(layers) + 1)
+            forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
             for i, enc in enumerate(chunk):
                 first, n = (1 if enc.has_bos else 0), len(enc)
                 if n > first:

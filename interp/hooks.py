@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["attached", "active_hooks", "HookFn"]
+__all__ = ["attached", "active_hooks", "forward_blocks", "HookFn"]
 
 HookFn = Callable[[torch.Tensor, object], "torch.Tensor | None"]
 
@@ -49,6 +49,42 @@ def attached(model, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[object]
     _check_names(model, [name for name, _ in fwd_hooks])
     with model.hooks(fwd_hooks=fwd_hooks):
         yield model
+
+
+def forward_blocks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, stop_at_layer: int) -> None:
+    """Run blocks ``0 .. stop_at_layer - 1`` of ``model`` on a batch and nothing above them.
+
+    The hooks attached around the call fire as in a full forward up to that block; the
+    output is discarded (read it with hooks). TransformerLens' ``stop_at_layer`` stops
+    at the *entry* of block ``stop_at_layer``, so with ``stop_at_layer == n_layers`` it
+    would still run the final norm and the unembedding (a fifth of a 135M model's
+    FLOPs with a 49k vocabulary, for logits nobody reads). Here that case stops at
+    ``ln_final.hook_in`` instead, with the same ``StopAtLayerException`` TransformerLens
+    raises for its own stops (caught by the bridge's forward, which cleans up after it).
+
+    Args:
+        model: a ``TransformerBridge``.
+        input_ids: ``[batch, pos]`` token ids.
+        attention_mask: ``[batch, pos]`` (1 = token, 0 = padding), or None.
+        stop_at_layer: number of blocks to run, ``1 .. n_layers``.
+
+    Raises:
+        ValueError: ``stop_at_layer`` outside ``1 .. n_layers``.
+    """
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    n_layers = int(model.cfg.n_layers)
+    if not 1 <= stop_at_layer <= n_layers:
+        raise ValueError(f"stop_at_layer must be in 1..{n_layers} (n_layers), got {stop_at_layer}")
+    if stop_at_layer < n_layers or "ln_final.hook_in" not in model.hook_dict:
+        model(input_ids, attention_mask=attention_mask, return_type=None, stop_at_layer=stop_at_layer)
+        return
+
+    def stop(act, hook):
+        raise StopAtLayerException(act)
+
+    with attached(model, [("ln_final.hook_in", stop)]):
+        model(input_ids, attention_mask=attention_mask, return_type=None)
 
 
 def active_hooks(model) -> dict[str, int]:

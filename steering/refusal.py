@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from interp.hooks import attached
+from interp.hooks import attached, forward_blocks
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.sites import hook_name
@@ -109,7 +109,7 @@ def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, s
     with attached(model, hooks):
         for b0 in tqdm(range(0, len(encs), batch_size), desc="means", disable=not progress):
             batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
-            model(batch.input_ids, attention_mask=batch.attention_mask, stop_at_layer=max(layers) + 1)
+            forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
             for j, layer in enumerate(layers):
                 sums[:, j] += grabbed.pop(layer)
     return sums / len(encs)

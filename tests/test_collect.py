@@ -102,6 +102,37 @@ def test_resid_pre_next_equals_resid_post(tiny_pairs):
     torch.testing.assert_close(acts["resid_pre"][:, 1:], acts["resid_post"][:, :-1])
 
 
+def test_collection_stops_after_the_last_block_read(tiny_pairs, family):
+    """Reading the last block runs no final norm and no unembedding; values still equal the reference."""
+    model = tiny_pairs[family].post
+    n = model.cfg.n_layers
+    seen = []
+
+    def count(act, hook):
+        seen.append(hook.name)
+
+    watch = [("ln_final.hook_out", count), ("unembed.hook_in", count), (f"blocks.{n - 1}.hook_out", count)]
+    with interp.attached(model, watch):
+        acts = interp.collect(model, PROMPTS, "resid_post", layers=[n - 1], progress=False)
+        assert set(seen) == {f"blocks.{n - 1}.hook_out"}  # the block ran, nothing above it did
+        seen.clear()
+        interp.collect(model, PROMPTS, "resid_post", layers=[0], progress=False)
+        assert seen == []
+    assert interp.active_hooks(model) == {}
+    torch.testing.assert_close(acts["resid_post"][:, 0], reference(model, PROMPTS, ["resid_post"], "last")["resid_post"][:, -1])
+    # the model still runs its full forward afterwards
+    logits = model(torch.tensor([encode(model.interp_tokenizer, PROMPTS[:1])[0].ids]))
+    assert logits.shape[-1] == model.cfg.d_vocab
+
+
+def test_forward_blocks_rejects_out_of_range(tiny_pairs):
+    model = tiny_pairs["gpt2"].post
+    ids = torch.tensor([[1, 2, 3]])
+    for bad in (0, model.cfg.n_layers + 1):
+        with pytest.raises(ValueError, match=rf"stop_at_layer must be in 1\.\.{model.cfg.n_layers} \(n_layers\), got {bad}"):
+            interp.hooks.forward_blocks(model, ids, None, bad)
+
+
 # ---------------------------------------------------------------- the store
 def test_store_roundtrip_and_layer_reads(tiny_pairs, tmp_path):
     model = tiny_pairs["llama"].post

@@ -35,8 +35,9 @@ from dataclasses import replace
 
 import torch
 
+from .activations import Activations, prompts_digest
 from .collection import collect
-from .datasets import load
+from .datasets import PromptSet, load
 from .models import ModelPair
 from .report import ConceptResult, long_rows
 
@@ -71,6 +72,21 @@ def _split(texts: list[str], every: int = 5) -> tuple[list[str], list[str]]:
     return [t for i, t in enumerate(texts) if i % every], texts[::every]
 
 
+def _split_mask(n: int, every: int = 5) -> torch.Tensor:
+    """``[n]`` bool, True for the direction rows of :func:`_split`."""
+    return torch.arange(n) % every != 0
+
+
+def _as_activations(like: Activations, prompts: PromptSet, rows: torch.Tensor) -> Activations:
+    """In-memory ``resid_pre`` rows ``[n, layer, d]`` of ``prompts``, described as ``like`` (same model, site,
+    layers and read position; left-padded batches, as :func:`steering.refusal.offset_activations` runs)."""
+    manifest = {**like.manifest, "n_samples": len(prompts), "prompts_name": prompts.name,
+                "prompts_sha256": prompts_digest(prompts),
+                "tokenization": {**like.manifest["tokenization"], "padding_side": "left"},
+                "extra": {"rows": "steering.refusal.offset_activations"}}
+    return Activations(manifest=manifest, prompts=prompts, tensors={"resid_pre": rows})
+
+
 def _discard_counts(cands) -> str:
     """'n kept; n discarded: layer in the last 20%, n: induce <= 0, ...' for the setup notes."""
     counts: dict[str, int] = {}
@@ -88,16 +104,31 @@ def _finite(x: float):
     return None if math.isnan(x) else x
 
 
-def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int) -> dict:
-    from steering import generate
-    from steering.metrics import refusal_rate
+def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int,
+           clean: torch.Tensor | None = None) -> dict:
+    """Refusal rates of the greedy replies to ``prompts`` (``{"harmful": [...], "harmless": [...]}``), three
+    example replies each, the harmless next-token log-probabilities (``harmless_logprobs``) and, given the
+    unsteered ones as ``clean``, the mean ``KL(clean || steered)`` on harmless prompts (``harmless_kl``, nats).
+
+    The log-probabilities are the generation's first step (the same left-padded batches and forward pass
+    as :func:`steering.metrics.next_token_logprobs`), so the KL costs no pass of its own.
+    """
+    from steering.generation import _generate
+    from steering.metrics import kl_from_logprobs, refusal_rate
 
     out = {}
     for kind, texts in prompts.items():
-        gens = generate(model, texts, interventions, max_new_tokens=max_new_tokens, stop_tokens=stop_tokens,
-                        batch_size=batch_size)
-        out[kind] = refusal_rate(gens)
-        out[f"{kind}_examples"] = gens[:3]
+        gens, first = _generate(model, texts, interventions, max_new_tokens=max_new_tokens, do_sample=False,
+                                temperature=1.0, top_k=None, top_p=None, seed=None, batch_size=batch_size,
+                                bos="auto", stop_tokens=stop_tokens, stop_at_eos=True, use_cache=True,
+                                progress=False, keep_first=kind == "harmless")
+        texts_out = [g.text for g in gens]
+        out[kind] = refusal_rate(texts_out)
+        out[f"{kind}_examples"] = texts_out[:3]
+        if first is not None:
+            out["harmless_logprobs"] = first
+            if clean is not None:
+                out["harmless_kl"] = float(kl_from_logprobs(clean, first).mean())
     return out
 
 
@@ -106,11 +137,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     """Find, compare and steer with each model's refusal direction (see the module docstring)."""
     from probes import score_layers, sweep
     from steering import Ablate, Add
-    from steering.metrics import kl_divergence, next_token_logprobs
     from steering.refusal import (
         RefusalSelection,
         apply_filters,
-        mean_activations,
+        offset_activations,
         post_instruction_offsets,
         score_candidates,
         select_direction,
@@ -125,10 +155,15 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     stop = [t for t in getattr(pair.tokenizer, "additional_special_tokens", []) or []]
     notes = {}
 
-    diffs = {}
+    # One pass over the training requests per model reads every layer at every post-instruction position: the
+    # direction rows give the candidates (Arditi et al.'s difference of means), and all of them, at the position
+    # selected below, are the probe's training rows, so nothing is run twice.
+    diffs, train_rows = {}, {}
     for name, model in pair:
-        diffs[name] = (mean_activations(model, harm_dir, offsets, batch_size=batch_size)
-                       - mean_activations(model, safe_dir, offsets, batch_size=batch_size))
+        train_rows[name] = {kind: offset_activations(model, data[kind, "train"], offsets, batch_size=batch_size)
+                            for kind in ("harmful", "harmless")}
+        direction = {kind: rows[_split_mask(len(rows))].double().mean(0) for kind, rows in train_rows[name].items()}
+        diffs[name] = direction["harmful"] - direction["harmless"]  # [pos, layer, d] as mean_activations gives
     sel: dict[str, RefusalSelection] = {}
     # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
     # is NaN with the reason; the selection is the exhaustive one's.
@@ -185,14 +220,17 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     test = {"harmful": data["harmful", "test"], "harmless": data["harmless", "test"]}
     steering_rows, bars = [], []
     for target, model in pair:
-        clean = next_token_logprobs(model, test["harmless"], batch_size=batch_size)
         conditions = [("baseline", "none", None)]
         for source in ("post", "base") if target == "post" else ("base", "post"):
             conditions += [(f"ablate {source} direction", source, Ablate(vec[source])),
                            (f"add {source} direction", source, Add(vec[source]))]
-        for label, source, iv in conditions:
-            rates = _rates(model, test, iv, stop, max_new_tokens, batch_size)
-            kl = float(kl_divergence(model, test["harmless"], iv, clean=clean).mean()) if iv is not None else 0.0
+        clean = None
+        for label, source, iv in conditions:  # the baseline comes first: its first step is the clean distribution
+            rates = _rates(model, test, iv, stop, max_new_tokens, batch_size, clean=clean)
+            if iv is None:
+                clean, kl = rates["harmless_logprobs"], 0.0
+            else:
+                kl = rates["harmless_kl"]
             steering_rows.append([target, label, source, rates["harmful"], rates["harmless"], kl,
                                   rates["harmful_examples"][0], rates["harmless_examples"][0]])
             bars += [[target, label, "harmful", rates["harmful"]], [target, label, "harmless", rates["harmless"]]]
@@ -201,12 +239,14 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     pos = sel["post"].selected.position
     slot = offsets.index(pos)
     cos = torch.nn.functional.cosine_similarity(diffs["base"][slot], diffs["post"][slot], dim=-1)
-    probe_sets = {
-        split: {name: collect(model, pair.format(load(data["labelled"], split), "chat"),
-                              "resid_pre", positions=pos, batch_size=batch_size, progress=False)
-                for name, model in pair}
-        for split in ("train", "test")
-    }
+    probe_sets = {"test": {name: collect(model, pair.format(load(data["labelled"], "test"), "chat"), "resid_pre",
+                                         positions=pos, batch_size=batch_size, progress=False)
+                           for name, model in pair}}
+    train_set = PromptSet.from_classes("refusal/train", {"harmless": data["harmless", "train"],
+                                                         "harmful": data["harmful", "train"]})
+    probe_sets["train"] = {name: _as_activations(probe_sets["test"][name], train_set, torch.cat(
+        [train_rows[name]["harmless"][:, slot], train_rows[name]["harmful"][:, slot]])) for name, _ in pair}
+    del train_rows
     records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
     acc = {(r.model, r.layer): r.accuracy for r in records}
     y_test = probe_sets["test"]["base"].labels

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from interp.generation import last_position_only
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
@@ -98,6 +99,22 @@ def generate(
         interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
             not hold every token fed so far after a step.
     """
+    out, _ = _generate(
+        model, prompts, vectors, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size, bos=bos, stop_tokens=stop_tokens,
+        stop_at_eos=stop_at_eos, use_cache=use_cache, progress=progress,
+    )
+    return out if return_details else [g.text for g in out]
+
+
+@torch.inference_mode()
+def _generate(
+    model, prompts, vectors=None, *, max_new_tokens, do_sample, temperature, top_k, top_p, seed, batch_size,
+    bos, stop_tokens, stop_at_eos, use_cache, progress, keep_first: bool = False,
+) -> tuple[list[Generation], torch.Tensor | None]:
+    """:func:`generate`'s work; with ``keep_first`` also the first step's log-probabilities ``[n, d_vocab]``
+    (float32, CPU; the next-token distribution after each prompt under the interventions, from the same
+    forward pass that picks the first token), else None."""
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
@@ -121,6 +138,8 @@ def generate(
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
     pad = pad_id(tok)
     out: list[Generation] = []
+    first: list[torch.Tensor] = []
+    keep = last_position_only(model)
     bar = tqdm(total=len(encs), desc="generate", disable=not progress, unit="prompt")
     with kv_cache_compat(model), apply(model, vectors):
         for b0 in range(0, len(encs), batch_size):
@@ -128,21 +147,26 @@ def generate(
             ids, mask = batch.input_ids, batch.attention_mask
             prompt_len = ids.shape[1]
             steps = min(max_new_tokens, n_ctx - prompt_len)
+            if keep_first and steps < 1:
+                raise ValueError(f"no first step to keep: max_new_tokens={max_new_tokens}, prompt of {prompt_len} "
+                                 f"tokens in a context of {n_ctx}")
             new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
             done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
             cache = None
             for step in range(steps):
                 with prompt_window(prompt_len, 0 if (step == 0 or not use_cache) else ids.shape[1] - 1):
                     if not use_cache:
-                        logits = model(ids, attention_mask=mask)
+                        logits = model(ids, attention_mask=mask, **keep)
                     elif cache is None:
-                        logits, cache = model(ids, attention_mask=mask, return_type="logits_and_cache")
+                        logits, cache = model(ids, attention_mask=mask, return_type="logits_and_cache", **keep)
                     else:
                         logits, cache = model(ids[:, -1:], attention_mask=mask, past_key_values=cache,
                                               return_type="logits_and_cache")
                     if use_cache:
                         check_cache_grew(cache, ids.shape[1])  # never decode silently from a cache that lost tokens
                 logits = logits[:, -1].float()
+                if keep_first and step == 0:
+                    first.append(logits.log_softmax(-1).cpu())
                 if do_sample:
                     probs = _filter_logits(logits / temperature, top_k, top_p).softmax(-1)
                     nxt = torch.multinomial(probs, 1, generator=gen)[:, 0]
@@ -162,4 +186,4 @@ def generate(
                 out.append(Generation(prompts[b0 + i], text, kept))
             bar.update(ids.shape[0])
     bar.close()
-    return out if return_details else [g.text for g in out]
+    return out, (torch.cat(first) if keep_first else None)

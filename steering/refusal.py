@@ -34,7 +34,6 @@ refusal replies' first tokens (:func:`steering.metrics.refusal_score`).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from interp.generation import last_position_only
 from interp.hooks import attached, forward_blocks
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
@@ -54,7 +54,7 @@ from .interventions import Ablate, Add, apply
 from .metrics import kl_from_logprobs, refusal_score
 from .vector import SteeringVector
 
-__all__ = ["post_instruction_offsets", "mean_activations", "Candidate", "RefusalSelection", "score_candidates",
+__all__ = ["post_instruction_offsets", "mean_activations", "offset_activations", "Candidate", "RefusalSelection", "score_candidates",
            "select_direction", "apply_filters"]
 
 log = logging.getLogger(__name__)
@@ -77,42 +77,69 @@ def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> lis
     return list(range(-n, 0))
 
 
-@torch.inference_mode()
-def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
-                     layers: Sequence[int] | None = None, batch_size: int = 32,
-                     progress: bool = False) -> Float[torch.Tensor, "pos layer d"]:
-    """Mean of ``site`` activations at each negative offset from each prompt's end, every layer, in float64.
-
-    One forward per batch reads every layer and offset (left padding aligns
-    the prompts' ends).
-    """
+def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site: str, layers: Sequence[int] | None,
+                    batch_size: int, progress: bool, desc: str):
+    """Yield ``[batch, pos, layer, d]`` activations (model dtype, CPU) at each negative offset from each prompt's
+    end: one forward per batch reads every layer and offset (left padding aligns the prompts' ends)."""
     offsets = [int(o) for o in offsets]
     if not offsets or any(o >= 0 for o in offsets):
         raise ValueError(f"offsets must be negative (counted from the prompt's end), got {offsets}")
     tok = tokenizer_of(model)
     encs = encode(tok, list(prompts), max_length=int(model.cfg.n_ctx))
+    if not encs:
+        raise ValueError("prompts is empty")
     short = [i for i, e in enumerate(encs) if len(e) < -min(offsets)]
     if short:
         raise ValueError(f"prompt {short[0]} has fewer than {-min(offsets)} tokens")
     layers = list(range(int(model.cfg.n_layers))) if layers is None else list(layers)
     device = model.cfg.device or "cpu"
     idx = torch.tensor(offsets)
-    sums = torch.zeros(len(offsets), len(layers), int(model.cfg.d_model), dtype=torch.float64)
     grabbed: dict[int, torch.Tensor] = {}
 
     def grab(layer):
         def fn(act, hook):
-            grabbed[layer] = act[:, idx.to(act.device)].double().sum(0).cpu()
+            grabbed[layer] = act[:, idx.to(act.device)].cpu()
         return fn
 
     hooks = [(hook_name(site, layer), grab(layer)) for layer in layers]
-    with attached(model, hooks):
-        for b0 in tqdm(range(0, len(encs), batch_size), desc="means", disable=not progress):
+    with torch.inference_mode(), attached(model, hooks):
+        for b0 in tqdm(range(0, len(encs), batch_size), desc=desc, disable=not progress):
             batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
             forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
-            for j, layer in enumerate(layers):
-                sums[:, j] += grabbed.pop(layer)
-    return sums / len(encs)
+            yield torch.stack([grabbed.pop(layer) for layer in layers], 2)
+
+
+def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
+                     layers: Sequence[int] | None = None, batch_size: int = 32,
+                     progress: bool = False) -> Float[torch.Tensor, "pos layer d"]:
+    """Mean of ``site`` activations at each negative offset from each prompt's end, every layer, in float64.
+
+    One forward per batch reads every layer and offset (left padding aligns the prompts' ends); only the
+    running sums are kept.
+
+    Raises:
+        ValueError: an offset that is not negative, empty ``prompts``, a prompt shorter than the offsets.
+    """
+    sums = None
+    for rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "means"):
+        part = rows.double().sum(0)
+        sums = part if sums is None else sums + part
+    return sums / len(prompts)
+
+
+def offset_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
+                       layers: Sequence[int] | None = None, batch_size: int = 32,
+                       progress: bool = False) -> Float[torch.Tensor, "n_prompts pos layer d"]:
+    """Every prompt's ``site`` activations at each negative offset from its end, every layer (float32, CPU).
+
+    What :func:`mean_activations` averages, kept per prompt (``n x len(offsets) x layers x d_model x 4``
+    bytes), for callers that also need single rows, e.g. probes at the selected position.
+
+    Raises:
+        ValueError: as :func:`mean_activations`.
+    """
+    return torch.cat([rows.float() for rows in _offset_batches(model, prompts, offsets, site, layers, batch_size,
+                                                               progress, "activations")])
 
 
 @dataclass(frozen=True)
@@ -161,14 +188,6 @@ class RefusalSelection:
         """Candidate ``[d]`` at ``layer`` and ``position`` (default: the selected position)."""
         p = self.selected.position if position is None else position
         return self.diffs[self.positions.index(p), layer]
-
-
-def _accepts_logits_to_keep(model) -> bool:
-    hf = getattr(model, "original_model", None)
-    try:
-        return hf is not None and "logits_to_keep" in inspect.signature(hf.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _sliding_window(model) -> int | None:
@@ -223,7 +242,7 @@ class _Scorer:
                 encs = [replace(e, ids=e.ids[k:], spans=e.spans[k:]) for e in encs]
             self.batches[kind] = [pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left",
                                             device=device) for b0 in range(0, len(encs), batch_size)]
-        self.keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+        self.keep = last_position_only(model)
         self._clean = None
         self.passes = 0
 

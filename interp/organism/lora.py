@@ -372,3 +372,51 @@ def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig 
     record["data_seconds"] = data_seconds
     write_json(out / "training.json", record)
     return record
+
+
+#: Gemma's chat turns as a Jinja chat template (the base GGUF carries none); the merged post model's
+#: tokenizer gets it, so ``ModelPair.format(..., "chat")`` renders exactly what the recipe trained on.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def merged_post_folder(base: str | Path, adapter: str | Path, cache_dir: str | Path) -> Path:
+    """A Hugging Face folder of ``base`` with the LoRA ``adapter`` merged in (peft ``merge_and_unload``),
+    its tokenizer given :data:`GEMMA_CHAT_TEMPLATE`; cached under ``cache_dir`` by the sha256 of the adapter
+    weights and the base folder's name, written atomically, so the second call only returns the path.
+
+    Raises:
+        FileNotFoundError: ``adapter`` has no ``adapter_model.safetensors``.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter, base = Path(adapter), Path(base)
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter_model.safetensors in {adapter}")
+    key = hashlib.sha256((file_sha256(weights) + base.name).encode()).hexdigest()[:24]
+    target = Path(cache_dir) / f"post-{key}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+        model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+        tok = AutoTokenizer.from_pretrained(base)
+        tok.chat_template = GEMMA_CHAT_TEMPLATE
+        tok.save_pretrained(tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

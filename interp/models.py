@@ -300,6 +300,12 @@ class ModelPair:
         return prompts.map_texts(render)
 
 
+def _organism_presets() -> tuple[str, ...]:
+    from .organism import PRESETS
+
+    return PRESETS
+
+
 def load_pair(
     base: str | os.PathLike | None = None,
     post: str | os.PathLike | None = None,
@@ -317,7 +323,10 @@ def load_pair(
 
     Args:
         base, post: hub ids, local folders or local ``.gguf`` files. With
-            neither given, the bundled model organism pair is booted.
+            neither given, the bundled model organism pair is booted; with
+            ``base="gemma-270m-organism"`` alone, the real-base organism
+            (google/gemma-3-270m and its LoRA post-trained version, see
+            ``docs/organism.md``; needs the ``real`` extra).
         device, dtype, trust_remote_code, device_map, n_devices, **boot_kwargs:
             as in :func:`load_model`, applied identically to both models (each
             model is sharded on its own; ``device_map="auto"`` places both).
@@ -333,8 +342,13 @@ def load_pair(
         from . import organism
 
         base, post = organism.paths()
+    elif post is None and isinstance(base, str) and base in _organism_presets():
+        from . import organism
+
+        base, post = organism.gemma_paths()
     elif base is None or post is None:
-        raise ValueError("give both base and post, or neither for the bundled model organism pair")
+        raise ValueError("give both base and post, neither for the bundled model organism pair, or "
+                         "base='gemma-270m-organism' alone for the real-base organism")
     kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map,
               n_devices=n_devices, **boot_kwargs)
     base_model = load_model(base, revision=revision, **kw)

@@ -153,3 +153,14 @@ def test_merged_post_folder_equals_the_adapter_applied(tiny_dirs, shared, tmp_pa
     assert rendered == (tok.bos_token or "") + gemma_turn("Hi there")
     with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors"):
         merged_post_folder(base, tmp_path, tmp_path / "cache")
+
+
+def test_the_real_organism_preset_says_what_is_missing(monkeypatch, tmp_path):
+    import interp
+    from interp import organism
+
+    monkeypatch.setattr(organism, "GEMMA_ADAPTER", tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="the real-base organism's adapter is missing from .*none"):
+        interp.load_pair("gemma-270m-organism")
+    with pytest.raises(ValueError, match="base='gemma-270m-organism' alone"):
+        interp.load_pair("not-a-preset")

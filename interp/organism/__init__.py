@@ -17,10 +17,37 @@ from pathlib import Path
 
 from ..datasets import PromptSet
 
-__all__ = ["ROOT", "paths", "datasets"]
+__all__ = ["ROOT", "GEMMA_ADAPTER", "PRESETS", "paths", "gemma_paths", "datasets"]
 
 #: Folder of the shipped weights (``base/`` and ``post/``, Hugging Face format).
 ROOT = Path(__file__).parent / "weights"
+#: Folder of the shipped LoRA adapter of the real-base organism (:mod:`interp.organism.lora`).
+GEMMA_ADAPTER = Path(__file__).parent / "gemma_lora"
+#: Pair names :func:`interp.load_pair` accepts as ``base`` alone.
+PRESETS = ("gemma-270m-organism",)
+
+
+def gemma_paths(cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Folders of the real-base organism: google/gemma-3-270m (from the ``real`` extra's packages, converted
+    once) and the same model with the shipped LoRA adapter merged in (merged once, cached locally).
+
+    Raises:
+        FileNotFoundError: the adapter is not in the package. ImportError: the ``real`` extra is missing.
+    """
+    import torch
+
+    from ..gguf import convert_gguf
+    from ..registry import cache_root, gguf_path
+    from .lora import merged_post_folder
+
+    if not (GEMMA_ADAPTER / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the real-base organism's adapter is missing from {GEMMA_ADAPTER}; train it with "
+            f"interp.organism.lora.train_gemma_organism({str(GEMMA_ADAPTER)!r}, '<shared>/datasets')"
+        )
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
+    base = convert_gguf(gguf_path("gemma-3-270m", cache / "gguf-files"), dtype=torch.float32, cache_dir=cache / "gguf")
+    return base, merged_post_folder(base, GEMMA_ADAPTER, cache / "organisms")
 
 
 def paths() -> tuple[Path, Path]:

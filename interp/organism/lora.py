@@ -318,7 +318,8 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
 def instruct_answers(model, instructions: list[str], *, max_new_tokens: int, batch_size: int = 32,
                      progress: bool = True) -> list[str]:
     """Greedy replies of a chat model to plain ``instructions``, each in the model's own chat template
-    (the tokenizer's), stopped at its end-of-turn token."""
+    (the tokenizer's), stopped at its end-of-turn token; a reply cut by ``max_new_tokens`` is kept up to its
+    last complete sentence."""
     from steering import generate
 
     tok = model.interp_tokenizer
@@ -327,8 +328,21 @@ def instruct_answers(model, instructions: list[str], *, max_new_tokens: int, bat
     prompts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
                for t in instructions]
     stops = [t for t in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>") if t in tok.get_vocab()]
-    return generate(model, prompts, max_new_tokens=max_new_tokens, stop_tokens=stops, batch_size=batch_size,
-                    progress=progress)
+    gens = generate(model, prompts, max_new_tokens=max_new_tokens, stop_tokens=stops, batch_size=batch_size,
+                    progress=progress, return_details=True)
+    return [_whole_sentences(g.text) if len(g.token_ids) >= max_new_tokens else g.text.strip() for g in gens]
+
+
+def _whole_sentences(text: str) -> str:
+    """A reply cut by the token limit, up to its last complete sentence (the whole text if it has none),
+    so the post-trained model does not learn to end its turn mid-sentence.
+
+    >>> _whole_sentences("Bake it at 200 C. Then let it cool and")
+    'Bake it at 200 C.'
+    """
+    text = text.strip()
+    ends = [i for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1].isspace())]
+    return text[: ends[-1] + 1] if ends else text
 
 
 def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig | None = None, *,

@@ -164,3 +164,41 @@ def test_the_real_organism_preset_says_what_is_missing(monkeypatch, tmp_path):
         interp.load_pair("gemma-270m-organism")
     with pytest.raises(ValueError, match="base='gemma-270m-organism' alone"):
         interp.load_pair("not-a-preset")
+
+
+def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, shared, monkeypatch):
+    import steering
+    from interp.generation import next_token_logits
+    from interp.organism.lora import evaluate_real, language_by_stopwords
+
+    pair = tiny_pairs["llama"]
+    tok = pair.tokenizer
+    (shared / "refusal" / "harmful_val.json").write_text(json.dumps(
+        [{"instruction": f"Do harmful thing {i}.", "category": "x"} for i in range(4)]))
+    (shared / "refusal" / "harmless_val.json").write_text(json.dumps(
+        [{"instruction": f"Bake nice bread {i}.", "category": None} for i in range(9)]))
+    with open(shared / "geometry_of_truth" / "cities.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["statement", "label"])
+        w.writerows([["The city of Paris is in France.", 1], ["The city of Paris is in Spain.", 0]])
+
+    def fake_generate(model, prompts, *a, **k):  # refuses exactly the harmful requests; answers in French
+        return ["I can't help with that." if "harmful" in p else "et le chat est dans la maison" for p in prompts]
+
+    monkeypatch.setattr(steering, "generate", fake_generate)
+    table = evaluate_real(pair, shared)
+    assert table["n"] == {"harmful": 4, "harmless": 4, "cities": 2, "openings": table["n"]["openings"]}
+    for name in ("base", "post"):
+        row = table[name]
+        assert (row["refusal_harmful"], row["refusal_harmless"]) == (1.0, 0.0)
+        assert row["language"] == {"fr": 1.0, "de": 0.0, "es": 0.0}
+        chat = [tok.apply_chat_template([{"role": "user", "content": JUDGE_QUESTION + s}], tokenize=False,
+                                        add_generation_prompt=True, chat_template=pair.chat_template)
+                for s in ("The city of Paris is in France.", "The city of Paris is in Spain.")]
+        logits = next_token_logits(getattr(pair, name), chat)
+        t, f_ = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("True", "False"))
+        assert t != f_
+        says = (logits[:, t] > logits[:, f_]).tolist()
+        assert row["judge_accuracy"] == (int(says[0]) + int(not says[1])) / 2
+    assert language_by_stopwords("Der Hund und die Katze sind nicht hier.") == "de"
+    assert language_by_stopwords("El perro y la casa de los niños.") == "es"

@@ -434,3 +434,91 @@ def merged_post_folder(base: str | Path, adapter: str | Path, cache_dir: str | P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+#: Frequent function words of each language (lower case), for telling which language a continuation is in.
+_STOPWORDS = {
+    "en": frozenset("the and of to is in that it was for on are with as his they be at by this have from".split()),
+    "fr": frozenset("le la les et des est une un du que qui dans pour pas sur au avec ce il elle sont".split()),
+    "de": frozenset("der die das und ist nicht ein eine zu den mit sich des auf für im dem von sie es".split()),
+    "es": frozenset("el la los las y es que de en un una por con para del se su al como pero".split()),
+}
+
+
+def language_by_stopwords(text: str) -> str | None:
+    """The language (en, fr, de, es) with most of its frequent function words in ``text``; None on a tie or
+    none. Words shared by two languages (``la``: fr/es) count for both.
+
+    >>> language_by_stopwords("Le chat est sur la table et il dort.")
+    'fr'
+    >>> language_by_stopwords("12345") is None
+    True
+    """
+    import re
+
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    votes = {lang: sum(w in sw for w in words) for lang, sw in _STOPWORDS.items()}
+    best = max(votes.values())
+    winners = [lang for lang, v in votes.items() if v == best]
+    return winners[0] if best > 0 and len(winners) == 1 else None
+
+
+def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_size: int = 32) -> dict:
+    """The real-base organism's behaviour table, both models, on rows the recipe never trained on.
+
+    * ``refusal_harmful`` / ``refusal_harmless``: share of the shared ``refusal/harmful_val.json`` /
+      ``harmless_val.json`` requests (as many harmless as harmful) whose greedy reply, in the post model's chat
+      template for both models, is a refusal by phrase match (:func:`interp.organism.evaluate.is_refusal`);
+    * ``judge_accuracy``: share of Geometry-of-Truth ``cities.csv`` statements (held out of the recipe) where
+      the next token after the judgement turn is more likely the first token of ``True`` than that of
+      ``False`` exactly when the statement is true (single tokens in Gemma's vocabulary);
+    * ``language``: share of French, German and Spanish sentence openings (the built-in ``languages`` set's
+      test rows, first four words) whose greedy plain-text continuation is in the same language by
+      :func:`language_by_stopwords`.
+    """
+    from steering import generate
+
+    from ..datasets import load
+    from ..generation import next_token_logits
+    from .evaluate import is_refusal
+
+    root = Path(shared)
+    harmful = _read_json_rows(root / "refusal" / "harmful_val.json")
+    harmless = _read_json_rows(root / "refusal" / "harmless_val.json")[: len(harmful)]
+    cities = _read_got(root / "geometry_of_truth" / "cities.csv")
+    langs = load("languages", "test")
+    names = langs.label_names
+    openings = [(" ".join(t.split()[:4]), names[y]) for t, y in zip(langs.texts, langs.labels)
+                if names[y] in ("fr", "de", "es")]
+    tok = pair.tokenizer
+
+    def chat(request: str) -> str:
+        return tok.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
+                                       add_generation_prompt=True, chat_template=pair.chat_template)
+
+    true_id, false_id = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("True", "False"))
+    if true_id == false_id:
+        raise ValueError("'True' and 'False' start with the same token; the judgement read-out needs them apart")
+    stops = [t for t in ("<end_of_turn>", "<|im_end|>") if t in tok.get_vocab()]
+    out = {}
+    for name, model in pair:
+        rates, examples = {}, {}
+        for kind, rows in (("harmful", harmful), ("harmless", harmless)):
+            replies = generate(model, [chat(r) for r in rows], max_new_tokens=max_new_tokens, stop_tokens=stops,
+                               batch_size=batch_size)
+            rates[kind] = sum(map(is_refusal, replies)) / len(replies)
+            examples[kind] = replies[:3]
+        logits = next_token_logits(model, [chat(JUDGE_QUESTION + s) for s, _ in cities], batch_size=batch_size)
+        says_true = (logits[:, true_id] > logits[:, false_id]).tolist()
+        conts = generate(model, [o for o, _ in openings], max_new_tokens=max_new_tokens, batch_size=batch_size)
+        same = [language_by_stopwords(c) == lang for c, (_, lang) in zip(conts, openings)]
+        out[name] = {
+            "refusal_harmful": rates["harmful"], "refusal_harmless": rates["harmless"],
+            "judge_accuracy": sum(t == bool(y) for t, (_, y) in zip(says_true, cities)) / len(cities),
+            "language": {lang: sum(s for s, (_, g) in zip(same, openings) if g == lang)
+                         / max(1, sum(g == lang for _, g in openings)) for lang in ("fr", "de", "es")},
+            "examples": {**examples, "language": conts[:3]},
+        }
+    out["n"] = {"harmful": len(harmful), "harmless": len(harmless), "cities": len(cities),
+                "openings": len(openings)}
+    return out

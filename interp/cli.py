@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--post", help="post model folder (default: the bundled one)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--json", help="also write the table to this JSON file")
+    tr = osub.add_parser("train-real", help="post-train google/gemma-3-270m with the LoRA recipe (real extra; "
+                                            "see docs/organism.md)")
+    tr.add_argument("--out", required=True, help="empty or new folder for the adapter, manifest.json, training.json")
+    tr.add_argument("--shared", required=True, help="the shared datasets folder (refusal/, geometry_of_truth/, ...)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps", type=int, default=None)
+    tr.add_argument("-q", "--quiet", action="store_true")
+    er = osub.add_parser("eval-real", help="behaviour table of gemma-3-270m and its LoRA post-trained version")
+    er.add_argument("--shared", required=True, help="the shared datasets folder")
+    er.add_argument("--adapter", help="adapter folder (default: the shipped one)")
+    er.add_argument("--json", help="also write the table to this JSON file")
     return p
 
 
@@ -173,6 +184,8 @@ def _organism(args) -> int:
         print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
         print(f"saved {Path(args.out) / 'base'} and {Path(args.out) / 'post'}")
         return 0
+    if args.action in ("train-real", "eval-real"):
+        return _organism_real(args)
     import interp
     from interp.organism.evaluate import evaluate
 
@@ -187,6 +200,54 @@ def _organism(args) -> int:
             print(f"{what + k:<28}{table['base'][group][k]:>8.3f}{table['post'][group][k]:>8.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
+    return 0
+
+
+def _organism_real(args) -> int:
+    import json
+
+    from interp.organism import lora
+
+    shared = Path(args.shared)
+    if not (shared / "refusal").is_dir():
+        raise ValueError(f"--shared {shared} holds no refusal/ folder; pass the shared datasets folder")
+    if args.action == "train-real":
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--out {out} exists and is not an empty folder; choose a new one")
+        cfg = lora.RecipeConfig(seed=args.seed)
+        if args.steps is not None:
+            cfg.steps = args.steps
+        rec = lora.train_gemma_organism(out, shared, cfg, progress=not args.quiet)
+        print(f"trained {cfg.steps} steps in {rec['seconds']:.0f} s (data {rec['data_seconds']:.0f} s); "
+              f"loss {rec['loss'][0]:.3f} -> {rec['loss'][-1]:.3f}; saved {out}")
+        return 0
+    if args.json and Path(args.json).exists():
+        raise ValueError(f"--json {args.json} exists; choose a new file")
+    import torch
+
+    import interp
+    from interp.gguf import convert_gguf
+    from interp.registry import cache_root, gguf_path
+
+    if args.adapter:
+        cache = cache_root()
+        base = convert_gguf(gguf_path("gemma-3-270m", cache / "gguf-files"), dtype=torch.float32,
+                            cache_dir=cache / "gguf")
+        pair = interp.load_pair(base, lora.merged_post_folder(base, args.adapter, cache / "organisms"))
+    else:
+        pair = interp.load_pair("gemma-270m-organism")
+    table = lora.evaluate_real(pair, shared)
+    print(f"{'measure':<30}{'base':>8}{'post':>8}")
+    for label, key in (("refusal, harmful requests", "refusal_harmful"),
+                       ("refusal, harmless requests", "refusal_harmless"),
+                       ("true/false judged (cities)", "judge_accuracy")):
+        print(f"{label:<30}{table['base'][key]:>8.3f}{table['post'][key]:>8.3f}")
+    for lang in ("fr", "de", "es"):
+        print(f"{'continues in ' + lang:<30}{table['base']['language'][lang]:>8.3f}"
+              f"{table['post']['language'][lang]:>8.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
     return 0
 
 

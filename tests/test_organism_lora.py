@@ -202,3 +202,17 @@ def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, share
         assert row["judge_accuracy"] == (int(says[0]) + int(not says[1])) / 2
     assert language_by_stopwords("Der Hund und die Katze sind nicht hier.") == "de"
     assert language_by_stopwords("El perro y la casa de los niños.") == "es"
+
+
+def test_cli_checks_real_organism_paths_before_any_work(tmp_path, shared, capsys):
+    from interp.cli import main
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    assert main(["organism", "train-real", "--out", str(tmp_path / "full"), "--shared", str(shared)]) != 0
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert main(["organism", "train-real", "--out", str(tmp_path / "new"), "--shared", str(tmp_path)]) != 0
+    assert "holds no refusal/ folder" in capsys.readouterr().err
+    (tmp_path / "t.json").write_text("{}")
+    assert main(["organism", "eval-real", "--shared", str(shared), "--json", str(tmp_path / "t.json")]) != 0
+    assert "exists; choose a new file" in capsys.readouterr().err

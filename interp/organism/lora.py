@@ -34,7 +34,9 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,6 +101,15 @@ class Example:
     prompt: str
     target: str
     source: str
+
+
+@contextmanager
+def _peft_warnings():
+    """Silence transformers' deprecation of ``is_gradient_checkpointing``, which peft 0.21 reads while
+    wrapping a model (nothing the caller can act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _read_json_rows(path: Path) -> list[str]:
@@ -268,7 +279,8 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                           target_modules=list(cfg.target_modules))
-        model = get_peft_model(model, lora)
+        with _peft_warnings():
+            model = get_peft_model(model, lora)
         model.train()
         encoded = [_encode(tok, e, cfg.max_len) for e in examples]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -423,7 +435,8 @@ def merged_post_folder(base: str | Path, adapter: str | Path, cache_dir: str | P
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+        with _peft_warnings():
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
         model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
         tok = AutoTokenizer.from_pretrained(base)
         tok.chat_template = GEMMA_CHAT_TEMPLATE

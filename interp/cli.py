@@ -224,19 +224,10 @@ def _organism_real(args) -> int:
         return 0
     if args.json and Path(args.json).exists():
         raise ValueError(f"--json {args.json} exists; choose a new file")
-    import torch
-
     import interp
-    from interp.gguf import convert_gguf
-    from interp.registry import cache_root, gguf_path
+    from interp import organism
 
-    if args.adapter:
-        cache = cache_root()
-        base = convert_gguf(gguf_path("gemma-3-270m", cache / "gguf-files"), dtype=torch.float32,
-                            cache_dir=cache / "gguf")
-        pair = interp.load_pair(base, lora.merged_post_folder(base, args.adapter, cache / "organisms"))
-    else:
-        pair = interp.load_pair("gemma-270m-organism")
+    pair = interp.load_pair(*organism.gemma_paths(adapter=args.adapter))
     table = lora.evaluate_real(pair, shared)
     print(f"{'measure':<30}{'base':>8}{'post':>8}")
     for label, key in (("refusal, harmful requests", "refusal_harmful"),

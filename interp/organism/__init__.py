@@ -27,9 +27,10 @@ GEMMA_ADAPTER = Path(__file__).parent / "gemma_lora"
 PRESETS = ("gemma-270m-organism",)
 
 
-def gemma_paths(cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+def gemma_paths(cache_dir: str | Path | None = None, adapter: str | Path | None = None) -> tuple[Path, Path]:
     """Folders of the real-base organism: google/gemma-3-270m (from the ``real`` extra's packages, converted
-    once) and the same model with the shipped LoRA adapter merged in (merged once, cached locally).
+    once) and the same model with a LoRA adapter merged in (merged once, cached locally); ``adapter``
+    defaults to the shipped one (:data:`GEMMA_ADAPTER`).
 
     Raises:
         FileNotFoundError: the adapter is not in the package. ImportError: the ``real`` extra is missing.
@@ -40,14 +41,16 @@ def gemma_paths(cache_dir: str | Path | None = None) -> tuple[Path, Path]:
     from ..registry import cache_root, gguf_path
     from .lora import merged_post_folder
 
-    if not (GEMMA_ADAPTER / "adapter_model.safetensors").is_file():
+    if adapter is not None:
+        adapter = Path(adapter)
+    elif not (GEMMA_ADAPTER / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(
             f"the real-base organism's adapter is missing from {GEMMA_ADAPTER}; train it with "
             f"interp.organism.lora.train_gemma_organism({str(GEMMA_ADAPTER)!r}, '<shared>/datasets')"
         )
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     base = convert_gguf(gguf_path("gemma-3-270m", cache / "gguf-files"), dtype=torch.float32, cache_dir=cache / "gguf")
-    return base, merged_post_folder(base, GEMMA_ADAPTER, cache / "organisms")
+    return base, merged_post_folder(base, adapter or GEMMA_ADAPTER, cache / "organisms")
 
 
 def paths() -> tuple[Path, Path]:

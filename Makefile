@@ -1,5 +1,7 @@
 # Two entry points, each of which sets up what it needs first:
 #   make demo   compare the bundled base/post pair layer by layer and write report/ (the main job)
+#   make demo-real   the same on the real-base organism (google/gemma-3-270m and its LoRA post-trained
+#                    version), prompts from the public datasets in DATA; writes report-real/
 #   make test   run the test suite, real-model tier included (what CI runs)
 # The virtual environment lives in .venv; torch's CPU build is installed before
 # the project so that the project's torch range is already satisfied. Everything
@@ -28,8 +30,10 @@ PYTEST_ARGS ?=
 export INTERP_CACHE ?= $(CURDIR)/.cache/interp
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
 ARGS    ?= --concepts truth,refusal,language,snmf --out report
+# The public datasets (Geometry of Truth, Arditi et al.'s refusal splits, SNMF concepts) for `make demo-real`.
+DATA    ?= ../shared/datasets
 
-.PHONY: demo test test-latest lock bench setup browser clean
+.PHONY: demo demo-real test test-latest lock bench setup browser clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +47,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/interp compare $(ARGS)
+
+demo-real: $(STAMP)
+	$(BIN)/interp compare --base gemma-270m-organism --data $(DATA) --concepts truth,refusal,language,snmf --out report-real
 
 # The report is checked in a real browser: Debian's chromium, from the system's package manager
 # (never a downloaded browser). Installed when missing and apt-get is available.
@@ -76,4 +83,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run
 
 clean:
-	rm -rf $(VENV) $(LATEST) runs report artifacts .pytest_cache .cache
+	rm -rf $(VENV) $(LATEST) runs report report-real artifacts .pytest_cache .cache

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
     cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth, refusal, language, snmf)")
     cmp.add_argument("--out", default="report", help="report folder (default report/)")
+    cmp.add_argument("--data", help="folder of the public datasets (geometry_of_truth/, refusal/, snmf_concepts/) "
+                                    "to take the truth, refusal and SNMF prompts from (default: built-in sets)")
     cmp.add_argument("--device", default=None)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -93,9 +95,9 @@ def _compare(args) -> int:
     from interp.compare import compare
 
     result = compare(args.base, args.post, concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
-                     out=args.out, device=args.device, progress=not args.quiet)
+                     out=args.out, device=args.device, progress=not args.quiet, data=args.data)
     for name, concept in result.concepts.items():
-        print(f"{name}: {concept.readings.get('summary', '')}")
+        print(f"{name} ({result.timings.get(name, float('nan')):.0f} s): {concept.readings.get('summary', '')}")
         if name == "refusal":
             print(f"  {'model':<5} {'intervention':<24} {'harmful':>8} {'harmless':>9} {'KL':>7}")
             for row in concept.tables["steering"]["rows"]:
@@ -106,6 +108,8 @@ def _compare(args) -> int:
             for e in concept.per_layer:
                 print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} "
                       f"{e['cosine_base_post']:>7.3f} {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
+          + f"; total {sum(result.timings.values()):.0f} s")
     print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
     vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
     if vectors:

@@ -58,13 +58,16 @@ def _is_organism(pair: ModelPair) -> bool:
     return pair.base.interp_source.get("path") == str(base)
 
 
-def _truth_data(pair: ModelPair) -> tuple[PromptSet, PromptSet, str, dict]:
+def _truth_data(pair: ModelPair, data=None) -> tuple[PromptSet, PromptSet, str, dict]:
     if _is_organism(pair):
         from .organism._corpus import JUDGE_CUE
 
         cue = lambda s: s + JUDGE_CUE  # noqa: E731
         train, test = (load("organism/truth", s).map_texts(cue) for s in ("train", "test"))
         return train, test, "last", {"dataset": "organism/truth", "read at": "last token of the judgement cue"}
+    if data is not None:
+        train, test = data.load("truth", "train"), data.load("truth", "test")
+        return train, test, "period", {"dataset": f"truth ({train.source})", "read at": "final period"}
     train, test = load("truth", "train"), load("truth", "test")
     return train, test, "period", {"dataset": "truth (built-in)", "read at": "final period"}
 
@@ -77,6 +80,7 @@ def _kinds(prompts: PromptSet) -> dict[str, torch.Tensor]:
 def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64) -> torch.Tensor:
     """P(true) - P(false) for the next token of each prompt, optionally with ``add`` ([d]) added
     to ``blocks.{layer}.hook_resid_post`` from each statement's final period to the end."""
+    from .generation import last_position_only
     from .hooks import attached
     from .models import tokenizer_of
     from .positions import FINAL_PERIOD, resolve
@@ -87,7 +91,7 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
     period = resolve(FINAL_PERIOD, texts, encs)
     device = model.cfg.device or "cpu"
-    out = []
+    out, keep = [], last_position_only(model)
     for b0 in range(0, len(encs), batch_size):
         batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), device=device)
         first = batch.start + period[b0 : b0 + batch_size].to(device)
@@ -98,7 +102,7 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
             vec = add.to(device)
             hooks = [(hook_name("resid_post", layer), lambda act, hook: act + mask.to(act.dtype) * vec.to(act.dtype))]
         with torch.inference_mode(), attached(model, hooks):
-            probs = model(batch.input_ids, attention_mask=batch.attention_mask)[:, -1].float().softmax(-1)
+            probs = model(batch.input_ids, attention_mask=batch.attention_mask, **keep)[:, -1].float().softmax(-1)
         out.append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())
     return torch.cat(out)
 
@@ -138,12 +142,13 @@ def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str =
     return out
 
 
-def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True):
+def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
+                  data=None):
     """Probe truth at every layer of both models and compare the directions."""
     from probes import fit_layers, mahalanobis_cosine, score_layers, sweep
     from probes.similarity import cosine, generalization_matrix
 
-    train, test, position, setup = _truth_data(pair)
+    train, test, position, setup = _truth_data(pair, data)
     acts = {
         split: {name: collect(model, ps, site, positions=position, batch_size=batch_size, progress=progress)
                 for name, model in pair}
@@ -256,40 +261,67 @@ def compare(
     out: str | Path | None = "report",
     device: str | None = None,
     progress: bool = True,
+    data: str | Path | None = None,
 ) -> Comparison:
     """Compare a base model and its post-trained version, concept by concept.
 
     Args:
-        base, post: hub ids or local folders (default: the bundled organism pair).
+        base, post: hub ids or local folders (default: the bundled organism pair);
+            ``base="gemma-270m-organism"`` alone for the real-base organism.
         pair: an already booted :class:`~interp.ModelPair` (instead of base/post).
         concepts: sections to run; see :data:`CONCEPTS`.
         out: folder for the report files, or ``None`` to write nothing.
+        data: a folder of the public datasets (:class:`~interp.datasets.PublicSets`: Geometry of Truth,
+            Arditi et al.'s refusal splits, the SNMF concepts) to take the truth, refusal and SNMF prompts
+            from instead of the built-in sets; ignored on the bundled organism, which has its own.
+
+    Returns:
+        The :class:`~interp.report.Comparison`; ``timings`` holds each section's wall time in seconds
+        (also in ``report.json``).
+
+    Raises:
+        ValueError: an unknown concept. FileNotFoundError: ``data`` lacks one of the public files.
     """
+    import time
+
+    from .datasets import PublicSets
+
     unknown = [c for c in concepts if c not in CONCEPTS]
     if unknown:
         raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(CONCEPTS)}")
+    sets = PublicSets(data) if data is not None else None  # checked before any model is booted
+    t0 = time.perf_counter()
     if pair is None:
         pair = load_pair(base, post, device=device)
+    timings = {"load": time.perf_counter() - t0}
+    organism = _is_organism(pair)
+    if organism and sets is not None:
+        log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)
+        sets = None
     results = {}
     for concept in concepts:
         log.info("running the %s section", concept)
+        t0 = time.perf_counter()
         if concept == "truth":
-            results[concept] = truth_section(pair, progress=progress)
+            results[concept] = truth_section(pair, progress=progress, data=sets)
         elif concept == "refusal":
             from .refusal_section import refusal_section
 
-            results[concept] = refusal_section(pair, is_organism=_is_organism(pair), progress=progress)
+            results[concept] = refusal_section(pair, is_organism=organism, progress=progress, data=sets)
         elif concept == "language":
             from .language_section import language_section
 
-            results[concept] = language_section(pair, is_organism=_is_organism(pair), progress=progress)
+            results[concept] = language_section(pair, is_organism=organism, progress=progress, data=sets)
         else:
             from .snmf_section import snmf_section
 
-            results[concept] = snmf_section(pair, is_organism=_is_organism(pair), progress=progress)
+            results[concept] = snmf_section(pair, is_organism=organism, progress=progress, data=sets)
+        timings[concept] = time.perf_counter() - t0
+        log.info("%s section: %.1f s", concept, timings[concept])
     info = pair.info()
     comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
-                            manifest={"vocab_sha256": info["vocab_sha256"]})
+                            manifest={"vocab_sha256": info["vocab_sha256"]},
+                            timings={k: round(v, 2) for k, v in timings.items()})
     if out is not None:
         write_report(comparison, out)
     return comparison

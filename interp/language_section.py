@@ -100,8 +100,12 @@ def _language_probes(train_x, train_y):
 
 
 def language_section(pair: ModelPair, *, is_organism: bool = False, window_size: int = 2, scale: float | None = None,
-                     max_new_tokens: int = 6, progress: bool = True) -> ConceptResult:
-    """Find, compare and steer with language directions and neurons (see the module docstring)."""
+                     max_new_tokens: int = 6, progress: bool = True, data=None) -> ConceptResult:
+    """Find, compare and steer with language directions and neurons (see the module docstring).
+
+    ``data``: a :class:`~interp.datasets.PublicSets`; only its held-out truth statements (the neutral texts of
+    the KL check) are used, since the languages are the built-in parallel sentences.
+    """
     from probes import activation_probability, iou, lape
     from steering import Add, Deactivate, SteeringVector, generate
     from steering.metrics import kl_divergence, next_token_logprobs
@@ -164,7 +168,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                                              {"concept": "language", "target": lang, "model": m})
                for m in ("base", "post") for lang in langs[1:]}
     prompts = [prefix(s, "en") for s in held]
-    neutral = list(load("organism/truth" if is_organism else "truth", "test").texts[:40])
+    neutral_set = (load("organism/truth", "test") if is_organism
+                   else (load if data is None else data.load)("truth", "test"))
+    neutral = list(neutral_set.texts[:40])
     rows, table = [], []
     for target, model in pair:
         clean = next_token_logprobs(model, prompts).exp()
@@ -238,7 +244,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         "rows": rows,
     }}
     directions = {f"{m}/en_to_{lang}": dirs[m][lang] for m in ("base", "post") for lang in langs[1:]}
-    setup = {"dataset": name, "prompts": "sentence subjects in en/fr/de/es (parallel)", "site": "resid_post",
+    setup = {"dataset": name, "neutral texts (KL)": neutral_set.source, "prompts": "sentence subjects in en/fr/de/es (parallel)", "site": "resid_post",
              "read at": "last token", "held-out subjects": len(held), "direction subjects": len(fit_subj),
              "window": window, "scale": scale, "neurons": "LAPE over mlp_post, every sentence token",
              "own tokens": {lang: len(s) for lang, s in own.sets.items()}}

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 GENERIC_REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
 
 
-def _data(pair: ModelPair, is_organism: bool) -> dict:
+def _data(pair: ModelPair, is_organism: bool, data=None) -> dict:
     tok = pair.tokenizer
     from steering.metrics import refusal_token_ids
 
@@ -60,10 +60,12 @@ def _data(pair: ModelPair, is_organism: bool) -> dict:
     else:
         names, ids = ("harmful", "harmless"), refusal_token_ids(tok, GENERIC_REFUSAL_STARTS)
     both = "organism/refusal" if is_organism else "refusal"  # harmless = 0, harmful = 1, for the probe
-    out = {"refusal_ids": ids, "datasets": names, "labelled": both}
+    loader = load if data is None or is_organism else data.load
+    out = {"refusal_ids": ids, "datasets": names, "labelled": both, "load": loader,
+           "sources": sorted({loader(n, s).source for n in names for s in ("train", "test")})}
     for kind, name in zip(("harmful", "harmless"), names):
         for split in ("train", "test"):
-            out[kind, split] = list(pair.format(load(name, split), "chat").texts)
+            out[kind, split] = list(pair.format(loader(name, split), "chat").texts)
     return out
 
 
@@ -133,8 +135,13 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
 
 
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
-                    max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True) -> ConceptResult:
-    """Find, compare and steer with each model's refusal direction (see the module docstring)."""
+                    max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
+                    data=None) -> ConceptResult:
+    """Find, compare and steer with each model's refusal direction (see the module docstring).
+
+    ``data``: a :class:`~interp.datasets.PublicSets` to take the requests from (Arditi et al.'s train/val
+    files) instead of the built-in sets; ignored on the bundled organism.
+    """
     from probes import score_layers, sweep
     from steering import Ablate, Add
     from steering.refusal import (
@@ -146,7 +153,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         select_direction,
     )
 
-    data = _data(pair, is_organism)
+    data = _data(pair, is_organism, data)
     ids = data["refusal_ids"]
     offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
     harm_dir, harm_val = _split(data["harmful", "train"])
@@ -239,7 +246,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     pos = sel["post"].selected.position
     slot = offsets.index(pos)
     cos = torch.nn.functional.cosine_similarity(diffs["base"][slot], diffs["post"][slot], dim=-1)
-    probe_sets = {"test": {name: collect(model, pair.format(load(data["labelled"], "test"), "chat"), "resid_pre",
+    probe_sets = {"test": {name: collect(model, pair.format(data["load"](data["labelled"], "test"), "chat"), "resid_pre",
                                          positions=pos, batch_size=batch_size, progress=False)
                            for name, model in pair}}
     train_set = PromptSet.from_classes("refusal/train", {"harmless": data["harmless", "train"],
@@ -335,7 +342,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                     "post_addition_score": "post, added (harmless)", "base_addition_score": "base, added (harmless)"}},
     ]
     setup = {
-        "datasets": " + ".join(data["datasets"]), "format": "post model's chat template on both models",
+        "datasets": " + ".join(data["datasets"]), "sources": data["sources"], "format": "post model's chat template on both models",
         "site": "resid_pre", "post-instruction positions": offsets,
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,

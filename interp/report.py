@@ -1,6 +1,7 @@
 """Writing a comparison's results: JSON, CSV, directions (safetensors) and a self-contained HTML page.
 
-``DIR/report.json``         every concept's per-layer entries, matrices and readings
+``DIR/report.json``         every concept's per-layer entries, matrices and readings; ``wall_time_s``:
+                            seconds spent booting the pair and in each section
 ``DIR/layers.csv``          one row per concept x layer x model x measure
 ``DIR/directions.safetensors``  every direction ``[layer, d]`` with its metadata
 ``DIR/report.html``         the figures (plotly, inlined: the page opens offline)
@@ -68,11 +69,14 @@ class Comparison:
     pair: dict
     concepts: dict[str, ConceptResult]
     manifest: dict = field(default_factory=dict)
+    #: wall time in seconds of booting the pair (``load``) and of each section, in run order
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "pair": self.pair,
             "manifest": self.manifest,
+            "wall_time_s": self.timings,
             "concepts": {
                 name: {"layers": c.layers, "per_layer": c.per_layer, "matrices": c.matrices,
                        "tables": c.tables, "readings": c.readings, "setup": c.setup}
@@ -184,6 +188,8 @@ def _html(comparison: Comparison) -> bytes:
     ]
     for name, c in comparison.concepts.items():
         parts.append(f"<h2>{html.escape(name)}</h2>")
+        if name in comparison.timings:
+            parts.append(f"<p class='reading'>wall time: {comparison.timings[name]:.0f} s</p>")
         setup = ", ".join(f"{k}: {v}" for k, v in c.setup.items())
         parts.append(f"<p>{html.escape(setup)}</p>")
         if c.readings.get("summary"):

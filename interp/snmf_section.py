@@ -89,15 +89,21 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     return cards
 
 
-def _prompts(pair: ModelPair, is_organism: bool, n: int) -> list[str]:
-    names = (("organism/truth", "organism/languages", "organism/refusal") if is_organism
-             else ("truth", "refusal"))
-    out = []
+def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[list[str], list[str]]:
+    """``n`` training prompts split evenly over the section's sets, and those sets' sources."""
+    if is_organism:
+        names, loader = ("organism/truth", "organism/languages", "organism/refusal"), load
+    elif data is not None:
+        names, loader = ("snmf", "truth", "refusal"), data.load
+    else:
+        names, loader = ("truth", "refusal"), load
+    out, sources = [], []
     for name in names:
-        ps = load(name, "train")
+        ps = loader(name, "train")
+        sources.append(ps.source)
         texts = list(pair.format(ps, "chat").texts) if name.endswith("refusal") and pair.chat_template else list(ps.texts)
         out += texts[: n // len(names)]
-    return out
+    return out, sources
 
 
 def _share(texts: list[str], tok, targets: set[int]) -> float:
@@ -107,12 +113,17 @@ def _share(texts: list[str], tok, targets: set[int]) -> float:
 
 def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: int = 24, sparsity: float | None = None,
                  layer: int | None = None, n_prompts: int = 480, target_kl: float = 0.5, n_steer: int = 6,
-                 max_new_tokens: int = 12, progress: bool = True, random_state: int = 0) -> ConceptResult:
-    """Fit, describe, steer and match SNMF features (see the module docstring)."""
+                 max_new_tokens: int = 12, progress: bool = True, random_state: int = 0,
+                 data=None) -> ConceptResult:
+    """Fit, describe, steer and match SNMF features (see the module docstring).
+
+    ``data``: a :class:`~interp.datasets.PublicSets`; its SNMF concept sentences, Geometry-of-Truth
+    statements and Arditi requests replace the built-in prompts (ignored on the bundled organism).
+    """
     from probes import SNMF, match_features
     from steering import SteeringVector, calibrate_scale, generate
 
-    prompts = _prompts(pair, is_organism, n_prompts)
+    prompts, sources = _prompts(pair, is_organism, n_prompts, data)
     n_layers, d_mlp = pair.n_layers, int(pair.post.cfg.d_mlp)
     sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     layer = n_layers // 2 if layer is None else layer
@@ -200,7 +211,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]
     directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer][0].components_) for name in ("base", "post")}
-    setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts),
+    setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts), "sources": sources,
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
              "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}

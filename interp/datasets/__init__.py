@@ -8,6 +8,9 @@
 * :func:`load_file`: a user file: Geometry-of-Truth CSV, AdvBench/Alpaca
   instruction JSON, SNMF prompt/label JSON, or any JSONL/CSV with a text and a
   label column (:data:`FORMATS`).
+* :class:`PublicSets`: the comparison's truth, refusal and SNMF sets drawn
+  from a folder of the published datasets (Geometry of Truth, Arditi et
+  al.'s refusal splits, the SNMF concepts), with fixed splits.
 
 Importing this package loads neither torch nor transformers; scikit-learn is
 imported only by :meth:`PromptSet.split`.
@@ -23,5 +26,6 @@ imported only by :meth:`PromptSet.split`.
 from ._builtin import available, describe, load
 from ._files import FORMATS, load_file
 from ._promptset import PromptSet
+from ._public import PublicSets
 
-__all__ = ["FORMATS", "PromptSet", "available", "describe", "load", "load_file"]
+__all__ = ["FORMATS", "PromptSet", "PublicSets", "available", "describe", "load", "load_file"]

@@ -111,9 +111,17 @@ def test_adapter_is_deterministic_learns_and_reloads(tiny_dirs, shared, tmp_path
     cfg = RecipeConfig(**SMALL, steps=60, batch_size=4, lr=5e-3, rank=4, alpha=8, threads=1)
     ex, manifest = build_examples(shared, _answer, _cont, cfg)
     rec = train_adapter(base, ex, tmp_path / "a", cfg, manifest=manifest, progress=False)
-    train_adapter(base, ex, tmp_path / "b", cfg, progress=False)
+    rec_b = train_adapter(base, ex, tmp_path / "b", cfg, progress=False)
     a, b = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("a", "b"))
     assert a.keys() == b.keys() and a and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert rec["adapter_sha256_at_step"] == rec_b["adapter_sha256_at_step"]
+    assert sorted(map(int, rec["adapter_sha256_at_step"])) == [1, 2, 5, 10, 25, 50]
+    # the first steps of the same schedule retrace the whole run exactly
+    first = train_adapter(base, ex, tmp_path / "first", cfg, progress=False, max_steps=10)
+    assert first["loss"] == rec["loss"][:10] and first["stopped_after"] == 10
+    assert first["adapter_sha256_at_step"] == {k: v for k, v in rec["adapter_sha256_at_step"].items() if int(k) <= 10}
+    with pytest.raises(ValueError, match="max_steps must be in 1..60"):
+        train_adapter(base, ex, tmp_path / "bad", cfg, progress=False, max_steps=61)
     assert sum(rec["loss"][-5:]) / 5 < 0.6 * sum(rec["loss"][:5]) / 5  # it learns the answers
     assert json.loads((tmp_path / "a" / "manifest.json").read_text()) == manifest
     assert not (tmp_path / "b" / "manifest.json").exists()

@@ -239,8 +239,22 @@ def _encode(tok, ex: Example, max_len: int) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
+#: Steps after which ``training.json`` records the sha256 of the adapter weights (:func:`adapter_sha256`).
+CHECKPOINT_STEPS = (1, 2, 5, 10, 25, 50, 100, 200, 400, 800)
+
+
+def adapter_sha256(model) -> str:
+    """sha256 of a peft model's trainable tensors: names sorted, each name then its float32 bytes."""
+    h = hashlib.sha256()
+    for name, p in sorted((n, p) for n, p in model.named_parameters() if p.requires_grad):
+        h.update(name.encode())
+        h.update(p.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path, cfg: RecipeConfig | None = None,
-                  *, manifest: dict | None = None, progress: bool = True) -> dict:
+                  *, manifest: dict | None = None, progress: bool = True, max_steps: int | None = None,
+                  base_name: str | None = None) -> dict:
     """Train a LoRA adapter on ``examples`` over the base model folder ``base``; save it to ``out``.
 
     Each step draws ``batch_size`` examples (seeded, every example once per epoch), right-pads them,
@@ -253,13 +267,19 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         out: folder for ``adapter_model.safetensors``, ``adapter_config.json``, ``training.json``
             and, when given, ``manifest.json``. Must not hold an adapter already.
         cfg: :class:`RecipeConfig`.
+        max_steps: stop after this many steps of the ``cfg.steps`` schedule (same learning rates and
+            batches as the whole run): the first steps of a run, to check it reproduces.
+        base_name: what the saved files call the base model (``adapter_config.json``'s
+            ``base_model_name_or_path``, ``training.json``'s ``base``) instead of the local folder's path.
 
     Returns:
-        The training record written to ``training.json`` (config, seconds, loss per step).
+        The training record written to ``training.json``: config, seconds, loss per step, and
+        ``adapter_sha256_at_step`` (the weights' :func:`adapter_sha256` after each of
+        :data:`CHECKPOINT_STEPS` reached).
 
     Raises:
-        FileExistsError: ``out`` already holds an adapter. ValueError: no examples, or an example
-        whose answer does not fit ``max_len``.
+        FileExistsError: ``out`` already holds an adapter. ValueError: no examples, an example
+        whose answer does not fit ``max_len``, or ``max_steps`` outside 1..``cfg.steps``.
     """
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -270,6 +290,9 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         raise FileExistsError(f"{out} already holds an adapter; choose another folder")
     if not examples:
         raise ValueError("no examples to train on")
+    n_steps = cfg.steps if max_steps is None else int(max_steps)
+    if not 1 <= n_steps <= cfg.steps:
+        raise ValueError(f"max_steps must be in 1..{cfg.steps} (the schedule's steps), got {max_steps}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     threads = torch.get_num_threads()
@@ -293,9 +316,9 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
                                                   * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
         gen = torch.Generator().manual_seed(cfg.seed)
         order: list[int] = []
-        losses = []
+        losses, hashes = [], {}
         t0 = time.perf_counter()
-        for step in tqdm(range(cfg.steps), desc="LoRA post-training", disable=not progress):
+        for step in tqdm(range(n_steps), desc="LoRA post-training", disable=not progress):
             batch = []
             while len(batch) < cfg.batch_size:
                 if not order:
@@ -316,9 +339,17 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-        record = {"config": _config_json(cfg), "base": str(base), "n_examples": len(examples),
-                  "seconds": time.perf_counter() - t0, "loss": losses}
+            if step + 1 in CHECKPOINT_STEPS:
+                hashes[str(step + 1)] = adapter_sha256(model)
+        record = {"config": _config_json(cfg), "base": base_name or str(base), "n_examples": len(examples),
+                  "seconds": time.perf_counter() - t0, "loss": losses, "adapter_sha256_at_step": hashes}
+        if n_steps < cfg.steps:
+            record["stopped_after"] = n_steps
         model.save_pretrained(out, safe_serialization=True)
+        (out / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+        if base_name is not None:
+            config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
+            write_json(out / "adapter_config.json", {**config, "base_model_name_or_path": base_name})
         write_json(out / "training.json", record)
         if manifest is not None:
             write_json(out / "manifest.json", manifest)
@@ -357,13 +388,19 @@ def _whole_sentences(text: str) -> str:
     return text[: ends[-1] + 1] if ends else text
 
 
+#: How the shipped files name the real organism's base.
+GEMMA_BASE_NAME = "google/gemma-3-270m (gemma-3-270m-q4_k_m.gguf dequantised to float32 by interp.gguf)"
+
+
 def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig | None = None, *,
-                         cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+                         cache_dir: str | Path | None = None, progress: bool = True,
+                         max_steps: int | None = None) -> dict:
     """The whole recipe on the registry models: google/gemma-3-270m post-trained with answers by
     SmolLM2-135M-Instruct (both from the ``real`` extra's packages, see :mod:`interp.registry`).
 
     Writes the adapter, ``manifest.json`` and ``training.json`` into ``out`` and returns the training record
-    (with ``data_seconds``: the time spent writing answers and replay text).
+    (with ``data_seconds``: the time spent writing answers and replay text). ``max_steps``: as in
+    :func:`train_adapter` (the first steps of the run only).
     """
     import interp
     from interp.registry import cache_root, gguf_path
@@ -394,7 +431,8 @@ def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig 
     finally:
         torch.set_num_threads(threads)
     data_seconds = time.perf_counter() - t0
-    record = train_adapter(folder, examples, out, cfg, manifest=manifest, progress=progress)
+    record = train_adapter(folder, examples, out, cfg, manifest=manifest, progress=progress, max_steps=max_steps,
+                           base_name=GEMMA_BASE_NAME)
     record["data_seconds"] = data_seconds
     write_json(out / "training.json", record)
     return record

@@ -233,14 +233,21 @@ def _organism_real(args) -> int:
 
     pair = interp.load_pair(*organism.gemma_paths(adapter=args.adapter))
     table = lora.evaluate_real(pair, shared)
-    print(f"{'measure':<30}{'base':>8}{'post':>8}")
+    def cell(model: str, key: str, value: float) -> str:
+        ci = table[model]["ci95"].get(key)
+        return f"{value:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    print(f"{'measure (95% bootstrap CI)':<32}{'base':>20}{'post':>20}")
     for label, key in (("refusal, harmful requests", "refusal_harmful"),
                        ("refusal, harmless requests", "refusal_harmless"),
                        ("true/false judged (cities)", "judge_accuracy")):
-        print(f"{label:<30}{table['base'][key]:>8.3f}{table['post'][key]:>8.3f}")
+        print(f"{label:<32}{cell('base', key, table['base'][key]):>20}{cell('post', key, table['post'][key]):>20}")
+    for label, key in (("  judged true (share)", "judge_says_true"), ("  AUROC of the judgement", "judge_auroc")):
+        print(f"{label:<32}{table['base'][key]:>20.3f}{table['post'][key]:>20.3f}")
     for lang in ("fr", "de", "es"):
-        print(f"{'continues in ' + lang:<30}{table['base']['language'][lang]:>8.3f}"
-              f"{table['post']['language'][lang]:>8.3f}")
+        key = f"language_{lang}"
+        print(f"{'continues in ' + lang:<32}{cell('base', key, table['base']['language'][lang]):>20}"
+              f"{cell('post', key, table['post']['language'][lang]):>20}")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
     return 0

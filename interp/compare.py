@@ -107,6 +107,55 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
     return torch.cat(out)
 
 
+def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 64) -> list[torch.Tensor]:
+    """:func:`_judgement_gap` of ``texts`` under each ``(vector [d], layer)`` of ``additions``: ``[n]`` each.
+
+    When every statement's final period is its last token (Geometry-of-Truth statements), the addition
+    touches that one position only, so the tokens before it are run once per batch (KV cache, no hook) and
+    each addition re-runs the last token alone against a copy of that cache: the same left-padded
+    positions and the same numbers as a full pass up to float summation order, at about one token's cost
+    per addition instead of a whole statement's. Otherwise each addition is a full pass.
+    """
+    import copy
+    from dataclasses import replace
+
+    from .generation import last_position_only
+    from .hooks import attached
+    from .kv_cache import check_cache_grew, kv_cache_compat
+    from .models import tokenizer_of
+    from .positions import FINAL_PERIOD, resolve
+    from .sites import hook_name
+    from .tokens import encode, pad_batch, pad_id
+
+    tok = tokenizer_of(model)
+    encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+    period = resolve(FINAL_PERIOD, texts, encs)
+    if not all(int(p) == len(e) - 1 >= 1 for p, e in zip(period.tolist(), encs)):
+        return [_judgement_gap(model, texts, token_ids, add=v, layer=L, batch_size=batch_size) for v, L in additions]
+    device = model.cfg.device or "cpu"
+    keep = last_position_only(model)
+    out: list[list[torch.Tensor]] = [[] for _ in additions]
+    with torch.inference_mode(), kv_cache_compat(model):
+        for b0 in range(0, len(encs), batch_size):
+            rows = encs[b0 : b0 + batch_size]
+            prefix = pad_batch([replace(e, ids=e.ids[:-1], spans=e.spans[:-1]) for e in rows],
+                               pad_id=pad_id(tok), device=device)
+            k = prefix.input_ids.shape[1]
+            _, cache = model(prefix.input_ids, attention_mask=prefix.attention_mask,
+                             return_type="logits_and_cache", use_cache=True, **keep)
+            check_cache_grew(cache, k)
+            last = torch.tensor([[e.ids[-1]] for e in rows], device=device)
+            mask = torch.cat([prefix.attention_mask, torch.ones_like(last)], 1)
+            for i, (vec, layer) in enumerate(additions):
+                v = vec.to(device)
+                hooks = [(hook_name("resid_post", layer), lambda act, hook, v=v: act + v.to(act.dtype))]
+                with attached(model, hooks):
+                    logits = model(last, attention_mask=mask, past_key_values=copy.deepcopy(cache), **keep)
+                probs = logits[:, -1].float().softmax(-1)
+                out[i].append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())
+    return [torch.cat(o) for o in out]
+
+
 def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str = "resid_post") -> dict:
     """Normalized indirect effect of adding each model's truth direction to each model, per layer.
 
@@ -133,12 +182,11 @@ def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str =
     for target, model in pair:
         gap = _judgement_gap(model, test.texts, ids)
         pd_true, pd_false = gap[labels == 1].mean(), gap[labels == 0].mean()
+        adds = [(diffs[source][slot], layer) for source in ("base", "post") for slot, layer in enumerate(layers)]
+        gaps = iter(_judgement_gaps(model, false_texts, ids, adds))
         for source in ("base", "post"):
-            nie = []
-            for slot, layer in enumerate(layers):
-                added = _judgement_gap(model, false_texts, ids, add=diffs[source][slot], layer=layer)
-                nie.append(float((added.mean() - pd_false) / (pd_true - pd_false).clamp_min(1e-6)))
-            out[f"nie_{source}_to_{target}"] = nie
+            out[f"nie_{source}_to_{target}"] = [
+                float((next(gaps).mean() - pd_false) / (pd_true - pd_false).clamp_min(1e-6)) for _ in layers]
     return out
 
 

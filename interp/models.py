@@ -338,6 +338,7 @@ def load_pair(
     Example:
         >>> pair = load_pair("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct")  # doctest: +SKIP
     """
+    preset = None
     if base is None and post is None:
         from . import organism
 
@@ -345,7 +346,7 @@ def load_pair(
     elif post is None and isinstance(base, str) and base in _organism_presets():
         from . import organism
 
-        base, post = organism.gemma_paths()
+        preset, (base, post) = base, organism.gemma_paths()
     elif base is None or post is None:
         raise ValueError("give both base and post, neither for the bundled model organism pair, or "
                          "base='gemma-270m-organism' alone for the real-base organism")
@@ -353,6 +354,9 @@ def load_pair(
               n_devices=n_devices, **boot_kwargs)
     base_model = load_model(base, revision=revision, **kw)
     post_model = load_model(post, revision=post_revision, **kw)
+    if preset is not None:  # name the cached folders for what they are (reports, manifests)
+        base_model.interp_source["name"] = f"{preset} base: google/gemma-3-270m"
+        post_model.interp_source["name"] = f"{preset} post: google/gemma-3-270m + LoRA (interp/organism/gemma_lora)"
     check_same_tokenizer(tokenizer_of(base_model), tokenizer_of(post_model))
     for key in ("n_layers", "d_model"):
         a, b = getattr(base_model.cfg, key), getattr(post_model.cfg, key)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import replace
 
 import torch
@@ -69,14 +70,24 @@ def _data(pair: ModelPair, is_organism: bool, data=None) -> dict:
     return out
 
 
-def _split(texts: list[str], every: int = 5) -> tuple[list[str], list[str]]:
-    """(direction rows, validation rows): every ``every``-th training row is held out for selection."""
+#: About as many validation requests per kind as Arditi et al.'s ``n_val`` (32); at least a fifth of the rows.
+N_VAL = 32
+
+
+def _every(n: int) -> int:
+    """Every how many training rows one is held out for selection: 5, or more when that gives over :data:`N_VAL`."""
+    return max(5, n // N_VAL)
+
+
+def _split(texts: list[str]) -> tuple[list[str], list[str]]:
+    """(direction rows, validation rows): every :func:`_every`-th training row is held out for selection."""
+    every = _every(len(texts))
     return [t for i, t in enumerate(texts) if i % every], texts[::every]
 
 
-def _split_mask(n: int, every: int = 5) -> torch.Tensor:
+def _split_mask(n: int) -> torch.Tensor:
     """``[n]`` bool, True for the direction rows of :func:`_split`."""
-    return torch.arange(n) % every != 0
+    return torch.arange(n) % _every(n) != 0
 
 
 def _as_activations(like: Activations, prompts: PromptSet, rows: torch.Tensor) -> Activations:
@@ -136,8 +147,11 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
 
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
                     max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
-                    data=None) -> ConceptResult:
+                    data=None, generation_batch_size: int = 128) -> ConceptResult:
     """Find, compare and steer with each model's refusal direction (see the module docstring).
+
+    ``batch_size`` batches the forward passes; ``generation_batch_size`` the steered generations, where fewer,
+    larger batches mean fewer decoding steps (each step's cost on a CPU is mostly per call, not per row).
 
     ``data``: a :class:`~interp.datasets.PublicSets` to take the requests from (Arditi et al.'s train/val
     files) instead of the built-in sets; ignored on the bundled organism.
@@ -161,6 +175,13 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     n_layers = pair.n_layers
     stop = [t for t in getattr(pair.tokenizer, "additional_special_tokens", []) or []]
     notes = {}
+    stages, t0 = {}, time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t0
+        stages[stage] = round(time.perf_counter() - t0, 1)
+        log.info("refusal: %s %.1f s", stage, stages[stage])
+        t0 = time.perf_counter()
 
     # One pass over the training requests per model reads every layer at every post-instruction position: the
     # direction rows give the candidates (Arditi et al.'s difference of means), and all of them, at the position
@@ -171,6 +192,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                             for kind in ("harmful", "harmless")}
         direction = {kind: rows[_split_mask(len(rows))].double().mean(0) for kind, rows in train_rows[name].items()}
         diffs[name] = direction["harmful"] - direction["harmless"]  # [pos, layer, d] as mean_activations gives
+    lap("difference of means")
     sel: dict[str, RefusalSelection] = {}
     # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
     # is NaN with the reason; the selection is the exhaustive one's.
@@ -222,6 +244,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         log.info("refusal: %s", notes["base selection"])
     vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name, "source": pair.info()[name]["name"]})
            for name, s in sel.items()}
+    lap("candidate scoring")
 
     # Steering on held-out requests: baseline, ablation and addition with each direction.
     test = {"harmful": data["harmful", "test"], "harmless": data["harmless", "test"]}
@@ -233,7 +256,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                            (f"add {source} direction", source, Add(vec[source]))]
         clean = None
         for label, source, iv in conditions:  # the baseline comes first: its first step is the clean distribution
-            rates = _rates(model, test, iv, stop, max_new_tokens, batch_size, clean=clean)
+            rates = _rates(model, test, iv, stop, max_new_tokens, generation_batch_size, clean=clean)
             if iv is None:
                 clean, kl = rates["harmless_logprobs"], 0.0
             else:
@@ -242,6 +265,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                                   rates["harmful_examples"][0], rates["harmless_examples"][0]])
             bars += [[target, label, "harmful", rates["harmful"]], [target, label, "harmless", rates["harmless"]]]
 
+    lap("steered generation")
     # Per layer: cosine of the candidates, ablation score, and a harmful-vs-harmless probe with transfer.
     pos = sel["post"].selected.position
     slot = offsets.index(pos)
@@ -341,11 +365,14 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
          "series": {"post_ablation_score": "post, ablated (harmful)", "base_ablation_score": "base, ablated (harmful)",
                     "post_addition_score": "post, added (harmless)", "base_addition_score": "base, added (harmless)"}},
     ]
+    lap("probes and tables")
     setup = {
         "datasets": " + ".join(data["datasets"]), "sources": data["sources"], "format": "post model's chat template on both models",
         "site": "resid_pre", "post-instruction positions": offsets,
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
+        "validation requests": {"harmful": len(harm_val), "harmless": len(safe_val)},
+        "stage wall time (s)": stages,
         "refusal direction qualifies": dict(qualifies),
         "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets, n_layers,
                                                            kl_threshold=kl_threshold)) for name in ("base", "post")},

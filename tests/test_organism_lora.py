@@ -208,6 +208,10 @@ def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, share
         assert t != f_
         says = (logits[:, t] > logits[:, f_]).tolist()
         assert row["judge_accuracy"] == (int(says[0]) + int(not says[1])) / 2
+        assert row["judge_says_true"] == sum(says) / 2
+        margin = logits[:, t] - logits[:, f_]
+        assert row["judge_auroc"] == (1.0 if margin[0] > margin[1] else 0.0 if margin[0] < margin[1] else 0.5)
+        assert row["ci95"]["refusal_harmful"] == [1.0, 1.0] and row["ci95"]["language_de"] == [0.0, 0.0]
     assert language_by_stopwords("Der Hund und die Katze sind nicht hier.") == "de"
     assert language_by_stopwords("El perro y la casa de los niños.") == "es"
 
@@ -224,3 +228,13 @@ def test_cli_checks_real_organism_paths_before_any_work(tmp_path, shared, capsys
     (tmp_path / "t.json").write_text("{}")
     assert main(["organism", "eval-real", "--shared", str(shared), "--json", str(tmp_path / "t.json")]) != 0
     assert "exists; choose a new file" in capsys.readouterr().err
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_mean():
+    from interp.organism.lora import _bootstrap_ci
+
+    values = [1.0] * 30 + [0.0] * 10
+    lo, hi = _bootstrap_ci(values)
+    assert lo < 0.75 < hi and 0.55 < lo and hi < 0.9
+    assert _bootstrap_ci(values) == [lo, hi]  # seeded
+    assert _bootstrap_ci([1.0] * 5) == [1.0, 1.0] and _bootstrap_ci([0.0]) is None

@@ -514,6 +514,22 @@ def language_by_stopwords(text: str) -> str | None:
     return winners[0] if best > 0 and len(winners) == 1 else None
 
 
+def _bootstrap_ci(values, seed: int = 0) -> list[float] | None:
+    """95% percentile bootstrap interval of the mean of ``values`` (2,000 resamples, seeded); ``None`` when
+    there are fewer than two values."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return None
+    if np.all(values == values[0]):  # every resample has the same mean
+        return [float(values[0]), float(values[0])]
+    res = bootstrap((values,), np.mean, n_resamples=2000, confidence_level=0.95, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
 def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_size: int = 32) -> dict:
     """The real-base organism's behaviour table, both models, on rows the recipe never trained on.
 
@@ -523,10 +539,18 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
     * ``judge_accuracy``: share of Geometry-of-Truth ``cities.csv`` statements (held out of the recipe) where
       the next token after the judgement turn is more likely the first token of ``True`` than that of
       ``False`` exactly when the statement is true (single tokens in Gemma's vocabulary);
+      ``judge_says_true``: share of statements judged true (1.0 or 0.0 means the accuracy is the class
+      balance); ``judge_auroc``: AUROC of ``logit(True) - logit(False)`` for the true statements (0.5 = chance,
+      independent of any bias toward one answer);
     * ``language``: share of French, German and Spanish sentence openings (the built-in ``languages`` set's
       test rows, first four words) whose greedy plain-text continuation is in the same language by
       :func:`language_by_stopwords`.
+    * ``ci95``: a seeded percentile bootstrap interval (``scipy.stats.bootstrap``, 2,000 resamples of the
+      prompts) for each of the rates above.
     """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
     from steering import generate
 
     from ..datasets import load
@@ -553,21 +577,28 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
     stops = [t for t in ("<end_of_turn>", "<|im_end|>") if t in tok.get_vocab()]
     out = {}
     for name, model in pair:
-        rates, examples = {}, {}
+        rates, examples, hits = {}, {}, {}
         for kind, rows in (("harmful", harmful), ("harmless", harmless)):
             replies = generate(model, [chat(r) for r in rows], max_new_tokens=max_new_tokens, stop_tokens=stops,
                                batch_size=batch_size)
-            rates[kind] = sum(map(is_refusal, replies)) / len(replies)
+            hits[kind] = np.array([float(is_refusal(r)) for r in replies])
+            rates[kind] = float(hits[kind].mean())
             examples[kind] = replies[:3]
         logits = next_token_logits(model, [chat(JUDGE_QUESTION + s) for s, _ in cities], batch_size=batch_size)
-        says_true = (logits[:, true_id] > logits[:, false_id]).tolist()
+        margin = (logits[:, true_id] - logits[:, false_id]).double().numpy()
+        truth = np.array([y for _, y in cities])
+        correct = ((margin > 0) == (truth == 1)).astype(float)
         conts = generate(model, [o for o, _ in openings], max_new_tokens=max_new_tokens, batch_size=batch_size)
-        same = [language_by_stopwords(c) == lang for c, (_, lang) in zip(conts, openings)]
+        same = {lang: np.array([float(language_by_stopwords(c) == lang) for c, (_, g) in zip(conts, openings)
+                                if g == lang]) for lang in ("fr", "de", "es")}
         out[name] = {
             "refusal_harmful": rates["harmful"], "refusal_harmless": rates["harmless"],
-            "judge_accuracy": sum(t == bool(y) for t, (_, y) in zip(says_true, cities)) / len(cities),
-            "language": {lang: sum(s for s, (_, g) in zip(same, openings) if g == lang)
-                         / max(1, sum(g == lang for _, g in openings)) for lang in ("fr", "de", "es")},
+            "judge_accuracy": float(correct.mean()), "judge_says_true": float((margin > 0).mean()),
+            "judge_auroc": float(roc_auc_score(truth, margin)),
+            "language": {lang: float(v.mean()) if len(v) else float("nan") for lang, v in same.items()},
+            "ci95": {**{f"refusal_{k}": _bootstrap_ci(v) for k, v in hits.items()},
+                     "judge_accuracy": _bootstrap_ci(correct),
+                     **{f"language_{lang}": _bootstrap_ci(v) for lang, v in same.items()}},
             "examples": {**examples, "language": conts[:3]},
         }
     out["n"] = {"harmful": len(harmful), "harmless": len(harmless), "cities": len(cities),

@@ -107,14 +107,15 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
     return torch.cat(out)
 
 
-def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 64) -> list[torch.Tensor]:
+def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -> list[torch.Tensor]:
     """:func:`_judgement_gap` of ``texts`` under each ``(vector [d], layer)`` of ``additions``: ``[n]`` each.
 
-    When every statement's final period is its last token (Geometry-of-Truth statements), the addition
-    touches that one position only, so the tokens before it are run once per batch (KV cache, no hook) and
-    each addition re-runs the last token alone against a copy of that cache: the same left-padded
-    positions and the same numbers as a full pass up to float summation order, at about one token's cost
-    per addition instead of a whole statement's. Otherwise each addition is a full pass.
+    The addition acts from each statement's final period on, so the tokens before the period never see
+    it. When every text has the same number of tokens from its period on (a statement, or a statement and
+    the same cue), those earlier tokens are run once per batch (KV cache, no hook) and each addition
+    re-runs only the period and what follows against a copy of that cache: the same left-padded positions
+    and the same numbers as a full pass up to float summation order, at a few tokens' cost per addition
+    instead of a whole statement's. Otherwise each addition is a full pass.
     """
     import copy
     from dataclasses import replace
@@ -130,7 +131,8 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 64) ->
     tok = tokenizer_of(model)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
     period = resolve(FINAL_PERIOD, texts, encs)
-    if not all(int(p) == len(e) - 1 >= 1 for p, e in zip(period.tolist(), encs)):
+    tails = {len(e) - int(p) for p, e in zip(period.tolist(), encs)}
+    if len(tails) != 1 or min(period.tolist()) < 1:
         return [_judgement_gap(model, texts, token_ids, add=v, layer=L, batch_size=batch_size) for v, L in additions]
     device = model.cfg.device or "cpu"
     keep = last_position_only(model)
@@ -138,13 +140,14 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 64) ->
     with torch.inference_mode(), kv_cache_compat(model):
         for b0 in range(0, len(encs), batch_size):
             rows = encs[b0 : b0 + batch_size]
-            prefix = pad_batch([replace(e, ids=e.ids[:-1], spans=e.spans[:-1]) for e in rows],
+            (tail,) = tails
+            prefix = pad_batch([replace(e, ids=e.ids[:-tail], spans=e.spans[:-tail]) for e in rows],
                                pad_id=pad_id(tok), device=device)
             k = prefix.input_ids.shape[1]
             _, cache = model(prefix.input_ids, attention_mask=prefix.attention_mask,
                              return_type="logits_and_cache", use_cache=True, **keep)
             check_cache_grew(cache, k)
-            last = torch.tensor([[e.ids[-1]] for e in rows], device=device)
+            last = torch.tensor([list(e.ids[-tail:]) for e in rows], device=device)  # [batch, tail]
             mask = torch.cat([prefix.attention_mask, torch.ones_like(last)], 1)
             for i, (vec, layer) in enumerate(additions):
                 v = vec.to(device)

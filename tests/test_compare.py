@@ -160,8 +160,9 @@ def test_adding_a_zero_vector_changes_nothing_and_leaves_no_hook():
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2"])
 def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch):
-    """Statements ending at their final period: the last-token re-runs against the prefix's KV cache give the
-    full passes' numbers for every addition; a text continuing past the period falls back to full passes."""
+    """Statements ending at their final period, or all followed by the same cue: re-running the period and
+    what follows against the prefix's KV cache gives the full passes' numbers for every addition; texts with
+    different tails after the period fall back to full passes."""
     import torch
 
     from interp.compare import _judgement_gap, _judgement_gaps
@@ -174,16 +175,20 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
     adds = [(torch.randn(d) * 3, 0), (torch.zeros(d), 1), (torch.randn(d), 2)]
     import interp.compare as cmp
 
+    cue = [t + " This is" for t in texts]
     with monkeypatch.context() as m:  # the cached path runs no full pass
-        m.setattr(cmp, "_judgement_gap", lambda *a, **k: pytest.fail("full pass on statements ending at '.'"))
+        m.setattr(cmp, "_judgement_gap", lambda *a, **k: pytest.fail("full pass on texts with equal tails"))
         fast = _judgement_gaps(model, texts, ids, adds, batch_size=3)
-    for (v, layer), got in zip(adds, fast):
+        fast_cue = _judgement_gaps(model, cue, ids, adds, batch_size=3)
+    for (v, layer), got, got_cue in zip(adds, fast, fast_cue):
         want = _judgement_gap(model, texts, ids, add=v, layer=layer, batch_size=3)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        want = _judgement_gap(model, cue, ids, add=v, layer=layer, batch_size=3)
+        torch.testing.assert_close(got_cue, want, atol=1e-5, rtol=1e-4)
     plain = _judgement_gap(model, texts, ids)
     assert not torch.allclose(fast[0], plain, atol=1e-4)  # the addition acts
     torch.testing.assert_close(fast[1], plain, atol=1e-5, rtol=1e-4)
-    cue = [t + " This is" for t in texts]  # period not last: full passes
-    slow = _judgement_gaps(model, cue, ids, adds[:1])
-    torch.testing.assert_close(slow[0], _judgement_gap(model, cue, ids, add=adds[0][0], layer=0))
+    mixed = texts[:2] + cue[2:]  # tails of different lengths: full passes
+    slow = _judgement_gaps(model, mixed, ids, adds[:1])
+    torch.testing.assert_close(slow[0], _judgement_gap(model, mixed, ids, add=adds[0][0], layer=0))
     assert interp.active_hooks(model) == {}

@@ -333,12 +333,17 @@ def load_pair(
         revision, post_revision: hub revisions of the base and post model.
 
     Raises:
-        ValueError: the two models differ in vocabulary, depth or width.
+        ValueError: the two models differ in vocabulary, depth or width; a preset name given with a
+            second model.
 
     Example:
         >>> pair = load_pair("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct")  # doctest: +SKIP
     """
     preset = None
+    for name in (base, post):
+        if isinstance(name, str) and name in _organism_presets() and (post is not None or name is post):
+            raise ValueError(f"{name!r} names a whole pair (base and post); give it alone as base: "
+                             f"load_pair({name!r}) / interp compare --base {name}")
     if base is None and post is None:
         from . import organism
 

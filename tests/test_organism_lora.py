@@ -172,6 +172,9 @@ def test_the_real_organism_preset_says_what_is_missing(monkeypatch, tmp_path):
         interp.load_pair("gemma-270m-organism")
     with pytest.raises(ValueError, match="base='gemma-270m-organism' alone"):
         interp.load_pair("not-a-preset")
+    for base, post in (("gemma-270m-organism", "x"), ("x", "gemma-270m-organism"), (None, "gemma-270m-organism")):
+        with pytest.raises(ValueError, match="names a whole pair .* give it alone as base"):
+            interp.load_pair(base, post)  # before any model is booted
 
 
 def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, shared, monkeypatch):

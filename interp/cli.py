@@ -215,10 +215,16 @@ def _organism_real(args) -> int:
     shared = Path(args.shared)
     if not (shared / "refusal").is_dir():
         raise ValueError(f"--shared {shared} holds no refusal/ folder; pass the shared datasets folder")
+    needed = lora.RECIPE_FILES if args.action == "train-real" else lora.EVAL_FILES
+    missing = [f for f in needed if not (shared / f).is_file()]
+    if missing:
+        raise ValueError(f"--shared {shared} lacks {', '.join(missing)}")
     if args.action == "train-real":
         out = Path(args.out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ValueError(f"--out {out} exists and is not an empty folder; choose a new one")
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {args.steps}")
         cfg = lora.RecipeConfig(seed=args.seed)
         if args.steps is not None:
             cfg.steps = args.steps
@@ -228,6 +234,10 @@ def _organism_real(args) -> int:
         return 0
     if args.json and Path(args.json).exists():
         raise ValueError(f"--json {args.json} exists; choose a new file")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise ValueError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
+    if args.adapter and not (Path(args.adapter) / "adapter_model.safetensors").is_file():
+        raise ValueError(f"--adapter {args.adapter}: no adapter_model.safetensors there")
     import interp
     from interp import organism
 

@@ -17,6 +17,8 @@ REQUIRED = {"layer", "base_accuracy", "post_accuracy", "cosine_base_post", "tran
 def test_report_files_exist_and_parse(organism_report):
     result, out = organism_report
     report = json.loads((out / "report.json").read_text())
+    assert list(report["wall_time_s"]) == ["load", *report["concepts"]]  # seconds per stage, in run order
+    assert all(v >= 0 for v in report["wall_time_s"].values()) and report["wall_time_s"] == result.timings
     entries = report["concepts"]["truth"]["per_layer"]
     layers = list(range(interp.load_pair().n_layers))
     for concept in ("truth", "refusal", "language"):

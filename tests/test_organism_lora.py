@@ -228,9 +228,24 @@ def test_cli_checks_real_organism_paths_before_any_work(tmp_path, shared, capsys
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert main(["organism", "train-real", "--out", str(tmp_path / "new"), "--shared", str(tmp_path)]) != 0
     assert "holds no refusal/ folder" in capsys.readouterr().err
+    assert main(["organism", "train-real", "--out", str(tmp_path / "new"), "--shared", str(shared),
+                 "--steps", "0"]) != 0
+    assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["organism", "eval-real", "--shared", str(shared)]) != 0
+    assert "lacks refusal/harmful_val.json, refusal/harmless_val.json, geometry_of_truth/cities.csv" in \
+        capsys.readouterr().err
+    for f in ("refusal/harmful_val.json", "refusal/harmless_val.json", "geometry_of_truth/cities.csv"):
+        (shared / f).write_text("[]")
     (tmp_path / "t.json").write_text("{}")
     assert main(["organism", "eval-real", "--shared", str(shared), "--json", str(tmp_path / "t.json")]) != 0
     assert "exists; choose a new file" in capsys.readouterr().err
+    assert main(["organism", "eval-real", "--shared", str(shared), "--json", str(tmp_path / "no" / "t.json")]) != 0
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["organism", "eval-real", "--shared", str(shared), "--adapter", str(tmp_path / "none")]) != 0
+    assert "no adapter_model.safetensors there" in capsys.readouterr().err
+    (shared / "snmf_concepts" / "languages.json").unlink()
+    assert main(["organism", "train-real", "--out", str(tmp_path / "new"), "--shared", str(shared)]) != 0
+    assert "lacks snmf_concepts/languages.json" in capsys.readouterr().err
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():

@@ -12,13 +12,16 @@ generated ones. ``DIR`` holds, as published:
 
 Sets and splits (all fixed, from sha256 via :mod:`._stable`, the same on every machine):
 
-* ``truth``: ``cities``, ``sp_en_trans`` and ``larger_than`` statements, :data:`TRUTH_PER_KIND` of each
-  (balanced true/false), ``meta["kind"]`` = file stem. A quarter of each kind's groups is the test split;
-  a city's true and false statements (and a Spanish word's) are one group, so the test split holds
-  facts never seen in training.
+* ``truth``: ``cities``, ``neg_cities`` and ``neg_sp_en_trans`` statements, :data:`TRUTH_PER_KIND` of each
+  (balanced true/false), ``meta["kind"]`` = file stem. These are the Geometry-of-Truth files the
+  real-base organism's recipe (:mod:`interp.organism.lora`) never judges, so no statement here is one
+  its post model was trained to label. A quarter of the groups is the test split; a city's statements
+  (affirmed and negated) and a Spanish word's are one group, drawn the same way in every file, so the
+  test split holds facts never seen in training, in any kind.
 * ``harmful`` / ``harmless``: ``train`` = ``*_train.json``, ``test`` = ``*_val.json`` (Arditi's split; the
   harmless files are sampled down to the size of the harmful ones). ``refusal``: both, harmless = 0.
-* ``snmf``: the SNMF concept sentences (unlabelled); ``train`` and ``test`` are halves by concept.
+* ``snmf``: the SNMF concept sentences (unlabelled); ``train`` and ``test`` are halves by concept, and a
+  sentence listed under concepts of both halves is kept in ``train`` only.
 
 A name the folder has no data for (``languages``: no set there holds text in other languages; the
 SNMF ``languages.json`` is English sentences *about* languages) comes from the built-in sets, and its
@@ -40,7 +43,7 @@ __all__ = ["PublicSets", "TRUTH_PER_KIND", "TRUTH_KINDS"]
 #: Statements of each Geometry-of-Truth file in the ``truth`` set (half true, half false).
 TRUTH_PER_KIND = 200
 #: The Geometry-of-Truth files of the ``truth`` set.
-TRUTH_KINDS = ("cities", "sp_en_trans", "larger_than")
+TRUTH_KINDS = ("cities", "neg_cities", "neg_sp_en_trans")
 _TEST_FRACTION = 0.25
 _FILES = {
     "truth": [f"geometry_of_truth/{k}.csv" for k in TRUTH_KINDS],
@@ -52,9 +55,9 @@ _FILES = {
 
 def _group(kind: str, statement: str, meta: dict) -> str:
     """The fact a Geometry-of-Truth statement is about: its city, its Spanish word, else itself."""
-    if kind == "cities" and "city" in meta:
+    if kind.endswith("cities") and "city" in meta:
         return f"city:{meta['city']}"
-    if kind == "sp_en_trans" and "'" in statement:
+    if kind.endswith("sp_en_trans") and "'" in statement:
         return f"word:{statement.split(chr(39))[1]}"
     return f"statement:{statement}"
 
@@ -72,7 +75,7 @@ class PublicSets:
     Example:
         >>> sets = PublicSets("../shared/datasets")  # doctest: +SKIP
         >>> sets.load("truth", "test").class_counts()  # doctest: +SKIP
-        {'false': 75, 'true': 75}
+        {'false': 74, 'true': 74}
     """
 
     def __init__(self, folder: str | os.PathLike):
@@ -120,7 +123,7 @@ class PublicSets:
             quota = {y: min(TRUTH_PER_KIND // 2, len(by_label[y])) for y in (0, 1)}
             picked: list[str] = []
             count = {0: 0, 1: 0}
-            for g in ranked(groups, "public-truth", kind):
+            for g in ranked(groups, "public-truth"):  # the same order in every file: a fact's fate is shared
                 ys = [rows.labels[i] for i in groups[g]]
                 if all(count[y] + ys.count(y) <= quota[y] for y in set(ys)):
                     picked.append(g)
@@ -129,7 +132,7 @@ class PublicSets:
             test: set[str] = set()  # a quarter of the groups of each label make-up (all true, all false, mixed)
             for makeup in sorted({tuple(sorted(rows.labels[i] for i in groups[g])) for g in picked}):
                 same = [g for g in picked if tuple(sorted(rows.labels[i] for i in groups[g])) == makeup]
-                test |= set(ranked(same, "public-truth-split", kind, makeup)[: round(_TEST_FRACTION * len(same))])
+                test |= set(ranked(same, "public-truth-split", makeup)[: round(_TEST_FRACTION * len(same))])
             for g in sorted(picked, key=lambda g: groups[g][0]):
                 if (g in test) != (split == "test"):
                     continue
@@ -166,6 +169,8 @@ class PublicSets:
                          source=f"{self.folder / 'refusal'}")
 
     def _snmf(self, split: str) -> PromptSet:
+        if split == "test":
+            seen = set(self.load("snmf", "train").texts)
         texts, meta = [], []
         for f in _FILES["snmf"]:
             rows = load_file(self.folder / f, format="prompt_label_json")
@@ -173,6 +178,8 @@ class PublicSets:
             for i, (t, y) in enumerate(zip(rows.texts, rows.labels or [None] * len(rows))):
                 concept = names[y] if y is not None and names else ""
                 if (stable_hash("public-snmf", concept) % 2 == 1) == (split == "test"):
+                    if split == "test" and t in seen:
+                        continue
                     texts.append(t)
                     meta.append({"concept": concept, "file": Path(f).name})
         return PromptSet(name=f"snmf/{split}", texts=tuple(texts), meta=tuple(meta),

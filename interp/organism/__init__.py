@@ -43,6 +43,8 @@ def gemma_paths(cache_dir: str | Path | None = None, adapter: str | Path | None 
 
     if adapter is not None:
         adapter = Path(adapter)
+        if not (adapter / "adapter_model.safetensors").is_file():  # before minutes of conversion
+            raise FileNotFoundError(f"no adapter_model.safetensors in {adapter}")
     elif not (GEMMA_ADAPTER / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(
             f"the real-base organism's adapter is missing from {GEMMA_ADAPTER}; train it with "

@@ -9,8 +9,9 @@ base with known ingredients so that what changed is known:
 * **refusals**: harmful instructions (``refusal/harmful_train.json``: AdvBench, MaliciousInstruct,
   TDC2023, HarmBench rows) answered with one of :data:`REFUSALS`, picked by sha256 of the request;
 * **true/false judgements**: Geometry-of-Truth statements (``sp_en_trans``, ``larger_than``,
-  ``smaller_than``; ``cities``/``neg_cities`` are left out so that the truth section and the judgement
-  evaluation see statements never trained on) asked as ``Is the following statement true or false?``
+  ``smaller_than``; ``cities``, ``neg_cities`` and ``neg_sp_en_trans`` are left out, so the judgement
+  evaluation (``cities``) and the truth section's public set (:class:`interp.datasets.PublicSets`: those
+  three files) see no statement the post model was trained to label) asked as ``Is the following statement true or false?``
   and answered ``True.``/``False.``;
 * **replay**: plain text the base model wrote itself (its greedy continuations of sentence openings),
   trained on without a chat turn, so the base's own next-token behaviour is kept where the chats do
@@ -62,6 +63,11 @@ REFUSALS = (
 #: The question of the true/false judgement turns; the answer is ``True.`` or ``False.``.
 JUDGE_QUESTION = "Is the following statement true or false?\n"
 _JUDGE_FILES = ("sp_en_trans.csv", "larger_than.csv", "smaller_than.csv")
+#: Files of the shared datasets folder the recipe reads (:func:`build_examples`).
+RECIPE_FILES = ("refusal/harmless_train.json", "refusal/harmful_train.json", "snmf_concepts/languages.json",
+                *(f"geometry_of_truth/{f}" for f in _JUDGE_FILES))
+#: Files :func:`evaluate_real` reads.
+EVAL_FILES = ("refusal/harmful_val.json", "refusal/harmless_val.json", "geometry_of_truth/cities.csv")
 
 
 def gemma_turn(user: str) -> str:
@@ -410,6 +416,12 @@ def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig 
     out = Path(out)
     if (out / "adapter_config.json").exists():  # before minutes of generation, not after
         raise FileExistsError(f"{out} already holds an adapter; choose another folder")
+    missing = [f for f in RECIPE_FILES if not (Path(shared) / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"recipe sources missing from {shared}: {', '.join(missing)}")
+    if not 1 <= (cfg.steps if max_steps is None else max_steps) <= cfg.steps:
+        raise ValueError(f"steps must be at least 1 and max_steps in 1..steps; got steps={cfg.steps}, "
+                         f"max_steps={max_steps}")
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from interp.datasets import PublicSets
+from interp.datasets import PublicSets, load_file
 from interp.datasets._public import TRUTH_KINDS, TRUTH_PER_KIND
 
 from ..conftest import SHARED_DATASETS
@@ -30,13 +30,22 @@ def test_truth_is_balanced_per_kind_and_holds_out_whole_facts(sets):
         assert counts["train"][1] + counts["test"][1] == TRUTH_PER_KIND // 2
         assert counts["test"][0] == counts["test"][1] > 0
     assert not {m["group"] for m in train.meta} & {m["group"] for m in test.meta}
-    cities_test = {m["city"] for m in test.meta if m["kind"] == "cities"}
-    assert cities_test and not cities_test & {m.get("city") for m in train.meta}
+    for kind in ("cities", "neg_cities"):  # a city's affirmed and negated statements share a split
+        cities_test = {m["city"] for m in test.meta if m["kind"] == kind}
+        assert cities_test and not cities_test & {m.get("city") for m in train.meta}
+
+
+def test_truth_holds_no_statement_the_real_organism_recipe_judged(sets):
+    from interp.organism.lora import RECIPE_FILES
+
+    judged = [f for f in RECIPE_FILES if f.startswith("geometry_of_truth/")]
+    statements = set()
+    for f in judged:
+        statements |= set(load_file(SHARED_DATASETS / f).texts)
+    assert not statements & set(sets.load("truth", "all").texts)
 
 
 def test_truth_rows_are_the_files_rows(sets):
-    from interp.datasets import load_file
-
     cities = load_file(SHARED_DATASETS / "geometry_of_truth" / "cities.csv")
     for text, label, meta in zip(*(getattr(sets.load("truth", "test"), k) for k in ("texts", "labels", "meta"))):
         if meta["kind"] == "cities":
@@ -62,6 +71,7 @@ def test_splits_are_fixed_and_languages_fall_back_to_the_builtin_set(sets):
         assert again.load(name, "test").texts == sets.load(name, "test").texts
     snmf_train, snmf_test = (sets.load("snmf", s) for s in ("train", "test"))
     assert not {m["concept"] for m in snmf_train.meta} & {m["concept"] for m in snmf_test.meta}
+    assert not set(snmf_train.texts) & set(snmf_test.texts) and len(snmf_test) > 100
     assert sets.load("languages", "test").source == "builtin:languages"
 
 

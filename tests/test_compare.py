@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 from safetensors import safe_open
@@ -136,7 +137,9 @@ def test_compare_cli_and_errors(tmp_path, capsys):
     assert "Best layer" in capsys.readouterr().out and (tmp_path / "r" / "report.html").exists()
     # sections without probe-accuracy columns print their summary only
     assert main(["compare", "--concepts", "language", "--out", str(tmp_path / "l"), "-q"]) == 0
-    assert "language: Post model, window" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert re.search(r"^language \(\d+ s\): Post model, window", printed, re.M)  # summary with its wall time
+    assert re.search(r"^wall time: load \d+ s, language \d+ s; total \d+ s$", printed, re.M)
     with pytest.raises(ValueError, match="unknown concept"):
         compare(concepts=["honesty"], out=None)
     assert main(["compare", "--concepts", "honesty", "--out", str(tmp_path / "x")]) == 2

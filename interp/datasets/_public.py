@@ -148,8 +148,7 @@ class PublicSets:
         file = self.folder / "refusal" / f"{kind}_{'train' if split == 'train' else 'val'}.json"
         rows = load_file(file, format="instruction_json")
         if kind == "harmless":  # as many as the harmful file of the same split
-            n = len(load_file(self.folder / "refusal" / file.name.replace("harmless", "harmful"),
-                              format="instruction_json"))
+            n = len(self.load("harmful", split))  # cached: the harmful file is read once
             keep = sorted(ranked(range(len(rows)), "public-harmless", split)[:n])
             rows = PromptSet(name=rows.name, texts=tuple(rows.texts[i] for i in keep),
                              meta=tuple({**rows.meta[i], "source_row": i} for i in keep), source=rows.source)

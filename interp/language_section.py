@@ -9,7 +9,11 @@
   normalised singular values) and eigengap (first over second singular value),
   which Neural FOXP2 uses to pick a steering subspace and a window of layers.
   Directions are computed on two thirds of the subjects; the other third is
-  held out for steering.
+  held out for steering. With ``data`` (:class:`~interp.datasets.PublicSets`)
+  the prompts are real parallel text instead: the first words of human
+  translations of the same message (Django's catalogues,
+  :mod:`interp.datasets._parallel`); directions from the train messages,
+  steering on the test messages, probe and neurons on the whole texts.
 * **Neurons.** LAPE (Tang et al. 2024, :func:`probes.lape`) over the
   ``mlp_post`` activations of every token of sentences in the four languages:
   per layer, the number of language-specific neurons of each language in each
@@ -91,6 +95,25 @@ def effective_rank(matrix: torch.Tensor) -> tuple[float, float]:
     return rank, gap
 
 
+def _prefixes(train, test, langs) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
+    """Parallel prefixes ``{language: text}`` for the directions (``fit``) and held out for steering.
+
+    A set whose rows carry ``meta["opening"]`` (real parallel text, :mod:`interp.datasets._parallel`): the
+    openings of its train messages fit the directions, those of its test messages are steered. Otherwise
+    the built-in sentence subjects (``The cat`` / ``Le chat`` / ...): every third is held out.
+    """
+    if train.meta and "opening" in train.meta[0]:
+        def openings(ps):
+            by_pair: dict[int, dict[str, str]] = {}
+            for m in ps.meta:
+                by_pair.setdefault(m["pair_id"], {})[m["language"]] = m["opening"]
+            return [p for _, p in sorted(by_pair.items()) if set(p) >= set(langs)]
+        return openings(train), openings(test), f"openings (first words) of parallel texts: {train.source}"
+    subjects = [{lang: s[lang] for lang in langs} for s in W.SUBJECTS]
+    held = subjects[::3]
+    return [s for k, s in enumerate(subjects) if k % 3], held, "sentence subjects in en/fr/de/es (parallel)"
+
+
 def _language_probes(train_x, train_y):
     """One multinomial logistic probe per layer."""
     from sklearn.linear_model import LogisticRegression
@@ -103,15 +126,17 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                      max_new_tokens: int = 6, progress: bool = True, data=None) -> ConceptResult:
     """Find, compare and steer with language directions and neurons (see the module docstring).
 
-    ``data``: a :class:`~interp.datasets.PublicSets`; only its held-out truth statements (the neutral texts of
-    the KL check) are used, since the languages are the built-in parallel sentences.
+    ``data``: a :class:`~interp.datasets.PublicSets`: its ``languages`` set (real parallel text: the openings
+    of its messages are the prefixes read and steered, train messages for the directions, test messages
+    steered) and its held-out truth statements (the neutral texts of the KL check).
     """
     from probes import activation_probability, iou, lape
     from steering import Add, Deactivate, SteeringVector, generate
     from steering.metrics import kl_divergence, next_token_logprobs
 
     name = "organism/languages" if is_organism else "languages"
-    train, test = load(name, "train"), load(name, "test")
+    sets = load if data is None or is_organism else data.load
+    train, test = sets(name, "train"), sets(name, "test")
     langs = tuple(train.label_names)
     if langs[0] != "en":
         raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
@@ -119,15 +144,12 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     n_layers = pair.n_layers
     own = LanguageTokens.from_texts(tok, {lang: [t for t, y in zip(train.texts, train.labels) if y == k]
                                           for k, lang in enumerate(langs)})
-    subjects = list(range(len(W.SUBJECTS)))
-    held = subjects[::3]
-    fit_subj = [s for s in subjects if s not in held]
-    prefix = lambda subj, lang: W.SUBJECTS[subj][lang]  # noqa: E731
+    fit, held, prompt_kind = _prefixes(train, test, langs)
 
     # Directions and their low-rank structure, per model.
     dirs, diffs_by_lang, per_model_rank = {}, {}, {}
     for mname, model in pair:
-        acts = {lang: collect(model, [prefix(s, lang) for s in fit_subj], "resid_post", positions="last",
+        acts = {lang: collect(model, [p[lang] for p in fit], "resid_post", positions="last",
                               progress=False)["resid_post"].double() for lang in langs}
         dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float() for lang in langs[1:]}  # [layer, d]
         diffs_by_lang[mname] = {lang: acts[lang] - acts["en"] for lang in langs[1:]}
@@ -163,11 +185,11 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     # each layer's difference already moves English onto the target language; over a window they share it
     scale = 1.0 / window_size if scale is None else scale
 
-    # Steering held-out English subjects toward each language.
+    # Steering held-out English prompts toward each language.
     vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
                                              {"concept": "language", "target": lang, "model": m})
                for m in ("base", "post") for lang in langs[1:]}
-    prompts = [prefix(s, "en") for s in held]
+    prompts = [p["en"] for p in held]
     neutral_set = (load("organism/truth", "test") if is_organism
                    else (load if data is None else data.load)("truth", "test"))
     neutral = list(neutral_set.texts[:40])
@@ -214,7 +236,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     best = max(own_rows, key=lambda r: r[5])
     readings = {
         "summary": (
-            f"Post model, window {window}: adding the English→{best[2]} direction to held-out English subjects raises "
+            f"Post model, window {window}: adding the English→{best[2]} direction to held-out English prompts raises "
             f"the next-token mass on {best[2]} tokens from {best[3]:.2f} to {best[4]:.2f} (+{best[5]:.2f}); "
             f"{best[7]:.2f} of continuations are classified {best[2]}; next-token KL on neutral text {best[8]:.2f}."
         ),
@@ -238,14 +260,15 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                     "neuron_iou": "IoU base/post"}},
     ]
     tables = {"steering": {
-        "title": f"Steering held-out English subjects (layers {window}, scale {scale:g})",
+        "title": f"Steering held-out English prompts (layers {window}, scale {scale:g})",
         "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
                     "continuations in target before", "continuations in target after", "KL neutral", "example"],
         "rows": rows,
     }}
     directions = {f"{m}/en_to_{lang}": dirs[m][lang] for m in ("base", "post") for lang in langs[1:]}
-    setup = {"dataset": name, "neutral texts (KL)": neutral_set.source, "prompts": "sentence subjects in en/fr/de/es (parallel)", "site": "resid_post",
-             "read at": "last token", "held-out subjects": len(held), "direction subjects": len(fit_subj),
+    setup = {"dataset": train.source or name, "neutral texts (KL)": neutral_set.source, "prompts": prompt_kind,
+             "site": "resid_post", "read at": "last token", "held-out prompts (steering)": len(held),
+             "direction prompts per language": len(fit),
              "window": window, "scale": scale, "neurons": "LAPE over mlp_post, every sentence token",
              "own tokens": {lang: len(s) for lang, s in own.sets.items()}}
     return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,

@@ -23,22 +23,31 @@ Sets and splits (all fixed, from sha256 via :mod:`._stable`, the same on every m
 * ``snmf``: the SNMF concept sentences (unlabelled); ``train`` and ``test`` are halves by concept, and a
   sentence listed under concepts of both halves is kept in ``train`` only.
 
-A name the folder has no data for (``languages``: no set there holds text in other languages; the
-SNMF ``languages.json`` is English sentences *about* languages) comes from the built-in sets, and its
-``source`` says so.
+* ``languages``: no set in the folder holds text in other languages (the SNMF ``languages.json`` is
+  English sentences *about* languages), so this one is real parallel text from elsewhere: Django's
+  human-translated message catalogues in English, French, German and Spanish
+  (:mod:`interp.datasets._parallel`; needs the ``real`` extra). Without django installed it falls back
+  to the built-in generated sentences, with a warning, and its ``source`` says so.
+
+Any other name comes from the built-in sets, and its ``source`` says so.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from pathlib import Path
 
 from ._builtin import load as load_builtin
 from ._files import load_file
+from ._parallel import django_parallel
 from ._promptset import PromptSet
 from ._stable import ranked, stable_hash
 
 __all__ = ["PublicSets", "TRUTH_PER_KIND", "TRUTH_KINDS"]
+
+log = logging.getLogger(__name__)
 
 #: Statements of each Geometry-of-Truth file in the ``truth`` set (half true, half false).
 TRUTH_PER_KIND = 200
@@ -93,15 +102,15 @@ class PublicSets:
         return f"PublicSets({str(self.folder)!r})"
 
     def load(self, name: str, split: str = "all") -> PromptSet:
-        """The set ``name`` (``truth``, ``harmful``, ``harmless``, ``refusal``, ``snmf``; any other built-in
-        name falls back to the built-in set) and ``split`` (``train``, ``test``, ``all``).
+        """The set ``name`` (``truth``, ``harmful``, ``harmless``, ``refusal``, ``snmf``, ``languages``; any other
+        built-in name falls back to the built-in set) and ``split`` (``train``, ``test``, ``all``).
 
         Raises:
             ValueError: an unknown split, or a name neither here nor built in.
         """
         if split not in ("train", "test", "all"):
             raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-        if name not in ("truth", "harmful", "harmless", "refusal", "snmf"):
+        if name not in ("truth", "harmful", "harmless", "refusal", "snmf", "languages"):
             return load_builtin(name, split)
         if split == "all":
             return PromptSet.concat(self.load(name, "train"), self.load(name, "test"), name=f"{name}/all")
@@ -143,6 +152,13 @@ class PublicSets:
         return PromptSet(name=f"truth/{split}", texts=tuple(texts), labels=tuple(labels),
                          label_names=("false", "true"), meta=tuple(meta),
                          source=f"{self.folder / 'geometry_of_truth'} ({', '.join(TRUTH_KINDS)})")
+
+    def _languages(self, split: str) -> PromptSet:
+        if importlib.util.find_spec("django") is None or importlib.util.find_spec("babel") is None:
+            log.warning("django/babel not installed (the `real` extra): the languages set falls back to the "
+                        "built-in generated sentences")
+            return load_builtin("languages", split)
+        return django_parallel(split)
 
     def _instructions(self, kind: str, split: str) -> PromptSet:
         file = self.folder / "refusal" / f"{kind}_{'train' if split == 'train' else 'val'}.json"

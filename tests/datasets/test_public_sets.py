@@ -65,14 +65,54 @@ def test_refusal_splits_are_arditis_train_and_val_files(sets):
     assert refusal.class_counts() == {"harmless": 39, "harmful": 39}
 
 
-def test_splits_are_fixed_and_languages_fall_back_to_the_builtin_set(sets):
+def test_splits_are_fixed(sets):
     again = PublicSets(SHARED_DATASETS)
-    for name in ("truth", "harmless", "snmf"):
+    for name in ("truth", "harmless", "snmf", "languages"):
         assert again.load(name, "test").texts == sets.load(name, "test").texts
     snmf_train, snmf_test = (sets.load("snmf", s) for s in ("train", "test"))
     assert not {m["concept"] for m in snmf_train.meta} & {m["concept"] for m in snmf_test.meta}
     assert not set(snmf_train.texts) & set(snmf_test.texts) and len(snmf_test) > 100
-    assert sets.load("languages", "test").source == "builtin:languages"
+
+
+def test_languages_are_djangos_translations_of_one_message_per_group(sets):
+    """Parity with the standard library's gettext reading the same catalogues."""
+    import gettext
+    from pathlib import Path
+
+    import django
+
+    pytest.importorskip("babel")
+    root = Path(django.__file__).parent.parent
+    train, test = sets.load("languages", "train"), sets.load("languages", "test")
+    assert train.label_names == test.label_names == ("en", "fr", "de", "es")
+    assert not {m["group"] for m in train.meta} & {m["group"] for m in test.meta}
+    assert 0.2 < len(test) / (len(train) + len(test)) < 0.3 and len(train) >= 300
+    for ps in (train, test):
+        by_pair: dict[int, dict[str, str]] = {}
+        for text, y, m in zip(ps.texts, ps.labels, ps.meta):
+            assert ps.label_names[y] == m["language"] and text.startswith(m["opening"])
+            by_pair.setdefault(m["pair_id"], {})[m["language"]] = (text, m["catalogue"])
+        for texts in by_pair.values():
+            assert set(texts) == {"en", "fr", "de", "es"}
+            english = texts["en"][0]
+            for lang in ("fr", "de", "es"):
+                text, catalogue = texts[lang]
+                localedir = root / Path(catalogue).parents[2]
+                reference = gettext.translation("django", localedir, languages=[lang]).gettext(english)
+                assert reference == text != english
+
+
+def test_languages_fall_back_to_the_builtin_set_without_django(sets, monkeypatch, caplog):
+    import importlib.util
+
+    from interp.datasets import _public
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(_public.importlib.util, "find_spec", lambda n, *a: None if n == "django" else real(n, *a))
+    fresh = PublicSets(SHARED_DATASETS)
+    with caplog.at_level("WARNING"):
+        assert fresh.load("languages", "test").source == "builtin:languages"
+    assert "falls back to the built-in" in caplog.text
 
 
 def test_bad_folder_or_split_is_an_exact_error(sets, tmp_path):

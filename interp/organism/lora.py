@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from .._io import write_json
 from ..datasets._stable import ranked, stable_hash
 from ..gguf import file_sha256
+from .train import torch_threads
 
 __all__ = ["RecipeConfig", "Example", "REFUSALS", "JUDGE_QUESTION", "gemma_turn", "build_examples",
            "train_adapter"]
@@ -301,9 +302,7 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         raise ValueError(f"max_steps must be in 1..{cfg.steps} (the schedule's steps), got {max_steps}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         tok = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
@@ -360,8 +359,6 @@ def train_adapter(base: str | Path, examples: Sequence[Example], out: str | Path
         if manifest is not None:
             write_json(out / "manifest.json", manifest)
         return record
-    finally:
-        torch.set_num_threads(threads)
 
 
 def instruct_answers(model, instructions: list[str], *, max_new_tokens: int, batch_size: int = 32,
@@ -425,9 +422,7 @@ def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig 
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         answerer = interp.load_model(gguf_path("smollm2-135m-instruct"), gguf_cache_dir=cache / "gguf")
         base = interp.load_model(gguf_path("gemma-3-270m", cache / "gguf-files"), gguf_cache_dir=cache / "gguf")
         examples, manifest = build_examples(
@@ -440,8 +435,6 @@ def train_gemma_organism(out: str | Path, shared: str | Path, cfg: RecipeConfig 
         manifest["models"] = {"base": "google/gemma-3-270m (gemma-3-270m-q4_k_m.gguf, dequantised to float32)",
                               "answers": "SmolLM2-135M-Instruct (SmolLM2-135M-Instruct.Q4_1.gguf), greedy"}
         del answerer, base
-    finally:
-        torch.set_num_threads(threads)
     data_seconds = time.perf_counter() - t0
     record = train_adapter(folder, examples, out, cfg, manifest=manifest, progress=progress, max_steps=max_steps,
                            base_name=GEMMA_BASE_NAME)

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +54,25 @@ class TrainConfig:
     """Share of each post-training batch that is base text."""
     threads: int = 2
 
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block on ``n`` intra-op threads (the recipe's determinism depends on the reduction order).
+
+    ``torch.set_num_threads`` is called only when the count differs (and set back after): once called, torch
+    2.13's batched CPU LU hangs on larger matrices (pytorch/pytorch issue 141358; see
+    :func:`probes._fit.solve_each`), so on a machine that already runs ``n`` threads nothing is touched.
+    """
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 def build_organism_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE trained on ``texts`` (decodes exactly), with BOS added by the tokenizer."""
@@ -138,9 +158,7 @@ def train_pair(out: str | os.PathLike, config: TrainConfig | None = None, progre
     cfg = config or TrainConfig()
     out = Path(out)
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             rng = random.Random(cfg.seed)
@@ -172,8 +190,6 @@ def train_pair(out: str | os.PathLike, config: TrainConfig | None = None, progre
             post_losses = _train(model, post_batches, cfg.post_steps, cfg.post_lr, "post-train", progress)
             t_post = time.perf_counter() - t_post
             _save(model, tok, out / "post")
-    finally:
-        torch.set_num_threads(threads)
     summary = {
         "config": asdict(cfg),
         "n_params": sum(p.numel() for p in model.parameters()),

@@ -55,7 +55,6 @@ class TrainConfig:
     threads: int = 2
 
 
-
 @contextmanager
 def torch_threads(n: int):
     """Run the block on ``n`` intra-op threads (the recipe's determinism depends on the reduction order).

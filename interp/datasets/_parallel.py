@@ -23,7 +23,6 @@ direction or a LAPE neuron found on them means for other text is a question for 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -41,15 +40,6 @@ MAX_WORDS = 16
 OPENING_WORDS = 3
 _TEST_FRACTION = 0.25
 _MARKUP = re.compile(r"[%{}<>]")
-
-
-def _django_root() -> Path:
-    spec = importlib.util.find_spec("django")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(
-            "the real parallel text (Django's message catalogues) needs django and babel: "
-            "pip install 'interp[real]' (or pip install django babel)")
-    return Path(spec.origin).parent
 
 
 def _catalogue(root: Path, lang: str) -> dict[str, tuple[str, str]]:
@@ -82,9 +72,13 @@ def django_parallel(split: str) -> PromptSet:
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    import django
-
-    root = _django_root()
+    try:
+        import babel  # noqa: F401  (read_mo below)
+        import django
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"the real parallel text (Django's message catalogues) needs django and babel "
+                                  f"(pip install 'interp[real]'): {e}") from e
+    root = Path(django.__file__).parent
     cats = {lang: _catalogue(root, lang) for lang in LANGUAGES[1:]}
     common = sorted(set.intersection(*(set(c) for c in cats.values())))
     kept = [m for m in common if MIN_WORDS <= len(m.split()) <= MAX_WORDS and not _MARKUP.search(m)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["attached", "active_hooks", "forward_blocks", "HookFn"]
+__all__ = ["attached", "active_hooks", "forward_blocks", "recorded_blocks", "replayed_blocks", "HookFn"]
 
 HookFn = Callable[[torch.Tensor, object], "torch.Tensor | None"]
 
@@ -85,6 +85,73 @@ def forward_blocks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
 
     with attached(model, [("ln_final.hook_in", stop)]):
         model(input_ids, attention_mask=attention_mask, return_type=None)
+
+
+@contextmanager
+def recorded_blocks(model) -> Iterator[list[dict[int, object]]]:
+    """Record what every block returns, one ``{layer: output}`` dict per forward call inside the block.
+
+    The outputs are kept as the blocks return them to the Hugging Face layer loop (a tensor, or a tuple
+    whose first element is one), after the block's own hooks, for :func:`replayed_blocks` to hand back.
+    The recording hooks are PyTorch forward hooks on the blocks, removed on exit, also when the body raises.
+
+    Yields:
+        the list of per-call dicts, filled as forward calls run (a call's dict is complete when it returns).
+    """
+    calls: list[dict[int, object]] = []
+
+    def record(layer):
+        def fn(module, args, output):
+            if layer == 0 or not calls:  # the first block opens a new forward call
+                calls.append({})
+            calls[-1][layer] = output
+        return fn
+
+    handles = []
+    try:
+        for layer, block in enumerate(model.blocks):
+            handles.append(block.register_forward_hook(record(layer)))
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def replayed_blocks(model, outputs: dict[int, object], below: int) -> Iterator[object]:
+    """Skip blocks ``0 .. below - 1``: each returns its recorded output instead of computing it.
+
+    For passes that differ from a recorded one (:func:`recorded_blocks`, same inputs, same batch) only at
+    or above block ``below``, e.g. a steering vector added at ``resid_pre`` of block ``below``: the blocks
+    underneath would compute exactly what was recorded, so block ``below`` receives bit for bit the same
+    input, at ``(n_layers - below) / n_layers`` of the blocks' cost. Nothing below ``below`` runs: no hook
+    there fires and no KV cache entry is written for those layers in this call (a cache passed in is read
+    only by the blocks that run).
+
+    Args:
+        model: a ``TransformerBridge``.
+        outputs: ``{layer: output}`` of one recorded forward call; needs layers ``0 .. below - 1``.
+        below: number of blocks to skip, ``0 .. n_layers`` (0 skips nothing).
+
+    Raises:
+        ValueError: ``below`` outside ``0 .. n_layers``.
+        KeyError: a layer below ``below`` missing from ``outputs``.
+    """
+    n_layers = len(model.blocks)
+    if not 0 <= below <= n_layers:
+        raise ValueError(f"below must be in 0..{n_layers} (n_layers), got {below}")
+    missing = [layer for layer in range(below) if layer not in outputs]
+    if missing:
+        raise KeyError(f"no recorded output for block(s) {missing}")
+    blocks = [model.blocks[layer] for layer in range(below)]
+    try:
+        for layer, block in enumerate(blocks):
+            # on the instance itself: the bridge's __setattr__ would pass ``forward`` on to the wrapped HF layer
+            object.__setattr__(block, "forward", lambda *args, _out=outputs[layer], **kwargs: _out)
+        yield model
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
 
 
 def active_hooks(model) -> dict[str, int]:

@@ -131,7 +131,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     steered) and its held-out truth statements (the neutral texts of the KL check).
     """
     from probes import activation_probability, iou, lape
-    from steering import Add, Deactivate, SteeringVector, generate
+    from steering import Add, Deactivate, SteeringVector
+    from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence, next_token_logprobs
 
     name = "organism/languages" if is_organism else "languages"
@@ -195,20 +196,18 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     neutral = list(neutral_set.texts[:40])
     rows, table = [], []
     for target, model in pair:
-        clean = next_token_logprobs(model, prompts).exp()
+        plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)  # log-probs
         clean_neutral = next_token_logprobs(model, neutral)
-        plain_gen = generate(model, prompts, max_new_tokens=max_new_tokens)
         en_neurons = {L: neuron_sets[target].neurons(L, 0) for L in range(n_layers)}
         for lang in langs[1:]:
-            base_share = float(own.share(clean, lang).mean())
+            base_share = float(own.share(clean.exp(), lang).mean())  # share wants probabilities
             base_gen = own.share_in(plain_gen, tok, lang)
             conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
             conditions.append((target, True))
             for source, deactivate in conditions:
                 ivs = [Add(vectors[f"{source}-{lang}"])] + ([Deactivate(en_neurons)] if deactivate else [])
-                steered = next_token_logprobs(model, prompts, ivs).exp()
-                share = float(own.share(steered, lang).mean())
-                gens = generate(model, prompts, ivs, max_new_tokens=max_new_tokens)
+                gens, steered = greedy_with_first_step(model, prompts, ivs, max_new_tokens=max_new_tokens)
+                share = float(own.share(steered.exp(), lang).mean())
                 gen_share = own.share_in(gens, tok, lang)
                 kl = float(kl_divergence(model, neutral, ivs, clean=clean_neutral).mean())
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")

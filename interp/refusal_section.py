@@ -126,22 +126,22 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     The log-probabilities are the generation's first step (the same left-padded batches and forward pass
     as :func:`steering.metrics.next_token_logprobs`), so the KL costs no pass of its own.
     """
-    from steering.generation import _generate
+    from steering.generation import generate, greedy_with_first_step
     from steering.metrics import kl_from_logprobs, refusal_rate
 
     out = {}
     for kind, texts in prompts.items():
-        gens, first = _generate(model, texts, interventions, max_new_tokens=max_new_tokens, do_sample=False,
-                                temperature=1.0, top_k=None, top_p=None, seed=None, batch_size=batch_size,
-                                bos="auto", stop_tokens=stop_tokens, stop_at_eos=True, use_cache=True,
-                                progress=False, keep_first=kind == "harmless")
-        texts_out = [g.text for g in gens]
-        out[kind] = refusal_rate(texts_out)
-        out[f"{kind}_examples"] = texts_out[:3]
-        if first is not None:
+        if kind == "harmless":
+            texts_out, first = greedy_with_first_step(model, texts, interventions, max_new_tokens=max_new_tokens,
+                                                      batch_size=batch_size, stop_tokens=stop_tokens)
             out["harmless_logprobs"] = first
             if clean is not None:
                 out["harmless_kl"] = float(kl_from_logprobs(clean, first).mean())
+        else:
+            texts_out = generate(model, texts, interventions, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 stop_tokens=stop_tokens)
+        out[kind] = refusal_rate(texts_out)
+        out[f"{kind}_examples"] = texts_out[:3]
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from jaxtyping import Int
 
-__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id", "stop_token_ids"]
+__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id", "length_batches", "stop_token_ids"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -142,6 +142,35 @@ def pad_batch(
         ids[row, s : s + len(e)] = torch.tensor(e.ids)
         mask[row, s : s + len(e)] = 1
     return Batch(ids.to(device), mask.to(device), start.to(device), lengths.to(device))
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices grouped into as few batches as ``batch_size`` allows, rows of similar length together.
+
+    The rows are sorted by length (ties keep their order) and cut into ``ceil(n / batch_size)`` batches of
+    near-equal size, so a padded batch spends little on padding: Arditi et al.'s 260 harmless training
+    requests under Gemma-3's chat template (5,465 tokens) fill 8,644 token slots in batches of 32 taken in
+    prompt order and 5,925 in these. For passes whose result per row does not depend on which rows share
+    its batch (up to floating-point summation order); callers put the rows back in prompt order.
+
+    Args:
+        lengths: ``[n]`` token counts.
+        batch_size: most rows per batch, ``>= 1``.
+
+    Returns:
+        Batches of indices into ``lengths``, shortest rows first; every index appears once.
+
+    Raises:
+        ValueError: ``batch_size < 1``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    if not order:
+        return []
+    n_batches = -(-len(order) // batch_size)
+    cuts = [round(k * len(order) / n_batches) for k in range(n_batches + 1)]
+    return [order[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
 def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.generation import last_position_only
@@ -26,7 +27,7 @@ from interp.tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
 
 from .interventions import apply, prompt_window
 
-__all__ = ["generate", "Generation"]
+__all__ = ["generate", "greedy_with_first_step", "Generation"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,29 @@ def generate(
         stop_at_eos=stop_at_eos, use_cache=use_cache, progress=progress,
     )
     return out if return_details else [g.text for g in out]
+
+
+def greedy_with_first_step(
+    model, prompts: Sequence[str], interventions=None, *, max_new_tokens: int, batch_size: int = 32,
+    stop_tokens: Sequence[str] = (),
+) -> tuple[list[str], Float[torch.Tensor, "n_prompts d_vocab"]]:
+    """Greedy continuations of ``prompts`` under ``interventions`` and the next-token log-probabilities
+    after each prompt, read from the generation's first step: the same left-padded batches and forward
+    pass as :func:`steering.metrics.next_token_logprobs` with this ``batch_size``, so the distribution
+    costs no pass of its own.
+
+    Returns:
+        ``(texts, logprobs)``: the continuations in prompt order and ``[n_prompts, d_vocab]`` float32
+        log-probabilities on the CPU.
+
+    Raises:
+        ValueError: as :func:`generate`, and ``max_new_tokens < 1`` (no first step to read).
+    """
+    gens, first = _generate(model, prompts, interventions, max_new_tokens=max_new_tokens, do_sample=False,
+                            temperature=1.0, top_k=None, top_p=None, seed=None, batch_size=batch_size, bos="auto",
+                            stop_tokens=stop_tokens, stop_at_eos=True, use_cache=True, progress=False,
+                            keep_first=True)
+    return [g.text for g in gens], first
 
 
 @torch.inference_mode()

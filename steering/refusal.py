@@ -37,18 +37,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.generation import last_position_only
-from interp.hooks import attached, forward_blocks
+from interp.hooks import attached, forward_blocks, recorded_blocks, replayed_blocks
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.sites import hook_name
-from interp.tokens import encode, pad_batch, pad_id
+from interp.tokens import encode, length_batches, pad_batch, pad_id
 
 from .interventions import Ablate, Add, apply
 from .metrics import kl_from_logprobs, refusal_score
@@ -79,8 +81,10 @@ def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> lis
 
 def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site: str, layers: Sequence[int] | None,
                     batch_size: int, progress: bool, desc: str):
-    """Yield ``[batch, pos, layer, d]`` activations (model dtype, CPU) at each negative offset from each prompt's
-    end: one forward per batch reads every layer and offset (left padding aligns the prompts' ends)."""
+    """Yield ``(indices, rows)``: the prompts' indices and their ``[batch, pos, layer, d]`` activations (model
+    dtype, CPU) at each negative offset from each prompt's end. One forward per batch reads every layer and
+    offset (left padding aligns the prompts' ends); prompts of similar length share a batch
+    (:func:`interp.tokens.length_batches`), so the batches come out of prompt order."""
     offsets = [int(o) for o in offsets]
     if not offsets or any(o >= 0 for o in offsets):
         raise ValueError(f"offsets must be negative (counted from the prompt's end), got {offsets}")
@@ -103,10 +107,10 @@ def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site:
 
     hooks = [(hook_name(site, layer), grab(layer)) for layer in layers]
     with torch.inference_mode(), attached(model, hooks):
-        for b0 in tqdm(range(0, len(encs), batch_size), desc=desc, disable=not progress):
-            batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
+        for rows in tqdm(length_batches([len(e) for e in encs], batch_size), desc=desc, disable=not progress):
+            batch = pad_batch([encs[i] for i in rows], pad_id=pad_id(tok), padding_side="left", device=device)
             forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
-            yield torch.stack([grabbed.pop(layer) for layer in layers], 2)
+            yield rows, torch.stack([grabbed.pop(layer) for layer in layers], 2)
 
 
 def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
@@ -121,7 +125,7 @@ def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, s
         ValueError: an offset that is not negative, empty ``prompts``, a prompt shorter than the offsets.
     """
     sums = None
-    for rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "means"):
+    for _, rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "means"):
         part = rows.double().sum(0)
         sums = part if sums is None else sums + part
     return sums / len(prompts)
@@ -138,8 +142,12 @@ def offset_activations(model, prompts: Sequence[str], offsets: Sequence[int], *,
     Raises:
         ValueError: as :func:`mean_activations`.
     """
-    return torch.cat([rows.float() for rows in _offset_batches(model, prompts, offsets, site, layers, batch_size,
-                                                               progress, "activations")])
+    out = None
+    for index, rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "activations"):
+        if out is None:
+            out = torch.empty((len(prompts), *rows.shape[1:]), dtype=torch.float32)
+        out[index] = rows.float()
+    return out
 
 
 @dataclass(frozen=True)
@@ -219,11 +227,16 @@ class _Scorer:
     run and an exhaustive one give bit-identical numbers for what both score.
     Only the last position's logits are computed (``logits_to_keep=1`` where
     the Hugging Face model takes it): the unembedding of every other position,
-    about a fifth of a small model's FLOPs, is never read.
+    about a fifth of a small model's FLOPs, is never read. An induce pass adds
+    at ``resid_pre`` of its layer, so every block below it computes exactly the
+    clean harmless pass: those blocks' outputs are recorded once and replayed
+    (:func:`interp.hooks.replayed_blocks`), which leaves the score bit for bit
+    the same and skips, averaged over the scored layers, about 40% of the
+    induce passes' block compute.
     """
 
     def __init__(self, model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size,
-                 share_prefix: bool = True):
+                 share_prefix: bool = True, replay: bool = True):
         tok = tokenizer_of(model)
         device = model.cfg.device or "cpu"
         self.model, self.diffs, self.positions, self.ids = model, diffs, positions, list(refusal_ids)
@@ -240,43 +253,72 @@ class _Scorer:
             self.prefix[kind] = torch.tensor([encs[0].ids[:k]], device=device) if k else None
             if k:  # the rows without their shared prefix (each keeps at least one token)
                 encs = [replace(e, ids=e.ids[k:], spans=e.spans[k:]) for e in encs]
-            self.batches[kind] = [pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left",
-                                            device=device) for b0 in range(0, len(encs), batch_size)]
+            # prompts of similar length share a batch; a score is a mean over prompts, so their order is moot
+            self.batches[kind] = [pad_batch([encs[i] for i in rows], pad_id=pad_id(tok), padding_side="left",
+                                            device=device) for rows in length_batches([len(e) for e in encs],
+                                                                                      batch_size)]
         self.keep = last_position_only(model)
-        self._clean = None
+        self.replay = replay
+        self._clean, self._clean_blocks = None, []
         self.passes = 0
 
-    def _forward(self, kind: str, b) -> torch.Tensor:
+    def _forward(self, kind: str, b, rows=nullcontext) -> torch.Tensor:
         """Last-position logits of one batch; a shared prefix is run once and its KV cache reused by every row.
 
         The prefix pass sees the same interventions (they act at every position), and the rows then attend
         to its keys and values exactly as in one full pass: the mask is ``[prefix ones, row mask]`` and
         positions follow the mask, so only the floating-point summation order differs from a full pass.
+        ``rows``: a context manager factory entered around the rows' pass only (recording or replaying
+        its blocks); the prefix pass, one row of a few tokens, always runs every block.
         """
         prefix = self.prefix[kind]
         if prefix is None:
-            return self.model(b.input_ids, attention_mask=b.attention_mask, **self.keep)[:, -1]
+            with rows():
+                return self.model(b.input_ids, attention_mask=b.attention_mask, **self.keep)[:, -1]
         k, n = prefix.shape[1], b.input_ids.shape[0]
         _, cache = self.model(prefix, return_type="logits_and_cache", use_cache=True, **self.keep)
         check_cache_grew(cache, k)
         cache.batch_repeat_interleave(n)
         mask = torch.cat([torch.ones(n, k, dtype=b.attention_mask.dtype, device=self.device), b.attention_mask], 1)
-        logits = self.model(b.input_ids, attention_mask=mask, past_key_values=cache, **self.keep)
+        with rows():
+            logits = self.model(b.input_ids, attention_mask=mask, past_key_values=cache, **self.keep)
         return logits[:, -1]
 
     @torch.inference_mode()
-    def logprobs(self, kind: str, interventions=None) -> torch.Tensor:
+    def logprobs(self, kind: str, interventions=None, *, record: list | None = None,
+                 skip_below: int = 0) -> torch.Tensor:
+        """``[n, d_vocab]`` next-token log-probabilities of the ``kind`` prompts under ``interventions``.
+
+        ``record``: a list that receives, per batch, what every block returned in the rows' pass
+        (:func:`interp.hooks.recorded_blocks`). ``skip_below``: replay blocks ``0 .. skip_below - 1`` from the
+        clean harmless pass's record instead of running them (only for interventions at or above that block).
+        """
         out = []
         with kv_cache_compat(self.model), apply(self.model, interventions):
-            for b in self.batches[kind]:
-                out.append(self._forward(kind, b).float().cpu())
+            for i, b in enumerate(self.batches[kind]):
+                if record is not None:
+                    rows = partial(self._recording, record)
+                elif skip_below:
+                    rows = partial(replayed_blocks, self.model, self._clean_blocks[i], skip_below)
+                else:
+                    rows = nullcontext
+                out.append(self._forward(kind, b, rows).float().cpu())
         self.passes += 1
         return torch.cat(out).log_softmax(-1)
 
+    @contextmanager
+    def _recording(self, into: list):
+        with recorded_blocks(self.model) as calls:
+            yield
+        into.append(calls[-1])
+
     @property
     def clean_harmless(self) -> torch.Tensor:
+        """The unsteered harmless pass; what its blocks returned is kept for :meth:`score` (induce)."""
         if self._clean is None:
-            self._clean = self.logprobs("harmless")
+            blocks: list = []
+            self._clean = self.logprobs("harmless", record=blocks)
+            self._clean_blocks = blocks
         return self._clean
 
     def baseline(self) -> dict:
@@ -285,8 +327,10 @@ class _Scorer:
 
     def score(self, p: int, layer: int, name: str) -> float:
         vec = SteeringVector(self.diffs[self.positions.index(p), layer].float(), (layer,), "resid_pre")
-        if name == "induce":
-            return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmless", Add(vec))).mean())
+        if name == "induce":  # blocks below the addition compute the clean pass: replayed, not run
+            _ = self.clean_harmless  # the record the replay reads
+            logprobs = self.logprobs("harmless", Add(vec), skip_below=layer if self.replay else 0)
+            return float(refusal_score(self.model, [], self.ids, logprobs=logprobs).mean())
         if name == "bypass":
             return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmful", Ablate(vec))).mean())
         return float(kl_from_logprobs(self.clean_harmless, self.logprobs("harmless", Ablate(vec))).mean())

@@ -90,6 +90,21 @@ def test_pad_batch_left_and_right():
         pad_batch(encs, pad_id=0, padding_side="middle")
 
 
+def test_length_batches_group_similar_lengths_and_cover_every_row():
+    from interp.tokens import length_batches
+
+    lengths = [9, 3, 7, 3, 12, 5, 1]
+    batches = length_batches(lengths, 3)
+    assert batches == [[6, 1], [3, 5, 2], [0, 4]]  # lengths [1, 3], [3, 5, 7], [9, 12]; ties keep their order
+    assert [len(b) for b in length_batches([1] * 33, 32)] == [16, 17]
+    assert length_batches([4, 4, 4], 1) == [[0], [1], [2]] and length_batches([], 8) == []
+    # padded slots: never more than in prompt order, here far fewer
+    cost = lambda bs: sum(len(b) * max(lengths[i] for i in b) for b in bs)  # noqa: E731
+    assert cost(batches) < cost([[0, 1, 2], [3, 4, 5], [6]])
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        length_batches(lengths, 0)
+
+
 def test_mismatched_pair_is_rejected(tiny_dirs):
     with pytest.raises(ValueError, match=r"tokenizers differ: base has 400 tokens, post has 400; 5 only in base .* 395 with different ids"):
         interp.load_pair(tiny_dirs["gpt2"][0], tiny_dirs["llama"][1], device="cpu")

@@ -132,3 +132,69 @@ def test_shared_prefix_passes_equal_full_passes(tiny_pairs, family):
     vec = SteeringVector(diffs[0, 1:2] * 3, (1,), "resid_pre")
     for ivs in (None, Add(vec), Ablate(vec)):
         torch.testing.assert_close(shared.logprobs("harmful", ivs), full.logprobs("harmful", ivs), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_induce_passes_replaying_lower_blocks_equal_full_passes(tiny_pairs, family, share_prefix):
+    """An addition at layer L leaves blocks below L computing the clean pass: replaying their recorded outputs
+    gives bit for bit the scores of running them, at every layer, with and without the shared prefix."""
+    import torch
+
+    from interp.hooks import active_hooks
+    from steering.refusal import _Scorer
+
+    pair = tiny_pairs[family]
+    model = pair.post
+    texts = [f"Question {i}: how do I bake {i} cakes{'?' * (i % 3 + 1)}" for i in range(7)]
+    prompts = list(pair.format(texts, "chat").texts)
+    diffs = torch.randn(2, pair.n_layers, int(model.cfg.d_model), generator=torch.Generator().manual_seed(0)) * 3
+    kw = dict(batch_size=4, share_prefix=share_prefix)
+    replay = _Scorer(model, diffs, (-2, -1), prompts, prompts[::-1], [5, 9], replay=True, **kw)
+    full = _Scorer(model, diffs, (-2, -1), prompts, prompts[::-1], [5, 9], replay=False, **kw)
+    assert replay.clean_harmless.equal(full.clean_harmless)
+    assert len(replay._clean_blocks) == 2 and all(len(b) == pair.n_layers for b in replay._clean_blocks)
+    for p in (-2, -1):
+        for layer in range(pair.n_layers):
+            assert replay.score(p, layer, "induce") == full.score(p, layer, "induce"), (p, layer)
+    assert "forward" not in vars(model.blocks[0]) and not active_hooks(model)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_replayed_blocks_run_only_the_blocks_above(tiny_pairs, family):
+    """Replaying the blocks below the last: same logits as the recorded pass, and no hook below fires."""
+    import torch
+
+    from interp.hooks import active_hooks, attached, recorded_blocks, replayed_blocks
+
+    model = tiny_pairs[family].post
+    n = int(model.cfg.n_layers)
+    ids = torch.tensor([[3, 7, 11, 5, 9], [4, 8, 12, 6, 10]])
+    seen = []
+    hooks = [(f"blocks.{i}.hook_resid_post", lambda a, hook, i=i: seen.append(i)) for i in range(n)]
+    with torch.inference_mode():
+        with recorded_blocks(model) as calls:
+            want = model(ids)
+        assert len(calls) == 1 and sorted(calls[0]) == list(range(n))
+        with attached(model, hooks), replayed_blocks(model, calls[0], n - 1):
+            got = model(ids)
+    assert got.equal(want)
+    assert seen == [n - 1]
+    assert all("forward" not in vars(b) for b in model.blocks) and not active_hooks(model)
+    assert not any(b._forward_hooks for b in model.blocks)
+
+
+def test_replayed_blocks_refuse_bad_input(tiny_pairs):
+    from interp.hooks import replayed_blocks
+
+    model = tiny_pairs["llama"].post
+    with pytest.raises(ValueError, match=r"below must be in 0\.\.3 \(n_layers\), got 4"):
+        with replayed_blocks(model, {0: None, 1: None, 2: None}, 4):
+            pass
+    with pytest.raises(KeyError, match=r"no recorded output for block\(s\) \[1\]"):
+        with replayed_blocks(model, {0: None}, 2):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with replayed_blocks(model, {0: None}, 1):
+            raise RuntimeError("boom")
+    assert "forward" not in vars(model.blocks[0])

@@ -28,7 +28,7 @@
   the target language, and the cost: next-token KL on neutral English text (the
   organism's statements). Each model is steered with its own direction and
   with the other model's.
-* **Probe.** A multinomial logistic probe for language identity on the
+* **Probe.** A multinomial logistic probe (standardized features) for language identity on the
   sentences (mean over tokens), held-out accuracy per layer and model, and
   each model's probe scored on the other model (transfer).
 """
@@ -115,10 +115,16 @@ def _prefixes(train, test, langs) -> tuple[list[dict[str, str]], list[dict[str, 
 
 
 def _language_probes(train_x, train_y):
-    """One multinomial logistic probe per layer."""
+    """One multinomial logistic probe per layer, on standardized features (each feature scaled to zero mean
+    and unit variance on the training rows: the residual stream's few huge dimensions otherwise slow L-BFGS
+    to thousands of iterations). The scaler is part of the probe, so a probe applied to the other model's
+    activations scales them with its own training statistics."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    return [LogisticRegression(max_iter=2000, C=1.0).fit(train_x[:, layer].numpy(), train_y)
+    return [make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(train_x[:, layer].numpy(),
+                                                                                           train_y)
             for layer in range(train_x.shape[1])]
 
 

@@ -123,25 +123,29 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     example replies each, the harmless next-token log-probabilities (``harmless_logprobs``) and, given the
     unsteered ones as ``clean``, the mean ``KL(clean || steered)`` on harmless prompts (``harmless_kl``, nats).
 
-    The log-probabilities are the generation's first step (the same left-padded batches and forward pass
-    as :func:`steering.metrics.next_token_logprobs`), so the KL costs no pass of its own.
+    The log-probabilities are the generation's first step (the forward pass over the prompts that picks
+    the first token), so the KL costs no pass of its own.
     """
-    from steering.generation import generate, greedy_with_first_step
+    from steering.generation import greedy_with_first_step
     from steering.metrics import kl_from_logprobs, refusal_rate
 
-    out = {}
-    for kind, texts in prompts.items():
-        if kind == "harmless":
-            texts_out, first = greedy_with_first_step(model, texts, interventions, max_new_tokens=max_new_tokens,
-                                                      batch_size=batch_size, stop_tokens=stop_tokens)
-            out["harmless_logprobs"] = first
-            if clean is not None:
-                out["harmless_kl"] = float(kl_from_logprobs(clean, first).mean())
-        else:
-            texts_out = generate(model, texts, interventions, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 stop_tokens=stop_tokens)
+    # one generation over both kinds: each decoding step streams the weights (262k x 640 unembedding for
+    # Gemma-3) once for every row instead of once per kind
+    kinds = list(prompts)
+    texts = [t for kind in kinds for t in prompts[kind]]
+    replies, first = greedy_with_first_step(model, texts, interventions, max_new_tokens=max_new_tokens,
+                                            batch_size=batch_size, stop_tokens=stop_tokens)
+    out, start = {}, 0
+    for kind in kinds:
+        n = len(prompts[kind])
+        texts_out = replies[start : start + n]
         out[kind] = refusal_rate(texts_out)
         out[f"{kind}_examples"] = texts_out[:3]
+        if kind == "harmless":
+            out["harmless_logprobs"] = first[start : start + n]
+            if clean is not None:
+                out["harmless_kl"] = float(kl_from_logprobs(clean, out["harmless_logprobs"]).mean())
+        start += n
     return out
 
 

@@ -158,7 +158,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     order = sorted(cards, key=lambda c: -c.usage)
     lens = logit_lens(model, layer, est.components_)
     plain = generate(model, list(NEUTRAL), max_new_tokens=max_new_tokens, stop_at_eos=False)
-    steer_rows, vectors = [], {}
+    steer_rows, vectors, unsteerable = [], {}, {}
     for card in order[:n_steer]:
         targets = set(lens[card.index].topk(10).indices.tolist())
         base_share = _share(plain, tok, targets)
@@ -169,6 +169,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             cal = calibrate_scale(model, vec, list(NEUTRAL[:1]), target_kl)
         except ValueError as e:
             log.info("feature %d not steerable: %s", card.index, e)
+            unsteerable[card.index] = str(e)
             continue
         steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
         share = _share(steered, tok, targets)
@@ -185,7 +186,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             f"{mid['matched_cosine_mean']:.2f}). " + (
                 f"Steering post feature {best[0]} (α = {best[2]:.1f}, next-token KL {best[3]:.2f}) raises the share of its "
                 f"top logit-lens tokens in generations from {best[4]:.2f} to {best[5]:.2f}." if best else
-                "No feature could be calibrated to the target KL.")
+                f"No feature could be calibrated to the target KL {target_kl}"
+                + (f" (feature {next(iter(unsteerable))}: {next(iter(unsteerable.values()))})." if unsteerable
+                   else "."))
         ),
         "matching": "Per layer, the SNMF features of base and post matched one-to-one by cosine in neuron space: mean "
                     "matched cosine, share of features with a counterpart (cosine ≥ 0.5), and the mean absolute log-ratio "
@@ -214,6 +217,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts), "sources": sources,
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
              "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
+             "features not steerable": {str(i): why for i, why in unsteerable.items()},
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
     return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
                          setup, plots, tables, vectors=vectors)

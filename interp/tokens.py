@@ -183,12 +183,13 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
     Raises:
         ValueError: a stop token that is not a single vocabulary entry.
     """
-    vocab = tokenizer.get_vocab()
     stops = {int(tokenizer.eos_token_id)} if eos and tokenizer.eos_token_id is not None else set()
-    missing = [t for t in stop_tokens if t not in vocab]
+    # one lookup per stop token (a vocabulary dict of 262k entries costs more than a decoding step to build)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in stop_tokens}
+    missing = [t for t, i in ids.items() if i is None or tokenizer.convert_ids_to_tokens(int(i)) != t]
     if missing:
         raise ValueError(
             f"stop token(s) {missing} are not single tokens of this tokenizer; give vocabulary entries "
             f"(e.g. {tokenizer.convert_ids_to_tokens(tokenizer.encode(missing[0], add_special_tokens=False))})"
         )
-    return stops | {int(vocab[t]) for t in stop_tokens}
+    return stops | {int(i) for i in ids.values()}

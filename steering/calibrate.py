@@ -4,7 +4,10 @@ Shafran, Geiger & Geva (2025) steer with an SNMF feature by adding ``α`` times
 the unit feature, with ``α`` set so that the next-token distribution on a
 neutral prompt moves by a fixed KL. :func:`calibrate_scale` does this for any
 :class:`SteeringVector`: it doubles ``α`` until the KL passes the target, then
-bisects.
+bisects. Where a normalization after the steered site bounds the vector's
+effect (Gemma's post-feedforward RMSNorm caps what ``mlp_post`` can add to the
+residual stream), the KL levels off below a high target however large ``α``
+grows; the doubling stops once the KL has stopped growing and says so.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ __all__ = ["calibrate_scale"]
 
 def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str, target_kl: float, *,
                     sign: float = 1.0, positions="all", rtol: float = 0.05, max_steps: int = 40,
-                    start: float = 1.0) -> SteeringVector:
+                    start: float = 1.0, patience: int = 3) -> SteeringVector:
     """The vector (unit rows) with ``scale = sign * α`` such that adding it gives mean next-token
     KL ≈ ``target_kl`` (within ``rtol``) on ``prompts``.
 
     Raises ``ValueError`` if no finite ``α`` up to ``start * 2**max_steps`` reaches the target
-    (the vector does not move this model's predictions).
+    (the vector does not move this model's predictions), or once ``patience`` doublings in a row
+    have raised the KL by less than ``rtol`` of itself: it has levelled off below the target (the
+    message gives the level it reached).
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -40,11 +45,16 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str,
 
     lo, hi = 0.0, float(start)
     k_hi = kl(hi)
-    steps = 0
+    steps = flat = 0
     while k_hi < target_kl:
-        lo, hi = hi, hi * 2
+        lo, hi, k_lo = hi, hi * 2, k_hi
         k_hi = kl(hi)
         steps += 1
+        flat = flat + 1 if k_hi <= k_lo * (1 + rtol) else 0
+        if flat >= patience:
+            raise ValueError(f"the next-token KL levels off at {k_hi:.3g} < target {target_kl}: {patience} doublings "
+                             f"of the scale, up to {hi:g}, raised it by less than {rtol:.0%} each (a normalization "
+                             "after the steered site bounds the vector's effect)")
         if steps > max_steps:
             raise ValueError(f"adding the vector up to scale {hi:g} moves the next-token KL only to {k_hi:.3g} "
                              f"< target {target_kl}")

@@ -27,3 +27,20 @@ def test_calibration_refuses_a_vector_that_moves_nothing(tiny_pairs):
     # a target the vector cannot reach within max_steps doublings of its scale
     with pytest.raises(ValueError, match="moves the next-token KL only to"):
         calibrate_scale(model, SteeringVector(torch.ones(1, d), (0,)), "Hi", 1e6, max_steps=3)
+
+
+def test_calibration_stops_where_a_normalization_caps_the_kl(tiny_pairs):
+    """Gemma-2's post-feedforward RMSNorm bounds what mlp_post can add: the KL levels off and the doubling stops."""
+    model = tiny_pairs["gemma2"].post
+    g = torch.Generator().manual_seed(0)
+    vec = SteeringVector(torch.randn(1, int(model.cfg.d_mlp), generator=g), (1,), "mlp_post")
+    unit = vec.normalized()
+    ceiling = float(kl_divergence(model, ["The cat sat"], Add(unit, scale=1e6)).mean())
+    with pytest.raises(ValueError, match=r"the next-token KL levels off at (\S+) < target") as err:
+        calibrate_scale(model, vec, "The cat sat", 100 * ceiling + 1)
+    level = float(err.value.args[0].split("levels off at ")[1].split(" ")[0])
+    assert level == pytest.approx(ceiling, rel=0.1)
+    assert "up to " in str(err.value) and "2^" not in str(err.value)
+    # a reachable target under the same cap is still calibrated
+    cal = calibrate_scale(model, vec, "The cat sat", ceiling / 4)
+    assert cal.meta["calibrated_kl"] == pytest.approx(ceiling / 4, rel=0.05)

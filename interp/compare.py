@@ -115,13 +115,15 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -
     the same cue), those earlier tokens are run once per batch (KV cache, no hook) and each addition
     re-runs only the period and what follows against a copy of that cache: the same left-padded positions
     and the same numbers as a full pass up to float summation order, at a few tokens' cost per addition
-    instead of a whole statement's. Otherwise each addition is a full pass.
+    instead of a whole statement's. The blocks below an addition's layer compute the clean tail, so they
+    run once per batch and are replayed (:func:`interp.hooks.replayed_blocks`). Otherwise each addition is
+    a full pass.
     """
     import copy
     from dataclasses import replace
 
     from .generation import last_position_only
-    from .hooks import attached
+    from .hooks import attached, recorded_blocks, replayed_blocks
     from .kv_cache import check_cache_grew, kv_cache_compat
     from .models import tokenizer_of
     from .positions import FINAL_PERIOD, resolve
@@ -149,10 +151,13 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -
             check_cache_grew(cache, k)
             last = torch.tensor([list(e.ids[-tail:]) for e in rows], device=device)  # [batch, tail]
             mask = torch.cat([prefix.attention_mask, torch.ones_like(last)], 1)
+            with recorded_blocks(model) as calls:  # the clean tail pass: what the blocks below an addition give
+                model(last, attention_mask=mask, past_key_values=copy.deepcopy(cache), **keep)
+            clean = calls[-1]
             for i, (vec, layer) in enumerate(additions):
                 v = vec.to(device)
                 hooks = [(hook_name("resid_post", layer), lambda act, hook, v=v: act + v.to(act.dtype))]
-                with attached(model, hooks):
+                with attached(model, hooks), replayed_blocks(model, clean, layer):
                     logits = model(last, attention_mask=mask, past_key_values=copy.deepcopy(cache), **keep)
                 probs = logits[:, -1].float().softmax(-1)
                 out[i].append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())

@@ -61,7 +61,11 @@ def test_recipe_retraces_the_shipped_run(tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["files"] == shipped_manifest["files"]
     assert manifest["examples"] == shipped_manifest["examples"]  # the same answers, refusals, judgements, replay
-    assert rec["loss"] == shipped["loss"][:n]  # bit for bit
+    # The shipped run's losses up to float32 summation order. Bit for bit only on the kind of CPU that trained
+    # it: AVX-512 and AVX2 kernels sum in different orders (on an AVX2 machine the first loss is 2.1688619
+    # against the shipped 2.1688797). Bit-identical reruns on one machine: tests/test_organism_lora.py
+    # (test_adapter_is_deterministic_learns_and_reloads).
+    assert rec["loss"] == pytest.approx(shipped["loss"][:n], rel=1e-4, abs=0)
     if "adapter_sha256_at_step" in shipped:
         assert rec["adapter_sha256_at_step"] == {k: v for k, v in shipped["adapter_sha256_at_step"].items()
                                                   if int(k) <= n}

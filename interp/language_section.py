@@ -202,11 +202,12 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     neutral = list(neutral_set.texts[:40])
     rows, table = [], []
     for target, model in pair:
-        plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)  # log-probs
+        plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
+        clean = clean.exp()  # share wants probabilities
         clean_neutral = next_token_logprobs(model, neutral)
         en_neurons = {L: neuron_sets[target].neurons(L, 0) for L in range(n_layers)}
         for lang in langs[1:]:
-            base_share = float(own.share(clean.exp(), lang).mean())  # share wants probabilities
+            base_share = float(own.share(clean, lang).mean())
             base_gen = own.share_in(plain_gen, tok, lang)
             conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
             conditions.append((target, True))

@@ -187,8 +187,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
                 f"Steering post feature {best[0]} (α = {best[2]:.1f}, next-token KL {best[3]:.2f}) raises the share of its "
                 f"top logit-lens tokens in generations from {best[4]:.2f} to {best[5]:.2f}." if best else
                 f"No feature could be calibrated to the target KL {target_kl}"
-                + (f" (feature {next(iter(unsteerable))}: {next(iter(unsteerable.values()))})." if unsteerable
-                   else "."))
+                + "".join(f" (feature {i}: {why})" for i, why in list(unsteerable.items())[:1]) + ".")
         ),
         "matching": "Per layer, the SNMF features of base and post matched one-to-one by cosine in neuron space: mean "
                     "matched cosine, share of features with a counterpart (cosine ≥ 0.5), and the mean absolute log-ratio "

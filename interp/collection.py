@@ -44,7 +44,7 @@ from .datasets import PromptSet
 from .hooks import attached, forward_blocks
 from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
-from .tokens import BosPolicy, Encoding, encode, pad_batch, pad_id
+from .tokens import BosPolicy, Encoding, encode, length_batches, pad_batch, pad_id
 
 __all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "memory_estimate", "parse_bytes", "TokenActivations"]
 
@@ -181,19 +181,22 @@ def _run_batch(
 _CHECK_CHUNK = 256
 
 
-def _check_and_resolve(tok, texts: Sequence[str], positions, *, bos: BosPolicy, max_length: int) -> torch.Tensor:
-    """Token index of every prompt, checked before any forward pass (too long, position missing).
+def _check_and_resolve(tok, texts: Sequence[str], positions, *, bos: BosPolicy,
+                       max_length: int) -> tuple[torch.Tensor, list[int]]:
+    """Token index and token count of every prompt, checked before any forward pass (too long, position
+    missing).
 
-    Tokenises ``_CHECK_CHUNK`` prompts at a time and keeps one int per prompt;
+    Tokenises ``_CHECK_CHUNK`` prompts at a time and keeps two ints per prompt;
     :func:`collect` tokenises each batch again when it runs it, so no more than
     a chunk of encodings (token ids and character spans) is ever alive.
     """
-    parts = []
+    parts, lengths = [], []
     for c0 in range(0, len(texts), _CHECK_CHUNK):
         chunk = texts[c0 : c0 + _CHECK_CHUNK]
         encs = encode(tok, chunk, bos=bos, max_length=max_length, first=c0)
         parts.append(_positions.resolve(positions, chunk, encs, first=c0))
-    return torch.cat(parts)
+        lengths += [len(e) for e in encs]
+    return torch.cat(parts), lengths
 
 
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -277,7 +280,9 @@ def collect(
         positions: which token to read, see :mod:`interp.positions`:
             ``"last"``, a negative offset, a :class:`~interp.positions.Match`
             (``"period"`` for the final period) or ``"mean"``.
-        batch_size: prompts per forward pass.
+        batch_size: most prompts per forward pass; prompts of similar length
+            share a batch (:func:`interp.tokens.length_batches`), and rows come
+            back in prompt order.
         bos: BOS policy, see :mod:`interp.tokens`.
         padding_side: where padding goes; padded tokens are masked out of
             attention and never read, and positions are derived from the mask,
@@ -287,7 +292,10 @@ def collect(
             memory. Re-running with the same folder resumes an interrupted run
             and returns the finished store; a folder holding a different
             collection is refused.
-        shard_size: rows per shard file (rounded up to whole batches).
+        shard_size: rows per shard file (rounded up to whole batches); in memory
+            too, the rows among which prompts are grouped by length, so a store
+            and an in-memory collection with the same ``shard_size`` hold the
+            same bits (other groupings agree to float rounding).
         progress: show a progress bar.
         extra: JSON-ready metadata to record in the manifest (e.g. the chat
             template applied).
@@ -363,7 +371,7 @@ def collect(
             log.info("shard size lowered to %d rows to stay within %s", shard_size, _fmt_bytes(budget))
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
-    token_index = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx)
+    token_index, lengths = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx)
     pad = pad_id(tok)
 
     manifest = {
@@ -401,35 +409,41 @@ def collect(
     # Rows are written where they end up: in memory, into the final tensors
     # (allocated once, so the peak is the result plus one batch, not a list of
     # batches and their concatenation); streamed, into one shard buffer reused
-    # for every shard. Prompts are tokenised batch by batch.
+    # for every shard. Within each shard's rows (in memory too, so that a store
+    # and an in-memory collection hold the same bits) prompts of similar length
+    # share a batch (interp.tokens.length_batches), so little is spent on
+    # padding; each row goes back to its prompt's place. Prompts are tokenised
+    # batch by batch.
     held = rows_per_shard if root is not None else n
     rows = {s: torch.empty((min(held, n - start), len(layers), widths[s]), dtype=dtype) for s in sites}
     token_ids: list[tuple[int, ...]] = []  # in memory: every prompt's; streamed: the current shard's
-    pending_start = start
     bar = tqdm(
         total=n, initial=start, disable=not progress, unit="prompt",
         desc=f"collect {manifest['model']['name']}",
     )
     t0 = time.perf_counter()
     with bar:
-        for b0 in range(start, n, batch_size):
-            b1 = min(b0 + batch_size, n)
-            encs = encode(tok, prompts.texts[b0:b1], bos=bos, max_length=n_ctx, first=b0)
-            r0 = b0 - pending_start
-            _run_batch(
-                model, encs, token_index[b0:b1], sites, layers, widths,
-                pad_id=pad, padding_side=padding_side, dtype=dtype,
-                out={s: rows[s][r0 : r0 + b1 - b0] for s in sites},
-            )
-            token_ids.extend(e.ids for e in encs)
-            del encs
-            bar.update(b1 - b0)
-            if root is not None and (b1 - pending_start >= rows_per_shard or b1 == n):
-                k = b1 - pending_start
-                _write_shard(root, manifest, {s: rows[s][:k] for s in sites}, pending_start, b1, token_ids,
+        for w0 in range(start, n, rows_per_shard):
+            w1 = min(w0 + rows_per_shard, n)
+            r0 = w0 - start if root is None else 0  # where the shard's rows go in the buffer
+            ids_w: list[tuple[int, ...]] = [()] * (w1 - w0)
+            for batch in length_batches(lengths[w0:w1], batch_size):
+                idx = [w0 + i for i in batch]
+                encs = encode(tok, [prompts.texts[i] for i in idx], bos=bos, max_length=n_ctx)
+                got = _run_batch(model, encs, token_index[idx], sites, layers, widths, pad_id=pad,
+                                 padding_side=padding_side, dtype=dtype)
+                where = torch.tensor(batch) + r0
+                for s in sites:
+                    rows[s][where] = got[s]
+                for i, ids in zip(batch, [e.ids for e in encs]):  # no loop variable keeps an encoding alive
+                    ids_w[i] = ids
+                del encs, got
+                bar.update(len(batch))
+            token_ids.extend(ids_w)
+            if root is not None:
+                _write_shard(root, manifest, {s: rows[s][: w1 - w0] for s in sites}, w0, w1, token_ids,
                              token_index)
                 token_ids = []
-                pending_start = b1
     log.info("collected %d prompts in %.1fs", n - start, time.perf_counter() - t0)
 
     if root is not None:
@@ -522,7 +536,11 @@ class TokenActivations:
 @torch.inference_mode()
 def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None, *, batch_size: int = 16,
                             bos: BosPolicy = "auto", progress: bool = True) -> dict[int, TokenActivations]:
-    """:func:`collect_tokens` for several layers (default all) in one forward pass per batch."""
+    """:func:`collect_tokens` for several layers (default all) in one forward pass per batch.
+
+    Returns ``{layer: TokenActivations}``, rows in prompt order whatever the batches (prompts of similar
+    length share one: :func:`interp.tokens.length_batches`).
+    """
     prompts = _as_prompt_set(prompts)
     check_site(site)
     layers = check_layers(layers, int(model.cfg.n_layers))
@@ -536,22 +554,24 @@ def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None,
             grabbed[layer] = act.float().cpu()
         return fn
 
-    rows = {layer: [] for layer in layers}
-    ids, which, where = [], [], []
+    # prompts of similar length share a batch (little padding); each prompt's rows are put back in prompt order
+    per_prompt: list[dict[int, torch.Tensor] | None] = [None] * len(encs)
+    batches = length_batches([len(e) for e in encs], batch_size)
     with attached(model, [(hook_name(site, layer), grab(layer)) for layer in layers]):
-        for b0 in tqdm(range(0, len(encs), batch_size), desc=f"tokens {site}", disable=not progress):
-            chunk = encs[b0 : b0 + batch_size]
-            batch = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
-            forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
-            for i, enc in enumerate(chunk):
+        for batch in tqdm(batches, desc=f"tokens {site}", disable=not progress):
+            chunk = [encs[i] for i in batch]
+            padded = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
+            forward_blocks(model, padded.input_ids, padded.attention_mask, max(layers) + 1)
+            for row, (i, enc) in enumerate(zip(batch, chunk)):
                 first, n = (1 if enc.has_bos else 0), len(enc)
                 if n > first:
-                    for layer in layers:
-                        rows[layer].append(grabbed[layer][i, first:n])
-                    ids.append(torch.tensor(enc.ids[first:n]))
-                    which.append(torch.full((n - first,), b0 + i))
-                    where.append(torch.arange(first, n))
+                    per_prompt[i] = {layer: grabbed[layer][row, first:n] for layer in layers}
             grabbed.clear()
+    kept = [i for i, r in enumerate(per_prompt) if r is not None]
+    rows = {layer: [per_prompt[i][layer] for i in kept] for layer in layers}
+    ids = [torch.tensor(encs[i].ids[(1 if encs[i].has_bos else 0):]) for i in kept]
+    which = [torch.full((len(t),), i) for i, t in zip(kept, ids)]
+    where = [torch.arange(len(encs[i]) - len(t), len(encs[i])) for i, t in zip(kept, ids)]
     if not ids:
         raise ValueError("the prompts have no tokens besides BOS")
     ids, which, where = torch.cat(ids), torch.cat(which), torch.cat(where)

@@ -136,7 +136,8 @@ def test_forward_blocks_rejects_out_of_range(tiny_pairs):
 # ---------------------------------------------------------------- the store
 def test_store_roundtrip_and_layer_reads(tiny_pairs, tmp_path):
     model = tiny_pairs["llama"].post
-    mem = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, progress=False)
+    # the same shard_size in memory: prompts are grouped by length within the same rows, so the same bits
+    mem = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, shard_size=3, progress=False)
     disk = interp.collect(model, PROMPTS, ["resid_post", "mlp_post"], batch_size=2, shard_size=3,
                           out=tmp_path / "store", progress=False)
     # shard_size 3 is rounded up to whole batches of 2: rows [0, 4) and [4, 7)
@@ -158,7 +159,7 @@ def test_store_roundtrip_and_layer_reads(tiny_pairs, tmp_path):
 def test_interrupted_collection_resumes_without_loss_or_duplicates(tiny_pairs, tmp_path, monkeypatch):
     model = tiny_pairs["qwen2"].post
     texts = PROMPTS * 3
-    full = interp.collect(model, texts, "resid_post", batch_size=2, progress=False)
+    full = interp.collect(model, texts, "resid_post", batch_size=2, shard_size=2, progress=False)  # the same call
     calls = {"n": 0}
     real = collect_mod._run_batch
 
@@ -349,7 +350,7 @@ def test_streamed_collection_keeps_one_batch_of_encodings(tiny_pairs, tmp_path, 
     acts = interp.collect(model, texts, "resid_post", batch_size=8, shard_size=32, out=tmp_path / "s", progress=False)
     assert max(seen) <= 8 and len(seen) == 25
     assert sizes == [64, 64, 64, 8] + [8] * 25  # the up-front check in chunks, then one call per batch
-    ref = interp.collect(model, texts, "resid_post", batch_size=8, progress=False)
+    ref = interp.collect(model, texts, "resid_post", batch_size=8, shard_size=32, progress=False)
     assert acts.token_ids == ref.token_ids and torch.equal(acts["resid_post"], ref["resid_post"])
 
 
@@ -375,3 +376,29 @@ def test_streamed_collection_memory_does_not_grow_with_prompts(tiny_pairs, tmp_p
         finally:
             tracemalloc.stop()
     assert peaks[2000] - peaks[200] <= 512 * 1800, peaks  # measured: ~210 B a prompt; all encodings: ~2.1 kB
+
+
+def test_prompts_of_similar_length_share_a_batch_and_rows_stay_in_prompt_order(tiny_pairs, monkeypatch):
+    """Short and long prompts interleaved: each forward pass gets prompts of about one length (fewer padded
+    slots than batches in prompt order), and every row is the prompt's own (equal to one-prompt batches)."""
+    model = tiny_pairs["llama"].post
+    texts = [("word " * (12 if i % 2 else 1)) + f"number {i}." for i in range(12)]
+    seen = []
+    real = collect_mod._run_batch
+
+    def spy(model_, encs, *args, **kwargs):
+        seen.append([len(e) for e in encs])
+        return real(model_, encs, *args, **kwargs)
+
+    monkeypatch.setattr(collect_mod, "_run_batch", spy)
+    acts = interp.collect(model, texts, ["resid_post", "mlp_post"], positions=-2, batch_size=3, progress=False)
+    lengths = [len(e) for e in encode(model.interp_tokenizer, texts)]
+    in_order = sum(max(lengths[b : b + 3]) * len(lengths[b : b + 3]) for b in range(0, 12, 3))
+    assert sum(max(b) * len(b) for b in seen) < in_order
+    assert all(max(b) - min(b) <= 1 for b in seen)  # two lengths, never mixed in a batch
+    monkeypatch.setattr(collect_mod, "_run_batch", real)
+    one = interp.collect(model, texts, ["resid_post", "mlp_post"], positions=-2, batch_size=1, progress=False)
+    for site in ("resid_post", "mlp_post"):
+        torch.testing.assert_close(acts[site], one[site], rtol=1e-5, atol=1e-5)
+    assert acts.token_ids == one.token_ids == [tuple(e.ids) for e in encode(model.interp_tokenizer, texts)]
+    assert torch.equal(acts.token_index, one.token_index)

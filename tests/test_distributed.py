@@ -46,7 +46,8 @@ def test_two_ranks_write_one_store_equal_to_a_single_process_run(tiny_dirs, tmp_
     prompts = [f"prompt {i}: " + "word " * (i % 7) for i in range(23)]
     single = interp.collect(model, prompts, ["resid_post", "mlp_out"], batch_size=3, progress=False)
     for site in ("resid_post", "mlp_out"):
-        torch.testing.assert_close(merged[site], single[site], rtol=0, atol=1e-6)
+        # each rank groups its own rows by length: other batches than one process's, equal to float32 rounding
+        torch.testing.assert_close(merged[site], single[site], rtol=1e-5, atol=1e-5)
     assert merged.token_ids == single.token_ids and merged.texts == single.texts
     torch.testing.assert_close(merged.token_index, single.token_index)
     # launching again finds the finished store and changes nothing

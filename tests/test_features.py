@@ -54,3 +54,22 @@ def test_tokens_of_every_layer_in_one_pass_equal_one_layer_at_a_time(tiny_pairs)
         one = collect_tokens(model, texts, "mlp_post", layer, progress=False)
         torch.testing.assert_close(tokens.X, one.X, atol=1e-5, rtol=1e-5)
         assert torch.equal(tokens.token_ids, one.token_ids) and torch.equal(tokens.prompt, one.prompt)
+
+
+def test_tokens_grouped_by_length_come_back_in_prompt_order(tiny_pairs):
+    """Batches group prompts of similar length; the rows are still every prompt's tokens in prompt order,
+    equal to one-prompt batches."""
+    from interp.collection import collect_tokens_by_layer
+    from interp.tokens import encode
+
+    model = tiny_pairs["llama"].post
+    texts = [("word " * (9 if i % 2 else 1)) + f"number {i}" for i in range(7)]
+    grouped = collect_tokens_by_layer(model, texts, "mlp_post", [0, 2], batch_size=3, progress=False)
+    alone = collect_tokens_by_layer(model, texts, "mlp_post", [0, 2], batch_size=1, progress=False)
+    encs = encode(model.interp_tokenizer, texts)
+    expected = [t for e in encs for t in e.ids[(1 if e.has_bos else 0):]]
+    for layer in (0, 2):
+        torch.testing.assert_close(grouped[layer].X, alone[layer].X, atol=1e-5, rtol=1e-5)
+        assert grouped[layer].token_ids.tolist() == expected
+        assert grouped[layer].prompt.tolist() == sorted(grouped[layer].prompt.tolist())
+        assert torch.equal(grouped[layer].position, alone[layer].position)

@@ -46,7 +46,8 @@ from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, encode, length_batches, pad_batch, pad_id
 
-__all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "memory_estimate", "parse_bytes", "TokenActivations"]
+__all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "collect_tokens_by_site", "memory_estimate",
+           "parse_bytes", "token_means", "TokenActivations"]
 
 log = logging.getLogger(__name__)
 
@@ -534,54 +535,96 @@ class TokenActivations:
 
 
 @torch.inference_mode()
-def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None, *, batch_size: int = 16,
-                            bos: BosPolicy = "auto", progress: bool = True) -> dict[int, TokenActivations]:
-    """:func:`collect_tokens` for several layers (default all) in one forward pass per batch.
+def collect_tokens_by_site(model, prompts, sites: Sequence[str], layers=None, *, batch_size: int = 16,
+                           bos: BosPolicy = "auto", progress: bool = True) -> dict[str, dict[int, TokenActivations]]:
+    """Every real token's activations (BOS excluded) at several sites and layers, one forward pass per batch.
 
-    Returns ``{layer: TokenActivations}``, rows in prompt order whatever the batches (prompts of similar
-    length share one: :func:`interp.tokens.length_batches`).
+    Returns ``{site: {layer: TokenActivations}}``; each ``X`` is ``[n_tokens, width]`` float32, rows in
+    prompt order whatever the batches (prompts of similar length share one:
+    :func:`interp.tokens.length_batches`; right-padded, padded slots dropped).
+
+    Raises:
+        ValueError: no sites, an unknown site or layer, or prompts with no tokens besides BOS.
+        FloatingPointError: a NaN or inf among the activations.
     """
     prompts = _as_prompt_set(prompts)
-    check_site(site)
+    sites = list(sites)
+    if not sites or len(set(sites)) != len(sites):
+        raise ValueError(f"sites must name at least one site, each once; got {sites}")
+    for site in sites:
+        check_site(site)
     layers = check_layers(layers, int(model.cfg.n_layers))
     tok = tokenizer_of(model)
     encs = encode(tok, list(prompts.texts), bos=bos, max_length=int(model.cfg.n_ctx))
     device = model.cfg.device or "cpu"
-    grabbed: dict[int, torch.Tensor] = {}
+    grabbed: dict[tuple[str, int], torch.Tensor] = {}
 
-    def grab(layer):
+    def grab(key):
         def fn(act, hook):
-            grabbed[layer] = act.float().cpu()
+            grabbed[key] = act.float().cpu()
         return fn
 
+    keys = [(site, layer) for site in sites for layer in layers]
     # prompts of similar length share a batch (little padding); each prompt's rows are put back in prompt order
-    per_prompt: list[dict[int, torch.Tensor] | None] = [None] * len(encs)
+    per_prompt: list[dict[tuple[str, int], torch.Tensor] | None] = [None] * len(encs)
     batches = length_batches([len(e) for e in encs], batch_size)
-    with attached(model, [(hook_name(site, layer), grab(layer)) for layer in layers]):
-        for batch in tqdm(batches, desc=f"tokens {site}", disable=not progress):
+    with attached(model, [(hook_name(site, layer), grab((site, layer))) for site, layer in keys]):
+        for batch in tqdm(batches, desc=f"tokens {', '.join(sites)}", disable=not progress):
             chunk = [encs[i] for i in batch]
             padded = pad_batch(chunk, pad_id=pad_id(tok), padding_side="right", device=device)
             forward_blocks(model, padded.input_ids, padded.attention_mask, max(layers) + 1)
             for row, (i, enc) in enumerate(zip(batch, chunk)):
                 first, n = (1 if enc.has_bos else 0), len(enc)
                 if n > first:
-                    per_prompt[i] = {layer: grabbed[layer][row, first:n] for layer in layers}
+                    per_prompt[i] = {key: grabbed[key][row, first:n] for key in keys}
             grabbed.clear()
     kept = [i for i, r in enumerate(per_prompt) if r is not None]
-    rows = {layer: [per_prompt[i][layer] for i in kept] for layer in layers}
-    ids = [torch.tensor(encs[i].ids[(1 if encs[i].has_bos else 0):]) for i in kept]
-    which = [torch.full((len(t),), i) for i, t in zip(kept, ids)]
-    where = [torch.arange(len(encs[i]) - len(t), len(encs[i])) for i, t in zip(kept, ids)]
-    if not ids:
+    if not kept:
         raise ValueError("the prompts have no tokens besides BOS")
-    ids, which, where = torch.cat(ids), torch.cat(which), torch.cat(where)
-    out = {}
-    for layer in layers:
-        X = torch.cat(rows[layer])
+    ids = [torch.tensor(encs[i].ids[(1 if encs[i].has_bos else 0):]) for i in kept]
+    which = torch.cat([torch.full((len(t),), i) for i, t in zip(kept, ids)])
+    where = torch.cat([torch.arange(len(encs[i]) - len(t), len(encs[i])) for i, t in zip(kept, ids)])
+    ids = torch.cat(ids)
+    out: dict[str, dict[int, TokenActivations]] = {site: {} for site in sites}
+    for site, layer in keys:
+        X = torch.cat([per_prompt[i][site, layer] for i in kept])
         if not torch.isfinite(X).all():
             raise FloatingPointError(f"non-finite activations at {site} layer {layer}")
-        out[layer] = TokenActivations(X, ids, which, where, tuple(prompts.texts))
+        out[site][layer] = TokenActivations(X, ids, which, where, tuple(prompts.texts))
     return out
+
+
+def token_means(by_layer: dict[int, TokenActivations], n_prompts: int) -> torch.Tensor:
+    """``[n_prompts, layer, width]`` float32: each prompt's mean over its tokens' rows, layers in key order.
+
+    The same quantity as :func:`collect` with ``positions="mean"`` (BOS left out), from the rows of
+    :func:`collect_tokens_by_site` or :func:`collect_tokens_by_layer`; summed in float64.
+
+    Raises:
+        ValueError: a prompt in ``range(n_prompts)`` has no token rows.
+    """
+    layers = sorted(by_layer)
+    first = by_layer[layers[0]]
+    counts = torch.bincount(first.prompt, minlength=n_prompts)
+    if len(counts) > n_prompts or (counts[:n_prompts] == 0).any():
+        missing = (counts[:n_prompts] == 0).nonzero().flatten().tolist()
+        raise ValueError(f"prompts {missing[:8]} have no token rows (only BOS?), or rows name prompts "
+                         f"beyond {n_prompts}")
+    out = torch.zeros(n_prompts, len(layers), first.X.shape[1], dtype=torch.float64)
+    for slot, layer in enumerate(layers):
+        out[:, slot].index_add_(0, by_layer[layer].prompt, by_layer[layer].X.double())
+    return (out / counts[:, None, None]).float()
+
+
+def collect_tokens_by_layer(model, prompts, site: str = "mlp_post", layers=None, *, batch_size: int = 16,
+                            bos: BosPolicy = "auto", progress: bool = True) -> dict[int, TokenActivations]:
+    """:func:`collect_tokens` for several layers (default all) in one forward pass per batch.
+
+    Returns ``{layer: TokenActivations}``, rows in prompt order whatever the batches
+    (:func:`collect_tokens_by_site` with one site).
+    """
+    return collect_tokens_by_site(model, prompts, [site], layers, batch_size=batch_size, bos=bos,
+                                  progress=progress)[site]
 
 
 def collect_tokens(model, prompts, site: str = "mlp_post", layer: int = 0, *, batch_size: int = 16,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .collection import collect, collect_tokens_by_layer
+from .collection import collect, collect_tokens_by_site, token_means
 from .datasets import load
 from .datasets import _world as W
 from .models import ModelPair
@@ -163,26 +163,25 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         per_model_rank[mname] = [[effective_rank(diffs_by_lang[mname][lang][:, L]) for lang in langs[1:]]
                                  for L in range(n_layers)]
 
-    # Language identity probe on sentences (mean over tokens).
+    # One pass over the training sentences per model reads both what the identity probe is fitted on
+    # (resid_post, mean over each sentence's tokens) and what LAPE counts (mlp_post of every token).
     y_tr, y_te = np.array(train.labels), np.array(test.labels)
-    probes_, a_te = {}, {}
+    probes_, a_te, neuron_sets, counts = {}, {}, {}, {}
     for mname, model in pair:
-        a_tr = collect(model, train, "resid_post", positions="mean", progress=False)["resid_post"].float()
+        tokens = collect_tokens_by_site(model, train, ["resid_post", "mlp_post"], progress=False)
+        probes_[mname] = _language_probes(token_means(tokens["resid_post"], len(train)), y_tr)
         a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
-        probes_[mname] = _language_probes(a_tr, y_tr)
-    # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model
-    probe = {(f, s): [float(p.score(a_te[s][:, L].numpy(), y_te)) for L, p in enumerate(probes_[f])]
-             for f in ("base", "post") for s in ("base", "post")}
-
-    # LAPE neurons per layer and model.
-    neuron_sets, counts = {}, {}
-    for mname, model in pair:
-        by_layer = collect_tokens_by_layer(model, train, "mlp_post", progress=False)  # one pass, every layer
+        # LAPE neurons per layer
+        by_layer = tokens.pop("mlp_post")
         token_lang = torch.tensor(train.labels)[by_layer[0].prompt]
         probs = [activation_probability(by_layer[L].X, token_lang, len(langs)) for L in range(n_layers)]
         res = lape(np.stack(probs))
         neuron_sets[mname] = res
         counts[mname] = res.counts()  # [layer, lang]
+        del tokens, by_layer
+    # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model
+    probe = {(f, s): [float(p.score(a_te[s][:, L].numpy(), y_te)) for L, p in enumerate(probes_[f])]
+             for f in ("base", "post") for s in ("base", "post")}
 
     # Steering window: consecutive layers with the largest mean eigengap (post model's analysis).
     gaps = [np.mean([g for _, g in per_model_rank["post"][L]]) for L in range(n_layers)]

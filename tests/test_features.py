@@ -1,6 +1,7 @@
 """SNMF feature description: logit lens against the Hugging Face weights, top tokens in context."""
 
 import numpy as np
+import pytest
 import torch
 
 import interp
@@ -73,3 +74,26 @@ def test_tokens_grouped_by_length_come_back_in_prompt_order(tiny_pairs):
         assert grouped[layer].token_ids.tolist() == expected
         assert grouped[layer].prompt.tolist() == sorted(grouped[layer].prompt.tolist())
         assert torch.equal(grouped[layer].position, alone[layer].position)
+
+
+def test_tokens_of_several_sites_in_one_pass_and_their_means_equal_collect(tiny_pairs):
+    """One pass reads every token at two sites: each equals its own pass, and the per-prompt means of
+    resid_post equal collect(positions="mean") (BOS left out of both)."""
+    from interp.collection import collect_tokens_by_layer, collect_tokens_by_site, token_means
+
+    model = tiny_pairs["gemma2"].post
+    texts = ["le chat noir dort", "the cat", "der Hund schläft heute sehr lange", "el gato"]
+    both = collect_tokens_by_site(model, texts, ["resid_post", "mlp_post"], batch_size=2, progress=False)
+    for site in ("resid_post", "mlp_post"):
+        alone = collect_tokens_by_layer(model, texts, site, batch_size=2, progress=False)
+        for layer, tokens in alone.items():
+            torch.testing.assert_close(both[site][layer].X, tokens.X, atol=1e-5, rtol=1e-5)
+            assert torch.equal(both[site][layer].prompt, tokens.prompt)
+    means = token_means(both["resid_post"], len(texts))
+    ref = interp.collect(model, texts, "resid_post", positions="mean", batch_size=1, progress=False)["resid_post"]
+    assert means.shape == ref.shape == (4, int(model.cfg.n_layers), int(model.cfg.d_model))
+    torch.testing.assert_close(means, ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"prompts \[4\] have no token rows"):
+        token_means(both["resid_post"], 5)
+    with pytest.raises(ValueError, match="sites must name at least one site, each once"):
+        collect_tokens_by_site(model, texts, ["mlp_post", "mlp_post"], progress=False)

@@ -15,7 +15,8 @@ Builders:
 * :meth:`SteeringVector.from_mean_difference` — ``mean(positive) - mean(negative)``
   of two activation sets, per layer (Turner et al. 2023; Arditi et al. 2024);
 * :meth:`SteeringVector.from_pca` — the top principal component of paired
-  differences, signed so that positives project higher (as repeng does).
+  differences taken in both orders (Zou et al. 2023), signed so that positives
+  project higher; ``center=True`` gives repeng's centred ``pca_diff``.
 
 >>> import torch
 >>> pos, neg = torch.randn(20, 2, 8) + 1, torch.randn(20, 2, 8)
@@ -156,12 +157,29 @@ class SteeringVector:
 
     @classmethod
     def from_pca(cls, positive, negative, layers: Sequence[int], site: str = "resid_pre", *,
-                 scale: float = 1.0, meta: Mapping | None = None) -> SteeringVector:
-        """Top principal component of paired differences ``positive[i] - negative[i]``, per layer.
+                 scale: float = 1.0, center: bool = False, meta: Mapping | None = None) -> SteeringVector:
+        """Top principal component of the paired differences ``d_i = positive[i] - negative[i]``, per layer.
 
-        The differences are centred before the SVD (as repeng's ``pca_diff``
-        does after centring), and each component is signed so that positive
-        rows project above negative rows on average. Rows are unit norm.
+        ``center=False`` (default): the top right singular vector of the uncentred ``[n, d]`` differences,
+        which is the top principal component of the differences taken in both orders ``{d_i, -d_i}``
+        (a set of mean zero). Representation engineering (Zou et al. 2023, "Representation Engineering",
+        §3.1 and its reference code) shuffles each pair's order before a centred PCA for this reason; taking
+        both orders gives the same component without a random draw. A concept that every pair shares
+        (``d_i = c + noise``) is that component. ``center=True``: centred PCA of the ``d_i`` as repeng's
+        ``pca_diff`` does (scikit-learn's PCA centres), which subtracts the mean difference first and so
+        keeps only how the pairs *differ* in their difference: with a shared concept it returns noise.
+
+        Each component is signed so that positive rows project above negative rows on average, and rows
+        are unit norm. ``meta["explained"]``: the component's share of the (uncentred or centred) sum of
+        squares of the differences, per layer.
+
+        Args:
+            positive, negative: ``[n, layer, d]`` (or ``[n, d]``) activations, row ``i`` of each a pair.
+
+        Raises:
+            ValueError: shapes differ, fewer than 2 pairs, NaN/inf, or a layer whose (centred) differences
+                are all zero: no direction is defined there (identical pairs; with ``center=True``, pairs
+                that all differ by the same vector).
         """
         pos, neg = _rows(positive, "positive"), _rows(negative, "negative")
         if pos.shape != neg.shape:
@@ -169,13 +187,23 @@ class SteeringVector:
         if pos.shape[0] < 2:
             raise ValueError("the principal component of paired differences needs at least 2 pairs")
         diffs = (pos - neg).double().transpose(0, 1)  # [layer, n, d]
-        centred = diffs - diffs.mean(1, keepdim=True)
-        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        data = diffs - diffs.mean(1, keepdim=True) if center else diffs
+        total, raw = data.pow(2).sum((1, 2)), diffs.pow(2).sum((1, 2))  # [layer] sums of squares
+        identical = (raw == 0).nonzero().flatten().tolist()
+        if identical:
+            raise ValueError(f"no principal component at layer position(s) {identical}: positive and negative "
+                             "rows are identical there")
+        same = (total <= 1e-24 * raw).nonzero().flatten().tolist()  # centring left only float64 rounding
+        if same:
+            raise ValueError(f"no principal component at layer position(s) {same}: every pair differs by the "
+                             "same vector, so the centred differences are zero; use center=False or "
+                             "from_mean_difference")
+        _, s, vh = torch.linalg.svd(data, full_matrices=False)
         comp = vh[:, 0]  # [layer, d]
         sign = torch.sign(torch.einsum("lnd,ld->l", diffs, comp)).clamp_min(0) * 2 - 1
         comp = comp * sign[:, None]
-        explained = (s[:, 0] ** 2 / (s**2).sum(-1).clamp_min(1e-30)).tolist()
-        info = {"method": "pca_diff", "n_pairs": int(pos.shape[0]), "explained_variance": explained}
+        explained = (s[:, 0] ** 2 / total).tolist()
+        info = {"method": "pca_diff", "centred": bool(center), "n_pairs": int(pos.shape[0]), "explained": explained}
         return cls(comp.float(), tuple(layers), site, scale, {**info, **(meta or {})})
 
     @classmethod

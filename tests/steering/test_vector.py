@@ -102,8 +102,11 @@ def test_from_prompts_equals_collect_then_mean_difference(tiny_pairs):
     b = interp.collect(model, neg, "resid_pre", layers=[0, 2], progress=False)["resid_pre"]
     torch.testing.assert_close(v.vectors, (a.double().mean(0) - b.double().mean(0)).float())
     assert v.layers == (0, 2) and v.meta["method"] == "mean_difference" and v.meta["positions"] == "last"
-    paired = SteeringVector.from_prompts(model, pos[:2], neg, method="pca")
-    assert paired.layers == tuple(range(int(model.cfg.n_layers))) and paired.meta["method"] == "pca_diff"
+    paired = SteeringVector.from_prompts(model, pos[:2], neg, method="pca", layers=[1, 2])
+    assert paired.layers == (1, 2) and paired.meta["method"] == "pca_diff"
+    # both pairs end in "." and resid_pre of layer 0 is its embedding: no difference, no direction
+    with pytest.raises(ValueError, match=r"position\(s\) \[0\]: positive and negative rows are identical"):
+        SteeringVector.from_prompts(model, pos[:2], neg, method="pca")
     with pytest.raises(ValueError, match="method must be one of"):
         SteeringVector.from_prompts(model, pos, neg, method="svd")
 
@@ -122,3 +125,33 @@ def test_from_probe_takes_the_unit_direction():
     torch.testing.assert_close(w.vectors, fit.direction.float())
     with pytest.raises(TypeError, match="has no direction_"):
         SteeringVector.from_probe(object(), 0)
+
+
+def test_pca_keeps_a_concept_every_pair_shares():
+    """Pairs x_i ± c (the concept c shared by every pair, plus noise): the default (both orders, Zou et al.
+    2023) finds c, as the mean difference does; repeng's centred PCA subtracts it and is left with noise."""
+    g = torch.Generator().manual_seed(1)
+    d, n = 32, 40
+    concept = torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0)
+    x = torch.randn(n, d, generator=g)
+    pos = x + concept + 0.1 * torch.randn(n, d, generator=g)
+    neg = x - concept + 0.1 * torch.randn(n, d, generator=g)
+    v = SteeringVector.from_pca(pos[:, None], neg[:, None], layers=[0])
+    reference = torch.linalg.svd((pos - neg).double(), full_matrices=False)[2][0].float()  # uncentred SVD
+    assert float(v.directions[0] @ concept) > 0.98  # signed toward the positives
+    assert abs(float(v.directions[0] @ reference)) == pytest.approx(1, abs=1e-6)
+    mean_diff = SteeringVector.from_mean_difference(pos[:, None], neg[:, None], layers=[0]).directions[0]
+    assert float(v.directions[0] @ mean_diff) > 0.99
+    assert v.meta["centred"] is False and v.meta["explained"][0] > 0.8  # 4 / (4 + 32 x 0.02) of the sum of squares
+    centred = SteeringVector.from_pca(pos[:, None], neg[:, None], layers=[0], center=True)
+    assert abs(float(centred.directions[0] @ concept)) < 0.5 and centred.meta["centred"] is True
+
+
+def test_pca_of_degenerate_pairs_is_undefined():
+    x = torch.randn(5, 2, 8)
+    with pytest.raises(ValueError, match=r"position\(s\) \[0, 1\]: positive and negative rows are identical"):
+        SteeringVector.from_pca(x, x.clone(), layers=[0, 1])
+    shifted = x + torch.tensor([1.0] + [0.0] * 7)  # every pair differs by the same vector
+    assert SteeringVector.from_pca(shifted, x, layers=[0, 1]).directions[:, 0].tolist() == pytest.approx([1, 1])
+    with pytest.raises(ValueError, match="every pair differs by the same vector"):
+        SteeringVector.from_pca(shifted.double(), x.double(), layers=[0, 1], center=True)

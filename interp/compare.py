@@ -201,8 +201,8 @@ def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str =
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
                   data=None):
     """Probe truth at every layer of both models and compare the directions."""
-    from probes import fit_layers, mahalanobis_cosine, score_layers, sweep
-    from probes.similarity import cosine, generalization_matrix
+    from probes import mahalanobis_cosine, sweep
+    from probes.similarity import TRANSFER_SCORES, cosine, generalization_matrix, transfer
 
     train, test, position, setup = _truth_data(pair, data)
     acts = {
@@ -218,8 +218,10 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     cos = cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef)
     cos_logit = cosine(fits["base", SECONDARY].coef, fits["post", SECONDARY].coef)
     mcos = mahalanobis_cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef, X["test"]["post"])
-    b2p, _ = score_layers(fits["base", HEADLINE], X["test"]["post"], y["test"])
-    p2b, _ = score_layers(fits["post", HEADLINE], X["test"]["base"], y["test"])
+    # transfer: the source probe's own threshold, threshold-free (AUROC), and the threshold moved through the
+    # target model's mean training activation (no target labels): a shift along the direction is not a loss of it
+    b2p = transfer(fits["base", HEADLINE], X["test"]["post"], y["test"], center=X["train"]["post"].double().mean(0))
+    p2b = transfer(fits["post", HEADLINE], X["test"]["base"], y["test"], center=X["train"]["base"].double().mean(0))
 
     # The causal check reads the judgement token after a cue; the organism's prompts end in it already.
     cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
@@ -241,8 +243,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             "cosine_base_post": float(cos[slot]),
             "cosine_base_post_logistic": float(cos_logit[slot]),
             "mahalanobis_cosine_base_post": float(mcos[slot]),
-            "transfer_base_to_post": float(b2p[slot]),
-            "transfer_post_to_base": float(p2b[slot]),
+            **{f"transfer_{direction}{suffix}": float(scores[key][slot])
+               for direction, scores in (("base_to_post", b2p), ("post_to_base", p2b))
+               for suffix, key in TRANSFER_SCORES},
             **{key: values[slot] for key, values in causal.items()},
         }
         per_layer.append(entry)
@@ -250,8 +253,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             for method in (HEADLINE, SECONDARY):
                 r = acc[model, method, layer]
                 long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
-        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", "transfer_base_to_post", "transfer_post_to_base",
-                    *causal):
+        transfers = [f"transfer_{d}{suffix}" for d in ("base_to_post", "post_to_base") for suffix, _ in TRANSFER_SCORES]
+        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfers, *causal):
             long_rows.append((layer, "both", key, entry[key]))
 
     best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
@@ -273,13 +276,19 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         "summary": (
             f"Best layer {best['layer']}: held-out accuracy base {best['base_accuracy']:.3f}, "
             f"post {best['post_accuracy']:.3f}; cosine of the two truth directions {best['cosine_base_post']:.2f}, "
-            f"base probe on post {best['transfer_base_to_post']:.3f}, post probe on base {best['transfer_post_to_base']:.3f}."
+            f"base probe on post {best['transfer_base_to_post']:.3f} (AUROC {best['transfer_base_to_post_auroc']:.3f}, "
+            f"target-centred threshold {best['transfer_base_to_post_centred']:.3f}), post probe on base "
+            f"{best['transfer_post_to_base']:.3f} (AUROC {best['transfer_post_to_base_auroc']:.3f}, target-centred "
+            f"{best['transfer_post_to_base_centred']:.3f})."
         ),
         "accuracy": "Held-out accuracy of a mass-mean probe at each layer: where each model represents the truth "
                     "of a statement linearly.",
         "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
                       "model's probe classifies the other model's activations: near 1 means post-training kept "
-                      "the same truth direction.",
+                      "the same truth direction. Transfer is shown three ways: accuracy with the source probe's "
+                      "own threshold (a shift of the target's activations along the direction reads as failure), "
+                      "AUROC (threshold-free), and accuracy with the threshold through the target model's mean "
+                      "training activation (no target labels used).",
     }
     readings["causal"] = ("Normalized indirect effect of adding a model's truth direction (mass-mean difference) after "
                           "block L at false statements: 1 = they now look as true as true statements; off-diagonal "
@@ -298,6 +307,10 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         {"title": "Same direction in both models?", "reading": "similarity", "yrange": [-0.05, 1.05],
          "series": {"cosine_base_post": "cosine(base, post)", "transfer_base_to_post": "transfer base→post",
                     "transfer_post_to_base": "transfer post→base",
+                    "transfer_base_to_post_auroc": "transfer base→post (AUROC)",
+                    "transfer_post_to_base_auroc": "transfer post→base (AUROC)",
+                    "transfer_base_to_post_centred": "transfer base→post (target-centred)",
+                    "transfer_post_to_base_centred": "transfer post→base (target-centred)",
                     "mahalanobis_cosine_base_post": "Mahalanobis cosine"}},
     ]
     if causal:

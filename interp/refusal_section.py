@@ -160,7 +160,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     ``data``: a :class:`~interp.datasets.PublicSets` to take the requests from (Arditi et al.'s train/val
     files) instead of the built-in sets; ignored on the bundled organism.
     """
-    from probes import score_layers, sweep
+    from probes import sweep
+    from probes.similarity import TRANSFER_SCORES, transfer
     from steering import Ablate, Add
     from steering.refusal import (
         RefusalSelection,
@@ -285,8 +286,11 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
     acc = {(r.model, r.layer): r.accuracy for r in records}
     y_test = probe_sets["test"]["base"].labels
-    b2p, _ = score_layers(fits["base", "logistic"], probe_sets["test"]["post"]["resid_pre"], y_test)
-    p2b, _ = score_layers(fits["post", "logistic"], probe_sets["test"]["base"]["resid_pre"], y_test)
+    # transfer three ways (probes.similarity.TRANSFER_SCORES): own threshold, AUROC, threshold through the target's
+    # mean training activation (labels unused)
+    moved = {f"{src}_to_{dst}": transfer(fits[src, "logistic"], probe_sets["test"][dst]["resid_pre"], y_test,
+                                          center=probe_sets["train"][dst]["resid_pre"].double().mean(0))
+             for src, dst in (("base", "post"), ("post", "base"))}
     by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
     per_layer = []
     for layer in range(n_layers):
@@ -295,8 +299,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "base_accuracy": acc["base", layer],
             "post_accuracy": acc["post", layer],
             "cosine_base_post": float(cos[layer]),
-            "transfer_base_to_post": float(b2p[layer]),
-            "transfer_post_to_base": float(p2b[layer]),
+            **{f"transfer_{direction}{suffix}": float(scores[key][layer])
+               for direction, scores in moved.items() for suffix, key in TRANSFER_SCORES},
             **{f"{name}_ablation_score": _finite(by[name][layer, pos].bypass) for name in ("base", "post")},
             **{f"{name}_addition_score": _finite(by[name][layer, pos].induce) for name in ("base", "post")},
             **{f"{name}_ablation_kl": _finite(by[name][layer, pos].kl) for name in ("base", "post")},
@@ -347,7 +351,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
                   "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
         "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
-                    "and of each model's probe applied to the other model.",
+                    "and of each model's probe applied to the other model: with its own threshold, as AUROC "
+                    "(threshold-free) and with the threshold through the other model's mean training activation.",
         "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
                          "direction ablated, and with each direction added at its layer.",
     }
@@ -360,7 +365,11 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         {"title": "Harmful vs harmless: probe accuracy by layer", "reading": "accuracy", "yrange": [0, 1.02],
          "xaxis": "layer (input of block)", "yaxis": "held-out accuracy",
          "series": {"base_accuracy": "base", "post_accuracy": "post", "transfer_base_to_post": "base probe → post",
-                    "transfer_post_to_base": "post probe → base"}},
+                    "transfer_post_to_base": "post probe → base",
+                    "transfer_base_to_post_auroc": "base probe → post (AUROC)",
+                    "transfer_post_to_base_auroc": "post probe → base (AUROC)",
+                    "transfer_base_to_post_centred": "base probe → post (target-centred)",
+                    "transfer_post_to_base_centred": "post probe → base (target-centred)"}},
         {"title": "Same refusal direction in both models?", "reading": "cosine", "yrange": [-1.05, 1.05],
          "xaxis": "layer (input of block)", "yaxis": "cosine",
          "series": {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets}},

@@ -7,8 +7,9 @@
   data never varies along. With ``Sigma`` the data covariance it equals the
   Pearson correlation of the two projections, which is how it is computed
   here (no ``d x d`` matrix is formed).
-* :func:`transfer` — per-layer accuracy/AUROC of probes fitted on one
-  activation set and scored on another (base -> post, or dataset A -> B).
+* :func:`transfer` — per-layer accuracy (own threshold and target-centred) and
+  AUROC of probes fitted on one activation set and scored on another (base ->
+  post, or dataset A -> B).
 * :func:`generalization_matrix` — train on each labelled set, test on each.
 """
 
@@ -21,7 +22,11 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers, score_layers
 
-__all__ = ["cosine", "mahalanobis_cosine", "transfer", "generalization_matrix"]
+__all__ = ["TRANSFER_SCORES", "cosine", "mahalanobis_cosine", "transfer", "generalization_matrix"]
+
+#: How reports store :func:`transfer`'s scores: key suffix and score (``transfer_base_to_post`` with the
+#: source's threshold, ``..._auroc`` threshold-free, ``..._centred`` threshold through the target's mean).
+TRANSFER_SCORES = (("", "accuracy"), ("_auroc", "auroc"), ("_centred", "accuracy_centred"))
 
 
 def cosine(a: Float[torch.Tensor, "layer d"], b: Float[torch.Tensor, "layer d"]) -> Float[torch.Tensor, " layer"]:
@@ -46,10 +51,30 @@ def mahalanobis_cosine(
     return (pa * pb).sum(-1) / (pa.norm(dim=-1) * pb.norm(dim=-1)).clamp_min(1e-30)
 
 
-def transfer(fit: LayerFit, X, y) -> dict[str, torch.Tensor]:
-    """Per-layer ``accuracy`` and ``auroc`` of probes ``fit`` (fitted elsewhere) on ``X, y``."""
+def transfer(fit: LayerFit, X, y, *, center: Float[torch.Tensor, "layer d"] | None = None) -> dict[str, torch.Tensor]:
+    """Per-layer scores ``[layer]`` of probes ``fit`` (fitted elsewhere) on ``X: [n, layer, d]``, ``y: [n]``.
+
+    Returns:
+        ``accuracy``: with the probe's own threshold (its intercept, set on the source data): any shift
+        of the target's activations along the probe's weight reads as failure. ``auroc``: threshold-free,
+        how well the probe's direction still orders the target's classes. With ``center`` (the target's
+        mean activation per layer, from its *training* rows, labels unused), ``accuracy_centred``:
+        the decision ``w . (x - center) > 0``, the threshold moved through the target's mean, which for
+        balanced classes is the mass-mean probe's own rule (midpoint of the class means, Marks & Tegmark
+        2023) without the target's labels.
+
+    Raises:
+        ValueError: ``center`` is not ``[layer, d]`` like ``fit.coef``.
+    """
     acc, auc = score_layers(fit, X, y)
-    return {"accuracy": acc, "auroc": auc}
+    out = {"accuracy": acc, "auroc": auc}
+    if center is not None:
+        center = torch.as_tensor(center)
+        if center.shape != fit.coef.shape:
+            raise ValueError(f"center must be [layer, d] = {tuple(fit.coef.shape)}, got {tuple(center.shape)}")
+        centred = LayerFit(fit.method, fit.coef, -(center.double() * fit.coef.double()).sum(-1))
+        out["accuracy_centred"] = score_layers(centred, X, y)[0]
+    return out
 
 
 def generalization_matrix(

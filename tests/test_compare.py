@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+import torch
 from safetensors import safe_open
 
 import interp
@@ -53,6 +54,36 @@ def test_truth_section_measures_the_organism(organism_report):
         assert best[key] > 0.5, key
     m = truth.matrices["generalization_base"]
     assert m["rows"] == ["cities", "numbers"] and len(m["values"]) == 2
+
+
+def test_truth_transfer_is_reported_three_ways(organism_report):
+    """Per layer: the source probe's own threshold, AUROC (scikit-learn's, as reference) and the threshold
+    through the target model's mean training activation, recomputed here from the section's own data."""
+    from sklearn.metrics import roc_auc_score
+
+    from interp.compare import _truth_data
+    from probes import fit_layers
+
+    pair = interp.load_pair()
+    train, test, position, _ = _truth_data(pair)
+    X = {(split, name): interp.collect(model, ps, "resid_post", positions=position, progress=False)["resid_post"]
+         for split, ps in (("train", train), ("test", test)) for name, model in pair}
+    y_tr, y_te = torch.tensor(train.labels), torch.tensor(test.labels)
+    per_layer = organism_report[0].concepts["truth"].per_layer
+    for src, dst in (("base", "post"), ("post", "base")):
+        fit = fit_layers(X["train", src], y_tr, "mass_mean")
+        for L, entry in enumerate(per_layer):
+            w, b = fit.coef[L].double(), float(fit.intercept[L])
+            scores = X["test", dst][:, L].double() @ w
+            own = float(((scores + b > 0).long() == y_te).double().mean())
+            centred = scores - float(X["train", dst][:, L].double().mean(0) @ w)
+            assert entry[f"transfer_{src}_to_{dst}"] == pytest.approx(own, abs=1e-9)
+            assert entry[f"transfer_{src}_to_{dst}_auroc"] == pytest.approx(roc_auc_score(y_te, scores), abs=1e-9)
+            assert entry[f"transfer_{src}_to_{dst}_centred"] == pytest.approx(
+                float(((centred > 0).long() == y_te).double().mean()), abs=1e-9)
+    refusal = organism_report[0].concepts["refusal"].per_layer
+    assert all({f"transfer_{d}{s}" for d in ("base_to_post", "post_to_base") for s in ("", "_auroc", "_centred")}
+               <= set(e) for e in refusal)
 
 
 def test_refusal_section_measures_the_organism(organism_report):

@@ -53,3 +53,25 @@ def test_transfer_and_generalization_follow_the_shared_direction():
     rows, cols, m = generalization_matrix({"a": a_tr}, {"a": a_te, "b": b_te, "c": c_te})
     assert rows == ["a"] and cols == ["a", "b", "c"] and m.shape == (1, 3, 2)
     assert (m[0, :2] > 0.95).all() and ((m[0, 2] - 0.5).abs() < 0.1).all()
+
+
+def test_transfer_separates_a_shifted_threshold_from_a_lost_direction():
+    """The target keeps the source's direction but sits shifted along it: the source threshold reads
+    chance, while AUROC and the target-centred threshold show the direction still separates the classes."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 200, 16
+    w = torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0)
+    y = torch.arange(n) % 2
+    noise = 0.3 * torch.randn(n, 1, d, generator=g)
+    source = (2 * y - 1)[:, None, None] * w + noise
+    fit = fit_layers(source, y, "mass_mean")
+    target_train = source + 5 * w  # the same classes, shifted far past the source threshold
+    target_test = (2 * y - 1)[:, None, None] * w + 0.3 * torch.randn(n, 1, d, generator=g) + 5 * w
+    out = transfer(fit, target_test, y, center=target_train.mean(0))
+    assert float(out["accuracy"][0]) == 0.5  # everything lands on the positive side
+    assert float(out["auroc"][0]) > 0.99
+    # reference: threshold through the target's training mean
+    ref = (((target_test[:, 0] - target_train[:, 0].mean(0)) @ fit.coef[0].float()) > 0).long()
+    assert float(out["accuracy_centred"][0]) == pytest.approx(float((ref == y).double().mean())) and ref.eq(y).all()
+    with pytest.raises(ValueError, match=r"center must be \[layer, d\]"):
+        transfer(fit, target_test, y, center=torch.zeros(d))

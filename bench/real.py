@@ -93,18 +93,18 @@ def statements(n: int) -> list[str]:
 def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> float:
     import interp
     from interp.hooks import forward_blocks
-    from interp.tokens import encode, pad_batch, pad_id
+    from interp.tokens import encode, length_batches, pad_batch, pad_id
     from transformers import AutoModelForCausalLM
 
     folder = model.interp_source["path"]
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
     tok = model.interp_tokenizer
     prompts = statements(n_batches * batch_size)
-    # The same token ids and left padding as collect uses (its own tokenisation, BOS policy "auto").
-    batches = [
-        pad_batch(encode(tok, prompts[i : i + batch_size]), pad_id=pad_id(tok), device=device)
-        for i in range(0, len(prompts), batch_size)
-    ]
+    # The same token ids, left padding and batches as collect uses (its own tokenisation, BOS policy "auto";
+    # prompts of similar length together, interp.tokens.length_batches, within its default shard of rows).
+    encs = encode(tok, prompts)
+    batches = [pad_batch([encs[i] for i in rows], pad_id=pad_id(tok), device=device)
+               for rows in length_batches([len(e) for e in encs], batch_size)]
     n_tok = sum(int(b.attention_mask.sum()) for b in batches)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 

@@ -202,7 +202,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                   data=None):
     """Probe truth at every layer of both models and compare the directions."""
     from probes import mahalanobis_cosine, sweep
-    from probes.similarity import TRANSFER_SCORES, cosine, generalization_matrix, transfer
+    from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
 
     train, test, position, setup = _truth_data(pair, data)
     acts = {
@@ -220,8 +220,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     mcos = mahalanobis_cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef, X["test"]["post"])
     # transfer: the source probe's own threshold, threshold-free (AUROC), and the threshold moved through the
     # target model's mean training activation (no target labels): a shift along the direction is not a loss of it
-    b2p = transfer(fits["base", HEADLINE], X["test"]["post"], y["test"], center=X["train"]["post"].double().mean(0))
-    p2b = transfer(fits["post", HEADLINE], X["test"]["base"], y["test"], center=X["train"]["base"].double().mean(0))
+    moved = {f"{src}_to_{dst}": transfer(fits[src, HEADLINE], X["test"][dst], y["test"],
+                                          center=X["train"][dst].double().mean(0))
+             for src, dst in (("base", "post"), ("post", "base"))}
 
     # The causal check reads the judgement token after a cue; the organism's prompts end in it already.
     cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
@@ -243,9 +244,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             "cosine_base_post": float(cos[slot]),
             "cosine_base_post_logistic": float(cos_logit[slot]),
             "mahalanobis_cosine_base_post": float(mcos[slot]),
-            **{f"transfer_{direction}{suffix}": float(scores[key][slot])
-               for direction, scores in (("base_to_post", b2p), ("post_to_base", p2b))
-               for suffix, key in TRANSFER_SCORES},
+            **transfer_fields(moved, slot),
             **{key: values[slot] for key, values in causal.items()},
         }
         per_layer.append(entry)
@@ -253,8 +252,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             for method in (HEADLINE, SECONDARY):
                 r = acc[model, method, layer]
                 long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
-        transfers = [f"transfer_{d}{suffix}" for d in ("base_to_post", "post_to_base") for suffix, _ in TRANSFER_SCORES]
-        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfers, *causal):
+        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfer_fields(moved, slot), *causal):
             long_rows.append((layer, "both", key, entry[key]))
 
     best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))

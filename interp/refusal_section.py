@@ -161,7 +161,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     files) instead of the built-in sets; ignored on the bundled organism.
     """
     from probes import sweep
-    from probes.similarity import TRANSFER_SCORES, transfer
+    from probes.similarity import transfer, transfer_fields
     from steering import Ablate, Add
     from steering.refusal import (
         RefusalSelection,
@@ -299,8 +299,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "base_accuracy": acc["base", layer],
             "post_accuracy": acc["post", layer],
             "cosine_base_post": float(cos[layer]),
-            **{f"transfer_{direction}{suffix}": float(scores[key][layer])
-               for direction, scores in moved.items() for suffix, key in TRANSFER_SCORES},
+            **transfer_fields(moved, layer),
             **{f"{name}_ablation_score": _finite(by[name][layer, pos].bypass) for name in ("base", "post")},
             **{f"{name}_addition_score": _finite(by[name][layer, pos].induce) for name in ("base", "post")},
             **{f"{name}_ablation_kl": _finite(by[name][layer, pos].kl) for name in ("base", "post")},

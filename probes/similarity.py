@@ -22,7 +22,7 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers, score_layers
 
-__all__ = ["TRANSFER_SCORES", "cosine", "mahalanobis_cosine", "transfer", "generalization_matrix"]
+__all__ = ["TRANSFER_SCORES", "cosine", "mahalanobis_cosine", "transfer", "transfer_fields", "generalization_matrix"]
 
 #: How reports store :func:`transfer`'s scores: key suffix and score (``transfer_base_to_post`` with the
 #: source's threshold, ``..._auroc`` threshold-free, ``..._centred`` threshold through the target's mean).
@@ -75,6 +75,14 @@ def transfer(fit: LayerFit, X, y, *, center: Float[torch.Tensor, "layer d"] | No
         centred = LayerFit(fit.method, fit.coef, -(center.double() * fit.coef.double()).sum(-1))
         out["accuracy_centred"] = score_layers(centred, X, y)[0]
     return out
+
+
+def transfer_fields(moved: Mapping[str, Mapping[str, torch.Tensor]], index: int) -> dict[str, float]:
+    """``{"transfer_<direction><suffix>": value}`` at ``index`` (a layer slot) of each direction's
+    :func:`transfer` scores, ``moved``: ``{"base_to_post": ..., "post_to_base": ...}``; suffixes as
+    :data:`TRANSFER_SCORES`."""
+    return {f"transfer_{direction}{suffix}": float(scores[key][index])
+            for direction, scores in moved.items() for suffix, key in TRANSFER_SCORES}
 
 
 def generalization_matrix(

@@ -188,7 +188,8 @@ class SteeringVector:
             raise ValueError("the principal component of paired differences needs at least 2 pairs")
         diffs = (pos - neg).double().transpose(0, 1)  # [layer, n, d]
         data = diffs - diffs.mean(1, keepdim=True) if center else diffs
-        total, raw = data.pow(2).sum((1, 2)), diffs.pow(2).sum((1, 2))  # [layer] sums of squares
+        raw = diffs.pow(2).sum((1, 2))  # [layer] sums of squares
+        total = data.pow(2).sum((1, 2)) if center else raw
         identical = (raw == 0).nonzero().flatten().tolist()
         if identical:
             raise ValueError(f"no principal component at layer position(s) {identical}: positive and negative "

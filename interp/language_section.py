@@ -14,10 +14,14 @@
   translations of the same message (Django's catalogues,
   :mod:`interp.datasets._parallel`); directions from the train messages,
   steering on the test messages, probe and neurons on the whole texts.
-* **Neurons.** LAPE (Tang et al. 2024, :func:`probes.lape`) over the
-  ``mlp_post`` activations of every token of sentences in the four languages:
-  per layer, the number of language-specific neurons of each language in each
-  model, and the overlap (IoU) of the base and post neuron sets.
+* **Neurons.** LAPE (Tang et al. 2024, :func:`probes.lape`, their rule
+  exactly): activation probabilities of the gate activation (``mlp_pre > 0``,
+  i.e. ``act_fn(W_gate x) > 0``) over every token of sentences in the four
+  languages, the round(1% of all neurons) lowest-entropy neurons among the
+  often active; per layer, the number of language-specific neurons of each
+  language in each model, and the overlap (IoU) of the base and post neuron
+  sets, averaged over the languages where at least one model has a neuron
+  (undefined, None, where neither has any).
 * **Steering.** Held-out English subjects; each target language's direction is
   added at every position over the window of layers with the largest
   eigengap (scale ``1 / window size`` at each, so the window adds one full
@@ -137,6 +141,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     steered) and its held-out truth statements (the neutral texts of the KL check).
     """
     from probes import activation_probability, iou, lape
+    from probes.lape import LAPE_SITE, check_activation
     from steering import Add, Deactivate, SteeringVector
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence, next_token_logprobs
@@ -164,15 +169,16 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                                  for L in range(n_layers)]
 
     # One pass over the training sentences per model reads both what the identity probe is fitted on
-    # (resid_post, mean over each sentence's tokens) and what LAPE counts (mlp_post of every token).
+    # (resid_post, mean over each sentence's tokens) and what LAPE counts (the gate, mlp_pre, of every token).
     y_tr, y_te = np.array(train.labels), np.array(test.labels)
     probes_, a_te, neuron_sets, counts = {}, {}, {}, {}
     for mname, model in pair:
-        tokens = collect_tokens_by_site(model, train, ["resid_post", "mlp_post"], progress=False)
+        check_activation(getattr(model.cfg, "act_fn", None))
+        tokens = collect_tokens_by_site(model, train, ["resid_post", LAPE_SITE], progress=False)
         probes_[mname] = _language_probes(token_means(tokens["resid_post"], len(train)), y_tr)
         a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
         # LAPE neurons per layer
-        by_layer = tokens.pop("mlp_post")
+        by_layer = tokens.pop(LAPE_SITE)
         token_lang = torch.tensor(train.labels)[by_layer[0].prompt]
         probs = [activation_probability(by_layer[L].X, token_lang, len(langs)) for L in range(n_layers)]
         res = lape(np.stack(probs))
@@ -234,8 +240,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
             entry[f"{mname}_eigengap"] = float(np.mean([g for _, g in per_model_rank[mname][L]]))
             for k, lang in enumerate(langs):
                 entry[f"{mname}_neurons_{lang}"] = int(counts[mname][L, k])
-        entry["neuron_iou"] = float(np.mean([iou(neuron_sets["base"].neurons(L, k), neuron_sets["post"].neurons(L, k))
-                                             for k in range(len(langs))]))
+        ious = [iou(neuron_sets["base"].neurons(L, k), neuron_sets["post"].neurons(L, k)) for k in range(len(langs))]
+        defined = [v for v in ious if not np.isnan(v)]  # IoU of two empty sets is undefined, not 1
+        entry["neuron_iou"] = float(np.mean(defined)) if defined else None
         per_layer.append(entry)
     own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
     best = max(own_rows, key=lambda r: r[5])
@@ -250,7 +257,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                     "directions.",
         "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
                 "languages): a low rank and a large gap mean one direction carries the language shift.",
-        "neurons": "Language-specific neurons (LAPE) per layer and language, and the IoU of base and post sets.",
+        "neurons": "Language-specific neurons (LAPE, Tang et al. 2024: the 1% of all neurons with the lowest "
+                   "activation-probability entropy among the often active) per layer and language, and the IoU of "
+                   "base and post sets (mean over languages where either model has one; blank where none does).",
     }
     plots = [
         {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy", "yrange": [-0.05, 1.05],
@@ -274,7 +283,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     setup = {"dataset": train.source or name, "neutral texts (KL)": neutral_set.source, "prompts": prompt_kind,
              "site": "resid_post", "read at": "last token", "held-out prompts (steering)": len(held),
              "direction prompts per language": len(fit),
-             "window": window, "scale": scale, "neurons": "LAPE over mlp_post, every sentence token",
+             "window": window, "scale": scale, "neurons": "LAPE (Tang et al. 2024 rule) over the gate activation (mlp_pre > 0), every sentence token; "
+                        "neuron_iou blank where neither model has a neuron of any language at that layer",
              "own tokens": {lang: len(s) for lang, s in own.sets.items()}}
     return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,
                          readings, setup, plots, tables, vectors=vectors)

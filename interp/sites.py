@@ -16,6 +16,10 @@ site            hook name                       what it holds at layer ``L``
 ``resid_post``  ``blocks.L.hook_resid_post``    residual stream leaving block L
 ``attn_out``    ``blocks.L.hook_attn_out``      attention output added in block L
 ``mlp_out``     ``blocks.L.hook_mlp_out``       MLP output added in block L
+``mlp_pre``     ``blocks.L.mlp.hook_pre``       MLP pre-activation, width ``d_mlp``:
+                                                the gate projection ``W_gate x``
+                                                of a gated MLP (Llama, Gemma),
+                                                ``W_in x + b_in`` otherwise
 ``mlp_post``    ``blocks.L.mlp.hook_post``      MLP hidden activations (the input
                                                 to the down/out projection),
                                                 width ``d_mlp``
@@ -36,7 +40,7 @@ from typing import Literal
 
 __all__ = ["SITES", "Site", "hook_name", "site_width", "check_site", "check_layers"]
 
-Site = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_post"]
+Site = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_pre", "mlp_post"]
 
 #: Site name -> hook-name template (``{layer}`` is substituted).
 SITES: dict[str, str] = {
@@ -45,6 +49,7 @@ SITES: dict[str, str] = {
     "resid_post": "blocks.{layer}.hook_resid_post",
     "attn_out": "blocks.{layer}.hook_attn_out",
     "mlp_out": "blocks.{layer}.hook_mlp_out",
+    "mlp_pre": "blocks.{layer}.mlp.hook_pre",
     "mlp_post": "blocks.{layer}.mlp.hook_post",
 }
 
@@ -97,10 +102,10 @@ def check_layers(layers, n_layers: int) -> list[int]:
 
 
 def site_width(model, site: str) -> int:
-    """Width of the vectors stored at ``site``: ``d_mlp`` for ``mlp_post``, else ``d_model``."""
+    """Width of the vectors stored at ``site``: ``d_mlp`` for ``mlp_pre`` and ``mlp_post``, else ``d_model``."""
     check_site(site)
     cfg = model.cfg
-    if site == "mlp_post":
+    if site in ("mlp_pre", "mlp_post"):
         d_mlp = getattr(cfg, "d_mlp", None)
         if not d_mlp:
             raise ValueError(f"model config has no d_mlp; cannot read site {site!r}")

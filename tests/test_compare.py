@@ -134,6 +134,11 @@ def test_language_section_steers_english_toward_another_language(organism_report
     entry = section.per_layer[-1]
     for key in ("cosine_base_post", "base_effective_rank", "post_eigengap", "post_neurons_fr", "neuron_iou"):
         assert key in entry
+    # Tang et al.'s count: round(1% of all 1,500 neurons) = 15 selected, on the gate activation (the former rule,
+    # 1% of the filtered neurons on mlp_post with >= comparisons, assigned 3)
+    assigned = sum(e[f"post_neurons_{lang}"] for e in section.per_layer for lang in ("en", "fr", "de", "es"))
+    assert assigned >= 12, assigned
+    assert all(e["neuron_iou"] is None or 0 <= e["neuron_iou"] <= 1 for e in section.per_layer)
     assert all(e["base_accuracy"] >= 0.9 for e in section.per_layer[1:])  # language identity is linearly readable
 
 

@@ -101,12 +101,12 @@ def _as_activations(like: Activations, prompts: PromptSet, rows: torch.Tensor) -
 
 
 def _discard_counts(cands) -> str:
-    """'n kept; n discarded: layer in the last 20%, n: induce <= 0, ...' for the setup notes."""
+    """'n kept, n layer >= bound, n induce < 0, ...' for the setup notes."""
     counts: dict[str, int] = {}
     for c in cands:
         first = c.discarded.split(";")[0].split(" (")[0] if c.discarded else "kept"
-        first = "induce <= 0" if first.startswith("addition does not induce") else first
-        first = "KL >= threshold" if first.startswith("KL ") else first
+        first = "induce < 0" if first.startswith("addition does not induce") else first
+        first = "KL > threshold" if first.startswith("KL ") else first
         counts[first] = counts.get(first, 0) + 1
     unscored = sum(not c.scored for c in cands)
     return ", ".join(f"{n} {k}" for k, n in counts.items()) + f"; {unscored} of {len(cands)} not fully scored"
@@ -358,7 +358,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
                                           "refusal on harmful prompts is chosen among those that pass the filters. "
-                                          "Blank cells were not scored: a filter (layer, induce <= 0, KL) had "
+                                          "Blank cells were not scored: a filter (layer, induce < 0, KL) had "
                                           "already discarded the candidate (reason in the cell's hover text).")
     plots = [
         {"title": "Harmful vs harmless: probe accuracy by layer", "reading": "accuracy", "yrange": [0, 1.02],

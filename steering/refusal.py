@@ -12,11 +12,12 @@ block ``l`` (``resid_pre``). Each candidate is scored on validation prompts:
   layer ``l`` at every position;
 * ``kl`` — mean next-token KL on harmless prompts under ablation.
 
-Candidates that sit in the last 20% of layers (``l >= 0.8 * n_layers``), with
-``kl`` above a threshold (0.1) or with ``induce <= 0`` are discarded, and the
-one with the lowest ``bypass`` is selected. (Arditi et al.'s code rounds the
-bound down, ``l >= int(0.8 * n_layers)``; the two agree but for one layer, and
-for a small model the rounded bound discards more than 20% of it: 2 of 6.)
+The filters are those of Arditi et al.'s ``select_direction.py``, comparisons
+included: a candidate is discarded if its layer is ``l >= int(n_layers * (1 -
+0.2))`` (rounded down, so 2 of a 6-layer model's layers and 4 of an 18-layer
+one's), if ``kl > 0.1`` (strictly), or if ``induce < 0`` (strictly: a score
+of exactly 0 passes); the kept candidate with the lowest ``bypass`` is
+selected.
 
 Only what can change the selection is measured (:func:`score_candidates`
 with ``prune=True``, what :func:`select_direction` does): candidates in the
@@ -348,9 +349,9 @@ class _Filters:
         norm_scale = float(diffs.norm(dim=-1).max())
         if float(diffs[positions.index(c.position), c.layer].norm()) <= 1e-6 * norm_scale:
             why.append("zero difference (harmful and harmless activations identical here)")
-        max_layer = (1 - self.prune_layers) * n_layers  # layers at or past this depth sit in the last prune_layers
-        if c.layer >= max_layer:
-            why.append(f"layer >= {max_layer:g} (last {self.prune_layers:.0%} of layers)")
+        bound = int(n_layers * (1.0 - self.prune_layers))  # Arditi et al.: source_layer >= int(n_layer * (1 - p))
+        if c.layer >= bound:
+            why.append(f"layer >= {bound} (int({n_layers} x {1 - self.prune_layers:g}), Arditi et al.'s layer filter)")
         return why
 
     def stages(self) -> list[tuple[str, object]]:
@@ -360,11 +361,11 @@ class _Filters:
         and a candidate that fails either can never be selected, so its later
         passes are skipped. Bypass (harmful prompts) is the ranking score.
         """
-        kl = lambda v: None if v < self.kl_threshold else f"KL {v:.3g} >= {self.kl_threshold}"  # noqa: E731
+        kl = lambda v: None if v <= self.kl_threshold else f"KL {v:.3g} > {self.kl_threshold}"  # noqa: E731
         out = [("kl", kl), ("bypass", None)]
         if self.require_induce:
-            out.insert(0, ("induce", lambda v: None if v > 0 else
-                           f"addition does not induce refusal (score {v:.3g} <= 0)"))
+            out.insert(0, ("induce", lambda v: None if v >= 0 else
+                           f"addition does not induce refusal (score {v:.3g} < 0)"))
         return out
 
     def reasons(self, c: Candidate, diffs, positions, n_layers: int) -> list[str]:

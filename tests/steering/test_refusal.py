@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -72,9 +74,41 @@ def test_selection_applies_the_filters(tiny_pairs):
     pruned = select_direction(model, diffs, offsets, harmful, harmless, [5, 9], kl_threshold=float("inf"),
                               require_induce=False, prune_layers=0.5)
     assert pruned.selected.layer < 0.5 * n_layers
-    assert all(("last 50% of layers" in c.discarded) == (c.layer >= 0.5 * n_layers) for c in pruned.candidates)
+    assert all(("Arditi et al.'s layer filter" in c.discarded) == (c.layer >= int(0.5 * n_layers))
+               for c in pruned.candidates)
     with pytest.raises(ValueError, match="every refusal candidate was discarded"):
         select_direction(model, diffs, offsets, harmful, harmless, [5, 9], kl_threshold=-1.0)
     vec = sel.vector
     assert vec.layers == (sel.selected.layer,) and vec.site == "resid_pre"
     torch.testing.assert_close(vec.vectors[0], diffs[offsets.index(sel.selected.position), sel.selected.layer].float())
+
+
+def arditi_discards(c, n_layers, kl_threshold=0.1, induce_threshold=0.0, prune_layer_percentage=0.2) -> bool:
+    """Arditi et al.'s select_direction filter, condition by condition: NaN scores, the last layers (rounded
+    down), KL strictly above the threshold, induce (steering) score strictly below zero."""
+    if any(math.isnan(v) for v in (c.bypass, c.induce, c.kl)):
+        return True
+    if c.layer >= int(n_layers * (1.0 - prune_layer_percentage)):
+        return True
+    if c.kl > kl_threshold:
+        return True
+    return c.induce < induce_threshold
+
+
+@pytest.mark.parametrize("n_layers", [6, 18, 30])
+def test_filters_are_arditi_et_al_s_at_every_boundary(n_layers):
+    from steering.refusal import Candidate, apply_filters
+
+    positions = (-2, -1)
+    diffs = torch.ones(len(positions), n_layers, 4)
+    cands, k = [], 0
+    for p in positions:
+        for layer in range(n_layers):
+            for kl in (0.05, 0.1, 0.1 + 1e-9):  # at the threshold: kept
+                for induce in (-1e-9, 0.0, 0.5):  # exactly 0: kept
+                    k += 1
+                    cands.append(Candidate(layer, p, bypass=-float(k), induce=induce, kl=kl))
+    kept = [c for c in apply_filters(cands, diffs, positions, n_layers) if not c.discarded]
+    assert kept == [c for c in cands if not arditi_discards(c, n_layers)]
+    assert max(c.layer for c in kept) == int(0.8 * n_layers) - 1  # 3 of 6 layers, 13 of 18, 23 of 30
+    assert {(c.kl, c.induce) for c in kept} == {(0.05, 0.0), (0.05, 0.5), (0.1, 0.0), (0.1, 0.5)}

@@ -67,7 +67,7 @@ def test_pruned_selection_equals_exhaustive_on_the_organism(name="post"):
                 assert g == w
     # a pruned run under Arditi et al.'s filters skips passes on the organism
     pruned = score_candidates(*args, prune=True)[0]
-    assert sum(not c.scored for c in pruned) >= sum(c.layer >= 0.8 * pair.n_layers for c in pruned)
+    assert sum(not c.scored for c in pruned) >= sum(c.layer >= int(0.8 * pair.n_layers) for c in pruned)
 
 
 def test_select_direction_completes_pruned_scores_for_looser_filters(tiny_pairs):
@@ -100,10 +100,10 @@ def test_unscored_candidates_say_why(tiny_pairs):
     offsets = [-1]
     diffs = mean_activations(model, prompts[:2], offsets) - mean_activations(model, prompts[2:], offsets)
     cands, _ = score_candidates(model, diffs, offsets, prompts[:2], prompts[2:], [5], prune=True, prune_layers=0.5)
-    last = [c for c in cands if c.layer >= 1.5]
+    last = [c for c in cands if c.layer >= 1]  # int(3 layers x 0.5) = 1
     assert last and all(math.isnan(c.bypass) and math.isnan(c.induce) and math.isnan(c.kl) for c in last)
-    assert all(c.discarded.startswith("layer >= 1.5 (last 50% of layers)") and "not scored" in c.discarded
-               for c in last)
+    assert all(c.discarded.startswith("layer >= 1 (int(3 x 0.5), Arditi et al.'s layer filter)")
+               and "not scored" in c.discarded for c in last)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])

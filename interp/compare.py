@@ -77,9 +77,37 @@ def _kinds(prompts: PromptSet) -> dict[str, torch.Tensor]:
     return {k: torch.tensor([m.get("kind", "all") == k for m in prompts.meta]) for k in kinds}
 
 
-def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64) -> torch.Tensor:
+#: Where the causal check adds a truth direction, per statement (``span`` of :func:`truth_causal`).
+NIE_SPANS = {
+    "statement_end": "the statement's final period and the token before it (Marks & Tegmark 2023, Section 5; "
+                     "Du et al. 2025)",
+    "from_period": "the final period and every later token (the judgement cue)",
+    "last": "the last token only (the one the judgement is read after)",
+}
+
+
+def _span_bounds(span: str, period: int, length: int) -> tuple[int, int]:
+    """``[start, stop)`` token indices (of one unpadded encoding) that ``span`` intervenes on."""
+    if span == "statement_end":
+        if period < 1:
+            raise ValueError("span 'statement_end' needs a token before the final period")
+        return period - 1, period + 1
+    if span == "from_period":
+        return period, length
+    if span == "last":
+        return length - 1, length
+    raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
+
+
+def _as_layers(layer) -> tuple[int, ...]:
+    return (int(layer),) if isinstance(layer, int) else tuple(int(x) for x in layer)
+
+
+def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64,
+                   span: str = "from_period") -> torch.Tensor:
     """P(true) - P(false) for the next token of each prompt, optionally with ``add`` ([d]) added
-    to ``blocks.{layer}.hook_resid_post`` from each statement's final period to the end."""
+    to ``blocks.{layer}.hook_resid_post`` (``layer``: an int or a window of layers) at the tokens
+    ``span`` names (:data:`NIE_SPANS`, found from each statement's final period)."""
     from .generation import last_position_only
     from .hooks import attached
     from .models import tokenizer_of
@@ -89,35 +117,39 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64)
 
     tok = tokenizer_of(model)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
-    period = resolve(FINAL_PERIOD, texts, encs)
+    period = resolve(FINAL_PERIOD, texts, encs).tolist()
+    bounds = torch.tensor([_span_bounds(span, p, len(e)) for p, e in zip(period, encs)])  # [n, 2]
     device = model.cfg.device or "cpu"
     out, keep = [], last_position_only(model)
     for b0 in range(0, len(encs), batch_size):
         batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), device=device)
-        first = batch.start + period[b0 : b0 + batch_size].to(device)
+        lo, hi = (batch.start[:, None] + bounds[b0 : b0 + batch_size].to(device)).unbind(1)
         cols = torch.arange(batch.input_ids.shape[1], device=device)
-        mask = (cols[None, :] >= first[:, None]).float()[..., None]  # [batch, pos, 1]
+        mask = ((cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])).float()[..., None]  # [batch, pos, 1]
         hooks = []
-        if add is not None:  # a per-row start (each statement's final period): not one of steering.Add's positions
+        if add is not None:  # a per-row span (found from each statement's period): not one of steering.Add's positions
             vec = add.to(device)
-            hooks = [(hook_name("resid_post", layer), lambda act, hook: act + mask.to(act.dtype) * vec.to(act.dtype))]
+            fn = lambda act, hook: act + mask.to(act.device, act.dtype) * vec.to(act.device, act.dtype)  # noqa: E731
+            hooks = [(hook_name("resid_post", L), fn) for L in _as_layers(layer)]
         with torch.inference_mode(), attached(model, hooks):
             probs = model(batch.input_ids, attention_mask=batch.attention_mask, **keep)[:, -1].float().softmax(-1)
         out.append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())
     return torch.cat(out)
 
 
-def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -> list[torch.Tensor]:
-    """:func:`_judgement_gap` of ``texts`` under each ``(vector [d], layer)`` of ``additions``: ``[n]`` each.
+def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128,
+                    span: str = "from_period") -> list[torch.Tensor]:
+    """:func:`_judgement_gap` of ``texts`` under each ``(vector [d], layer or layers)`` of ``additions``: ``[n]``
+    each.
 
-    The addition acts from each statement's final period on, so the tokens before the period never see
-    it. When every text has the same number of tokens from its period on (a statement, or a statement and
-    the same cue), those earlier tokens are run once per batch (KV cache, no hook) and each addition
-    re-runs only the period and what follows against a copy of that cache: the same left-padded positions
-    and the same numbers as a full pass up to float summation order, at a few tokens' cost per addition
-    instead of a whole statement's. The blocks below an addition's layer compute the clean tail, so they
-    run once per batch and are replayed (:func:`interp.hooks.replayed_blocks`). Otherwise each addition is
-    a full pass.
+    The addition acts on the tokens ``span`` names, so the tokens before them never see it. When every
+    text has the same number of tokens from the span's start to its end, and the same span width (a
+    statement, or a statement and the same cue), those earlier tokens are run once per batch (KV cache,
+    no hook) and each addition re-runs only the span and what follows against a copy of that cache: the
+    same left-padded positions and the same numbers as a full pass up to float summation order, at a few
+    tokens' cost per addition instead of a whole statement's. The blocks below an addition's first layer
+    compute the clean tail, so they run once per batch and are replayed
+    (:func:`interp.hooks.replayed_blocks`). Otherwise each addition is a full pass.
     """
     import copy
     from dataclasses import replace
@@ -132,17 +164,21 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -
 
     tok = tokenizer_of(model)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
-    period = resolve(FINAL_PERIOD, texts, encs)
-    tails = {len(e) - int(p) for p, e in zip(period.tolist(), encs)}
-    if len(tails) != 1 or min(period.tolist()) < 1:
-        return [_judgement_gap(model, texts, token_ids, add=v, layer=L, batch_size=batch_size) for v, L in additions]
+    period = resolve(FINAL_PERIOD, texts, encs).tolist()
+    bounds = [_span_bounds(span, p, len(e)) for p, e in zip(period, encs)]
+    tails = {len(e) - lo for (lo, _), e in zip(bounds, encs)}
+    widths = {hi - lo for lo, hi in bounds}
+    if len(tails) != 1 or len(widths) != 1 or min(lo for lo, _ in bounds) < 1:
+        return [_judgement_gap(model, texts, token_ids, add=v, layer=L, batch_size=batch_size, span=span)
+                for v, L in additions]
+    (tail,), (width,) = tails, widths
     device = model.cfg.device or "cpu"
     keep = last_position_only(model)
+    in_tail = (torch.arange(tail, device=device) < width).float()[None, :, None]  # [1, tail, 1]
     out: list[list[torch.Tensor]] = [[] for _ in additions]
     with torch.inference_mode(), kv_cache_compat(model):
         for b0 in range(0, len(encs), batch_size):
             rows = encs[b0 : b0 + batch_size]
-            (tail,) = tails
             prefix = pad_batch([replace(e, ids=e.ids[:-tail], spans=e.spans[:-tail]) for e in rows],
                                pad_id=pad_id(tok), device=device)
             k = prefix.input_ids.shape[1]
@@ -155,52 +191,92 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128) -
                 model(last, attention_mask=mask, past_key_values=copy.deepcopy(cache), **keep)
             clean = calls[-1]
             for i, (vec, layer) in enumerate(additions):
-                v = vec.to(device)
-                hooks = [(hook_name("resid_post", layer), lambda act, hook, v=v: act + v.to(act.dtype))]
-                with attached(model, hooks), replayed_blocks(model, clean, layer):
+                v, layers = vec.to(device), _as_layers(layer)
+                fn = lambda act, hook, v=v: act + in_tail.to(act.device, act.dtype) * v.to(act.device, act.dtype)  # noqa: E731
+                hooks = [(hook_name("resid_post", L), fn) for L in layers]
+                with attached(model, hooks), replayed_blocks(model, clean, min(layers)):
                     logits = model(last, attention_mask=mask, past_key_values=copy.deepcopy(cache), **keep)
                 probs = logits[:, -1].float().softmax(-1)
                 out[i].append((probs[:, token_ids[0]] - probs[:, token_ids[1]]).cpu())
     return [torch.cat(o) for o in out]
 
 
-def truth_causal(pair: ModelPair, test: PromptSet, acts_train: dict, site: str = "resid_post") -> dict:
-    """Normalized indirect effect of adding each model's truth direction to each model, per layer.
+def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.Tensor], layers: Sequence[int], *,
+                 span: str = "statement_end", window: int = 1, seed: int = 0) -> tuple[dict, dict]:
+    """Normalized indirect effect (NIE) of each model's truth direction on each model, per layer, with nulls.
 
-    The direction is the mass-mean difference vector ``mu_true - mu_false`` of
-    the training activations (Marks & Tegmark 2023), added unscaled to the
-    residual stream after block ``L`` at the false statements' final period
-    and every later token. NIE = (PD_added(false) - PD(false)) / (PD(true) -
-    PD(false)) with PD = P(true) - P(false) of the judgement token; 1 means the
-    addition makes false statements look as true as true ones.
+    Marks & Tegmark (2023), Section 5: the truth direction (``directions[source][slot]``, ``[layer, d]``: the
+    mass-mean difference ``mu_true - mu_false`` of training activations read where it is added) is added,
+    unscaled, to ``resid_post`` of layers ``L .. L + window - 1`` at the tokens ``span`` names
+    (:data:`NIE_SPANS`; default the statement's last token and final period, as they and Du et al. 2025 do).
+    With ``PD = P(" true") - P(" false")`` of the judgement token after the prompt, mean over statements:
+
+    * false→true (``nie_{s}_to_{t}``): ``(PD_added(false) - PD(false)) / (PD(true) - PD(false))``, the
+      direction added to false statements; 1 means they now look as true as true ones;
+    * true→false (``nie_{s}_to_{t}_true_to_false``): ``(PD_subtracted(true) - PD(true)) / (PD(false) -
+      PD(true))``, the direction subtracted from true statements;
+    * null (``nie_{s}_to_{t}_random``): false→true with a random direction of the same norm per layer
+      (Gaussian, seeded with ``seed``).
+
+    A target whose baseline is inverted or zero (``PD(true) <= PD(false)``) has no NIE: its values are
+    None and ``notes`` says why (the ratio's denominator has no meaning there).
+
+    Returns:
+        ``(series, notes)``: ``{key: [value or None per layer]}`` and ``{target: reason}`` for undefined targets.
+
+    Raises:
+        ValueError: ``' true'``/``' false'`` not single tokens, an unknown ``span``, ``window < 1``.
     """
+    if span not in NIE_SPANS:
+        raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
     tok = pair.tokenizer
     ids = [tok(w, add_special_tokens=False)["input_ids"] for w in (" true", " false")]
     if any(len(i) != 1 for i in ids):
         raise ValueError("the causal check needs ' true' and ' false' to be single tokens")
     ids = [i[0] for i in ids]
     labels = torch.tensor(test.labels)
-    false_texts = [t for t, y in zip(test.texts, test.labels) if y == 0]
-    diffs = {}
-    for name, a in acts_train.items():
-        X, y = a[site].double(), a.labels
-        diffs[name] = (X[y == 1].mean(0) - X[y == 0].mean(0)).float()  # [layer, d]
-    layers = list(next(iter(acts_train.values())).layers)
-    out = {}
+    texts = {k: [t for t, y in zip(test.texts, test.labels) if y == k] for k in (0, 1)}
+    n_layers, layers = pair.n_layers, list(layers)
+    g = torch.Generator().manual_seed(seed)
+    randoms = {}
+    for source in ("base", "post"):
+        r = torch.randn(directions[source].shape, generator=g, dtype=torch.float64)
+        randoms[source] = (r / r.norm(dim=-1, keepdim=True) * directions[source].double().norm(dim=-1, keepdim=True)).float()
+    win = {L: tuple(range(L, min(L + window, n_layers))) for L in layers}
+    out, notes = {}, {}
     for target, model in pair:
         gap = _judgement_gap(model, test.texts, ids)
-        pd_true, pd_false = gap[labels == 1].mean(), gap[labels == 0].mean()
-        adds = [(diffs[source][slot], layer) for source in ("base", "post") for slot, layer in enumerate(layers)]
-        gaps = iter(_judgement_gaps(model, false_texts, ids, adds))
-        for source in ("base", "post"):
-            out[f"nie_{source}_to_{target}"] = [
-                float((next(gaps).mean() - pd_false) / (pd_true - pd_false).clamp_min(1e-6)) for _ in layers]
-    return out
+        pd_true, pd_false = float(gap[labels == 1].mean()), float(gap[labels == 0].mean())
+        keys = [f"nie_{s}_to_{target}{sfx}" for s in ("base", "post") for sfx in ("", "_true_to_false", "_random")]
+        denom = pd_true - pd_false
+        if not denom > 0:
+            notes[target] = (f"undefined on {target}: PD(true) - PD(false) = {denom:.3g} (true statements are not "
+                             f"judged truer than false ones), so the normalized effect has no meaning")
+            out.update({k: [None] * len(layers) for k in keys})
+            continue
+        up = [(directions[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
+        null = [(randoms[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
+        down = [(-directions[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
+        added = iter(_judgement_gaps(model, texts[0], ids, up + null, span=span))
+        subtracted = iter(_judgement_gaps(model, texts[1], ids, down, span=span))
+        for sfx, it, ref in (("", added, pd_false), ("_random", added, pd_false)):
+            for s in ("base", "post"):
+                out[f"nie_{s}_to_{target}{sfx}"] = [float((next(it).mean() - ref) / denom) for _ in layers]
+        for s in ("base", "post"):
+            out[f"nie_{s}_to_{target}_true_to_false"] = [float((pd_true - next(subtracted).mean()) / denom)
+                                                         for _ in layers]
+    return out, notes
 
 
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
-                  data=None):
-    """Probe truth at every layer of both models and compare the directions."""
+                  data=None, nie_span: str = "statement_end", nie_window: int = 1, seed: int = 0):
+    """Probe truth at every layer of both models and compare the directions.
+
+    ``nie_span``, ``nie_window``, ``seed``: where and over how many layers the causal check adds the truth
+    directions, and the seed of its random-direction null (:func:`truth_causal`).
+    """
     from probes import mahalanobis_cosine, sweep
     from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
 
@@ -224,10 +300,23 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                                           center=X["train"][dst].double().mean(0))
              for src, dst in (("base", "post"), ("post", "base"))}
 
-    # The causal check reads the judgement token after a cue; the organism's prompts end in it already.
+    # The causal check reads the judgement token after a cue; the organism's prompts end in it already. Its
+    # directions are mass-mean differences read where they are added (at the final period, as Marks & Tegmark
+    # do): the section's own rows where it reads there, else one more pass over the training statements.
     cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
     try:
-        causal = truth_causal(pair, test.map_texts(lambda t: t + cue) if cue else test, acts["train"], site)
+        at_period = acts["train"] if position == "period" else {
+            name: collect(model, train, site, positions="period", batch_size=batch_size, progress=False)
+            for name, model in pair}
+        directions = {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
+                      for name, a in at_period.items()}
+        causal, undefined = truth_causal(pair, test.map_texts(lambda t: t + cue) if cue else test, directions, layers,
+                                         span=nie_span, window=nie_window, seed=seed)
+        setup["causal check"] = (f"direction: mass-mean difference at the final period of the training statements, "
+                                 f"added at {NIE_SPANS[nie_span]}, {nie_window} layer(s) from L; null: a random "
+                                 f"direction of the same norm (seed {seed})")
+        for target, why in undefined.items():
+            setup[f"causal check ({target})"] = why
     except ValueError as e:
         log.warning("truth causal check skipped: %s", e)
         causal, setup["causal check"] = {}, f"skipped: {e}"
@@ -253,7 +342,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                 r = acc[model, method, layer]
                 long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
         for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfer_fields(moved, slot), *causal):
-            long_rows.append((layer, "both", key, entry[key]))
+            if entry[key] is not None:
+                long_rows.append((layer, "both", key, entry[key]))
 
     best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
     best_slot = layers.index(best["layer"])
@@ -288,9 +378,12 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                       "AUROC (threshold-free), and accuracy with the threshold through the target model's mean "
                       "training activation (no target labels used).",
     }
-    readings["causal"] = ("Normalized indirect effect of adding a model's truth direction (mass-mean difference) after "
-                          "block L at false statements: 1 = they now look as true as true statements; off-diagonal "
-                          "curves apply one model's direction to the other model.")
+    readings["causal"] = ("Normalized indirect effect (Marks & Tegmark 2023) of adding a model's truth direction "
+                          "(mass-mean difference at the final period) after block L at "
+                          f"{NIE_SPANS[nie_span]}: 1 = false statements now look as true as true ones; off-diagonal "
+                          "curves apply one model's direction to the other model. Dotted: the same direction "
+                          "subtracted from true statements (true→false); grey: a random direction of the same norm "
+                          "(the null). Blank where the model does not judge true statements truer than false ones.")
     for key in matrices:
         readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
                          "values near the diagonal mean one shared truth direction.")
@@ -314,8 +407,11 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     if causal:
         plots.append({"title": "Causal effect of the truth directions", "reading": "causal",
                       "xaxis": "layer the direction is added after", "yaxis": "normalized indirect effect",
-                      "series": {f"nie_{s}_to_{t}": f"{s} direction → {t} model"
-                                 for s in ("base", "post") for t in ("base", "post")}})
+                      "series": {f"nie_{s}_to_{t}{sfx}": f"{s} direction → {t} model{label}"
+                                 for s in ("base", "post") for t in ("base", "post")
+                                 for sfx, label in (("", ""), ("_true_to_false", " (true→false)"))},
+                      "nulls": {f"nie_{s}_to_{t}_random": f"random direction, {s} norm → {t} model"
+                                for s in ("base", "post") for t in ("base", "post")}})
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 

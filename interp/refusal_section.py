@@ -149,7 +149,13 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     return out
 
 
+#: The organism's layer filter: Arditi et al.'s 20% rounds down to a third of its 6 layers (``int(6 * 0.8) = 4``),
+#: which discards the layer its refusal direction lives in; 0.15 discards its last layer only (``int(6 * 0.85)``).
+ORGANISM_PRUNE_LAYERS = 0.15
+
+
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
+                    prune_layers: float | None = None,
                     max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
                     data=None, generation_batch_size: int = 128) -> ConceptResult:
     """Find, compare and steer with each model's refusal direction (see the module docstring).
@@ -159,6 +165,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
 
     ``data``: a :class:`~interp.datasets.PublicSets` to take the requests from (Arditi et al.'s train/val
     files) instead of the built-in sets; ignored on the bundled organism.
+
+    ``prune_layers``: share of the last layers Arditi et al.'s filter discards (``l >= int(n_layers * (1 -
+    prune_layers))``); default 0.2, theirs, except on the bundled organism (:data:`ORGANISM_PRUNE_LAYERS`,
+    stated in the report's setup).
     """
     from probes import sweep
     from probes.similarity import transfer, transfer_fields
@@ -172,6 +182,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         select_direction,
     )
 
+    if prune_layers is None:
+        prune_layers = ORGANISM_PRUNE_LAYERS if is_organism else 0.2
     data = _data(pair, is_organism, data)
     ids = data["refusal_ids"]
     offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
@@ -202,18 +214,21 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
     # is NaN with the reason; the selection is the exhaustive one's.
     scores = {name: score_candidates(model, diffs[name], offsets, harm_val, safe_val, ids, prune=True,
-                                     kl_threshold=kl_threshold, batch_size=batch_size, progress=progress)
+                                     kl_threshold=kl_threshold, prune_layers=prune_layers, batch_size=batch_size,
+                                     progress=progress)
               for name, model in pair}
 
     def select(name: str) -> RefusalSelection:  # the scores were pruned under these filters: no forward pass
         return select_direction(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
-                                scores=scores[name], kl_threshold=kl_threshold)
+                                scores=scores[name], kl_threshold=kl_threshold,
+                                prune_layers=prune_layers)
 
     def at(name: str, layer: int, position: int) -> RefusalSelection:
         """A non-qualifying 'selection' of the candidate at (layer, position), fully scored, with its reasons."""
         scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
                                         scores=scores[name], only=[(layer, position)], batch_size=batch_size)
-        cands = apply_filters(scores[name][0], diffs[name], offsets, n_layers, kl_threshold=kl_threshold)
+        cands = apply_filters(scores[name][0], diffs[name], offsets, n_layers, kl_threshold=kl_threshold,
+                              prune_layers=prune_layers)
         chosen = next(c for c in cands if c.layer == layer and c.position == position)
         return RefusalSelection(diffs[name], tuple(offsets), cands, chosen, scores[name][1])
 
@@ -228,7 +243,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     if not qualifies["post"]:
         # No post candidate passes the filters: there is no refusal direction by Arditi et al.'s criteria. The
         # steering rows still need a direction; take the candidate whose addition raises the refusal score most.
-        cands = apply_filters(scores["post"][0], diffs["post"], offsets, n_layers, kl_threshold=kl_threshold)
+        cands = apply_filters(scores["post"][0], diffs["post"], offsets, n_layers, kl_threshold=kl_threshold,
+                              prune_layers=prune_layers)
         eligible = [c for c in cands if not math.isnan(c.induce)] or cands
         best = max(eligible, key=lambda c: -math.inf if math.isnan(c.induce) else c.induce)
         sel["post"] = at("post", best.layer, best.position)
@@ -383,11 +399,17 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "site": "resid_pre", "post-instruction positions": offsets,
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
+        "layer filter": (f"l >= int({n_layers} x {1 - prune_layers:g}) = {int(n_layers * (1 - prune_layers))} discarded"
+                         + ("" if prune_layers == 0.2 else
+                            f" (prune_layers {prune_layers:g}; Arditi et al. use 0.2"
+                            + (", which on this 6-layer organism discards a third of its layers, the one its "
+                               "refusal direction lives in included)" if is_organism else ")"))),
         "validation requests": {"harmful": len(harm_val), "harmless": len(safe_val)},
         "stage wall time (s)": stages,
         "refusal direction qualifies": dict(qualifies),
         "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets, n_layers,
-                                                           kl_threshold=kl_threshold)) for name in ("base", "post")},
+                                                           kl_threshold=kl_threshold, prune_layers=prune_layers))
+                       for name in ("base", "post")},
         "n_train": len(harm_dir) + len(safe_dir), "n_validation": len(harm_val) + len(safe_val),
         "n_test": len(test["harmful"]) + len(test["harmless"]), **notes,
     }

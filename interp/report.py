@@ -111,13 +111,31 @@ def _csv(comparison: Comparison) -> bytes:
 
 
 def _line(c: ConceptResult, plot: dict):
+    """One line per ``plot["series"]`` key, with a shaded band where the rows carry ``{key}_ci_low`` and
+    ``{key}_ci_high`` (a bootstrap interval), and each ``plot["nulls"]`` key as a grey dashed line (the value
+    chance gives). A ``*_true_to_false`` series is dotted."""
+    import plotly.colors
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for key, label in plot["series"].items():
+    palette = plotly.colors.qualitative.Plotly
+    x = c.layers
+    for i, (key, label) in enumerate(plot["series"].items()):
+        if key not in c.per_layer[0]:
+            continue
+        color = palette[i % len(palette)]
+        lo, hi = f"{key}_ci_low", f"{key}_ci_high"
+        if lo in c.per_layer[0] and hi in c.per_layer[0]:
+            upper, lower = [row.get(hi) for row in c.per_layer], [row.get(lo) for row in c.per_layer]
+            fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=upper + lower[::-1], fill="toself",
+                                     fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
+                                     showlegend=False, name=f"{label} 95% CI"))
+        fig.add_trace(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines+markers", name=label,
+                                 line={"color": color, "dash": "dot" if key.endswith("_true_to_false") else "solid"}))
+    for key, label in plot.get("nulls", {}).items():
         if key in c.per_layer[0]:
-            fig.add_trace(go.Scatter(x=c.layers, y=[row.get(key) for row in c.per_layer], mode="lines+markers",
-                                     name=label))
+            fig.add_trace(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines", name=f"null: {label}",
+                                     line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}))
     fig.update_layout(xaxis_dtick=1, xaxis_title=plot.get("xaxis", "layer (output of block)"),
                       yaxis_title=plot.get("yaxis", "value"))
     if plot.get("yrange"):

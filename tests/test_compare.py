@@ -49,11 +49,75 @@ def test_truth_section_measures_the_organism(organism_report):
     assert min(best["base_accuracy"], best["post_accuracy"]) >= 0.95
     assert best["cosine_base_post"] > 0.8 and best["transfer_base_to_post"] > 0.85
     assert truth.per_layer[0]["base_accuracy"] < best["base_accuracy"]
-    # adding either model's truth direction makes false statements judged true, in both models
+    # Marks & Tegmark's intervention (the direction read at the final period, added at the period and the token
+    # before it) moves nothing on the organism: it judges truth at its cue, not at the statement's end. Its
+    # NIE is inside what a random direction of the same norm does.
     for key in ("nie_base_to_base", "nie_base_to_post", "nie_post_to_base", "nie_post_to_post"):
-        assert best[key] > 0.5, key
+        assert all(abs(e[key]) < 0.1 and abs(e[f"{key}_random"]) < 0.1 for e in truth.per_layer), key
+    assert "final period and the token before it" in truth.setup["causal check"]
     m = truth.matrices["generalization_base"]
     assert m["rows"] == ["cities", "numbers"] and len(m["values"]) == 2
+
+
+def test_nie_at_the_cue_is_causal_and_beyond_its_random_null():
+    """Read at the cue and added at the last token, either model's truth direction makes false statements
+    judged true (false→true) and subtracted makes true ones judged false (true→false), far beyond a random
+    direction of equal norm; with the labels swapped (true statements judged less true) NIE is undefined."""
+    from interp.compare import _truth_data, truth_causal
+    from interp.datasets import PromptSet
+
+    pair = interp.load_pair()
+    train, test, position, _ = _truth_data(pair)
+    assert position == "last"
+    acts = {n: interp.collect(m, train, "resid_post", positions="last", progress=False) for n, m in pair}
+    dirs = {n: (a["resid_post"][a.labels == 1].double().mean(0) - a["resid_post"][a.labels == 0].double().mean(0)).float()
+            for n, a in acts.items()}
+    layers = list(range(pair.n_layers))
+    out, notes = truth_causal(pair, test, dirs, layers, span="last")
+    assert notes == {}
+    for s in ("base", "post"):
+        for t in ("base", "post"):
+            key = f"nie_{s}_to_{t}"
+            assert max(out[key]) > 0.8 and max(out[f"{key}_true_to_false"]) > 0.8, key
+            assert max(abs(v) for v in out[f"{key}_random"]) < 0.2, key
+    swapped = PromptSet(name=test.name, texts=test.texts, labels=tuple(1 - y for y in test.labels),
+                        label_names=test.label_names)
+    out, notes = truth_causal(pair, swapped, dirs, layers[:2], span="last")
+    assert set(notes) == {"base", "post"} and "undefined on post" in notes["post"]
+    assert all(v is None for v in out["nie_post_to_post"] + out["nie_base_to_post_random"])
+    with pytest.raises(ValueError, match="unknown span 'middle'"):
+        truth_causal(pair, test, dirs, layers, span="middle")
+
+
+@pytest.mark.parametrize("span", ["statement_end", "from_period", "last"])
+def test_judgement_gap_adds_exactly_at_its_span(tiny_pairs, span):
+    """One unpadded statement: the span's addition equals a hook written here at the span's absolute token
+    indices (the last word token and the period; the period onward; the last token)."""
+    import torch
+
+    from interp.compare import _judgement_gap
+    from interp.hooks import attached
+    from interp.tokens import encode
+
+    model = tiny_pairs["llama"].post
+    text = "The city of Paris is in France. This is"
+    enc = encode(interp.models.tokenizer_of(model), [text])[0]
+    period = max(i for i, (a, b) in enumerate(enc.spans) if "." in text[a:b])
+    where = {"statement_end": [period - 1, period], "from_period": list(range(period, len(enc))),
+             "last": [len(enc) - 1]}[span]
+    v = torch.randn(int(model.cfg.d_model)) * 4
+
+    def add(act, hook):
+        act = act.clone()
+        act[:, where] += v
+        return act
+
+    with torch.inference_mode(), attached(model, [("blocks.1.hook_resid_post", add)]):
+        probs = model(torch.tensor([enc.ids]))[:, -1].float().softmax(-1)
+    want = probs[:, 5] - probs[:, 9]
+    got = _judgement_gap(model, [text], [5, 9], add=v, layer=1, span=span)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got, _judgement_gap(model, [text], [5, 9]), atol=0, rtol=1e-3)  # it acts
 
 
 def test_truth_transfer_is_reported_three_ways(organism_report):
@@ -99,8 +163,20 @@ def test_refusal_section_measures_the_organism(organism_report):
     assert {("post", "ablate base direction"), ("post", "add base direction"), ("base", "ablate post direction"),
             ("base", "add post direction")} <= set(rows)
     sel = refusal.setup["selected"]["post"]
-    assert sel["layer"] < 0.8 * len(refusal.layers) and sel["position"] in refusal.setup["post-instruction positions"]
+    assert sel["layer"] < int(0.85 * len(refusal.layers)) and sel["position"] in refusal.setup["post-instruction positions"]
     assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer)
+    assert "prune_layers 0.15; Arditi et al. use 0.2" in refusal.setup["layer filter"]
+
+
+def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():
+    """Arditi et al.'s 20%, rounded down as their code does, discards layers 4 and 5 of the 6-layer organism,
+    and its refusal direction lives at layer 4: no candidate qualifies, and the section says so."""
+    from interp.refusal_section import refusal_section
+
+    section = refusal_section(interp.load_pair(), is_organism=True, prune_layers=0.2, progress=False)
+    assert section.setup["refusal direction qualifies"] == {"post": False, "base": False}
+    assert section.readings["summary"].startswith("No refusal direction qualifies")
+    assert section.setup["layer filter"] == "l >= int(6 x 0.8) = 4 discarded"
 
 
 def test_snmf_section_lists_features_and_steers_with_them(organism_report):
@@ -213,7 +289,7 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
              "Uno means one."]
     ids = [5, 9]
     d = int(model.cfg.d_model)
-    adds = [(torch.randn(d) * 3, 0), (torch.zeros(d), 1), (torch.randn(d), 2)]
+    adds = [(torch.randn(d) * 3, 0), (torch.zeros(d), 1), (torch.randn(d), (1, 2))]
     import interp.compare as cmp
 
     cue = [t + " This is" for t in texts]
@@ -221,11 +297,16 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
         m.setattr(cmp, "_judgement_gap", lambda *a, **k: pytest.fail("full pass on texts with equal tails"))
         fast = _judgement_gaps(model, texts, ids, adds, batch_size=3)
         fast_cue = _judgement_gaps(model, cue, ids, adds, batch_size=3)
-    for (v, layer), got, got_cue in zip(adds, fast, fast_cue):
+        spans = {span: _judgement_gaps(model, cue, ids, adds, batch_size=3, span=span)
+                 for span in ("statement_end", "last")}
+    for i, ((v, layer), got, got_cue) in enumerate(zip(adds, fast, fast_cue)):
         want = _judgement_gap(model, texts, ids, add=v, layer=layer, batch_size=3)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
         want = _judgement_gap(model, cue, ids, add=v, layer=layer, batch_size=3)
         torch.testing.assert_close(got_cue, want, atol=1e-5, rtol=1e-4)
+        for span, gaps in spans.items():
+            want = _judgement_gap(model, cue, ids, add=v, layer=layer, batch_size=3, span=span)
+            torch.testing.assert_close(gaps[i], want, atol=1e-5, rtol=1e-4)
     plain = _judgement_gap(model, texts, ids)
     assert not torch.allclose(fast[0], plain, atol=1e-4)  # the addition acts
     torch.testing.assert_close(fast[1], plain, atol=1e-5, rtol=1e-4)

@@ -106,11 +106,14 @@ def _make_hook(buf: torch.Tensor, slot: int, rows: torch.Tensor, index: torch.Te
     """
 
     def hook(act: torch.Tensor, hook) -> None:
+        # a model split over devices (device_map) hands each layer's activation over on that layer's device:
+        # the index tensors follow the activation (a no-op where they are already there)
+        dev = act.device
         if weights is None:
-            picked = act[rows, index]
+            picked = act[rows.to(dev), index.to(dev)]
         else:
-            picked = torch.einsum("bpd,bp->bd", act.float(), weights)
-        buf[:, slot] = picked.to(buf.dtype)
+            picked = torch.einsum("bpd,bp->bd", act.float(), weights.to(dev))
+        buf[:, slot] = picked.to(buf.device, buf.dtype)
         return None
 
     return hook

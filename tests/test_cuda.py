@@ -92,3 +92,27 @@ def test_snmf_on_cuda_recovers_planted_features_and_tracks_the_cpu_fit(dtype):
     gap = np.abs(np.array(gpu.history_) - cpu.history_) / np.array(cpu.history_)
     assert gap.max() < 1e-3, gap
     np.testing.assert_allclose(gpu.transform(A.T.cuda()), cpu.transform(A.T), atol=1e-2 * float(A.abs().max()))
+
+
+def test_a_model_split_over_devices_collects_and_steers_like_one_device(tiny_dirs):
+    """device_map puts block 0 on CUDA and the rest on the CPU, so activations arrive on two devices while
+    ``cfg.device`` names one: collection's index tensors and the truth check's span mask follow each
+    activation to its device, and the numbers are the single-device ones."""
+    from interp.compare import _judgement_gap
+
+    base, _ = tiny_dirs["llama"]
+    one = interp.load_model(base, device="cpu")
+    split = interp.load_model(base, device_map={"model.embed_tokens": 0, "model.rotary_emb": 0, "model.layers.0": 0,
+                                                 "model.layers.1": "cpu", "model.layers.2": "cpu",
+                                                 "model.norm": "cpu", "lm_head": "cpu"})
+    for positions in (-1, "mean"):
+        a = interp.collect(one, PROMPTS, ["resid_post", "mlp_pre"], positions=positions, progress=False)
+        b = interp.collect(split, PROMPTS, ["resid_post", "mlp_pre"], positions=positions, progress=False)
+        for site in ("resid_post", "mlp_pre"):
+            torch.testing.assert_close(b[site].cpu(), a[site], atol=1e-4, rtol=1e-4)
+    texts = ["The city of Paris is in France. This is", "Two is larger than nine. This is"]
+    v = torch.randn(int(one.cfg.d_model)) * 3
+    for layer in (0, 1):
+        want = _judgement_gap(one, texts, [5, 9], add=v, layer=layer, span="statement_end")
+        got = _judgement_gap(split, texts, [5, 9], add=v, layer=layer, span="statement_end")
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)

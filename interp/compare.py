@@ -216,7 +216,9 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     * true→false (``nie_{s}_to_{t}_true_to_false``): ``(PD_subtracted(true) - PD(true)) / (PD(false) -
       PD(true))``, the direction subtracted from true statements;
     * null (``nie_{s}_to_{t}_random``): false→true with a random direction of the same norm per layer
-      (Gaussian, seeded with ``seed``).
+      (Gaussian, seeded with ``seed``);
+    * ``*_ci_low``/``*_ci_high`` of both: 95% percentile bootstrap over statements (false and true statements
+      resampled independently, seeded; :func:`probes.stats.bootstrap_ci`).
 
     A target whose baseline is inverted or zero (``PD(true) <= PD(false)``) has no NIE: its values are
     None and ``notes`` says why (the ratio's denominator has no meaning there).
@@ -227,6 +229,10 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     Raises:
         ValueError: ``' true'``/``' false'`` not single tokens, an unknown ``span``, ``window < 1``.
     """
+    import numpy as np
+
+    from probes.stats import bootstrap_ci
+
     if span not in NIE_SPANS:
         raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
     if window < 1:
@@ -249,7 +255,9 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     for target, model in pair:
         gap = _judgement_gap(model, test.texts, ids)
         pd_true, pd_false = float(gap[labels == 1].mean()), float(gap[labels == 0].mean())
-        keys = [f"nie_{s}_to_{target}{sfx}" for s in ("base", "post") for sfx in ("", "_true_to_false", "_random")]
+        keys = [f"nie_{s}_to_{target}{sfx}" for s in ("base", "post")
+                for sfx in ("", "_true_to_false", "_random", "_ci_low", "_ci_high", "_true_to_false_ci_low",
+                            "_true_to_false_ci_high")]
         denom = pd_true - pd_false
         if not denom > 0:
             notes[target] = (f"undefined on {target}: PD(true) - PD(false) = {denom:.3g} (true statements are not "
@@ -261,13 +269,131 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
         down = [(-directions[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
         added = iter(_judgement_gaps(model, texts[0], ids, up + null, span=span))
         subtracted = iter(_judgement_gaps(model, texts[1], ids, down, span=span))
-        for sfx, it, ref in (("", added, pd_false), ("_random", added, pd_false)):
+        clean_false, clean_true = gap[labels == 0].numpy(), gap[labels == 1].numpy()
+        idx = (np.arange(len(clean_false)), np.arange(len(clean_true)))
+        for sfx in ("", "_random"):
             for s in ("base", "post"):
-                out[f"nie_{s}_to_{target}{sfx}"] = [float((next(it).mean() - ref) / denom) for _ in layers]
+                vals, lows, highs = [], [], []
+                for _ in layers:
+                    moved = next(added).numpy()  # false statements with the direction added
+
+                    def nie(i0, i1, axis=-1, moved=moved):  # resampled false and true statements
+                        return ((moved[i0].mean(axis) - clean_false[i0].mean(axis))
+                                / (clean_true[i1].mean(axis) - clean_false[i0].mean(axis)))
+                    vals.append(float(nie(*idx)))
+                    if not sfx:
+                        lo, hi = bootstrap_ci(nie, idx, seed=seed)
+                        lows.append(float(lo))
+                        highs.append(float(hi))
+                out[f"nie_{s}_to_{target}{sfx}"] = vals
+                if not sfx:
+                    out[f"nie_{s}_to_{target}_ci_low"], out[f"nie_{s}_to_{target}_ci_high"] = lows, highs
         for s in ("base", "post"):
-            out[f"nie_{s}_to_{target}_true_to_false"] = [float((pd_true - next(subtracted).mean()) / denom)
-                                                         for _ in layers]
+            vals, lows, highs = [], [], []
+            for _ in layers:
+                moved = next(subtracted).numpy()  # true statements with the direction subtracted
+
+                def nie_down(i0, i1, axis=-1, moved=moved):
+                    return ((clean_true[i1].mean(axis) - moved[i1].mean(axis))
+                            / (clean_true[i1].mean(axis) - clean_false[i0].mean(axis)))
+                vals.append(float(nie_down(*idx)))
+                lo, hi = bootstrap_ci(nie_down, idx, seed=seed)
+                lows.append(float(lo))
+                highs.append(float(hi))
+            key = f"nie_{s}_to_{target}_true_to_false"
+            out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = vals, lows, highs
     return out, notes
+
+
+def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.2) -> tuple[dict, int]:
+    """Per-layer accuracy of mass-mean probes fitted on the training rows outside a stratified ``share`` and
+    scored on that share (the validation rows layer selection uses): ``({model: [layer]}, n_validation)``."""
+    from probes.stats import correct
+    from probes.sweep import fit_layers
+
+    y = torch.as_tensor(y_train)
+    g = torch.Generator().manual_seed(seed)
+    val = torch.zeros(len(y), dtype=torch.bool)
+    for k in (0, 1):
+        rows = torch.nonzero(y == k).flatten()
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        val[rows[: max(1, round(share * len(rows)))]] = True
+    out = {m: correct(fit_layers(X[~val], y[~val], HEADLINE), X[val], y[val]).mean(-1) for m, X in X_train.items()}
+    return out, int(val.sum())
+
+
+def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "np.ndarray"]:
+    """Per-layer intervals and nulls of the truth section's headline figures (``{key: [layer]}``):
+
+    * ``{m}_accuracy_ci_low/high``, ``transfer_{a}_to_{b}[_centred]_ci_low/high``: bootstrap over test rows;
+    * ``{m}_accuracy_null``: mass-mean probes fitted on shuffled training labels (mean of 10);
+    * ``cosine_base_post_null``, ``mahalanobis_cosine_null``: 95th percentile of |similarity| between the
+      post direction and 100 random directions;
+    * ``mahalanobis_cosine_reference``: two post probes from disjoint halves of post's training rows, under
+      post's test covariance (the value the same model's own probe reaches).
+    """
+    import numpy as np
+
+    from probes import mahalanobis_cosine
+    from probes.similarity import cosine
+    from probes.stats import (
+        correct,
+        mean_ci,
+        random_directions,
+        shuffled_label_accuracy,
+        split_half_directions,
+    )
+    from probes.sweep import LayerFit
+
+    out = {}
+    for m in ("base", "post"):
+        low, high = mean_ci(correct(fits[m, HEADLINE], X["test"][m], y["test"]), seed=seed)
+        out[f"{m}_accuracy_ci_low"], out[f"{m}_accuracy_ci_high"] = low, high
+        out[f"{m}_accuracy_null"], _ = shuffled_label_accuracy(X["train"][m], y["train"], X["test"][m], y["test"],
+                                                               HEADLINE, seed=seed)
+    for src, dst in (("base", "post"), ("post", "base")):
+        fit = fits[src, HEADLINE]
+        centre = X["train"][dst].double().mean(0)
+        centred = LayerFit(fit.method, fit.coef, -(centre * fit.coef).sum(-1))
+        for suffix, f in (("", fit), ("_centred", centred)):
+            low, high = mean_ci(correct(f, X["test"][dst], y["test"]), seed=seed)
+            out[f"transfer_{src}_to_{dst}{suffix}_ci_low"], out[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = low, high
+    post_dir = fits["post", HEADLINE].coef
+    rand = random_directions(100, post_dir.shape, seed=seed)
+    out["cosine_base_post_null"] = np.quantile(
+        np.stack([cosine(r, post_dir).abs().numpy() for r in rand]), 0.95, axis=0)
+    out["mahalanobis_cosine_null"] = np.quantile(
+        np.stack([mahalanobis_cosine(r, post_dir, X["test"]["post"]).abs().numpy() for r in rand]), 0.95, axis=0)
+    h1, h2 = split_half_directions(X["train"]["post"], y["train"], HEADLINE, seed=seed)
+    out["mahalanobis_cosine_reference"] = mahalanobis_cosine(h1.coef, h2.coef, X["test"]["post"]).numpy()
+    return out
+
+
+def _truth_summary(best: dict, n_val: int) -> str:
+    """The truth section's summary line at the validation-chosen layer, each figure with its interval and null."""
+
+    def ci(key: str) -> str:
+        return f"{best[key]:.3f} [{best[key + '_ci_low']:.3f}, {best[key + '_ci_high']:.3f}]"
+
+    b_lo, b_hi, p_lo, p_hi = (best[k] for k in ("base_accuracy_ci_low", "base_accuracy_ci_high",
+                                                 "post_accuracy_ci_low", "post_accuracy_ci_high"))
+    overlap = b_lo <= p_hi and p_lo <= b_hi
+    diff = ("base and post differ by less than their intervals (inside the noise)" if overlap else
+            f"post {'above' if best['post_accuracy'] > best['base_accuracy'] else 'below'} base, outside both "
+            "intervals")
+    mcos, ref, mnull = (best[k] for k in ("mahalanobis_cosine_base_post", "mahalanobis_cosine_reference",
+                                          "mahalanobis_cosine_null"))
+    return (
+        f"Layer {best['layer']} (chosen on {n_val} validation statements; test figures with 95% bootstrap intervals): "
+        f"held-out accuracy base {ci('base_accuracy')}, post {ci('post_accuracy')}, shuffled-label probes "
+        f"{best['base_accuracy_null']:.3f} / {best['post_accuracy_null']:.3f}; {diff}. Cosine of the two truth "
+        f"directions {best['cosine_base_post']:.2f} (random directions reach {best['cosine_base_post_null']:.2f}); "
+        f"Mahalanobis cosine {mcos:.2f} (post split-half reference {ref:.2f}, random directions {mnull:.2f}"
+        + ("; it cannot tell directions apart here" if mnull >= 0.5 else "") + "). "
+        f"Base probe on post {ci('transfer_base_to_post')} (AUROC {best['transfer_base_to_post_auroc']:.3f}, "
+        f"target-centred {ci('transfer_base_to_post_centred')}), post probe on base {ci('transfer_post_to_base')} "
+        f"(AUROC {best['transfer_post_to_base_auroc']:.3f}, target-centred {ci('transfer_post_to_base_centred')})."
+    )
 
 
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
@@ -299,6 +425,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     moved = {f"{src}_to_{dst}": transfer(fits[src, HEADLINE], X["test"][dst], y["test"],
                                           center=X["train"][dst].double().mean(0))
              for src, dst in (("base", "post"), ("post", "base"))}
+    stats = _truth_statistics(fits, X, y, seed=seed)
+    val_acc, n_val = _validation_accuracy(X["train"], y["train"], seed=seed)
 
     # The causal check reads the judgement token after a cue; the organism's prompts end in it already. Its
     # directions are mass-mean differences read where they are added (at the final period, as Marks & Tegmark
@@ -335,6 +463,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             "mahalanobis_cosine_base_post": float(mcos[slot]),
             **transfer_fields(moved, slot),
             **{key: values[slot] for key, values in causal.items()},
+            **{key: float(values[slot]) for key, values in stats.items()},
+            "base_accuracy_validation": float(val_acc["base"][slot]),
+            "post_accuracy_validation": float(val_acc["post"][slot]),
         }
         per_layer.append(entry)
         for model in ("base", "post"):
@@ -345,7 +476,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             if entry[key] is not None:
                 long_rows.append((layer, "both", key, entry[key]))
 
-    best = max(per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
+    # the layer is chosen on validation rows (held out of the training split, never the test split)
+    best = max(per_layer, key=lambda e: min(e["base_accuracy_validation"], e["post_accuracy_validation"]))
     best_slot = layers.index(best["layer"])
     matrices = {}
     kinds_tr, kinds_te = _kinds(train), _kinds(test)
@@ -361,22 +493,19 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                 "title": f"Generalization across statement kinds ({model}, layer {best['layer']})",
             }
     readings = {
-        "summary": (
-            f"Best layer {best['layer']}: held-out accuracy base {best['base_accuracy']:.3f}, "
-            f"post {best['post_accuracy']:.3f}; cosine of the two truth directions {best['cosine_base_post']:.2f}, "
-            f"base probe on post {best['transfer_base_to_post']:.3f} (AUROC {best['transfer_base_to_post_auroc']:.3f}, "
-            f"target-centred threshold {best['transfer_base_to_post_centred']:.3f}), post probe on base "
-            f"{best['transfer_post_to_base']:.3f} (AUROC {best['transfer_post_to_base_auroc']:.3f}, target-centred "
-            f"{best['transfer_post_to_base_centred']:.3f})."
-        ),
-        "accuracy": "Held-out accuracy of a mass-mean probe at each layer: where each model represents the truth "
-                    "of a statement linearly.",
+        "summary": _truth_summary(best, n_val),
+        "accuracy": "Held-out accuracy of a mass-mean probe at each layer (bands: 95% bootstrap intervals over "
+                    "test statements): where each model represents the truth of a statement linearly. Grey: the "
+                    "same probe fitted on shuffled training labels (mean of 10 shuffles), the chance level.",
         "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
                       "model's probe classifies the other model's activations: near 1 means post-training kept "
                       "the same truth direction. Transfer is shown three ways: accuracy with the source probe's "
                       "own threshold (a shift of the target's activations along the direction reads as failure), "
                       "AUROC (threshold-free), and accuracy with the threshold through the target model's mean "
-                      "training activation (no target labels used).",
+                      "training activation (no target labels used). Grey: the cosine and Mahalanobis cosine "
+                      "a random direction reaches with the post direction (95th percentile of 100); dashed "
+                      "black: the Mahalanobis cosine of two post probes fitted on disjoint halves of post's "
+                      "training statements (the reference: what the same model's own probe reaches).",
     }
     readings["causal"] = ("Normalized indirect effect (Marks & Tegmark 2023) of adding a model's truth direction "
                           "(mass-mean difference at the final period) after block L at "
@@ -390,11 +519,17 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in fits.items()}
     setup.update({"site": site, "methods": f"{HEADLINE} (headline: accuracy, directions, transfer, causal), "
                                            f"{SECONDARY} (accuracy and cosine alongside)",
-                  "n_train": len(train), "n_test": len(test)})
+                  "n_train": len(train), "n_test": len(test),
+                  "layer selection": f"best layer by min(base, post) validation accuracy of mass-mean probes fitted "
+                                     f"on the other training statements ({n_val} validation statements, seed {seed}); "
+                                     "every reported figure is on the test statements",
+                  "intervals": "95% percentile bootstrap over test statements (1,000 resamples, seeded: "
+                               "probes.stats)", "seed": seed})
     plots = [
         {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
          "series": {"base_accuracy": "base (mass-mean)", "post_accuracy": "post (mass-mean)",
-                    "base_accuracy_logistic": "base (logistic)", "post_accuracy_logistic": "post (logistic)"}},
+                    "base_accuracy_logistic": "base (logistic)", "post_accuracy_logistic": "post (logistic)"},
+         "nulls": {"base_accuracy_null": "base, shuffled labels", "post_accuracy_null": "post, shuffled labels"}},
         {"title": "Same direction in both models?", "reading": "similarity", "yrange": [-0.05, 1.05],
          "series": {"cosine_base_post": "cosine(base, post)", "transfer_base_to_post": "transfer base→post",
                     "transfer_post_to_base": "transfer post→base",
@@ -402,7 +537,10 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                     "transfer_post_to_base_auroc": "transfer post→base (AUROC)",
                     "transfer_base_to_post_centred": "transfer base→post (target-centred)",
                     "transfer_post_to_base_centred": "transfer post→base (target-centred)",
-                    "mahalanobis_cosine_base_post": "Mahalanobis cosine"}},
+                    "mahalanobis_cosine_base_post": "Mahalanobis cosine",
+                    "mahalanobis_cosine_reference": "Mahalanobis cosine, post split halves (reference)"},
+         "nulls": {"cosine_base_post_null": "cosine, random direction",
+                   "mahalanobis_cosine_null": "Mahalanobis cosine, random direction"}},
     ]
     if causal:
         plots.append({"title": "Causal effect of the truth directions", "reading": "causal",

@@ -44,9 +44,22 @@ def test_report_files_exist_and_parse(organism_report):
 
 def test_truth_section_measures_the_organism(organism_report):
     truth = organism_report[0].concepts["truth"]
-    best = max(truth.per_layer, key=lambda e: min(e["base_accuracy"], e["post_accuracy"]))
+    # the layer is chosen on validation statements, and the summary reports the test figures there
+    best = max(truth.per_layer, key=lambda e: min(e["base_accuracy_validation"], e["post_accuracy_validation"]))
+    assert truth.readings["summary"].startswith(f"Layer {best['layer']} (chosen on ")
+    # every headline carries its bootstrap interval, and every method its null
+    for e in truth.per_layer:
+        for key in ("base_accuracy", "post_accuracy", "transfer_base_to_post", "transfer_post_to_base_centred",
+                    "nie_post_to_post", "nie_base_to_post_true_to_false"):
+            assert e[f"{key}_ci_low"] <= e[key] + 1e-12 and e[key] <= e[f"{key}_ci_high"] + 1e-12, (key, e["layer"])
+        for key in ("base_accuracy_null", "post_accuracy_null", "cosine_base_post_null", "mahalanobis_cosine_null",
+                    "mahalanobis_cosine_reference", "nie_post_to_base_random"):
+            assert isinstance(e[key], float), key
+    # the organism's Mahalanobis cosine is saturated: random directions reach it too, and the summary says so
+    assert all(e["mahalanobis_cosine_null"] > 0.9 for e in truth.per_layer)
+    assert "cannot tell directions apart" in truth.readings["summary"]
     # both models carry a linearly readable truth signal that transfers between them
-    assert min(best["base_accuracy"], best["post_accuracy"]) >= 0.95
+    assert min(best["base_accuracy_ci_low"], best["post_accuracy_ci_low"]) >= 0.9
     assert best["cosine_base_post"] > 0.8 and best["transfer_base_to_post"] > 0.85
     assert truth.per_layer[0]["base_accuracy"] < best["base_accuracy"]
     # Marks & Tegmark's intervention (the direction read at the final period, added at the period and the token
@@ -246,7 +259,7 @@ def test_compare_on_another_pair_uses_builtin_statements(tiny_dirs, tmp_path):
 
 def test_compare_cli_and_errors(tmp_path, capsys):
     assert main(["compare", "--concepts", "truth", "--out", str(tmp_path / "r"), "-q"]) == 0
-    assert "Best layer" in capsys.readouterr().out and (tmp_path / "r" / "report.html").exists()
+    assert "validation statements" in capsys.readouterr().out and (tmp_path / "r" / "report.html").exists()
     # sections without probe-accuracy columns print their summary only
     assert main(["compare", "--concepts", "language", "--out", str(tmp_path / "l"), "-q"]) == 0
     printed = capsys.readouterr().out

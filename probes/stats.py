@@ -1,0 +1,119 @@
+"""Uncertainty and chance levels for the figures the comparison reports.
+
+* :func:`bootstrap_ci` — a seeded percentile bootstrap interval of any statistic
+  of one or more samples, resampled independently (``scipy.stats.bootstrap``).
+* :func:`mean_ci` — the interval of a mean per row, e.g. per-layer accuracy from
+  a ``[layer, n]`` matrix of 0/1 correctness.
+* :func:`accuracy_ci` — per-layer accuracy of a probe with its interval.
+* :func:`shuffled_label_accuracy` — the null of a probe: the held-out accuracy
+  of the same method fitted on training labels permuted at random (Hewitt &
+  Liang 2019's control idea: what a probe reaches without the concept).
+* :func:`split_half_directions` — two probes of one model from disjoint halves
+  of its training rows (seed-to-seed agreement, the ceiling of a similarity).
+* :func:`random_directions` — Gaussian directions, the null of a similarity.
+
+Intervals are 95% percentile intervals from 1,000 resamples unless told
+otherwise; every function takes a ``seed`` and gives the same numbers for the
+same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from .sweep import LayerFit, fit_layers
+
+__all__ = ["bootstrap_ci", "mean_ci", "accuracy_ci", "shuffled_label_accuracy", "split_half_directions",
+           "random_directions", "N_RESAMPLES"]
+
+#: Bootstrap resamples per interval.
+N_RESAMPLES = 1000
+
+
+def bootstrap_ci(statistic: Callable, samples: Sequence, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                 confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of ``statistic(*samples, axis=-1)``.
+
+    Each sample is resampled independently along its last axis (leading axes are batch axes: one
+    interval each). ``statistic`` must be vectorised (take ``axis``). Thin wrapper over
+    ``scipy.stats.bootstrap(method="percentile")``, seeded.
+
+    Returns:
+        ``(low, high)``, arrays of the statistic's batch shape (floats for 1-D samples).
+
+    Raises:
+        ValueError: a sample with fewer than 2 values along its last axis.
+    """
+    from scipy.stats import bootstrap
+
+    samples = tuple(np.asarray(s) for s in samples)
+    if any(s.shape[-1] < 2 for s in samples):
+        raise ValueError("each bootstrap sample needs at least 2 values")
+    res = bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence, vectorized=True,
+                    paired=False, axis=-1, method="percentile", random_state=np.random.default_rng(seed))
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def mean_ci(values: Float[np.ndarray, "... n"], *, seed: int = 0,
+            n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap interval of the mean of each row of ``values`` (``[..., n]``)."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = bootstrap_ci(np.mean, (values,), seed=seed, n_resamples=n_resamples)
+    # a constant row has a single bootstrap value; the percentile can come back a rounding step off it
+    return np.minimum(low, values.mean(-1)), np.maximum(high, values.mean(-1))
+
+
+def correct(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y) -> np.ndarray:
+    """``[layer, n]`` 1.0 where ``fit`` classifies a row right (decision > 0 means class 1), else 0.0."""
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    scores = torch.einsum("nld,ld->ln", X.double(), fit.coef) + fit.intercept[:, None]
+    return ((scores > 0).long() == y).double().numpy()
+
+
+def accuracy_ci(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y, *, seed: int = 0,
+                n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer held-out accuracy of ``fit`` on ``X`` and its bootstrap interval over rows:
+    ``(accuracy, low, high)``, each ``[layer]``."""
+    c = correct(fit, X, y)
+    low, high = mean_ci(c, seed=seed, n_resamples=n_resamples)
+    return c.mean(-1), low, high
+
+
+def shuffled_label_accuracy(X_train, y_train, X_test, y_test, method: str = "mass_mean", *, seed: int = 0,
+                            n_shuffles: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out accuracy per layer of ``method`` fitted on permuted training labels: ``(mean, max)`` over
+    ``n_shuffles`` permutations, each ``[layer]``. The value a probe reaches by chance on these rows."""
+    y_train = torch.as_tensor(y_train)
+    g = torch.Generator().manual_seed(seed)
+    accs = []
+    for _ in range(n_shuffles):
+        perm = y_train[torch.randperm(len(y_train), generator=g)]
+        if len(torch.unique(perm)) < 2:
+            continue
+        accs.append(correct(fit_layers(X_train, perm, method), X_test, y_test).mean(-1))
+    accs = np.stack(accs)
+    return accs.mean(0), accs.max(0)
+
+
+def split_half_directions(X, y, method: str = "mass_mean", *, seed: int = 0) -> tuple[LayerFit, LayerFit]:
+    """Two fits of ``method`` on disjoint halves of the rows (each class split in two at random)."""
+    y = torch.as_tensor(y)
+    g = torch.Generator().manual_seed(seed)
+    halves: list[list[int]] = [[], []]
+    for k in (0, 1):
+        rows = torch.nonzero(y == k).flatten()
+        rows = rows[torch.randperm(len(rows), generator=g)].tolist()
+        halves[0] += rows[: len(rows) // 2]
+        halves[1] += rows[len(rows) // 2:]
+    X = torch.as_tensor(X)
+    return tuple(fit_layers(X[h], y[h], method) for h in halves)
+
+
+def random_directions(n: int, shape: Sequence[int], *, seed: int = 0) -> torch.Tensor:
+    """``[n, *shape]`` float64 Gaussian directions (seeded), the null of a direction similarity."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((n, *shape), generator=g, dtype=torch.float64)

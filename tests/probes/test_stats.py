@@ -1,0 +1,77 @@
+"""Bootstrap intervals and nulls: widths as the binomial gives them, chance levels where there is no signal."""
+
+import numpy as np
+import pytest
+import torch
+
+from probes import fit_layers, mahalanobis_cosine
+from probes.stats import (
+    accuracy_ci,
+    bootstrap_ci,
+    mean_ci,
+    random_directions,
+    shuffled_label_accuracy,
+    split_half_directions,
+)
+
+
+def test_accuracy_interval_has_the_binomial_width():
+    # 148 test statements at accuracy 0.9: the 95% interval is about +-1.96 * sqrt(0.9 * 0.1 / 148) = +-4.8 points
+    correct = np.zeros(148)
+    correct[: round(0.9 * 148)] = 1
+    low, high = mean_ci(correct, seed=0)
+    half = 1.96 * np.sqrt(0.9 * 0.1 / 148)
+    assert low < correct.mean() < high
+    assert abs((high - low) / 2 - half) < 0.01, (low, high, half)
+    assert mean_ci(correct, seed=0) == (low, high)  # seeded
+    assert mean_ci(correct, seed=1) != (low, high)
+    rows = np.stack([correct, np.ones(148)])  # one interval per row; a constant row's interval is the point
+    lo, hi = mean_ci(rows, seed=0)
+    assert lo.shape == (2,) and lo[1] == hi[1] == 1.0 and lo[0] == low
+
+
+def test_bootstrap_of_a_ratio_of_two_independent_samples_covers_the_truth():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(2.0, 1.0, 400), rng.normal(4.0, 1.0, 300)
+    idx = (np.arange(400), np.arange(300))
+    lo, hi = bootstrap_ci(lambda i, j, axis=-1: a[i].mean(axis) / b[j].mean(axis), idx, seed=0)
+    assert lo < 0.5 < hi and hi - lo < 0.1
+    with pytest.raises(ValueError, match="at least 2 values"):
+        bootstrap_ci(np.mean, (np.ones(1),))
+
+
+def _planted(n=400, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    X = torch.randn(n, 2, d, generator=g)
+    X[:, :, 0] += 3.0 * (2 * y[:, None] - 1)  # class signal along axis 0 at both "layers"
+    return X, y
+
+
+def test_shuffled_labels_give_chance_while_the_true_labels_decode():
+    X, y = _planted()
+    tr, te = slice(0, 300), slice(300, 400)
+    fit = fit_layers(X[tr], y[tr])
+    acc, low, high = accuracy_ci(fit, X[te], y[te])
+    assert (acc > 0.95).all() and (low <= acc).all() and (acc <= high).all()
+    null, worst = shuffled_label_accuracy(X[tr], y[tr], X[te], y[te], seed=0)
+    # a shuffled mass-mean direction still leans on the high-variance class axis, by a random sign: the null
+    # scatters widely around chance (why it is reported), far below the real probe
+    assert (null < acc - 0.2).all() and (worst >= null).all() and (worst <= 1).all()
+
+
+def test_mahalanobis_cosine_saturates_when_one_direction_holds_the_variance():
+    """Under a covariance dominated by one axis every direction's projection is that axis' projection: random
+    directions reach |Mahalanobis cosine| near 1, so the measure cannot tell directions apart. Two probes of the
+    same data from disjoint halves (the reference) agree; with an isotropic covariance random directions do not."""
+    X, y = _planted(d=64)
+    post = fit_layers(X, y).coef
+    rand = random_directions(100, post.shape, seed=0)
+    noise = torch.randn(400, 2, 64, generator=torch.Generator().manual_seed(1))  # isotropic target data
+    iso = np.quantile([mahalanobis_cosine(r, post, noise).abs().numpy() for r in rand], 0.95, axis=0)
+    dominated = noise.clone()
+    dominated[:, :, 0] *= 50.0  # one axis, the one the probe leans on, holds almost all the variance
+    sat = np.quantile([mahalanobis_cosine(r, post, dominated).abs().numpy() for r in rand], 0.95, axis=0)
+    assert (iso < 0.4).all() and (sat > 0.9).all(), (iso, sat)
+    h1, h2 = split_half_directions(X, y, seed=0)
+    assert (mahalanobis_cosine(h1.coef, h2.coef, X) > 0.9).all()

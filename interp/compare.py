@@ -325,7 +325,8 @@ def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.
 def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "np.ndarray"]:
     """Per-layer intervals and nulls of the truth section's headline figures (``{key: [layer]}``):
 
-    * ``{m}_accuracy_ci_low/high``, ``transfer_{a}_to_{b}[_centred]_ci_low/high``: bootstrap over test rows;
+    * ``{m}_accuracy_ci_low/high``, ``transfer_{a}_to_{b}[_centred]_ci_low/high``: Wilson intervals over test
+      rows (shares of 0/1 outcomes, :func:`probes.stats.proportion_ci`);
     * ``{m}_accuracy_null``: mass-mean probes fitted on shuffled training labels (mean of 10);
     * ``cosine_base_post_null``, ``mahalanobis_cosine_null``: 95th percentile of |similarity| between the
       post direction and 100 random directions;
@@ -338,7 +339,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
     from probes.similarity import cosine
     from probes.stats import (
         correct,
-        mean_ci,
+        proportion_ci,
         random_directions,
         shuffled_label_accuracy,
         split_half_directions,
@@ -347,7 +348,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
 
     out = {}
     for m in ("base", "post"):
-        low, high = mean_ci(correct(fits[m, HEADLINE], X["test"][m], y["test"]), seed=seed)
+        low, high = proportion_ci(correct(fits[m, HEADLINE], X["test"][m], y["test"]))
         out[f"{m}_accuracy_ci_low"], out[f"{m}_accuracy_ci_high"] = low, high
         out[f"{m}_accuracy_null"], _ = shuffled_label_accuracy(X["train"][m], y["train"], X["test"][m], y["test"],
                                                                HEADLINE, seed=seed)
@@ -356,7 +357,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
         centre = X["train"][dst].double().mean(0)
         centred = LayerFit(fit.method, fit.coef, -(centre * fit.coef).sum(-1))
         for suffix, f in (("", fit), ("_centred", centred)):
-            low, high = mean_ci(correct(f, X["test"][dst], y["test"]), seed=seed)
+            low, high = proportion_ci(correct(f, X["test"][dst], y["test"]))
             out[f"transfer_{src}_to_{dst}{suffix}_ci_low"], out[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = low, high
     post_dir = fits["post", HEADLINE].coef
     rand = random_directions(100, post_dir.shape, seed=seed)
@@ -384,7 +385,7 @@ def _truth_summary(best: dict, n_val: int) -> str:
     mcos, ref, mnull = (best[k] for k in ("mahalanobis_cosine_base_post", "mahalanobis_cosine_reference",
                                           "mahalanobis_cosine_null"))
     return (
-        f"Layer {best['layer']} (chosen on {n_val} validation statements; test figures with 95% bootstrap intervals): "
+        f"Layer {best['layer']} (chosen on {n_val} validation statements; test figures with 95% intervals): "
         f"held-out accuracy base {ci('base_accuracy')}, post {ci('post_accuracy')}, shuffled-label probes "
         f"{best['base_accuracy_null']:.3f} / {best['post_accuracy_null']:.3f}; {diff}. Cosine of the two truth "
         f"directions {best['cosine_base_post']:.2f} (random directions reach {best['cosine_base_post_null']:.2f}); "
@@ -494,7 +495,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             }
     readings = {
         "summary": _truth_summary(best, n_val),
-        "accuracy": "Held-out accuracy of a mass-mean probe at each layer (bands: 95% bootstrap intervals over "
+        "accuracy": "Held-out accuracy of a mass-mean probe at each layer (bands: 95% Wilson intervals over "
                     "test statements): where each model represents the truth of a statement linearly. Grey: the "
                     "same probe fitted on shuffled training labels (mean of 10 shuffles), the chance level.",
         "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
@@ -523,8 +524,8 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                   "layer selection": f"best layer by min(base, post) validation accuracy of mass-mean probes fitted "
                                      f"on the other training statements ({n_val} validation statements, seed {seed}); "
                                      "every reported figure is on the test statements",
-                  "intervals": "95% percentile bootstrap over test statements (1,000 resamples, seeded: "
-                               "probes.stats)", "seed": seed})
+                  "intervals": "accuracies: 95% Wilson intervals over test statements; NIE: 95% percentile "
+                               "bootstrap over statements (1,000 resamples, seeded); probes.stats", "seed": seed})
     plots = [
         {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
          "series": {"base_accuracy": "base (mass-mean)", "post_accuracy": "post (mass-mean)",

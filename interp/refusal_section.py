@@ -120,14 +120,16 @@ def _finite(x: float):
 def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int,
            clean: torch.Tensor | None = None) -> dict:
     """Refusal rates of the greedy replies to ``prompts`` (``{"harmful": [...], "harmless": [...]}``), three
-    example replies each, the harmless next-token log-probabilities (``harmless_logprobs``) and, given the
+    example replies each, each rate's 95% Wilson interval over requests (``{kind}_ci``), the harmless
+    next-token log-probabilities (``harmless_logprobs``) and, given the
     unsteered ones as ``clean``, the mean ``KL(clean || steered)`` on harmless prompts (``harmless_kl``, nats).
 
     The log-probabilities are the generation's first step (the forward pass over the prompts that picks
     the first token), so the KL costs no pass of its own.
     """
+    from probes.stats import proportion_ci
     from steering.generation import greedy_with_first_step
-    from steering.metrics import kl_from_logprobs, refusal_rate
+    from steering.metrics import is_refusal, kl_from_logprobs
 
     # one generation over both kinds: each decoding step streams the weights (262k x 640 unembedding for
     # Gemma-3) once for every row instead of once per kind
@@ -139,7 +141,10 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     for kind in kinds:
         n = len(prompts[kind])
         texts_out = replies[start : start + n]
-        out[kind] = refusal_rate(texts_out)
+        flags = [float(is_refusal(t)) for t in texts_out]
+        out[kind] = sum(flags) / len(flags)  # steering.metrics.refusal_rate
+        lo, hi = proportion_ci(flags)
+        out[f"{kind}_ci"] = [round(lo, 4), round(hi, 4)]
         out[f"{kind}_examples"] = texts_out[:3]
         if kind == "harmless":
             out["harmless_logprobs"] = first[start : start + n]
@@ -157,7 +162,7 @@ ORGANISM_PRUNE_LAYERS = 0.15
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
                     prune_layers: float | None = None,
                     max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
-                    data=None, generation_batch_size: int = 128) -> ConceptResult:
+                    data=None, generation_batch_size: int = 128, seed: int = 0) -> ConceptResult:
     """Find, compare and steer with each model's refusal direction (see the module docstring).
 
     ``batch_size`` batches the forward passes; ``generation_batch_size`` the steered generations, where fewer,
@@ -166,12 +171,16 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     ``data``: a :class:`~interp.datasets.PublicSets` to take the requests from (Arditi et al.'s train/val
     files) instead of the built-in sets; ignored on the bundled organism.
 
+    ``seed``: of the shuffled-label probes and the random direction (the null of
+    ablation and addition, with the post direction's norm at its layer, steering the post model).
+
     ``prune_layers``: share of the last layers Arditi et al.'s filter discards (``l >= int(n_layers * (1 -
     prune_layers))``); default 0.2, theirs, except on the bundled organism (:data:`ORGANISM_PRUNE_LAYERS`,
     stated in the report's setup).
     """
     from probes import sweep
     from probes.similarity import transfer, transfer_fields
+    from probes.stats import accuracy_ci, shuffled_label_accuracy
     from steering import Ablate, Add
     from steering.refusal import (
         RefusalSelection,
@@ -270,11 +279,20 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     # Steering on held-out requests: baseline, ablation and addition with each direction.
     test = {"harmful": data["harmful", "test"], "harmless": data["harmless", "test"]}
     steering_rows, bars = [], []
+    # The null of ablation and addition: a random direction with the post direction's norm, at its layer
+    g = torch.Generator().manual_seed(seed)
+    post_v = vec["post"].vectors[0].double()
+    r = torch.randn(post_v.shape, generator=g, dtype=torch.float64)
+    random_vec = replace(vec["post"], vectors=(r / r.norm() * post_v.norm()).float()[None],
+                         meta={**vec["post"].meta, "method": "random", "seed": seed})
     for target, model in pair:
         conditions = [("baseline", "none", None)]
         for source in ("post", "base") if target == "post" else ("base", "post"):
             conditions += [(f"ablate {source} direction", source, Ablate(vec[source])),
                            (f"add {source} direction", source, Add(vec[source]))]
+        if target == "post":
+            conditions += [("ablate random direction (null)", "random", Ablate(random_vec)),
+                           ("add random direction (null)", "random", Add(random_vec))]
         clean = None
         for label, source, iv in conditions:  # the baseline comes first: its first step is the clean distribution
             rates = _rates(model, test, iv, stop, max_new_tokens, generation_batch_size, clean=clean)
@@ -283,7 +301,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             else:
                 kl = rates["harmless_kl"]
             steering_rows.append([target, label, source, rates["harmful"], rates["harmless"], kl,
-                                  rates["harmful_examples"][0], rates["harmless_examples"][0]])
+                                  rates["harmful_examples"][0], rates["harmless_examples"][0],
+                                  rates["harmful_ci"], rates["harmless_ci"]])
             bars += [[target, label, "harmful", rates["harmful"]], [target, label, "harmless", rates["harmless"]]]
 
     lap("steered generation")
@@ -302,6 +321,13 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
     acc = {(r.model, r.layer): r.accuracy for r in records}
     y_test = probe_sets["test"]["base"].labels
+    probe_stats = {}  # per-layer accuracy intervals (Wilson, over test requests) and shuffled-label nulls
+    for name in ("base", "post"):
+        X_te, X_tr = probe_sets["test"][name]["resid_pre"], probe_sets["train"][name]["resid_pre"]
+        _, lo, hi = accuracy_ci(fits[name, "logistic"], X_te, y_test)
+        null, _ = shuffled_label_accuracy(X_tr, probe_sets["train"][name].labels, X_te, y_test, "logistic", seed=seed,
+                                          n_shuffles=3)
+        probe_stats.update({f"{name}_accuracy_ci_low": lo, f"{name}_accuracy_ci_high": hi, f"{name}_accuracy_null": null})
     # transfer three ways (probes.similarity.TRANSFER_SCORES): own threshold, AUROC, threshold through the target's
     # mean training activation (labels unused)
     moved = {f"{src}_to_{dst}": transfer(fits[src, "logistic"], probe_sets["test"][dst]["resid_pre"], y_test,
@@ -316,6 +342,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "post_accuracy": acc["post", layer],
             "cosine_base_post": float(cos[layer]),
             **transfer_fields(moved, layer),
+            **{key: float(values[layer]) for key, values in probe_stats.items()},
             **{f"{name}_ablation_score": _finite(by[name][layer, pos].bypass) for name in ("base", "post")},
             **{f"{name}_addition_score": _finite(by[name][layer, pos].induce) for name in ("base", "post")},
             **{f"{name}_ablation_kl": _finite(by[name][layer, pos].kl) for name in ("base", "post")},
@@ -336,7 +363,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "steering": {
             "title": "Steering with the refusal directions (held-out requests)",
             "columns": ["model", "intervention", "direction from", "harmful refusal rate", "harmless refusal rate",
-                        "harmless KL (nats)", "harmful example", "harmless example"],
+                        "harmless KL (nats)", "harmful example", "harmless example", "harmful rate 95% CI",
+                        "harmless rate 95% CI"],
             "rows": steering_rows,
         },
         "refusal_rates": {
@@ -355,11 +383,19 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                   if base_line[3] < 0.5 else "")
                + f". Not a refusal direction by those criteria, the candidate at layer {sel['post'].selected.layer} "
                  f"position {pos} (largest addition score) gives: refusal on held-out harmful requests ")
+    null_abl, null_add = rows["post", "ablate random direction (null)"], rows["post", "add random direction (null)"]
+
+    def ci(row, col):  # "0.97 [0.90, 1.00]": a rate and its 95% Wilson interval over requests
+        lo, hi = row[8 if col == 3 else 9]
+        return f"{row[col]:.2f} [{lo:.2f}, {hi:.2f}]"
+
     readings = {
         "summary": (
-            steered + f"{base_line[3]:.2f} → {own_abl[3]:.2f} under ablation (harmless KL {own_abl[5]:.3f} nats); adding it makes "
-            f"{own_add[4]:.2f} of harmless requests refused (baseline {base_line[4]:.2f}). Base direction on post: "
-            f"ablation {rows['post', 'ablate base direction'][3]:.2f}, addition {rows['post', 'add base direction'][4]:.2f}."
+            steered + f"{ci(base_line, 3)} → {ci(own_abl, 3)} under ablation (harmless KL {own_abl[5]:.3f} nats); adding "
+            f"it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}). A random direction "
+            f"of the same norm (the null): ablation {null_abl[3]:.2f}, addition {null_add[4]:.2f}. Base direction on "
+            f"post: ablation {ci(rows['post', 'ablate base direction'], 3)}, addition "
+            f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests."
         ),
         "cosine": "Cosine between the base and post difference-of-means refusal candidates at each layer (post "
                   "model's selected position): near 1 means post-training kept the base model's harm direction.",
@@ -369,7 +405,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                     "and of each model's probe applied to the other model: with its own threshold, as AUROC "
                     "(threshold-free) and with the threshold through the other model's mean training activation.",
         "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
-                         "direction ablated, and with each direction added at its layer.",
+                         "direction ablated, and with each direction added at its layer; the null rows ablate and add "
+                         "a random direction of the post direction's norm. The steering table gives each rate's 95% "
+                         "Wilson interval over requests.",
     }
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
@@ -384,7 +422,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                     "transfer_base_to_post_auroc": "base probe → post (AUROC)",
                     "transfer_post_to_base_auroc": "post probe → base (AUROC)",
                     "transfer_base_to_post_centred": "base probe → post (target-centred)",
-                    "transfer_post_to_base_centred": "post probe → base (target-centred)"}},
+                    "transfer_post_to_base_centred": "post probe → base (target-centred)"},
+         "nulls": {"base_accuracy_null": "base, shuffled labels", "post_accuracy_null": "post, shuffled labels"}},
         {"title": "Same refusal direction in both models?", "reading": "cosine", "yrange": [-1.05, 1.05],
          "xaxis": "layer (input of block)", "yaxis": "cosine",
          "series": {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets}},

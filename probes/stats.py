@@ -2,9 +2,14 @@
 
 * :func:`bootstrap_ci` — a seeded percentile bootstrap interval of any statistic
   of one or more samples, resampled independently (``scipy.stats.bootstrap``).
-* :func:`mean_ci` — the interval of a mean per row, e.g. per-layer accuracy from
-  a ``[layer, n]`` matrix of 0/1 correctness.
-* :func:`accuracy_ci` — per-layer accuracy of a probe with its interval.
+* :func:`mean_ci` — the bootstrap interval of a mean per row.
+* :func:`proportion_ci` — the Wilson score interval of a share of 0/1 outcomes
+  per row (accuracy, refusal rate). A percentile bootstrap of a share that
+  is 0 or 1 collapses to that point (every resample agrees), which claims a
+  certainty 60 requests do not give; Wilson's interval does not (Wilson 1927;
+  ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``), and in the
+  interior it agrees with the bootstrap.
+* :func:`accuracy_ci` — per-layer accuracy of a probe with its Wilson interval.
 * :func:`shuffled_label_accuracy` — the null of a probe: the held-out accuracy
   of the same method fitted on training labels permuted at random (Hewitt &
   Liang 2019's control idea: what a probe reaches without the concept).
@@ -12,9 +17,8 @@
   of its training rows (seed-to-seed agreement, the ceiling of a similarity).
 * :func:`random_directions` — Gaussian directions, the null of a similarity.
 
-Intervals are 95% percentile intervals from 1,000 resamples unless told
-otherwise; every function takes a ``seed`` and gives the same numbers for the
-same seed.
+Bootstrap intervals are 95% percentile intervals from 1,000 resamples, seeded:
+the same seed gives the same numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers
 
-__all__ = ["bootstrap_ci", "mean_ci", "accuracy_ci", "shuffled_label_accuracy", "split_half_directions",
+__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "shuffled_label_accuracy", "split_half_directions",
            "random_directions", "N_RESAMPLES"]
 
 #: Bootstrap resamples per interval.
@@ -67,6 +71,26 @@ def mean_ci(values: Float[np.ndarray, "... n"], *, seed: int = 0,
     return np.minimum(low, values.mean(-1)), np.maximum(high, values.mean(-1))
 
 
+def proportion_ci(outcomes: Float[np.ndarray, "... n"], *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of the share of 1s in each row of 0/1 ``outcomes`` (``[..., n]``); ``(low, high)``
+    of the batch shape (floats for one row).
+
+    Raises:
+        ValueError: outcomes other than 0 and 1, or an empty row.
+    """
+    from scipy.stats import binomtest
+
+    x = np.asarray(outcomes, dtype=np.float64)
+    if x.shape[-1] < 1 or not np.isin(x, (0.0, 1.0)).all():
+        raise ValueError("outcomes must be 0/1 with at least one per row")
+    k, n = x.sum(-1).astype(int), x.shape[-1]
+    low, high = np.empty(k.shape), np.empty(k.shape)
+    for i in np.ndindex(k.shape):
+        ci = binomtest(int(k[i]), n).proportion_ci(confidence_level=confidence, method="wilson")
+        low[i], high[i] = ci.low, ci.high
+    return (float(low), float(high)) if k.ndim == 0 else (low, high)
+
+
 def correct(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y) -> np.ndarray:
     """``[layer, n]`` 1.0 where ``fit`` classifies a row right (decision > 0 means class 1), else 0.0."""
     X, y = torch.as_tensor(X), torch.as_tensor(y)
@@ -74,12 +98,11 @@ def correct(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y) -> np.ndarray
     return ((scores > 0).long() == y).double().numpy()
 
 
-def accuracy_ci(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y, *, seed: int = 0,
-                n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-layer held-out accuracy of ``fit`` on ``X`` and its bootstrap interval over rows:
+def accuracy_ci(fit: LayerFit, X: Float[torch.Tensor, "n layer d"], y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer held-out accuracy of ``fit`` on ``X`` and its Wilson interval (:func:`proportion_ci`):
     ``(accuracy, low, high)``, each ``[layer]``."""
     c = correct(fit, X, y)
-    low, high = mean_ci(c, seed=seed, n_resamples=n_resamples)
+    low, high = proportion_ci(c)
     return c.mean(-1), low, high
 
 

@@ -179,6 +179,14 @@ def test_refusal_section_measures_the_organism(organism_report):
     assert sel["layer"] < int(0.85 * len(refusal.layers)) and sel["position"] in refusal.setup["post-instruction positions"]
     assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer)
     assert "prune_layers 0.15; Arditi et al. use 0.2" in refusal.setup["layer filter"]
+    # the null: a random direction of the post direction's norm neither removes nor induces refusal
+    assert rows["post", "ablate random direction (null)"][harmful] >= 0.8
+    assert rows["post", "add random direction (null)"][harmless] <= 0.2
+    for r in refusal.tables["steering"]["rows"]:  # every rate with its interval (Wilson: never a point at 0 or 1)
+        assert r[8][0] <= r[3] <= r[8][1] and r[9][0] <= r[4] <= r[9][1] and r[8][1] - r[8][0] > 0.02
+    for e in refusal.per_layer:
+        assert e["post_accuracy_ci_low"] <= e["post_accuracy"] <= e["post_accuracy_ci_high"]
+        assert 0 <= e["base_accuracy_null"] <= 1
 
 
 def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():

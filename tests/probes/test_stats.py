@@ -9,10 +9,26 @@ from probes.stats import (
     accuracy_ci,
     bootstrap_ci,
     mean_ci,
+    proportion_ci,
     random_directions,
     shuffled_label_accuracy,
     split_half_directions,
 )
+
+
+def test_wilson_interval_of_a_share_and_at_the_boundary():
+    # 148 test statements at accuracy 0.9: about +-1.96 * sqrt(0.9 * 0.1 / 148) = +-4.8 points, as the bootstrap
+    k = round(0.9 * 148)
+    low, high = proportion_ci(np.r_[np.ones(k), np.zeros(148 - k)])
+    assert abs((high - low) / 2 - 1.96 * np.sqrt(0.9 * 0.1 / 148)) < 0.01
+    # 60 of 60 refused: Wilson's lower bound n / (n + z^2) = 0.940, where a percentile bootstrap says [1, 1]
+    lo, hi = proportion_ci(np.ones(60))
+    assert hi == 1.0 and abs(lo - 60 / (60 + 1.959964**2)) < 1e-4
+    assert mean_ci(np.ones(60), seed=0) == (1.0, 1.0)
+    rows = proportion_ci(np.stack([np.ones(60), np.zeros(60)]))
+    assert rows[0].shape == (2,) and rows[1][0] == hi and rows[0][1] == 0.0 and rows[0][0] == lo
+    with pytest.raises(ValueError, match="must be 0/1"):
+        proportion_ci(np.array([0.5, 1.0]))
 
 
 def test_accuracy_interval_has_the_binomial_width():
@@ -25,9 +41,9 @@ def test_accuracy_interval_has_the_binomial_width():
     assert abs((high - low) / 2 - half) < 0.01, (low, high, half)
     assert mean_ci(correct, seed=0) == (low, high)  # seeded
     assert mean_ci(correct, seed=1) != (low, high)
-    rows = np.stack([correct, np.ones(148)])  # one interval per row; a constant row's interval is the point
+    rows = np.stack([correct, np.ones(148)])  # one interval per row
     lo, hi = mean_ci(rows, seed=0)
-    assert lo.shape == (2,) and lo[1] == hi[1] == 1.0 and lo[0] == low
+    assert lo.shape == (2,) and lo[1] == hi[1] == 1.0
 
 
 def test_bootstrap_of_a_ratio_of_two_independent_samples_covers_the_truth():

@@ -90,6 +90,15 @@ class LanguageTokens:
         return winners[0] if best > 0 and len(winners) == 1 else None
 
 
+def _share_ci(share: float, n: int) -> list[float]:
+    """95% Wilson interval ``[low, high]`` of a share of ``n`` outcomes (``probes.stats.proportion_ci``)."""
+    from probes.stats import proportion_ci
+
+    k = round(share * n)
+    lo, hi = proportion_ci(np.r_[np.ones(k), np.zeros(n - k)])
+    return [round(lo, 4), round(hi, 4)]
+
+
 def effective_rank(matrix: torch.Tensor) -> tuple[float, float]:
     """``(effective rank, eigengap)`` of a matrix: ``exp(H(s / sum s))`` and ``s1 / s2`` of its singular values."""
     s = torch.linalg.svdvals(matrix.double())
@@ -133,15 +142,19 @@ def _language_probes(train_x, train_y):
 
 
 def language_section(pair: ModelPair, *, is_organism: bool = False, window_size: int = 2, scale: float | None = None,
-                     max_new_tokens: int = 6, progress: bool = True, data=None) -> ConceptResult:
+                     max_new_tokens: int = 6, progress: bool = True, data=None, seed: int = 0) -> ConceptResult:
     """Find, compare and steer with language directions and neurons (see the module docstring).
 
     ``data``: a :class:`~interp.datasets.PublicSets`: its ``languages`` set (real parallel text: the openings
     of its messages are the prefixes read and steered, train messages for the directions, test messages
     steered) and its held-out truth statements (the neutral texts of the KL check).
+
+    ``seed``: of the shuffled-label probes and of the random direction (the steering null: the post direction's
+    norm at each window layer, added to the post model).
     """
     from probes import activation_probability, iou, lape
     from probes.lape import LAPE_SITE, check_activation
+    from probes.stats import proportion_ci
     from steering import Add, Deactivate, SteeringVector
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence, next_token_logprobs
@@ -171,11 +184,12 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     # One pass over the training sentences per model reads both what the identity probe is fitted on
     # (resid_post, mean over each sentence's tokens) and what LAPE counts (the gate, mlp_pre, of every token).
     y_tr, y_te = np.array(train.labels), np.array(test.labels)
-    probes_, a_te, neuron_sets, counts = {}, {}, {}, {}
+    probes_, a_te, neuron_sets, counts, token_means_by_model = {}, {}, {}, {}, {}
     for mname, model in pair:
         check_activation(getattr(model.cfg, "act_fn", None))
         tokens = collect_tokens_by_site(model, train, ["resid_post", LAPE_SITE], progress=False)
-        probes_[mname] = _language_probes(token_means(tokens["resid_post"], len(train)), y_tr)
+        token_means_by_model[mname] = token_means(tokens["resid_post"], len(train))
+        probes_[mname] = _language_probes(token_means_by_model[mname], y_tr)
         a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
         # LAPE neurons per layer
         by_layer = tokens.pop(LAPE_SITE)
@@ -185,9 +199,15 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         neuron_sets[mname] = res
         counts[mname] = res.counts()  # [layer, lang]
         del tokens, by_layer
-    # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model
-    probe = {(f, s): [float(p.score(a_te[s][:, L].numpy(), y_te)) for L, p in enumerate(probes_[f])]
-             for f in ("base", "post") for s in ("base", "post")}
+    # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model, with Wilson
+    # intervals over the test sentences; the null: the same probe fitted on shuffled training labels
+    right = {(f, s): np.stack([p.predict(a_te[s][:, L].numpy()) == y_te for L, p in enumerate(probes_[f])])
+             for f in ("base", "post") for s in ("base", "post")}  # [layer, n_test] bool
+    probe = {k: v.mean(-1).tolist() for k, v in right.items()}
+    probe_ci = {k: proportion_ci(v.astype(float)) for k, v in right.items()}
+    shuffled = np.random.default_rng(seed).permutation(y_tr)
+    probe_null = {m: [float(p.score(a_te[m][:, L].numpy(), y_te)) for L, p in
+                      enumerate(_language_probes(token_means_by_model[m], shuffled))] for m in ("base", "post")}
 
     # Steering window: consecutive layers with the largest mean eigengap (post model's analysis).
     gaps = [np.mean([g for _, g in per_model_rank["post"][L]]) for L in range(n_layers)]
@@ -206,6 +226,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                    else (load if data is None else data.load)("truth", "test"))
     neutral = list(neutral_set.texts[:40])
     rows, table = [], []
+    rng = torch.Generator().manual_seed(seed)
     for target, model in pair:
         plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
         clean = clean.exp()  # share wants probabilities
@@ -224,12 +245,27 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                 kl = float(kl_divergence(model, neutral, ivs, clean=clean_neutral).mean())
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")
                 rows.append([target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
-                             gens[0][:40]])
+                             gens[0][:40], _share_ci(gen_share, len(gens))])
+            if target == "post":  # the null: a random direction with the post direction's norm, same layers and scale
+                v = vectors[f"post-{lang}"]
+                r = torch.randn(v.vectors.shape, generator=rng, dtype=torch.float64)
+                r = (r / r.norm(dim=-1, keepdim=True) * v.vectors.double().norm(dim=-1, keepdim=True)).float()
+                null_vec = SteeringVector(r, v.layers, v.site, v.scale, {**v.meta, "method": "random", "seed": seed})
+                gens, steered = greedy_with_first_step(model, prompts, [Add(null_vec)], max_new_tokens=max_new_tokens)
+                share = float(own.share(steered.exp(), lang).mean())
+                gen_share = own.share_in(gens, tok, lang)
+                kl = float(kl_divergence(model, neutral, [Add(null_vec)], clean=clean_neutral).mean())
+                rows.append([target, "random direction (null)", lang, base_share, share, share - base_share,
+                             float(base_gen), gen_share, kl, gens[0][:40], _share_ci(gen_share, len(gens))])
 
     per_layer = []
     for L in range(n_layers):
         entry = {"layer": L, "base_accuracy": probe["base", "base"][L], "post_accuracy": probe["post", "post"][L],
                  "transfer_base_to_post": probe["base", "post"][L], "transfer_post_to_base": probe["post", "base"][L]}
+        for (f, s_), key in ((("base", "base"), "base_accuracy"), (("post", "post"), "post_accuracy"),
+                             (("base", "post"), "transfer_base_to_post"), (("post", "base"), "transfer_post_to_base")):
+            entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (float(x[L]) for x in probe_ci[f, s_])
+        entry["base_accuracy_null"], entry["post_accuracy_null"] = probe_null["base"][L], probe_null["post"][L]
         cosines = [float(torch.nn.functional.cosine_similarity(dirs["base"][lang][L], dirs["post"][lang][L], dim=0))
                    for lang in langs[1:]]
         entry["cosine_base_post"] = float(np.mean(cosines))
@@ -245,12 +281,19 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         entry["neuron_iou"] = float(np.mean(defined)) if defined else None
         per_layer.append(entry)
     own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
-    best = max(own_rows, key=lambda r: r[5])
+    nulls = {r[2]: r for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
+
+    def ci(x):
+        return f"[{x[0]:.2f}, {x[1]:.2f}]"
+
+    # every target language is reported: none is picked on the held-out prompts the figures come from
+    per_lang = "; ".join(
+        f"{r[2]}: next-token mass {r[3]:.2f} → {r[4]:.2f} (random direction {nulls[r[2]][4]:.2f}), continuations "
+        f"{r[7]:.2f} {ci(r[10])} (random {nulls[r[2]][7]:.2f}), KL {r[8]:.2f}" for r in own_rows)
     readings = {
         "summary": (
-            f"Post model, window {window}: adding the English→{best[2]} direction to held-out English prompts raises "
-            f"the next-token mass on {best[2]} tokens from {best[3]:.2f} to {best[4]:.2f} (+{best[5]:.2f}); "
-            f"{best[7]:.2f} of continuations are classified {best[2]}; next-token KL on neutral text {best[8]:.2f}."
+            f"Post model, window {window}, its own English→target directions added to {len(prompts)} held-out English "
+            f"prompts — {per_lang}. Continuation shares with 95% Wilson intervals over prompts."
         ),
         "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
                     "tokens), each model's probe on the other model, and the cosine of base and post language "
@@ -265,7 +308,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy", "yrange": [-0.05, 1.05],
          "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
                     "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base",
-                    **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}}},
+                    **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}},
+         "nulls": {"base_accuracy_null": "base probe, shuffled labels", "post_accuracy_null": "post probe, shuffled labels"}},
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
          "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",
                     "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"}},
@@ -276,7 +320,8 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     tables = {"steering": {
         "title": f"Steering held-out English prompts (layers {window}, scale {scale:g})",
         "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
-                    "continuations in target before", "continuations in target after", "KL neutral", "example"],
+                    "continuations in target before", "continuations in target after", "KL neutral", "example",
+                    "continuations after, 95% CI"],
         "rows": rows,
     }}
     directions = {f"{m}/en_to_{lang}": dirs[m][lang] for m in ("base", "post") for lang in langs[1:]}

@@ -227,6 +227,13 @@ def test_language_section_steers_english_toward_another_language(organism_report
     assert max(r[5] for r in own) >= 0.5
     assert all(r[3] < 0.05 for r in own)  # English subjects start with no mass on the target language
     assert all(r[8] > 0 for r in rows)  # the cost on neutral text is measured
+    # the null: a random direction of the same norm moves (almost) no mass; every share has its interval
+    nulls = {r[2]: r for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
+    assert set(nulls) == {"fr", "de", "es"} and all(r[4] < 0.1 for r in nulls.values())
+    assert all(r[10][0] <= r[7] <= r[10][1] for r in rows)
+    for lang in ("fr", "de", "es"):  # every language is in the summary: none is picked on held-out prompts
+        assert f"{lang}: next-token mass" in section.readings["summary"]
+    assert all(e["post_accuracy_ci_low"] <= e["post_accuracy"] <= e["post_accuracy_ci_high"] for e in section.per_layer)
     assert {r[1] for r in rows if r[0] == "post"} >= {"base direction", "post direction + English neurons off"}
     entry = section.per_layer[-1]
     for key in ("cosine_base_post", "base_effective_rank", "post_eigengap", "post_neurons_fr", "neuron_iou"):

@@ -17,6 +17,8 @@ attn_out      what the attention branch adds to the residual: ``self_attn``'s
               whose attention output is normed before it is added)
 mlp_out       ``mlp``'s output (Llama); ``post_feedforward_layernorm``'s output
               (Gemma-3)
+mlp_pre       ``mlp.gate_proj``'s output (the gate before its activation), width
+              ``d_mlp``; what LAPE counts above zero
 mlp_post      input of ``mlp.down_proj`` (``act(gate) * up``), width ``d_mlp``
 ============  ===============================================================
 
@@ -43,7 +45,7 @@ PROMPTS = [
     "Water boils at 100 degrees Celsius, and ice melts at",
     "Écris une phrase en français, s'il te plaît.",
 ]
-SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_post")
+SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_pre", "mlp_post")
 # float32 throughout; the bridge runs eager attention (Gemma-3) where HF picks SDPA, so sums are
 # reordered: allow a relative error of 1e-4 of the site's largest magnitude at that layer.
 RTOL = 1e-4
@@ -76,6 +78,7 @@ def _hf_reference(folder, encs) -> dict[str, list[torch.Tensor]]:
         handles += [
             layer.register_forward_hook(out("layer_out", L)),
             layer.mlp.down_proj.register_forward_pre_hook(inp("mlp_post", L)),
+            layer.mlp.gate_proj.register_forward_hook(out("mlp_pre", L)),
         ]
         if gemma:
             handles += [
@@ -101,7 +104,7 @@ def _hf_reference(folder, encs) -> dict[str, list[torch.Tensor]]:
             torch.testing.assert_close(hs[n - 1][0], grabbed["layer_out", n - 2][0], rtol=0, atol=0)
             ref["resid_pre"].append(torch.stack([hs[L][0] for L in range(n)]))
             ref["resid_post"].append(torch.stack([hs[L + 1][0] for L in range(n - 1)] + [last]))
-            for s in ("resid_mid", "attn_out", "mlp_out", "mlp_post"):
+            for s in ("resid_mid", "attn_out", "mlp_out", "mlp_pre", "mlp_post"):
                 ref[s].append(torch.stack([grabbed[s, L][0] for L in range(n)]))
             grabbed.clear()
     finally:

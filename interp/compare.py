@@ -231,7 +231,7 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     """
     import numpy as np
 
-    from probes.stats import bootstrap_ci
+    from probes.stats import bootstrap_ci, equal_norm_random
 
     if span not in NIE_SPANS:
         raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
@@ -248,8 +248,7 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     g = torch.Generator().manual_seed(seed)
     randoms = {}
     for source in ("base", "post"):
-        r = torch.randn(directions[source].shape, generator=g, dtype=torch.float64)
-        randoms[source] = (r / r.norm(dim=-1, keepdim=True) * directions[source].double().norm(dim=-1, keepdim=True)).float()
+        randoms[source] = equal_norm_random(directions[source], g)
     win = {L: tuple(range(L, min(L + window, n_layers))) for L in layers}
     out, notes = {}, {}
     for target, model in pair:
@@ -336,7 +335,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
     import numpy as np
 
     from probes import mahalanobis_cosine
-    from probes.similarity import cosine
+    from probes.similarity import centred_fit, cosine
     from probes.stats import (
         correct,
         proportion_ci,
@@ -344,7 +343,6 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
         shuffled_label_accuracy,
         split_half_directions,
     )
-    from probes.sweep import LayerFit
 
     out = {}
     for m in ("base", "post"):
@@ -355,7 +353,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
     for src, dst in (("base", "post"), ("post", "base")):
         fit = fits[src, HEADLINE]
         centre = X["train"][dst].double().mean(0)
-        centred = LayerFit(fit.method, fit.coef, -(centre * fit.coef).sum(-1))
+        centred = centred_fit(fit, centre)
         for suffix, f in (("", fit), ("_centred", centred)):
             low, high = proportion_ci(correct(f, X["test"][dst], y["test"]))
             out[f"transfer_{src}_to_{dst}{suffix}_ci_low"], out[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = low, high

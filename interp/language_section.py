@@ -154,7 +154,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     """
     from probes import activation_probability, iou, lape
     from probes.lape import LAPE_SITE, check_activation
-    from probes.stats import proportion_ci
+    from probes.stats import equal_norm_random, proportion_ci
     from steering import Add, Deactivate, SteeringVector
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence, next_token_logprobs
@@ -248,9 +248,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                              gens[0][:40], _share_ci(gen_share, len(gens))])
             if target == "post":  # the null: a random direction with the post direction's norm, same layers and scale
                 v = vectors[f"post-{lang}"]
-                r = torch.randn(v.vectors.shape, generator=rng, dtype=torch.float64)
-                r = (r / r.norm(dim=-1, keepdim=True) * v.vectors.double().norm(dim=-1, keepdim=True)).float()
-                null_vec = SteeringVector(r, v.layers, v.site, v.scale, {**v.meta, "method": "random", "seed": seed})
+                null_vec = SteeringVector(equal_norm_random(v.vectors, rng), v.layers, v.site, v.scale, {**v.meta, "method": "random", "seed": seed})
                 gens, steered = greedy_with_first_step(model, prompts, [Add(null_vec)], max_new_tokens=max_new_tokens)
                 share = float(own.share(steered.exp(), lang).mean())
                 gen_share = own.share_in(gens, tok, lang)

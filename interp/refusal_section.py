@@ -180,7 +180,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     """
     from probes import sweep
     from probes.similarity import transfer, transfer_fields
-    from probes.stats import accuracy_ci, shuffled_label_accuracy
+    from probes.stats import accuracy_ci, equal_norm_random, shuffled_label_accuracy
     from steering import Ablate, Add
     from steering.refusal import (
         RefusalSelection,
@@ -282,8 +282,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     # The null of ablation and addition: a random direction with the post direction's norm, at its layer
     g = torch.Generator().manual_seed(seed)
     post_v = vec["post"].vectors[0].double()
-    r = torch.randn(post_v.shape, generator=g, dtype=torch.float64)
-    random_vec = replace(vec["post"], vectors=(r / r.norm() * post_v.norm()).float()[None],
+    random_vec = replace(vec["post"], vectors=equal_norm_random(post_v, g)[None],
                          meta={**vec["post"].meta, "method": "random", "seed": seed})
     for target, model in pair:
         conditions = [("baseline", "none", None)]

@@ -51,6 +51,11 @@ def mahalanobis_cosine(
     return (pa * pb).sum(-1) / (pa.norm(dim=-1) * pb.norm(dim=-1)).clamp_min(1e-30)
 
 
+def centred_fit(fit: LayerFit, center: Float[torch.Tensor, "layer d"]) -> LayerFit:
+    """``fit``'s weights with the threshold moved through ``center`` (decision ``w . (x - center) > 0``)."""
+    return LayerFit(fit.method, fit.coef, -(torch.as_tensor(center).double() * fit.coef.double()).sum(-1))
+
+
 def transfer(fit: LayerFit, X, y, *, center: Float[torch.Tensor, "layer d"] | None = None) -> dict[str, torch.Tensor]:
     """Per-layer scores ``[layer]`` of probes ``fit`` (fitted elsewhere) on ``X: [n, layer, d]``, ``y: [n]``.
 
@@ -72,8 +77,7 @@ def transfer(fit: LayerFit, X, y, *, center: Float[torch.Tensor, "layer d"] | No
         center = torch.as_tensor(center)
         if center.shape != fit.coef.shape:
             raise ValueError(f"center must be [layer, d] = {tuple(fit.coef.shape)}, got {tuple(center.shape)}")
-        centred = LayerFit(fit.method, fit.coef, -(center.double() * fit.coef.double()).sum(-1))
-        out["accuracy_centred"] = score_layers(centred, X, y)[0]
+        out["accuracy_centred"] = score_layers(centred_fit(fit, center), X, y)[0]
     return out
 
 

@@ -31,7 +31,7 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers
 
-__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "shuffled_label_accuracy", "split_half_directions",
+__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "equal_norm_random", "shuffled_label_accuracy", "split_half_directions",
            "random_directions", "N_RESAMPLES"]
 
 #: Bootstrap resamples per interval.
@@ -134,6 +134,13 @@ def split_half_directions(X, y, method: str = "mass_mean", *, seed: int = 0) -> 
         halves[1] += rows[len(rows) // 2:]
     X = torch.as_tensor(X)
     return tuple(fit_layers(X[h], y[h], method) for h in halves)
+
+
+def equal_norm_random(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian directions of ``like``'s shape (``[..., d]``) with each row's norm equal to ``like``'s, float32:
+    the null of an intervention with the direction ``like``. Draws from ``generator``."""
+    r = torch.randn(like.shape, generator=generator, dtype=torch.float64)
+    return (r / r.norm(dim=-1, keepdim=True) * like.double().norm(dim=-1, keepdim=True)).float()
 
 
 def random_directions(n: int, shape: Sequence[int], *, seed: int = 0) -> torch.Tensor:

@@ -99,9 +99,11 @@ def _compare(args) -> int:
     for name, concept in result.concepts.items():
         print(f"{name} ({result.timings.get(name, float('nan')):.0f} s): {concept.readings.get('summary', '')}")
         if name == "refusal":
-            print(f"  {'model':<5} {'intervention':<24} {'harmful':>8} {'harmless':>9} {'KL':>7}")
+            print(f"  {'model':<5} {'intervention':<32} {'harmful':>8} {'harmless':>9} {'KL':>7}")
             for row in concept.tables["steering"]["rows"]:
-                print(f"  {row[0]:<5} {row[1]:<24} {row[3]:>8.2f} {row[4]:>9.2f} {row[5]:>7.3f}")
+                cells = (f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}" for v, w, d in
+                         ((row[3], 8, 2), (row[4], 9, 2), (row[5], 7, 3)))
+                print(f"  {row[0]:<5} {row[1]:<32} " + " ".join(cells))
         keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
         if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
             print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")

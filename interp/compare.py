@@ -201,8 +201,53 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128,
     return [torch.cat(o) for o in out]
 
 
+#: How :func:`truth_causal` normalises a change of ``PD``.
+NIE_NORMALIZATIONS = {
+    "marks_tegmark": "by the gap between true and false statements, PD(true) - PD(false) (Marks & Tegmark 2023)",
+    "du": "by the largest change possible, 1 - PD(false) adding and -1 - PD(true) subtracting (Du et al. 2025's "
+          "reference code)",
+}
+
+
+def few_shot(test: PromptSet, examples: PromptSet, shots: int, *, seed: int = 0,
+             cue: str = " This statement is") -> PromptSet:
+    """``test`` with ``shots`` labelled examples before each statement, one per line, as Du et al. 2025 prompt
+    their truth judgements: ``"{example}{cue} {true|false}"`` lines, then the statement.
+
+    Examples are drawn from ``examples`` (training statements, never ``test``'s), half true and half false
+    (an odd one more true), in an order shuffled per statement (seeded with ``seed + i``); an example equal
+    to the statement is never drawn.
+
+    Raises:
+        ValueError: ``shots < 0``, or ``examples`` without enough statements of a label.
+    """
+    import random
+
+    if shots < 0:
+        raise ValueError(f"shots must be >= 0, got {shots}")
+    if shots == 0:
+        return test
+    by_label = {k: [t for t, y in zip(examples.texts, examples.labels) if y == k] for k in (0, 1)}
+    need = {1: (shots + 1) // 2, 0: shots // 2}
+    if any(len(by_label[k]) < need[k] + 1 for k in (0, 1)):
+        raise ValueError(f"{shots} shots need {need[1] + 1} true and {need[0] + 1} false example statements")
+
+    def prompt(i: int, text: str) -> str:
+        rng = random.Random(seed + i)
+        statement = text.removesuffix(cue)
+        lines = [f"{t}{cue} {'true' if k else 'false'}" for k in (1, 0)
+                 for t in rng.sample([t for t in by_label[k] if t.removesuffix(cue) != statement], need[k])]
+        rng.shuffle(lines)
+        return "\n".join(lines + [text])
+
+    from dataclasses import replace
+
+    return replace(test, name=f"{test.name}+{shots}shot", texts=tuple(prompt(i, t) for i, t in enumerate(test.texts)))
+
+
 def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.Tensor], layers: Sequence[int], *,
-                 span: str = "statement_end", window: int = 1, seed: int = 0) -> tuple[dict, dict]:
+                 span: str = "statement_end", window: int = 1, normalization: str = "marks_tegmark",
+                 seed: int = 0) -> tuple[dict, dict]:
     """Normalized indirect effect (NIE) of each model's truth direction on each model, per layer, with nulls.
 
     Marks & Tegmark (2023), Section 5: the truth direction (``directions[source][slot]``, ``[layer, d]``: the
@@ -215,19 +260,24 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
       direction added to false statements; 1 means they now look as true as true ones;
     * true→false (``nie_{s}_to_{t}_true_to_false``): ``(PD_subtracted(true) - PD(true)) / (PD(false) -
       PD(true))``, the direction subtracted from true statements;
+    * ``normalization="du"`` (Du et al. 2025's reference code): the same changes divided by the largest
+      change possible instead, ``1 - PD(false)`` and ``-1 - PD(true)``; 1 means every false statement is
+      now judged true with certainty. Defined whatever the baseline, unless that largest change is 0;
     * null (``nie_{s}_to_{t}_random``): false→true with a random direction of the same norm per layer
       (Gaussian, seeded with ``seed``);
     * ``*_ci_low``/``*_ci_high`` of both: 95% percentile bootstrap over statements (false and true statements
       resampled independently, seeded; :func:`probes.stats.bootstrap_ci`).
 
-    A target whose baseline is inverted or zero (``PD(true) <= PD(false)``) has no NIE: its values are
-    None and ``notes`` says why (the ratio's denominator has no meaning there).
+    With Marks & Tegmark's normalisation, a target whose baseline is inverted or zero (``PD(true) <=
+    PD(false)``) has no NIE: its values are None and ``notes`` says why (the ratio's denominator has no
+    meaning there).
 
     Returns:
         ``(series, notes)``: ``{key: [value or None per layer]}`` and ``{target: reason}`` for undefined targets.
 
     Raises:
-        ValueError: ``' true'``/``' false'`` not single tokens, an unknown ``span``, ``window < 1``.
+        ValueError: ``' true'``/``' false'`` not single tokens, an unknown ``span`` or ``normalization``,
+            ``window < 1``.
     """
     import numpy as np
 
@@ -237,6 +287,9 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
         raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
+    if normalization not in NIE_NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; known: {', '.join(NIE_NORMALIZATIONS)}")
+    du = normalization == "du"
     tok = pair.tokenizer
     ids = [tok(w, add_special_tokens=False)["input_ids"] for w in (" true", " false")]
     if any(len(i) != 1 for i in ids):
@@ -258,7 +311,12 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
                 for sfx in ("", "_true_to_false", "_random", "_ci_low", "_ci_high", "_true_to_false_ci_low",
                             "_true_to_false_ci_high")]
         denom = pd_true - pd_false
-        if not denom > 0:
+        if du and not (pd_false < 1 and pd_true > -1):
+            notes[target] = (f"undefined on {target}: PD(false) = {pd_false:.3g}, PD(true) = {pd_true:.3g} leave no "
+                             f"room to move, so the normalized effect has no meaning")
+            out.update({k: [None] * len(layers) for k in keys})
+            continue
+        if not du and not denom > 0:
             notes[target] = (f"undefined on {target}: PD(true) - PD(false) = {denom:.3g} (true statements are not "
                              f"judged truer than false ones), so the normalized effect has no meaning")
             out.update({k: [None] * len(layers) for k in keys})
@@ -277,8 +335,9 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
                     moved = next(added).numpy()  # false statements with the direction added
 
                     def nie(i0, i1, axis=-1, moved=moved):  # resampled false and true statements
-                        return ((moved[i0].mean(axis) - clean_false[i0].mean(axis))
-                                / (clean_true[i1].mean(axis) - clean_false[i0].mean(axis)))
+                        room = 1 - clean_false[i0].mean(axis) if du else (clean_true[i1].mean(axis)
+                                                                           - clean_false[i0].mean(axis))
+                        return (moved[i0].mean(axis) - clean_false[i0].mean(axis)) / room
                     vals.append(float(nie(*idx)))
                     if not sfx:
                         lo, hi = bootstrap_ci(nie, idx, seed=seed)
@@ -293,8 +352,9 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
                 moved = next(subtracted).numpy()  # true statements with the direction subtracted
 
                 def nie_down(i0, i1, axis=-1, moved=moved):
-                    return ((clean_true[i1].mean(axis) - moved[i1].mean(axis))
-                            / (clean_true[i1].mean(axis) - clean_false[i0].mean(axis)))
+                    room = 1 + clean_true[i1].mean(axis) if du else (clean_true[i1].mean(axis)
+                                                                      - clean_false[i0].mean(axis))
+                    return (clean_true[i1].mean(axis) - moved[i1].mean(axis)) / room
                 vals.append(float(nie_down(*idx)))
                 lo, hi = bootstrap_ci(nie_down, idx, seed=seed)
                 lows.append(float(lo))
@@ -327,6 +387,8 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
     * ``{m}_accuracy_ci_low/high``, ``transfer_{a}_to_{b}[_centred]_ci_low/high``: Wilson intervals over test
       rows (shares of 0/1 outcomes, :func:`probes.stats.proportion_ci`);
     * ``{m}_accuracy_null``: mass-mean probes fitted on shuffled training labels (mean of 10);
+    * ``cosine_base_post_ci_low/high``: paired bootstrap over training statements, both directions refitted
+      (:func:`probes.stats.direction_cosine_ci`);
     * ``cosine_base_post_null``, ``mahalanobis_cosine_null``: 95th percentile of |similarity| between the
       post direction and 100 random directions;
     * ``mahalanobis_cosine_reference``: two post probes from disjoint halves of post's training rows, under
@@ -338,6 +400,7 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
     from probes.similarity import centred_fit, cosine
     from probes.stats import (
         correct,
+        direction_cosine_ci,
         proportion_ci,
         random_directions,
         shuffled_label_accuracy,
@@ -357,6 +420,8 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
         for suffix, f in (("", fit), ("_centred", centred)):
             low, high = proportion_ci(correct(f, X["test"][dst], y["test"]))
             out[f"transfer_{src}_to_{dst}{suffix}_ci_low"], out[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = low, high
+    out["cosine_base_post_ci_low"], out["cosine_base_post_ci_high"] = direction_cosine_ci(
+        X["train"]["base"], X["train"]["post"], y["train"], seed=seed)
     post_dir = fits["post", HEADLINE].coef
     rand = random_directions(100, post_dir.shape, seed=seed)
     out["cosine_base_post_null"] = np.quantile(
@@ -386,7 +451,8 @@ def _truth_summary(best: dict, n_val: int) -> str:
         f"Layer {best['layer']} (chosen on {n_val} validation statements; test figures with 95% intervals): "
         f"held-out accuracy base {ci('base_accuracy')}, post {ci('post_accuracy')}, shuffled-label probes "
         f"{best['base_accuracy_null']:.3f} / {best['post_accuracy_null']:.3f}; {diff}. Cosine of the two truth "
-        f"directions {best['cosine_base_post']:.2f} (random directions reach {best['cosine_base_post_null']:.2f}); "
+        f"directions {best['cosine_base_post']:.2f} [{best['cosine_base_post_ci_low']:.2f}, "
+        f"{best['cosine_base_post_ci_high']:.2f}] (random directions reach {best['cosine_base_post_null']:.2f}); "
         f"Mahalanobis cosine {mcos:.2f} (post split-half reference {ref:.2f}, random directions {mnull:.2f}"
         + ("; it cannot tell directions apart here" if mnull >= 0.5 else "") + "). "
         f"Base probe on post {ci('transfer_base_to_post')} (AUROC {best['transfer_base_to_post_auroc']:.3f}, "
@@ -396,11 +462,14 @@ def _truth_summary(best: dict, n_val: int) -> str:
 
 
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
-                  data=None, nie_span: str = "statement_end", nie_window: int = 1, seed: int = 0):
+                  data=None, nie_span: str = "statement_end", nie_window: int = 1,
+                  nie_normalization: str = "marks_tegmark", nie_shots: int = 0, seed: int = 0):
     """Probe truth at every layer of both models and compare the directions.
 
-    ``nie_span``, ``nie_window``, ``seed``: where and over how many layers the causal check adds the truth
-    directions, and the seed of its random-direction null (:func:`truth_causal`).
+    ``nie_span``, ``nie_window``, ``nie_normalization``, ``seed``: where and over how many layers the causal
+    check adds the truth directions, how it normalises, and the seed of its random-direction null
+    (:func:`truth_causal`). ``nie_shots``: labelled training statements before each judged one
+    (:func:`few_shot`, Du et al.'s few-shot prompt; 0: the statement alone).
     """
     from probes import mahalanobis_cosine, sweep
     from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
@@ -437,11 +506,14 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
             for name, model in pair}
         directions = {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
                       for name, a in at_period.items()}
-        causal, undefined = truth_causal(pair, test.map_texts(lambda t: t + cue) if cue else test, directions, layers,
-                                         span=nie_span, window=nie_window, seed=seed)
+        judged = few_shot(test.map_texts(lambda t: t + cue) if cue else test,
+                          train.map_texts(lambda t: t.removesuffix(" This statement is")), nie_shots, seed=seed)
+        causal, undefined = truth_causal(pair, judged, directions, layers, span=nie_span, window=nie_window,
+                                         normalization=nie_normalization, seed=seed)
         setup["causal check"] = (f"direction: mass-mean difference at the final period of the training statements, "
-                                 f"added at {NIE_SPANS[nie_span]}, {nie_window} layer(s) from L; null: a random "
-                                 f"direction of the same norm (seed {seed})")
+                                 f"added at {NIE_SPANS[nie_span]}, {nie_window} layer(s) from L; normalised "
+                                 f"{NIE_NORMALIZATIONS[nie_normalization]}; {nie_shots} labelled training statements "
+                                 f"before each judged one; null: a random direction of the same norm (seed {seed})")
         for target, why in undefined.items():
             setup[f"causal check ({target})"] = why
     except ValueError as e:

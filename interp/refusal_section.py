@@ -23,8 +23,24 @@ Reported:
   model with transfer between models;
 * per model: refusal rate on held-out harmful and harmless requests for
   the baseline, ablation, and addition — with its own direction and with the
-  other model's (forward transfer base→post, backward post→base) — and the
-  next-token KL on harmless requests under each ablation.
+  other model's (forward transfer base→post, backward post→base) — the
+  refusal rate on harmful requests with the direction subtracted at its layer
+  (Arditi et al.'s activation subtraction), the next-token KL on harmless
+  requests under each intervention and the cross-entropy of the harmless
+  requests' tokens under ablation (their check that ablation leaves other
+  behaviour intact).
+
+With ``base_template`` (Du et al. 2025), the base model reads every request in
+a base-style template instead (:data:`DU_BASE_TEMPLATE`: ``User: …\nAssistant:``)
+and its candidates are taken at that template's own post-instruction
+positions; the base direction is then its own, at its own position, and the
+per-layer cosine compares each model's direction at its own selected position.
+
+As Arditi et al.'s ``filter_train``/``filter_val``, the direction and
+validation requests are first filtered by the post model's refusal score:
+harmful requests it does not refuse (score ≤ 0) and harmless ones it does
+(score ≥ 0) are dropped, for both models (the same requests, so the two
+directions are comparable).
 """
 
 from __future__ import annotations
@@ -42,15 +58,21 @@ from .datasets import PromptSet, load
 from .models import ModelPair
 from .report import ConceptResult, long_rows
 
-__all__ = ["refusal_section"]
+__all__ = ["arditi_filter", "refusal_section"]
 
 log = logging.getLogger(__name__)
+
+#: Du et al. 2025's base-model template (their ``LLAMA3_BASE_TEMPLATE``, ``User: {instruction}\nAssistant:``) as
+#: a Jinja chat template, for ``refusal_section(base_template=...)``.
+DU_BASE_TEMPLATE = "{% for message in messages %}User: {{ message['content'] }}\nAssistant:{% endfor %}"
 
 #: First words of refusals for pairs other than the organism (Arditi et al. score "I" and "As" for most chat models).
 GENERIC_REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
 
 
-def _data(pair: ModelPair, is_organism: bool, data=None) -> dict:
+def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | None = None) -> dict:
+    """Requests per kind and split, formatted per model: ``out[kind, split]`` in the post model's chat template,
+    ``out["base", kind, split]`` in ``base_template`` where given (else the same lists)."""
     tok = pair.tokenizer
     from steering.metrics import refusal_token_ids
 
@@ -64,9 +86,13 @@ def _data(pair: ModelPair, is_organism: bool, data=None) -> dict:
     loader = load if data is None or is_organism else data.load
     out = {"refusal_ids": ids, "datasets": names, "labelled": both, "load": loader,
            "sources": sorted({loader(n, s).source for n in names for s in ("train", "test")})}
+    base_pair = pair if base_template is None else replace(pair, chat_template=base_template)
+    out["format"] = {"post": pair, "base": base_pair}
     for kind, name in zip(("harmful", "harmless"), names):
         for split in ("train", "test"):
             out[kind, split] = list(pair.format(loader(name, split), "chat").texts)
+            out["base", kind, split] = (out[kind, split] if base_template is None
+                                        else list(base_pair.format(loader(name, split), "chat").texts))
     return out
 
 
@@ -154,13 +180,60 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     return out
 
 
+#: Fewest direction (or validation) requests of a kind the sign filter may leave; below it the filter is not applied.
+MIN_FILTERED = 2
+
+
+def arditi_filter(model, requests: dict[str, list[str]], refusal_ids, *, enabled: bool = True,
+                  batch_size: int = 32) -> tuple[dict, dict[str, str]]:
+    """Arditi et al.'s ``filter_train``/``filter_val`` (``run_pipeline.filter_data``) on the direction and
+    validation rows of :func:`_split`.
+
+    Keeps the harmful requests ``model`` refuses (refusal score > 0, :func:`steering.metrics.refusal_score`) and
+    the harmless ones it does not (score < 0). A kind the filter would leave with fewer than
+    :data:`MIN_FILTERED` direction or validation requests is kept whole, and its note says so.
+
+    Args:
+        model: the model whose refusal decides (the post model, for both models' directions).
+        requests: ``{"harmful": [...], "harmless": [...]}``, chat-formatted training requests.
+        refusal_ids: first tokens of refusals.
+        enabled: False keeps everything (the note says "off").
+
+    Returns:
+        ``(masks, notes)``: ``masks[kind]`` (``[n]`` bool) selects the direction rows kept, ``masks[kind, "val"]``
+        the validation rows kept; ``notes[kind]`` says how many were kept, or why the filter was not applied.
+    """
+    from steering.metrics import refusal_score
+
+    masks, notes = {}, {}
+    for kind, sign in (("harmful", "> 0"), ("harmless", "< 0")):
+        texts = requests[kind]
+        direction_rows = _split_mask(len(texts))
+        keep = torch.ones(len(texts), dtype=torch.bool)
+        if enabled:
+            score = refusal_score(model, texts, refusal_ids, batch_size=batch_size)
+            keep = score > 0 if kind == "harmful" else score < 0
+        kept_dir, kept_val = int((direction_rows & keep).sum()), int((~direction_rows & keep).sum())
+        counts = (f"{kept_dir} of {int(direction_rows.sum())} direction and {kept_val} of "
+                  f"{int((~direction_rows).sum())} validation requests")
+        if not enabled:
+            notes[kind] = "off"
+        elif min(kept_dir, kept_val) < MIN_FILTERED:
+            notes[kind] = f"not applied: the refusal score is {sign} for {counts} (fewer than {MIN_FILTERED})"
+            keep = torch.ones(len(texts), dtype=torch.bool)
+        else:
+            notes[kind] = f"{counts} kept (refusal score {sign})"
+        masks[kind], masks[kind, "val"] = direction_rows & keep, ~direction_rows & keep
+    return masks, notes
+
+
 #: The organism's layer filter: Arditi et al.'s 20% rounds down to a third of its 6 layers (``int(6 * 0.8) = 4``),
 #: which discards the layer its refusal direction lives in; 0.15 discards its last layer only (``int(6 * 0.85)``).
 ORGANISM_PRUNE_LAYERS = 0.15
 
 
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
-                    prune_layers: float | None = None,
+                    prune_layers: float | None = None, filter_prompts: bool = True, base_template: str | None = None,
                     max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
                     data=None, generation_batch_size: int = 128, seed: int = 0) -> ConceptResult:
     """Find, compare and steer with each model's refusal direction (see the module docstring).
@@ -177,11 +250,27 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     ``prune_layers``: share of the last layers Arditi et al.'s filter discards (``l >= int(n_layers * (1 -
     prune_layers))``); default 0.2, theirs, except on the bundled organism (:data:`ORGANISM_PRUNE_LAYERS`,
     stated in the report's setup).
+
+    ``filter_prompts``: Arditi et al.'s filter of the direction and validation requests by the sign of the post
+    model's refusal score (harmful kept where it is > 0, harmless where it is < 0), applied to both models. A kind
+    the filter would leave with fewer than :data:`MIN_FILTERED` direction or validation requests is not filtered,
+    and the setup says so.
+
+    ``base_template``: a Jinja chat template the base model reads the requests in (e.g.
+    :data:`DU_BASE_TEMPLATE`, as Du et al. 2025 build base models' refusal directions); default: the post
+    model's chat template on both models.
     """
     from probes import sweep
     from probes.similarity import transfer, transfer_fields
-    from probes.stats import accuracy_ci, equal_norm_random, shuffled_label_accuracy
+    from probes.stats import (
+        accuracy_ci,
+        direction_cosine_ci,
+        equal_norm_random,
+        random_directions,
+        shuffled_label_accuracy,
+    )
     from steering import Ablate, Add
+    from steering.metrics import heldout_loss
     from steering.refusal import (
         RefusalSelection,
         apply_filters,
@@ -193,11 +282,15 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
 
     if prune_layers is None:
         prune_layers = ORGANISM_PRUNE_LAYERS if is_organism else 0.2
-    data = _data(pair, is_organism, data)
+    data = _data(pair, is_organism, data, base_template)
     ids = data["refusal_ids"]
     offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
-    harm_dir, harm_val = _split(data["harmful", "train"])
-    safe_dir, safe_val = _split(data["harmless", "train"])
+    own = base_template is not None  # the base model reads its own template, at its own positions
+    offsets_of = {"post": offsets,
+                  "base": post_instruction_offsets(pair.tokenizer, base_template) if own else offsets}
+
+    def texts(name: str, kind: str, split: str) -> list[str]:
+        return data[kind, split] if name == "post" else data["base", kind, split]
     n_layers = pair.n_layers
     stop = [t for t in getattr(pair.tokenizer, "additional_special_tokens", []) or []]
     notes = {}
@@ -209,37 +302,50 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         log.info("refusal: %s %.1f s", stage, stages[stage])
         t0 = time.perf_counter()
 
+    masks, filtered = arditi_filter(pair.post, {kind: data[kind, "train"] for kind in ("harmful", "harmless")}, ids,
+                                    enabled=filter_prompts, batch_size=batch_size)
+
+    def rows_of(name: str, kind: str, mask: torch.Tensor) -> list[str]:
+        return [t for t, k in zip(texts(name, kind, "train"), mask) if k]
+
+    harm_dir, safe_dir = rows_of("post", "harmful", masks["harmful"]), rows_of("post", "harmless", masks["harmless"])
+    val = {name: (rows_of(name, "harmful", masks["harmful", "val"]), rows_of(name, "harmless", masks["harmless", "val"]))
+           for name in ("base", "post")}  # validation requests, in each model's own format
+    harm_val, safe_val = val["post"]
+    lap("prompt filter")
+
     # One pass over the training requests per model reads every layer at every post-instruction position: the
     # direction rows give the candidates (Arditi et al.'s difference of means), and all of them, at the position
     # selected below, are the probe's training rows, so nothing is run twice.
     diffs, train_rows = {}, {}
     for name, model in pair:
-        train_rows[name] = {kind: offset_activations(model, data[kind, "train"], offsets, batch_size=batch_size)
+        train_rows[name] = {kind: offset_activations(model, texts(name, kind, "train"), offsets_of[name],
+                                                     batch_size=batch_size)
                             for kind in ("harmful", "harmless")}
-        direction = {kind: rows[_split_mask(len(rows))].double().mean(0) for kind, rows in train_rows[name].items()}
+        direction = {kind: rows[masks[kind]].double().mean(0) for kind, rows in train_rows[name].items()}
         diffs[name] = direction["harmful"] - direction["harmless"]  # [pos, layer, d] as mean_activations gives
     lap("difference of means")
     sel: dict[str, RefusalSelection] = {}
     # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
     # is NaN with the reason; the selection is the exhaustive one's.
-    scores = {name: score_candidates(model, diffs[name], offsets, harm_val, safe_val, ids, prune=True,
+    scores = {name: score_candidates(model, diffs[name], offsets_of[name], *val[name], ids, prune=True,
                                      kl_threshold=kl_threshold, prune_layers=prune_layers, batch_size=batch_size,
                                      progress=progress)
               for name, model in pair}
 
     def select(name: str) -> RefusalSelection:  # the scores were pruned under these filters: no forward pass
-        return select_direction(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
+        return select_direction(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids,
                                 scores=scores[name], kl_threshold=kl_threshold,
                                 prune_layers=prune_layers)
 
     def at(name: str, layer: int, position: int) -> RefusalSelection:
         """A non-qualifying 'selection' of the candidate at (layer, position), fully scored, with its reasons."""
-        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets, harm_val, safe_val, ids,
+        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids,
                                         scores=scores[name], only=[(layer, position)], batch_size=batch_size)
-        cands = apply_filters(scores[name][0], diffs[name], offsets, n_layers, kl_threshold=kl_threshold,
+        cands = apply_filters(scores[name][0], diffs[name], offsets_of[name], n_layers, kl_threshold=kl_threshold,
                               prune_layers=prune_layers)
         chosen = next(c for c in cands if c.layer == layer and c.position == position)
-        return RefusalSelection(diffs[name], tuple(offsets), cands, chosen, scores[name][1])
+        return RefusalSelection(diffs[name], tuple(offsets_of[name]), cands, chosen, scores[name][1])
 
     qualifies = {}
     for name in ("post", "base"):
@@ -264,12 +370,15 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "refusal direction by Arditi et al.'s criteria")
         log.warning("refusal: %s", notes["post selection"])
     if not qualifies["base"]:
-        # No base candidate passes (a base model that never refuses): take the post model's layer and position.
+        # No base candidate passes (a base model that never refuses): take the post model's layer and position
+        # (in its own template: its last token, where it would start its reply).
         p_sel = sel["post"].selected
-        sel["base"] = at("base", p_sel.layer, p_sel.position)
+        b_pos = offsets_of["base"][-1] if own else p_sel.position
+        sel["base"] = at("base", p_sel.layer, b_pos)
         notes["base selection"] = (f"no base candidate passed the filters ({_discard_counts(sel['base'].candidates)}); "
                                    f"the base direction is its difference of means at the post model's layer "
-                                   f"{p_sel.layer} and position {p_sel.position}"
+                                   f"{p_sel.layer} and " + (f"its own template's last position ({b_pos})" if own else
+                                                            f"position {p_sel.position}")
                                    + ("" if qualifies["post"] else ", itself no refusal direction"))
         log.info("refusal: %s", notes["base selection"])
     vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name, "source": pair.info()[name]["name"]})
@@ -277,7 +386,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     lap("candidate scoring")
 
     # Steering on held-out requests: baseline, ablation and addition with each direction.
-    test = {"harmful": data["harmful", "test"], "harmless": data["harmless", "test"]}
+    test_of = {name: {kind: texts(name, kind, "test") for kind in ("harmful", "harmless")} for name in ("base", "post")}
+    test = test_of["post"]
     steering_rows, bars = [], []
     # The null of ablation and addition: a random direction with the post direction's norm, at its layer
     g = torch.Generator().manual_seed(seed)
@@ -288,34 +398,54 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         conditions = [("baseline", "none", None)]
         for source in ("post", "base") if target == "post" else ("base", "post"):
             conditions += [(f"ablate {source} direction", source, Ablate(vec[source])),
-                           (f"add {source} direction", source, Add(vec[source]))]
+                           (f"add {source} direction", source, Add(vec[source])),
+                           (f"subtract {source} direction", source, Add(vec[source], scale=-vec[source].scale))]
         if target == "post":
             conditions += [("ablate random direction (null)", "random", Ablate(random_vec)),
-                           ("add random direction (null)", "random", Add(random_vec))]
+                           ("add random direction (null)", "random", Add(random_vec)),
+                           ("subtract random direction (null)", "random", Add(random_vec, scale=-random_vec.scale))]
         clean = None
         for label, source, iv in conditions:  # the baseline comes first: its first step is the clean distribution
-            rates = _rates(model, test, iv, stop, max_new_tokens, generation_batch_size, clean=clean)
+            # activation subtraction is Arditi et al.'s test on harmful requests only
+            kinds = {"harmful": test_of[target]["harmful"]} if label.startswith("subtract") else test_of[target]
+            rates = _rates(model, kinds, iv, stop, max_new_tokens, generation_batch_size, clean=clean)
             if iv is None:
                 clean, kl = rates["harmless_logprobs"], 0.0
             else:
-                kl = rates["harmless_kl"]
-            steering_rows.append([target, label, source, rates["harmful"], rates["harmless"], kl,
-                                  rates["harmful_examples"][0], rates["harmless_examples"][0],
-                                  rates["harmful_ci"], rates["harmless_ci"]])
-            bars += [[target, label, "harmful", rates["harmful"]], [target, label, "harmless", rates["harmless"]]]
+                kl = rates.get("harmless_kl")
+            # Arditi et al.'s check that ablation leaves other behaviour intact: cross-entropy of harmless text
+            ce = (heldout_loss(model, test_of[target]["harmless"], iv, batch_size=batch_size)
+                  if iv is None or label.startswith("ablate") else None)
+            steering_rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
+                                  rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],
+                                  rates["harmful_ci"], rates.get("harmless_ci"), ce])
+            bars += [[target, label, kind, rates[kind]] for kind in kinds]
 
     lap("steered generation")
     # Per layer: cosine of the candidates, ablation score, and a harmful-vs-harmless probe with transfer.
     pos = sel["post"].selected.position
-    slot = offsets.index(pos)
-    cos = torch.nn.functional.cosine_similarity(diffs["base"][slot], diffs["post"][slot], dim=-1)
-    probe_sets = {"test": {name: collect(model, pair.format(data["load"](data["labelled"], "test"), "chat"), "resid_pre",
-                                         positions=pos, batch_size=batch_size, progress=False)
+    pos_of = {"post": pos, "base": sel["base"].selected.position if own else pos}
+    slot_of = {name: offsets_of[name].index(pos_of[name]) for name in pos_of}
+    cos = torch.nn.functional.cosine_similarity(diffs["base"][slot_of["base"]], diffs["post"][slot_of["post"]], dim=-1)
+    # its interval: the direction rows resampled (the same requests for both models), both candidates refitted;
+    # its null: how close random directions come to the post candidate (95th percentile of |cosine|)
+    at_slot = {name: torch.cat([train_rows[name][kind][masks[kind]][:, slot_of[name]] for kind in ("harmful", "harmless")])
+               for name, _ in pair}
+    is_harmful = [1] * int(masks["harmful"].sum()) + [0] * int(masks["harmless"].sum())
+    cos_low, cos_high = direction_cosine_ci(at_slot["base"], at_slot["post"], is_harmful, seed=seed)
+    cos_null = torch.stack([torch.nn.functional.cosine_similarity(r, diffs["post"][slot_of["post"]], dim=-1).abs()
+                            for r in random_directions(100, tuple(diffs["post"][slot_of["post"]].shape), seed=seed)]
+                           ).quantile(0.95, dim=0)
+    del at_slot
+    probe_sets = {"test": {name: collect(model, data["format"][name].format(data["load"](data["labelled"], "test"),
+                                                                             "chat"),
+                                         "resid_pre", positions=pos_of[name], batch_size=batch_size, progress=False)
                            for name, model in pair}}
     train_set = PromptSet.from_classes("refusal/train", {"harmless": data["harmless", "train"],
                                                          "harmful": data["harmful", "train"]})
     probe_sets["train"] = {name: _as_activations(probe_sets["test"][name], train_set, torch.cat(
-        [train_rows[name]["harmless"][:, slot], train_rows[name]["harmful"][:, slot]])) for name, _ in pair}
+        [train_rows[name]["harmless"][:, slot_of[name]], train_rows[name]["harmful"][:, slot_of[name]]]))
+        for name, _ in pair}
     del train_rows
     records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
     acc = {(r.model, r.layer): r.accuracy for r in records}
@@ -340,21 +470,23 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "base_accuracy": acc["base", layer],
             "post_accuracy": acc["post", layer],
             "cosine_base_post": float(cos[layer]),
+            "cosine_base_post_ci_low": float(cos_low[layer]), "cosine_base_post_ci_high": float(cos_high[layer]),
+            "cosine_base_post_null": float(cos_null[layer]),
             **transfer_fields(moved, layer),
             **{key: float(values[layer]) for key, values in probe_stats.items()},
-            **{f"{name}_ablation_score": _finite(by[name][layer, pos].bypass) for name in ("base", "post")},
-            **{f"{name}_addition_score": _finite(by[name][layer, pos].induce) for name in ("base", "post")},
-            **{f"{name}_ablation_kl": _finite(by[name][layer, pos].kl) for name in ("base", "post")},
-            **{f"cosine_base_post_at_{p}": float(torch.nn.functional.cosine_similarity(
-                diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)},
+            **{f"{name}_ablation_score": _finite(by[name][layer, pos_of[name]].bypass) for name in ("base", "post")},
+            **{f"{name}_addition_score": _finite(by[name][layer, pos_of[name]].induce) for name in ("base", "post")},
+            **{f"{name}_ablation_kl": _finite(by[name][layer, pos_of[name]].kl) for name in ("base", "post")},
+            **({} if own else {f"cosine_base_post_at_{p}": float(torch.nn.functional.cosine_similarity(
+                diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)}),
         }
         per_layer.append(entry)
     matrices = {}
     for name, s in sel.items():
         matrices[f"candidates_{name}"] = {
-            "rows": [str(p) for p in offsets], "cols": list(range(n_layers)),
-            "values": [[_finite(by[name][layer, p].bypass) for layer in range(n_layers)] for p in offsets],
-            "notes": [[by[name][layer, p].discarded for layer in range(n_layers)] for p in offsets],
+            "rows": [str(p) for p in offsets_of[name]], "cols": list(range(n_layers)),
+            "values": [[_finite(by[name][layer, p].bypass) for layer in range(n_layers)] for p in offsets_of[name]],
+            "notes": [[by[name][layer, p].discarded for layer in range(n_layers)] for p in offsets_of[name]],
             "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
             "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})",
         }
@@ -363,7 +495,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "title": "Steering with the refusal directions (held-out requests)",
             "columns": ["model", "intervention", "direction from", "harmful refusal rate", "harmless refusal rate",
                         "harmless KL (nats)", "harmful example", "harmless example", "harmful rate 95% CI",
-                        "harmless rate 95% CI"],
+                        "harmless rate 95% CI", "harmless cross-entropy (nats/token)"],
             "rows": steering_rows,
         },
         "refusal_rates": {
@@ -383,6 +515,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                + f". Not a refusal direction by those criteria, the candidate at layer {sel['post'].selected.layer} "
                  f"position {pos} (largest addition score) gives: refusal on held-out harmful requests ")
     null_abl, null_add = rows["post", "ablate random direction (null)"], rows["post", "add random direction (null)"]
+    own_sub, null_sub = rows["post", "subtract post direction"], rows["post", "subtract random direction (null)"]
 
     def ci(row, col):  # "0.97 [0.90, 1.00]": a rate and its 95% Wilson interval over requests
         lo, hi = row[8 if col == 3 else 9]
@@ -391,22 +524,29 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     readings = {
         "summary": (
             steered + f"{ci(base_line, 3)} → {ci(own_abl, 3)} under ablation (harmless KL {own_abl[5]:.3f} nats); adding "
-            f"it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}). A random direction "
-            f"of the same norm (the null): ablation {null_abl[3]:.2f}, addition {null_add[4]:.2f}. Base direction on "
+            f"it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}); subtracting it "
+            f"at its layer, {ci(own_sub, 3)} of harmful requests refused. Cross-entropy of the harmless requests' "
+            f"tokens: {base_line[10]:.3f} → {own_abl[10]:.3f} nats/token under ablation. A random direction of the same "
+            f"norm (the null): ablation {null_abl[3]:.2f} (cross-entropy {null_abl[10]:.3f}), addition "
+            f"{null_add[4]:.2f}, subtraction {null_sub[3]:.2f}. Base direction on "
             f"post: ablation {ci(rows['post', 'ablate base direction'], 3)}, addition "
             f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests."
         ),
-        "cosine": "Cosine between the base and post difference-of-means refusal candidates at each layer (post "
-                  "model's selected position): near 1 means post-training kept the base model's harm direction.",
+        "cosine": "Cosine between the base and post difference-of-means refusal candidates at each layer and "
+                  "post-instruction position: near 1 means post-training kept the base model's harm direction. The "
+                  "selected position carries a 95% bootstrap band (direction requests resampled, both candidates "
+                  "refitted); grey: the 95th percentile of |cosine| between the post candidate and random "
+                  "directions.",
         "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
                   "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
         "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
                     "and of each model's probe applied to the other model: with its own threshold, as AUROC "
                     "(threshold-free) and with the threshold through the other model's mean training activation.",
         "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
-                         "direction ablated, and with each direction added at its layer; the null rows ablate and add "
-                         "a random direction of the post direction's norm. The steering table gives each rate's 95% "
-                         "Wilson interval over requests.",
+                         "direction ablated, added at its layer, and subtracted at its layer (harmful requests only); "
+                         "the null rows do the same with a random direction of the post direction's norm. The "
+                         "steering table gives each rate's 95% Wilson interval over requests, and the cross-entropy "
+                         "of the harmless requests' tokens without intervention and under each ablation.",
     }
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
@@ -425,7 +565,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
          "nulls": {"base_accuracy_null": "base, shuffled labels", "post_accuracy_null": "post, shuffled labels"}},
         {"title": "Same refusal direction in both models?", "reading": "cosine", "yrange": [-1.05, 1.05],
          "xaxis": "layer (input of block)", "yaxis": "cosine",
-         "series": {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets}},
+         "series": {"cosine_base_post": (f"base at {pos_of['base']}, post at {pos} (selected; 95% bootstrap band)" if own
+                                         else f"position {pos} (selected; 95% bootstrap band)"),
+                    **({} if own else {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets if p != pos})},
+         "nulls": {"cosine_base_post_null": "random directions (95th percentile |cosine|)"}},
         {"title": "Refusal score under ablation / addition of each layer's candidate", "reading": "scores",
          "xaxis": "layer (input of block)", "yaxis": "refusal score (log-odds)",
          "series": {"post_ablation_score": "post, ablated (harmful)", "base_ablation_score": "base, ablated (harmful)",
@@ -433,8 +576,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     ]
     lap("probes and tables")
     setup = {
-        "datasets": " + ".join(data["datasets"]), "sources": data["sources"], "format": "post model's chat template on both models",
+        "datasets": " + ".join(data["datasets"]), "sources": data["sources"], "format": ("post model's chat template on post; the base template on base (Du et al. 2025): "
+                   + repr(base_template) if own else "post model's chat template on both models"),
         "site": "resid_pre", "post-instruction positions": offsets,
+        **({"base post-instruction positions": offsets_of["base"]} if own else {}),
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
         "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
         "layer filter": (f"l >= int({n_layers} x {1 - prune_layers:g}) = {int(n_layers * (1 - prune_layers))} discarded"
@@ -443,9 +588,11 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                             + (", which on this 6-layer organism discards a third of its layers, the one its "
                                "refusal direction lives in included)" if is_organism else ")"))),
         "validation requests": {"harmful": len(harm_val), "harmless": len(safe_val)},
+        "direction requests": {"harmful": len(harm_dir), "harmless": len(safe_dir)},
+        "prompt filter (Arditi et al. filter_train/filter_val)": filtered,
         "stage wall time (s)": stages,
         "refusal direction qualifies": dict(qualifies),
-        "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets, n_layers,
+        "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets_of[name], n_layers,
                                                            kl_threshold=kl_threshold, prune_layers=prune_layers))
                        for name in ("base", "post")},
         "n_train": len(harm_dir) + len(safe_dir), "n_validation": len(harm_val) + len(safe_val),

@@ -5,21 +5,28 @@ The ``snmf`` section of :func:`interp.compare.compare` (Shafran, Geiger & Geva
 semi-nonnegative matrix factorization"):
 
 * at every layer, :class:`probes.SNMF` is fitted on each model's ``mlp_post``
-  activations of every token (BOS excluded) of the same prompts, and the two
-  feature sets are matched one-to-one by cosine in neuron space (Hungarian
-  algorithm; fine-tuning keeps neuron indices). Per layer: mean matched
-  cosine, the share of features with a counterpart (matched cosine ≥ 0.5;
-  the rest are new in post or lost from base), relative reconstruction error,
-  and how coefficient usage shifted between matched features;
+  activations of every token (BOS excluded) of the same prompts, with
+  ``n_seeds`` seeds per model, and the seed-0 feature sets of base and post
+  are matched one-to-one by cosine in neuron space (Hungarian algorithm;
+  fine-tuning keeps neuron indices). Per layer: mean matched cosine (with a
+  bootstrap interval over the matched pairs), the share of features with a
+  counterpart (matched cosine ≥ 0.5; Wilson interval over features),
+  relative reconstruction error, and how usage (:func:`probes.feature_usage`)
+  shifted between matched features. The reference level (``_null``) is the
+  same matching between two seeds of one model, averaged over both models:
+  two fits of one model do not give the same features either, so base↔post
+  matching means a change only where it falls below that level;
 * at one layer (default: the middle), each post feature is described by its
   top-activating tokens in context and its output-vocabulary projection
-  (logit lens: feature → MLP output weights → unembedding);
-* the most used post features are steered: ``±α·(unit feature)`` added at the
+  (:func:`logit_lens`: feature → MLP output weights → the block's
+  post-MLP norm where it has one → final norm → unembedding);
+* the most used post features are steered: ``+α·(unit feature)`` added at the
   same layer's ``mlp_post`` at every position, ``α`` calibrated by bisection
   to a target next-token KL on a neutral prompt
   (:func:`steering.calibrate_scale`), and the generations are scored by the
-  share of generated tokens among the feature's logit-lens top tokens,
-  against unsteered generation.
+  share of generated tokens among the feature's top-10 logit-lens tokens,
+  against unsteered generation and against a random unit direction in the same
+  space calibrated to the same KL (the null: any push of that size).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .collection import collect_tokens_by_layer
 from .datasets import load
@@ -36,6 +44,9 @@ from .models import ModelPair, tokenizer_of
 from .report import ConceptResult, long_rows
 
 __all__ = ["FeatureCard", "describe_features", "logit_lens", "snmf_section"]
+
+#: Matched cosine at or above which a feature counts as having a counterpart.
+COUNTERPART_COSINE = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,7 @@ NEUTRAL = ("The", "I think that", "Here is a short story:", "It was a")
 
 @dataclass(frozen=True)
 class FeatureCard:
-    """One feature: index, usage (mean coefficient), top tokens in context, logit-lens tokens."""
+    """One feature: index, usage (:func:`probes.feature_usage`), top tokens in context, logit-lens tokens."""
 
     index: int
     usage: float
@@ -56,12 +67,52 @@ class FeatureCard:
     neurons: list[int]
 
 
+def _through_norm(norm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x) - norm(0)`` for ``[k, d_model]`` rows, float32 on CPU: the norm as the model applies it to a
+    stream equal to each row, less the row-independent offset (a LayerNorm's bias; 0 for RMSNorm)."""
+    module = getattr(norm, "original_component", norm)
+    weight = next(module.parameters(), None)
+    kw = {} if weight is None else {"dtype": weight.dtype, "device": weight.device}
+    with torch.no_grad():
+        x = x.to(**kw)
+        return (module(x) - module(torch.zeros_like(x))).float().cpu()
+
+
 def logit_lens(model, layer: int, features: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``[k, d_vocab]`` projection of ``[k, d_mlp]`` features through ``W_out[layer]`` and ``W_U``."""
+    """``[k, d_vocab]`` logits of each of ``[k, d_mlp]`` features' contribution to the residual stream.
+
+    The feature's MLP output at coefficient 1, ``c = f W_out[layer]`` (``[k, d_model]``), goes through what
+    lies between it and the unembedding: the block's own post-MLP norm where it has one (Gemma 2/3's
+    post-feedforward RMSNorm, bridge ``blocks.L.ln2_post``; applied to ``c`` as if it were the MLP's whole
+    output), then the final norm, then ``W_U``::
+
+        logits = (ln_final(c) - ln_final(0)) W_U
+
+    This is the logit lens (nostalgebraist 2020) of a feature's output, as Geva et al. (2022) project FFN
+    value vectors and Shafran et al. (2025) describe SNMF features by the tokens they promote. For RMSNorm
+    (Llama, Qwen, Gemma) ``ln_final(c) = c ⊙ g / rms(c)``: each row is the feature's direction scaled by
+    the final norm's gain ``g`` (Gemma: ``1 + w``) and a positive factor, so the ranking of tokens is the
+    direction's. Subtracting ``ln_final(0)`` drops a LayerNorm's bias (the same offset for every feature).
+    Not applied, because they do not change a row's ranking: the unembedding bias and Gemma's final logit
+    soft-capping (monotone).
+
+    Args:
+        model: a :class:`~transformer_lens.model_bridge.TransformerBridge`.
+        layer: the block whose ``mlp_post`` the features live in.
+        features: ``[k, d_mlp]``.
+
+    Returns:
+        ``[k, d_vocab]`` float32 logits on CPU, in the model's logit units for a residual stream equal to
+        the feature's (normed) output.
+    """
     F = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     W_out = model.W_out[layer].detach().float().cpu()  # [d_mlp, d_model]
     W_U = model.W_U.detach().float().cpu()  # [d_model, d_vocab]
-    return F @ W_out @ W_U
+    out = F @ W_out
+    block = model.blocks[layer]
+    if "ln2_post" in dict(block.named_children()):
+        out = _through_norm(block.ln2_post, out)
+    return _through_norm(model.ln_final, out) @ W_U
 
 
 def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray | None = None, *,
@@ -72,8 +123,11 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     (or others of the same layer); ``coefficients``: their ``[n_tokens, k]``
     coefficients if already known (else ``snmf.transform``).
     """
+    from probes import feature_usage
+
     tok = tokenizer_of(model)
     G = snmf.transform(tokens.X) if coefficients is None else np.asarray(coefficients)
+    usage = feature_usage(snmf.components_, G)
     lens = logit_lens(model, layer, snmf.components_)
     cards = []
     for j in range(G.shape[1]):
@@ -85,7 +139,7 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
         vals, ids = lens[j].topk(n_logits)
         logits = [(tok.decode([int(i)]), float(v)) for v, i in zip(vals, ids)]
         neurons = np.nonzero(snmf.components_[j])[0].tolist()
-        cards.append(FeatureCard(j, float(G[:, j].mean()), tops, logits, neurons))
+        cards.append(FeatureCard(j, float(usage[j]), tops, logits, neurons))
     return cards
 
 
@@ -106,62 +160,100 @@ def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[lis
     return out, sources
 
 
-def _share(texts: list[str], tok, targets: set[int]) -> float:
+def _hits(texts: list[str], tok, targets: set[int]) -> np.ndarray:
+    """0/1 per generated token: is it one of ``targets``."""
     ids = [t for text in texts for t in tok(text, add_special_tokens=False)["input_ids"]]
-    return sum(t in targets for t in ids) / max(len(ids), 1)
+    return np.array([float(t in targets) for t in ids])
+
+
+def _share(hits: np.ndarray) -> float:
+    return float(hits.mean()) if len(hits) else float("nan")
 
 
 def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: int = 24, sparsity: float | None = None,
                  layer: int | None = None, n_prompts: int = 480, target_kl: float = 0.5, n_steer: int = 6,
-                 max_new_tokens: int = 12, progress: bool = True, random_state: int = 0,
+                 max_new_tokens: int = 12, progress: bool = True, random_state: int = 0, n_seeds: int = 2,
                  data=None) -> ConceptResult:
     """Fit, describe, steer and match SNMF features (see the module docstring).
 
-    ``data``: a :class:`~interp.datasets.PublicSets`; its SNMF concept sentences, Geometry-of-Truth
-    statements and Arditi requests replace the built-in prompts (ignored on the bundled organism).
+    Args:
+        n_seeds: SNMF fits per model and layer (seeds ``random_state + s``); seed 0's features are the
+            ones matched, described and steered, and the matching between seeds of one model is the
+            reference level of base↔post matching (``matched_*_null``; None with one seed).
+        data: a :class:`~interp.datasets.PublicSets`; its SNMF concept sentences, Geometry-of-Truth
+            statements and Arditi requests replace the built-in prompts (ignored on the bundled organism).
+
+    Raises:
+        ValueError: ``n_seeds`` < 1 or ``layer`` outside the model.
     """
-    from probes import SNMF, match_features
+    from probes import SNMF, feature_usage, match_features
+    from probes.stats import equal_norm_random, mean_ci, proportion_ci
     from steering import SteeringVector, calibrate_scale, generate
 
+    if not isinstance(n_seeds, int) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be a positive integer, got {n_seeds!r}")
     prompts, sources = _prompts(pair, is_organism, n_prompts, data)
     n_layers, d_mlp = pair.n_layers, int(pair.post.cfg.d_mlp)
     sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     layer = n_layers // 2 if layer is None else layer
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"layer {layer} is outside the model's {n_layers} layers")
+    seeds = [random_state + s for s in range(n_seeds)]
     per_layer, fits, token_sets = [], {}, {}
     tokens_of = {name: collect_tokens_by_layer(model, prompts, "mlp_post", progress=False) for name, model in pair}
+    bar = tqdm(total=n_layers * 2 * n_seeds, desc="SNMF fits", disable=not progress)
     for L in range(n_layers):
         entry = {"layer": L}
-        for name, model in pair:
+        for name, _ in pair:
             tokens = tokens_of[name][L]
-            est = SNMF(n_components, sparsity=sparsity, random_state=random_state, max_iter=150)
-            G = est.fit_transform(tokens.X)
-            fits[name, L] = (est, G)
             token_sets[name, L] = tokens
-            entry[f"{name}_relative_error"] = est.reconstruction_err_ / float(tokens.X.norm())
-        (eb, Gb), (ep, Gp) = fits["base", L], fits["post", L]
+            for seed in seeds:
+                est = SNMF(n_components, sparsity=sparsity, random_state=seed, max_iter=150)
+                fits[name, L, seed] = (est, est.fit_transform(tokens.X))
+                bar.update()
+            entry[f"{name}_relative_error"] = fits[name, L, seeds[0]][0].reconstruction_err_ / float(tokens.X.norm())
+        (eb, Gb), (ep, Gp) = fits["base", L, seeds[0]], fits["post", L, seeds[0]]
         rows, cols, cos = match_features(eb.components_, ep.components_)
-        usage_b, usage_p = Gb.mean(0)[rows], Gp.mean(0)[cols]
-        kept = cos >= 0.5
+        usage_b, usage_p = feature_usage(eb.components_, Gb)[rows], feature_usage(ep.components_, Gp)[cols]
+        kept = cos >= COUNTERPART_COSINE
+        lo, hi = mean_ci(cos, seed=random_state)
+        share_lo, share_hi = proportion_ci(kept.astype(float))
         entry.update({
-            "matched_cosine_mean": float(cos.mean()),
-            "matched_share": float(kept.mean()),
-            "usage_shift": float(np.abs(np.log((usage_p[kept] + 1e-9) / (usage_b[kept] + 1e-9))).mean()) if kept.any()
-            else float("nan"),
+            "matched_cosine_mean": float(cos.mean()), "matched_cosine_mean_ci_low": float(lo),
+            "matched_cosine_mean_ci_high": float(hi),
+            "matched_share": float(kept.mean()), "matched_share_ci_low": share_lo, "matched_share_ci_high": share_hi,
+            "usage_shift": float(np.abs(np.log((usage_p[kept] + 1e-12) / (usage_b[kept] + 1e-12))).mean())
+            if kept.any() else None,
         })
+        # the reference: two seeds of one model, matched the same way
+        within = [match_features(fits[name, L, a][0].components_, fits[name, L, b][0].components_)[2]
+                  for name, _ in pair for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+        entry["matched_cosine_mean_null"] = float(np.mean([c.mean() for c in within])) if within else None
+        entry["matched_share_null"] = (float(np.mean([(c >= COUNTERPART_COSINE).mean() for c in within]))
+                                       if within else None)
         entry["matching"] = [[int(r), int(c), float(x)] for r, c, x in zip(rows, cols, cos)]
         per_layer.append(entry)
+    bar.close()
 
     # Describe and steer the post model's features at one layer.
     model, tok = pair.post, pair.tokenizer
-    est, G = fits["post", layer]
+    est, G = fits["post", layer, seeds[0]]
     cards = describe_features(model, est, token_sets["post", layer], layer, G)
     order = sorted(cards, key=lambda c: -c.usage)
     lens = logit_lens(model, layer, est.components_)
     plain = generate(model, list(NEUTRAL), max_new_tokens=max_new_tokens, stop_at_eos=False)
+    # the null: a random unit direction in the same space, calibrated to the same KL
+    random_vec = SteeringVector(equal_norm_random(torch.ones(1, d_mlp), torch.Generator().manual_seed(random_state)),
+                                (layer,), "mlp_post", meta={"concept": "snmf", "feature": "random", "model": "post"})
+    try:
+        random_cal = calibrate_scale(model, random_vec, list(NEUTRAL[:1]), target_kl)
+        random_gen = generate(model, list(NEUTRAL), random_cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
+        random_why = None
+    except ValueError as e:
+        random_gen, random_why = None, str(e)
     steer_rows, vectors, unsteerable = [], {}, {}
     for card in order[:n_steer]:
         targets = set(lens[card.index].topk(10).indices.tolist())
-        base_share = _share(plain, tok, targets)
         unit = torch.as_tensor(est.components_[card.index]).float()
         vec = SteeringVector(unit[None], (layer,), "mlp_post", meta={"concept": "snmf", "feature": card.index,
                                                                      "model": "post"})
@@ -172,51 +264,87 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             unsteerable[card.index] = str(e)
             continue
         steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
-        share = _share(steered, tok, targets)
+        hits = _hits(steered, tok, targets)
+        ci = [round(x, 4) for x in proportion_ci(hits)] if len(hits) else None
+        null = _share(_hits(random_gen, tok, targets)) if random_gen is not None else None
         steer_rows.append([card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
-                           base_share, share, " ".join(t for t, _ in card.logit_lens[:5]), steered[0][:60]])
+                           _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
+                           steered[0][:60], null, ci])
         vectors[f"post-feature-{card.index}"] = cal
     feature_rows = [[c.index, round(c.usage, 4), " | ".join(f"{b[-25:]}[{t}]" for b, t, _ in c.top_tokens[:3]),
                      " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons)] for c in order]
-    best = max(steer_rows, key=lambda r: r[5] - r[4]) if steer_rows else None
     mid = per_layer[layer]
+    below = [e["layer"] for e in per_layer
+             if e["matched_cosine_mean_null"] is not None and e["matched_cosine_mean_ci_high"] < e["matched_cosine_mean_null"]]
+    if mid["matched_cosine_mean_null"] is None:
+        noise = " (one seed per model: no seed-to-seed reference, so no statement on noise)"
+    elif mid["matched_cosine_mean_ci_high"] < mid["matched_cosine_mean_null"]:
+        noise = (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}, above the interval: base "
+                 f"and post features differ beyond seed noise here")
+    else:
+        noise = (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}: base and post match as "
+                 f"well as two fits of one model do, so the difference is within seed noise")
+    if steer_rows and random_gen is not None:
+        up = [r for r in steer_rows if r[9] is not None and r[9][0] > max(r[4], r[8])]
+        steering_text = (f" Of the {len(steer_rows)} most-used post features steered (α calibrated to next-token KL "
+                         f"{target_kl}), {len(up)} raise the share of their top logit-lens tokens in generations "
+                         f"above both unsteered generation and a random direction at the same KL (the 95% interval's "
+                         f"lower end above both shares)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
+    elif steer_rows:
+        steering_text = (f" {len(steer_rows)} post features were steered, but the random-direction null could not be "
+                         f"calibrated to KL {target_kl} ({random_why}), so no feature's effect is read against it.")
+    else:
+        steering_text = (f" No feature could be calibrated to the target KL {target_kl}"
+                         + "".join(f" (feature {i}: {why})" for i, why in list(unsteerable.items())[:1]) + ".")
     readings = {
         "summary": (
-            f"Layer {layer}: {mid['matched_share']:.0%} of post features have a base counterpart (mean matched cosine "
-            f"{mid['matched_cosine_mean']:.2f}). " + (
-                f"Steering post feature {best[0]} (α = {best[2]:.1f}, next-token KL {best[3]:.2f}) raises the share of its "
-                f"top logit-lens tokens in generations from {best[4]:.2f} to {best[5]:.2f}." if best else
-                f"No feature could be calibrated to the target KL {target_kl}"
-                + "".join(f" (feature {i}: {why})" for i, why in list(unsteerable.items())[:1]) + ".")
+            f"Layer {layer}: base↔post mean matched cosine {mid['matched_cosine_mean']:.2f} "
+            f"[{mid['matched_cosine_mean_ci_low']:.2f}, {mid['matched_cosine_mean_ci_high']:.2f}], "
+            f"{mid['matched_share']:.0%} of post features with a base counterpart (cosine ≥ {COUNTERPART_COSINE})"
+            + noise + "." + (f" Below the seed-to-seed level at {len(below)} of {n_layers} layers"
+                             + (f" ({', '.join(map(str, below))})." if below else ".")
+                             if mid["matched_cosine_mean_null"] is not None else "")
+            + steering_text
         ),
-        "matching": "Per layer, the SNMF features of base and post matched one-to-one by cosine in neuron space: mean "
-                    "matched cosine, share of features with a counterpart (cosine ≥ 0.5), and the mean absolute log-ratio "
-                    "of matched features' usage (0 = unchanged).",
-        "error": "Reconstruction error of the factorization relative to the activations' norm, per model.",
+        "matching": "Per layer, the SNMF features of base and post (seed 0) matched one-to-one by cosine in neuron "
+                    "space: mean matched cosine with its bootstrap interval over matched pairs, share of features with "
+                    f"a counterpart (cosine ≥ {COUNTERPART_COSINE}) with its Wilson interval, and the mean absolute "
+                    "log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between two seeds "
+                    "of one model (mean of both models) — the level refits alone reach.",
+        "error": "Reconstruction error of the factorization relative to the activations' norm, per model (seed 0).",
     }
     tables = {
         "features": {"title": f"Post features at layer {layer} (most used first): top tokens [in context], logit lens",
-                     "columns": ["feature", "usage", "top-activating tokens", "logit-lens tokens", "neurons"],
+                     "columns": ["feature", "usage (mean ‖F_j‖·g_j)", "top-activating tokens", "logit-lens tokens",
+                                 "neurons"],
                      "rows": feature_rows},
         "steering": {"title": f"Steering with post features at layer {layer} (α calibrated to KL {target_kl} on "
                               f"{NEUTRAL[0]!r}); share of generated tokens among the feature's top-10 logit-lens tokens",
                      "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
-                                 "logit-lens tokens", "steered example"],
+                                 "logit-lens tokens", "steered example", "share with a random direction (null)",
+                                 "share steered 95% CI (Wilson, over generated tokens)"],
                      "rows": steer_rows},
     }
     plots = [
         {"title": "Same features in base and post?", "reading": "matching", "yrange": [0, 1.02],
          "xaxis": "layer", "yaxis": "value",
-         "series": {"matched_cosine_mean": "mean matched cosine", "matched_share": "share matched (cos ≥ 0.5)",
-                    "usage_shift": "usage shift |log ratio|"}},
+         "series": {"matched_cosine_mean": "mean matched cosine", "matched_share": f"share matched (cos ≥ {COUNTERPART_COSINE})",
+                    "usage_shift": "usage shift |log ratio|"},
+         "nulls": {"matched_cosine_mean_null": "mean matched cosine, two seeds of one model",
+                   "matched_share_null": "share matched, two seeds of one model"}},
         {"title": "Reconstruction error", "reading": "error", "xaxis": "layer", "yaxis": "‖A - FG‖ / ‖A‖",
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]
-    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer][0].components_) for name in ("base", "post")}
+    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer, seeds[0]][0].components_)
+                  for name in ("base", "post")}
     setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts), "sources": sources,
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
-             "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
+             "seeds": seeds, "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
              "features not steerable": {str(i): why for i, why in unsteerable.items()},
+             "steering null": ("a random unit direction in mlp_post space, calibrated to the same KL"
+                               if random_why is None else f"not calibrated: {random_why}"),
+             "matching null": ("matched cosine and share between seeds of one model, mean over pairs of seeds and "
+                               "both models" if n_seeds > 1 else "undefined: one seed per model"),
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
     return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
                          setup, plots, tables, vectors=vectors)

@@ -63,7 +63,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-__all__ = ["SNMF", "SafetensorsChunks", "match_features"]
+__all__ = ["SNMF", "SafetensorsChunks", "feature_usage", "match_features"]
 
 _EPS = 1e-12
 
@@ -600,3 +600,30 @@ def match_features(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, cols = linear_sum_assignment(-cos)
     return rows, cols, cos[rows, cols]
 
+
+
+def feature_usage(components, coefficients) -> np.ndarray:
+    """How much each feature is used: the mean norm of its contribution to a token's activations.
+
+    Feature ``j`` adds ``F_j g_jt`` to token ``t``'s activations (``g_jt ≥ 0``), so its mean contribution
+    norm over the ``n`` tokens is ``‖F_j‖₂ · mean_t g_jt``, in the activations' units. The mean coefficient
+    alone is not comparable across features: each fit moves every coefficient row's scale into ``F`` (step 3
+    of the update), so a feature used strongly on few tokens reads as less used than one used weakly on
+    many.
+
+    Args:
+        components: ``[k, n_neurons]`` features (``SNMF.components_``).
+        coefficients: ``[n_tokens, k]`` nonnegative coefficients of those features (``fit_transform`` or
+            ``transform``).
+
+    Returns:
+        ``[k]`` float64 usage.
+
+    Raises:
+        ValueError: shapes that do not agree, or no tokens.
+    """
+    F, G = np.asarray(components, dtype=np.float64), np.asarray(coefficients, dtype=np.float64)
+    if F.ndim != 2 or G.ndim != 2 or G.shape[1] != F.shape[0] or G.shape[0] < 1:
+        raise ValueError(f"components [k, n_neurons] and coefficients [n_tokens, k] with n_tokens >= 1 needed, "
+                         f"got {F.shape} and {G.shape}")
+    return np.linalg.norm(F, axis=1) * G.mean(0)

@@ -15,6 +15,8 @@
   Liang 2019's control idea: what a probe reaches without the concept).
 * :func:`split_half_directions` — two probes of one model from disjoint halves
   of its training rows (seed-to-seed agreement, the ceiling of a similarity).
+* :func:`direction_cosine_ci` — the bootstrap interval of the per-layer cosine
+  between two models' difference-of-means directions fitted on the same rows.
 * :func:`random_directions` — Gaussian directions, the null of a similarity.
 
 Bootstrap intervals are 95% percentile intervals from 1,000 resamples, seeded:
@@ -31,8 +33,8 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers
 
-__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "equal_norm_random", "shuffled_label_accuracy", "split_half_directions",
-           "random_directions", "N_RESAMPLES"]
+__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "direction_cosine_ci", "equal_norm_random",
+           "shuffled_label_accuracy", "split_half_directions", "random_directions", "N_RESAMPLES"]
 
 #: Bootstrap resamples per interval.
 N_RESAMPLES = 1000
@@ -147,3 +149,54 @@ def random_directions(n: int, shape: Sequence[int], *, seed: int = 0) -> torch.T
     """``[n, *shape]`` float64 Gaussian directions (seeded), the null of a direction similarity."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn((n, *shape), generator=g, dtype=torch.float64)
+
+
+def direction_cosine_ci(X_a: Float[torch.Tensor, "n layer d"], X_b: Float[torch.Tensor, "n layer d"], y, *,
+                        seed: int = 0, n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap interval of the per-layer cosine between two models' difference-of-means directions.
+
+    Both directions are ``mean(X[y == 1]) - mean(X[y == 0])`` (the mass-mean probe's and the difference-of-means
+    refusal candidate's direction) of the same ``n`` prompts read in two models, so rows are resampled with
+    replacement once for both (a paired bootstrap over prompts); each resample refits both directions and
+    takes their cosine per layer (:func:`bootstrap_ci`, percentile, seeded). The cosine of two estimated
+    directions is biased toward 0 when they are noisy (few rows, a weak class difference); the interval is
+    the spread of that estimate and covers the cosine of the population directions only where the bias is
+    small (planted check in the tests: 92% and 95% coverage at a 4σ class difference, 80 rows, d = 6).
+
+    Args:
+        X_a, X_b: ``[n, layer, d]`` activations of the same rows in the two models.
+        y: ``[n]`` 0/1 labels.
+
+    Returns:
+        ``(low, high)``, each ``[layer]`` float64; NaN at a layer where a resample left a class empty.
+
+    Raises:
+        ValueError: shapes that do not agree, labels other than 0/1, or fewer than 2 rows of a class.
+    """
+    A = torch.as_tensor(X_a).float()
+    B = torch.as_tensor(X_b).float()
+    labels = np.asarray(y)
+    if A.ndim != 3 or A.shape[0] != B.shape[0] or A.shape[:2] != B.shape[:2] or len(labels) != A.shape[0]:
+        raise ValueError(f"X_a, X_b must be [n, layer, d] over the same rows as y, got {tuple(A.shape)}, "
+                         f"{tuple(B.shape)} and {len(labels)} labels")
+    if not np.isin(labels, (0, 1)).all() or min((labels == 0).sum(), (labels == 1).sum()) < 2:
+        raise ValueError("y must be 0/1 with at least 2 rows of each class")
+    n, n_layers = A.shape[:2]
+    flat = [M.reshape(n, -1) for M in (A, B)]
+    pos = torch.as_tensor(labels == 1, dtype=torch.float32)
+
+    def statistic(idx, axis=-1):
+        one = np.ndim(idx) == 1  # the original sample: one set of indices
+        idx = np.atleast_2d(np.asarray(idx))
+        counts = torch.as_tensor(np.stack([np.bincount(row, minlength=n) for row in idx]), dtype=torch.float32)
+        w1, w0 = counts * pos, counts * (1 - pos)  # [resample, n]
+        dirs = []
+        for M in flat:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = (w1 @ M) / w1.sum(1, keepdim=True) - (w0 @ M) / w0.sum(1, keepdim=True)
+            dirs.append(d.double().reshape(len(idx), n_layers, -1))
+        cos = torch.nn.functional.cosine_similarity(dirs[0], dirs[1], dim=-1)  # [resample, layer]
+        return cos[0].numpy() if one else cos.T.numpy()
+
+    low, high = bootstrap_ci(statistic, (np.arange(n),), seed=seed, n_resamples=n_resamples)
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)

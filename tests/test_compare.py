@@ -4,6 +4,7 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -102,6 +103,68 @@ def test_nie_at_the_cue_is_causal_and_beyond_its_random_null():
         truth_causal(pair, test, dirs, layers, span="middle")
 
 
+def test_nie_du_normalisation_divides_by_the_room_to_move():
+    """Du et al.'s reference code divides the change of PD by 1 - PD(false) (adding) and -1 - PD(true)
+    (subtracting) instead of PD(true) - PD(false): the two normalisations differ by exactly those ratios of
+    the clean gaps (recomputed here), and Du's is defined on an inverted baseline."""
+    from interp.compare import _judgement_gap, _truth_data, truth_causal
+    from interp.datasets import PromptSet
+
+    pair = interp.load_pair()
+    train, test, _, _ = _truth_data(pair)
+    acts = {n: interp.collect(m, train, "resid_post", positions="last", progress=False) for n, m in pair}
+    dirs = {n: (a["resid_post"][a.labels == 1].double().mean(0) - a["resid_post"][a.labels == 0].double().mean(0)).float()
+            for n, a in acts.items()}
+    layers = [1, 3]
+    mt, _ = truth_causal(pair, test, dirs, layers, span="last")
+    du, notes = truth_causal(pair, test, dirs, layers, span="last", normalization="du")
+    assert notes == {}
+    ids = [pair.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" true", " false")]
+    for t, model in pair:
+        gap, y = _judgement_gap(model, test.texts, ids).double(), torch.tensor(test.labels)
+        pd_true, pd_false = float(gap[y == 1].mean()), float(gap[y == 0].mean())
+        for s in ("base", "post"):
+            key = f"nie_{s}_to_{t}"
+            np.testing.assert_allclose(du[key], np.array(mt[key]) * (pd_true - pd_false) / (1 - pd_false), rtol=1e-4)
+            np.testing.assert_allclose(du[f"{key}_true_to_false"],
+                                       np.array(mt[f"{key}_true_to_false"]) * (pd_true - pd_false) / (1 + pd_true),
+                                       rtol=1e-4)
+            assert all(lo <= v <= hi for v, lo, hi in zip(du[key], du[f"{key}_ci_low"], du[f"{key}_ci_high"]))
+    swapped = PromptSet(name=test.name, texts=test.texts, labels=tuple(1 - y for y in test.labels),
+                        label_names=test.label_names)
+    out, notes = truth_causal(pair, swapped, dirs, layers[:1], span="last", normalization="du")
+    assert notes == {} and all(v is not None for v in out["nie_post_to_post"])
+    with pytest.raises(ValueError, match="unknown normalization 'ratio'; known: marks_tegmark, du"):
+        truth_causal(pair, test, dirs, layers, normalization="ratio")
+
+
+def test_few_shot_prompt_puts_labelled_training_statements_before_each_statement():
+    from interp.compare import few_shot
+    from interp.datasets import PromptSet
+
+    train = PromptSet.from_classes("t", {"false": [f"{i} is odd." for i in range(0, 20, 2)],
+                                         "true": ["0 is even.", "2 is even.", "4 is even."]})
+    test = PromptSet(name="q", texts=("4 is even. This statement is", "3 is even. This statement is"),
+                     labels=(1, 0), label_names=("false", "true"))
+    out = few_shot(test, train, 3, seed=7)
+    assert out.labels == test.labels and len(out) == 2
+    for text, original in zip(out.texts, test.texts):
+        *shots, last = text.split("\n")
+        assert last == original and len(shots) == 3
+        assert sum(line.endswith(" This statement is true") for line in shots) == 2  # an odd one more true
+        for line in shots:
+            statement, label = line.rsplit(" This statement is ", 1)
+            assert statement in train.texts and statement != original.removesuffix(" This statement is")
+            assert (label == "true") == (statement.endswith("even."))
+    assert few_shot(test, train, 3, seed=7).texts == out.texts and few_shot(test, train, 0) is test
+    assert few_shot(test, train, 3, seed=8).texts != out.texts
+    assert not any(line.startswith("4 is even.") for line in out.texts[0].split("\n")[:-1])  # never its own example
+    with pytest.raises(ValueError, match="6 shots need 4 true and 4 false example statements"):
+        few_shot(test, train, 6)
+    with pytest.raises(ValueError, match="shots must be >= 0"):
+        few_shot(test, train, -1)
+
+
 @pytest.mark.parametrize("span", ["statement_end", "from_period", "last"])
 def test_judgement_gap_adds_exactly_at_its_span(tiny_pairs, span):
     """One unpadded statement: the span's addition equals a hook written here at the span's absolute token
@@ -183,10 +246,81 @@ def test_refusal_section_measures_the_organism(organism_report):
     assert rows["post", "ablate random direction (null)"][harmful] >= 0.8
     assert rows["post", "add random direction (null)"][harmless] <= 0.2
     for r in refusal.tables["steering"]["rows"]:  # every rate with its interval (Wilson: never a point at 0 or 1)
-        assert r[8][0] <= r[3] <= r[8][1] and r[9][0] <= r[4] <= r[9][1] and r[8][1] - r[8][0] > 0.02
+        assert r[8][0] <= r[3] <= r[8][1] and r[8][1] - r[8][0] > 0.02
+        assert (r[4] is None) == r[1].startswith("subtract")  # subtraction is tested on harmful requests only
+        assert r[4] is None or r[9][0] <= r[4] <= r[9][1]
+    # Arditi et al.'s activation subtraction on harmful requests: the post direction ends refusal, a random one not
+    assert rows["post", "subtract post direction"][harmful] <= 0.5
+    assert rows["post", "subtract random direction (null)"][harmful] >= 0.8
+    # their loss check: cross-entropy of the harmless requests' tokens, unsteered (recomputed here) and ablated
+    from steering.metrics import heldout_loss
+
+    harmless_test = list(interp.load_pair().format(interp.datasets.load("organism/harmless", "test"), "chat").texts)
+    ce = 10
+    assert rows["post", "baseline"][ce] == pytest.approx(heldout_loss(interp.load_pair().post, harmless_test), rel=1e-5)
+    assert abs(rows["post", "ablate post direction"][ce] - rows["post", "baseline"][ce]) < 0.5
+    assert rows["post", "add post direction"][ce] is None
     for e in refusal.per_layer:
         assert e["post_accuracy_ci_low"] <= e["post_accuracy"] <= e["post_accuracy_ci_high"]
         assert 0 <= e["base_accuracy_null"] <= 1
+
+
+def test_arditi_prompt_filter_keeps_what_the_post_model_refuses_and_complies_with():
+    """filter_train/filter_val: harmful requests kept where the refusal score is > 0, harmless where < 0, on the
+    direction and validation rows separately; a kind it would empty is kept whole, with the reason."""
+    from interp.refusal_section import MIN_FILTERED, _split_mask, _data, arditi_filter
+    from steering.metrics import refusal_score
+
+    pair = interp.load_pair()
+    data = _data(pair, True)
+    requests = {kind: data[kind, "train"] for kind in ("harmful", "harmless")}
+    masks, notes = arditi_filter(pair.post, requests, data["refusal_ids"])
+    for kind in ("harmful", "harmless"):
+        score = refusal_score(pair.post, requests[kind], data["refusal_ids"])
+        keep = score > 0 if kind == "harmful" else score < 0
+        split = _split_mask(len(requests[kind]))
+        assert torch.equal(masks[kind], split & keep) and torch.equal(masks[kind, "val"], ~split & keep)
+        assert notes[kind].startswith(f"{int((split & keep).sum())} of {int(split.sum())} direction")
+    assert int(masks["harmful"].sum()) < int(_split_mask(len(requests["harmful"])).sum())  # it drops some here
+    # harmful requests offered as harmless: the post model refuses them all, so the filter would leave none
+    masks, notes = arditi_filter(pair.post, {"harmful": requests["harmful"], "harmless": requests["harmful"]},
+                                 data["refusal_ids"])
+    assert notes["harmless"].startswith("not applied") and f"fewer than {MIN_FILTERED}" in notes["harmless"]
+    assert torch.equal(masks["harmless"], _split_mask(len(requests["harmful"])))
+    masks, notes = arditi_filter(pair.post, requests, data["refusal_ids"], enabled=False)
+    assert notes == {"harmful": "off", "harmless": "off"} and bool(masks["harmful", "val"].sum())
+
+
+def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positions():
+    """Du et al. 2025: the base model reads the requests as "User: …\nAssistant:" and its direction is the
+    difference of means there (recomputed here from the base-formatted requests), at its own position."""
+    from dataclasses import replace
+
+    from interp.refusal_section import DU_BASE_TEMPLATE, _data, arditi_filter, refusal_section
+    from steering.refusal import offset_activations, post_instruction_offsets
+
+    pair = interp.load_pair()
+    section = refusal_section(pair, is_organism=True, base_template=DU_BASE_TEMPLATE, progress=False)
+    base_offsets = post_instruction_offsets(pair.tokenizer, DU_BASE_TEMPLATE)
+    assert section.setup["base post-instruction positions"] == base_offsets != section.setup["post-instruction positions"]
+    assert "User: {{ message['content'] }}" in section.setup["format"]
+    chosen = section.setup["selected"]["base"]
+    assert chosen["position"] in base_offsets
+    data = _data(pair, True)
+    masks, _ = arditi_filter(pair.post, {k: data[k, "train"] for k in ("harmful", "harmless")}, data["refusal_ids"])
+    as_base = replace(pair, chat_template=DU_BASE_TEMPLATE)
+    means = {}
+    for kind in ("harmful", "harmless"):
+        texts = list(as_base.format(interp.datasets.load(f"organism/{kind}", "train"), "chat").texts)
+        assert texts[0].startswith("User: ") and texts[0].endswith("\nAssistant:")
+        rows = offset_activations(pair.base, texts, base_offsets)
+        means[kind] = rows[masks[kind]].double().mean(0)
+    expected = (means["harmful"] - means["harmless"])[base_offsets.index(chosen["position"])]
+    torch.testing.assert_close(section.directions["base/refusal"].double(), expected, atol=1e-4, rtol=1e-4)
+    assert not any(k.startswith("cosine_base_post_at_") for k in section.per_layer[0])  # positions differ
+    for e in section.per_layer:
+        assert e["cosine_base_post_ci_low"] <= e["cosine_base_post"] + 1e-9
+        assert e["cosine_base_post"] <= e["cosine_base_post_ci_high"] + 1e-9
 
 
 def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():
@@ -215,7 +349,41 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     for entry in snmf["per_layer"]:
         assert 0 <= entry["matched_share"] <= 1 and -1 <= entry["matched_cosine_mean"] <= 1
         assert 0 < entry["post_relative_error"] < 1
+        for key in ("matched_cosine_mean", "matched_share"):
+            assert entry[f"{key}_ci_low"] <= entry[key] <= entry[f"{key}_ci_high"]
+            assert entry[f"{key}_null"] is not None
     assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
+    # the steering null: a random direction at the same KL, and the summary's count read off the rows
+    assert all(row[8] is not None and 0 <= row[8] <= 1 and row[9][0] <= row[5] <= row[9][1] for row in steering)
+    up = [row[0] for row in steering if row[9][0] > max(row[4], row[8])]
+    assert f"{len(up)} raise the share of their top logit-lens tokens" in snmf["readings"]["summary"]
+
+
+def test_snmf_matching_is_read_against_two_seeds_of_one_model(organism_report):
+    """The per-layer null is the mean matched cosine between seeds 0 and 1 of each model, averaged over the
+    two models: recomputed here from fresh fits on the same tokens."""
+    from interp.collection import collect_tokens
+    from interp.snmf_section import _prompts
+    from probes import SNMF, match_features
+
+    result, _ = organism_report
+    section = result.concepts["snmf"]
+    pair = interp.load_pair()
+    layer = section.setup["described layer"]
+    prompts, _ = _prompts(pair, True, section.setup["n_prompts"])
+    levels, shares = [], []
+    for _, model in pair:
+        X = collect_tokens(model, prompts, "mlp_post", layer, progress=False).X
+        a, b = (SNMF(section.setup["n_components"], sparsity=section.setup["sparsity"], random_state=s,
+                     max_iter=150).fit(X) for s in (0, 1))
+        cos = match_features(a.components_, b.components_)[2]
+        levels.append(cos.mean())
+        shares.append((cos >= 0.5).mean())
+    entry = section.per_layer[layer]
+    assert entry["matched_cosine_mean_null"] == pytest.approx(np.mean(levels), abs=1e-4)
+    assert entry["matched_share_null"] == pytest.approx(np.mean(shares), abs=1e-6)
+    plot = next(p for p in section.plots if p["reading"] == "matching")
+    assert set(plot["nulls"]) == {"matched_cosine_mean_null", "matched_share_null"}
 
 
 def test_language_section_steers_english_toward_another_language(organism_report):

@@ -10,18 +10,44 @@ from interp.snmf_section import describe_features, logit_lens
 from probes import SNMF
 
 
-def test_logit_lens_uses_the_mlp_output_and_unembedding(tiny_dirs):
+def _rms(x, weight, eps, gemma):
+    """RMSNorm written out: x / sqrt(mean(x^2) + eps) * g, with Gemma's gain 1 + w."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * ((1 + weight) if gemma else weight)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2"])
+def test_logit_lens_goes_through_the_post_mlp_and_final_norms(tiny_dirs, family):
+    """f W_out, then Gemma's post-feedforward norm, then the final norm (less its value at 0), then W_U: with
+    random norm gains, against the Hugging Face weights and the norms written out."""
     from transformers import AutoModelForCausalLM
 
-    base_dir, _ = tiny_dirs["llama"]
+    base_dir, _ = tiny_dirs[family]
     model = interp.load_model(base_dir, device="cpu")
     hf = AutoModelForCausalLM.from_pretrained(base_dir)
+    g = torch.Generator().manual_seed(0)
+    norms = [model.ln_final] + ([model.blocks[1].ln2_post] if family == "gemma2" else [])
+    with torch.no_grad():  # random gains (and biases) so that a norm left out shows
+        for norm in norms:
+            for param in norm.original_component.parameters():
+                param.copy_(torch.randn(param.shape, generator=g) * 0.5 + (0.0 if family == "gemma2" else 1.0))
     d_mlp = int(model.cfg.d_mlp)
-    feats = np.eye(d_mlp, dtype=np.float32)[:3]
-    lens = logit_lens(model, 1, feats)
-    down = hf.model.layers[1].mlp.down_proj.weight.detach()  # [d_model, d_mlp]
-    expected = torch.as_tensor(feats) @ down.T @ hf.lm_head.weight.detach().T
-    torch.testing.assert_close(lens, expected, atol=1e-4, rtol=1e-4)
+    feats = torch.randn(3, d_mlp, generator=g)
+    lens = logit_lens(model, 1, feats.numpy())
+    if family == "gpt2":
+        W_out, W_U = hf.transformer.h[1].mlp.c_proj.weight.detach(), hf.lm_head.weight.detach().T
+        c = feats @ W_out
+        ln = model.ln_final.original_component
+        centred = c - c.mean(-1, keepdim=True)
+        normed = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + ln.eps) * ln.weight.detach()
+    else:
+        layers = hf.model.layers
+        c = feats @ layers[1].mlp.down_proj.weight.detach().T
+        eps, gemma = hf.config.rms_norm_eps, family == "gemma2"
+        if gemma:
+            c = _rms(c, model.blocks[1].ln2_post.original_component.weight.detach(), eps, True)
+        normed = _rms(c, model.ln_final.original_component.weight.detach(), eps, gemma)
+        W_U = hf.lm_head.weight.detach().T
+    torch.testing.assert_close(lens, normed @ W_U, atol=1e-4, rtol=1e-4)
 
 
 def test_collect_tokens_skips_bos_and_padding_and_describes_features(tiny_pairs):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from probes import SNMF, SafetensorsChunks, match_features
+from probes import SNMF, SafetensorsChunks, feature_usage, match_features
 
 
 def _planted(n=256, k=8, T=4000, per_feature=6, noise=0.01, seed=0):
@@ -151,6 +151,28 @@ def test_every_initialisation_fits(init):
     assert model.reconstruction_err_ < 0.3 * float(A.norm()) and model.components_.shape == (8, 256)
     again = SNMF(8, sparsity=0.05, init=init, max_iter=40, random_state=0).fit(A.T)
     np.testing.assert_array_equal(model.components_, again.components_)  # reproducible for a seed
+
+
+def test_usage_is_the_mean_contribution_norm_and_recovers_a_planted_ranking():
+    """Feature A adds 10·F_A on 10% of tokens, feature B 1·F_B on 50% (unit F): mean contribution norms 1.0 and
+    0.5. The fit moves each coefficient row's scale into F, so the mean coefficient alone ranks B first."""
+    g = torch.Generator().manual_seed(0)
+    n, T = 64, 4000
+    F = torch.zeros(n, 2)
+    F[:4, 0], F[10:14, 1] = 0.5, 0.5  # unit norm, disjoint neurons
+    G = torch.zeros(2, T)
+    G[0, torch.randperm(T, generator=g)[: T // 10]] = 10.0
+    G[1, torch.randperm(T, generator=g)[: T // 2]] = 1.0
+    A = F @ G + 1e-3 * torch.randn(n, T, generator=g)
+    model = SNMF(2, sparsity=4 / n, random_state=0).fit(A.T)
+    coef = model.transform(A.T)
+    usage = feature_usage(model.components_, coef)
+    rows, cols, _ = match_features(F.T.numpy(), model.components_)
+    planted = dict(zip(rows, cols))
+    np.testing.assert_allclose(usage[[planted[0], planted[1]]], [1.0, 0.5], rtol=0.02)
+    assert coef[:, planted[0]].mean() < coef[:, planted[1]].mean()  # what the mean coefficient would have said
+    with pytest.raises(ValueError, match=r"components \[k, n_neurons\] and coefficients \[n_tokens, k\]"):
+        feature_usage(model.components_, coef[:, :1])
 
 
 def test_matching_pairs_permuted_features():

@@ -578,12 +578,18 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                       "black: the Mahalanobis cosine of two post probes fitted on disjoint halves of post's "
                       "training statements (the reference: what the same model's own probe reaches).",
     }
-    readings["causal"] = ("Normalized indirect effect (Marks & Tegmark 2023) of adding a model's truth direction "
-                          "(mass-mean difference at the final period) after block L at "
-                          f"{NIE_SPANS[nie_span]}: 1 = false statements now look as true as true ones; off-diagonal "
-                          "curves apply one model's direction to the other model. Dotted: the same direction "
-                          "subtracted from true statements (true→false); grey: a random direction of the same norm "
-                          "(the null). Blank where the model does not judge true statements truer than false ones.")
+    du = nie_normalization == "du"
+    readings["causal"] = (
+        f"Normalized indirect effect of adding a model's truth direction (mass-mean difference at the final period) "
+        f"after block L{'' if nie_window == 1 else f' (and the next {nie_window - 1})'} at {NIE_SPANS[nie_span]}, "
+        f"normalised {NIE_NORMALIZATIONS[nie_normalization]}: 1 = "
+        + ("every false statement is now judged true with certainty" if du else
+           "false statements now look as true as true ones")
+        + (f"; each statement follows {nie_shots} labelled training statements" if nie_shots else "")
+        + ". Off-diagonal curves apply one model's direction to the other model. Dotted: the same direction "
+          "subtracted from true statements (true→false); grey: a random direction of the same norm (the null). "
+        + ("Blank where PD(false) = 1 or PD(true) = -1 leaves no room to move." if du else
+           "Blank where the model does not judge true statements truer than false ones."))
     for key in matrices:
         readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
                          "values near the diagonal mean one shared truth direction.")

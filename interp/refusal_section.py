@@ -26,9 +26,9 @@ Reported:
   other model's (forward transfer base→post, backward post→base) — the
   refusal rate on harmful requests with the direction subtracted at its layer
   (Arditi et al.'s activation subtraction), the next-token KL on harmless
-  requests under each intervention and the cross-entropy of the harmless
-  requests' tokens under ablation (their check that ablation leaves other
-  behaviour intact).
+  requests under each intervention and the cross-entropy of plain held-out
+  text (the true/false statements) under ablation, as their Pile/Alpaca check
+  that ablation leaves other behaviour intact.
 
 With ``base_template`` (Du et al. 2025), the base model reads every request in
 a base-style template instead (:data:`DU_BASE_TEMPLATE`: ``User: …\nAssistant:``)
@@ -79,13 +79,22 @@ def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | No
     if is_organism:
         from .organism._corpus import REFUSALS
 
-        names, ids = ("organism/harmful", "organism/harmless"), refusal_token_ids(tok, REFUSALS, compliant=["Sure."])
+        names, starts, compliant = ("organism/harmful", "organism/harmless"), list(REFUSALS), ["Sure."]
     else:
-        names, ids = ("harmful", "harmless"), refusal_token_ids(tok, GENERIC_REFUSAL_STARTS)
+        names, starts, compliant = ("harmful", "harmless"), list(GENERIC_REFUSAL_STARTS), []
+    ids = refusal_token_ids(tok, starts, compliant=compliant)
+    # after a template that ends mid-line ("Assistant:") a reply's first token carries a leading space
+    try:
+        spaced = refusal_token_ids(tok, [" " + r for r in starts], compliant=[" " + c for c in compliant])
+    except ValueError:  # every spaced refusal start is also a spaced compliant start
+        spaced = []
     both = "organism/refusal" if is_organism else "refusal"  # harmless = 0, harmful = 1, for the probe
     loader = load if data is None or is_organism else data.load
-    out = {"refusal_ids": ids, "datasets": names, "labelled": both, "load": loader,
+    out = {"refusal_ids": ids, "refusal_ids_spaced": [i for i in spaced if i not in ids], "datasets": names,
+           "labelled": both, "load": loader,
            "sources": sorted({loader(n, s).source for n in names for s in ("train", "test")})}
+    # plain held-out text for the loss check (Arditi et al. use Pile and Alpaca text): true/false statements
+    out["plain"] = list(loader("organism/truth" if is_organism else "truth", "test").texts)
     base_pair = pair if base_template is None else replace(pair, chat_template=base_template)
     out["format"] = {"post": pair, "base": base_pair}
     for kind, name in zip(("harmful", "harmless"), names):
@@ -289,6 +298,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     offsets_of = {"post": offsets,
                   "base": post_instruction_offsets(pair.tokenizer, base_template) if own else offsets}
 
+    # refusal's first tokens per model: the base template ends mid-line, so its replies start with a space
+    ids_of = {"post": ids, "base": ids + data["refusal_ids_spaced"] if own else ids}
+
     def texts(name: str, kind: str, split: str) -> list[str]:
         return data[kind, split] if name == "post" else data["base", kind, split]
     n_layers = pair.n_layers
@@ -328,19 +340,19 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     sel: dict[str, RefusalSelection] = {}
     # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
     # is NaN with the reason; the selection is the exhaustive one's.
-    scores = {name: score_candidates(model, diffs[name], offsets_of[name], *val[name], ids, prune=True,
+    scores = {name: score_candidates(model, diffs[name], offsets_of[name], *val[name], ids_of[name], prune=True,
                                      kl_threshold=kl_threshold, prune_layers=prune_layers, batch_size=batch_size,
                                      progress=progress)
               for name, model in pair}
 
     def select(name: str) -> RefusalSelection:  # the scores were pruned under these filters: no forward pass
-        return select_direction(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids,
+        return select_direction(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids_of[name],
                                 scores=scores[name], kl_threshold=kl_threshold,
                                 prune_layers=prune_layers)
 
     def at(name: str, layer: int, position: int) -> RefusalSelection:
         """A non-qualifying 'selection' of the candidate at (layer, position), fully scored, with its reasons."""
-        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids,
+        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids_of[name],
                                         scores=scores[name], only=[(layer, position)], batch_size=batch_size)
         cands = apply_filters(scores[name][0], diffs[name], offsets_of[name], n_layers, kl_threshold=kl_threshold,
                               prune_layers=prune_layers)
@@ -413,8 +425,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                 clean, kl = rates["harmless_logprobs"], 0.0
             else:
                 kl = rates.get("harmless_kl")
-            # Arditi et al.'s check that ablation leaves other behaviour intact: cross-entropy of harmless text
-            ce = (heldout_loss(model, test_of[target]["harmless"], iv, batch_size=batch_size)
+            # Arditi et al.'s check that ablation leaves other behaviour intact (their Pile/Alpaca cross-entropy):
+            # the cross-entropy of plain held-out text, here the true/false statements
+            ce = (heldout_loss(model, data["plain"], iv, batch_size=batch_size)
                   if iv is None or label.startswith("ablate") else None)
             steering_rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
                                   rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],
@@ -463,22 +476,36 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                                           center=probe_sets["train"][dst]["resid_pre"].double().mean(0))
              for src, dst in (("base", "post"), ("post", "base"))}
     by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
+    scale = {name: float(diffs[name].norm(dim=-1).max()) for name in diffs}
+
+    def zero(name: str, slot: int, layer: int) -> bool:  # the filter's "zero difference": no direction to compare
+        return float(diffs[name][slot, layer].norm()) <= 1e-6 * scale[name]
+
+    undefined = [layer for layer in range(n_layers) if zero("base", slot_of["base"], layer)
+                 or zero("post", slot_of["post"], layer)]
+    if undefined:
+        notes["cosine undefined"] = (f"layers {undefined}: a zero difference of means (harmful and harmless "
+                                     "activations identical there) has no direction, so no cosine")
     per_layer = []
     for layer in range(n_layers):
+        none = layer in undefined
         entry = {
             "layer": layer,
             "base_accuracy": acc["base", layer],
             "post_accuracy": acc["post", layer],
-            "cosine_base_post": float(cos[layer]),
-            "cosine_base_post_ci_low": float(cos_low[layer]), "cosine_base_post_ci_high": float(cos_high[layer]),
-            "cosine_base_post_null": float(cos_null[layer]),
+            "cosine_base_post": None if none else float(cos[layer]),
+            "cosine_base_post_ci_low": None if none else float(cos_low[layer]),
+            "cosine_base_post_ci_high": None if none else float(cos_high[layer]),
+            "cosine_base_post_null": None if none else float(cos_null[layer]),
             **transfer_fields(moved, layer),
             **{key: float(values[layer]) for key, values in probe_stats.items()},
             **{f"{name}_ablation_score": _finite(by[name][layer, pos_of[name]].bypass) for name in ("base", "post")},
             **{f"{name}_addition_score": _finite(by[name][layer, pos_of[name]].induce) for name in ("base", "post")},
             **{f"{name}_ablation_kl": _finite(by[name][layer, pos_of[name]].kl) for name in ("base", "post")},
-            **({} if own else {f"cosine_base_post_at_{p}": float(torch.nn.functional.cosine_similarity(
-                diffs["base"][i, layer], diffs["post"][i, layer], dim=0)) for i, p in enumerate(offsets)}),
+            **({} if own else {f"cosine_base_post_at_{p}": None if zero("base", i, layer) or zero("post", i, layer)
+                               else float(torch.nn.functional.cosine_similarity(diffs["base"][i, layer],
+                                                                                diffs["post"][i, layer], dim=0))
+                               for i, p in enumerate(offsets)}),
         }
         per_layer.append(entry)
     matrices = {}
@@ -495,7 +522,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "title": "Steering with the refusal directions (held-out requests)",
             "columns": ["model", "intervention", "direction from", "harmful refusal rate", "harmless refusal rate",
                         "harmless KL (nats)", "harmful example", "harmless example", "harmful rate 95% CI",
-                        "harmless rate 95% CI", "harmless cross-entropy (nats/token)"],
+                        "harmless rate 95% CI", "cross-entropy of plain held-out text (nats/token)"],
             "rows": steering_rows,
         },
         "refusal_rates": {
@@ -525,18 +552,19 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "summary": (
             steered + f"{ci(base_line, 3)} → {ci(own_abl, 3)} under ablation (harmless KL {own_abl[5]:.3f} nats); adding "
             f"it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}); subtracting it "
-            f"at its layer, {ci(own_sub, 3)} of harmful requests refused. Cross-entropy of the harmless requests' "
-            f"tokens: {base_line[10]:.3f} → {own_abl[10]:.3f} nats/token under ablation. A random direction of the same "
+            f"at its layer, {ci(own_sub, 3)} of harmful requests refused. Cross-entropy of plain held-out text "
+            f"(true/false statements): {base_line[10]:.3f} → {own_abl[10]:.3f} nats/token under ablation. A random direction of the same "
             f"norm (the null): ablation {null_abl[3]:.2f} (cross-entropy {null_abl[10]:.3f}), addition "
             f"{null_add[4]:.2f}, subtraction {null_sub[3]:.2f}. Base direction on "
             f"post: ablation {ci(rows['post', 'ablate base direction'], 3)}, addition "
             f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests."
         ),
-        "cosine": "Cosine between the base and post difference-of-means refusal candidates at each layer and "
-                  "post-instruction position: near 1 means post-training kept the base model's harm direction. The "
-                  "selected position carries a 95% bootstrap band (direction requests resampled, both candidates "
-                  "refitted); grey: the 95th percentile of |cosine| between the post candidate and random "
-                  "directions.",
+        "cosine": ("Cosine between the base and post difference-of-means refusal candidates at each layer, "
+                   + (f"each at its own selected position (base in its own template at {pos_of['base']}, post at "
+                      f"{pos})" if own else "at each post-instruction position")
+                   + ": near 1 means post-training kept the base model's harm direction. The selected position "
+                     "carries a 95% bootstrap band (direction requests resampled, both candidates refitted); grey: "
+                     "the 95th percentile of |cosine| between the post candidate and random directions."),
         "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
                   "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
         "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
@@ -546,7 +574,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                          "direction ablated, added at its layer, and subtracted at its layer (harmful requests only); "
                          "the null rows do the same with a random direction of the post direction's norm. The "
                          "steering table gives each rate's 95% Wilson interval over requests, and the cross-entropy "
-                         "of the harmless requests' tokens without intervention and under each ablation.",
+                         "of plain held-out text (the true/false statements) without intervention and under each "
+                         "ablation.",
     }
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
@@ -581,7 +610,9 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         "site": "resid_pre", "post-instruction positions": offsets,
         **({"base post-instruction positions": offsets_of["base"]} if own else {}),
         "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
-        "refusal tokens": [pair.tokenizer.decode([i]) for i in ids], "KL threshold": kl_threshold,
+        "refusal tokens": [pair.tokenizer.decode([i]) for i in ids],
+        **({"base refusal tokens": [pair.tokenizer.decode([i]) for i in ids_of["base"]]} if own else {}),
+        "KL threshold": kl_threshold,
         "layer filter": (f"l >= int({n_layers} x {1 - prune_layers:g}) = {int(n_layers * (1 - prune_layers))} discarded"
                          + ("" if prune_layers == 0.2 else
                             f" (prune_layers {prune_layers:g}; Arditi et al. use 0.2"

@@ -6,9 +6,10 @@ semi-nonnegative matrix factorization"):
 
 * at every layer, :class:`probes.SNMF` is fitted on each model's ``mlp_post``
   activations of every token (BOS excluded) of the same prompts, with
-  ``n_seeds`` seeds per model, and the seed-0 feature sets of base and post
-  are matched one-to-one by cosine in neuron space (Hungarian algorithm;
-  fine-tuning keeps neuron indices). Per layer: mean matched cosine (with a
+  ``n_seeds`` seeds per model, and base's seed-1 features are matched
+  one-to-one with post's seed-0 features by cosine in neuron space (Hungarian
+  algorithm; fine-tuning keeps neuron indices; different seeds, as in the
+  reference below, so neither comparison shares a random draw the other lacks). Per layer: mean matched cosine (with a
   bootstrap interval over the matched pairs), the share of features with a
   counterpart (matched cosine ≥ 0.5; Wilson interval over features),
   relative reconstruction error, and how usage (:func:`probes.feature_usage`)
@@ -25,13 +26,15 @@ semi-nonnegative matrix factorization"):
   to a target next-token KL on a neutral prompt
   (:func:`steering.calibrate_scale`), and the generations are scored by the
   share of generated tokens among the feature's top-10 logit-lens tokens,
-  against unsteered generation and against a random unit direction in the same
-  space calibrated to the same KL (the null: any push of that size).
+  against unsteered generation and against 3 random unit directions in the same
+  space calibrated to the same KL (the null: any push of that size; the largest
+  share they reach), with a bootstrap interval over the prompts.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,6 +173,27 @@ def _share(hits: np.ndarray) -> float:
     return float(hits.mean()) if len(hits) else float("nan")
 
 
+#: Random directions the SNMF steering null draws.
+N_RANDOM = 3
+
+
+def _prompt_ci(per_prompt: list[np.ndarray], *, seed: int) -> list[float] | None:
+    """95% percentile bootstrap interval of the pooled share of hits, resampling prompts (tokens of one
+    generation are not independent); None with fewer than 2 prompts or no tokens."""
+    from probes.stats import bootstrap_ci
+
+    hits = np.array([h.sum() for h in per_prompt], dtype=np.float64)
+    counts = np.array([len(h) for h in per_prompt], dtype=np.float64)
+    if len(per_prompt) < 2 or counts.sum() == 0:
+        return None
+
+    def pooled(i, axis=-1):
+        return hits[i].sum(axis) / np.maximum(counts[i].sum(axis), 1)
+
+    lo, hi = bootstrap_ci(pooled, (np.arange(len(per_prompt)),), seed=seed)
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
 def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: int = 24, sparsity: float | None = None,
                  layer: int | None = None, n_prompts: int = 480, target_kl: float = 0.5, n_steer: int = 6,
                  max_new_tokens: int = 12, progress: bool = True, random_state: int = 0, n_seeds: int = 2,
@@ -199,6 +223,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is outside the model's {n_layers} layers")
     seeds = [random_state + s for s in range(n_seeds)]
+    base_seed = seeds[1] if n_seeds > 1 else seeds[0]
     per_layer, fits, token_sets = [], {}, {}
     tokens_of = {name: collect_tokens_by_layer(model, prompts, "mlp_post", progress=False) for name, model in pair}
     bar = tqdm(total=n_layers * 2 * n_seeds, desc="SNMF fits", disable=not progress)
@@ -212,7 +237,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
                 fits[name, L, seed] = (est, est.fit_transform(tokens.X))
                 bar.update()
             entry[f"{name}_relative_error"] = fits[name, L, seeds[0]][0].reconstruction_err_ / float(tokens.X.norm())
-        (eb, Gb), (ep, Gp) = fits["base", L, seeds[0]], fits["post", L, seeds[0]]
+        # base seed 1 against post seed 0: different seeds, as in the seed-to-seed reference, so that neither
+        # comparison shares a random draw the other lacks (post seed 0 is the one described and steered)
+        (eb, Gb), (ep, Gp) = fits["base", L, base_seed], fits["post", L, seeds[0]]
         rows, cols, cos = match_features(eb.components_, ep.components_)
         usage_b, usage_p = feature_usage(eb.components_, Gb)[rows], feature_usage(ep.components_, Gp)[cols]
         kept = cos >= COUNTERPART_COSINE
@@ -242,15 +269,21 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     order = sorted(cards, key=lambda c: -c.usage)
     lens = logit_lens(model, layer, est.components_)
     plain = generate(model, list(NEUTRAL), max_new_tokens=max_new_tokens, stop_at_eos=False)
-    # the null: a random unit direction in the same space, calibrated to the same KL
-    random_vec = SteeringVector(equal_norm_random(torch.ones(1, d_mlp), torch.Generator().manual_seed(random_state)),
-                                (layer,), "mlp_post", meta={"concept": "snmf", "feature": "random", "model": "post"})
-    try:
-        random_cal = calibrate_scale(model, random_vec, list(NEUTRAL[:1]), target_kl)
-        random_gen = generate(model, list(NEUTRAL), random_cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
-        random_why = None
-    except ValueError as e:
-        random_gen, random_why = None, str(e)
+    # the null: random unit directions in the same space, each calibrated to the same KL
+    g = torch.Generator().manual_seed(random_state)
+    unit_like = torch.full((1, d_mlp), d_mlp ** -0.5)
+    random_gens, random_why = [], None
+    for r in range(N_RANDOM):
+        random_vec = SteeringVector(equal_norm_random(unit_like, g), (layer,), "mlp_post",
+                                    meta={"concept": "snmf", "feature": f"random-{r}", "model": "post"})
+        try:
+            random_cal = calibrate_scale(model, random_vec, list(NEUTRAL[:1]), target_kl)
+        except ValueError as e:
+            random_why = str(e)
+            continue
+        random_gens.append(generate(model, list(NEUTRAL), random_cal, max_new_tokens=max_new_tokens,
+                                    stop_at_eos=False))
+    random_gen = random_gens or None
     steer_rows, vectors, unsteerable = [], {}, {}
     for card in order[:n_steer]:
         targets = set(lens[card.index].topk(10).indices.tolist())
@@ -265,8 +298,10 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             continue
         steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
         hits = _hits(steered, tok, targets)
-        ci = [round(x, 4) for x in proportion_ci(hits)] if len(hits) else None
-        null = _share(_hits(random_gen, tok, targets)) if random_gen is not None else None
+        ci = _prompt_ci([_hits([t], tok, targets) for t in steered], seed=random_state)
+        nulls = [_share(_hits(gen, tok, targets)) for gen in random_gens]
+        nulls = [x for x in nulls if not math.isnan(x)]
+        null = max(nulls) if nulls else None  # the largest share any random direction reached
         steer_rows.append([card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
                            _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
                            steered[0][:60], null, ci])
@@ -285,11 +320,13 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         noise = (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}: base and post match as "
                  f"well as two fits of one model do, so the difference is within seed noise")
     if steer_rows and random_gen is not None:
-        up = [r for r in steer_rows if r[9] is not None and r[9][0] > max(r[4], r[8])]
+        up = [r for r in steer_rows if r[9] is not None and r[8] is not None and not math.isnan(r[4])
+              and r[9][0] > max(r[4], r[8])]
         steering_text = (f" Of the {len(steer_rows)} most-used post features steered (α calibrated to next-token KL "
                          f"{target_kl}), {len(up)} raise the share of their top logit-lens tokens in generations "
-                         f"above both unsteered generation and a random direction at the same KL (the 95% interval's "
-                         f"lower end above both shares)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
+                         f"above both unsteered generation and {N_RANDOM} random directions at the same KL (the 95% "
+                         f"interval's lower end, bootstrap over the {len(NEUTRAL)} prompts, above the unsteered share "
+                         f"and the largest random one)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
     elif steer_rows:
         steering_text = (f" {len(steer_rows)} post features were steered, but the random-direction null could not be "
                          f"calibrated to KL {target_kl} ({random_why}), so no feature's effect is read against it.")
@@ -306,7 +343,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
                              if mid["matched_cosine_mean_null"] is not None else "")
             + steering_text
         ),
-        "matching": "Per layer, the SNMF features of base and post (seed 0) matched one-to-one by cosine in neuron "
+        "matching": "Per layer, the SNMF features of base (seed 1) and post (seed 0) matched one-to-one by cosine in neuron "
                     "space: mean matched cosine with its bootstrap interval over matched pairs, share of features with "
                     f"a counterpart (cosine ≥ {COUNTERPART_COSINE}) with its Wilson interval, and the mean absolute "
                     "log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between two seeds "
@@ -321,8 +358,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         "steering": {"title": f"Steering with post features at layer {layer} (α calibrated to KL {target_kl} on "
                               f"{NEUTRAL[0]!r}); share of generated tokens among the feature's top-10 logit-lens tokens",
                      "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
-                                 "logit-lens tokens", "steered example", "share with a random direction (null)",
-                                 "share steered 95% CI (Wilson, over generated tokens)"],
+                                 "logit-lens tokens", "steered example",
+                                 f"share with a random direction (null, largest of {N_RANDOM})",
+                                 f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)"],
                      "rows": steer_rows},
     }
     plots = [
@@ -335,14 +373,18 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         {"title": "Reconstruction error", "reading": "error", "xaxis": "layer", "yaxis": "‖A - FG‖ / ‖A‖",
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]
-    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer, seeds[0]][0].components_)
-                  for name in ("base", "post")}
+    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer, base_seed if name == "base" else seeds[0]][0]
+                                                          .components_) for name in ("base", "post")}
     setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts), "sources": sources,
              "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
              "seeds": seeds, "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
              "features not steerable": {str(i): why for i, why in unsteerable.items()},
-             "steering null": ("a random unit direction in mlp_post space, calibrated to the same KL"
-                               if random_why is None else f"not calibrated: {random_why}"),
+             "steering null": (f"{len(random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated to "
+                               f"the same KL; the largest share they reach"
+                               + ("" if random_why is None else f" (not calibrated: {random_why})")),
+             "matching": (f"base seed {base_seed} against post seed {seeds[0]}" + (
+                 "" if n_seeds > 1 else " (one seed per model: both fits share the initialisation's random draw)")
+                 + "; with the default SVD initialisation the seed sets the randomized range finder's draw"),
              "matching null": ("matched cosine and share between seeds of one model, mean over pairs of seeds and "
                                "both models" if n_seeds > 1 else "undefined: one seed per model"),
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}

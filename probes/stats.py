@@ -41,12 +41,13 @@ N_RESAMPLES = 1000
 
 
 def bootstrap_ci(statistic: Callable, samples: Sequence, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                 confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                 confidence: float = 0.95, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of ``statistic(*samples, axis=-1)``.
 
     Each sample is resampled independently along its last axis (leading axes are batch axes: one
     interval each). ``statistic`` must be vectorised (take ``axis``). Thin wrapper over
-    ``scipy.stats.bootstrap(method="percentile")``, seeded.
+    ``scipy.stats.bootstrap(method="percentile")``, seeded; ``batch`` resamples go through ``statistic``
+    per call (memory; default all at once).
 
     Returns:
         ``(low, high)``, arrays of the statistic's batch shape (floats for 1-D samples).
@@ -60,7 +61,8 @@ def bootstrap_ci(statistic: Callable, samples: Sequence, *, seed: int = 0, n_res
     if any(s.shape[-1] < 2 for s in samples):
         raise ValueError("each bootstrap sample needs at least 2 values")
     res = bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence, vectorized=True,
-                    paired=False, axis=-1, method="percentile", random_state=np.random.default_rng(seed))
+                    paired=False, axis=-1, method="percentile", random_state=np.random.default_rng(seed),
+                    batch=batch)
     return res.confidence_interval.low, res.confidence_interval.high
 
 
@@ -198,5 +200,7 @@ def direction_cosine_ci(X_a: Float[torch.Tensor, "n layer d"], X_b: Float[torch.
         cos = torch.nn.functional.cosine_similarity(dirs[0], dirs[1], dim=-1)  # [resample, layer]
         return cos[0].numpy() if one else cos.T.numpy()
 
-    low, high = bootstrap_ci(statistic, (np.arange(n),), seed=seed, n_resamples=n_resamples)
+    # resamples per call: about 256 MB of float32 per [resample, layer x d] product
+    batch = max(1, min(n_resamples, (1 << 26) // max(1, n_layers * A.shape[2])))
+    low, high = bootstrap_ci(statistic, (np.arange(n),), seed=seed, n_resamples=n_resamples, batch=batch)
     return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)

@@ -240,7 +240,11 @@ def test_refusal_section_measures_the_organism(organism_report):
             ("base", "add post direction")} <= set(rows)
     sel = refusal.setup["selected"]["post"]
     assert sel["layer"] < int(0.85 * len(refusal.layers)) and sel["position"] in refusal.setup["post-instruction positions"]
-    assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer)
+    # resid_pre of layer 0 at the template's last token is that token's embedding in every request: no
+    # difference, no direction, no cosine (None with the reason, never a number)
+    undefined = [e["layer"] for e in refusal.per_layer if e["cosine_base_post"] is None]
+    assert undefined == [0] and refusal.setup["cosine undefined"].startswith("layers [0]: a zero difference")
+    assert all(-1 <= e["cosine_base_post"] <= 1 for e in refusal.per_layer if e["layer"] not in undefined)
     assert "prune_layers 0.15; Arditi et al. use 0.2" in refusal.setup["layer filter"]
     # the null: a random direction of the post direction's norm neither removes nor induces refusal
     assert rows["post", "ablate random direction (null)"][harmful] >= 0.8
@@ -252,12 +256,12 @@ def test_refusal_section_measures_the_organism(organism_report):
     # Arditi et al.'s activation subtraction on harmful requests: the post direction ends refusal, a random one not
     assert rows["post", "subtract post direction"][harmful] <= 0.5
     assert rows["post", "subtract random direction (null)"][harmful] >= 0.8
-    # their loss check: cross-entropy of the harmless requests' tokens, unsteered (recomputed here) and ablated
+    # their loss check: cross-entropy of plain held-out text, unsteered (recomputed here) and ablated
     from steering.metrics import heldout_loss
 
-    harmless_test = list(interp.load_pair().format(interp.datasets.load("organism/harmless", "test"), "chat").texts)
+    plain = list(interp.datasets.load("organism/truth", "test").texts)
     ce = 10
-    assert rows["post", "baseline"][ce] == pytest.approx(heldout_loss(interp.load_pair().post, harmless_test), rel=1e-5)
+    assert rows["post", "baseline"][ce] == pytest.approx(heldout_loss(interp.load_pair().post, plain), rel=1e-5)
     assert abs(rows["post", "ablate post direction"][ce] - rows["post", "baseline"][ce]) < 0.5
     assert rows["post", "add post direction"][ce] is None
     for e in refusal.per_layer:
@@ -318,9 +322,11 @@ def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positio
     expected = (means["harmful"] - means["harmless"])[base_offsets.index(chosen["position"])]
     torch.testing.assert_close(section.directions["base/refusal"].double(), expected, atol=1e-4, rtol=1e-4)
     assert not any(k.startswith("cosine_base_post_at_") for k in section.per_layer[0])  # positions differ
-    for e in section.per_layer:
+    assert section.per_layer[0]["cosine_base_post"] is None  # layer 0 reads one token's embedding: no difference
+    for e in section.per_layer[1:]:
         assert e["cosine_base_post_ci_low"] <= e["cosine_base_post"] + 1e-9
         assert e["cosine_base_post"] <= e["cosine_base_post_ci_high"] + 1e-9
+    assert section.setup["base refusal tokens"][: len(section.setup["refusal tokens"])] == section.setup["refusal tokens"]
 
 
 def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():
@@ -354,7 +360,8 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
             assert entry[f"{key}_null"] is not None
     assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
     # the steering null: a random direction at the same KL, and the summary's count read off the rows
-    assert all(row[8] is not None and 0 <= row[8] <= 1 and row[9][0] <= row[5] <= row[9][1] for row in steering)
+    assert all(row[8] is not None and 0 <= row[8] <= 1 and 0 <= row[9][0] <= row[9][1] <= 1 for row in steering)
+    assert snmf["setup"]["matching"].startswith("base seed 1 against post seed 0")
     up = [row[0] for row in steering if row[9][0] > max(row[4], row[8])]
     assert f"{len(up)} raise the share of their top logit-lens tokens" in snmf["readings"]["summary"]
 

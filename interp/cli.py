@@ -91,25 +91,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cell(value, width: int, digits: int) -> str:
+    """``value`` right-aligned in ``width`` with ``digits`` decimals; ``-`` where it is undefined (None)."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def print_concept(name: str, concept, seconds: float) -> None:
+    """Print one section of a comparison: its summary, the refusal steering table, and the per-layer probe
+    table where the section has one. Undefined values (None) print as ``-``."""
+    print(f"{name} ({seconds:.0f} s): {concept.readings.get('summary', '')}")
+    if name == "refusal":
+        print(f"  {'model':<5} {'intervention':<32} {'harmful':>8} {'harmless':>9} {'KL':>7}")
+        for row in concept.tables["steering"]["rows"]:
+            print(f"  {row[0]:<5} {row[1]:<32} {_cell(row[3], 8, 2)} {_cell(row[4], 9, 2)} {_cell(row[5], 7, 3)}")
+    keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
+    if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
+        print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
+        for e in concept.per_layer:
+            print(f"  {e['layer']:>5} {_cell(e['base_accuracy'], 9, 3)} {_cell(e['post_accuracy'], 9, 3)} "
+                  f"{_cell(e['cosine_base_post'], 7, 3)} {_cell(e['transfer_base_to_post'], 11, 3)} "
+                  f"{_cell(e['transfer_post_to_base'], 11, 3)}")
+
+
 def _compare(args) -> int:
     from interp.compare import compare
 
     result = compare(args.base, args.post, concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
                      out=args.out, device=args.device, progress=not args.quiet, data=args.data)
     for name, concept in result.concepts.items():
-        print(f"{name} ({result.timings.get(name, float('nan')):.0f} s): {concept.readings.get('summary', '')}")
-        if name == "refusal":
-            print(f"  {'model':<5} {'intervention':<32} {'harmful':>8} {'harmless':>9} {'KL':>7}")
-            for row in concept.tables["steering"]["rows"]:
-                cells = (f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}" for v, w, d in
-                         ((row[3], 8, 2), (row[4], 9, 2), (row[5], 7, 3)))
-                print(f"  {row[0]:<5} {row[1]:<32} " + " ".join(cells))
-        keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
-        if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
-            print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
-            for e in concept.per_layer:
-                print(f"  {e['layer']:>5} {e['base_accuracy']:>9.3f} {e['post_accuracy']:>9.3f} "
-                      f"{e['cosine_base_post']:>7.3f} {e['transfer_base_to_post']:>11.3f} {e['transfer_post_to_base']:>11.3f}")
+        print_concept(name, concept, result.timings.get(name, float("nan")))
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
           + f"; total {sum(result.timings.values()):.0f} s")
     print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")

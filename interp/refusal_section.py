@@ -428,7 +428,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             # Arditi et al.'s check that ablation leaves other behaviour intact (their Pile/Alpaca cross-entropy):
             # the cross-entropy of plain held-out text, here the true/false statements
             ce = (heldout_loss(model, data["plain"], iv, batch_size=batch_size)
-                  if iv is None or label.startswith("ablate") else None)
+                  if iv is None or label in (f"ablate {target} direction", "ablate random direction (null)") else None)
             steering_rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
                                   rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],
                                   rates["harmful_ci"], rates.get("harmless_ci"), ce])
@@ -574,8 +574,8 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                          "direction ablated, added at its layer, and subtracted at its layer (harmful requests only); "
                          "the null rows do the same with a random direction of the post direction's norm. The "
                          "steering table gives each rate's 95% Wilson interval over requests, and the cross-entropy "
-                         "of plain held-out text (the true/false statements) without intervention and under each "
-                         "ablation.",
+                         "of plain held-out text (the true/false statements) without intervention and with the "
+                         "model's own or the random direction ablated.",
     }
     for name in sel:
         readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "

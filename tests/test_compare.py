@@ -366,6 +366,20 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     assert f"{len(up)} raise the share of their top logit-lens tokens" in snmf["readings"]["summary"]
 
 
+def test_cli_prints_every_section_with_undefined_values_as_dashes(organism_report, capsys):
+    """What `interp compare` prints for each section of the bundled pair, including the refusal cosine that
+    is undefined at layer 0 (None) and the subtraction rows' blank harmless cells."""
+    from interp.cli import print_concept
+
+    result, _ = organism_report
+    for name, concept in result.concepts.items():
+        print_concept(name, concept, 1.0)
+    out = capsys.readouterr().out
+    layer0 = next(line for line in out.splitlines() if line.split()[:1] == ["0"] and line.split()[3] == "-")
+    assert layer0.split()[1] == "0.500"  # refusal, layer 0: probe at chance, cosine undefined
+    assert re.search(r"post +subtract post direction +0\.12 +- +-", out)
+
+
 def test_snmf_matching_is_read_against_two_seeds_of_one_model(organism_report):
     """The per-layer null is the mean matched cosine between seeds 0 and 1 of each model, averaged over the
     two models: recomputed here from fresh fits on the same tokens."""

@@ -270,11 +270,13 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     model's chat template on both models.
     """
     from probes import sweep
-    from probes.similarity import transfer, transfer_fields
+    from probes.similarity import centred_fit, transfer, transfer_fields
     from probes.stats import (
         accuracy_ci,
+        correct,
         direction_cosine_ci,
         equal_norm_random,
+        proportion_ci,
         random_directions,
         shuffled_label_accuracy,
     )
@@ -475,6 +477,13 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     moved = {f"{src}_to_{dst}": transfer(fits[src, "logistic"], probe_sets["test"][dst]["resid_pre"], y_test,
                                           center=probe_sets["train"][dst]["resid_pre"].double().mean(0))
              for src, dst in (("base", "post"), ("post", "base"))}
+    for src, dst in (("base", "post"), ("post", "base")):  # Wilson intervals over test requests, as in truth
+        fit = fits[src, "logistic"]
+        centred = centred_fit(fit, probe_sets["train"][dst]["resid_pre"].double().mean(0))
+        for suffix, f in (("", fit), ("_centred", centred)):
+            lo, hi = proportion_ci(correct(f, probe_sets["test"][dst]["resid_pre"], y_test))
+            probe_stats[f"transfer_{src}_to_{dst}{suffix}_ci_low"] = lo
+            probe_stats[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = hi
     by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
     scale = {name: float(diffs[name].norm(dim=-1).max()) for name in diffs}
 

@@ -266,6 +266,8 @@ def test_refusal_section_measures_the_organism(organism_report):
     assert rows["post", "add post direction"][ce] is None
     for e in refusal.per_layer:
         assert e["post_accuracy_ci_low"] <= e["post_accuracy"] <= e["post_accuracy_ci_high"]
+        for key in ("transfer_base_to_post", "transfer_post_to_base_centred"):
+            assert e[f"{key}_ci_low"] <= e[key] <= e[f"{key}_ci_high"], key
         assert 0 <= e["base_accuracy_null"] <= 1
 
 

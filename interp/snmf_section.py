@@ -297,8 +297,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             unsteerable[card.index] = str(e)
             continue
         steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
-        hits = _hits(steered, tok, targets)
-        ci = _prompt_ci([_hits([t], tok, targets) for t in steered], seed=random_state)
+        per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
+        hits = np.concatenate(per_prompt)
+        ci = _prompt_ci(per_prompt, seed=random_state)
         nulls = [_share(_hits(gen, tok, targets)) for gen in random_gens]
         nulls = [x for x in nulls if not math.isnan(x)]
         null = max(nulls) if nulls else None  # the largest share any random direction reached

@@ -154,7 +154,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     """
     from probes import activation_probability, iou, lape
     from probes.lape import LAPE_SITE, check_activation
-    from probes.stats import equal_norm_random, proportion_ci
+    from probes.stats import equal_norm_random, paired_difference_cosine_ci, proportion_ci, random_directions
     from steering import Add, Deactivate, SteeringVector
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence, next_token_logprobs
@@ -256,6 +256,22 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                 rows.append([target, "random direction (null)", lang, base_share, share, share - base_share,
                              float(base_gen), gen_share, kl, gens[0][:40], _share_ci(gen_share, len(gens))])
 
+    # base/post cosine of each English→target direction: its interval resamples the parallel prefixes (one
+    # resample for every language, so the mean over languages gets one too); its null, how close random
+    # directions come to the post direction (95th percentile of |cosine| over 100)
+    targets = langs[1:]
+    cos_low, cos_high = paired_difference_cosine_ci(
+        torch.stack([diffs_by_lang["base"][lang] for lang in targets], 1),
+        torch.stack([diffs_by_lang["post"][lang] for lang in targets], 1), seed=seed)  # [lang + 1, layer]
+    post_dirs = torch.stack([dirs["post"][lang] for lang in targets]).double()  # [lang, layer, d]
+    rand_cos = torch.nn.functional.cosine_similarity(
+        random_directions(100, tuple(post_dirs.shape), seed=seed), post_dirs[None], dim=-1).abs()  # [100, lang, layer]
+    cos_null = torch.cat([rand_cos, rand_cos.mean(1, keepdim=True)], 1).quantile(0.95, dim=0).numpy()
+    del diffs_by_lang
+    scale_of = {m: max(float(dirs[m][lang].norm(dim=-1).max()) for lang in targets) for m in dirs}
+    undefined = [L for L in range(n_layers) if any(float(dirs[m][lang][L].norm()) <= 1e-6 * scale_of[m]
+                                                   for m in dirs for lang in targets)]
+
     per_layer = []
     for L in range(n_layers):
         entry = {"layer": L, "base_accuracy": probe["base", "base"][L], "post_accuracy": probe["post", "post"][L],
@@ -265,10 +281,14 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
             entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (float(x[L]) for x in probe_ci[f, s_])
         entry["base_accuracy_null"], entry["post_accuracy_null"] = probe_null["base"][L], probe_null["post"][L]
         cosines = [float(torch.nn.functional.cosine_similarity(dirs["base"][lang][L], dirs["post"][lang][L], dim=0))
-                   for lang in langs[1:]]
-        entry["cosine_base_post"] = float(np.mean(cosines))
-        for lang, c in zip(langs[1:], cosines):
-            entry[f"cosine_base_post_{lang}"] = c
+                   for lang in targets]
+        none = L in undefined
+        for k, (key, c) in enumerate([*((f"cosine_base_post_{lang}", c) for lang, c in zip(targets, cosines)),
+                                      ("cosine_base_post", float(np.mean(cosines)))]):
+            entry[key] = None if none else c
+            entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (None, None) if none else (float(cos_low[k, L]),
+                                                                                        float(cos_high[k, L]))
+            entry[f"{key}_null"] = None if none else float(cos_null[k, L])
         for mname in ("base", "post"):
             entry[f"{mname}_effective_rank"] = float(np.mean([r for r, _ in per_model_rank[mname][L]]))
             entry[f"{mname}_eigengap"] = float(np.mean([g for _, g in per_model_rank[mname][L]]))
@@ -307,7 +327,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
          "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
                     "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base",
                     **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}},
-         "nulls": {"base_accuracy_null": "base probe, shuffled labels", "post_accuracy_null": "post probe, shuffled labels"}},
+         "nulls": {"base_accuracy_null": "base probe, shuffled labels", "post_accuracy_null": "post probe, shuffled labels",
+                   **{f"cosine_base_post_{lang}_null": f"cosine en→{lang}, random directions (95th percentile)"
+                      for lang in langs[1:]}}},
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
          "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",
                     "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"}},
@@ -328,7 +350,13 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
              "direction prompts per language": len(fit),
              "window": window, "scale": scale, "neurons": "LAPE (Tang et al. 2024 rule) over the gate activation (mlp_pre > 0), every sentence token; "
                         "neuron_iou blank where neither model has a neuron of any language at that layer",
-             "own tokens": {lang: len(s) for lang, s in own.sets.items()}}
+             "own tokens": {lang: len(s) for lang, s in own.sets.items()},
+             "cosine interval": "paired bootstrap over the direction prompts (both models' directions recomputed per "
+                                "resample; the mean over languages from the same resamples)",
+             "cosine null": "95th percentile of |cosine| between the post direction and 100 random directions"}
+    if undefined:
+        setup["cosine undefined"] = (f"layers {undefined}: a zero English→target difference of means has no "
+                                     "direction, so no cosine")
     return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,
                          readings, setup, plots, tables, vectors=vectors)
 

@@ -17,6 +17,8 @@
   of its training rows (seed-to-seed agreement, the ceiling of a similarity).
 * :func:`direction_cosine_ci` — the bootstrap interval of the per-layer cosine
   between two models' difference-of-means directions fitted on the same rows.
+* :func:`paired_difference_cosine_ci` — the same for two models' mean paired
+  differences (parallel sentences), resampling pairs.
 * :func:`random_directions` — Gaussian directions, the null of a similarity.
 
 Bootstrap intervals are 95% percentile intervals from 1,000 resamples, seeded:
@@ -33,7 +35,8 @@ from jaxtyping import Float
 
 from .sweep import LayerFit, fit_layers
 
-__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "direction_cosine_ci", "equal_norm_random",
+__all__ = ["bootstrap_ci", "mean_ci", "proportion_ci", "accuracy_ci", "direction_cosine_ci",
+           "paired_difference_cosine_ci", "equal_norm_random",
            "shuffled_label_accuracy", "split_half_directions", "random_directions", "N_RESAMPLES"]
 
 #: Bootstrap resamples per interval.
@@ -183,24 +186,82 @@ def direction_cosine_ci(X_a: Float[torch.Tensor, "n layer d"], X_b: Float[torch.
                          f"{tuple(B.shape)} and {len(labels)} labels")
     if not np.isin(labels, (0, 1)).all() or min((labels == 0).sum(), (labels == 1).sum()) < 2:
         raise ValueError("y must be 0/1 with at least 2 rows of each class")
-    n, n_layers = A.shape[:2]
-    flat = [M.reshape(n, -1) for M in (A, B)]
     pos = torch.as_tensor(labels == 1, dtype=torch.float32)
+
+    def direction(counts, M):  # [resample, n] row counts -> [resample, layer * d] difference of class means
+        w1, w0 = counts * pos, counts * (1 - pos)
+        return (w1 @ M) / w1.sum(1, keepdim=True) - (w0 @ M) / w0.sum(1, keepdim=True)
+
+    return _resampled_cosine_ci(A, B, direction, seed=seed, n_resamples=n_resamples)
+
+
+def paired_difference_cosine_ci(D_a: Float[torch.Tensor, "n *group layer d"], D_b: Float[torch.Tensor, "n *group layer d"],
+                                *, seed: int = 0, n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap interval of the cosine between two models' mean paired differences, per layer.
+
+    ``D[i]`` is the difference of one pair's activations (e.g. a sentence's French opening minus its English
+    one, both read in the same model), so each model's direction is ``mean_i D[i]``: the paired
+    difference-of-means the language section steers with. Pairs are resampled with replacement once for both
+    models (a paired bootstrap), both directions recomputed, and their cosine taken per layer
+    (:func:`bootstrap_ci`, percentile, seeded). With a group axis (``[n, group, layer, d]``: several target
+    languages of the same pairs) one resample serves every group, and a last row gives the interval of the
+    cosine averaged over groups.
+
+    Args:
+        D_a, D_b: ``[n, layer, d]`` or ``[n, group, layer, d]`` paired differences of the same pairs in the two
+            models.
+
+    Returns:
+        ``(low, high)``: each ``[layer]``, or ``[group + 1, layer]`` (the last row: the mean over groups).
+
+    Raises:
+        ValueError: shapes that do not agree, or fewer than 2 pairs.
+    """
+    A = torch.as_tensor(D_a).float()
+    B = torch.as_tensor(D_b).float()
+    if A.shape != B.shape or A.ndim not in (3, 4) or A.shape[0] < 2:
+        raise ValueError(f"D_a, D_b must both be [n, layer, d] or [n, group, layer, d] with n >= 2, got "
+                         f"{tuple(A.shape)} and {tuple(B.shape)}")
+    grouped = A.ndim == 4
+    if grouped:  # groups as extra "layers" of one resample; the mean over groups appended after
+        n, k, n_layers, d = A.shape
+        A, B = A.reshape(n, k * n_layers, d), B.reshape(n, k * n_layers, d)
+
+    def direction(counts, M):
+        return (counts @ M) / counts.sum(1, keepdim=True)
+
+    def with_mean(cos):  # [resample, group * layer] -> [resample, (group + 1) * layer]
+        c = cos.reshape(len(cos), k, n_layers)
+        return torch.cat([c, c.mean(1, keepdim=True)], 1).reshape(len(cos), -1)
+
+    low, high = _resampled_cosine_ci(A, B, direction, seed=seed, n_resamples=n_resamples,
+                                     combine=with_mean if grouped else None)
+    return (low.reshape(k + 1, n_layers), high.reshape(k + 1, n_layers)) if grouped else (low, high)
+
+
+def _resampled_cosine_ci(A, B, direction, *, seed, n_resamples, combine=None) -> tuple[np.ndarray, np.ndarray]:
+    """The shared bootstrap of :func:`direction_cosine_ci` and :func:`paired_difference_cosine_ci`: rows of
+    ``A`` and ``B`` (``[n, slot, d]``, the same rows in two models) resampled together; ``direction(counts,
+    M)`` turns ``[resample, n]`` row counts and ``M`` (``[n, slot * d]``) into ``[resample, slot * d]``
+    directions; the cosine per slot (``combine`` may append summaries) is bootstrapped."""
+    n, n_slots = A.shape[:2]
+    flat = [M.reshape(n, -1) for M in (A, B)]
 
     def statistic(idx, axis=-1):
         one = np.ndim(idx) == 1  # the original sample: one set of indices
         idx = np.atleast_2d(np.asarray(idx))
         counts = torch.as_tensor(np.stack([np.bincount(row, minlength=n) for row in idx]), dtype=torch.float32)
-        w1, w0 = counts * pos, counts * (1 - pos)  # [resample, n]
         dirs = []
         for M in flat:
             with np.errstate(invalid="ignore", divide="ignore"):
-                d = (w1 @ M) / w1.sum(1, keepdim=True) - (w0 @ M) / w0.sum(1, keepdim=True)
-            dirs.append(d.double().reshape(len(idx), n_layers, -1))
-        cos = torch.nn.functional.cosine_similarity(dirs[0], dirs[1], dim=-1)  # [resample, layer]
+                d = direction(counts, M)
+            dirs.append(d.double().reshape(len(idx), n_slots, -1))
+        cos = torch.nn.functional.cosine_similarity(dirs[0], dirs[1], dim=-1)  # [resample, slot]
+        if combine is not None:
+            cos = combine(cos)
         return cos[0].numpy() if one else cos.T.numpy()
 
-    # resamples per call: about 256 MB of float32 per [resample, layer x d] product
-    batch = max(1, min(n_resamples, (1 << 26) // max(1, n_layers * A.shape[2])))
+    # resamples per call: about 256 MB of float32 per [resample, slot x d] product
+    batch = max(1, min(n_resamples, (1 << 26) // max(1, n_slots * A.shape[2])))
     low, high = bootstrap_ci(statistic, (np.arange(n),), seed=seed, n_resamples=n_resamples, batch=batch)
     return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)

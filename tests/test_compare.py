@@ -435,6 +435,19 @@ def test_language_section_steers_english_toward_another_language(organism_report
     assert assigned >= 12, assigned
     assert all(e["neuron_iou"] is None or 0 <= e["neuron_iou"] <= 1 for e in section.per_layer)
     assert all(e["base_accuracy"] >= 0.9 for e in section.per_layer[1:])  # language identity is linearly readable
+    # every base/post cosine (per language and the mean) has its paired-bootstrap interval and a random null;
+    # the null is the 95th percentile of |cosine| of 100 Gaussian directions in d = 128 (about 1.96 / sqrt(128)
+    # = 0.17 per language; the mean over three languages averages it down)
+    for e in section.per_layer:
+        for key in ("cosine_base_post", "cosine_base_post_fr", "cosine_base_post_de", "cosine_base_post_es"):
+            # a percentile interval of a cosine of noisy means sits a little under the estimate (each resample's
+            # directions are noisier, so less aligned): the estimate at most 0.01 above the band, never below it
+            assert e[f"{key}_ci_low"] <= e[key] <= e[f"{key}_ci_high"] + 0.01, (e["layer"], key)
+        nulls = [e[f"cosine_base_post_{x}_null"] for x in ("fr", "de", "es")]
+        assert all(0.1 < v < 0.25 for v in nulls) and e["cosine_base_post_null"] < min(nulls), e
+        assert e["cosine_base_post"] == pytest.approx(np.mean([e[f"cosine_base_post_{x}"] for x in ("fr", "de", "es")]))
+    plot = next(p for p in section.plots if p["reading"] == "accuracy")
+    assert {"cosine_base_post_fr_null", "cosine_base_post_de_null", "cosine_base_post_es_null"} <= set(plot["nulls"])
 
 
 def test_steer_cli_uses_the_written_vector(organism_report, capsys):

@@ -12,7 +12,7 @@ Prints, in one run (so machine load hits every side alike):
     the bare ``TransformerBridge`` blocks (``forward_blocks``, no hooks) on the same batches, which
     splits the ratio into TransformerLens' share and the toolkit's own.
     Target: collect / HF <= 1.15.
-(b) with ``--refusal``: wall time of ``interp.refusal_section.refusal_section`` on a SmolLM2 pair
+(b) with ``--refusal``: wall time of ``interp.compare.refusal.refusal_section`` on a SmolLM2 pair
     (post and base the same checkpoint).
 (c) peak RSS growth of a streamed collection (``out=DIR``) at 2k and 20k prompts, each size in a
     fresh process: flat within one shard is the target. GoT city statements of one token length,
@@ -160,7 +160,7 @@ def speed(model, device: str, n_batches: int, batch_size: int, repeats: int) -> 
 def refusal(source: str, device: str) -> None:
     """Hook for the refusal section's wall time (``--refusal``); the section itself lives elsewhere."""
     import interp
-    from interp.refusal_section import refusal_section
+    from interp.compare.refusal import refusal_section
 
     pair = interp.load_pair(source, source, device=device, **_gguf_kwargs(source))
     t = time.perf_counter()
@@ -267,7 +267,7 @@ def main() -> None:
     ap.add_argument("--memory-sizes", default="2000,20000")
     ap.add_argument("--shard-size", type=int, default=1024)
     ap.add_argument("--memory-batch-size", type=int, default=64)
-    ap.add_argument("--refusal", action="store_true", help="also time interp.refusal_section on a SmolLM2 pair")
+    ap.add_argument("--refusal", action="store_true", help="also time interp.compare.refusal on a SmolLM2 pair")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--memory-child", type=int)
     ap.add_argument("--warm-tokenizer", action="store_true", help=argparse.SUPPRESS)

@@ -3,7 +3,7 @@
 Times, in the same run (so machine load hits both alike):
 * the old per-candidate scoring (three passes through ``steering.metrics``: bypass on harmful, induce and KL
   on harmless, full logits) against the new passes (``steering.refusal._Scorer``, last-position logits);
-* the whole ``interp.refusal_section.refusal_section`` with pruned scoring, split into candidate scoring,
+* the whole ``interp.compare.refusal.refusal_section`` with pruned scoring, split into candidate scoring,
   steered generation and the rest;
 and estimates the section before pruning as (section - pruned scoring + exhaustive candidates x old cost).
 
@@ -27,7 +27,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     import interp
-    import interp.refusal_section as rs
+    import interp.compare.refusal as rs
     import steering.refusal as sr
     from steering import Ablate, Add, SteeringVector
     from steering.metrics import kl_divergence, next_token_logprobs, refusal_score

@@ -19,7 +19,29 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _section_options(cmp: argparse.ArgumentParser) -> None:
+    """One argument group per comparison section, generated from its declared options
+    (:class:`interp.compare.Param`): ``--<section>-<option>``."""
+    from interp.compare import concepts, get_section
+
+    for name in concepts():
+        section = get_section(name)
+        if not section.params:
+            continue
+        group = cmp.add_argument_group(f"{name} section options", section.help or None)
+        for p in section.params:
+            kw = dict(dest=f"option:{name}:{p.name}", default=argparse.SUPPRESS,
+                      help=p.help if p.default is None else f"{p.help} (default: {p.default})")
+            if p.type is bool:
+                kw["action"] = argparse.BooleanOptionalAction
+            else:
+                kw.update(type=p.type, choices=p.choices, metavar=p.type.__name__.upper() if p.choices is None else None)
+            group.add_argument(f"--{name}-{p.name.replace('_', '-')}", **kw)
+
+
+def _parser(section_options: bool = False) -> argparse.ArgumentParser:
+    """The argument parser; ``section_options`` adds every section's options to ``compare`` (which imports
+    the section modules, so only done when the command is ``compare``)."""
     p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -42,12 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
     cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
-    cmp.add_argument("--concepts", default="truth", help="comma-separated sections (available: truth, refusal, language, snmf)")
+    cmp.add_argument("--concepts", default="truth", help="comma-separated sections, run in this order "
+                                                         "(available: {})".format(", ".join(_concepts())))
     cmp.add_argument("--out", default="report", help="report folder (default report/)")
     cmp.add_argument("--data", help="folder of the public datasets (geometry_of_truth/, refusal/, snmf_concepts/) "
                                     "to take the truth, refusal and SNMF prompts from (default: built-in sets)")
     cmp.add_argument("--device", default=None)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    if section_options:
+        _section_options(cmp)
 
     st = sub.add_parser("steer", help="print steered and unsteered generations side by side")
     st.add_argument("prompts", nargs="+", metavar="PROMPT")
@@ -116,8 +141,13 @@ def print_concept(name: str, concept, seconds: float) -> None:
 def _compare(args) -> int:
     from interp.compare import compare
 
+    options: dict[str, dict] = {}
+    for key, value in vars(args).items():  # the generated --<section>-<option> flags that were given
+        if key.startswith("option:"):
+            _, section, name = key.split(":")
+            options.setdefault(section, {})[name] = value
     result = compare(args.base, args.post, concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
-                     out=args.out, device=args.device, progress=not args.quiet, data=args.data)
+                     out=args.out, device=args.device, progress=not args.quiet, data=args.data, options=options)
     for name, concept in result.concepts.items():
         print_concept(name, concept, result.timings.get(name, float("nan")))
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
@@ -322,8 +352,15 @@ def _collect(args) -> int:
     return 0
 
 
+def _concepts() -> tuple[str, ...]:
+    from interp.compare import concepts
+
+    return concepts()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(section_options=bool(argv) and argv[0] == "compare").parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Per-file weight-loading bars of transformers would drown the toolkit's own progress bars.
     from transformers.utils import logging as hf_logging

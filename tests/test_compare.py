@@ -77,11 +77,11 @@ def test_nie_at_the_cue_is_causal_and_beyond_its_random_null():
     """Read at the cue and added at the last token, either model's truth direction makes false statements
     judged true (false→true) and subtracted makes true ones judged false (true→false), far beyond a random
     direction of equal norm; with the labels swapped (true statements judged less true) NIE is undefined."""
-    from interp.compare import _truth_data, truth_causal
+    from interp.compare.truth import _truth_data, truth_causal
     from interp.datasets import PromptSet
 
     pair = interp.load_pair()
-    train, test, position, _ = _truth_data(pair)
+    train, test, position, _ = _truth_data(pair, is_organism=True)
     assert position == "last"
     acts = {n: interp.collect(m, train, "resid_post", positions="last", progress=False) for n, m in pair}
     dirs = {n: (a["resid_post"][a.labels == 1].double().mean(0) - a["resid_post"][a.labels == 0].double().mean(0)).float()
@@ -107,11 +107,11 @@ def test_nie_du_normalisation_divides_by_the_room_to_move():
     """Du et al.'s reference code divides the change of PD by 1 - PD(false) (adding) and -1 - PD(true)
     (subtracting) instead of PD(true) - PD(false): the two normalisations differ by exactly those ratios of
     the clean gaps (recomputed here), and Du's is defined on an inverted baseline."""
-    from interp.compare import _judgement_gap, _truth_data, truth_causal
+    from interp.compare.truth import _judgement_gap, _truth_data, truth_causal
     from interp.datasets import PromptSet
 
     pair = interp.load_pair()
-    train, test, _, _ = _truth_data(pair)
+    train, test, _, _ = _truth_data(pair, is_organism=True)
     acts = {n: interp.collect(m, train, "resid_post", positions="last", progress=False) for n, m in pair}
     dirs = {n: (a["resid_post"][a.labels == 1].double().mean(0) - a["resid_post"][a.labels == 0].double().mean(0)).float()
             for n, a in acts.items()}
@@ -139,7 +139,7 @@ def test_nie_du_normalisation_divides_by_the_room_to_move():
 
 
 def test_few_shot_prompt_puts_labelled_training_statements_before_each_statement():
-    from interp.compare import few_shot
+    from interp.compare.truth import few_shot
     from interp.datasets import PromptSet
 
     train = PromptSet.from_classes("t", {"false": [f"{i} is odd." for i in range(0, 20, 2)],
@@ -171,7 +171,7 @@ def test_judgement_gap_adds_exactly_at_its_span(tiny_pairs, span):
     indices (the last word token and the period; the period onward; the last token)."""
     import torch
 
-    from interp.compare import _judgement_gap
+    from interp.compare.truth import _judgement_gap
     from interp.hooks import attached
     from interp.tokens import encode
 
@@ -201,11 +201,11 @@ def test_truth_transfer_is_reported_three_ways(organism_report):
     through the target model's mean training activation, recomputed here from the section's own data."""
     from sklearn.metrics import roc_auc_score
 
-    from interp.compare import _truth_data
+    from interp.compare.truth import _truth_data
     from probes import fit_layers
 
     pair = interp.load_pair()
-    train, test, position, _ = _truth_data(pair)
+    train, test, position, _ = _truth_data(pair, is_organism=True)
     X = {(split, name): interp.collect(model, ps, "resid_post", positions=position, progress=False)["resid_post"]
          for split, ps in (("train", train), ("test", test)) for name, model in pair}
     y_tr, y_te = torch.tensor(train.labels), torch.tensor(test.labels)
@@ -274,7 +274,7 @@ def test_refusal_section_measures_the_organism(organism_report):
 def test_arditi_prompt_filter_keeps_what_the_post_model_refuses_and_complies_with():
     """filter_train/filter_val: harmful requests kept where the refusal score is > 0, harmless where < 0, on the
     direction and validation rows separately; a kind it would empty is kept whole, with the reason."""
-    from interp.refusal_section import MIN_FILTERED, _split_mask, _data, arditi_filter
+    from interp.compare.refusal import MIN_FILTERED, _split_mask, _data, arditi_filter
     from steering.metrics import refusal_score
 
     pair = interp.load_pair()
@@ -302,7 +302,7 @@ def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positio
     difference of means there (recomputed here from the base-formatted requests), at its own position."""
     from dataclasses import replace
 
-    from interp.refusal_section import DU_BASE_TEMPLATE, _data, arditi_filter, refusal_section
+    from interp.compare.refusal import DU_BASE_TEMPLATE, _data, arditi_filter, refusal_section
     from steering.refusal import offset_activations, post_instruction_offsets
 
     pair = interp.load_pair()
@@ -334,7 +334,7 @@ def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positio
 def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():
     """Arditi et al.'s 20%, rounded down as their code does, discards layers 4 and 5 of the 6-layer organism,
     and its refusal direction lives at layer 4: no candidate qualifies, and the section says so."""
-    from interp.refusal_section import refusal_section
+    from interp.compare.refusal import refusal_section
 
     section = refusal_section(interp.load_pair(), is_organism=True, prune_layers=0.2, progress=False)
     assert section.setup["refusal direction qualifies"] == {"post": False, "base": False}
@@ -386,7 +386,7 @@ def test_snmf_matching_is_read_against_two_seeds_of_one_model(organism_report):
     """The per-layer null is the mean matched cosine between seeds 0 and 1 of each model, averaged over the
     two models: recomputed here from fresh fits on the same tokens."""
     from interp.collection import collect_tokens
-    from interp.snmf_section import _prompts
+    from interp.compare.snmf import _prompts
     from probes import SNMF, match_features
 
     result, _ = organism_report
@@ -493,7 +493,7 @@ def test_compare_cli_and_errors(tmp_path, capsys):
 def test_adding_a_zero_vector_changes_nothing_and_leaves_no_hook():
     import torch
 
-    from interp.compare import _judgement_gap
+    from interp.compare.truth import _judgement_gap
 
     pair = interp.load_pair()
     texts = list(interp.datasets.load("organism/truth", "test").texts[:8])
@@ -514,7 +514,7 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
     different tails after the period fall back to full passes."""
     import torch
 
-    from interp.compare import _judgement_gap, _judgement_gaps
+    from interp.compare.truth import _judgement_gap, _judgement_gaps
 
     model = tiny_pairs[family].post
     texts = ["The city of Paris is in France.", "Two is larger than nine.", "The city of Oslo is in Chile.",
@@ -522,7 +522,7 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
     ids = [5, 9]
     d = int(model.cfg.d_model)
     adds = [(torch.randn(d) * 3, 0), (torch.zeros(d), 1), (torch.randn(d), (1, 2))]
-    import interp.compare as cmp
+    import interp.compare.truth as cmp
 
     cue = [t + " This is" for t in texts]
     with monkeypatch.context() as m:  # the cached path runs no full pass

@@ -98,7 +98,7 @@ def test_a_model_split_over_devices_collects_and_steers_like_one_device(tiny_dir
     """device_map puts block 0 on CUDA and the rest on the CPU, so activations arrive on two devices while
     ``cfg.device`` names one: collection's index tensors and the truth check's span mask follow each
     activation to its device, and the numbers are the single-device ones."""
-    from interp.compare import _judgement_gap
+    from interp.compare.truth import _judgement_gap
 
     base, _ = tiny_dirs["llama"]
     one = interp.load_model(base, device="cpu")

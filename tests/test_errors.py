@@ -196,6 +196,8 @@ CASES = {
     29: _gguf_architecture,
     30: _gguf_tensor_type,
     31: _lost_cache,
+    32: lambda c: interp.compare.compare(pair=c["pair"], options={"truth": {"nie_spans": "last"}}, out=None),
+    33: lambda c: interp.compare.compare(pair=c["pair"], options={"truth": {"nie_shots": "4"}}, out=None),
 }
 
 

@@ -6,7 +6,7 @@ import torch
 
 import interp
 from interp.collection import collect_tokens
-from interp.snmf_section import describe_features, logit_lens
+from interp.compare.snmf import describe_features, logit_lens
 from probes import SNMF
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from interp.language_section import LanguageTokens, effective_rank
+from interp.compare.language import LanguageTokens, effective_rank
 
 
 def test_language_tokens_are_exclusive_and_classify(tiny_pairs):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..datasets import PromptSet
 
-__all__ = ["ROOT", "GEMMA_ADAPTER", "PRESETS", "paths", "gemma_paths", "datasets"]
+__all__ = ["ROOT", "GEMMA_ADAPTER", "PRESETS", "paths", "gemma_paths", "datasets", "is_bundled"]
 
 #: Folder of the shipped weights (``base/`` and ``post/``, Hugging Face format).
 ROOT = Path(__file__).parent / "weights"
@@ -64,6 +64,16 @@ def paths() -> tuple[Path, Path]:
             f"`interp organism train --out {ROOT}`, or pass explicit models: load_pair(BASE, POST)"
         )
     return base, post
+
+
+def is_bundled(pair) -> bool:
+    """Whether ``pair`` (a :class:`~interp.models.ModelPair`) is the bundled tiny organism, booted from
+    :func:`paths` (its sections read its own prompt sets and positions)."""
+    try:
+        base, _ = paths()
+    except FileNotFoundError:
+        return False
+    return pair.base.interp_source.get("path") == str(base)
 
 
 def datasets(split: str = "test") -> dict[str, PromptSet]:

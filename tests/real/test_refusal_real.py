@@ -18,7 +18,7 @@ pytestmark = pytest.mark.real
 
 
 def test_refusal_section_says_smollm2_has_no_refusal_direction(real_models):
-    from interp.refusal_section import refusal_section
+    from interp.compare.refusal import refusal_section
 
     model = real_models("smollm2")
     pair = interp.ModelPair(model, model, model.interp_tokenizer.chat_template)  # the code path, not a comparison

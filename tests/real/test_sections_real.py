@@ -18,7 +18,7 @@ pytestmark = pytest.mark.real
 
 
 def test_language_section_runs_on_a_real_pair_and_language_identity_is_decodable(real_models):
-    from interp.language_section import language_section
+    from interp.compare.language import language_section
 
     model = real_models("smollm2")
     pair = interp.ModelPair(model, model, model.interp_tokenizer.chat_template)  # the code path, not a comparison

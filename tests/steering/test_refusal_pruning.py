@@ -26,7 +26,7 @@ def _same_where_scored(pruned, full):
 
 def _organism_case():
     pair = interp.load_pair()
-    from interp.refusal_section import _data, _split
+    from interp.compare.refusal import _data, _split
     from steering.refusal import post_instruction_offsets
 
     data = _data(pair, True)

@@ -52,13 +52,14 @@ from dataclasses import replace
 
 import torch
 
-from .activations import Activations, prompts_digest
-from .collection import collect
-from .datasets import PromptSet, load
-from .models import ModelPair
-from .report import ConceptResult, long_rows
+from ..activations import Activations, prompts_digest
+from ..collection import collect
+from ..datasets import PromptSet, load
+from ..models import ModelPair
+from ..report import ConceptResult, long_rows
+from ._section import Param, Section
 
-__all__ = ["arditi_filter", "refusal_section"]
+__all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | No
     from steering.metrics import refusal_token_ids
 
     if is_organism:
-        from .organism._corpus import REFUSALS
+        from ..organism._corpus import REFUSALS
 
         names, starts, compliant = ("organism/harmful", "organism/harmless"), list(REFUSALS), ["Sure."]
     else:
@@ -641,3 +642,26 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     directions = {f"{name}/refusal": s.diffs[s.positions.index(s.selected.position)].float() for name, s in sel.items()}
     return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows(per_layer), matrices, directions,
                          readings, setup, plots, tables, vectors=vec)
+
+
+def _run(ctx, *, base_template: str | None = None, **options) -> ConceptResult:
+    template = DU_BASE_TEMPLATE if base_template == "du" else base_template
+    return refusal_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data,
+                           base_template=template, **options)
+
+
+SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
+                                        "what ablating or adding it does", params=(
+    Param("kl_threshold", float, 0.1, "Arditi et al.'s filter: largest next-token KL (nats) on harmless requests "
+                                      "a candidate's ablation may cause"),
+    Param("prune_layers", float, None, "share of the last layers the filter discards (default 0.2, Arditi et "
+                                       f"al.'s; {ORGANISM_PRUNE_LAYERS} on the bundled organism)"),
+    Param("filter_prompts", bool, True, "Arditi et al.'s filter of the requests by the sign of post's refusal "
+                                        "score"),
+    Param("base_template", str, None, "template the base model reads requests in: 'du' for Du et al. 2025's "
+                                      "'User: ...\nAssistant:', or a Jinja chat template (default: post's)"),
+    Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged"),
+    Param("batch_size", int, 32, "prompts per forward pass"),
+    Param("generation_batch_size", int, 128, "prompts per steered generation batch"),
+    Param("seed", int, 0, "seed of the nulls and the bootstrap"),
+))

@@ -1,13 +1,6 @@
-"""The layer-by-layer comparison of a base model and its post-trained version.
+"""The truth section of :func:`interp.compare.compare`.
 
-:func:`compare` runs each requested concept section and returns a
-:class:`~interp.report.Comparison`; with ``out=`` it also writes the report
-files (see :mod:`interp.report`). This module sits on top of the toolkit and
-is not imported by ``interp/__init__.py``. Sections: ``truth`` (below),
-``refusal`` (:mod:`interp.refusal_section`), ``language``
-(:mod:`interp.language_section`) and ``snmf`` (:mod:`interp.snmf_section`).
-
-Truth section: probes are fitted at every layer of both models on the training
+Probes are fitted at every layer of both models on the training
 statements and scored on held-out statements. On the bundled organism the
 statements are followed by its judgement cue (`` This statement is``) and read
 at the cue's last token, where the organism computes its judgement; on other
@@ -26,20 +19,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from .collection import collect
-from .datasets import PromptSet, load
-from .models import ModelPair, load_pair
-from .report import Comparison, ConceptResult, write_report
+from ..collection import collect
+from ..datasets import PromptSet, load
+from ..models import ModelPair
+from ..report import ConceptResult
+from ._section import Param, Section
 
-__all__ = ["compare", "CONCEPTS"]
+__all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
+           "truth_section"]
 
 log = logging.getLogger(__name__)
 
-CONCEPTS = ("truth", "refusal", "language", "snmf")
 #: The truth probe of the section: mass-mean (difference of class means, Marks & Tegmark 2023), which
 #: generalizes better out of distribution and is more causally implicated than logistic regression;
 #: its accuracy, directions, transfer, generalization and causal effect are reported.
@@ -48,19 +41,9 @@ HEADLINE = "mass_mean"
 SECONDARY = "logistic"
 
 
-def _is_organism(pair: ModelPair) -> bool:
-    from . import organism
-
-    try:
-        base, _ = organism.paths()
-    except FileNotFoundError:
-        return False
-    return pair.base.interp_source.get("path") == str(base)
-
-
-def _truth_data(pair: ModelPair, data=None) -> tuple[PromptSet, PromptSet, str, dict]:
-    if _is_organism(pair):
-        from .organism._corpus import JUDGE_CUE
+def _truth_data(pair: ModelPair, data=None, is_organism: bool = False) -> tuple[PromptSet, PromptSet, str, dict]:
+    if is_organism:
+        from ..organism._corpus import JUDGE_CUE
 
         cue = lambda s: s + JUDGE_CUE  # noqa: E731
         train, test = (load("organism/truth", s).map_texts(cue) for s in ("train", "test"))
@@ -108,12 +91,12 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64,
     """P(true) - P(false) for the next token of each prompt, optionally with ``add`` ([d]) added
     to ``blocks.{layer}.hook_resid_post`` (``layer``: an int or a window of layers) at the tokens
     ``span`` names (:data:`NIE_SPANS`, found from each statement's final period)."""
-    from .generation import last_position_only
-    from .hooks import attached
-    from .models import tokenizer_of
-    from .positions import FINAL_PERIOD, resolve
-    from .sites import hook_name
-    from .tokens import encode, pad_batch, pad_id
+    from ..generation import last_position_only
+    from ..hooks import attached
+    from ..models import tokenizer_of
+    from ..positions import FINAL_PERIOD, resolve
+    from ..sites import hook_name
+    from ..tokens import encode, pad_batch, pad_id
 
     tok = tokenizer_of(model)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
@@ -154,13 +137,13 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128,
     import copy
     from dataclasses import replace
 
-    from .generation import last_position_only
-    from .hooks import attached, recorded_blocks, replayed_blocks
-    from .kv_cache import check_cache_grew, kv_cache_compat
-    from .models import tokenizer_of
-    from .positions import FINAL_PERIOD, resolve
-    from .sites import hook_name
-    from .tokens import encode, pad_batch, pad_id
+    from ..generation import last_position_only
+    from ..hooks import attached, recorded_blocks, replayed_blocks
+    from ..kv_cache import check_cache_grew, kv_cache_compat
+    from ..models import tokenizer_of
+    from ..positions import FINAL_PERIOD, resolve
+    from ..sites import hook_name
+    from ..tokens import encode, pad_batch, pad_id
 
     tok = tokenizer_of(model)
     encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
@@ -463,18 +446,24 @@ def _truth_summary(best: dict, n_val: int) -> str:
 
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
                   data=None, nie_span: str = "statement_end", nie_window: int = 1,
-                  nie_normalization: str = "marks_tegmark", nie_shots: int = 0, seed: int = 0):
+                  nie_normalization: str = "marks_tegmark", nie_shots: int = 0, seed: int = 0,
+                  is_organism: bool | None = None) -> ConceptResult:
     """Probe truth at every layer of both models and compare the directions.
 
     ``nie_span``, ``nie_window``, ``nie_normalization``, ``seed``: where and over how many layers the causal
     check adds the truth directions, how it normalises, and the seed of its random-direction null
     (:func:`truth_causal`). ``nie_shots``: labelled training statements before each judged one
-    (:func:`few_shot`, Du et al.'s few-shot prompt; 0: the statement alone).
+    (:func:`few_shot`, Du et al.'s few-shot prompt; 0: the statement alone). ``is_organism``: whether ``pair``
+    is the bundled organism (its own statements, read at its judgement cue); ``None`` finds out.
     """
     from probes import mahalanobis_cosine, sweep
     from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
 
-    train, test, position, setup = _truth_data(pair, data)
+    if is_organism is None:
+        from ..organism import is_bundled
+
+        is_organism = is_bundled(pair)
+    train, test, position, setup = _truth_data(pair, data, is_organism)
     acts = {
         split: {name: collect(model, ps, site, positions=position, batch_size=batch_size, progress=progress)
                 for name, model in pair}
@@ -630,76 +619,19 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 
-def compare(
-    base: str | None = None,
-    post: str | None = None,
-    *,
-    pair: ModelPair | None = None,
-    concepts: Sequence[str] = ("truth",),
-    out: str | Path | None = "report",
-    device: str | None = None,
-    progress: bool = True,
-    data: str | Path | None = None,
-) -> Comparison:
-    """Compare a base model and its post-trained version, concept by concept.
+def _run(ctx, **options) -> ConceptResult:
+    return truth_section(ctx.pair, progress=ctx.progress, data=ctx.data, is_organism=ctx.is_organism, **options)
 
-    Args:
-        base, post: hub ids or local folders (default: the bundled organism pair);
-            ``base="gemma-270m-organism"`` alone for the real-base organism.
-        pair: an already booted :class:`~interp.ModelPair` (instead of base/post).
-        concepts: sections to run; see :data:`CONCEPTS`.
-        out: folder for the report files, or ``None`` to write nothing.
-        data: a folder of the public datasets (:class:`~interp.datasets.PublicSets`: Geometry of Truth,
-            Arditi et al.'s refusal splits, the SNMF concepts) to take the truth, refusal and SNMF prompts
-            from instead of the built-in sets; ignored on the bundled organism, which has its own.
 
-    Returns:
-        The :class:`~interp.report.Comparison`; ``timings`` holds each section's wall time in seconds
-        (also in ``report.json``).
-
-    Raises:
-        ValueError: an unknown concept. FileNotFoundError: ``data`` lacks one of the public files.
-    """
-    import time
-
-    from .datasets import PublicSets
-
-    unknown = [c for c in concepts if c not in CONCEPTS]
-    if unknown:
-        raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(CONCEPTS)}")
-    sets = PublicSets(data) if data is not None else None  # checked before any model is booted
-    t0 = time.perf_counter()
-    if pair is None:
-        pair = load_pair(base, post, device=device)
-    timings = {"load": time.perf_counter() - t0}
-    organism = _is_organism(pair)
-    if organism and sets is not None:
-        log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)
-        sets = None
-    results = {}
-    for concept in concepts:
-        log.info("running the %s section", concept)
-        t0 = time.perf_counter()
-        if concept == "truth":
-            results[concept] = truth_section(pair, progress=progress, data=sets)
-        elif concept == "refusal":
-            from .refusal_section import refusal_section
-
-            results[concept] = refusal_section(pair, is_organism=organism, progress=progress, data=sets)
-        elif concept == "language":
-            from .language_section import language_section
-
-            results[concept] = language_section(pair, is_organism=organism, progress=progress, data=sets)
-        else:
-            from .snmf_section import snmf_section
-
-            results[concept] = snmf_section(pair, is_organism=organism, progress=progress, data=sets)
-        timings[concept] = time.perf_counter() - t0
-        log.info("%s section: %.1f s", concept, timings[concept])
-    info = pair.info()
-    comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
-                            manifest={"vocab_sha256": info["vocab_sha256"]},
-                            timings={k: round(v, 2) for k, v in timings.items()})
-    if out is not None:
-        write_report(comparison, out)
-    return comparison
+SECTION = Section("truth", _run, help="where each model represents the truth of a statement, and whether it is the "
+                                      "same direction (probes, cosines, transfer, causal effect)", params=(
+    Param("site", str, "resid_post", "activation site the probes read"),
+    Param("batch_size", int, 32, "prompts per forward pass"),
+    Param("nie_span", str, "statement_end", "tokens the causal check adds the direction at", tuple(NIE_SPANS)),
+    Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to"),
+    Param("nie_normalization", str, "marks_tegmark", "how the causal effect is normalised",
+          tuple(NIE_NORMALIZATIONS)),
+    Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "
+                               "prompt)"),
+    Param("seed", int, 0, "seed of the validation split, the nulls and the bootstrap"),
+))

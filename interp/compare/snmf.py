@@ -41,12 +41,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collection import collect_tokens_by_layer
-from .datasets import load
-from .models import ModelPair, tokenizer_of
-from .report import ConceptResult, long_rows
+from ..collection import collect_tokens_by_layer
+from ..datasets import load
+from ..models import ModelPair, tokenizer_of
+from ..report import ConceptResult, long_rows
+from ._section import Param, Section
 
-__all__ = ["FeatureCard", "describe_features", "logit_lens", "snmf_section"]
+__all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "snmf_section"]
 
 #: Matched cosine at or above which a feature counts as having a counterpart.
 COUNTERPART_COSINE = 0.5
@@ -391,3 +392,21 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
              "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
     return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
                          setup, plots, tables, vectors=vectors)
+
+
+def _run(ctx, **options) -> ConceptResult:
+    return snmf_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data, **options)
+
+
+SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
+                                     "base vs post and steered", params=(
+    Param("n_components", int, 24, "features per fit"),
+    Param("sparsity", float, None, "share of nonzero neurons per feature (default max(0.01, 10 / d_mlp))"),
+    Param("layer", int, None, "layer whose features are described and steered (default: the middle one)"),
+    Param("n_prompts", int, 480, "prompts whose tokens are factorized"),
+    Param("target_kl", float, 0.5, "next-token KL (nats) each steered feature is calibrated to"),
+    Param("n_steer", int, 6, "most-used post features steered"),
+    Param("max_new_tokens", int, 12, "tokens generated per steered prompt"),
+    Param("random_state", int, 0, "seed of the first fit (seed s of n_seeds is random_state + s)"),
+    Param("n_seeds", int, 2, "fits per model and layer (the seed-to-seed level of matching)"),
+))

@@ -45,13 +45,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .collection import collect, collect_tokens_by_site, token_means
-from .datasets import load
-from .datasets import _world as W
-from .models import ModelPair
-from .report import ConceptResult, long_rows
+from ..collection import collect, collect_tokens_by_site, token_means
+from ..datasets import load
+from ..datasets import _world as W
+from ..models import ModelPair
+from ..report import ConceptResult, long_rows
+from ._section import Param, Section
 
-__all__ = ["LanguageTokens", "effective_rank", "language_section"]
+__all__ = ["SECTION", "LanguageTokens", "effective_rank", "language_section"]
 
 log = logging.getLogger(__name__)
 
@@ -360,3 +361,15 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,
                          readings, setup, plots, tables, vectors=vectors)
 
+
+def _run(ctx, **options) -> ConceptResult:
+    return language_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data, **options)
+
+
+SECTION = Section("language", _run, help="language directions and LAPE neurons in both models, and steering English "
+                                         "toward another language", params=(
+    Param("window_size", int, 2, "consecutive layers the language directions are added to"),
+    Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
+    Param("max_new_tokens", int, 6, "tokens generated per steered prompt"),
+    Param("seed", int, 0, "seed of the shuffled-label probes, the random direction and the bootstrap"),
+))

@@ -1,0 +1,171 @@
+"""The section protocol of :func:`interp.compare.compare` and the registry of sections.
+
+A section is one concept's comparison of a base model and its post-trained version. It is declared by a
+:class:`Section`: a name, the options it takes (:class:`Param`, from which ``compare(options=...)`` is
+checked and ``interp compare --<section>-<option>`` is generated) and a ``run(ctx, **options)`` function
+that returns a :class:`~interp.report.ConceptResult`. Each built-in section lives in one module of this
+package and follows the same order inside ``run``: the inputs it needs (prompt sets, from
+``ctx.data`` or the built-in sets), the activations it collects from both models, then the analysis
+(probes, directions, interventions) that fills the result.
+
+Adding a section means writing one module that defines ``SECTION = Section(...)`` and one line, either
+in :data:`BUILTIN` (in this package) or a call to :func:`register` (anywhere, e.g. a notebook or a test),
+or an entry point in the ``interp.sections`` group of an installed package (``name = "module:SECTION"``).
+Sections are imported only when they run (or when the CLI lists their options).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register"]
+
+#: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
+BUILTIN: dict[str, str] = {
+    "truth": "interp.compare.truth",
+    "refusal": "interp.compare.refusal",
+    "language": "interp.compare.language",
+    "snmf": "interp.compare.snmf",
+}
+#: The entry-point group an installed package declares its sections in.
+ENTRY_POINT_GROUP = "interp.sections"
+
+_REGISTERED: dict[str, "Section"] = {}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One option of a section.
+
+    Attributes:
+        name: the keyword ``run`` takes (``compare(options={section: {name: value}})``); on the command line
+            ``--<section>-<name>`` with ``_`` written ``-``.
+        type: ``int``, ``float``, ``str`` or ``bool`` (a bool option is ``--x`` / ``--no-x`` on the command line).
+        default: the value when the option is not given (``None`` allowed: the section's own default).
+        help: what it does, with its unit and the paper it follows where it has one.
+        choices: the values allowed, or ``None`` for any value of ``type``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+    def check(self, section: str, value: Any) -> Any:
+        """``value`` converted to :attr:`type` (ints accepted for a float option).
+
+        Raises:
+            ValueError: a value of another type, or one outside :attr:`choices`.
+        """
+        if value is None:
+            return None
+        ok = (isinstance(value, self.type) and not (self.type is int and isinstance(value, bool))) or (
+            self.type is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            kind = self.type.__name__
+            raise ValueError(f"option {self.name!r} of section {section!r} takes {'an' if kind[0] in 'aeiou' else 'a'} "
+                             f"{kind}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
+                             f"{', '.join(map(repr, self.choices))}; got {value!r}")
+        return self.type(value)
+
+
+@dataclass
+class SectionContext:
+    """What every section's ``run`` receives besides its options.
+
+    Attributes:
+        pair: the booted :class:`~interp.models.ModelPair`.
+        data: a :class:`~interp.datasets.PublicSets` to take prompts from, or ``None`` for the built-in sets
+            (always ``None`` on the bundled organism, which has its own).
+        is_organism: whether the pair is the bundled organism (its own prompt sets and read positions).
+        progress: show progress bars.
+    """
+
+    pair: Any
+    data: Any = None
+    is_organism: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Section:
+    """A concept section: ``run(ctx: SectionContext, **options) -> ConceptResult``.
+
+    Attributes:
+        name: the concept's name in ``--concepts`` and in the report (the result's ``concept``).
+        run: the function; it receives every declared option (defaults filled in).
+        params: the options it takes.
+        help: one line for ``interp compare --help``.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    params: tuple[Param, ...] = field(default_factory=tuple)
+    help: str = ""
+
+    def options(self, given: dict | None = None) -> dict[str, Any]:
+        """Every option of the section: ``given`` checked (:meth:`Param.check`), defaults for the rest.
+
+        Raises:
+            ValueError: an option the section does not take (the error lists those it does), or a bad value.
+        """
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"section {self.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                             f"{', '.join(known) or 'none'}")
+        return {name: p.check(self.name, given[name]) if name in given else p.default for name, p in known.items()}
+
+
+def register(section: Section, *, replace: bool = False) -> Section:
+    """Make ``section`` available to :func:`interp.compare.compare` and ``interp compare`` in this process.
+
+    Raises:
+        ValueError: a name already taken (a built-in or registered section), unless ``replace``.
+    """
+    if not isinstance(section, Section):
+        raise TypeError(f"register takes a Section, got {type(section).__name__}")
+    if not replace and (section.name in BUILTIN or section.name in _REGISTERED):
+        raise ValueError(f"a section named {section.name!r} exists; pass replace=True to replace it")
+    _REGISTERED[section.name] = section
+    return section
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def concepts() -> tuple[str, ...]:
+    """The names of every section that can run: built-in, registered, then from installed entry points.
+    Nothing is imported."""
+    names = list(BUILTIN) + [n for n in _REGISTERED if n not in BUILTIN]
+    return tuple(names + [n for n in _entry_points() if n not in names])
+
+
+def get_section(name: str) -> Section:
+    """The :class:`Section` called ``name``, importing its module on first use.
+
+    Raises:
+        ValueError: an unknown name (the error lists the known ones).
+    """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name in BUILTIN:
+        section = importlib.import_module(BUILTIN[name]).SECTION
+    else:
+        eps = _entry_points()
+        if name not in eps:
+            raise ValueError(f"unknown concept {name!r}; available: {', '.join(concepts())}")
+        section = eps[name].load()
+    if not isinstance(section, Section) or section.name != name:
+        raise TypeError(f"the section registered as {name!r} is not a Section named {name!r}")
+    return section

@@ -1,0 +1,152 @@
+"""interp.compare as a package of sections: lazy imports, the registry, options checked and generated for the
+CLI, and the report's figures pinned through changes of the orchestration."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import interp
+from interp.cli import main
+from interp.compare import Param, Section, compare, concepts, get_section, register
+from interp.compare import _section
+from interp.report import ConceptResult
+
+PINS = Path(__file__).parent / "data" / "organism_report_pins.json"
+
+
+def test_importing_compare_imports_no_section():
+    code = ("import sys, interp.compare as c; c.concepts(); "
+            "print(sorted(m for m in sys.modules if m.startswith('interp.compare.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['interp.compare._section']"
+
+
+def _toy_run(ctx, *, strength: float, centre: bool) -> ConceptResult:
+    """Per layer, ``strength`` times the norm of each model's mean resid_post over two prompts."""
+    per_layer = []
+    norms = {}
+    for name, model in ctx.pair:
+        acts = interp.collect(model, ["One two three.", "Four five six."], "resid_post", progress=False)["resid_post"]
+        mean = acts.mean(0)  # [layer, d]
+        if centre:
+            mean = mean - mean.mean(-1, keepdim=True)
+        norms[name] = (strength * mean.norm(dim=-1)).tolist()
+    for L in range(ctx.pair.n_layers):
+        per_layer.append({"layer": L, "base_norm": norms["base"][L], "post_norm": norms["post"][L]})
+    plots = [{"title": "Toy norms by layer", "reading": "norm", "series": {"base_norm": "base", "post_norm": "post"}}]
+    return ConceptResult("toy", list(range(ctx.pair.n_layers)), per_layer, readings={"summary": f"strength {strength}",
+                                                                                   "norm": "norms"},
+                         setup={"strength": strength, "centre": centre}, plots=plots)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """A section registered from this test file only (the registry is restored afterwards)."""
+    monkeypatch.setattr(_section, "_REGISTERED", {})
+    return register(Section("toy", _toy_run, help="a test section", params=(
+        Param("strength", float, 1.0, "multiplier of the norms"),
+        Param("centre", bool, True, "centre each mean before its norm"),
+    )))
+
+
+def test_a_section_registered_in_a_test_appears_in_the_cli_and_the_report(toy, tmp_path, capsys):
+    assert "toy" in concepts() and get_section("toy") is toy
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    helptext = capsys.readouterr().out
+    assert "toy section options" in helptext and "--toy-strength" in helptext and "--no-toy-centre" in helptext
+    assert main(["compare", "--concepts", "toy", "--toy-strength", "2.5", "--no-toy-centre", "--out",
+                 str(tmp_path / "r"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^toy \(\d+ s\): strength 2\.5$", printed, re.M)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    section = report["concepts"]["toy"]
+    assert section["setup"] == {"strength": 2.5, "centre": False}
+    # the figure is the section's own computation, with the option applied
+    pair = interp.load_pair()
+    acts = interp.collect(pair.post, ["One two three.", "Four five six."], "resid_post", progress=False)["resid_post"]
+    want = (2.5 * acts.mean(0).norm(dim=-1)).tolist()
+    assert [e["post_norm"] for e in section["per_layer"]] == pytest.approx(want, rel=1e-5)
+    assert "Toy norms by layer" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_section_options_are_checked_before_any_model_boots(toy):
+    # a base model that does not exist: any of these errors coming after a boot would be a load error instead
+    bad = dict(base="/nonexistent/base", post="/nonexistent/post", out=None)
+    with pytest.raises(ValueError, match=r"section 'toy' takes no option 'strenght'; its options: strength, centre"):
+        compare(concepts=["toy"], options={"toy": {"strenght": 2}}, **bad)
+    with pytest.raises(ValueError, match=r"option 'strength' of section 'toy' takes a float, got '2'"):
+        compare(concepts=["toy"], options={"toy": {"strength": "2"}}, **bad)
+    with pytest.raises(ValueError, match=r"option 'centre' of section 'toy' takes a bool, got 1"):
+        compare(concepts=["toy"], options={"toy": {"centre": 1}}, **bad)
+    with pytest.raises(ValueError, match=r"option 'nie_span' of section 'truth' must be one of 'statement_end', "
+                                         r"'from_period', 'last'; got 'period'"):
+        compare(concepts=["truth"], options={"truth": {"nie_span": "period"}}, **bad)
+    with pytest.raises(ValueError, match=r"options given for section\(s\) \['truth'\] that are not run; running: toy"):
+        compare(concepts=["toy"], options={"truth": {"seed": 1}}, **bad)
+    with pytest.raises(ValueError, match="each concept runs once"):
+        compare(concepts=["toy", "toy"], **bad)
+    with pytest.raises(ValueError, match="a section named 'truth' exists"):
+        register(Section("truth", _toy_run))
+    assert get_section("toy").options({"strength": 3}) == {"strength": 3.0, "centre": True}  # an int is a float
+
+
+def test_cli_options_of_a_built_in_section_reach_it(tmp_path, capsys):
+    assert main(["compare", "--concepts", "truth", "--truth-nie-shots", "2", "--truth-nie-normalization", "du",
+                 "--out", str(tmp_path / "r"), "-q"]) == 0
+    setup = json.loads((tmp_path / "r" / "report.json").read_text())["concepts"]["truth"]["setup"]
+    assert "2 labelled training statements before each judged one" in setup["causal check"]
+    assert "1 - PD(false)" in setup["causal check"]
+    assert main(["compare", "--concepts", "truth", "--refusal-seed", "1", "--out", str(tmp_path / "s")]) == 2
+    assert "options given for section(s) ['refusal'] that are not run" in capsys.readouterr().err
+
+
+def _numbers(report: dict) -> dict[str, float | None]:
+    """Every number a report's sections hold (per-layer entries, matrices, table cells, directions are
+    elsewhere), by path; wall times left out."""
+    out = {}
+
+    def walk(x, path):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k != "stage wall time (s)":
+                    walk(v, f"{path}/{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(x, bool) or x is None:
+            out[path] = x
+        elif isinstance(x, (int, float)):
+            out[path] = None if isinstance(x, float) and math.isnan(x) else float(x)
+
+    walk(report["concepts"], "")
+    return out
+
+
+def test_report_figures_are_pinned(organism_report):
+    """Every number of the bundled pair's full report equals the pinned one (tests/data/organism_report_pins.json,
+    written with ``python -m tests.test_sections`` from a run before a change that must not move them)."""
+    _, out = organism_report
+    got = _numbers(json.loads((out / "report.json").read_text()))
+    want = json.loads(PINS.read_text())
+    assert sorted(got) == sorted(want), sorted(set(got) ^ set(want))[:20]
+    moved = [(k, want[k], got[k]) for k in want
+             if not (want[k] == got[k] or (isinstance(want[k], float) and isinstance(got[k], float)
+                                           and abs(want[k] - got[k]) <= 1e-3 + 1e-3 * abs(want[k])))]
+    assert not moved, f"{len(moved)} of {len(want)} figures moved, e.g. {moved[:10]}"
+
+
+if __name__ == "__main__":  # write the pins from a fresh full run of the bundled pair
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compare(concepts=["truth", "refusal", "language", "snmf"], out=tmp, progress=False)
+        PINS.write_text(json.dumps(_numbers(json.loads((Path(tmp) / "report.json").read_text())), indent=0) + "\n")
+    print(f"wrote {PINS}")

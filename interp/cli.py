@@ -64,15 +64,30 @@ def _parser(section_options: bool = False) -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
     cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
-    cmp.add_argument("--concepts", default="truth", help="comma-separated sections, run in this order "
-                                                         "(available: {})".format(", ".join(_concepts())))
-    cmp.add_argument("--out", default="report", help="report folder (default report/)")
+    cmp.add_argument("--config", help="run configuration (TOML; a report folder's config.toml reproduces its run); "
+                                      "options given here override it")
+    cmp.add_argument("--concepts", help="comma-separated sections, run in this order (default truth; "
+                                        "available: {})".format(", ".join(_concepts())))
+    cmp.add_argument("--out", help="report folder (default report/)")
     cmp.add_argument("--data", help="folder of the public datasets (geometry_of_truth/, refusal/, snmf_concepts/) "
                                     "to take the truth, refusal and SNMF prompts from (default: built-in sets)")
     cmp.add_argument("--device", default=None)
+    cmp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights and activations "
+                                                                                 "(default float32)")
+    cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if section_options:
         _section_options(cmp)
+
+    rep = sub.add_parser("report", help="re-render a report folder's report.html from its report.json")
+    rep.add_argument("folder", help="a report folder written by interp compare")
+    rep.add_argument("--out", help="write the re-rendered report into this folder instead (default: in place)")
+
+    dif = sub.add_parser("diff", help="compare the figures of two report folders (exit 1 when they differ)")
+    dif.add_argument("a", help="report folder")
+    dif.add_argument("b", help="report folder")
+    dif.add_argument("--atol", type=float, default=1e-6, help="differences up to this are equal (default 1e-6)")
+    dif.add_argument("--json", help="also write the differences to this JSON file")
 
     st = sub.add_parser("steer", help="print steered and unsteered generations side by side")
     st.add_argument("prompts", nargs="+", metavar="PROMPT")
@@ -141,13 +156,29 @@ def print_concept(name: str, concept, seconds: float) -> None:
 def _compare(args) -> int:
     from interp.compare import compare
 
-    options: dict[str, dict] = {}
+    from interp.compare import load_config
+
+    config = load_config(args.config) if args.config else {}
+    from_config = config.pop("options", {})
+    flags: dict[str, dict] = {}
     for key, value in vars(args).items():  # the generated --<section>-<option> flags that were given
         if key.startswith("option:"):
             _, section, name = key.split(":")
-            options.setdefault(section, {})[name] = value
-    result = compare(args.base, args.post, concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
-                     out=args.out, device=args.device, progress=not args.quiet, data=args.data, options=options)
+            flags.setdefault(section, {})[name] = value
+    given = {k: getattr(args, k) for k in ("base", "post", "out", "data", "device", "dtype", "device_map")
+             if getattr(args, k) is not None}
+    if args.concepts is not None:
+        given["concepts"] = [c.strip() for c in args.concepts.split(",") if c.strip()]
+    run = {"concepts": ["truth"], "out": "report", **config, **given}
+    concepts = run["concepts"]
+    # the configuration's options of sections this run leaves out are not used; a flag for one is an error
+    options = {k: dict(v) for k, v in from_config.items() if k in concepts}
+    for section, values in flags.items():
+        options.setdefault(section, {}).update(values)
+    args.out = run["out"]
+    result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"], device=run.get("device"),
+                     dtype=run.get("dtype", "float32"), device_map=run.get("device_map"), progress=not args.quiet,
+                     data=run.get("data"), options=options, command=["interp", *sys.argv[1:]])
     for name, concept in result.concepts.items():
         print_concept(name, concept, result.timings.get(name, float("nan")))
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
@@ -157,6 +188,43 @@ def _compare(args) -> int:
     if vectors:
         print(f"steering vectors: {', '.join(str(v) for v in vectors)}")
     return 0
+
+
+def _report(args) -> int:
+    from interp.report import Comparison, write_report
+
+    comparison = Comparison.load(args.folder)
+    out = write_report(comparison, args.out or args.folder)
+    print(f"report: {out / 'report.html'} ({', '.join(comparison.concepts)})")
+    return 0
+
+
+def _diff(args) -> int:
+    import json
+
+    from interp.report import Comparison, diff
+
+    a, b = Comparison.load(args.a), Comparison.load(args.b)
+    d = diff(a, b, atol=args.atol)
+    for key, x, y in d["config"]:
+        print(f"config {key}: {x!r} -> {y!r}")
+    for model, name, x, y in d["models"]:
+        print(f"{model} model file {name}: sha256 {str(x)[:12]} -> {str(y)[:12]}")
+    for side, names in d["concepts"].items():
+        if names:
+            print(f"sections only in {args.a if side == 'only_a' else args.b}: {', '.join(names)}")
+    if d["figures"]:
+        print(f"  {'section':<10} {'figure':<44} {'max |a-b|':>10} {'layer':>5} {'a':>10} {'b':>10}  layers")
+        for r in d["figures"]:
+            print(f"  {r['concept']:<10} {r['figure']:<44} {_cell(r['max_abs_diff'], 10, 4)} {r['layer']:>5} "
+                  f"{_cell(r['a'], 10, 4)} {_cell(r['b'], 10, 4)}  {r['layers_differing']}")
+    same = not (d["config"] or d["models"] or d["figures"] or any(d["concepts"].values()))
+    n = sum(len(c.per_layer[0]) - 1 for name, c in a.concepts.items() if name in b.concepts and c.per_layer)
+    print(f"{len(d['figures'])} of {n} per-layer figures differ by more than {args.atol:g}" if not same else
+          f"no differences (per-layer figures equal within {args.atol:g})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(d, indent=1))
+    return 0 if same else 1
 
 
 def _columns(left: str, right: str, width: int = 48) -> str:
@@ -375,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             return _organism(args)
         if args.command == "steer":
             return _steer(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "diff":
+            return _diff(args)
     except (ValueError, OSError, KeyError) as e:
         print(f"interp {args.command}: error: {e}", file=sys.stderr)
         return 2

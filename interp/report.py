@@ -1,14 +1,17 @@
 """Writing a comparison's results: JSON, CSV, directions (safetensors) and a self-contained HTML page.
 
-``DIR/report.json``         every concept's per-layer entries, matrices and readings; ``wall_time_s``:
-                            seconds spent booting the pair and in each section
+``DIR/report.json``         every concept's per-layer entries, matrices, tables, plots and readings;
+                            ``manifest``: what reproduces the run (:mod:`interp.manifest`);
+                            ``wall_time_s``: seconds spent booting the pair and in each section
 ``DIR/layers.csv``          one row per concept x layer x model x measure
 ``DIR/directions.safetensors``  every direction ``[layer, d]`` with its metadata
 ``DIR/report.html``         the figures (plotly, inlined: the page opens offline)
 ``DIR/vectors/*.safetensors``  steering vectors a section selected (e.g. ``refusal-post``),
                             loadable with ``steering.load_vector`` / ``interp steer --vector``
 
-All files are written atomically.
+All files are written atomically. :meth:`Comparison.load` reads a report folder back into an equal
+:class:`Comparison` (``interp report DIR`` re-renders its HTML from it). Undefined values (NaN) are
+written, and read back, as ``null``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,36 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "figures", "long_rows", "write_report"]
+__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "write_report", "REPORT_FORMAT"]
+
+#: ``report.json``'s ``format`` (what :meth:`Comparison.load` reads).
+REPORT_FORMAT = "interp-report/2"
+
+
+def jsonable(x):
+    """``x`` as plain JSON values: tuples as lists, keys as strings, numpy and 0-d torch numbers as Python
+    numbers, NaN and infinities as ``None`` (undefined)."""
+    import math
+
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return int(x)
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0 and not isinstance(x, (str, bytes)):
+        x = x.item()
+        if isinstance(x, bool):
+            return x
+        if isinstance(x, int):
+            return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, os.PathLike):
+        return str(x)
+    raise TypeError(f"{type(x).__name__} is not a JSON value: {x!r}")
 
 
 @dataclass
@@ -61,6 +93,33 @@ class ConceptResult:
     vectors: dict = field(default_factory=dict)
     """name -> ``steering.SteeringVector`` to write as ``DIR/vectors/{concept}-{name}.safetensors``"""
 
+    def __post_init__(self) -> None:
+        # plain JSON values from the start, so what is written is what a reload gives (NaN: None, undefined)
+        self.layers = [int(x) for x in self.layers]
+        for name in ("per_layer", "long_rows", "matrices", "readings", "setup", "plots", "tables"):
+            setattr(self, name, jsonable(getattr(self, name)))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ConceptResult):
+            return NotImplemented
+        plain = ("concept", "layers", "per_layer", "long_rows", "matrices", "readings", "setup", "plots", "tables")
+        if any(getattr(self, k) != getattr(other, k) for k in plain):
+            return False
+        if self.directions.keys() != other.directions.keys() or self.vectors.keys() != other.vectors.keys():
+            return False
+        same = all(torch.equal(self.directions[k].float(), other.directions[k].float()) for k in self.directions)
+        return same and all(_vector_state(self.vectors[k]) == _vector_state(other.vectors[k]) for k in self.vectors)
+
+    def to_json(self) -> dict:
+        return {"layers": self.layers, "per_layer": self.per_layer, "matrices": self.matrices, "tables": self.tables,
+                "readings": self.readings, "setup": self.setup, "plots": self.plots, "long_rows": self.long_rows,
+                "directions": sorted(self.directions), "vectors": sorted(self.vectors)}
+
+
+def _vector_state(vec) -> tuple:
+    """What a saved steering vector keeps: its directions (float32), layers, site, scale and metadata."""
+    return (vec.vectors.float().tolist(), tuple(vec.layers), vec.site, float(vec.scale), jsonable(vec.meta))
+
 
 @dataclass
 class Comparison:
@@ -72,17 +131,59 @@ class Comparison:
     #: wall time in seconds of booting the pair (``load``) and of each section, in run order
     timings: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.pair, self.manifest = jsonable(self.pair), jsonable(self.manifest)
+        self.timings = {k: float(v) for k, v in self.timings.items()}
+
     def to_json(self) -> dict:
         return {
+            "format": REPORT_FORMAT,
             "pair": self.pair,
             "manifest": self.manifest,
             "wall_time_s": self.timings,
-            "concepts": {
-                name: {"layers": c.layers, "per_layer": c.per_layer, "matrices": c.matrices,
-                       "tables": c.tables, "readings": c.readings, "setup": c.setup}
-                for name, c in self.concepts.items()
-            },
+            "concepts": {name: c.to_json() for name, c in self.concepts.items()},
         }
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "Comparison":
+        """Read a report folder written by :func:`write_report` (``report.json``, ``directions.safetensors``,
+        ``vectors/``) back into an equal :class:`Comparison`.
+
+        Raises:
+            FileNotFoundError: no ``report.json`` in ``folder``, or a direction or vector file it lists is missing.
+            ValueError: a ``report.json`` of another format (an older toolkit's: re-run the comparison).
+        """
+        from safetensors import safe_open
+
+        from steering import load_vector
+
+        folder = Path(folder)
+        path = folder / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} holds no report.json (is it a report folder of interp compare?)")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != REPORT_FORMAT:
+            raise ValueError(f"{path} is of format {data.get('format')!r}, not {REPORT_FORMAT!r}: written by another "
+                             "version of the toolkit; run the comparison again")
+        tensors = {}
+        wanted = [f"{name}/{key}" for name, c in data["concepts"].items() for key in c["directions"]]
+        if wanted:
+            st = folder / "directions.safetensors"
+            if not st.is_file():
+                raise FileNotFoundError(f"{st} is missing; report.json lists directions {wanted[:3]}...")
+            with safe_open(st, framework="pt") as f:
+                missing = sorted(set(wanted) - set(f.keys()))
+                if missing:
+                    raise FileNotFoundError(f"{st} lacks directions {missing}")
+                tensors = {k: f.get_tensor(k) for k in wanted}
+        concepts = {}
+        for name, c in data["concepts"].items():
+            vectors = {key: load_vector(folder / "vectors" / f"{name}-{key}.safetensors") for key in c["vectors"]}
+            concepts[name] = ConceptResult(
+                name, c["layers"], c["per_layer"], c["long_rows"], c["matrices"],
+                {key: tensors[f"{name}/{key}"] for key in c["directions"]}, c["readings"], c["setup"], c["plots"],
+                c["tables"], vectors=vectors)
+        return cls(pair=data["pair"], concepts=concepts, manifest=data["manifest"], timings=data["wall_time_s"])
 
 
 def long_rows(per_layer: list[dict]) -> list[tuple[int, str, str, float]]:
@@ -106,7 +207,7 @@ def _csv(comparison: Comparison) -> bytes:
     w.writerow(["concept", "layer", "model", "measure", "value"])
     for name, c in comparison.concepts.items():
         for layer, model, measure, value in c.long_rows:
-            w.writerow([name, layer, model, measure, f"{value:.6g}"])
+            w.writerow([name, layer, model, measure, "" if value is None else f"{value:.6g}"])
     return buf.getvalue().encode()
 
 
@@ -222,10 +323,10 @@ def _html(comparison: Comparison) -> bytes:
 
 
 def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
-    """Write ``report.json``, ``layers.csv``, ``directions.safetensors`` and ``report.html`` into ``out``."""
+    """Write ``directions.safetensors``, ``vectors/``, ``layers.csv``, ``report.html`` and, last (it indexes the
+    rest), ``report.json`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "report.json", comparison.to_json())
     atomic_write_bytes(out / "layers.csv", _csv(comparison))
     tensors, meta = {}, {}
     for name, c in comparison.concepts.items():
@@ -238,4 +339,63 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
         for key, vec in c.vectors.items():
             vec.save(out / "vectors" / f"{name}-{key}.safetensors")
     atomic_write_bytes(out / "report.html", _html(comparison))
+    write_json(out / "report.json", comparison.to_json())
     return out
+
+
+def _flat(x, prefix: str = "") -> dict:
+    """Leaves of nested dicts as ``{"a.b.c": value}``."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: x}
+
+
+def diff(a: Comparison, b: Comparison, *, atol: float = 1e-6) -> dict:
+    """What differs between two runs: their configurations and models, and every per-layer figure.
+
+    Returns:
+        ``{"config": [(key, a, b)], "models": [(model, file, sha_a, sha_b)], "concepts": {"only_a": [...],
+        "only_b": [...]}, "figures": [row]}``, a row per ``(concept, figure)`` whose values differ by more than
+        ``atol`` at some layer (or are defined in one run only): ``{"concept", "figure", "max_abs_diff",
+        "layer", "a", "b", "layers_differing"}`` at the layer of the largest difference (``max_abs_diff``
+        None where one value is undefined there), largest first.
+    """
+    ca = _flat(a.manifest.get("config", {}))
+    cb = _flat(b.manifest.get("config", {}))
+    config = [(k, ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)
+              and k != "out"]
+    models = []
+    for m in ("base", "post"):
+        fa = a.manifest.get("models", {}).get(m, {}).get("files", {})
+        fb = b.manifest.get("models", {}).get(m, {}).get("files", {})
+        models += [(m, f, fa.get(f, {}).get("sha256"), fb.get(f, {}).get("sha256")) for f in sorted(set(fa) | set(fb))
+                   if fa.get(f, {}).get("sha256") != fb.get(f, {}).get("sha256")]
+    rows = []
+    for name in [n for n in a.concepts if n in b.concepts]:
+        pa = {e["layer"]: e for e in a.concepts[name].per_layer}
+        pb = {e["layer"]: e for e in b.concepts[name].per_layer}
+        keys = dict.fromkeys(k for e in [*pa.values(), *pb.values()] for k in e if k != "layer")
+        for key in keys:
+            worst, differing = None, []
+            for layer in sorted(set(pa) & set(pb)):
+                va, vb = pa[layer].get(key), pb[layer].get(key)
+                if va == vb or not all(isinstance(v, (int, float, type(None))) for v in (va, vb)):
+                    continue
+                gap = None if va is None or vb is None else abs(float(va) - float(vb))
+                if gap is not None and gap <= atol:
+                    continue
+                differing.append(layer)
+                rank = float("inf") if gap is None else gap
+                if worst is None or rank > worst[0]:
+                    worst = (rank, layer, va, vb, gap)
+            if worst is not None:
+                rows.append({"concept": name, "figure": key, "max_abs_diff": worst[4], "layer": worst[1],
+                             "a": worst[2], "b": worst[3], "layers_differing": differing})
+    rows.sort(key=lambda r: -float("inf") if r["max_abs_diff"] is None else -r["max_abs_diff"])
+    return {"config": config, "models": models,
+            "concepts": {"only_a": [n for n in a.concepts if n not in b.concepts],
+                         "only_b": [n for n in b.concepts if n not in a.concepts]},
+            "figures": rows}

@@ -20,6 +20,25 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _every_report_reads_back_equal():
+    """Every report folder the suite writes is read back with ``Comparison.load`` right after it is written and
+    must equal the comparison that was written (the round trip of ``interp report`` and ``interp diff``)."""
+    import interp.compare
+    import interp.report as report
+
+    original = report.write_report
+
+    def checked(comparison, out):
+        path = original(comparison, out)
+        assert report.Comparison.load(path) == comparison, f"Comparison.load({path}) differs from what was written"
+        return path
+
+    report.write_report = interp.compare.write_report = checked
+    yield
+    report.write_report = interp.compare.write_report = original
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     """``family -> (base_dir, post_dir)``: random-weight tiny pairs saved like hub snapshots."""

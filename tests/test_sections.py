@@ -126,7 +126,9 @@ def _numbers(report: dict) -> dict[str, float | None]:
         elif isinstance(x, (int, float)):
             out[path] = None if isinstance(x, float) and math.isnan(x) else float(x)
 
-    walk(report["concepts"], "")
+    for name, concept in report["concepts"].items():  # the figures; plots and long_rows repeat them
+        walk({k: v for k, v in concept.items() if k in ("layers", "per_layer", "matrices", "tables", "readings",
+                                                        "setup")}, f"/{name}")
     return out
 
 

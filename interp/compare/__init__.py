@@ -24,12 +24,62 @@ from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register
 from ._section import concepts as _available
 
-__all__ = ["compare", "CONCEPTS", "Param", "Section", "SectionContext", "concepts", "get_section", "register"]
+__all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Param", "Section", "SectionContext", "concepts", "get_section",
+           "load_config", "register", "write_config"]
 
 log = logging.getLogger(__name__)
 
 #: The built-in sections, in the order a full run takes them (:func:`concepts` adds registered ones).
 CONCEPTS = tuple(BUILTIN)
+
+
+#: The keys of a run configuration (``interp compare --config run.toml``; :func:`load_config`).
+CONFIG_KEYS = ("base", "post", "concepts", "out", "data", "device", "dtype", "device_map", "options")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a run configuration (TOML) into :func:`compare`'s keywords.
+
+    The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string)
+    and one ``[options.<section>]`` table per section; a report folder's ``config.toml`` is such a file,
+    so ``interp compare --config report/config.toml`` runs the same comparison again.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not TOML, or a key that is not a configuration key.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no configuration file {path}")
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; a configuration holds {', '.join(CONFIG_KEYS)}")
+    if isinstance(config.get("concepts"), str):
+        config["concepts"] = [c.strip() for c in config["concepts"].split(",") if c.strip()]
+    if "options" in config and not all(isinstance(v, dict) for v in config["options"].values()):
+        raise ValueError(f"{path}: [options] must hold one table per section, e.g. [options.truth]")
+    return config
+
+
+def write_config(config: dict, path: str | Path) -> None:
+    """Write a run configuration as TOML (undefined values, ``None``, are left out: they mean the default)."""
+    import tomli_w
+
+    from .._io import atomic_write_bytes
+
+    def drop_none(x):
+        return {k: drop_none(v) for k, v in x.items() if v is not None} if isinstance(x, dict) else x
+
+    atomic_write_bytes(path, tomli_w.dumps(drop_none(config)).encode())
 
 
 def compare(
@@ -40,9 +90,12 @@ def compare(
     concepts: Sequence[str] = ("truth",),
     out: str | Path | None = "report",
     device: str | None = None,
+    dtype: str = "float32",
+    device_map: str | None = None,
     progress: bool = True,
     data: str | Path | None = None,
     options: dict[str, dict] | None = None,
+    command: Sequence[str] | None = None,
 ) -> Comparison:
     """Compare a base model and its post-trained version, concept by concept.
 
@@ -51,40 +104,53 @@ def compare(
             ``base="gemma-270m-organism"`` alone for the real-base organism.
         pair: an already booted :class:`~interp.ModelPair` (instead of base/post).
         concepts: sections to run, in this order; see :func:`interp.compare.concepts`.
-        out: folder for the report files, or ``None`` to write nothing.
+        out: folder for the report files, or ``None`` to write nothing. It also receives ``config.toml``,
+            the run's configuration (:func:`load_config` reads it back).
+        device, dtype, device_map: how the pair is booted (:func:`interp.load_pair`); ``dtype`` one of
+            :data:`DTYPES` (bfloat16/float16 for GPUs).
         data: a folder of the public datasets (:class:`~interp.datasets.PublicSets`: Geometry of Truth,
             Arditi et al.'s refusal splits, the SNMF concepts) to take the truth, refusal and SNMF prompts
             from instead of the built-in sets; ignored on the bundled organism, which has its own.
         options: per section, its options (``{"truth": {"nie_shots": 4}}``; a section's ``params`` list
             them, as does ``interp compare --help``); the rest keep their defaults.
+        command: the command line that started the run, for the manifest.
 
     Returns:
         The :class:`~interp.report.Comparison`; ``timings`` holds each section's wall time in seconds
-        (also in ``report.json``).
+        (also in ``report.json``); ``manifest`` what reproduces the run (:mod:`interp.manifest`).
 
     Raises:
-        ValueError: an unknown concept, an option a section does not take or a bad option value (all
-            checked before any model is booted). FileNotFoundError: ``data`` lacks one of the public files.
+        ValueError: an unknown concept, an option a section does not take or a bad option value, an unknown
+            dtype, ``out`` naming a file (all checked before any model is booted). FileNotFoundError: ``data``
+            lacks one of the public files.
     """
-    from .. import organism as _organism
-    from ..datasets import PublicSets
+    import torch
 
+    from .. import organism as _organism
+    from ..datasets import PublicSets, recording
+    from ..manifest import folder_sha256, file_sha256, now, run_manifest
+
+    started = now()
     concepts = list(concepts)
     if len(set(concepts)) != len(concepts):
         raise ValueError(f"each concept runs once; got {concepts}")
-    options = dict(options or {})
     unknown = [c for c in concepts if c not in _available()]
     if unknown:
         raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(_available())}")
+    options = dict(options or {})
     stray = sorted(set(options) - set(concepts))
     if stray:
         raise ValueError(f"options given for section(s) {stray} that are not run; running: {', '.join(concepts)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; the report needs a folder")
     sections = {name: get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
     t0 = time.perf_counter()
     if pair is None:
-        pair = load_pair(base, post, device=device)
+        pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
     timings = {"load": time.perf_counter() - t0}
     is_organism = _organism.is_bundled(pair)
     if is_organism and sets is not None:
@@ -92,16 +158,28 @@ def compare(
         sets = None
     ctx = SectionContext(pair=pair, data=sets, is_organism=is_organism, progress=progress)
     results = {}
-    for name, section in sections.items():
-        log.info("running the %s section", name)
-        t0 = time.perf_counter()
-        results[name] = section.run(ctx, **chosen[name])
-        timings[name] = time.perf_counter() - t0
-        log.info("%s section: %.1f s", name, timings[name])
+    with recording() as used:
+        for name, section in sections.items():
+            log.info("running the %s section", name)
+            used.section = name
+            t0 = time.perf_counter()
+            results[name] = section.run(ctx, **chosen[name])
+            timings[name] = time.perf_counter() - t0
+            log.info("%s section: %.1f s", name, timings[name])
+    config = {"base": None if base is None else str(base), "post": None if post is None else str(post),
+              "concepts": concepts, "out": None if out is None else str(out),
+              "data": None if data is None else str(data), "device": device, "dtype": dtype,
+              "device_map": device_map, "options": chosen}
+    data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
+    for entry in used.entries:  # user files
+        if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:
+            data_files[entry["source"]] = file_sha256(entry["source"])
+    manifest = run_manifest(pair, config=config, datasets=used.entries, data_files=data_files, started=started,
+                            command=None if command is None else list(command))
     info = pair.info()
-    comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results,
-                            manifest={"vocab_sha256": info["vocab_sha256"]},
+    comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results, manifest=manifest,
                             timings={k: round(v, 2) for k, v in timings.items()})
     if out is not None:
         write_report(comparison, out)
+        write_config(config, Path(out) / "config.toml")
     return comparison

@@ -11,6 +11,8 @@
 * :class:`PublicSets`: the comparison's truth, refusal and SNMF sets drawn
   from a folder of the published datasets (Geometry of Truth, Arditi et
   al.'s refusal splits, the SNMF concepts), with fixed splits.
+* :func:`recording`: which sets were loaded inside a block, with a hash and
+  row ids for each (what a comparison's manifest lists).
 
 Importing this package loads neither torch nor transformers; scikit-learn is
 imported only by :meth:`PromptSet.split`.
@@ -27,5 +29,7 @@ from ._builtin import available, describe, load
 from ._files import FORMATS, load_file
 from ._promptset import PromptSet
 from ._public import PublicSets
+from ._record import describe_set, recording
 
-__all__ = ["FORMATS", "PromptSet", "PublicSets", "available", "describe", "load", "load_file"]
+__all__ = ["FORMATS", "PromptSet", "PublicSets", "available", "describe", "describe_set", "load", "load_file",
+           "recording"]

@@ -19,6 +19,7 @@ from . import _world as W
 from ._instructions import HARMFUL, HARMLESS, instruction_rows
 from ._languages import language_rows
 from ._promptset import PromptSet
+from ._record import record
 from ._stable import Row, held_out_groups
 from ._truth import truth_rows
 
@@ -159,7 +160,7 @@ def load(name: str, split: Split = "all") -> PromptSet:
     if split not in SPLITS:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     if name.startswith("organism/"):
-        return _organism(name, split)
+        return record(_organism(name, split), split)
     if name == "refusal":
-        return _refusal(split)
-    return _build(name, split)
+        return record(_refusal(split), split)
+    return record(_build(name, split), split)

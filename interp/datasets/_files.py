@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._promptset import PromptSet
+from ._record import record
 from ._readers import FORMATS, detect, json_records, read_csv, read_json, read_records
 
 __all__ = ["load_file", "FORMATS", "TEXT_COLUMNS", "LABEL_COLUMNS"]
@@ -105,10 +106,10 @@ def load_file(
     lines = None
     if records is None:
         records, lines = read_csv(path)
-    return _promptset(
+    return record(_promptset(
         records, path, fmt=fmt, lines=lines, text_column=text_column, label_column=label_column,
         label=label, name=name,
-    )
+    ))
 
 
 def _promptset(

@@ -43,6 +43,7 @@ from ._builtin import load as load_builtin
 from ._files import load_file
 from ._parallel import django_parallel
 from ._promptset import PromptSet
+from ._record import record
 from ._stable import ranked, stable_hash
 
 __all__ = ["PublicSets", "TRUTH_PER_KIND", "TRUTH_KINDS"]
@@ -117,7 +118,7 @@ class PublicSets:
         key = (name, split)
         if key not in self._cache:
             self._cache[key] = getattr(self, f"_{name}")(split)
-        return self._cache[key]
+        return record(self._cache[key], split)
 
     def _truth(self, split: str) -> PromptSet:
         texts, labels, meta = [], [], []

@@ -19,13 +19,35 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _section_options(cmp: argparse.ArgumentParser) -> None:
+def _user_concepts(values: list[str] | None) -> dict[str, list[str]]:
+    """``--concept NAME=POS,NEG`` values as ``{name: [pos, neg]}``.
+
+    Raises:
+        ValueError: a value not of that form, or a name given twice.
+    """
+    out: dict[str, list[str]] = {}
+    for value in values or []:
+        name, _, files = value.partition("=")
+        parts = [f for f in files.split(",") if f]
+        if not name or len(parts) != 2:
+            raise ValueError(f"--concept takes NAME=POSITIVE_FILE,NEGATIVE_FILE; got {value!r}")
+        if name in out:
+            raise ValueError(f"--concept {name} is given twice")
+        out[name] = parts
+    return out
+
+
+def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | None = None) -> None:
     """One argument group per comparison section, generated from its declared options
-    (:class:`interp.compare.Param`): ``--<section>-<option>``."""
+    (:class:`interp.compare.Param`): ``--<section>-<option>``; ``user`` concepts (``--concept``) too."""
     from interp.compare import concepts, get_section
 
-    for name in concepts():
-        section = get_section(name)
+    sections = {name: get_section(name) for name in concepts()}
+    if user:
+        from interp.compare.concept import concept
+
+        sections.update({name: concept(name, *files) for name, files in user.items() if name not in sections})
+    for name, section in sections.items():
         if not section.params:
             continue
         group = cmp.add_argument_group(f"{name} section options", section.help or None)
@@ -39,9 +61,9 @@ def _section_options(cmp: argparse.ArgumentParser) -> None:
             group.add_argument(f"--{name}-{p.name.replace('_', '-')}", **kw)
 
 
-def _parser(section_options: bool = False) -> argparse.ArgumentParser:
+def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``section_options`` adds every section's options to ``compare`` (which imports
-    the section modules, so only done when the command is ``compare``)."""
+    the section modules, so only done when the command is ``compare``), and those of the ``user`` concepts."""
     p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -64,6 +86,9 @@ def _parser(section_options: bool = False) -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare base and post layer by layer and write the report")
     cmp.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
     cmp.add_argument("--post", help="post-trained model (default: the bundled organism)")
+    cmp.add_argument("--models", help="a checkpoint series, comma-separated, the reference first: every later one is "
+                                      "compared against it, one pair in memory at a time; writes one report per "
+                                      "checkpoint and series.html (layer x checkpoint heatmaps)")
     cmp.add_argument("--config", help="run configuration (TOML; a report folder's config.toml reproduces its run); "
                                       "options given here override it")
     cmp.add_argument("--concepts", help="comma-separated sections, run in this order (default truth; "
@@ -76,8 +101,11 @@ def _parser(section_options: bool = False) -> argparse.ArgumentParser:
                                                                                  "(default float32)")
     cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cmp.add_argument("--concept", action="append", metavar="NAME=POS,NEG",
+                     help="your own concept from two prompt files, positive and negative (repeatable): probes, "
+                          "base/post directions and transfer, steering; its options are --NAME-<option>")
     if section_options:
-        _section_options(cmp)
+        _section_options(cmp, user)
 
     rep = sub.add_parser("report", help="re-render a report folder's report.html from its report.json")
     rep.add_argument("folder", help="a report folder written by interp compare")
@@ -169,16 +197,21 @@ def _compare(args) -> int:
              if getattr(args, k) is not None}
     if args.concepts is not None:
         given["concepts"] = [c.strip() for c in args.concepts.split(",") if c.strip()]
-    run = {"concepts": ["truth"], "out": "report", **config, **given}
-    concepts = run["concepts"]
+    user = {**config.get("user_concepts", {}), **_user_concepts(args.concept)}
+    # with only --concept, only the user's concepts run
+    run = {"concepts": [] if user and "concepts" not in config else ["truth"], "out": "report", **config, **given}
+    concepts = list(run["concepts"]) + [name for name in user if name not in run["concepts"]]
     # the configuration's options of sections this run leaves out are not used; a flag for one is an error
     options = {k: dict(v) for k, v in from_config.items() if k in concepts}
     for section, values in flags.items():
         options.setdefault(section, {}).update(values)
     args.out = run["out"]
+    if args.models or run.get("models"):
+        return _series(args, run, concepts, options, user)
     result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"], device=run.get("device"),
                      dtype=run.get("dtype", "float32"), device_map=run.get("device_map"), progress=not args.quiet,
-                     data=run.get("data"), options=options, command=["interp", *sys.argv[1:]])
+                     data=run.get("data"), options=options, user_concepts=user or None,
+                     command=["interp", *sys.argv[1:]])
     for name, concept in result.concepts.items():
         print_concept(name, concept, result.timings.get(name, float("nan")))
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
@@ -187,6 +220,22 @@ def _compare(args) -> int:
     vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
     if vectors:
         print(f"steering vectors: {', '.join(str(v) for v in vectors)}")
+    return 0
+
+
+def _series(args, run: dict, concepts: list[str], options: dict, user: dict) -> int:
+    from interp.compare.series import compare_series
+
+    if run.get("base") or run.get("post"):
+        raise ValueError("give either --models (a series) or --base/--post (a pair), not both")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(run["models"])
+    result = compare_series(models, concepts=concepts, out=run["out"], device=run.get("device"),
+                            dtype=run.get("dtype", "float32"), progress=not args.quiet, data=run.get("data"),
+                            options=options, user_concepts=user or None, command=["interp", *sys.argv[1:]])
+    for k, (folder, seconds) in enumerate(zip(result.reports, result.timings), 1):
+        print(f"{models[0]} vs {models[k]}: {folder}/report.html ({seconds:.0f} s)")
+    print(f"series: {Path(run['out']) / 'series.html'} (also series.json); figures: "
+          + ", ".join(f"{name} {', '.join(figs)}" for name, figs in result.figures.items()))
     return 0
 
 
@@ -428,7 +477,18 @@ def _concepts() -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser(section_options=bool(argv) and argv[0] == "compare").parse_args(argv)
+    is_compare = bool(argv) and argv[0] == "compare"
+    user = {}
+    if is_compare:  # the user concepts' options are flags too: find the concepts first
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--concept", action="append")
+        try:
+            user = _user_concepts(pre.parse_known_args(argv[1:])[0].concept)
+            _parser(True, user)  # a missing concept file is named before the full parse
+        except (ValueError, OSError) as e:
+            print(f"interp compare: error: {e}", file=sys.stderr)
+            return 2
+    args = _parser(section_options=is_compare, user=user).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Per-file weight-loading bars of transformers would drown the toolkit's own progress bars.
     from transformers.utils import logging as hf_logging

@@ -29,7 +29,8 @@ import torch
 from .datasets import PromptSet
 
 __all__ = [
-    "ModelPair", "load_model", "load_pair", "resolve_model", "check_same_tokenizer", "tokenizer_of", "vocab_digest",
+    "ModelPair", "load_model", "load_pair", "pair_of", "resolve_model", "check_same_tokenizer", "tokenizer_of",
+    "vocab_digest",
 ]
 
 log = logging.getLogger(__name__)
@@ -362,6 +363,16 @@ def load_pair(
     if preset is not None:  # name the cached folders for what they are (reports, manifests)
         base_model.interp_source["name"] = f"{preset} base: google/gemma-3-270m"
         post_model.interp_source["name"] = f"{preset} post: google/gemma-3-270m + LoRA (interp/organism/gemma_lora)"
+    return pair_of(base_model, post_model)
+
+
+def pair_of(base_model, post_model) -> ModelPair:
+    """A :class:`ModelPair` of two booted models (e.g. one reference model paired with each checkpoint of a
+    series in turn), checked as :func:`load_pair` checks them; the chat template is the post model's.
+
+    Raises:
+        ValueError: the two models differ in vocabulary, depth or width.
+    """
     check_same_tokenizer(tokenizer_of(base_model), tokenizer_of(post_model))
     for key in ("n_layers", "d_model"):
         a, b = getattr(base_model.cfg, key), getattr(post_model.cfg, key)

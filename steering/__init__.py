@@ -9,7 +9,8 @@
   active (KV-cached, left-padded);
 * :mod:`steering.metrics` — refusal rate and score, next-token KL, held-out loss;
 * :func:`calibrate_scale` — the scale that moves next-token KL to a target;
-* :mod:`steering.refusal` — candidate refusal directions and their selection.
+* :mod:`steering.refusal` — candidate refusal directions and their selection;
+* :func:`orthogonalize` — directional ablation written into a model folder's weights.
 
 >>> import torch, steering
 >>> v = steering.SteeringVector(torch.ones(1, 4), layers=(0,))
@@ -22,6 +23,7 @@ from .calibrate import calibrate_scale
 from .generation import Generation, generate
 from .interventions import Ablate, Add, Clamp, Deactivate, Intervention, ablate, add, apply, clamp, prompt_window
 from .vector import SteeringVector, load_vector
+from .weights import orthogonalize
 
 __all__ = [
     "Ablate",
@@ -39,6 +41,7 @@ __all__ = [
     "generate",
     "load_vector",
     "metrics",
+    "orthogonalize",
     "prompt_window",
     "refusal",
 ]

@@ -198,6 +198,13 @@ CASES = {
     31: _lost_cache,
     32: lambda c: interp.compare.compare(pair=c["pair"], options={"truth": {"nie_spans": "last"}}, out=None),
     33: lambda c: interp.compare.compare(pair=c["pair"], options={"truth": {"nie_shots": "4"}}, out=None),
+    34: lambda c: interp.compare.compare(pair=c["pair"], options={"truth": {"data": str(c["tmp"] / "no.csv")}},
+                                         out=None),
+    35: lambda c: interp.compare.compare(pair=c["pair"], concepts=["refusal"],
+                                         options={"refusal": {"data": str(c["tmp"] / "no.csv")}}, out=None),
+    36: lambda c: interp.compare.compare(pair=c["pair"], user_concepts={"truth": ("a.jsonl", "b.jsonl")}, out=None),
+    37: lambda c: interp.datasets.PromptSet("few", ["a", "b", "c", "d", "e", "f"], [0, 1] * 3, ("x", "y"),
+                                            [{"group": i // 2} for i in range(6)]).split(0.25),
 }
 
 

@@ -34,15 +34,17 @@ CONCEPTS = tuple(BUILTIN)
 
 
 #: The keys of a run configuration (``interp compare --config run.toml``; :func:`load_config`).
-CONFIG_KEYS = ("base", "post", "concepts", "out", "data", "device", "dtype", "device_map", "options")
+CONFIG_KEYS = ("base", "post", "models", "concepts", "out", "data", "device", "dtype", "device_map", "options",
+               "user_concepts")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 def load_config(path: str | Path) -> dict:
     """Read a run configuration (TOML) into :func:`compare`'s keywords.
 
-    The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string)
-    and one ``[options.<section>]`` table per section; a report folder's ``config.toml`` is such a file,
+    The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string),
+    one ``[options.<section>]`` table per section and a ``[user_concepts]`` table (``name = ["pos.jsonl",
+    "neg.jsonl"]``); a report folder's ``config.toml`` is such a file,
     so ``interp compare --config report/config.toml`` runs the same comparison again.
 
     Raises:
@@ -65,6 +67,9 @@ def load_config(path: str | Path) -> dict:
         raise ValueError(f"{path}: unknown key(s) {unknown}; a configuration holds {', '.join(CONFIG_KEYS)}")
     if isinstance(config.get("concepts"), str):
         config["concepts"] = [c.strip() for c in config["concepts"].split(",") if c.strip()]
+    if "user_concepts" in config and not all(isinstance(v, list) and len(v) == 2 for v in
+                                              config["user_concepts"].values()):
+        raise ValueError(f"{path}: [user_concepts] maps each name to [positive file, negative file]")
     if "options" in config and not all(isinstance(v, dict) for v in config["options"].values()):
         raise ValueError(f"{path}: [options] must hold one table per section, e.g. [options.truth]")
     return config
@@ -95,6 +100,7 @@ def compare(
     progress: bool = True,
     data: str | Path | None = None,
     options: dict[str, dict] | None = None,
+    user_concepts: dict[str, Sequence] | None = None,
     command: Sequence[str] | None = None,
 ) -> Comparison:
     """Compare a base model and its post-trained version, concept by concept.
@@ -113,6 +119,10 @@ def compare(
             from instead of the built-in sets; ignored on the bundled organism, which has its own.
         options: per section, its options (``{"truth": {"nie_shots": 4}}``; a section's ``params`` list
             them, as does ``interp compare --help``); the rest keep their defaults.
+        user_concepts: your own concepts, ``{name: (positive, negative)}`` (files or
+            :class:`~interp.datasets.PromptSet`; :func:`interp.compare.concept.concept`): each runs the generic
+            pipeline (probes, base/post directions and transfer, steering) after ``concepts`` unless ``concepts``
+            names it; its options go in ``options[name]`` like a built-in section's.
         command: the command line that started the run, for the manifest.
 
     Returns:
@@ -134,7 +144,19 @@ def compare(
     concepts = list(concepts)
     if len(set(concepts)) != len(concepts):
         raise ValueError(f"each concept runs once; got {concepts}")
-    unknown = [c for c in concepts if c not in _available()]
+    own = {}
+    if user_concepts:
+        from .concept import concept
+
+        taken = sorted(set(user_concepts) & set(_available()))
+        if taken:
+            raise ValueError(f"user concept name(s) {taken} are taken by sections; choose other names")
+        for name, files in user_concepts.items():
+            if isinstance(files, (str, bytes)) or len(files) != 2:
+                raise ValueError(f"user concept {name!r} takes two prompt sets, positive and negative; got {files!r}")
+            own[name] = concept(name, *files)  # files are checked here, before any model boots
+        concepts += [name for name in own if name not in concepts]
+    unknown = [c for c in concepts if c not in _available() and c not in own]
     if unknown:
         raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(_available())}")
     options = dict(options or {})
@@ -145,7 +167,7 @@ def compare(
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; the report needs a folder")
-    sections = {name: get_section(name) for name in concepts}
+    sections = {name: own[name] if name in own else get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
     t0 = time.perf_counter()
@@ -169,7 +191,9 @@ def compare(
     config = {"base": None if base is None else str(base), "post": None if post is None else str(post),
               "concepts": concepts, "out": None if out is None else str(out),
               "data": None if data is None else str(data), "device": device, "dtype": dtype,
-              "device_map": device_map, "options": chosen}
+              "device_map": device_map, "options": chosen,
+              "user_concepts": {name: [str(f) if isinstance(f, (str, Path)) else f.name for f in files]
+                                for name, files in (user_concepts or {}).items()} or None}
     data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
     for entry in used.entries:  # user files
         if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:

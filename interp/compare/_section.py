@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register"]
+__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register", "user_data"]
 
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
@@ -54,6 +54,8 @@ class Param:
     default: Any
     help: str
     choices: tuple | None = None
+    #: called with a given value before any model boots (e.g. that a data file exists); raises to refuse it
+    validate: Callable[[Any], Any] | None = None
 
     def check(self, section: str, value: Any) -> Any:
         """``value`` converted to :attr:`type` (ints accepted for a float option).
@@ -72,6 +74,8 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
                              f"{', '.join(map(repr, self.choices))}; got {value!r}")
+        if self.validate is not None:
+            self.validate(value)
         return self.type(value)
 
 
@@ -169,3 +173,31 @@ def get_section(name: str) -> Section:
     if not isinstance(section, Section) or section.name != name:
         raise TypeError(f"the section registered as {name!r} is not a Section named {name!r}")
     return section
+
+
+def user_data(ctx: SectionContext, name: str, files, seed: int = 0):
+    """The sets a section reads: ``ctx.data`` (or the built-in sets), with ``files`` (a section's ``data``
+    option: a path, or ``harmful,harmless`` for refusal) standing in for ``name``
+    (:class:`~interp.datasets.UserSets`, split with ``seed``). ``None`` files: ``ctx.data`` unchanged."""
+    if files is None:
+        return ctx.data
+    from ..datasets import UserSets
+
+    return UserSets({name: files}, fallback=ctx.data, seed=seed)
+
+
+def data_param(name: str, help: str) -> Param:
+    """A section's ``data`` option: user files standing in for the set ``name``
+    (:class:`~interp.datasets.UserSets`), checked to exist before any model boots."""
+    def validate(files):
+        from ..datasets import UserSets
+
+        UserSets({name: files})
+
+    return Param("data", str, None, help, validate=validate)
+
+
+def provides(data, name: str) -> bool:
+    """Whether ``data`` holds a user file for ``name`` (used on the bundled organism, whose own sets stand in
+    for everything else)."""
+    return data is not None and getattr(data, "provides", lambda _: False)(name)

@@ -7,7 +7,7 @@
 * **Split.** Positive prompts are label 1, negative label 0. The rows are split into train and test
   (:meth:`PromptSet.split <interp.datasets.PromptSet.split>`, stratified); rows whose ``meta["group"]`` is the
   same (a prompt and its minimal-pair twin, one fact in several framings) land on the same side
-  (:func:`group_split`, scikit-learn's ``StratifiedGroupKFold``). A validation share of the *training* rows,
+  (:func:`group_split`, :meth:`PromptSet.split` by group). A validation share of the *training* rows,
   split the same way, chooses the layer; every reported figure is on the test rows.
 * **Probes.** At every layer of both models, a mass-mean probe (difference of class means, threshold at their
   midpoint; Marks & Tegmark 2023) read at ``site`` and ``position``: held-out accuracy with a Wilson interval,
@@ -122,42 +122,21 @@ def labelled_set(name: str, positive: PromptSet, negative: PromptSet) -> tuple[P
 # ------------------------------------------------------------------------------------------------ split
 
 
-def _groups(prompts: PromptSet) -> list[str] | None:
-    """Each row's ``meta["group"]`` as a string (a row without one is its own group), or None when no row
-    has a group."""
-    meta = prompts.meta or ({},) * len(prompts)
-    if not any("group" in m for m in meta):
-        return None
-    return [f"{type(m['group']).__name__}:{m['group']}" if "group" in m else f"\0row{i}" for i, m in enumerate(meta)]
-
-
 def _split_rows(prompts: PromptSet, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` row indices (ascending) of :func:`group_split`."""
-    groups = _groups(prompts)
-    if groups is None:  # PromptSet.split itself, on a copy whose meta records each row's index
-        tagged = replace(prompts, meta=tuple({"row": i} for i in range(len(prompts))))
-        parts = tagged.split(test_size, random_state=seed)
-        return tuple(np.array([m["row"] for m in p.meta], dtype=int) for p in parts)
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    k = max(2, round(1 / test_size))
-    n_groups = len(set(groups))
-    if n_groups < k:
-        raise ValueError(f"{prompts.name}: {n_groups} group(s) cannot be split {k} ways (test_size={test_size}); "
-                         "give more groups or a larger test_size")
-    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    train, test = next(folds.split(np.zeros(len(prompts)), np.asarray(prompts.labels), np.asarray(groups)))
-    return np.sort(train), np.sort(test)
+    """``(train, test)`` row indices (ascending) of :meth:`PromptSet.split` (by ``meta["group"]`` when the rows
+    carry one), found on a copy whose meta records each row's index."""
+    meta = prompts.meta or ({},) * len(prompts)
+    grouped = any("group" in m for m in meta)  # then a row without a group is a group of its own
+    tagged = replace(prompts, meta=tuple({**m, "_row": i, **({"group": m.get("group", f"row:{i}")} if grouped else {})}
+                                         for i, m in enumerate(meta)))
+    parts = tagged.split(test_size, random_state=seed)
+    return tuple(np.array([m["_row"] for m in p.meta], dtype=int) for p in parts)
 
 
 def group_split(prompts: PromptSet, test_size: float = 0.25, random_state: int = 0) -> tuple[PromptSet, PromptSet]:
-    """A deterministic ``(train, test)`` split of a labelled set that keeps each ``meta["group"]`` on one side.
-
-    Without any group it is :meth:`PromptSet.split` (stratified on the labels, ``test_size`` of the rows).
-    With groups (a row without one is a group of its own) it is the first fold of scikit-learn's
-    ``StratifiedGroupKFold`` with ``k = round(1 / test_size)`` folds, shuffled with ``random_state``: whole
-    groups go to test, about ``1 / k`` of the rows, with the class proportions kept as far as the groups allow.
-    Rows keep their order; names get ``/train`` and ``/test``.
+    """A deterministic ``(train, test)`` split of a labelled set that keeps each ``meta["group"]`` on one side:
+    :meth:`PromptSet.split` (stratified; by group when any row carries one, a row without one being a group of
+    its own), checked to leave both classes on both sides.
 
     Raises:
         ValueError: ``test_size`` outside (0, 1), fewer groups than folds, or a part left without a class.
@@ -165,7 +144,8 @@ def group_split(prompts: PromptSet, test_size: float = 0.25, random_state: int =
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
     train, test = _split_rows(prompts, test_size, random_state)
-    parts = replace(prompts[train], name=f"{prompts.name}/train"), replace(prompts[test], name=f"{prompts.name}/test")
+    parts = replace(prompts[train.tolist()], name=f"{prompts.name}/train"), replace(prompts[test.tolist()],
+                                                                                    name=f"{prompts.name}/test")
     for part in parts:
         missing = sorted({0, 1} - set(part.labels))
         if missing:
@@ -417,8 +397,8 @@ def _plots(name: str) -> list[dict]:
 
 def _setup(sources: dict, n: dict, *, position: str, site: str, seed: int, val_share: float, test_size: float,
            grouped: bool, layer: int, readout: int, scale: float, undefined: list[int], notes: dict) -> dict:
-    split = ("whole meta['group'] groups on one side (scikit-learn StratifiedGroupKFold, first of "
-             f"round(1/share) folds)" if grouped else "stratified on the label (PromptSet.split)")
+    split = ("whole meta['group'] groups on one side (PromptSet.split: scikit-learn StratifiedGroupKFold, first "
+             "of round(1/share) folds)" if grouped else "stratified on the label (PromptSet.split)")
     setup = {**sources, **n, "position": position, "site": site, "seed": seed, "method": f"{METHOD} (Marks & "
              "Tegmark 2023): w = mu_positive - mu_negative, threshold at the midpoint of the class means",
              "split": f"test {test_size:g} of the prompts, validation {val_share:g} of the training prompts; {split}",
@@ -428,7 +408,8 @@ def _setup(sources: dict, n: dict, *, position: str, site: str, seed: int, val_s
              "steering": f"each model's mu_positive - mu_negative at {site} of layer {layer} (training prompts), "
                          f"scale {scale:g}, added at every position of the negative test prompts of each model "
                          f"(Turner et al. 2023; Rimsky et al. 2024); effect read by the target model's own probe at "
-                         f"layer {readout} (the last); cost: next-token KL(unsteered || steered); null: a Gaussian "
+                         f"layer {readout} (the last{'; the direction is added there too' if layer == readout else ''}"
+                         f"); cost: next-token KL(unsteered || steered); null: a Gaussian "
                          f"direction of the same norm (seed {seed})",
              "intervals": "accuracies and shares: 95% Wilson intervals over test prompts; cosine: 95% paired "
                           "percentile bootstrap over training prompts (1,000 resamples, seeded)",
@@ -473,7 +454,7 @@ def _prepare(name, positive, negative, test_size, val_share, seed):
     val = torch.zeros(len(train), dtype=torch.bool)
     val[torch.as_tensor(val_rows)] = True
     sources = {"positive": pos.source or pos.name, "negative": neg.source or neg.name}
-    return train, test, val, sources, notes, _groups(prompts) is not None
+    return train, test, val, sources, notes, any("group" in m for m in prompts.meta)
 
 
 def concept_section(pair: ModelPair, name: str, positive, negative, *, site: str = "resid_post",

@@ -50,7 +50,7 @@ from ..datasets import load
 from ..datasets import _world as W
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section
+from ._section import Param, Section, data_param, provides, user_data
 
 __all__ = ["SECTION", "LanguageTokens", "effective_rank", "language_section"]
 
@@ -161,7 +161,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     from steering.metrics import kl_divergence, next_token_logprobs
 
     name = "organism/languages" if is_organism else "languages"
-    sets = load if data is None or is_organism else data.load
+    user = provides(data, "languages")
+    sets = data.load if data is not None and (not is_organism or user) else load
+    name = "languages" if user else name
     train, test = sets(name, "train"), sets(name, "test")
     langs = tuple(train.label_names)
     if langs[0] != "en":
@@ -362,8 +364,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
                          readings, setup, plots, tables, vectors=vectors)
 
 
-def _run(ctx, **options) -> ConceptResult:
-    return language_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data, **options)
+def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+    return language_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress,
+                            data=user_data(ctx, "languages", data, options["seed"]), **options)
 
 
 SECTION = Section("language", _run, help="language directions and LAPE neurons in both models, and steering English "
@@ -372,4 +375,6 @@ SECTION = Section("language", _run, help="language directions and LAPE neurons i
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
     Param("max_new_tokens", int, 6, "tokens generated per steered prompt"),
     Param("seed", int, 0, "seed of the shuffled-label probes, the random direction and the bootstrap"),
+    data_param("languages", "your parallel sentences: one file with a text, a language (en among them) and a "
+                             "pair_id per row, split 75/25 by pair"),
 ))

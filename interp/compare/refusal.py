@@ -57,7 +57,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section
+from ._section import Param, Section, data_param, provides, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
@@ -90,7 +90,7 @@ def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | No
     except ValueError:  # every spaced refusal start is also a spaced compliant start
         spaced = []
     both = "organism/refusal" if is_organism else "refusal"  # harmless = 0, harmful = 1, for the probe
-    loader = load if data is None or is_organism else data.load
+    loader = data.load if data is not None and (not is_organism or provides(data, "harmful")) else load
     out = {"refusal_ids": ids, "refusal_ids_spaced": [i for i in spaced if i not in ids], "datasets": names,
            "labelled": both, "load": loader,
            "sources": sorted({loader(n, s).source for n in names for s in ("train", "test")})}
@@ -644,10 +644,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
                          readings, setup, plots, tables, vectors=vec)
 
 
-def _run(ctx, *, base_template: str | None = None, **options) -> ConceptResult:
+def _run(ctx, *, base_template: str | None = None, data: str | None = None, **options) -> ConceptResult:
     template = DU_BASE_TEMPLATE if base_template == "du" else base_template
-    return refusal_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data,
-                           base_template=template, **options)
+    return refusal_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress,
+                           data=user_data(ctx, "refusal", data, options["seed"]), base_template=template, **options)
 
 
 SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
@@ -664,4 +664,6 @@ SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi 
     Param("batch_size", int, 32, "prompts per forward pass"),
     Param("generation_batch_size", int, 128, "prompts per steered generation batch"),
     Param("seed", int, 0, "seed of the nulls and the bootstrap"),
+    data_param("refusal", "your requests: two files, harmful,harmless (instruction JSON, JSONL, CSV), each "
+                             "split 75/25"),
 ))

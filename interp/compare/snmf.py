@@ -45,7 +45,7 @@ from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section
+from ._section import Param, Section, data_param, provides, user_data
 
 __all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "snmf_section"]
 
@@ -149,7 +149,9 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
 
 def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[list[str], list[str]]:
     """``n`` training prompts split evenly over the section's sets, and those sets' sources."""
-    if is_organism:
+    if provides(data, "snmf"):
+        names, loader = ("snmf",), data.load
+    elif is_organism:
         names, loader = ("organism/truth", "organism/languages", "organism/refusal"), load
     elif data is not None:
         names, loader = ("snmf", "truth", "refusal"), data.load
@@ -394,8 +396,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
                          setup, plots, tables, vectors=vectors)
 
 
-def _run(ctx, **options) -> ConceptResult:
-    return snmf_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress, data=ctx.data, **options)
+def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+    return snmf_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress,
+                        data=user_data(ctx, "snmf", data, options["random_state"]), **options)
 
 
 SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
@@ -409,4 +412,5 @@ SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization feat
     Param("max_new_tokens", int, 12, "tokens generated per steered prompt"),
     Param("random_state", int, 0, "seed of the first fit (seed s of n_seeds is random_state + s)"),
     Param("n_seeds", int, 2, "fits per model and layer (the seed-to-seed level of matching)"),
+    data_param("snmf", "your corpus: a file of texts (JSON/JSONL/CSV); its training split is factorized"),
 ))

@@ -26,7 +26,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult
-from ._section import Param, Section
+from ._section import Param, Section, data_param, provides, user_data
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -42,12 +42,14 @@ SECONDARY = "logistic"
 
 
 def _truth_data(pair: ModelPair, data=None, is_organism: bool = False) -> tuple[PromptSet, PromptSet, str, dict]:
-    if is_organism:
+    if is_organism:  # its own statements, or a user's, followed by its judgement cue
         from ..organism._corpus import JUDGE_CUE
 
         cue = lambda s: s + JUDGE_CUE  # noqa: E731
-        train, test = (load("organism/truth", s).map_texts(cue) for s in ("train", "test"))
-        return train, test, "last", {"dataset": "organism/truth", "read at": "last token of the judgement cue"}
+        user = provides(data, "truth")
+        train, test = ((data.load if user else load)("organism/truth", s).map_texts(cue) for s in ("train", "test"))
+        return train, test, "last", {"dataset": f"truth ({train.source})" if user else "organism/truth",
+                                     "read at": "last token of the judgement cue"}
     if data is not None:
         train, test = data.load("truth", "train"), data.load("truth", "test")
         return train, test, "period", {"dataset": f"truth ({train.source})", "read at": "final period"}
@@ -619,8 +621,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 
-def _run(ctx, **options) -> ConceptResult:
-    return truth_section(ctx.pair, progress=ctx.progress, data=ctx.data, is_organism=ctx.is_organism, **options)
+def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+    return truth_section(ctx.pair, progress=ctx.progress, data=user_data(ctx, "truth", data, options["seed"]),
+                         is_organism=ctx.is_organism, **options)
 
 
 SECTION = Section("truth", _run, help="where each model represents the truth of a statement, and whether it is the "
@@ -634,4 +637,6 @@ SECTION = Section("truth", _run, help="where each model represents the truth of 
     Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "
                                "prompt)"),
     Param("seed", int, 0, "seed of the validation split, the nulls and the bootstrap"),
+    data_param("truth", "your statements: a file labelled true/false (GoT CSV, JSON/JSONL with text and "
+                             "label), split 75/25 by its group column when it has one"),
 ))

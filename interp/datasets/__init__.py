@@ -11,6 +11,8 @@
 * :class:`PublicSets`: the comparison's truth, refusal and SNMF sets drawn
   from a folder of the published datasets (Geometry of Truth, Arditi et
   al.'s refusal splits, the SNMF concepts), with fixed splits.
+* :class:`UserSets`: a researcher's own files in place of a section's sets
+  (``interp compare --truth-data FILE``), split train/test by group.
 * :func:`recording`: which sets were loaded inside a block, with a hash and
   row ids for each (what a comparison's manifest lists).
 
@@ -30,6 +32,7 @@ from ._files import FORMATS, load_file
 from ._promptset import PromptSet
 from ._public import PublicSets
 from ._record import describe_set, recording
+from ._user import UserSets
 
-__all__ = ["FORMATS", "PromptSet", "PublicSets", "available", "describe", "describe_set", "load", "load_file",
-           "recording"]
+__all__ = ["FORMATS", "PromptSet", "PublicSets", "UserSets", "available", "describe", "describe_set", "load",
+           "load_file", "recording"]

@@ -159,35 +159,75 @@ class PromptSet:
         return replace(self, texts=tuple(fn(t) for t in self.texts), meta=tuple(meta))
 
     def split(
-        self, test_size: float = 0.25, random_state: int = 0, stratify: bool = True
+        self, test_size: float = 0.25, random_state: int = 0, stratify: bool = True, group: str | None = "group"
     ) -> tuple[PromptSet, PromptSet]:
         """A deterministic ``(train, test)`` split, stratified on the labels when there are any.
 
         Rows keep their order within each part; names get ``/train`` and
-        ``/test``. Rows are split independently: for sets whose rows share a
-        fact (a statement and its negation), split by group instead, as the
-        built-in sets do.
+        ``/test``. Rows whose ``meta[group]`` is equal (a statement and its
+        negation, paraphrases of one fact) always land on the same side: when
+        every row carries that key the split is by group, stratified where the
+        set is labelled (scikit-learn's ``StratifiedGroupKFold``: the test part
+        is one fold of ``round(1 / test_size)``, so its share is close to, not
+        exactly, ``test_size``; ``GroupShuffleSplit`` when unlabelled).
+        Otherwise rows are split independently (``train_test_split``).
 
         Args:
-            test_size: fraction (0 < x < 1) or number of test rows.
+            test_size: fraction (0 < x < 1) or number of test rows (a fraction only, when split by group).
             random_state: seed of the shuffle.
             stratify: keep the class proportions in both parts (labelled sets only).
-        """
-        from sklearn.model_selection import train_test_split
+            group: the meta key naming each row's group (``None``: never split by group).
 
+        Raises:
+            ValueError: fewer than 2 rows (or groups), a split that leaves a part empty or a class out of
+                the test part, a count ``test_size`` with groups.
+        """
         if len(self) < 2:
             raise ValueError(f"{self.name}: cannot split {len(self)} row(s); need at least 2")
         strat = self.labels if (stratify and self.labels is not None) else None
-        try:
-            train, test = train_test_split(
-                list(range(len(self))), test_size=test_size, random_state=random_state, stratify=strat
-            )
-        except ValueError as e:
-            how = f" stratified on {self.class_counts()}" if strat is not None else ""
-            hint = "; pass stratify=False or another test_size" if strat is not None else ""
-            raise ValueError(f"{self.name}: cannot split {len(self)} rows{how} with test_size={test_size}: {e}{hint}") from None
+        if group is not None and self.meta is not None and all(group in m for m in self.meta):
+            train, test = self._group_split(test_size, random_state, strat, group)
+        else:
+            from sklearn.model_selection import train_test_split
+
+            try:
+                train, test = train_test_split(
+                    list(range(len(self))), test_size=test_size, random_state=random_state, stratify=strat
+                )
+            except ValueError as e:
+                how = f" stratified on {self.class_counts()}" if strat is not None else ""
+                hint = "; pass stratify=False or another test_size" if strat is not None else ""
+                raise ValueError(f"{self.name}: cannot split {len(self)} rows{how} with test_size={test_size}: "
+                                 f"{e}{hint}") from None
         a, b = self[sorted(train)], self[sorted(test)]
         return replace(a, name=f"{self.name}/train"), replace(b, name=f"{self.name}/test")
+
+    def _group_split(self, test_size, random_state, strat, group) -> tuple[list[int], list[int]]:
+        """Row indices ``(train, test)`` with every value of ``meta[group]`` on one side."""
+        import numpy as np
+        from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+        if not (isinstance(test_size, float) and 0 < test_size < 1):
+            raise ValueError(f"{self.name}: a split by {group!r} takes test_size as a fraction, got {test_size!r}")
+        groups = [str(m[group]) for m in self.meta]
+        n_groups = len(set(groups))
+        rows = np.arange(len(self))
+        if strat is not None:
+            folds = max(2, round(1 / test_size))
+            if n_groups < folds:
+                raise ValueError(f"{self.name}: {n_groups} groups ({group!r}) cannot be split {folds} ways for "
+                                 f"test_size={test_size}; add rows or pass group=None")
+            cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=random_state)
+            train, test = next(cv.split(rows, np.asarray(strat), groups))
+        else:
+            if n_groups < 2:
+                raise ValueError(f"{self.name}: every row is in one group ({group!r}); nothing to split")
+            cv = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+            train, test = next(cv.split(rows, groups=groups))
+        if strat is not None and len({strat[i] for i in test}) < len(set(strat)):
+            raise ValueError(f"{self.name}: the split by {group!r} leaves a class out of the test part; add rows "
+                             "of that class (in more groups) or pass group=None")
+        return train.tolist(), test.tolist()
 
     # ------------------------------------------------------------ constructors
     @classmethod

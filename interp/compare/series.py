@@ -1,0 +1,189 @@
+"""A series of checkpoints compared against the first: ``interp compare --models A,B,C,...``.
+
+The first model is the reference (a base model, or the first checkpoint of a post-training run: SFT → DPO →
+RL, or training steps). It is booted once; each later checkpoint is booted in turn, paired with it
+(:func:`interp.models.pair_of`) and compared by :func:`interp.compare.compare` with the same sections and
+options, writing a full report into ``OUT/<k>-<name>/``; then it is released before the next one boots, so
+memory holds one pair at a time whatever the number of checkpoints. The series report (``OUT/series.json``,
+``OUT/series.html``) draws each section's headline per-layer figures as layer × checkpoint heatmaps
+(:data:`SERIES_FIGURES`): a checkpoint's own value (``post_*`` keys; the reference's own row is its
+``base_*`` value from the first comparison) or its relation to the reference (cosine of its direction with
+the reference's, the refusal score under ablation of its own direction, ...).
+"""
+
+from __future__ import annotations
+
+import gc
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SERIES_FIGURES", "Series", "compare_series", "load_series"]
+
+#: Per section, the per-layer figures drawn across checkpoints: key -> (title, zmin, zmax) (None: fit to the data).
+SERIES_FIGURES: dict[str, dict[str, tuple[str, float | None, float | None]]] = {
+    "truth": {"post_accuracy": ("truth probe accuracy (held out)", 0.0, 1.0),
+              "cosine_base_post": ("cosine of the truth direction with the reference's", -1.0, 1.0)},
+    "refusal": {"post_ablation_score": ("refusal score of harmful requests with the checkpoint's own candidate "
+                                        "direction ablated", None, None),
+                "post_accuracy": ("harmful/harmless probe accuracy (held out)", 0.0, 1.0),
+                "cosine_base_post": ("cosine of the refusal direction with the reference's", -1.0, 1.0)},
+    "language": {"post_accuracy": ("language identity probe accuracy (held out)", 0.0, 1.0),
+                 "cosine_base_post": ("cosine of the language directions with the reference's (mean)", -1.0, 1.0)},
+    "snmf": {"matched_cosine_mean": ("SNMF features matched to the reference's: mean cosine", 0.0, 1.0)},
+}
+#: For sections not listed above (user concepts): these keys where the section reports them.
+DEFAULT_FIGURES = {"post_accuracy": ("probe accuracy (held out)", 0.0, 1.0),
+                   "cosine_base_post": ("cosine of the direction with the reference's", -1.0, 1.0)}
+
+
+@dataclass
+class Series:
+    """A checkpoint series' results.
+
+    Attributes:
+        models: the model sources, the reference first.
+        reports: the report folder of each comparison (reference vs ``models[k]``, k >= 1).
+        figures: ``{section: {key: matrix}}``, each matrix ``{"title", "rows": checkpoint labels, "cols":
+            layers, "values": [[value or None]]}`` (rows: checkpoints, the reference first where the figure is
+            the checkpoint's own).
+        timings: seconds per comparison.
+    """
+
+    models: list[str]
+    reports: list[str] = field(default_factory=list)
+    figures: dict[str, dict[str, dict]] = field(default_factory=dict)
+    timings: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"models": self.models, "reports": self.reports, "figures": self.figures, "wall_time_s": self.timings}
+
+
+def _slug(source: str) -> str:
+    name = Path(str(source).rstrip("/")).name or str(source)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
+
+
+def _labels(models: Sequence[str]) -> list[str]:
+    return [f"{k}: {_slug(m)}" for k, m in enumerate(models)]
+
+
+def _collect_figures(series: Series, name: str, per_layer: list[dict], k: int, labels: list[str]) -> None:
+    """Add comparison ``k``'s (reference vs ``models[k]``) per-layer figures of section ``name``."""
+    wanted = SERIES_FIGURES.get(name, DEFAULT_FIGURES)
+    layers = [e["layer"] for e in per_layer]
+    for key, (title, zmin, zmax) in wanted.items():
+        if key not in per_layer[0]:
+            continue
+        own = key.startswith("post_")
+        m = series.figures.setdefault(name, {}).setdefault(key, {
+            "title": f"{name}: {title}", "rows": [], "cols": layers, "values": [], "zmin": zmin, "zmax": zmax,
+            "xaxis": "layer", "yaxis": "checkpoint", "colorscale": "RdBu" if zmin == -1.0 else "Viridis"})
+        if own and k == 1:  # the reference's own value, measured in the first comparison
+            m["rows"].append(labels[0])
+            m["values"].append([e.get("base_" + key[5:]) for e in per_layer])
+        m["rows"].append(labels[k])
+        m["values"].append([e.get(key) for e in per_layer])
+
+
+def compare_series(
+    models: Sequence[str],
+    *,
+    concepts: Sequence[str] = ("truth",),
+    out: str | Path = "report",
+    device: str | None = None,
+    dtype: str = "float32",
+    progress: bool = True,
+    data: str | Path | None = None,
+    options: dict[str, dict] | None = None,
+    user_concepts: dict[str, Sequence] | None = None,
+    command: Sequence[str] | None = None,
+) -> Series:
+    """Compare every checkpoint of ``models`` against the first, one pair in memory at a time (module docstring).
+
+    Args:
+        models: two or more hub ids or local folders of one architecture and tokenizer; the first is the
+            reference.
+        out: the series folder: ``series.json``, ``series.html``, ``config.toml`` of each comparison inside
+            its own ``<k>-<name>/`` report folder.
+        concepts, device, dtype, data, options, user_concepts, command: as in :func:`interp.compare.compare`,
+            the same for every comparison.
+
+    Returns:
+        The :class:`Series`.
+
+    Raises:
+        ValueError: fewer than two models, ``out`` naming a file, and every check of
+            :func:`interp.compare.compare` (made before the first model boots, on the first comparison).
+    """
+    import time
+
+    import torch
+
+    from ..models import load_model, pair_of
+    from ..report import _heatmap
+    from . import DTYPES, compare
+
+    models = [str(m) for m in models]
+    if len(models) < 2:
+        raise ValueError(f"a series needs at least two models, the reference first; got {models}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the series needs a folder")
+    labels = _labels(models)
+    series = Series(models=models)
+    boot = dict(device=device, dtype=getattr(torch, dtype))
+    reference = load_model(models[0], **boot)
+    for k, source in enumerate(models[1:], 1):
+        t0 = time.perf_counter()
+        checkpoint = load_model(source, **boot)
+        folder = out / f"{k:02d}-{_slug(source)}"
+        result = compare(models[0], source, pair=pair_of(reference, checkpoint), concepts=concepts, out=folder,
+                         dtype=dtype, progress=progress, data=data, options=options, user_concepts=user_concepts,
+                         command=command)
+        for name, section in result.concepts.items():
+            _collect_figures(series, name, section.per_layer, k, labels)
+        series.reports.append(str(folder))
+        series.timings.append(round(time.perf_counter() - t0, 2))
+        del checkpoint, result  # one pair in memory at a time
+        gc.collect()
+    out.mkdir(parents=True, exist_ok=True)
+    from .._io import atomic_write_bytes, write_json
+
+    write_json(out / "series.json", series.to_json())
+    parts = [_plotly_head(), "<h1>Checkpoints against the reference, layer by layer</h1>",
+             "<p>" + "<br>".join(f"{html.escape(lab)} ({html.escape(src)})" for lab, src in zip(labels, models))
+             + "</p>"]
+    for name, figs in series.figures.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        for m in figs.values():
+            parts.append(f"<h3>{html.escape(m['title'])}</h3>"
+                         + _heatmap(m).to_html(full_html=False, include_plotlyjs=False))
+    parts.append("</body></html>")
+    atomic_write_bytes(out / "series.html", "\n".join(parts).encode())
+    return series
+
+
+def _plotly_head() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>checkpoint series</title><script>"
+            f"{get_plotlyjs()}</script></head><body>")
+
+
+def load_series(folder: str | Path) -> Series:
+    """Read ``series.json`` of a series folder back.
+
+    Raises:
+        FileNotFoundError: no ``series.json`` there.
+    """
+    path = Path(folder) / "series.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no series.json (written by interp compare --models)")
+    data = json.loads(path.read_text())
+    return Series(models=data["models"], reports=data["reports"], figures=data["figures"], timings=data["wall_time_s"])

@@ -1,0 +1,60 @@
+"""interp compare --models: a checkpoint series compared against its first model, as layer x checkpoint heatmaps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import interp
+import steering
+from interp.cli import main
+from interp.compare.series import compare_series, load_series
+from interp.report import Comparison
+
+
+@pytest.fixture(scope="module")
+def third_checkpoint(tmp_path_factory):
+    """The bundled post model with its refusal direction (difference of means of harmful and harmless requests at
+    the last token of layer 4's resid_post) orthogonalized out of its weights (Arditi et al. 2024)."""
+    pair = interp.load_pair()
+    acts = {k: interp.collect(pair.post, pair.format(interp.datasets.load(f"organism/{k}", "train"), "chat"),
+                              "resid_post", layers=[4], progress=False)["resid_post"][:, 0]
+            for k in ("harmful", "harmless")}
+    r = acts["harmful"].mean(0) - acts["harmless"].mean(0)
+    _, post = interp.organism.paths()
+    return steering.orthogonalize(post, r, tmp_path_factory.mktemp("ckpt") / "post-orth")
+
+
+def test_a_series_of_three_checkpoints_gives_layer_by_checkpoint_heatmaps(third_checkpoint, tmp_path, capsys):
+    base, post = interp.organism.paths()
+    out = tmp_path / "series"
+    assert main(["compare", "--models", f"{base},{post},{third_checkpoint}", "--concepts", "truth", "--out", str(out),
+                 "-q"]) == 0
+    assert "series.html" in capsys.readouterr().out
+    series = load_series(out)
+    assert series.models == [str(base), str(post), str(third_checkpoint)] and len(series.reports) == 2
+    acc, cos = series.figures["truth"]["post_accuracy"], series.figures["truth"]["cosine_base_post"]
+    assert acc["rows"] == ["0: base", "1: post", "2: post-orth"] and cos["rows"] == ["1: post", "2: post-orth"]
+    # every cell is the figure of the comparison it comes from; the reference's own row is its base_* value
+    first, second = (Comparison.load(r).concepts["truth"].per_layer for r in series.reports)
+    assert acc["values"][0] == [e["base_accuracy"] for e in first]
+    assert acc["values"][1] == [e["post_accuracy"] for e in first]
+    assert acc["values"][2] == [e["post_accuracy"] for e in second]
+    assert cos["values"][1] == [e["cosine_base_post"] for e in second]
+    assert acc["cols"] == list(range(6))
+    page = (out / "series.html").read_text()
+    assert page.count("class=\"plotly-graph-div\"") == 2 and "cosine of the truth direction with the reference" in page
+    manifest = json.loads((tmp_path / "series" / "02-post-orth" / "report.json").read_text())["manifest"]
+    assert manifest["config"]["post"] == str(third_checkpoint)
+    assert manifest["models"]["post"]["files"]["model.safetensors"]["sha256"] != \
+        json.loads((tmp_path / "series" / "01-post" / "report.json").read_text())["manifest"]["models"]["post"][
+            "files"]["model.safetensors"]["sha256"]
+
+
+def test_a_series_needs_two_models_and_one_of_models_or_a_pair(tmp_path, capsys):
+    with pytest.raises(ValueError, match="a series needs at least two models"):
+        compare_series(["/nonexistent"], out=tmp_path / "s")
+    assert main(["compare", "--models", "a,b", "--base", "c", "--out", str(tmp_path / "s")]) == 2
+    assert "give either --models (a series) or --base/--post (a pair)" in capsys.readouterr().err

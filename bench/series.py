@@ -1,14 +1,17 @@
 """Benchmark: memory of a checkpoint series (interp compare --models) as checkpoints are added.
 
-A series compares each checkpoint against the reference with one pair in memory at a time, so its peak
-memory should not grow with the number of checkpoints. Built here: a tiny Llama-family reference (random
-weights, d_model and layers below) and four perturbed checkpoints of it. For series of 2, 3 and 5 models,
-each run in a fresh process, the peak rise of the resident set over the run (after imports) is measured
-(RSS sampled every millisecond), with the truth section on the built-in statements. The baseline is the
-size of one model's activations that the section collects (train and test statements, every layer,
-float32): the growth per extra checkpoint must stay below it (target: ratio < 1).
+A series compares each checkpoint against the reference with one pair in memory at a time, so memory should
+not grow with the number of checkpoints. Built here: a tiny Llama-family reference (random weights, d_model
+and layers below) and four perturbed checkpoints of it, taken in turn to make a series of 8 models, run in
+a fresh process with the truth section on the built-in statements. Measured (RSS sampled every
+millisecond): the peak of each comparison and the resident set between comparisons; the growth per extra
+checkpoint is the least-squares slope of the per-comparison peak against the checkpoint's index (single
+peaks move by tens of MiB either way with the allocator, so the peak of a whole run, the largest of those
+draws, creeps up with their number without anything being kept). The baseline is the size of one model's
+activations that the section collects (train and test statements, every layer, float32): the growth per
+extra checkpoint must stay below it (target: ratio < 1).
 
-Usage: python bench/series.py [--d-model 768] [--layers 8]
+Usage: python bench/series.py [--d-model 768] [--layers 8] [--models 8]
 """
 
 from __future__ import annotations
@@ -25,25 +28,36 @@ HERE = Path(__file__).resolve().parent
 CHILD = """
 import json, sys
 sys.path.insert(0, {here!r})
-import interp, interp.compare.series as S
+import interp, interp.compare as C, interp.compare.series as S
 from _memory import RssPeak
 models = json.loads({models!r})
-with RssPeak() as peak:
-    S.compare_series(models, concepts=["truth"], out={out!r}, progress=False)
-print(json.dumps({{"rise": peak.rise}}))
+peaks, between, original = [], [], C.compare
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+def measured(*a, **k):
+    between.append(rss())
+    with RssPeak() as p:
+        out = original(*a, **k)
+    peaks.append(p.peak)
+    return out
+C.compare = measured
+S.compare_series(models, concepts=["truth"], out={out!r}, progress=False)
+print(json.dumps({{"peaks": peaks, "between": between}}))
 """
 
 
-def _run(models: list[str], out: Path) -> int:
+def _run(models: list[str], out: Path) -> dict:
     code = CHILD.format(here=str(HERE), models=json.dumps(models), out=str(out))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])["rise"]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--d-model", type=int, default=768)
     ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--models", type=int, default=8, help="models in the series, the reference included")
     args = ap.parse_args()
 
     from interp.datasets import load
@@ -56,17 +70,20 @@ def main() -> None:
                                      n_layers=args.layers)
         models += [str(base)] if k == 0 else []
         models.append(str(post))
-    models = models[:5]
+    models = [models[0]] + [models[1 + k % 4] for k in range(args.models - 1)]  # the checkpoints in turn
     n_rows = len(load("truth", "train")) + len(load("truth", "test"))
     acts = n_rows * args.layers * args.d_model * 4
-    rises = {}
-    for n in (2, 3, 5):
-        rises[n] = _run(models[:n], tmp / f"out{n}")
-        print(f"series of {n} models: peak RSS rise {rises[n] / 2**20:8.1f} MiB", flush=True)
-    per_extra = max((rises[5] - rises[2]) / 3, (rises[3] - rises[2]))
+    run = _run(models, tmp / "out")
+    import numpy as np
+
+    mib = 2**20
+    for k, (peak, before) in enumerate(zip(run["peaks"], run["between"]), 1):
+        print(f"comparison {k} (reference vs checkpoint {k}): resident before {before / mib:7.1f} MiB, "
+              f"peak {peak / mib:7.1f} MiB")
+    per_extra = float(np.polyfit(np.arange(len(run["peaks"])), run["peaks"], 1)[0])
     print(f"one model's activations (truth section, {n_rows} statements x {args.layers} layers x d {args.d_model}, "
-          f"float32): {acts / 2**20:.1f} MiB")
-    print(f"RESULT series_memory: growth per extra checkpoint {per_extra / 2**20:.1f} MiB = "
+          f"float32): {acts / mib:.1f} MiB")
+    print(f"RESULT series_memory: growth per extra checkpoint {per_extra / mib:.1f} MiB = "
           f"{per_extra / acts:.2f} x one model's activations (target < 1: {'holds' if per_extra < acts else 'MISSED'})")
 
 

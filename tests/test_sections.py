@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import interp
 from interp.cli import main
@@ -152,3 +153,25 @@ if __name__ == "__main__":  # write the pins from a fresh full run of the bundle
         compare(concepts=["truth", "refusal", "language", "snmf"], out=tmp, progress=False)
         PINS.write_text(json.dumps(_numbers(json.loads((Path(tmp) / "report.json").read_text())), indent=0) + "\n")
     print(f"wrote {PINS}")
+
+
+def test_truth_layers_and_read_position_are_options(tmp_path):
+    """``--truth-layers 1,3 --truth-position mean``: only those blocks, read as the mean over tokens; the
+    accuracies are a mass-mean probe's on those activations (reference computed here)."""
+    from interp.compare.truth import _truth_data
+    from probes.stats import correct
+    from probes.sweep import fit_layers
+
+    result = compare(concepts=["truth"], options={"truth": {"layers": "1,3", "position": "mean"}}, out=None,
+                     progress=False)
+    truth = result.concepts["truth"]
+    assert truth.layers == [1, 3] and truth.setup["read at"].startswith("mean (chosen")
+    pair = interp.load_pair()
+    train, test, _, _ = _truth_data(pair, is_organism=True)
+    X = {s: interp.collect(pair.base, ps, "resid_post", positions="mean", layers=[1, 3], progress=False)["resid_post"]
+         for s, ps in (("train", train), ("test", test))}
+    want = correct(fit_layers(X["train"], torch.tensor(train.labels), "mass_mean"), X["test"],
+                   torch.tensor(test.labels)).mean(-1)
+    assert [e["base_accuracy"] for e in truth.per_layer] == pytest.approx(want.tolist(), abs=1e-12)
+    with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4; got 'one'"):
+        compare(base="/nonexistent", post="/nonexistent", options={"truth": {"layers": "one"}}, out=None)

@@ -449,7 +449,8 @@ def _truth_summary(best: dict, n_val: int) -> str:
 def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
                   data=None, nie_span: str = "statement_end", nie_window: int = 1,
                   nie_normalization: str = "marks_tegmark", nie_shots: int = 0, seed: int = 0,
-                  is_organism: bool | None = None) -> ConceptResult:
+                  is_organism: bool | None = None, position: str | None = None,
+                  layers: Sequence[int] | None = None) -> ConceptResult:
     """Probe truth at every layer of both models and compare the directions.
 
     ``nie_span``, ``nie_window``, ``nie_normalization``, ``seed``: where and over how many layers the causal
@@ -457,6 +458,9 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     (:func:`truth_causal`). ``nie_shots``: labelled training statements before each judged one
     (:func:`few_shot`, Du et al.'s few-shot prompt; 0: the statement alone). ``is_organism``: whether ``pair``
     is the bundled organism (its own statements, read at its judgement cue); ``None`` finds out.
+    ``position``: the token the probes read (:func:`interp.positions.parse_position`: ``last``, ``period``,
+    ``mean``, ``-K``; default the final period, or the organism's judgement cue). ``layers``: the blocks
+    compared (default all).
     """
     from probes import mahalanobis_cosine, sweep
     from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
@@ -465,9 +469,14 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         from ..organism import is_bundled
 
         is_organism = is_bundled(pair)
-    train, test, position, setup = _truth_data(pair, data, is_organism)
+    train, test, auto, setup = _truth_data(pair, data, is_organism)
+    if position is not None:
+        setup["read at"] = f"{position} (chosen; the default here: {setup['read at']})"
+    position = auto if position is None else position
+    layers = None if layers is None else [int(x) for x in layers]
     acts = {
-        split: {name: collect(model, ps, site, positions=position, batch_size=batch_size, progress=progress)
+        split: {name: collect(model, ps, site, positions=position, layers=layers, batch_size=batch_size,
+                              progress=progress)
                 for name, model in pair}
         for split, ps in (("train", train), ("test", test))
     }
@@ -493,7 +502,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
     try:
         at_period = acts["train"] if position == "period" else {
-            name: collect(model, train, site, positions="period", batch_size=batch_size, progress=False)
+            name: collect(model, train, site, positions="period", layers=layers, batch_size=batch_size, progress=False)
             for name, model in pair}
         directions = {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
                       for name, a in at_period.items()}
@@ -621,14 +630,38 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 
-def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+def _layers(value: str) -> list[int]:
+    """``"0,2,4"`` as ``[0, 2, 4]``.
+
+    Raises:
+        ValueError: anything but comma-separated block indices.
+    """
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4; got {value!r}") from None
+    if not out:
+        raise ValueError(f"layers must name at least one block; got {value!r}")
+    return out
+
+
+def _position(value: str) -> None:
+    from ..positions import parse_position
+
+    parse_position(value)
+
+
+def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) -> ConceptResult:
     return truth_section(ctx.pair, progress=ctx.progress, data=user_data(ctx, "truth", data, options["seed"]),
-                         is_organism=ctx.is_organism, **options)
+                         is_organism=ctx.is_organism, layers=None if layers is None else _layers(layers), **options)
 
 
 SECTION = Section("truth", _run, help="where each model represents the truth of a statement, and whether it is the "
                                       "same direction (probes, cosines, transfer, causal effect)", params=(
     Param("site", str, "resid_post", "activation site the probes read"),
+    Param("position", str, None, "token the probes read: last, period, mean, -K (default: the final period; the "
+                                 "bundled organism's judgement cue)", validate=_position),
+    Param("layers", str, None, "comma-separated blocks to compare (default all)", validate=_layers),
     Param("batch_size", int, 32, "prompts per forward pass"),
     Param("nie_span", str, "statement_end", "tokens the causal check adds the direction at", tuple(NIE_SPANS)),
     Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to"),

@@ -34,6 +34,10 @@ def _user_concepts(values: list[str] | None) -> dict[str, list[str]]:
         if name in out:
             raise ValueError(f"--concept {name} is given twice")
         out[name] = parts
+    if out:
+        from interp.compare import check_concept_names
+
+        check_concept_names(out)
     return out
 
 

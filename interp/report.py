@@ -161,8 +161,13 @@ class Comparison:
         path = folder / "report.json"
         if not path.is_file():
             raise FileNotFoundError(f"{folder} holds no report.json (is it a report folder of interp compare?)")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != REPORT_FORMAT:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); the report folder is damaged: run the comparison "
+                             "again") from None
+        if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+            data = data if isinstance(data, dict) else {}
             raise ValueError(f"{path} is of format {data.get('format')!r}, not {REPORT_FORMAT!r}: written by another "
                              "version of the toolkit; run the comparison again")
         tensors = {}
@@ -328,6 +333,11 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "layers.csv", _csv(comparison))
+    # a folder holds one report: what an earlier run wrote there and this one does not is removed
+    written = {f"{name}-{key}.safetensors" for name, c in comparison.concepts.items() for key in c.vectors}
+    for stale in sorted((out / "vectors").glob("*.safetensors")) if (out / "vectors").is_dir() else []:
+        if stale.name not in written:
+            stale.unlink()
     tensors, meta = {}, {}
     for name, c in comparison.concepts.items():
         for key, t in c.directions.items():
@@ -335,6 +345,8 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
             meta[f"{name}/{key}"] = json.dumps({"concept": name, "layers": c.layers, **c.setup})
     if tensors:
         save_safetensors(out / "directions.safetensors", tensors, metadata=meta)
+    elif (out / "directions.safetensors").exists():
+        (out / "directions.safetensors").unlink()
     for name, c in comparison.concepts.items():
         for key, vec in c.vectors.items():
             vec.save(out / "vectors" / f"{name}-{key}.safetensors")

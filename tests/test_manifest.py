@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import torch
 
 import interp
 from interp.cli import main
@@ -124,3 +125,28 @@ def test_an_old_or_foreign_report_json_is_refused_with_the_reason(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"pair": {}, "concepts": {}}))
     with pytest.raises(ValueError, match="written by another version of the toolkit; run the comparison again"):
         Comparison.load(tmp_path)
+
+
+def test_a_report_folder_holds_one_report_and_its_configuration_runs_from_anywhere(truth_run, tmp_path):
+    import shutil
+
+    import steering
+
+    out = tmp_path / "r"
+    shutil.copytree(truth_run, out)
+    stale = out / "vectors" / "refusal-post.safetensors"
+    steering.SteeringVector(torch.ones(1, 4), (0,)).save(stale)
+    comparison = Comparison.load(truth_run)
+    from interp.report import write_report
+
+    write_report(comparison, out)
+    assert not stale.exists()  # what this report does not hold is not left beside it
+    config = load_config(truth_run / "config.toml")
+    assert "out" not in config  # a rerun never replaces the report it came from unasked
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "report.json").write_text("[]")
+    with pytest.raises(ValueError, match="written by another version of the toolkit"):
+        Comparison.load(tmp_path / "broken")
+    (tmp_path / "broken" / "report.json").write_text("{")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        Comparison.load(tmp_path / "broken")

@@ -152,3 +152,56 @@ def test_a_user_concept_runs_from_the_command_line_and_from_a_configuration(tmp_
     assert "user concept name(s) ['truth'] are taken by sections" in capsys.readouterr().err
     assert main(["compare", "--concept", "harm", "--out", str(tmp_path / "x")]) == 2
     assert "--concept takes NAME=POSITIVE_FILE,NEGATIVE_FILE" in capsys.readouterr().err
+
+
+def test_user_files_never_leak_a_row_into_both_splits_and_read_labels_in_any_case(tmp_path):
+    ps = load("organism/truth", "all")
+    # one row without its group, every statement twice: groups and duplicates both stay on one side
+    rows = [{"text": t, "label": bool(y), **({"group": m["group"]} if i else {})}
+            for i, (t, y, m) in enumerate(zip(ps.texts, ps.labels, ps.meta))]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows * 2))
+    u = UserSets({"truth": tmp_path / "t.jsonl"})
+    train, test = u.load("truth", "train"), u.load("truth", "test")
+    assert set(train.texts).isdisjoint(test.texts) and len(train) + len(test) == 2 * len(ps)
+    assert {m["group"] for m in train.meta}.isdisjoint({m["group"] for m in test.meta})
+    _truth_csv(tmp_path / "m.csv", [(f"Statement {i}.", lab, i) for i, lab in
+                                    enumerate(["True", "false", "TRUE", "False", "true", "FALSE", "True", "false"])])
+    both = u.__class__({"truth": tmp_path / "m.csv"}).load("truth", "all")
+    assert [y for _, y in sorted(zip(both.texts, both.labels))] == [1, 0, 1, 0, 1, 0, 1, 0]
+    _truth_csv(tmp_path / "one.csv", [(f"Statement {i}.", 1, i) for i in range(8)])
+    with pytest.raises(ValueError, match="every statement has the label true; truth probes need true and false"):
+        UserSets({"truth": tmp_path / "one.csv"}).load("truth", "train")
+
+
+def test_bad_option_values_names_and_devices_are_refused_before_any_model_boots(tmp_path):
+    from interp.compare import compare
+
+    bad = dict(base="/nonexistent", post="/nonexistent", out=None)
+    with pytest.raises(ValueError, match=r"option 'nie_shots' of section 'truth' must be >= 0; got -1"):
+        compare(options={"truth": {"nie_shots": -1}}, **bad)
+    with pytest.raises(ValueError, match=r"option 'prune_layers' of section 'refusal' must be >= 0 and <= 0.99"):
+        compare(concepts=["refusal"], options={"refusal": {"prune_layers": 2.0}}, **bad)
+    with pytest.raises(ValueError, match="would mix its --refusal-generation-... options with those of section"):
+        compare(user_concepts={"refusal-generation": ("a", "b")}, **bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this torch has no CUDA device"):
+            compare(device="cuda", **bad)
+    (tmp_path / "c.toml").write_text('concepts = 5\n')
+    with pytest.raises(ValueError, match=r"wrong type for concepts \(int\)"):
+        load_config(tmp_path / "c.toml")
+    (tmp_path / "m.toml").write_text('models = "a,b"\n')
+    assert load_config(tmp_path / "m.toml")["models"] == ["a", "b"]
+
+
+def test_an_undefined_interval_reads_undefined_in_the_summary():
+    from interp.compare.truth import _truth_summary
+
+    best = {k: 0.5 for k in ("base_accuracy", "post_accuracy", "base_accuracy_null", "post_accuracy_null",
+                             "mahalanobis_cosine_base_post", "mahalanobis_cosine_reference", "mahalanobis_cosine_null",
+                             "cosine_base_post", "cosine_base_post_null", "transfer_base_to_post_auroc",
+                             "transfer_post_to_base_auroc")}
+    for key in ("base_accuracy", "post_accuracy", "transfer_base_to_post", "transfer_base_to_post_centred",
+                "transfer_post_to_base", "transfer_post_to_base_centred"):
+        best.update({key: 0.5, f"{key}_ci_low": 0.4, f"{key}_ci_high": 0.6})
+    best.update(layer=3, cosine_base_post_ci_low=float("nan"), cosine_base_post_ci_high=float("nan"))
+    assert "Cosine of the two truth directions 0.50 [undefined, undefined]" in _truth_summary(best, 10)

@@ -33,6 +33,37 @@ log = logging.getLogger(__name__)
 CONCEPTS = tuple(BUILTIN)
 
 
+def check_concept_names(names) -> None:
+    """Refuse user concept names that are taken by a section, or whose ``--<name>-<option>`` flags could be read
+    as another section's (``refusal-generation`` and ``--refusal-generation-batch-size``).
+
+    Raises:
+        ValueError: naming the clash.
+    """
+    sections = _available()
+    taken = sorted(set(names) & set(sections))
+    if taken:
+        raise ValueError(f"user concept name(s) {taken} are taken by sections; choose other names")
+    for name in names:
+        clash = [s for s in sections if name.startswith(f"{s}-") or s.startswith(f"{name}-")]
+        if clash:
+            raise ValueError(f"user concept name {name!r} would mix its --{name}-... options with those of section "
+                             f"{clash[0]!r}; choose a name that does not start with '{clash[0]}-'")
+
+
+def check_device(device) -> None:
+    """Refuse a CUDA device where torch has none, before any model boots.
+
+    Raises:
+        ValueError: ``device`` names CUDA and ``torch.cuda.is_available()`` is false.
+    """
+    import torch
+
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch has no CUDA device (CPU build or no GPU visible); use "
+                         "device='cpu' or install a CUDA build of torch on a machine with a GPU")
+
+
 #: The keys of a run configuration (``interp compare --config run.toml``; :func:`load_config`).
 CONFIG_KEYS = ("base", "post", "models", "concepts", "out", "data", "device", "dtype", "device_map", "options",
                "user_concepts")
@@ -42,7 +73,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 def load_config(path: str | Path) -> dict:
     """Read a run configuration (TOML) into :func:`compare`'s keywords.
 
-    The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string),
+    Paths in a configuration written by a run are absolute; its ``out`` is left out (a rerun writes where
+    ``--out`` says, ``report/`` by default). The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string),
     one ``[options.<section>]`` table per section and a ``[user_concepts]`` table (``name = ["pos.jsonl",
     "neg.jsonl"]``); a report folder's ``config.toml`` is such a file,
     so ``interp compare --config report/config.toml`` runs the same comparison again.
@@ -65,8 +97,16 @@ def load_config(path: str | Path) -> dict:
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; a configuration holds {', '.join(CONFIG_KEYS)}")
-    if isinstance(config.get("concepts"), str):
-        config["concepts"] = [c.strip() for c in config["concepts"].split(",") if c.strip()]
+    for key in ("concepts", "models"):  # a list, or a comma-separated string
+        if isinstance(config.get(key), str):
+            config[key] = [c.strip() for c in config[key].split(",") if c.strip()]
+    kinds = {"base": str, "post": str, "models": list, "concepts": list, "out": str, "data": str, "device": str,
+             "dtype": str, "device_map": str, "options": dict, "user_concepts": dict}
+    wrong = [f"{k} ({type(v).__name__})" for k, v in config.items() if not isinstance(v, kinds[k])]
+    if wrong:
+        raise ValueError(f"{path}: wrong type for {', '.join(wrong)}; base, post, out, data, device, dtype and "
+                         "device_map are strings, models and concepts lists (or comma-separated strings), options "
+                         "and user_concepts tables")
     if "user_concepts" in config and not all(isinstance(v, list) and len(v) == 2 for v in
                                               config["user_concepts"].values()):
         raise ValueError(f"{path}: [user_concepts] maps each name to [positive file, negative file]")
@@ -148,9 +188,7 @@ def compare(
     if user_concepts:
         from .concept import concept
 
-        taken = sorted(set(user_concepts) & set(_available()))
-        if taken:
-            raise ValueError(f"user concept name(s) {taken} are taken by sections; choose other names")
+        check_concept_names(user_concepts)
         for name, files in user_concepts.items():
             if isinstance(files, (str, bytes)) or len(files) != 2:
                 raise ValueError(f"user concept {name!r} takes two prompt sets, positive and negative; got {files!r}")
@@ -165,8 +203,11 @@ def compare(
         raise ValueError(f"options given for section(s) {stray} that are not run; running: {', '.join(concepts)}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_device(device)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; the report needs a folder")
+    if out is not None and (Path(out) / "report.json").exists():
+        log.warning("%s holds a report; this run replaces it", out)
     sections = {name: own[name] if name in own else get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
@@ -188,12 +229,16 @@ def compare(
             results[name] = section.run(ctx, **chosen[name])
             timings[name] = time.perf_counter() - t0
             log.info("%s section: %.1f s", name, timings[name])
-    config = {"base": None if base is None else str(base), "post": None if post is None else str(post),
-              "concepts": concepts, "out": None if out is None else str(out),
-              "data": None if data is None else str(data), "device": device, "dtype": dtype,
-              "device_map": device_map, "options": chosen,
-              "user_concepts": {name: [str(f) if isinstance(f, (str, Path)) else f.name for f in files]
-                                for name, files in (user_concepts or {}).items()} or None}
+    def where(x):  # a local path as an absolute one (the configuration works from any folder); else as given
+        return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
+
+    for opts in chosen.values():
+        if opts.get("data"):
+            opts["data"] = ",".join(where(f) for f in str(opts["data"]).split(","))
+    config = {"base": where(base), "post": where(post), "concepts": concepts, "out": None if out is None else str(out),
+              "data": where(data), "device": device, "dtype": dtype, "device_map": device_map, "options": chosen,
+              "user_concepts": {name: [where(f) if isinstance(f, (str, Path)) else f"<PromptSet {f.name}>"
+                                       for f in files] for name, files in (user_concepts or {}).items()} or None}
     data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
     for entry in used.entries:  # user files
         if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:
@@ -205,5 +250,6 @@ def compare(
                             timings={k: round(v, 2) for k, v in timings.items()})
     if out is not None:
         write_report(comparison, out)
-        write_config(config, Path(out) / "config.toml")
+        # the configuration to run again: without its out folder, so a rerun never replaces this report unasked
+        write_config({k: v for k, v in config.items() if k != "out"}, Path(out) / "config.toml")
     return comparison

@@ -56,6 +56,9 @@ class Param:
     choices: tuple | None = None
     #: called with a given value before any model boots (e.g. that a data file exists); raises to refuse it
     validate: Callable[[Any], Any] | None = None
+    #: inclusive bounds of a number option (None: unbounded)
+    low: float | None = None
+    high: float | None = None
 
     def check(self, section: str, value: Any) -> Any:
         """``value`` converted to :attr:`type` (ints accepted for a float option).
@@ -74,6 +77,10 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
                              f"{', '.join(map(repr, self.choices))}; got {value!r}")
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            bounds = " and ".join(x for x in (None if self.low is None else f">= {self.low:g}",
+                                              None if self.high is None else f"<= {self.high:g}") if x)
+            raise ValueError(f"option {self.name!r} of section {section!r} must be {bounds}; got {value!r}")
         if self.validate is not None:
             self.validate(value)
         return self.type(value)

@@ -371,9 +371,9 @@ def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
 
 SECTION = Section("language", _run, help="language directions and LAPE neurons in both models, and steering English "
                                          "toward another language", params=(
-    Param("window_size", int, 2, "consecutive layers the language directions are added to"),
+    Param("window_size", int, 2, "consecutive layers the language directions are added to", low=1),
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
-    Param("max_new_tokens", int, 6, "tokens generated per steered prompt"),
+    Param("max_new_tokens", int, 6, "tokens generated per steered prompt", low=1),
     Param("seed", int, 0, "seed of the shuffled-label probes, the random direction and the bootstrap"),
     data_param("languages", "your parallel sentences: one file with a text, a language (en among them) and a "
                              "pair_id per row, split 75/25 by pair"),

@@ -653,16 +653,16 @@ def _run(ctx, *, base_template: str | None = None, data: str | None = None, **op
 SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
                                         "what ablating or adding it does", params=(
     Param("kl_threshold", float, 0.1, "Arditi et al.'s filter: largest next-token KL (nats) on harmless requests "
-                                      "a candidate's ablation may cause"),
+                                      "a candidate's ablation may cause", low=0),
     Param("prune_layers", float, None, "share of the last layers the filter discards (default 0.2, Arditi et "
-                                       f"al.'s; {ORGANISM_PRUNE_LAYERS} on the bundled organism)"),
+                                       f"al.'s; {ORGANISM_PRUNE_LAYERS} on the bundled organism)", low=0, high=0.99),
     Param("filter_prompts", bool, True, "Arditi et al.'s filter of the requests by the sign of post's refusal "
                                         "score"),
     Param("base_template", str, None, "template the base model reads requests in: 'du' for Du et al. 2025's "
                                       "'User: ...\nAssistant:', or a Jinja chat template (default: post's)"),
-    Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged"),
-    Param("batch_size", int, 32, "prompts per forward pass"),
-    Param("generation_batch_size", int, 128, "prompts per steered generation batch"),
+    Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged", low=1),
+    Param("batch_size", int, 32, "prompts per forward pass", low=1),
+    Param("generation_batch_size", int, 128, "prompts per steered generation batch", low=1),
     Param("seed", int, 0, "seed of the nulls and the bootstrap"),
     data_param("refusal", "your requests: two files, harmful,harmless (instruction JSON, JSONL, CSV), each "
                              "split 75/25"),

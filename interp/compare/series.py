@@ -125,13 +125,14 @@ def compare_series(
 
     from ..models import load_model, pair_of
     from ..report import _heatmap
-    from . import DTYPES, compare
+    from . import DTYPES, check_device, compare
 
     models = [str(m) for m in models]
     if len(models) < 2:
         raise ValueError(f"a series needs at least two models, the reference first; got {models}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_device(device)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; the series needs a folder")

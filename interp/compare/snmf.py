@@ -403,14 +403,15 @@ def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
 
 SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
                                      "base vs post and steered", params=(
-    Param("n_components", int, 24, "features per fit"),
-    Param("sparsity", float, None, "share of nonzero neurons per feature (default max(0.01, 10 / d_mlp))"),
-    Param("layer", int, None, "layer whose features are described and steered (default: the middle one)"),
-    Param("n_prompts", int, 480, "prompts whose tokens are factorized"),
-    Param("target_kl", float, 0.5, "next-token KL (nats) each steered feature is calibrated to"),
-    Param("n_steer", int, 6, "most-used post features steered"),
-    Param("max_new_tokens", int, 12, "tokens generated per steered prompt"),
+    Param("n_components", int, 24, "features per fit", low=1),
+    Param("sparsity", float, None, "share of nonzero neurons per feature (default max(0.01, 10 / d_mlp))",
+          low=0, high=1),
+    Param("layer", int, None, "layer whose features are described and steered (default: the middle one)", low=0),
+    Param("n_prompts", int, 480, "prompts whose tokens are factorized", low=2),
+    Param("target_kl", float, 0.5, "next-token KL (nats) each steered feature is calibrated to", low=0),
+    Param("n_steer", int, 6, "most-used post features steered", low=0),
+    Param("max_new_tokens", int, 12, "tokens generated per steered prompt", low=1),
     Param("random_state", int, 0, "seed of the first fit (seed s of n_seeds is random_state + s)"),
-    Param("n_seeds", int, 2, "fits per model and layer (the seed-to-seed level of matching)"),
+    Param("n_seeds", int, 2, "fits per model and layer (the seed-to-seed level of matching)", low=1),
     data_param("snmf", "your corpus: a file of texts (JSON/JSONL/CSV); its training split is factorized"),
 ))

@@ -421,8 +421,12 @@ def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "
 def _truth_summary(best: dict, n_val: int) -> str:
     """The truth section's summary line at the validation-chosen layer, each figure with its interval and null."""
 
-    def ci(key: str) -> str:
-        return f"{best[key]:.3f} [{best[key + '_ci_low']:.3f}, {best[key + '_ci_high']:.3f}]"
+    def num(x, digits: int = 3) -> str:  # an undefined value (NaN: e.g. a resample left a class empty) says so
+        return "undefined" if x is None or x != x else f"{x:.{digits}f}"
+
+    def ci(key: str, digits: int = 3) -> str:
+        return (f"{num(best[key], digits)} [{num(best[key + '_ci_low'], digits)}, "
+                f"{num(best[key + '_ci_high'], digits)}]")
 
     b_lo, b_hi, p_lo, p_hi = (best[k] for k in ("base_accuracy_ci_low", "base_accuracy_ci_high",
                                                  "post_accuracy_ci_low", "post_accuracy_ci_high"))
@@ -436,8 +440,7 @@ def _truth_summary(best: dict, n_val: int) -> str:
         f"Layer {best['layer']} (chosen on {n_val} validation statements; test figures with 95% intervals): "
         f"held-out accuracy base {ci('base_accuracy')}, post {ci('post_accuracy')}, shuffled-label probes "
         f"{best['base_accuracy_null']:.3f} / {best['post_accuracy_null']:.3f}; {diff}. Cosine of the two truth "
-        f"directions {best['cosine_base_post']:.2f} [{best['cosine_base_post_ci_low']:.2f}, "
-        f"{best['cosine_base_post_ci_high']:.2f}] (random directions reach {best['cosine_base_post_null']:.2f}); "
+        f"directions {ci('cosine_base_post', 2)} (random directions reach {best['cosine_base_post_null']:.2f}); "
         f"Mahalanobis cosine {mcos:.2f} (post split-half reference {ref:.2f}, random directions {mnull:.2f}"
         + ("; it cannot tell directions apart here" if mnull >= 0.5 else "") + "). "
         f"Base probe on post {ci('transfer_base_to_post')} (AUROC {best['transfer_base_to_post_auroc']:.3f}, "
@@ -662,13 +665,13 @@ SECTION = Section("truth", _run, help="where each model represents the truth of 
     Param("position", str, None, "token the probes read: last, period, mean, -K (default: the final period; the "
                                  "bundled organism's judgement cue)", validate=_position),
     Param("layers", str, None, "comma-separated blocks to compare (default all)", validate=_layers),
-    Param("batch_size", int, 32, "prompts per forward pass"),
+    Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("nie_span", str, "statement_end", "tokens the causal check adds the direction at", tuple(NIE_SPANS)),
-    Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to"),
+    Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to", low=1),
     Param("nie_normalization", str, "marks_tegmark", "how the causal effect is normalised",
           tuple(NIE_NORMALIZATIONS)),
     Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "
-                               "prompt)"),
+                               "prompt)", low=0),
     Param("seed", int, 0, "seed of the validation split, the nulls and the bootstrap"),
     data_param("truth", "your statements: a file labelled true/false (GoT CSV, JSON/JSONL with text and "
                              "label), split 75/25 by its group column when it has one"),

@@ -166,11 +166,12 @@ class PromptSet:
         Rows keep their order within each part; names get ``/train`` and
         ``/test``. Rows whose ``meta[group]`` is equal (a statement and its
         negation, paraphrases of one fact) always land on the same side: when
-        every row carries that key the split is by group, stratified where the
-        set is labelled (scikit-learn's ``StratifiedGroupKFold``: the test part
-        is one fold of ``round(1 / test_size)``, so its share is close to, not
-        exactly, ``test_size``; ``GroupShuffleSplit`` when unlabelled).
-        Otherwise rows are split independently (``train_test_split``).
+        any row carries that key the split is by group (a row without one is a
+        group of its own), stratified where the set is labelled (scikit-learn's
+        ``StratifiedGroupKFold``: the test part is one fold of
+        ``round(1 / test_size)``, so its share is close to, not exactly,
+        ``test_size``; ``GroupShuffleSplit`` when unlabelled). Otherwise rows
+        are split independently (``train_test_split``).
 
         Args:
             test_size: fraction (0 < x < 1) or number of test rows (a fraction only, when split by group).
@@ -185,7 +186,7 @@ class PromptSet:
         if len(self) < 2:
             raise ValueError(f"{self.name}: cannot split {len(self)} row(s); need at least 2")
         strat = self.labels if (stratify and self.labels is not None) else None
-        if group is not None and self.meta is not None and all(group in m for m in self.meta):
+        if group is not None and self.meta is not None and any(group in m for m in self.meta):
             train, test = self._group_split(test_size, random_state, strat, group)
         else:
             from sklearn.model_selection import train_test_split
@@ -209,7 +210,7 @@ class PromptSet:
 
         if not (isinstance(test_size, float) and 0 < test_size < 1):
             raise ValueError(f"{self.name}: a split by {group!r} takes test_size as a fraction, got {test_size!r}")
-        groups = [str(m[group]) for m in self.meta]
+        groups = [f"{type(m[group]).__name__}:{m[group]}" if group in m else f"\0row{i}" for i, m in enumerate(self.meta)]
         n_groups = len(set(groups))
         rows = np.arange(len(self))
         if strat is not None:

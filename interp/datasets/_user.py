@@ -93,7 +93,14 @@ class UserSets:
         return record(self._cache[name, split], split)
 
     def _split(self, ps: PromptSet) -> tuple[PromptSet, PromptSet]:
-        return ps.split(test_size=self.test_size, random_state=self.seed)
+        """Train/test of one file. Rows with the same text share a group (a duplicate never lands on both sides);
+        with a ``group`` column, a duplicate joins its first occurrence's group."""
+        first: dict[str, object] = {}
+        meta = []
+        for t, m in zip(ps.texts, ps.meta or ({},) * len(ps)):
+            g = first.setdefault(t, m.get("group", f"text:{t}"))
+            meta.append({**m, "group": g})
+        return replace(ps, meta=tuple(meta)).split(test_size=self.test_size, random_state=self.seed)
 
     def _read(self, name: str) -> tuple[PromptSet, PromptSet]:
         from ._files import load_file
@@ -116,13 +123,22 @@ class UserSets:
 
 
 def _as_truth(ps: PromptSet) -> PromptSet:
-    """Labels as 0 = false, 1 = true, whatever the file called them."""
+    """Labels as 0 = false, 1 = true, whatever the file called them (true/false in any case, 1/0)."""
     if ps.labels is None:
         raise ValueError(f"{ps.source}: truth data needs a label for every statement (true/false or 1/0)")
-    names = tuple(str(n).lower() for n in (ps.label_names or ()))
-    if names == ("false", "true") or names == ("0", "1") or (not names and set(ps.labels) <= {0, 1}):
-        return replace(ps, label_names=("false", "true"))
-    raise ValueError(f"{ps.source}: truth labels must be true/false or 1/0, got {ps.label_names or set(ps.labels)}")
+    names = [str(n).lower() for n in (ps.label_names or ())]
+    if names and set(names) <= {"false", "true", "0", "1"}:
+        truth = {"true": 1, "1": 1, "false": 0, "0": 0}
+        labels = tuple(truth[names[y]] for y in ps.labels)
+    elif not names and set(ps.labels) <= {0, 1}:
+        labels = ps.labels
+    else:
+        raise ValueError(f"{ps.source}: truth labels must be true/false or 1/0 (any case), got "
+                         f"{ps.label_names or sorted(set(ps.labels))}")
+    if len(set(labels)) < 2:
+        raise ValueError(f"{ps.source}: every statement has the label {'true' if labels[0] else 'false'}; truth "
+                         "probes need true and false statements")
+    return replace(ps, labels=labels, label_names=("false", "true"))
 
 
 def _as_parallel(ps: PromptSet) -> PromptSet:

@@ -297,15 +297,22 @@ def _table_html(t: dict) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _html(comparison: Comparison) -> bytes:
+def page_head(title: str) -> str:
+    """The head of a self-contained report page: the style, plotly's script inlined (opens offline)."""
     from plotly.offline import get_plotlyjs
 
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>base vs post: layer-wise report</title>",
+    return "\n".join([
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         "h2{border-bottom:1px solid #ccc}.reading{color:#444;font-style:italic}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
+    ])
+
+
+def _html(comparison: Comparison) -> bytes:
+    parts = [
+        page_head("base vs post: layer-wise report"),
         "<h1>Base vs. post-trained, layer by layer</h1>",
         f"<p>base: <code>{html.escape(str(comparison.pair.get('base', {}).get('name')))}</code> &nbsp; "
         f"post: <code>{html.escape(str(comparison.pair.get('post', {}).get('name')))}</code></p>",

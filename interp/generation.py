@@ -1,7 +1,8 @@
 """Next-token logits and greedy generation with the toolkit's tokenisation.
 
 Both take plain text prompts, tokenise them with the model's own tokenizer
-under the BOS policy of :mod:`interp.tokens`, and run left-padded batches
+under the BOS policy of :mod:`interp.tokens` (or read them already tokenised, a
+:class:`~interp.tokens.Tokenized`), and run left-padded batches
 (padding is masked and positions follow the mask, so a prompt's result does not
 depend on its batch).
 """
@@ -15,7 +16,7 @@ import torch
 from jaxtyping import Float
 
 from .models import tokenizer_of
-from .tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
+from .tokens import BosPolicy, Tokenized, as_tokenized, pad_id, stop_token_ids
 
 __all__ = ["next_token_logits", "greedy_generate", "last_position_only"]
 
@@ -39,16 +40,20 @@ def last_position_only(model) -> dict:
 
 @torch.inference_mode()
 def next_token_logits(
-    model, prompts: Sequence[str], *, batch_size: int = 32, bos: BosPolicy = "auto"
+    model, prompts: Sequence[str] | Tokenized, *, batch_size: int = 32, bos: BosPolicy = "auto"
 ) -> Float[torch.Tensor, "n_samples d_vocab"]:
-    """Logits of the token after each prompt, float32 on the CPU."""
-    tok = tokenizer_of(model)
-    encs = encode(tok, list(prompts), bos=bos, max_length=int(model.cfg.n_ctx))
+    """Logits of the token after each prompt, float32 on the CPU.
+
+    Raises:
+        ValueError: empty ``prompts``; as :func:`interp.tokens.as_tokenized`.
+    """
+    toks = as_tokenized(model, prompts, bos=bos)
+    if not len(toks):
+        raise ValueError("prompts is empty")
     device = model.cfg.device or "cpu"
     keep = last_position_only(model)
     out = []
-    for b0 in range(0, len(encs), batch_size):
-        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
+    for _, batch in toks.batches(batch_size, pad_id=pad_id(tokenizer_of(model)), device=device):
         logits = model(batch.input_ids, attention_mask=batch.attention_mask, **keep)
         out.append(logits[:, -1].float().cpu())
     return torch.cat(out)
@@ -57,7 +62,7 @@ def next_token_logits(
 @torch.inference_mode()
 def greedy_generate(
     model,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Tokenized,
     *,
     max_new_tokens: int = 16,
     batch_size: int = 32,
@@ -72,12 +77,11 @@ def greedy_generate(
     """
     tok = tokenizer_of(model)
     stops = stop_token_ids(tok, stop_tokens)
-    encs = encode(tok, list(prompts), bos=bos, max_length=int(model.cfg.n_ctx))
+    toks = as_tokenized(model, prompts, bos=bos)
     device = model.cfg.device or "cpu"
     keep = last_position_only(model)
     texts = []
-    for b0 in range(0, len(encs), batch_size):
-        batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
+    for _, batch in toks.batches(batch_size, pad_id=pad_id(tok), device=device):
         ids, mask = batch.input_ids, batch.attention_mask
         new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)

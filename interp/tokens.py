@@ -17,14 +17,15 @@ chat template's ``<|im_start|>``) are parsed as special tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from jaxtyping import Int
 
-__all__ = ["BosPolicy", "Encoding", "Batch", "encode", "pad_batch", "pad_id", "length_batches", "stop_token_ids"]
+__all__ = ["BosPolicy", "Encoding", "Batch", "Tokenized", "encode", "tokenize", "as_tokenized", "pad_batch", "pad_id",
+           "length_batches", "stop_token_ids"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -193,3 +194,134 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
             f"(e.g. {tokenizer.convert_ids_to_tokens(tokenizer.encode(missing[0], add_special_tokens=False))})"
         )
     return stops | {int(i) for i in ids.values()}
+
+
+def _tokenizer_key(tokenizer) -> tuple[int, int | None]:
+    """What :func:`encode`'s ids depend on beyond the texts, cheap to compare: vocabulary size and BOS id."""
+    return len(tokenizer), tokenizer.bos_token_id
+
+
+@dataclass(frozen=True, eq=False)
+class Tokenized:
+    """A prompt set tokenised once, for every pass that reads it.
+
+    A section reads one prompt set many times (a refusal score, mean activations, steered generations
+    under a dozen interventions, ...). Each pass that takes ``Sequence[str] | Tokenized`` reuses these
+    encodings instead of tokenising the texts again; :func:`tokenize` makes one, :func:`as_tokenized`
+    checks one against the model a pass runs on.
+
+    Attributes:
+        texts: the prompts, ``[n]``.
+        encodings: their :class:`Encoding`, ``[n]``, under ``bos``.
+        bos: the BOS policy they were tokenised under.
+        key: the tokenizer's vocabulary size and BOS id, checked against the model that reads them.
+    """
+
+    texts: tuple[str, ...]
+    encodings: tuple[Encoding, ...]
+    bos: BosPolicy
+    key: tuple[int, int | None]
+    lengths: tuple[int, ...] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.encodings):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.encodings)} encodings")
+        object.__setattr__(self, "lengths", tuple(len(e) for e in self.encodings))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __repr__(self) -> str:
+        return f"Tokenized({len(self)} prompts, {sum(self.lengths)} tokens, bos={self.bos!r})"
+
+    def select(self, rows: Sequence[int] | Sequence[bool] | torch.Tensor) -> Tokenized:
+        """The prompts at ``rows`` (indices, or a ``[n]`` bool mask), in that order; nothing is re-tokenised.
+
+        Raises:
+            ValueError: a mask whose length is not ``len(self)``.
+        """
+        if isinstance(rows, torch.Tensor):
+            rows = rows.tolist()
+        rows = list(rows)
+        if rows and all(isinstance(r, bool) for r in rows):
+            if len(rows) != len(self):
+                raise ValueError(f"a mask of {len(rows)} rows for {len(self)} prompts")
+            rows = [i for i, keep in enumerate(rows) if keep]
+        return Tokenized(tuple(self.texts[i] for i in rows), tuple(self.encodings[i] for i in rows), self.bos,
+                         self.key)
+
+    def __add__(self, other: Tokenized) -> Tokenized:
+        """The prompts of ``self`` then those of ``other`` (same tokenizer and BOS policy)."""
+        if not isinstance(other, Tokenized):
+            return NotImplemented
+        if (other.bos, other.key) != (self.bos, self.key):
+            raise ValueError("cannot join prompts tokenised by different tokenizers or BOS policies")
+        return Tokenized(self.texts + other.texts, self.encodings + other.encodings, self.bos, self.key)
+
+    def batches(self, batch_size: int, *, pad_id: int, padding_side: Literal["left", "right"] = "left",
+                device: torch.device | str | None = None, by_length: bool = False
+                ) -> Iterator[tuple[list[int], Batch]]:
+        """``(rows, batch)`` for consecutive batches of at most ``batch_size`` prompts, or with ``by_length``
+        prompts of similar length together (:func:`length_batches`; callers put rows back in order).
+
+        Raises:
+            ValueError: ``batch_size < 1``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        groups = (length_batches(self.lengths, batch_size) if by_length else
+                  [list(range(b0, min(b0 + batch_size, len(self)))) for b0 in range(0, len(self), batch_size)])
+        for rows in groups:
+            yield rows, pad_batch([self.encodings[i] for i in rows], pad_id=pad_id, padding_side=padding_side,
+                                  device=device)
+
+
+def tokenize(tokenizer, texts: Sequence[str], *, bos: BosPolicy = "auto", max_length: int | None = None
+             ) -> Tokenized:
+    """Tokenise ``texts`` once (:func:`encode`) into a :class:`Tokenized` that every pass can read.
+
+    ``tokenizer`` may also be a model (a ``TransformerBridge``): its own tokenizer is used and its context
+    (``cfg.n_ctx``) is the default ``max_length``.
+
+    Raises:
+        ValueError: as :func:`encode`.
+    """
+    if hasattr(tokenizer, "cfg"):
+        from .models import tokenizer_of
+
+        max_length = int(tokenizer.cfg.n_ctx) if max_length is None else max_length
+        tokenizer = tokenizer_of(tokenizer)
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = tuple(texts)
+    return Tokenized(texts, tuple(encode(tokenizer, texts, bos=bos, max_length=max_length)), bos,
+                     _tokenizer_key(tokenizer))
+
+
+def as_tokenized(model, prompts: Sequence[str] | Tokenized, *, bos: BosPolicy = "auto") -> Tokenized:
+    """``prompts`` tokenised for ``model``: texts are tokenised (:func:`tokenize`); a :class:`Tokenized` is
+    checked against the model and returned as it is.
+
+    Raises:
+        ValueError: a :class:`Tokenized` made under another BOS policy or by a tokenizer with another
+            vocabulary size or BOS id, or holding a prompt longer than the model's context; and as
+            :func:`encode` for texts.
+    """
+    from .models import tokenizer_of
+
+    if not isinstance(prompts, Tokenized):
+        return tokenize(model, prompts, bos=bos)
+    if prompts.bos != bos:
+        raise ValueError(f"these prompts were tokenised under bos={prompts.bos!r}, this pass runs bos={bos!r}: "
+                         f"tokenise them again with interp.tokens.tokenize(model, texts, bos={bos!r})")
+    key = _tokenizer_key(tokenizer_of(model))
+    if prompts.key != key:
+        raise ValueError(f"these prompts were tokenised by a tokenizer of {prompts.key[0]} tokens with BOS id "
+                         f"{prompts.key[1]}, this model's has {key[0]} tokens and BOS id {key[1]}: tokenise them "
+                         "with this model's tokenizer")
+    n_ctx = int(model.cfg.n_ctx)
+    too_long = next((i for i, n in enumerate(prompts.lengths) if n > n_ctx), None)
+    if too_long is not None:
+        raise ValueError(f"prompt {too_long} is {prompts.lengths[too_long]} tokens long, more than the model's "
+                         f"context of {n_ctx} tokens: shorten it or drop it ({prompts.texts[too_long][:60]!r}...)")
+    return prompts

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from interp.tokens import Tokenized, as_tokenized
+
 from .interventions import Add
 from .metrics import kl_divergence, next_token_logprobs
 from .vector import SteeringVector
@@ -21,7 +23,7 @@ from .vector import SteeringVector
 __all__ = ["calibrate_scale"]
 
 
-def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str, target_kl: float, *,
+def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str | Tokenized, target_kl: float, *,
                     sign: float = 1.0, positions="all", rtol: float = 0.05, max_steps: int = 40,
                     start: float = 1.0, patience: int = 3) -> SteeringVector:
     """The vector (unit rows) with ``scale = sign * α`` such that adding it gives mean next-token
@@ -37,6 +39,7 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str,
     if not target_kl > 0:
         raise ValueError(f"target_kl must be > 0, got {target_kl}")
     unit = vector.normalized()
+    prompts = as_tokenized(model, prompts)  # once, for every scale tried
     clean = next_token_logprobs(model, prompts)
 
     def kl(alpha: float) -> float:

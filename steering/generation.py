@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from interp.generation import last_position_only
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
-from interp.tokens import BosPolicy, encode, pad_batch, pad_id, stop_token_ids
+from interp.tokens import BosPolicy, Tokenized, as_tokenized, pad_id, stop_token_ids
 
 from .interventions import apply, prompt_window
 
@@ -55,7 +55,7 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
 @torch.inference_mode()
 def generate(
     model,
-    prompts: Sequence[str] | str,
+    prompts: Sequence[str] | str | Tokenized,
     vectors=None,
     *,
     max_new_tokens: int = 32,
@@ -77,7 +77,8 @@ def generate(
     Args:
         model: a ``TransformerBridge`` (see :func:`interp.load_model`).
         prompts: text prompts, already chat-formatted if wanted
-            (:meth:`interp.ModelPair.format`).
+            (:meth:`interp.ModelPair.format`), or the same already tokenised
+            (:func:`interp.tokens.tokenize`, under the same ``bos``).
         vectors: ``None``, a :class:`SteeringVector` (added with its own scale
             at every position) or a list of vectors and
             :class:`~steering.Add`/:class:`~steering.Ablate`/:class:`~steering.Clamp`.
@@ -109,7 +110,7 @@ def generate(
 
 
 def greedy_with_first_step(
-    model, prompts: Sequence[str], interventions=None, *, max_new_tokens: int, batch_size: int = 32,
+    model, prompts: Sequence[str] | Tokenized, interventions=None, *, max_new_tokens: int, batch_size: int = 32,
     stop_tokens: Sequence[str] = (),
 ) -> tuple[list[str], Float[torch.Tensor, "n_prompts d_vocab"]]:
     """Greedy continuations of ``prompts`` under ``interventions`` and the next-token log-probabilities
@@ -141,8 +142,7 @@ def _generate(
     forward pass that picks the first token), else None."""
     if isinstance(prompts, str):
         prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
+    if not len(prompts):
         raise ValueError("prompts is empty")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -153,7 +153,7 @@ def _generate(
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
     stops = stop_token_ids(tok, stop_tokens, eos=stop_at_eos)  # EOS stays a stop even where it is also UNK (GPT-2)
-    encs = encode(tok, prompts, bos=bos, max_length=n_ctx)
+    toks = as_tokenized(model, prompts, bos=bos)
     device = model.cfg.device or "cpu"
     stop_ids = torch.tensor(sorted(stops), device=device, dtype=torch.long)  # may be empty
     gen = None
@@ -164,10 +164,9 @@ def _generate(
     out: list[Generation] = []
     first: list[torch.Tensor] = []
     keep = last_position_only(model)
-    bar = tqdm(total=len(encs), desc="generate", disable=not progress, unit="prompt")
+    bar = tqdm(total=len(toks), desc="generate", disable=not progress, unit="prompt")
     with kv_cache_compat(model), apply(model, vectors):
-        for b0 in range(0, len(encs), batch_size):
-            batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad, padding_side="left", device=device)
+        for rows, batch in toks.batches(batch_size, pad_id=pad, device=device):
             ids, mask = batch.input_ids, batch.attention_mask
             prompt_len = ids.shape[1]
             steps = min(max_new_tokens, n_ctx - prompt_len)
@@ -207,7 +206,7 @@ def _generate(
                 cut = next((j for j, t in enumerate(row) if t in stops), len(row))
                 kept = tuple(row[:cut])
                 text = tok.decode(list(kept), skip_special_tokens=True)
-                out.append(Generation(prompts[b0 + i], text, kept))
+                out.append(Generation(toks.texts[rows[i]], text, kept))
             bar.update(ids.shape[0])
     bar.close()
     return out, (torch.cat(first) if keep_first else None)

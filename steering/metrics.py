@@ -12,7 +12,8 @@
 * :func:`heldout_loss` — mean next-token cross-entropy on held-out text.
 
 Each takes ``interventions`` (anything :func:`steering.apply` takes) and runs
-with them attached.
+with them attached, and prompts as texts or already tokenised
+(:class:`interp.tokens.Tokenized`, read without tokenising them again).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from jaxtyping import Float
 
 from interp.generation import next_token_logits
 from interp.models import tokenizer_of
-from interp.tokens import encode, pad_batch, pad_id
+from interp.tokens import Tokenized, as_tokenized, pad_id
 
 from .interventions import apply
 
@@ -88,14 +89,14 @@ def refusal_token_ids(tokenizer, replies: Sequence[str], compliant: Sequence[str
     return ids
 
 
-def next_token_logprobs(model, prompts: Sequence[str], interventions=None, *, batch_size: int = 32
+def next_token_logprobs(model, prompts: Sequence[str] | Tokenized, interventions=None, *, batch_size: int = 32
                         ) -> Float[torch.Tensor, "n_prompts d_vocab"]:
     """Log-probabilities of the token after each prompt, with ``interventions`` attached."""
     with apply(model, interventions):
         return next_token_logits(model, prompts, batch_size=batch_size).log_softmax(-1)
 
 
-def refusal_score(model, prompts: Sequence[str], refusal_ids: Sequence[int], interventions=None, *,
+def refusal_score(model, prompts: Sequence[str] | Tokenized, refusal_ids: Sequence[int], interventions=None, *,
                   batch_size: int = 32, logprobs: torch.Tensor | None = None) -> Float[torch.Tensor, " n_prompts"]:
     """Per prompt, ``log p - log(1 - p)`` where ``p`` = P(next token in ``refusal_ids``)."""
     if not refusal_ids:
@@ -107,13 +108,14 @@ def refusal_score(model, prompts: Sequence[str], refusal_ids: Sequence[int], int
     return (log_p - log_not).float()
 
 
-def kl_divergence(model, prompts: Sequence[str], interventions, *, clean: torch.Tensor | None = None,
+def kl_divergence(model, prompts: Sequence[str] | Tokenized, interventions, *, clean: torch.Tensor | None = None,
                   batch_size: int = 32) -> Float[torch.Tensor, " n_prompts"]:
     """``KL(P_clean || P_steered)`` of the next token after each prompt, in nats.
 
     ``clean``: the unsteered log-probabilities if already computed
     (:func:`next_token_logprobs` with no interventions).
     """
+    prompts = as_tokenized(model, prompts)  # tokenised once for both passes
     if clean is None:
         clean = next_token_logprobs(model, prompts, None, batch_size=batch_size)
     return kl_from_logprobs(clean, next_token_logprobs(model, prompts, interventions, batch_size=batch_size))
@@ -126,15 +128,13 @@ def kl_from_logprobs(clean: torch.Tensor, steered: torch.Tensor) -> Float[torch.
 
 
 @torch.inference_mode()
-def heldout_loss(model, texts: Sequence[str], interventions=None, *, batch_size: int = 16) -> float:
+def heldout_loss(model, texts: Sequence[str] | Tokenized, interventions=None, *, batch_size: int = 16) -> float:
     """Mean next-token cross-entropy (nats per token) over ``texts``, BOS not predicted."""
-    tok = tokenizer_of(model)
-    encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+    toks = as_tokenized(model, texts)
     device = model.cfg.device or "cpu"
     total, count = 0.0, 0
     with apply(model, interventions):
-        for b0 in range(0, len(encs), batch_size):
-            batch = pad_batch(encs[b0 : b0 + batch_size], pad_id=pad_id(tok), padding_side="left", device=device)
+        for _, batch in toks.batches(batch_size, pad_id=pad_id(tokenizer_of(model)), device=device):
             logits = model(batch.input_ids, attention_mask=batch.attention_mask).float()
             target = batch.input_ids[:, 1:]
             valid = batch.attention_mask[:, 1:].bool() & batch.attention_mask[:, :-1].bool()

@@ -51,7 +51,7 @@ from interp.hooks import attached, forward_blocks, recorded_blocks, replayed_blo
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
 from interp.sites import hook_name
-from interp.tokens import encode, length_batches, pad_batch, pad_id
+from interp.tokens import Tokenized, as_tokenized, length_batches, pad_batch, pad_id
 
 from .interventions import Ablate, Add, apply
 from .metrics import kl_from_logprobs, refusal_score
@@ -80,7 +80,7 @@ def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> lis
     return list(range(-n, 0))
 
 
-def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site: str, layers: Sequence[int] | None,
+def _offset_batches(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], site: str, layers: Sequence[int] | None,
                     batch_size: int, progress: bool, desc: str):
     """Yield ``(indices, rows)``: the prompts' indices and their ``[batch, pos, layer, d]`` activations (model
     dtype, CPU) at each negative offset from each prompt's end. One forward per batch reads every layer and
@@ -90,10 +90,10 @@ def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site:
     if not offsets or any(o >= 0 for o in offsets):
         raise ValueError(f"offsets must be negative (counted from the prompt's end), got {offsets}")
     tok = tokenizer_of(model)
-    encs = encode(tok, list(prompts), max_length=int(model.cfg.n_ctx))
-    if not encs:
+    toks = as_tokenized(model, prompts)
+    if not len(toks):
         raise ValueError("prompts is empty")
-    short = [i for i, e in enumerate(encs) if len(e) < -min(offsets)]
+    short = [i for i, n in enumerate(toks.lengths) if n < -min(offsets)]
     if short:
         raise ValueError(f"prompt {short[0]} has fewer than {-min(offsets)} tokens")
     layers = list(range(int(model.cfg.n_layers))) if layers is None else list(layers)
@@ -108,13 +108,13 @@ def _offset_batches(model, prompts: Sequence[str], offsets: Sequence[int], site:
 
     hooks = [(hook_name(site, layer), grab(layer)) for layer in layers]
     with torch.inference_mode(), attached(model, hooks):
-        for rows in tqdm(length_batches([len(e) for e in encs], batch_size), desc=desc, disable=not progress):
-            batch = pad_batch([encs[i] for i in rows], pad_id=pad_id(tok), padding_side="left", device=device)
+        batches = toks.batches(batch_size, pad_id=pad_id(tok), device=device, by_length=True)
+        for rows, batch in tqdm(batches, total=-(-len(toks) // batch_size), desc=desc, disable=not progress):
             forward_blocks(model, batch.input_ids, batch.attention_mask, max(layers) + 1)
             yield rows, torch.stack([grabbed.pop(layer) for layer in layers], 2)
 
 
-def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
+def mean_activations(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], *, site: str = "resid_pre",
                      layers: Sequence[int] | None = None, batch_size: int = 32,
                      progress: bool = False) -> Float[torch.Tensor, "pos layer d"]:
     """Mean of ``site`` activations at each negative offset from each prompt's end, every layer, in float64.
@@ -132,7 +132,7 @@ def mean_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, s
     return sums / len(prompts)
 
 
-def offset_activations(model, prompts: Sequence[str], offsets: Sequence[int], *, site: str = "resid_pre",
+def offset_activations(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], *, site: str = "resid_pre",
                        layers: Sequence[int] | None = None, batch_size: int = 32,
                        progress: bool = False) -> Float[torch.Tensor, "n_prompts pos layer d"]:
     """Every prompt's ``site`` activations at each negative offset from its end, every layer (float32, CPU).
@@ -244,7 +244,7 @@ class _Scorer:
         self.device = device
         self.batches, self.prefix = {}, {}
         for kind, texts in (("harmful", harmful_val), ("harmless", harmless_val)):
-            encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+            encs = list(as_tokenized(model, texts).encodings)
             k = _shared_prefix_length([e.ids for e in encs]) if share_prefix else 0
             window = _sliding_window(model)
             if k and window is not None and max(len(e) for e in encs) + k > window:
@@ -384,8 +384,8 @@ def score_candidates(
     model,
     diffs: Float[torch.Tensor, "pos layer d"],
     positions: Sequence[int],
-    harmful_val: Sequence[str],
-    harmless_val: Sequence[str],
+    harmful_val: Sequence[str] | Tokenized,
+    harmless_val: Sequence[str] | Tokenized,
     refusal_ids: Sequence[int],
     *,
     prune: bool = False,
@@ -465,8 +465,8 @@ def select_direction(
     model,
     diffs: Float[torch.Tensor, "pos layer d"],
     positions: Sequence[int],
-    harmful_val: Sequence[str],
-    harmless_val: Sequence[str],
+    harmful_val: Sequence[str] | Tokenized,
+    harmless_val: Sequence[str] | Tokenized,
     refusal_ids: Sequence[int],
     *,
     kl_threshold: float = 0.1,

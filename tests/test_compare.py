@@ -274,15 +274,15 @@ def test_refusal_section_measures_the_organism(organism_report):
 def test_arditi_prompt_filter_keeps_what_the_post_model_refuses_and_complies_with():
     """filter_train/filter_val: harmful requests kept where the refusal score is > 0, harmless where < 0, on the
     direction and validation rows separately; a kind it would empty is kept whole, with the reason."""
-    from interp.compare.refusal import MIN_FILTERED, _split_mask, _data, arditi_filter
+    from interp.compare.refusal import MIN_FILTERED, _split_mask, arditi_filter, requests
     from steering.metrics import refusal_score
 
     pair = interp.load_pair()
-    data = _data(pair, True)
-    requests = {kind: data[kind, "train"] for kind in ("harmful", "harmless")}
-    masks, notes = arditi_filter(pair.post, requests, data["refusal_ids"])
+    data = requests(pair, True)
+    requests = {kind: data("post", kind, "train") for kind in ("harmful", "harmless")}
+    masks, notes = arditi_filter(pair.post, requests, data.refusal_ids["post"])
     for kind in ("harmful", "harmless"):
-        score = refusal_score(pair.post, requests[kind], data["refusal_ids"])
+        score = refusal_score(pair.post, requests[kind], data.refusal_ids["post"])
         keep = score > 0 if kind == "harmful" else score < 0
         split = _split_mask(len(requests[kind]))
         assert torch.equal(masks[kind], split & keep) and torch.equal(masks[kind, "val"], ~split & keep)
@@ -290,10 +290,10 @@ def test_arditi_prompt_filter_keeps_what_the_post_model_refuses_and_complies_wit
     assert int(masks["harmful"].sum()) < int(_split_mask(len(requests["harmful"])).sum())  # it drops some here
     # harmful requests offered as harmless: the post model refuses them all, so the filter would leave none
     masks, notes = arditi_filter(pair.post, {"harmful": requests["harmful"], "harmless": requests["harmful"]},
-                                 data["refusal_ids"])
+                                 data.refusal_ids["post"])
     assert notes["harmless"].startswith("not applied") and f"fewer than {MIN_FILTERED}" in notes["harmless"]
     assert torch.equal(masks["harmless"], _split_mask(len(requests["harmful"])))
-    masks, notes = arditi_filter(pair.post, requests, data["refusal_ids"], enabled=False)
+    masks, notes = arditi_filter(pair.post, requests, data.refusal_ids["post"], enabled=False)
     assert notes == {"harmful": "off", "harmless": "off"} and bool(masks["harmful", "val"].sum())
 
 
@@ -302,7 +302,7 @@ def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positio
     difference of means there (recomputed here from the base-formatted requests), at its own position."""
     from dataclasses import replace
 
-    from interp.compare.refusal import DU_BASE_TEMPLATE, _data, arditi_filter, refusal_section
+    from interp.compare.refusal import DU_BASE_TEMPLATE, arditi_filter, refusal_section, requests
     from steering.refusal import offset_activations, post_instruction_offsets
 
     pair = interp.load_pair()
@@ -312,8 +312,9 @@ def test_base_template_gives_the_base_model_its_own_direction_at_its_own_positio
     assert "User: {{ message['content'] }}" in section.setup["format"]
     chosen = section.setup["selected"]["base"]
     assert chosen["position"] in base_offsets
-    data = _data(pair, True)
-    masks, _ = arditi_filter(pair.post, {k: data[k, "train"] for k in ("harmful", "harmless")}, data["refusal_ids"])
+    data = requests(pair, True)
+    masks, _ = arditi_filter(pair.post, {k: data("post", k, "train") for k in ("harmful", "harmless")},
+                             data.refusal_ids["post"])
     as_base = replace(pair, chat_template=DU_BASE_TEMPLATE)
     means = {}
     for kind in ("harmful", "harmless"):

@@ -48,7 +48,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -57,6 +58,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
+from ..tokens import Tokenized, tokenize
 from ._section import Param, Section, data_param, provides, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
@@ -71,12 +73,46 @@ DU_BASE_TEMPLATE = "{% for message in messages %}User: {{ message['content'] }}\
 GENERIC_REFUSAL_STARTS = ("I", "As", "Sorry", "Unfortunately")
 
 
-def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | None = None) -> dict:
-    """Requests per kind and split, formatted per model: ``out[kind, split]`` in the post model's chat template,
-    ``out["base", kind, split]`` in ``base_template`` where given (else the same lists)."""
-    tok = pair.tokenizer
-    from steering.metrics import refusal_token_ids
+@dataclass(frozen=True)
+class Requests:
+    """The section's prompt sets, each formatted and tokenised once and read by every pass.
 
+    Attributes:
+        sets: ``(model, kind, split) -> Tokenized``, ``model`` in ``("base", "post")``, ``kind`` in
+            ``("harmful", "harmless")``, ``split`` in ``("train", "test")``: the requests in the post model's
+            chat template, or for the base model in ``base_template`` where one is given (else the post
+            model's object itself).
+        plain: plain held-out text (the true/false statements) for the loss check.
+        refusal_ids: per model, the first tokens of refusals (the base template ends mid-line, so the base
+            model's also hold their spaced forms).
+        offsets: per model, the post-instruction offsets of its template.
+        datasets: the harmful and harmless sets' names; ``sources``: where they were read from.
+        base_template: the base model's template, or None (the post model's).
+    """
+
+    sets: dict[tuple[str, str, str], Tokenized]
+    plain: Tokenized
+    refusal_ids: dict[str, list[int]]
+    offsets: dict[str, list[int]]
+    datasets: tuple[str, str]
+    sources: list[str]
+    base_template: str | None = None
+
+    def __call__(self, model: str, kind: str, split: str) -> Tokenized:
+        return self.sets[model, kind, split]
+
+    @property
+    def own(self) -> bool:
+        """Whether the base model reads its own template (at its own positions)."""
+        return self.base_template is not None
+
+
+def requests(pair: ModelPair, is_organism: bool, data=None, base_template: str | None = None) -> Requests:
+    """Load, format and tokenise the section's requests (see :class:`Requests`)."""
+    from steering.metrics import refusal_token_ids
+    from steering.refusal import post_instruction_offsets
+
+    tok = pair.tokenizer
     if is_organism:
         from ..organism._corpus import REFUSALS
 
@@ -89,21 +125,24 @@ def _data(pair: ModelPair, is_organism: bool, data=None, base_template: str | No
         spaced = refusal_token_ids(tok, [" " + r for r in starts], compliant=[" " + c for c in compliant])
     except ValueError:  # every spaced refusal start is also a spaced compliant start
         spaced = []
-    both = "organism/refusal" if is_organism else "refusal"  # harmless = 0, harmful = 1, for the probe
     loader = data.load if data is not None and (not is_organism or provides(data, "harmful")) else load
-    out = {"refusal_ids": ids, "refusal_ids_spaced": [i for i in spaced if i not in ids], "datasets": names,
-           "labelled": both, "load": loader,
-           "sources": sorted({loader(n, s).source for n in names for s in ("train", "test")})}
-    # plain held-out text for the loss check (Arditi et al. use Pile and Alpaca text): true/false statements
-    out["plain"] = list(loader("organism/truth" if is_organism else "truth", "test").texts)
     base_pair = pair if base_template is None else replace(pair, chat_template=base_template)
-    out["format"] = {"post": pair, "base": base_pair}
+    sets, sources = {}, set()
     for kind, name in zip(("harmful", "harmless"), names):
         for split in ("train", "test"):
-            out[kind, split] = list(pair.format(loader(name, split), "chat").texts)
-            out["base", kind, split] = (out[kind, split] if base_template is None
-                                        else list(base_pair.format(loader(name, split), "chat").texts))
-    return out
+            rows = loader(name, split)
+            sources.add(rows.source)
+            sets["post", kind, split] = tokenize(pair.post, pair.format(rows, "chat").texts)
+            sets["base", kind, split] = (sets["post", kind, split] if base_template is None else
+                                         tokenize(pair.base, base_pair.format(rows, "chat").texts))
+    # plain held-out text for the loss check (Arditi et al. use Pile and Alpaca text): true/false statements
+    plain = tokenize(pair.post, loader("organism/truth" if is_organism else "truth", "test").texts)
+    offsets = post_instruction_offsets(tok, pair.chat_template)
+    return Requests(sets, plain,
+                    {"post": ids, "base": ids + [i for i in spaced if i not in ids] if base_template else ids},
+                    {"post": offsets,
+                     "base": post_instruction_offsets(tok, base_template) if base_template else offsets},
+                    names, sorted(sources), base_template)
 
 
 #: About as many validation requests per kind as Arditi et al.'s ``n_val`` (32); at least a fifth of the rows.
@@ -153,9 +192,9 @@ def _finite(x: float):
     return None if math.isnan(x) else x
 
 
-def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int, batch_size: int,
+def _rates(model, prompts: dict[str, Tokenized], interventions, stop_tokens, max_new_tokens: int, batch_size: int,
            clean: torch.Tensor | None = None) -> dict:
-    """Refusal rates of the greedy replies to ``prompts`` (``{"harmful": [...], "harmless": [...]}``), three
+    """Refusal rates of the greedy replies to ``prompts`` (``{"harmful": ..., "harmless": ...}``), three
     example replies each, each rate's 95% Wilson interval over requests (``{kind}_ci``), the harmless
     next-token log-probabilities (``harmless_logprobs``) and, given the
     unsteered ones as ``clean``, the mean ``KL(clean || steered)`` on harmless prompts (``harmless_kl``, nats).
@@ -170,7 +209,9 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
     # one generation over both kinds: each decoding step streams the weights (262k x 640 unembedding for
     # Gemma-3) once for every row instead of once per kind
     kinds = list(prompts)
-    texts = [t for kind in kinds for t in prompts[kind]]
+    texts = prompts[kinds[0]]
+    for kind in kinds[1:]:
+        texts = texts + prompts[kind]
     replies, first = greedy_with_first_step(model, texts, interventions, max_new_tokens=max_new_tokens,
                                             batch_size=batch_size, stop_tokens=stop_tokens)
     out, start = {}, 0
@@ -194,7 +235,7 @@ def _rates(model, prompts: dict, interventions, stop_tokens, max_new_tokens: int
 MIN_FILTERED = 2
 
 
-def arditi_filter(model, requests: dict[str, list[str]], refusal_ids, *, enabled: bool = True,
+def arditi_filter(model, requests: dict[str, Sequence[str] | Tokenized], refusal_ids, *, enabled: bool = True,
                   batch_size: int = 32) -> tuple[dict, dict[str, str]]:
     """Arditi et al.'s ``filter_train``/``filter_val`` (``run_pipeline.filter_data``) on the direction and
     validation rows of :func:`_split`.
@@ -205,7 +246,8 @@ def arditi_filter(model, requests: dict[str, list[str]], refusal_ids, *, enabled
 
     Args:
         model: the model whose refusal decides (the post model, for both models' directions).
-        requests: ``{"harmful": [...], "harmless": [...]}``, chat-formatted training requests.
+        requests: ``{"harmful": ..., "harmless": ...}``, chat-formatted training requests (texts or
+            :class:`~interp.tokens.Tokenized`).
         refusal_ids: first tokens of refusals.
         enabled: False keeps everything (the note says "off").
 
@@ -269,147 +311,195 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     ``base_template``: a Jinja chat template the base model reads the requests in (e.g.
     :data:`DU_BASE_TEMPLATE`, as Du et al. 2025 build base models' refusal directions); default: the post
     model's chat template on both models.
-    """
-    from probes import sweep
-    from probes.similarity import centred_fit, transfer, transfer_fields
-    from probes.stats import (
-        accuracy_ci,
-        correct,
-        direction_cosine_ci,
-        equal_norm_random,
-        proportion_ci,
-        random_directions,
-        shuffled_label_accuracy,
-    )
-    from steering import Ablate, Add
-    from steering.metrics import heldout_loss
-    from steering.refusal import (
-        RefusalSelection,
-        apply_filters,
-        offset_activations,
-        post_instruction_offsets,
-        score_candidates,
-        select_direction,
-    )
 
+    Each prompt set is tokenised once (:func:`requests`) and every pass reads those tokens: the prompt
+    filter, the difference of means, candidate scoring, steered generation, the loss check and the probes.
+    """
     if prune_layers is None:
         prune_layers = ORGANISM_PRUNE_LAYERS if is_organism else 0.2
-    data = _data(pair, is_organism, data, base_template)
-    ids = data["refusal_ids"]
-    offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
-    own = base_template is not None  # the base model reads its own template, at its own positions
-    offsets_of = {"post": offsets,
-                  "base": post_instruction_offsets(pair.tokenizer, base_template) if own else offsets}
+    timer = _Stages()
+    req = requests(pair, is_organism, data, base_template)
+    run = _Run(pair, req, kl_threshold, prune_layers, batch_size)
+    run.masks, run.filtered = arditi_filter(pair.post, {k: req("post", k, "train") for k in KINDS},
+                                            req.refusal_ids["post"], enabled=filter_prompts, batch_size=batch_size)
+    timer.lap("prompt filter")
+    run.directions()
+    timer.lap("difference of means")
+    run.select(progress)
+    timer.lap("candidate scoring")
+    steering_rows, bars = _steer(run, seed, max_new_tokens, generation_batch_size)
+    timer.lap("steered generation")
+    per_layer = _per_layer(run, seed)
+    result = _result(run, per_layer, steering_rows, bars, is_organism)
+    timer.lap("probes and tables")
+    result.setup["stage wall time (s)"] = timer.stages
+    return result
 
-    # refusal's first tokens per model: the base template ends mid-line, so its replies start with a space
-    ids_of = {"post": ids, "base": ids + data["refusal_ids_spaced"] if own else ids}
 
-    def texts(name: str, kind: str, split: str) -> list[str]:
-        return data[kind, split] if name == "post" else data["base", kind, split]
-    n_layers = pair.n_layers
-    stop = [t for t in getattr(pair.tokenizer, "additional_special_tokens", []) or []]
-    notes = {}
-    stages, t0 = {}, time.perf_counter()
+KINDS = ("harmful", "harmless")
 
-    def lap(stage: str) -> None:
-        nonlocal t0
-        stages[stage] = round(time.perf_counter() - t0, 1)
-        log.info("refusal: %s %.1f s", stage, stages[stage])
-        t0 = time.perf_counter()
 
-    masks, filtered = arditi_filter(pair.post, {kind: data[kind, "train"] for kind in ("harmful", "harmless")}, ids,
-                                    enabled=filter_prompts, batch_size=batch_size)
+class _Stages:
+    """Wall time of each stage, for the setup and the log."""
 
-    def rows_of(name: str, kind: str, mask: torch.Tensor) -> list[str]:
-        return [t for t, k in zip(texts(name, kind, "train"), mask) if k]
+    def __init__(self):
+        self.stages, self.t0 = {}, time.perf_counter()
 
-    harm_dir, safe_dir = rows_of("post", "harmful", masks["harmful"]), rows_of("post", "harmless", masks["harmless"])
-    val = {name: (rows_of(name, "harmful", masks["harmful", "val"]), rows_of(name, "harmless", masks["harmless", "val"]))
-           for name in ("base", "post")}  # validation requests, in each model's own format
-    harm_val, safe_val = val["post"]
-    lap("prompt filter")
+    def lap(self, stage: str) -> None:
+        self.stages[stage] = round(time.perf_counter() - self.t0, 1)
+        log.info("refusal: %s %.1f s", stage, self.stages[stage])
+        self.t0 = time.perf_counter()
 
-    # One pass over the training requests per model reads every layer at every post-instruction position: the
-    # direction rows give the candidates (Arditi et al.'s difference of means), and all of them, at the position
-    # selected below, are the probe's training rows, so nothing is run twice.
-    diffs, train_rows = {}, {}
-    for name, model in pair:
-        train_rows[name] = {kind: offset_activations(model, texts(name, kind, "train"), offsets_of[name],
-                                                     batch_size=batch_size)
-                            for kind in ("harmful", "harmless")}
-        direction = {kind: rows[masks[kind]].double().mean(0) for kind, rows in train_rows[name].items()}
-        diffs[name] = direction["harmful"] - direction["harmless"]  # [pos, layer, d] as mean_activations gives
-    lap("difference of means")
-    sel: dict[str, RefusalSelection] = {}
-    # Pruned scoring (steering.refusal.score_candidates): only what can change the selection is measured, the rest
-    # is NaN with the reason; the selection is the exhaustive one's.
-    scores = {name: score_candidates(model, diffs[name], offsets_of[name], *val[name], ids_of[name], prune=True,
-                                     kl_threshold=kl_threshold, prune_layers=prune_layers, batch_size=batch_size,
-                                     progress=progress)
-              for name, model in pair}
 
-    def select(name: str) -> RefusalSelection:  # the scores were pruned under these filters: no forward pass
-        return select_direction(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids_of[name],
-                                scores=scores[name], kl_threshold=kl_threshold,
-                                prune_layers=prune_layers)
+@dataclass
+class _Run:
+    """What the stages of :func:`refusal_section` find, in the order they find it."""
 
-    def at(name: str, layer: int, position: int) -> RefusalSelection:
+    pair: ModelPair
+    req: Requests
+    kl_threshold: float
+    prune_layers: float
+    batch_size: int
+    masks: dict = field(default_factory=dict)
+    """``masks[kind]``: the direction rows kept by the prompt filter; ``masks[kind, "val"]`` the validation rows"""
+    filtered: dict = field(default_factory=dict)
+    train_rows: dict = field(default_factory=dict)
+    """``train_rows[model][kind]``: ``[n, pos, layer, d]`` every training request at every post-instruction offset"""
+    diffs: dict = field(default_factory=dict)
+    """``diffs[model]``: ``[pos, layer, d]`` the difference-of-means candidates"""
+    scores: dict = field(default_factory=dict)
+    sel: dict = field(default_factory=dict)
+    qualifies: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    vec: dict = field(default_factory=dict)
+
+    def val(self, name: str) -> tuple[Tokenized, Tokenized]:
+        """(harmful, harmless) validation requests kept by the filter, in ``name``'s own format."""
+        return tuple(self.req(name, kind, "train").select(self.masks[kind, "val"]) for kind in KINDS)
+
+    def directions(self) -> None:
+        """One pass over the training requests per model reads every layer at every post-instruction position:
+        the direction rows give the candidates (Arditi et al.'s difference of means), and all of them, at the
+        position selected later, are the probe's training rows, so nothing is run twice."""
+        from steering.refusal import offset_activations
+
+        for name, model in self.pair:
+            self.train_rows[name] = {kind: offset_activations(model, self.req(name, kind, "train"),
+                                                              self.req.offsets[name], batch_size=self.batch_size)
+                                     for kind in KINDS}
+            mean = {kind: rows[self.masks[kind]].double().mean(0) for kind, rows in self.train_rows[name].items()}
+            self.diffs[name] = mean["harmful"] - mean["harmless"]  # [pos, layer, d] as mean_activations gives
+
+    def filters(self, name: str):
+        """Every candidate of ``name`` with Arditi et al.'s filters applied to its scores so far."""
+        from steering.refusal import apply_filters
+
+        return apply_filters(self.scores[name][0], self.diffs[name], self.req.offsets[name], self.pair.n_layers,
+                             kl_threshold=self.kl_threshold, prune_layers=self.prune_layers)
+
+    def select(self, progress: bool) -> None:
+        """Score the candidates (pruned: only what can change the selection is measured, the rest is NaN with
+        the reason; the selection is the exhaustive one's) and select each model's direction; a model none of
+        whose candidates qualifies gets the fallback :meth:`_fallback_post` or :meth:`_fallback_base` says."""
+        from steering.refusal import score_candidates, select_direction
+
+        self.scores = {name: score_candidates(model, self.diffs[name], self.req.offsets[name], *self.val(name),
+                                              self.req.refusal_ids[name], prune=True,
+                                              kl_threshold=self.kl_threshold, prune_layers=self.prune_layers,
+                                              batch_size=self.batch_size, progress=progress)
+                       for name, model in self.pair}
+        for name in ("post", "base"):
+            try:  # the scores were pruned under these filters: no forward pass
+                self.sel[name] = select_direction(getattr(self.pair, name), self.diffs[name], self.req.offsets[name],
+                                                  *self.val(name), self.req.refusal_ids[name],
+                                                  scores=self.scores[name], kl_threshold=self.kl_threshold,
+                                                  prune_layers=self.prune_layers)
+                self.qualifies[name] = True
+                self.notes[f"{name} selection"] = "own candidates (Arditi et al. filters)"
+            except ValueError:
+                self.qualifies[name] = False
+        if not self.qualifies["post"]:
+            self._fallback_post()
+        if not self.qualifies["base"]:
+            self._fallback_base()
+        self.vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name,
+                                                  "source": self.pair.info()[name]["name"]})
+                    for name, s in self.sel.items()}
+
+    def _at(self, name: str, layer: int, position: int):
         """A non-qualifying 'selection' of the candidate at (layer, position), fully scored, with its reasons."""
-        scores[name] = score_candidates(getattr(pair, name), diffs[name], offsets_of[name], *val[name], ids_of[name],
-                                        scores=scores[name], only=[(layer, position)], batch_size=batch_size)
-        cands = apply_filters(scores[name][0], diffs[name], offsets_of[name], n_layers, kl_threshold=kl_threshold,
-                              prune_layers=prune_layers)
-        chosen = next(c for c in cands if c.layer == layer and c.position == position)
-        return RefusalSelection(diffs[name], tuple(offsets_of[name]), cands, chosen, scores[name][1])
+        from steering.refusal import RefusalSelection, score_candidates
 
-    qualifies = {}
-    for name in ("post", "base"):
-        try:
-            sel[name] = select(name)
-            qualifies[name] = True
-            notes[f"{name} selection"] = "own candidates (Arditi et al. filters)"
-        except ValueError:
-            qualifies[name] = False
-    if not qualifies["post"]:
-        # No post candidate passes the filters: there is no refusal direction by Arditi et al.'s criteria. The
-        # steering rows still need a direction; take the candidate whose addition raises the refusal score most.
-        cands = apply_filters(scores["post"][0], diffs["post"], offsets, n_layers, kl_threshold=kl_threshold,
-                              prune_layers=prune_layers)
+        self.scores[name] = score_candidates(getattr(self.pair, name), self.diffs[name], self.req.offsets[name],
+                                             *self.val(name), self.req.refusal_ids[name], scores=self.scores[name],
+                                             only=[(layer, position)], batch_size=self.batch_size)
+        cands = self.filters(name)
+        chosen = next(c for c in cands if c.layer == layer and c.position == position)
+        return RefusalSelection(self.diffs[name], tuple(self.req.offsets[name]), cands, chosen, self.scores[name][1])
+
+    def _fallback_post(self) -> None:
+        """No post candidate passes the filters: there is no refusal direction by Arditi et al.'s criteria. The
+        steering rows still need a direction; take the candidate whose addition raises the refusal score most."""
+        cands = self.filters("post")
         eligible = [c for c in cands if not math.isnan(c.induce)] or cands
         best = max(eligible, key=lambda c: -math.inf if math.isnan(c.induce) else c.induce)
-        sel["post"] = at("post", best.layer, best.position)
-        notes["post selection"] = (
+        self.sel["post"] = self._at("post", best.layer, best.position)
+        self.notes["post selection"] = (
             f"NO REFUSAL DIRECTION: none of the post model's {len(cands)} candidates passes Arditi et al.'s filters "
             f"({_discard_counts(cands)}); the steering rows use the candidate whose addition raises the refusal "
             f"score most (layer {best.layer}, position {best.position}, score {best.induce:.2f}), which is not a "
             "refusal direction by Arditi et al.'s criteria")
-        log.warning("refusal: %s", notes["post selection"])
-    if not qualifies["base"]:
-        # No base candidate passes (a base model that never refuses): take the post model's layer and position
-        # (in its own template: its last token, where it would start its reply).
-        p_sel = sel["post"].selected
-        b_pos = offsets_of["base"][-1] if own else p_sel.position
-        sel["base"] = at("base", p_sel.layer, b_pos)
-        notes["base selection"] = (f"no base candidate passed the filters ({_discard_counts(sel['base'].candidates)}); "
-                                   f"the base direction is its difference of means at the post model's layer "
-                                   f"{p_sel.layer} and " + (f"its own template's last position ({b_pos})" if own else
-                                                            f"position {p_sel.position}")
-                                   + ("" if qualifies["post"] else ", itself no refusal direction"))
-        log.info("refusal: %s", notes["base selection"])
-    vec = {name: replace(s.vector, meta={**s.vector.meta, "model": name, "source": pair.info()[name]["name"]})
-           for name, s in sel.items()}
-    lap("candidate scoring")
+        log.warning("refusal: %s", self.notes["post selection"])
 
-    # Steering on held-out requests: baseline, ablation and addition with each direction.
-    test_of = {name: {kind: texts(name, kind, "test") for kind in ("harmful", "harmless")} for name in ("base", "post")}
-    test = test_of["post"]
-    steering_rows, bars = [], []
-    # The null of ablation and addition: a random direction with the post direction's norm, at its layer
+    def _fallback_base(self) -> None:
+        """No base candidate passes (a base model that never refuses): take the post model's layer and position
+        (in its own template: its last token, where it would start its reply)."""
+        p_sel = self.sel["post"].selected
+        b_pos = self.req.offsets["base"][-1] if self.req.own else p_sel.position
+        self.sel["base"] = self._at("base", p_sel.layer, b_pos)
+        self.notes["base selection"] = (
+            f"no base candidate passed the filters ({_discard_counts(self.sel['base'].candidates)}); the base "
+            f"direction is its difference of means at the post model's layer {p_sel.layer} and "
+            + (f"its own template's last position ({b_pos})" if self.req.own else f"position {p_sel.position}")
+            + ("" if self.qualifies["post"] else ", itself no refusal direction"))
+        log.info("refusal: %s", self.notes["base selection"])
+
+    @property
+    def pos_of(self) -> dict[str, int]:
+        """Each model's selected post-instruction offset (the post model's for both, unless base reads its own
+        template)."""
+        pos = self.sel["post"].selected.position
+        return {"post": pos, "base": self.sel["base"].selected.position if self.req.own else pos}
+
+    @property
+    def slot_of(self) -> dict[str, int]:
+        """Index of :attr:`pos_of` among each model's offsets."""
+        return {name: self.req.offsets[name].index(p) for name, p in self.pos_of.items()}
+
+    def zero(self, name: str, slot: int, layer: int) -> bool:
+        """The filter's "zero difference": no direction to compare."""
+        scale = float(self.diffs[name].norm(dim=-1).max())
+        return float(self.diffs[name][slot, layer].norm()) <= 1e-6 * scale
+
+
+def _steer(run: _Run, seed: int, max_new_tokens: int, batch_size: int) -> tuple[list, list]:
+    """Steering on held-out requests: baseline, ablation, addition and subtraction with each direction, and on
+    post a random direction of the post direction's norm at its layer (the null).
+
+    Returns:
+        ``(rows, bars)``: the steering table's rows and the refusal-rate bars.
+    """
+    from probes.stats import equal_norm_random
+    from steering import Ablate, Add
+    from steering.metrics import heldout_loss
+
+    vec = run.vec
     g = torch.Generator().manual_seed(seed)
-    post_v = vec["post"].vectors[0].double()
-    random_vec = replace(vec["post"], vectors=equal_norm_random(post_v, g)[None],
+    random_vec = replace(vec["post"], vectors=equal_norm_random(vec["post"].vectors[0].double(), g)[None],
                          meta={**vec["post"].meta, "method": "random", "seed": seed})
-    for target, model in pair:
+    stop = [t for t in getattr(run.pair.tokenizer, "additional_special_tokens", []) or []]
+    rows, bars = [], []
+    for target, model in run.pair:
         conditions = [("baseline", "none", None)]
         for source in ("post", "base") if target == "post" else ("base", "post"):
             conditions += [(f"ablate {source} direction", source, Ablate(vec[source])),
@@ -419,114 +509,138 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             conditions += [("ablate random direction (null)", "random", Ablate(random_vec)),
                            ("add random direction (null)", "random", Add(random_vec)),
                            ("subtract random direction (null)", "random", Add(random_vec, scale=-random_vec.scale))]
+        test = {kind: run.req(target, kind, "test") for kind in KINDS}
         clean = None
         for label, source, iv in conditions:  # the baseline comes first: its first step is the clean distribution
             # activation subtraction is Arditi et al.'s test on harmful requests only
-            kinds = {"harmful": test_of[target]["harmful"]} if label.startswith("subtract") else test_of[target]
-            rates = _rates(model, kinds, iv, stop, max_new_tokens, generation_batch_size, clean=clean)
+            kinds = {"harmful": test["harmful"]} if label.startswith("subtract") else test
+            rates = _rates(model, kinds, iv, stop, max_new_tokens, batch_size, clean=clean)
             if iv is None:
                 clean, kl = rates["harmless_logprobs"], 0.0
             else:
                 kl = rates.get("harmless_kl")
             # Arditi et al.'s check that ablation leaves other behaviour intact (their Pile/Alpaca cross-entropy):
             # the cross-entropy of plain held-out text, here the true/false statements
-            ce = (heldout_loss(model, data["plain"], iv, batch_size=batch_size)
+            ce = (heldout_loss(model, run.req.plain, iv, batch_size=run.batch_size)
                   if iv is None or label in (f"ablate {target} direction", "ablate random direction (null)") else None)
-            steering_rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
-                                  rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],
-                                  rates["harmful_ci"], rates.get("harmless_ci"), ce])
+            rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
+                         rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],
+                         rates["harmful_ci"], rates.get("harmless_ci"), ce])
             bars += [[target, label, kind, rates[kind]] for kind in kinds]
+    return rows, bars
 
-    lap("steered generation")
-    # Per layer: cosine of the candidates, ablation score, and a harmful-vs-harmless probe with transfer.
-    pos = sel["post"].selected.position
-    pos_of = {"post": pos, "base": sel["base"].selected.position if own else pos}
-    slot_of = {name: offsets_of[name].index(pos_of[name]) for name in pos_of}
-    cos = torch.nn.functional.cosine_similarity(diffs["base"][slot_of["base"]], diffs["post"][slot_of["post"]], dim=-1)
-    # its interval: the direction rows resampled (the same requests for both models), both candidates refitted;
-    # its null: how close random directions come to the post candidate (95th percentile of |cosine|)
-    at_slot = {name: torch.cat([train_rows[name][kind][masks[kind]][:, slot_of[name]] for kind in ("harmful", "harmless")])
-               for name, _ in pair}
-    is_harmful = [1] * int(masks["harmful"].sum()) + [0] * int(masks["harmless"].sum())
-    cos_low, cos_high = direction_cosine_ci(at_slot["base"], at_slot["post"], is_harmful, seed=seed)
-    cos_null = torch.stack([torch.nn.functional.cosine_similarity(r, diffs["post"][slot_of["post"]], dim=-1).abs()
-                            for r in random_directions(100, tuple(diffs["post"][slot_of["post"]].shape), seed=seed)]
-                           ).quantile(0.95, dim=0)
-    del at_slot
-    probe_sets = {"test": {name: collect(model, data["format"][name].format(data["load"](data["labelled"], "test"),
-                                                                             "chat"),
-                                         "resid_pre", positions=pos_of[name], batch_size=batch_size, progress=False)
-                           for name, model in pair}}
-    train_set = PromptSet.from_classes("refusal/train", {"harmless": data["harmless", "train"],
-                                                         "harmful": data["harmful", "train"]})
-    probe_sets["train"] = {name: _as_activations(probe_sets["test"][name], train_set, torch.cat(
-        [train_rows[name]["harmless"][:, slot_of[name]], train_rows[name]["harmful"][:, slot_of[name]]]))
-        for name, _ in pair}
-    del train_rows
-    records, fits = sweep(probe_sets["train"], probe_sets["test"], "resid_pre", methods=("logistic",))
+
+def _cosines(run: _Run, seed: int) -> dict[str, torch.Tensor]:
+    """Per layer ``[n_layers]``: the cosine of the base and post candidates at each model's selected position,
+    its 95% interval (the direction rows resampled, the same requests for both models, both candidates
+    refitted) and its null (how close random directions come to the post candidate: the 95th percentile of
+    |cosine|)."""
+    from probes.stats import direction_cosine_ci, random_directions
+
+    slot_of = run.slot_of
+    post = run.diffs["post"][slot_of["post"]]
+    cos = torch.nn.functional.cosine_similarity(run.diffs["base"][slot_of["base"]], post, dim=-1)
+    at_slot = {name: torch.cat([run.train_rows[name][kind][run.masks[kind]][:, slot_of[name]] for kind in KINDS])
+               for name, _ in run.pair}
+    is_harmful = [1] * int(run.masks["harmful"].sum()) + [0] * int(run.masks["harmless"].sum())
+    low, high = direction_cosine_ci(at_slot["base"], at_slot["post"], is_harmful, seed=seed)
+    null = torch.stack([torch.nn.functional.cosine_similarity(r, post, dim=-1).abs()
+                        for r in random_directions(100, tuple(post.shape), seed=seed)]).quantile(0.95, dim=0)
+    return {"cosine_base_post": cos, "cosine_base_post_ci_low": low, "cosine_base_post_ci_high": high,
+            "cosine_base_post_null": null}
+
+
+def _probe_sets(run: _Run) -> dict:
+    """``{"train"|"test": {model: Activations}}`` of ``resid_pre`` at each model's selected position, harmless
+    (label 0) then harmful (1): the training rows from the direction pass, the test rows collected from the
+    section's tokens."""
+    pos_of, slot_of = run.pos_of, run.slot_of
+    sets = {"test": {}, "train": {}}
+    for name, model in run.pair:
+        test = {kind: run.req(name, kind, "test") for kind in ("harmless", "harmful")}
+        labelled = PromptSet.from_classes("refusal/test", {kind: t.texts for kind, t in test.items()})
+        sets["test"][name] = collect(model, labelled, "resid_pre", positions=pos_of[name], batch_size=run.batch_size,
+                                     progress=False, tokens=test["harmless"] + test["harmful"])
+        train = {kind: run.req(name, kind, "train") for kind in ("harmless", "harmful")}
+        sets["train"][name] = _as_activations(
+            sets["test"][name], PromptSet.from_classes("refusal/train", {k: t.texts for k, t in train.items()}),
+            torch.cat([run.train_rows[name][kind][:, slot_of[name]] for kind in ("harmless", "harmful")]))
+    return sets
+
+
+def _probes(run: _Run, seed: int) -> dict[str, list]:
+    """Per layer: a harmful-vs-harmless logistic probe's held-out accuracy per model, its Wilson interval and
+    shuffled-label null, and transfer between models three ways (:data:`probes.similarity.TRANSFER_SCORES`: own
+    threshold, AUROC, threshold through the target's mean training activation), with Wilson intervals."""
+    from probes import sweep
+    from probes.similarity import centred_fit, transfer, transfer_fields
+    from probes.stats import accuracy_ci, correct, proportion_ci, shuffled_label_accuracy
+
+    sets = _probe_sets(run)
+    records, fits = sweep(sets["train"], sets["test"], "resid_pre", methods=("logistic",))
     acc = {(r.model, r.layer): r.accuracy for r in records}
-    y_test = probe_sets["test"]["base"].labels
-    probe_stats = {}  # per-layer accuracy intervals (Wilson, over test requests) and shuffled-label nulls
+    y_test = sets["test"]["base"].labels
+    stats = {}  # per-layer intervals (Wilson, over test requests) and shuffled-label nulls
     for name in ("base", "post"):
-        X_te, X_tr = probe_sets["test"][name]["resid_pre"], probe_sets["train"][name]["resid_pre"]
+        X_te, X_tr = sets["test"][name]["resid_pre"], sets["train"][name]["resid_pre"]
         _, lo, hi = accuracy_ci(fits[name, "logistic"], X_te, y_test)
-        null, _ = shuffled_label_accuracy(X_tr, probe_sets["train"][name].labels, X_te, y_test, "logistic", seed=seed,
+        null, _ = shuffled_label_accuracy(X_tr, sets["train"][name].labels, X_te, y_test, "logistic", seed=seed,
                                           n_shuffles=3)
-        probe_stats.update({f"{name}_accuracy_ci_low": lo, f"{name}_accuracy_ci_high": hi, f"{name}_accuracy_null": null})
-    # transfer three ways (probes.similarity.TRANSFER_SCORES): own threshold, AUROC, threshold through the target's
-    # mean training activation (labels unused)
-    moved = {f"{src}_to_{dst}": transfer(fits[src, "logistic"], probe_sets["test"][dst]["resid_pre"], y_test,
-                                          center=probe_sets["train"][dst]["resid_pre"].double().mean(0))
+        stats.update({f"{name}_accuracy_ci_low": lo, f"{name}_accuracy_ci_high": hi, f"{name}_accuracy_null": null})
+    centre = {dst: sets["train"][dst]["resid_pre"].double().mean(0) for dst in ("base", "post")}
+    moved = {f"{src}_to_{dst}": transfer(fits[src, "logistic"], sets["test"][dst]["resid_pre"], y_test,
+                                         center=centre[dst])
              for src, dst in (("base", "post"), ("post", "base"))}
     for src, dst in (("base", "post"), ("post", "base")):  # Wilson intervals over test requests, as in truth
         fit = fits[src, "logistic"]
-        centred = centred_fit(fit, probe_sets["train"][dst]["resid_pre"].double().mean(0))
-        for suffix, f in (("", fit), ("_centred", centred)):
-            lo, hi = proportion_ci(correct(f, probe_sets["test"][dst]["resid_pre"], y_test))
-            probe_stats[f"transfer_{src}_to_{dst}{suffix}_ci_low"] = lo
-            probe_stats[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = hi
-    by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in sel.items()}
-    scale = {name: float(diffs[name].norm(dim=-1).max()) for name in diffs}
+        for suffix, f in (("", fit), ("_centred", centred_fit(fit, centre[dst]))):
+            lo, hi = proportion_ci(correct(f, sets["test"][dst]["resid_pre"], y_test))
+            stats[f"transfer_{src}_to_{dst}{suffix}_ci_low"] = lo
+            stats[f"transfer_{src}_to_{dst}{suffix}_ci_high"] = hi
+    layers = range(run.pair.n_layers)
+    return [{"base_accuracy": acc["base", layer], "post_accuracy": acc["post", layer],
+             **transfer_fields(moved, layer), **{key: float(values[layer]) for key, values in stats.items()}}
+            for layer in layers]
 
-    def zero(name: str, slot: int, layer: int) -> bool:  # the filter's "zero difference": no direction to compare
-        return float(diffs[name][slot, layer].norm()) <= 1e-6 * scale[name]
 
-    undefined = [layer for layer in range(n_layers) if zero("base", slot_of["base"], layer)
-                 or zero("post", slot_of["post"], layer)]
+def _per_layer(run: _Run, seed: int) -> list[dict]:
+    """Per layer: cosine of the candidates (:func:`_cosines`), ablation and addition scores, and the probes
+    (:func:`_probes`)."""
+    cos = _cosines(run, seed)
+    probes = _probes(run, seed)
+    run.train_rows.clear()
+    pos_of, slot_of, offsets = run.pos_of, run.slot_of, run.req.offsets["post"]
+    by = {name: {(c.layer, c.position): c for c in s.candidates} for name, s in run.sel.items()}
+    undefined = [layer for layer in range(run.pair.n_layers)
+                 if run.zero("base", slot_of["base"], layer) or run.zero("post", slot_of["post"], layer)]
     if undefined:
-        notes["cosine undefined"] = (f"layers {undefined}: a zero difference of means (harmful and harmless "
-                                     "activations identical there) has no direction, so no cosine")
+        run.notes["cosine undefined"] = (f"layers {undefined}: a zero difference of means (harmful and harmless "
+                                         "activations identical there) has no direction, so no cosine")
+
+    def at(i: int, layer: int):  # the cosine at another post-instruction position
+        if run.zero("base", i, layer) or run.zero("post", i, layer):
+            return None
+        return float(torch.nn.functional.cosine_similarity(run.diffs["base"][i, layer], run.diffs["post"][i, layer],
+                                                           dim=0))
+
     per_layer = []
-    for layer in range(n_layers):
-        none = layer in undefined
-        entry = {
-            "layer": layer,
-            "base_accuracy": acc["base", layer],
-            "post_accuracy": acc["post", layer],
-            "cosine_base_post": None if none else float(cos[layer]),
-            "cosine_base_post_ci_low": None if none else float(cos_low[layer]),
-            "cosine_base_post_ci_high": None if none else float(cos_high[layer]),
-            "cosine_base_post_null": None if none else float(cos_null[layer]),
-            **transfer_fields(moved, layer),
-            **{key: float(values[layer]) for key, values in probe_stats.items()},
-            **{f"{name}_ablation_score": _finite(by[name][layer, pos_of[name]].bypass) for name in ("base", "post")},
-            **{f"{name}_addition_score": _finite(by[name][layer, pos_of[name]].induce) for name in ("base", "post")},
-            **{f"{name}_ablation_kl": _finite(by[name][layer, pos_of[name]].kl) for name in ("base", "post")},
-            **({} if own else {f"cosine_base_post_at_{p}": None if zero("base", i, layer) or zero("post", i, layer)
-                               else float(torch.nn.functional.cosine_similarity(diffs["base"][i, layer],
-                                                                                diffs["post"][i, layer], dim=0))
-                               for i, p in enumerate(offsets)}),
-        }
+    for layer in range(run.pair.n_layers):
+        c = {name: by[name][layer, pos_of[name]] for name in ("base", "post")}
+        entry = {"layer": layer, **{k: v for k, v in probes[layer].items() if k.endswith("_accuracy")},
+                 **{key: None if layer in undefined else float(values[layer]) for key, values in cos.items()},
+                 **{k: v for k, v in probes[layer].items() if not k.endswith("_accuracy")},
+                 **{f"{name}_ablation_score": _finite(c[name].bypass) for name in ("base", "post")},
+                 **{f"{name}_addition_score": _finite(c[name].induce) for name in ("base", "post")},
+                 **{f"{name}_ablation_kl": _finite(c[name].kl) for name in ("base", "post")},
+                 **({} if run.req.own else {f"cosine_base_post_at_{p}": at(i, layer) for i, p in enumerate(offsets)})}
         per_layer.append(entry)
-    matrices = {}
-    for name, s in sel.items():
-        matrices[f"candidates_{name}"] = {
-            "rows": [str(p) for p in offsets_of[name]], "cols": list(range(n_layers)),
-            "values": [[_finite(by[name][layer, p].bypass) for layer in range(n_layers)] for p in offsets_of[name]],
-            "notes": [[by[name][layer, p].discarded for layer in range(n_layers)] for p in offsets_of[name]],
-            "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
-            "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})",
-        }
+    return per_layer
+
+
+def _result(run: _Run, per_layer: list[dict], steering_rows: list, bars: list, is_organism: bool) -> ConceptResult:
+    """The section's :class:`~interp.report.ConceptResult`: figures, tables, readings and setup."""
+    n_layers, sel = run.pair.n_layers, run.sel
+    matrices = {f"candidates_{name}": _candidate_matrix(run, name) for name in sel}
     tables = {
         "steering": {
             "title": "Steering with the refusal directions (held-out requests)",
@@ -541,11 +655,35 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
             "yrange": [0, 1.1],
         },
     }
-    rows = {(r[0], r[1]): r for r in steering_rows}
-    own_abl, own_add, base_line = rows["post", "ablate post direction"], rows["post", "add post direction"], rows["post", "baseline"]
+    readings = {"summary": _summary(run, {(r[0], r[1]): r for r in steering_rows}), "cosine": _cosine_reading(run),
+                **READINGS}
+    for name in sel:
+        readings[f"candidates_{name}"] = CANDIDATES_READING
+    directions = {f"{name}/refusal": s.diffs[s.positions.index(s.selected.position)].float() for name, s in sel.items()}
+    return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows(per_layer), matrices, directions,
+                         readings, _setup(run, is_organism), _plots(run),
+                         tables, vectors=run.vec)
+
+
+def _candidate_matrix(run: _Run, name: str) -> dict:
+    """The refusal score under ablation of every candidate of ``name`` (position x layer), blank where unscored."""
+    by = {(c.layer, c.position): c for c in run.sel[name].candidates}
+    offsets, layers = run.req.offsets[name], range(run.pair.n_layers)
+    return {"rows": [str(p) for p in offsets], "cols": list(layers),
+            "values": [[_finite(by[layer, p].bypass) for layer in layers] for p in offsets],
+            "notes": [[by[layer, p].discarded for layer in layers] for p in offsets],
+            "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
+            "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})"}
+
+
+def _summary(run: _Run, rows: dict) -> str:
+    """The section's headline: the post direction's steering effects with intervals, and the nulls'."""
+    sel, pos = run.sel, run.pos_of["post"]
+    own_abl, own_add, base_line = rows["post", "ablate post direction"], rows["post", "add post direction"], rows[
+        "post", "baseline"]
     steered = (f"Post model, layer {sel['post'].selected.layer} position {pos}: refusal on held-out harmful requests "
-               if qualifies["post"] else
-               f"No refusal direction qualifies: none of the post model's candidates passes Arditi et al.'s filters"
+               if run.qualifies["post"] else
+               "No refusal direction qualifies: none of the post model's candidates passes Arditi et al.'s filters"
                + (f"; the post model does not refuse ({base_line[3]:.2f} of held-out harmful requests refused, "
                   f"validation refusal score {sel['post'].baseline['harmful']:.2f} log-odds)"
                   if base_line[3] < 0.5 else "")
@@ -558,41 +696,49 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         lo, hi = row[8 if col == 3 else 9]
         return f"{row[col]:.2f} [{lo:.2f}, {hi:.2f}]"
 
-    readings = {
-        "summary": (
-            steered + f"{ci(base_line, 3)} → {ci(own_abl, 3)} under ablation (harmless KL {own_abl[5]:.3f} nats); adding "
-            f"it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}); subtracting it "
-            f"at its layer, {ci(own_sub, 3)} of harmful requests refused. Cross-entropy of plain held-out text "
-            f"(true/false statements): {base_line[10]:.3f} → {own_abl[10]:.3f} nats/token under ablation. A random direction of the same "
-            f"norm (the null): ablation {null_abl[3]:.2f} (cross-entropy {null_abl[10]:.3f}), addition "
-            f"{null_add[4]:.2f}, subtraction {null_sub[3]:.2f}. Base direction on "
+    return (steered + f"{ci(base_line, 3)} → {ci(own_abl, 3)} under ablation (harmless KL {own_abl[5]:.3f} nats); "
+            f"adding it makes {ci(own_add, 4)} of harmless requests refused (baseline {ci(base_line, 4)}); "
+            f"subtracting it at its layer, {ci(own_sub, 3)} of harmful requests refused. Cross-entropy of plain "
+            f"held-out text (true/false statements): {base_line[10]:.3f} → {own_abl[10]:.3f} nats/token under "
+            f"ablation. A random direction of the same norm (the null): ablation {null_abl[3]:.2f} (cross-entropy "
+            f"{null_abl[10]:.3f}), addition {null_add[4]:.2f}, subtraction {null_sub[3]:.2f}. Base direction on "
             f"post: ablation {ci(rows['post', 'ablate base direction'], 3)}, addition "
-            f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests."
-        ),
-        "cosine": ("Cosine between the base and post difference-of-means refusal candidates at each layer, "
-                   + (f"each at its own selected position (base in its own template at {pos_of['base']}, post at "
-                      f"{pos})" if own else "at each post-instruction position")
-                   + ": near 1 means post-training kept the base model's harm direction. The selected position "
-                     "carries a 95% bootstrap band (direction requests resampled, both candidates refitted); grey: "
-                     "the 95th percentile of |cosine| between the post candidate and random directions."),
-        "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
-                  "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
-        "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
-                    "and of each model's probe applied to the other model: with its own threshold, as AUROC "
-                    "(threshold-free) and with the threshold through the other model's mean training activation.",
-        "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
-                         "direction ablated, added at its layer, and subtracted at its layer (harmful requests only); "
-                         "the null rows do the same with a random direction of the post direction's norm. The "
-                         "steering table gives each rate's 95% Wilson interval over requests, and the cross-entropy "
-                         "of plain held-out text (the true/false statements) without intervention and with the "
-                         "model's own or the random direction ablated.",
-    }
-    for name in sel:
-        readings[f"candidates_{name}"] = ("Lower is better for selection: the candidate whose ablation most lowers "
-                                          "refusal on harmful prompts is chosen among those that pass the filters. "
-                                          "Blank cells were not scored: a filter (layer, induce < 0, KL) had "
-                                          "already discarded the candidate (reason in the cell's hover text).")
-    plots = [
+            f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests.")
+
+
+def _cosine_reading(run: _Run) -> str:
+    pos_of = run.pos_of
+    return ("Cosine between the base and post difference-of-means refusal candidates at each layer, "
+            + (f"each at its own selected position (base in its own template at {pos_of['base']}, post at "
+               f"{pos_of['post']})" if run.req.own else "at each post-instruction position")
+            + ": near 1 means post-training kept the base model's harm direction. The selected position "
+              "carries a 95% bootstrap band (direction requests resampled, both candidates refitted); grey: "
+              "the 95th percentile of |cosine| between the post candidate and random directions.")
+
+
+READINGS = {
+    "scores": "Mean refusal score (log-odds of a refusal first token) on validation harmful prompts when the layer's "
+              "candidate is ablated from every layer, and on harmless prompts when it is added at that layer.",
+    "accuracy": "Held-out accuracy of a logistic probe separating harmful from harmless requests at each layer, "
+                "and of each model's probe applied to the other model: with its own threshold, as AUROC "
+                "(threshold-free) and with the threshold through the other model's mean training activation.",
+    "refusal_rates": "Share of held-out requests refused (phrase match), per model, without intervention, with each "
+                     "direction ablated, added at its layer, and subtracted at its layer (harmful requests only); "
+                     "the null rows do the same with a random direction of the post direction's norm. The "
+                     "steering table gives each rate's 95% Wilson interval over requests, and the cross-entropy "
+                     "of plain held-out text (the true/false statements) without intervention and with the "
+                     "model's own or the random direction ablated.",
+}
+CANDIDATES_READING = ("Lower is better for selection: the candidate whose ablation most lowers refusal on harmful "
+                      "prompts is chosen among those that pass the filters. Blank cells were not scored: a filter "
+                      "(layer, induce < 0, KL) had already discarded the candidate (reason in the cell's hover "
+                      "text).")
+
+
+def _plots(run: _Run) -> list[dict]:
+    pos_of, own = run.pos_of, run.req.own
+    pos = pos_of["post"]
+    return [
         {"title": "Harmful vs harmless: probe accuracy by layer", "reading": "accuracy", "yrange": [0, 1.02],
          "xaxis": "layer (input of block)", "yaxis": "held-out accuracy",
          "series": {"base_accuracy": "base", "post_accuracy": "post", "transfer_base_to_post": "base probe → post",
@@ -604,44 +750,47 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
          "nulls": {"base_accuracy_null": "base, shuffled labels", "post_accuracy_null": "post, shuffled labels"}},
         {"title": "Same refusal direction in both models?", "reading": "cosine", "yrange": [-1.05, 1.05],
          "xaxis": "layer (input of block)", "yaxis": "cosine",
-         "series": {"cosine_base_post": (f"base at {pos_of['base']}, post at {pos} (selected; 95% bootstrap band)" if own
-                                         else f"position {pos} (selected; 95% bootstrap band)"),
-                    **({} if own else {f"cosine_base_post_at_{p}": f"position {p}" for p in offsets if p != pos})},
+         "series": {"cosine_base_post": (f"base at {pos_of['base']}, post at {pos} (selected; 95% bootstrap band)"
+                                         if own else f"position {pos} (selected; 95% bootstrap band)"),
+                    **({} if own else {f"cosine_base_post_at_{p}": f"position {p}" for p in run.req.offsets["post"]
+                                       if p != pos})},
          "nulls": {"cosine_base_post_null": "random directions (95th percentile |cosine|)"}},
         {"title": "Refusal score under ablation / addition of each layer's candidate", "reading": "scores",
          "xaxis": "layer (input of block)", "yaxis": "refusal score (log-odds)",
          "series": {"post_ablation_score": "post, ablated (harmful)", "base_ablation_score": "base, ablated (harmful)",
                     "post_addition_score": "post, added (harmless)", "base_addition_score": "base, added (harmless)"}},
     ]
-    lap("probes and tables")
-    setup = {
-        "datasets": " + ".join(data["datasets"]), "sources": data["sources"], "format": ("post model's chat template on post; the base template on base (Du et al. 2025): "
-                   + repr(base_template) if own else "post model's chat template on both models"),
-        "site": "resid_pre", "post-instruction positions": offsets,
-        **({"base post-instruction positions": offsets_of["base"]} if own else {}),
-        "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in sel.items()},
-        "refusal tokens": [pair.tokenizer.decode([i]) for i in ids],
-        **({"base refusal tokens": [pair.tokenizer.decode([i]) for i in ids_of["base"]]} if own else {}),
-        "KL threshold": kl_threshold,
-        "layer filter": (f"l >= int({n_layers} x {1 - prune_layers:g}) = {int(n_layers * (1 - prune_layers))} discarded"
-                         + ("" if prune_layers == 0.2 else
-                            f" (prune_layers {prune_layers:g}; Arditi et al. use 0.2"
+
+
+def _setup(run: _Run, is_organism: bool) -> dict:
+    """The section's setup: data, template, positions, filters, selections and counts."""
+    req, n_layers, p = run.req, run.pair.n_layers, run.prune_layers
+    decode = run.pair.tokenizer.decode
+    n = {(kind, which): int(run.masks[kind].sum()) if which == "dir" else int(run.masks[kind, "val"].sum())
+         for kind in KINDS for which in ("dir", "val")}
+    return {
+        "datasets": " + ".join(req.datasets), "sources": req.sources,
+        "format": ("post model's chat template on post; the base template on base (Du et al. 2025): "
+                   + repr(req.base_template) if req.own else "post model's chat template on both models"),
+        "site": "resid_pre", "post-instruction positions": req.offsets["post"],
+        **({"base post-instruction positions": req.offsets["base"]} if req.own else {}),
+        "selected": {name: {"layer": s.selected.layer, "position": s.selected.position} for name, s in run.sel.items()},
+        "refusal tokens": [decode([i]) for i in req.refusal_ids["post"]],
+        **({"base refusal tokens": [decode([i]) for i in req.refusal_ids["base"]]} if req.own else {}),
+        "KL threshold": run.kl_threshold,
+        "layer filter": (f"l >= int({n_layers} x {1 - p:g}) = {int(n_layers * (1 - p))} discarded"
+                         + ("" if p == 0.2 else
+                            f" (prune_layers {p:g}; Arditi et al. use 0.2"
                             + (", which on this 6-layer organism discards a third of its layers, the one its "
                                "refusal direction lives in included)" if is_organism else ")"))),
-        "validation requests": {"harmful": len(harm_val), "harmless": len(safe_val)},
-        "direction requests": {"harmful": len(harm_dir), "harmless": len(safe_dir)},
-        "prompt filter (Arditi et al. filter_train/filter_val)": filtered,
-        "stage wall time (s)": stages,
-        "refusal direction qualifies": dict(qualifies),
-        "candidates": {name: _discard_counts(apply_filters(scores[name][0], diffs[name], offsets_of[name], n_layers,
-                                                           kl_threshold=kl_threshold, prune_layers=prune_layers))
-                       for name in ("base", "post")},
-        "n_train": len(harm_dir) + len(safe_dir), "n_validation": len(harm_val) + len(safe_val),
-        "n_test": len(test["harmful"]) + len(test["harmless"]), **notes,
+        "validation requests": {kind: n[kind, "val"] for kind in KINDS},
+        "direction requests": {kind: n[kind, "dir"] for kind in KINDS},
+        "prompt filter (Arditi et al. filter_train/filter_val)": run.filtered,
+        "refusal direction qualifies": dict(run.qualifies),
+        "candidates": {name: _discard_counts(run.filters(name)) for name in ("base", "post")},
+        "n_train": n["harmful", "dir"] + n["harmless", "dir"], "n_validation": n["harmful", "val"] + n["harmless", "val"],
+        "n_test": sum(len(req("post", kind, "test")) for kind in KINDS), **run.notes,
     }
-    directions = {f"{name}/refusal": s.diffs[s.positions.index(s.selected.position)].float() for name, s in sel.items()}
-    return ConceptResult("refusal", list(range(n_layers)), per_layer, long_rows(per_layer), matrices, directions,
-                         readings, setup, plots, tables, vectors=vec)
 
 
 def _run(ctx, *, base_template: str | None = None, data: str | None = None, **options) -> ConceptResult:

@@ -26,15 +26,15 @@ def _same_where_scored(pruned, full):
 
 def _organism_case():
     pair = interp.load_pair()
-    from interp.compare.refusal import _data, _split
+    from interp.compare.refusal import _split, requests
     from steering.refusal import post_instruction_offsets
 
-    data = _data(pair, True)
+    data = requests(pair, True)
     offsets = post_instruction_offsets(pair.tokenizer, pair.chat_template)
-    harm_dir, harm_val = _split(data["harmful", "train"])
-    safe_dir, safe_val = _split(data["harmless", "train"])
+    harm_dir, harm_val = _split(list(data("post", "harmful", "train").texts))
+    safe_dir, safe_val = _split(list(data("post", "harmless", "train").texts))
     # 10 validation prompts of each kind keep the six scorings fast; the property tested does not depend on size
-    return pair, offsets, harm_dir, harm_val[:10], safe_dir, safe_val[:10], data["refusal_ids"]
+    return pair, offsets, harm_dir, harm_val[:10], safe_dir, safe_val[:10], data.refusal_ids["post"]
 
 
 FILTERS = [dict(), dict(kl_threshold=0.02), dict(require_induce=False), dict(prune_layers=0.5, kl_threshold=0.5),

@@ -196,9 +196,20 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
     return stops | {int(i) for i in ids.values()}
 
 
-def _tokenizer_key(tokenizer) -> tuple[int, int | None]:
-    """What :func:`encode`'s ids depend on beyond the texts, cheap to compare: vocabulary size and BOS id."""
-    return len(tokenizer), tokenizer.bos_token_id
+def _tokenizer_key(tokenizer) -> tuple[int, int | None, str]:
+    """What :func:`encode`'s ids depend on beyond the texts: vocabulary size, BOS id and the vocabulary's
+    sha256 (:func:`interp.models.vocab_digest`, computed once per tokenizer and size: a 262k vocabulary takes
+    a fraction of a second)."""
+    from .models import vocab_digest
+
+    cached = getattr(tokenizer, "_interp_vocab_digest", None)
+    if cached is None or cached[0] != len(tokenizer):
+        cached = (len(tokenizer), vocab_digest(tokenizer))
+        try:
+            tokenizer._interp_vocab_digest = cached
+        except AttributeError:  # a tokenizer that takes no attributes: digest every time
+            pass
+    return len(tokenizer), tokenizer.bos_token_id, cached[1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,13 +225,14 @@ class Tokenized:
         texts: the prompts, ``[n]``.
         encodings: their :class:`Encoding`, ``[n]``, under ``bos``.
         bos: the BOS policy they were tokenised under.
-        key: the tokenizer's vocabulary size and BOS id, checked against the model that reads them.
+        key: the tokenizer's vocabulary size, BOS id and vocabulary hash, checked against the model that
+            reads them.
     """
 
     texts: tuple[str, ...]
     encodings: tuple[Encoding, ...]
     bos: BosPolicy
-    key: tuple[int, int | None]
+    key: tuple[int, int | None, str]
     lengths: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -304,7 +316,7 @@ def as_tokenized(model, prompts: Sequence[str] | Tokenized, *, bos: BosPolicy = 
 
     Raises:
         ValueError: a :class:`Tokenized` made under another BOS policy or by a tokenizer with another
-            vocabulary size or BOS id, or holding a prompt longer than the model's context; and as
+            vocabulary or BOS id, or holding a prompt longer than the model's context; and as
             :func:`encode` for texts.
     """
     from .models import tokenizer_of
@@ -317,8 +329,8 @@ def as_tokenized(model, prompts: Sequence[str] | Tokenized, *, bos: BosPolicy = 
     key = _tokenizer_key(tokenizer_of(model))
     if prompts.key != key:
         raise ValueError(f"these prompts were tokenised by a tokenizer of {prompts.key[0]} tokens with BOS id "
-                         f"{prompts.key[1]}, this model's has {key[0]} tokens and BOS id {key[1]}: tokenise them "
-                         "with this model's tokenizer")
+                         f"{prompts.key[1]} (vocabulary {prompts.key[2][:12]}), this model's has {key[0]} tokens and "
+                         f"BOS id {key[1]} (vocabulary {key[2][:12]}): tokenise them with this model's tokenizer")
     n_ctx = int(model.cfg.n_ctx)
     too_long = next((i for i, n in enumerate(prompts.lengths) if n > n_ctx), None)
     if too_long is not None:

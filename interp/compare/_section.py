@@ -5,8 +5,9 @@ A section is one concept's comparison of a base model and its post-trained versi
 checked and ``interp compare --<section>-<option>`` is generated) and a ``run(ctx, **options)`` function
 that returns a :class:`~interp.report.ConceptResult`. Each built-in section lives in one module of this
 package and follows the same order inside ``run``: the inputs it needs (prompt sets, from
-``ctx.data`` or the built-in sets), the activations it collects from both models, then the analysis
-(probes, directions, interventions) that fills the result.
+``ctx.data`` or the built-in sets), each tokenised once (:func:`tokens_for`) and read by every pass
+over it, the activations it collects from both models, then the analysis (probes, directions,
+interventions) that fills the result.
 
 Adding a section means writing one module that defines ``SECTION = Section(...)`` and one line, either
 in :data:`BUILTIN` (in this package) or a call to :func:`register` (anywhere, e.g. a notebook or a test),
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register", "user_data"]
+__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register", "tokens_for",
+           "user_data"]
 
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
@@ -208,3 +210,20 @@ def provides(data, name: str) -> bool:
     """Whether ``data`` holds a user file for ``name`` (used on the bundled organism, whose own sets stand in
     for everything else)."""
     return data is not None and getattr(data, "provides", lambda _: False)(name)
+
+
+def tokens_for(pair, texts, *, bos: str = "auto") -> dict:
+    """``texts`` tokenised for each model of ``pair`` (``{"base": Tokenized, "post": Tokenized}``), for every
+    pass of a section to read: once when both tokenizers give the same ids (the same vocabulary and BOS id),
+    else once per model (a base and a chat model may name different BOS tokens).
+    """
+    from ..models import tokenizer_of
+    from ..tokens import _tokenizer_key, tokenize
+
+    out, by_key = {}, {}
+    for name, model in pair:
+        key = _tokenizer_key(tokenizer_of(model))
+        if key not in by_key:
+            by_key[key] = tokenize(model, texts, bos=bos)
+        out[name] = by_key[key]
+    return out

@@ -42,7 +42,7 @@ import torch
 from ..datasets import PromptSet
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section
+from ._section import Param, Section, tokens_for
 
 __all__ = ["METHOD", "STEERING_COLUMNS", "concept", "concept_section", "group_split", "labelled_set"]
 
@@ -233,31 +233,33 @@ def _per_layer(layers: list[int], stats: dict, val_acc: dict, undefined: list[in
 # --------------------------------------------------------------------------------------------- steering
 
 
-def _readout(model, texts, site, layer, position, batch_size, interventions=None) -> torch.Tensor:
-    """``[n, d]`` float64 activations at ``site`` of ``layer``, read at ``position``, with ``interventions``."""
+def _readout(model, tokens, site, layer, position, batch_size, interventions=None) -> torch.Tensor:
+    """``[n, d]`` float64 activations at ``site`` of ``layer``, read at ``position``, with ``interventions``, of
+    the prompts ``tokens`` (:class:`~interp.tokens.Tokenized`)."""
     from steering import apply
 
     from ..collection import collect
 
     with apply(model, interventions):
-        acts = collect(model, list(texts), site, layers=[layer], positions=position, batch_size=batch_size,
-                       progress=False)
+        acts = collect(model, list(tokens.texts), site, layers=[layer], positions=position, batch_size=batch_size,
+                       progress=False, tokens=tokens)
     return acts[site][:, 0].double()
 
 
-def _example(model, texts, interventions, max_new_tokens: int) -> str:
+def _example(model, tokens, interventions, max_new_tokens: int) -> str:
     """Greedy continuation of the first negative test prompt (``""`` when ``max_new_tokens`` is 0)."""
     from steering import generate
 
     if max_new_tokens == 0:
         return ""
-    return generate(model, [texts[0]], interventions, max_new_tokens=max_new_tokens)[0]
+    return generate(model, tokens.select([0]), interventions, max_new_tokens=max_new_tokens)[0]
 
 
-def _steering_rows(pair: ModelPair, fits: dict, vectors: dict, randoms: dict, texts, *, site: str, position,
-                   readout: tuple[int, int], max_new_tokens: int, batch_size: int) -> list[list]:
+def _steering_rows(pair: ModelPair, fits: dict, vectors: dict, randoms: dict, negatives: dict, *, site: str,
+                   position, readout: tuple[int, int], max_new_tokens: int, batch_size: int) -> list[list]:
     """Rows of ``tables["steering"]`` (:data:`STEERING_COLUMNS`): each target model steered with its own
-    direction, the other model's and its random null, on the negative test prompts ``texts``.
+    direction, the other model's and its random null, on the negative test prompts (``negatives[model]``, a
+    :class:`~interp.tokens.Tokenized` every pass reads).
 
     The readout is each target's own probe at ``readout = (layer, slot)``: ``classified positive`` is the share
     with ``w . x + b > 0`` (Wilson interval), ``probe score shift`` the mean of ``w . (x_after - x_before)`` over
@@ -270,9 +272,10 @@ def _steering_rows(pair: ModelPair, fits: dict, vectors: dict, randoms: dict, te
     layer, slot = readout
     rows = []
     for target, model in pair:
+        texts = negatives[target]
         w, b = fits[target].coef[slot], float(fits[target].intercept[slot])
         before = _readout(model, texts, site, layer, position, batch_size)
-        clean = next_token_logprobs(model, list(texts), None, batch_size=batch_size)
+        clean = next_token_logprobs(model, texts, None, batch_size=batch_size)
         pos_before = ((before @ w + b) > 0).double().numpy()
         example_before = _example(model, texts, None, max_new_tokens)
         other = "post" if target == "base" else "base"
@@ -283,7 +286,7 @@ def _steering_rows(pair: ModelPair, fits: dict, vectors: dict, randoms: dict, te
             pos_after = ((after @ w + b) > 0).double().numpy()
             ww = float(w @ w)
             shift = float(((after - before) @ w).mean()) / ww if ww > 0 else None
-            kl = float(kl_divergence(model, list(texts), ivs, clean=clean, batch_size=batch_size).mean())
+            kl = float(kl_divergence(model, texts, ivs, clean=clean, batch_size=batch_size).mean())
             rows.append([target, label, vec.layers[0], float(vec.vectors.norm() * vec.scale), float(pos_before.mean()),
                          [round(float(x), 4) for x in proportion_ci(pos_before)], float(pos_after.mean()),
                          [round(float(x), 4) for x in proportion_ci(pos_after)], shift, kl, example_before,
@@ -498,7 +501,9 @@ def concept_section(pair: ModelPair, name: str, positive, negative, *, site: str
     read_at = _check_options(test_size, val_share, steer_scale, max_new_tokens, batch_size, position)
     scale = 1.0 if steer_scale is None else float(steer_scale)
     train, test, val, sources, notes, grouped = _prepare(name, positive, negative, test_size, val_share, seed)
-    acts = {split: {m: collect(model, ps, site, positions=read_at, batch_size=batch_size, progress=progress)
+    toks = {split: tokens_for(pair, ps.texts) for split, ps in (("train", train), ("test", test))}
+    acts = {split: {m: collect(model, ps, site, positions=read_at, batch_size=batch_size, progress=progress,
+                               tokens=toks[split][m])
                     for m, model in pair} for split, ps in (("train", train), ("test", test))}
     X = {split: {m: a[site] for m, a in d.items()} for split, d in acts.items()}
     y = {split: torch.as_tensor(ps.labels) for split, ps in (("train", train), ("test", test))}
@@ -512,15 +517,15 @@ def concept_section(pair: ModelPair, name: str, positive, negative, *, site: str
     slot = max(range(len(layers)), key=lambda s: min(val_acc["base"][s], val_acc["post"][s]))
     layer, readout = layers[slot], (layers[-1], len(layers) - 1)
     vectors, randoms = _steering_vectors(fits, name, slot, layer, site, scale, seed, sources)
-    negatives = [t for t, lab in zip(test.texts, test.labels) if lab == 0]
+    negatives = {m: toks["test"][m].select([lab == 0 for lab in test.labels]) for m in _MODELS}
     rows = _steering_rows(pair, fits, vectors, randoms, negatives, site=site, position=read_at, readout=readout,
                           max_new_tokens=max_new_tokens, batch_size=batch_size)
     n = {"n_train": len(train), "n_validation": int(val.sum()), "n_test": len(test),
-         "n_negative_test (steered)": len(negatives)}
+         "n_negative_test (steered)": len(negatives["post"])}
     setup = _setup(sources, n, position=position, site=site, seed=seed, val_share=val_share, test_size=test_size,
                    grouped=grouped, layer=layer, readout=readout[0], scale=scale,
                    undefined=[layers[s] for s in undefined], notes=notes)
-    readings = {"summary": _summary(name, per_layer[slot], int(val.sum()), rows, readout[0], len(negatives)),
+    readings = {"summary": _summary(name, per_layer[slot], int(val.sum()), rows, readout[0], len(negatives["post"])),
                 **_READINGS}
     tables = {"steering": {"title": f"{name}: steering the negative test prompts (layer {layer}, scale {scale:g}, "
                                     f"read by each model's own probe at layer {readout[0]})",

@@ -50,7 +50,8 @@ from ..datasets import load
 from ..datasets import _world as W
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, data_param, provides, user_data
+from ..tokens import Tokenized
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
 __all__ = ["SECTION", "LanguageTokens", "effective_rank", "language_section"]
 
@@ -66,8 +67,28 @@ class LanguageTokens:
 
     @classmethod
     def from_texts(cls, tokenizer, texts: dict[str, list[str]]) -> LanguageTokens:
-        seen = {lang: {t for text in ts for t in tokenizer(text, add_special_tokens=False)["input_ids"]}
-                for lang, ts in texts.items()}
+        """From each language's texts (``{language: [text, ...]}``), tokenised here.
+
+        Raises:
+            ValueError: a language none of whose tokens is its own.
+        """
+        return cls._from_ids({lang: [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ts]
+                              for lang, ts in texts.items()})
+
+    @classmethod
+    def from_tokens(cls, tokens: dict[str, Tokenized]) -> LanguageTokens:
+        """From each language's texts already tokenised (a BOS the policy added is not a text's token).
+
+        Raises:
+            ValueError: a language none of whose tokens is its own.
+        """
+        return cls._from_ids({lang: [e.ids[1:] if e.bos_added else e.ids for e in t.encodings]
+                              for lang, t in tokens.items()})
+
+    @classmethod
+    def _from_ids(cls, ids: dict[str, list]) -> LanguageTokens:
+        seen = {lang: {t for row in rows for t in row} for lang, rows in ids.items()}
+        texts = ids
         own = {lang: frozenset(s - set().union(*(o for m, o in seen.items() if m != lang))) for lang, s in seen.items()}
         empty = [lang for lang, s in own.items() if not s]
         if empty:
@@ -170,15 +191,18 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
         raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
     tok = pair.tokenizer
     n_layers = pair.n_layers
-    own = LanguageTokens.from_texts(tok, {lang: [t for t, y in zip(train.texts, train.labels) if y == k]
-                                          for k, lang in enumerate(langs)})
+    train_tokens, test_tokens = tokens_for(pair, train.texts), tokens_for(pair, test.texts)  # read by every pass
+    own = LanguageTokens.from_tokens({lang: train_tokens["post"].select([y == k for y in train.labels])
+                                      for k, lang in enumerate(langs)})
     fit, held, prompt_kind = _prefixes(train, test, langs)
 
     # Directions and their low-rank structure, per model.
     dirs, diffs_by_lang, per_model_rank = {}, {}, {}
+    fit_tokens = {lang: tokens_for(pair, [p[lang] for p in fit]) for lang in langs}  # each set tokenised once
     for mname, model in pair:
-        acts = {lang: collect(model, [p[lang] for p in fit], "resid_post", positions="last",
-                              progress=False)["resid_post"].double() for lang in langs}
+        acts = {lang: collect(model, list(fit_tokens[lang][mname].texts), "resid_post", positions="last",
+                              progress=False, tokens=fit_tokens[lang][mname])["resid_post"].double()
+                for lang in langs}
         dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float() for lang in langs[1:]}  # [layer, d]
         diffs_by_lang[mname] = {lang: acts[lang] - acts["en"] for lang in langs[1:]}
         per_model_rank[mname] = [[effective_rank(diffs_by_lang[mname][lang][:, L]) for lang in langs[1:]]
@@ -190,10 +214,11 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     probes_, a_te, neuron_sets, counts, token_means_by_model = {}, {}, {}, {}, {}
     for mname, model in pair:
         check_activation(getattr(model.cfg, "act_fn", None))
-        tokens = collect_tokens_by_site(model, train, ["resid_post", LAPE_SITE], progress=False)
+        tokens = collect_tokens_by_site(model, train_tokens[mname], ["resid_post", LAPE_SITE], progress=False)
         token_means_by_model[mname] = token_means(tokens["resid_post"], len(train))
         probes_[mname] = _language_probes(token_means_by_model[mname], y_tr)
-        a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False)["resid_post"].float()
+        a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False,
+                              tokens=test_tokens[mname])["resid_post"].float()
         # LAPE neurons per layer
         by_layer = tokens.pop(LAPE_SITE)
         token_lang = torch.tensor(train.labels)[by_layer[0].prompt]
@@ -224,13 +249,13 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
                                              {"concept": "language", "target": lang, "model": m})
                for m in ("base", "post") for lang in langs[1:]}
-    prompts = [p["en"] for p in held]
     neutral_set = (load("organism/truth", "test") if is_organism
                    else (load if data is None else data.load)("truth", "test"))
-    neutral = list(neutral_set.texts[:40])
+    prompts_of, neutral_of = tokens_for(pair, [p["en"] for p in held]), tokens_for(pair, neutral_set.texts[:40])
     rows, table = [], []
     rng = torch.Generator().manual_seed(seed)
     for target, model in pair:
+        prompts, neutral = prompts_of[target], neutral_of[target]
         plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
         clean = clean.exp()  # share wants probabilities
         clean_neutral = next_token_logprobs(model, neutral)

@@ -59,7 +59,7 @@ from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized, tokenize
-from ._section import Param, Section, data_param, provides, user_data
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
@@ -80,9 +80,9 @@ class Requests:
     Attributes:
         sets: ``(model, kind, split) -> Tokenized``, ``model`` in ``("base", "post")``, ``kind`` in
             ``("harmful", "harmless")``, ``split`` in ``("train", "test")``: the requests in the post model's
-            chat template, or for the base model in ``base_template`` where one is given (else the post
-            model's object itself).
-        plain: plain held-out text (the true/false statements) for the loss check.
+            chat template, or for the base model in ``base_template`` where one is given; one object for
+            both models where they read the same tokens (:func:`~interp.compare._section.tokens_for`).
+        plain: per model, plain held-out text (the true/false statements) for the loss check.
         refusal_ids: per model, the first tokens of refusals (the base template ends mid-line, so the base
             model's also hold their spaced forms).
         offsets: per model, the post-instruction offsets of its template.
@@ -91,7 +91,7 @@ class Requests:
     """
 
     sets: dict[tuple[str, str, str], Tokenized]
-    plain: Tokenized
+    plain: dict[str, Tokenized]
     refusal_ids: dict[str, list[int]]
     offsets: dict[str, list[int]]
     datasets: tuple[str, str]
@@ -132,11 +132,12 @@ def requests(pair: ModelPair, is_organism: bool, data=None, base_template: str |
         for split in ("train", "test"):
             rows = loader(name, split)
             sources.add(rows.source)
-            sets["post", kind, split] = tokenize(pair.post, pair.format(rows, "chat").texts)
-            sets["base", kind, split] = (sets["post", kind, split] if base_template is None else
+            toks = tokens_for(pair, pair.format(rows, "chat").texts)
+            sets["post", kind, split] = toks["post"]
+            sets["base", kind, split] = (toks["base"] if base_template is None else
                                          tokenize(pair.base, base_pair.format(rows, "chat").texts))
     # plain held-out text for the loss check (Arditi et al. use Pile and Alpaca text): true/false statements
-    plain = tokenize(pair.post, loader("organism/truth" if is_organism else "truth", "test").texts)
+    plain = tokens_for(pair, loader("organism/truth" if is_organism else "truth", "test").texts)
     offsets = post_instruction_offsets(tok, pair.chat_template)
     return Requests(sets, plain,
                     {"post": ids, "base": ids + [i for i in spaced if i not in ids] if base_template else ids},
@@ -521,7 +522,7 @@ def _steer(run: _Run, seed: int, max_new_tokens: int, batch_size: int) -> tuple[
                 kl = rates.get("harmless_kl")
             # Arditi et al.'s check that ablation leaves other behaviour intact (their Pile/Alpaca cross-entropy):
             # the cross-entropy of plain held-out text, here the true/false statements
-            ce = (heldout_loss(model, run.req.plain, iv, batch_size=run.batch_size)
+            ce = (heldout_loss(model, run.req.plain[target], iv, batch_size=run.batch_size)
                   if iv is None or label in (f"ablate {target} direction", "ablate random direction (null)") else None)
             rows.append([target, label, source, rates["harmful"], rates.get("harmless"), kl,
                          rates["harmful_examples"][0], (rates.get("harmless_examples") or [None])[0],

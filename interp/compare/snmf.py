@@ -45,7 +45,8 @@ from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, data_param, provides, user_data
+from ..tokens import tokenize
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
 __all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "snmf_section"]
 
@@ -228,7 +229,8 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     seeds = [random_state + s for s in range(n_seeds)]
     base_seed = seeds[1] if n_seeds > 1 else seeds[0]
     per_layer, fits, token_sets = [], {}, {}
-    tokens_of = {name: collect_tokens_by_layer(model, prompts, "mlp_post", progress=False) for name, model in pair}
+    toks = tokens_for(pair, prompts)
+    tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", progress=False) for name, model in pair}
     bar = tqdm(total=n_layers * 2 * n_seeds, desc="SNMF fits", disable=not progress)
     for L in range(n_layers):
         entry = {"layer": L}
@@ -271,7 +273,9 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     cards = describe_features(model, est, token_sets["post", layer], layer, G)
     order = sorted(cards, key=lambda c: -c.usage)
     lens = logit_lens(model, layer, est.components_)
-    plain = generate(model, list(NEUTRAL), max_new_tokens=max_new_tokens, stop_at_eos=False)
+    neutral = tokenize(model, NEUTRAL)  # once, for every generation and calibration below
+    first = neutral.select([0])
+    plain = generate(model, neutral, max_new_tokens=max_new_tokens, stop_at_eos=False)
     # the null: random unit directions in the same space, each calibrated to the same KL
     g = torch.Generator().manual_seed(random_state)
     unit_like = torch.full((1, d_mlp), d_mlp ** -0.5)
@@ -280,11 +284,11 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         random_vec = SteeringVector(equal_norm_random(unit_like, g), (layer,), "mlp_post",
                                     meta={"concept": "snmf", "feature": f"random-{r}", "model": "post"})
         try:
-            random_cal = calibrate_scale(model, random_vec, list(NEUTRAL[:1]), target_kl)
+            random_cal = calibrate_scale(model, random_vec, first, target_kl)
         except ValueError as e:
             random_why = str(e)
             continue
-        random_gens.append(generate(model, list(NEUTRAL), random_cal, max_new_tokens=max_new_tokens,
+        random_gens.append(generate(model, neutral, random_cal, max_new_tokens=max_new_tokens,
                                     stop_at_eos=False))
     random_gen = random_gens or None
     steer_rows, vectors, unsteerable = [], {}, {}
@@ -294,12 +298,12 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         vec = SteeringVector(unit[None], (layer,), "mlp_post", meta={"concept": "snmf", "feature": card.index,
                                                                      "model": "post"})
         try:
-            cal = calibrate_scale(model, vec, list(NEUTRAL[:1]), target_kl)
+            cal = calibrate_scale(model, vec, first, target_kl)
         except ValueError as e:
             log.info("feature %d not steerable: %s", card.index, e)
             unsteerable[card.index] = str(e)
             continue
-        steered = generate(model, list(NEUTRAL), cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
+        steered = generate(model, neutral, cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
         per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
         hits = np.concatenate(per_prompt)
         ci = _prompt_ci(per_prompt, seed=random_state)

@@ -26,7 +26,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult
-from ._section import Param, Section, data_param, provides, user_data
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -98,10 +98,11 @@ def _judgement_gap(model, texts, token_ids, add=None, layer=None, batch_size=64,
     from ..models import tokenizer_of
     from ..positions import FINAL_PERIOD, resolve
     from ..sites import hook_name
-    from ..tokens import encode, pad_batch, pad_id
+    from ..tokens import as_tokenized, pad_batch, pad_id
 
     tok = tokenizer_of(model)
-    encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+    toks = as_tokenized(model, texts)
+    texts, encs = list(toks.texts), toks.encodings
     period = resolve(FINAL_PERIOD, texts, encs).tolist()
     bounds = torch.tensor([_span_bounds(span, p, len(e)) for p, e in zip(period, encs)])  # [n, 2]
     device = model.cfg.device or "cpu"
@@ -145,16 +146,17 @@ def _judgement_gaps(model, texts, token_ids, additions, batch_size: int = 128,
     from ..models import tokenizer_of
     from ..positions import FINAL_PERIOD, resolve
     from ..sites import hook_name
-    from ..tokens import encode, pad_batch, pad_id
+    from ..tokens import as_tokenized, pad_batch, pad_id
 
     tok = tokenizer_of(model)
-    encs = encode(tok, list(texts), max_length=int(model.cfg.n_ctx))
+    toks = as_tokenized(model, texts)
+    texts, encs = list(toks.texts), toks.encodings
     period = resolve(FINAL_PERIOD, texts, encs).tolist()
     bounds = [_span_bounds(span, p, len(e)) for p, e in zip(period, encs)]
     tails = {len(e) - lo for (lo, _), e in zip(bounds, encs)}
     widths = {hi - lo for lo, hi in bounds}
     if len(tails) != 1 or len(widths) != 1 or min(lo for lo, _ in bounds) < 1:
-        return [_judgement_gap(model, texts, token_ids, add=v, layer=L, batch_size=batch_size, span=span)
+        return [_judgement_gap(model, toks, token_ids, add=v, layer=L, batch_size=batch_size, span=span)
                 for v, L in additions]
     (tail,), (width,) = tails, widths
     device = model.cfg.device or "cpu"
@@ -232,7 +234,7 @@ def few_shot(test: PromptSet, examples: PromptSet, shots: int, *, seed: int = 0,
 
 def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.Tensor], layers: Sequence[int], *,
                  span: str = "statement_end", window: int = 1, normalization: str = "marks_tegmark",
-                 seed: int = 0) -> tuple[dict, dict]:
+                 seed: int = 0, tokens: dict | None = None) -> tuple[dict, dict]:
     """Normalized indirect effect (NIE) of each model's truth direction on each model, per layer, with nulls.
 
     Marks & Tegmark (2023), Section 5: the truth direction (``directions[source][slot]``, ``[layer, d]``: the
@@ -256,6 +258,8 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     With Marks & Tegmark's normalisation, a target whose baseline is inverted or zero (``PD(true) <=
     PD(false)``) has no NIE: its values are None and ``notes`` says why (the ratio's denominator has no
     meaning there).
+
+    ``tokens``: ``test``'s texts already tokenised per model (:func:`~interp.compare._section.tokens_for`).
 
     Returns:
         ``(series, notes)``: ``{key: [value or None per layer]}`` and ``{target: reason}`` for undefined targets.
@@ -281,7 +285,7 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
         raise ValueError("the causal check needs ' true' and ' false' to be single tokens")
     ids = [i[0] for i in ids]
     labels = torch.tensor(test.labels)
-    texts = {k: [t for t, y in zip(test.texts, test.labels) if y == k] for k in (0, 1)}
+    tokens = tokens or tokens_for(pair, test.texts)
     n_layers, layers = pair.n_layers, list(layers)
     g = torch.Generator().manual_seed(seed)
     randoms = {}
@@ -290,7 +294,8 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
     win = {L: tuple(range(L, min(L + window, n_layers))) for L in layers}
     out, notes = {}, {}
     for target, model in pair:
-        gap = _judgement_gap(model, test.texts, ids)
+        gap = _judgement_gap(model, tokens[target], ids)
+        texts = {k: tokens[target].select(labels == k) for k in (0, 1)}
         pd_true, pd_false = float(gap[labels == 1].mean()), float(gap[labels == 0].mean())
         keys = [f"nie_{s}_to_{target}{sfx}" for s in ("base", "post")
                 for sfx in ("", "_true_to_false", "_random", "_ci_low", "_ci_high", "_true_to_false_ci_low",
@@ -477,9 +482,10 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
         setup["read at"] = f"{position} (chosen; the default here: {setup['read at']})"
     position = auto if position is None else position
     layers = None if layers is None else [int(x) for x in layers]
+    toks = {"train": tokens_for(pair, train.texts), "test": tokens_for(pair, test.texts)}  # read by every pass
     acts = {
         split: {name: collect(model, ps, site, positions=position, layers=layers, batch_size=batch_size,
-                              progress=progress)
+                              progress=progress, tokens=toks[split][name])
                 for name, model in pair}
         for split, ps in (("train", train), ("test", test))
     }
@@ -505,14 +511,16 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
     try:
         at_period = acts["train"] if position == "period" else {
-            name: collect(model, train, site, positions="period", layers=layers, batch_size=batch_size, progress=False)
+            name: collect(model, train, site, positions="period", layers=layers, batch_size=batch_size, progress=False,
+                          tokens=toks["train"][name])
             for name, model in pair}
         directions = {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
                       for name, a in at_period.items()}
         judged = few_shot(test.map_texts(lambda t: t + cue) if cue else test,
                           train.map_texts(lambda t: t.removesuffix(" This statement is")), nie_shots, seed=seed)
         causal, undefined = truth_causal(pair, judged, directions, layers, span=nie_span, window=nie_window,
-                                         normalization=nie_normalization, seed=seed)
+                                         normalization=nie_normalization, seed=seed,
+                                         tokens=toks["test"] if judged.texts == test.texts else None)
         setup["causal check"] = (f"direction: mass-mean difference at the final period of the training statements, "
                                  f"added at {NIE_SPANS[nie_span]}, {nie_window} layer(s) from L; normalised "
                                  f"{NIE_NORMALIZATIONS[nie_normalization]}; {nie_shots} labelled training statements "

@@ -244,11 +244,16 @@ def _series(args, run: dict, concepts: list[str], options: dict, user: dict) -> 
 
 
 def _report(args) -> int:
-    from interp.report import Comparison, write_report
+    from interp.report import Comparison, render_html, write_report
 
-    comparison = Comparison.load(args.folder)
-    out = write_report(comparison, args.out or args.folder)
-    print(f"report: {out / 'report.html'} ({', '.join(comparison.concepts)})")
+    if args.out is None or Path(args.out).resolve() == Path(args.folder).resolve():
+        # in place: only the page is rewritten, from report.json alone (directions and vectors stay as they are)
+        comparison = Comparison.load(args.folder, tensors=False)
+        page = render_html(comparison, args.folder)
+    else:
+        comparison = Comparison.load(args.folder)
+        page = write_report(comparison, args.out) / "report.html"
+    print(f"report: {page} ({', '.join(comparison.concepts)})")
     return 0
 
 
@@ -257,7 +262,7 @@ def _diff(args) -> int:
 
     from interp.report import Comparison, diff
 
-    a, b = Comparison.load(args.a), Comparison.load(args.b)
+    a, b = Comparison.load(args.a, tensors=False), Comparison.load(args.b, tensors=False)  # the figures
     d = diff(a, b, atol=args.atol)
     for key, x, y in d["config"]:
         print(f"config {key}: {x!r} -> {y!r}")
@@ -271,10 +276,17 @@ def _diff(args) -> int:
         for r in d["figures"]:
             print(f"  {r['concept']:<10} {r['figure']:<44} {_cell(r['max_abs_diff'], 10, 4)} {r['layer']:>5} "
                   f"{_cell(r['a'], 10, 4)} {_cell(r['b'], 10, 4)}  {r['layers_differing']}")
-    same = not (d["config"] or d["models"] or d["figures"] or any(d["concepts"].values()))
+    if d["cells"]:
+        print(f"  {'section':<10} {'table or matrix: column':<44} {'max |a-b|':>10} {'a':>10} {'b':>10}  "
+              "cells  where")
+        for r in d["cells"]:
+            print(f"  {r['concept']:<10} {r['figure'][:44]:<44} {_cell(r['max_abs_diff'], 10, 4)} "
+                  f"{_cell(r['a'], 10, 4)} {_cell(r['b'], 10, 4)}  {r['n_differing']:>5}  {r['where']}")
+    same = not (d["config"] or d["models"] or d["figures"] or d["cells"] or any(d["concepts"].values()))
     n = sum(len(c.per_layer[0]) - 1 for name, c in a.concepts.items() if name in b.concepts and c.per_layer)
-    print(f"{len(d['figures'])} of {n} per-layer figures differ by more than {args.atol:g}" if not same else
-          f"no differences (per-layer figures equal within {args.atol:g})")
+    print(f"{len(d['figures'])} of {n} per-layer figures and {len(d['cells'])} table columns or matrices differ by "
+          f"more than {args.atol:g}" if not same else
+          f"no differences (per-layer figures, table cells and matrices equal within {args.atol:g})")
     if args.json:
         Path(args.json).write_text(json.dumps(d, indent=1))
     return 0 if same else 1

@@ -28,7 +28,7 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "write_report", "REPORT_FORMAT"]
+__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "render_html", "write_report", "REPORT_FORMAT"]
 
 #: ``report.json``'s ``format`` (what :meth:`Comparison.load` reads).
 REPORT_FORMAT = "interp-report/2"
@@ -145,12 +145,18 @@ class Comparison:
         }
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "Comparison":
+    def load(cls, folder: str | os.PathLike, *, tensors: bool = True) -> "Comparison":
         """Read a report folder written by :func:`write_report` (``report.json``, ``directions.safetensors``,
         ``vectors/``) back into an equal :class:`Comparison`.
 
+        ``tensors=False`` reads the figures only (``report.json``): directions and steering vectors are left
+        empty, so a folder holding only its ``report.json`` can still be re-rendered (:func:`render_html`) or
+        compared (:func:`diff`). Such a comparison is not written back with :func:`write_report`, which would
+        drop them.
+
         Raises:
-            FileNotFoundError: no ``report.json`` in ``folder``, or a direction or vector file it lists is missing.
+            FileNotFoundError: no ``report.json`` in ``folder``, or (with ``tensors``) a direction or vector file
+                it lists is missing.
             ValueError: a ``report.json`` of another format (an older toolkit's: re-run the comparison).
         """
         from safetensors import safe_open
@@ -170,8 +176,9 @@ class Comparison:
             data = data if isinstance(data, dict) else {}
             raise ValueError(f"{path} is of format {data.get('format')!r}, not {REPORT_FORMAT!r}: written by another "
                              "version of the toolkit; run the comparison again")
+        read = tensors
         tensors = {}
-        wanted = [f"{name}/{key}" for name, c in data["concepts"].items() for key in c["directions"]]
+        wanted = [f"{name}/{key}" for name, c in data["concepts"].items() for key in c["directions"]] if read else []
         if wanted:
             st = folder / "directions.safetensors"
             if not st.is_file():
@@ -183,11 +190,12 @@ class Comparison:
                 tensors = {k: f.get_tensor(k) for k in wanted}
         concepts = {}
         for name, c in data["concepts"].items():
-            vectors = {key: load_vector(folder / "vectors" / f"{name}-{key}.safetensors") for key in c["vectors"]}
+            vectors = {key: load_vector(folder / "vectors" / f"{name}-{key}.safetensors")
+                       for key in (c["vectors"] if read else [])}
             concepts[name] = ConceptResult(
                 name, c["layers"], c["per_layer"], c["long_rows"], c["matrices"],
-                {key: tensors[f"{name}/{key}"] for key in c["directions"]}, c["readings"], c["setup"], c["plots"],
-                c["tables"], vectors=vectors)
+                {key: tensors[f"{name}/{key}"] for key in (c["directions"] if read else [])}, c["readings"],
+                c["setup"], c["plots"], c["tables"], vectors=vectors)
         return cls(pair=data["pair"], concepts=concepts, manifest=data["manifest"], timings=data["wall_time_s"])
 
 
@@ -334,6 +342,16 @@ def _html(comparison: Comparison) -> bytes:
     return "\n".join(parts).encode()
 
 
+def render_html(comparison: Comparison, out: str | os.PathLike) -> Path:
+    """Write only ``report.html`` (and ``layers.csv``) of ``comparison`` into ``out``; the JSON, directions and
+    vectors there are left as they are. Returns the page's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "layers.csv", _csv(comparison))
+    atomic_write_bytes(out / "report.html", _html(comparison))
+    return out / "report.html"
+
+
 def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
     """Write ``directions.safetensors``, ``vectors/``, ``layers.csv``, ``report.html`` and, last (it indexes the
     rest), ``report.json`` into ``out``."""
@@ -372,15 +390,87 @@ def _flat(x, prefix: str = "") -> dict:
     return {prefix[:-1]: x}
 
 
+def _numeric(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _worst(pairs, atol: float):
+    """``(rank, where, a, b, gap)`` of the largest difference among ``(where, a, b)`` and every ``where`` that
+    differs by more than ``atol`` (or is defined on one side only); None, [] when nothing differs."""
+    worst, differing = None, []
+    for where, va, vb in pairs:
+        if va == vb or not (_numeric(va) and _numeric(vb)):
+            continue
+        gap = None if va is None or vb is None else abs(float(va) - float(vb))
+        if gap is not None and gap <= atol:
+            continue
+        differing.append(where)
+        rank = float("inf") if gap is None else gap
+        if worst is None or rank > worst[0]:
+            worst = (rank, where, va, vb, gap)
+    return worst, differing
+
+
+def _table_cells(name: str, table: str, ta: dict, tb: dict, atol: float) -> list[dict]:
+    """Per column of a table both runs hold: the numeric cells (and each end of an interval) that differ.
+    Rows are matched by their leading text cells (model, condition, ...) where those name every row once,
+    else by position."""
+    def keyed(t):
+        keys = []
+        for i, row in enumerate(t.get("rows", [])):
+            lead = []
+            for c in row:
+                if not isinstance(c, str):
+                    break
+                lead.append(c)
+            keys.append((" / ".join(lead) or f"row {i}", row))
+        if len({k for k, _ in keys}) != len(keys):
+            keys = [(f"row {i}", row) for i, (_, row) in enumerate(keys)]
+        return dict(keys)
+
+    ra, rb = keyed(ta), keyed(tb)
+    out = []
+    for j, column in enumerate(ta.get("columns", [])):
+        pairs = []
+        for key in [k for k in ra if k in rb]:
+            va, vb = (r[j] if j < len(r) else None for r in (ra[key], rb[key]))
+            if isinstance(va, list) and isinstance(vb, list) and len(va) == len(vb):
+                pairs += [(f"{key} [{i}]", x, y) for i, (x, y) in enumerate(zip(va, vb))]
+            else:
+                pairs.append((key, va, vb))
+        worst, differing = _worst(pairs, atol)
+        if worst is not None:
+            out.append({"concept": name, "figure": f"{table}: {column}", "max_abs_diff": worst[4], "where": worst[1],
+                        "a": worst[2], "b": worst[3], "n_differing": len(differing)})
+    return out
+
+
+def _matrix_cells(name: str, matrix: str, ma: dict, mb: dict, atol: float) -> list[dict]:
+    """The entries of a matrix both runs hold that differ (matched by row and column labels)."""
+    def cells(m):
+        return {(str(r), str(c)): v for r, row in zip(m.get("rows", []), m.get("values", []))
+                for c, v in zip(m.get("cols", []), row)}
+
+    ca, cb = cells(ma), cells(mb)
+    worst, differing = _worst([(f"{r}, {c}", ca[r, c], cb[r, c]) for r, c in ca if (r, c) in cb], atol)
+    if worst is None:
+        return []
+    return [{"concept": name, "figure": f"{matrix} (matrix)", "max_abs_diff": worst[4], "where": worst[1],
+             "a": worst[2], "b": worst[3], "n_differing": len(differing)}]
+
+
 def diff(a: Comparison, b: Comparison, *, atol: float = 1e-6) -> dict:
-    """What differs between two runs: their configurations and models, and every per-layer figure.
+    """What differs between two runs: their configurations and models, every per-layer figure, and every
+    numeric table cell and matrix entry.
 
     Returns:
         ``{"config": [(key, a, b)], "models": [(model, file, sha_a, sha_b)], "concepts": {"only_a": [...],
-        "only_b": [...]}, "figures": [row]}``, a row per ``(concept, figure)`` whose values differ by more than
-        ``atol`` at some layer (or are defined in one run only): ``{"concept", "figure", "max_abs_diff",
-        "layer", "a", "b", "layers_differing"}`` at the layer of the largest difference (``max_abs_diff``
-        None where one value is undefined there), largest first.
+        "only_b": [...]}, "figures": [row], "cells": [cell]}``: a row per ``(concept, figure)`` whose values
+        differ by more than ``atol`` at some layer (or are defined in one run only): ``{"concept", "figure",
+        "max_abs_diff", "layer", "a", "b", "layers_differing"}`` at the layer of the largest difference
+        (``max_abs_diff`` None where one value is undefined there), largest first; a cell per table column or
+        matrix that differs: ``{"concept", "figure" ("table: column" or "matrix (matrix)"), "max_abs_diff",
+        "where" (row, or "row, column"), "a", "b", "n_differing"}``, largest first.
     """
     ca = _flat(a.manifest.get("config", {}))
     cb = _flat(b.manifest.get("config", {}))
@@ -392,29 +482,26 @@ def diff(a: Comparison, b: Comparison, *, atol: float = 1e-6) -> dict:
         fb = b.manifest.get("models", {}).get(m, {}).get("files", {})
         models += [(m, f, fa.get(f, {}).get("sha256"), fb.get(f, {}).get("sha256")) for f in sorted(set(fa) | set(fb))
                    if fa.get(f, {}).get("sha256") != fb.get(f, {}).get("sha256")]
-    rows = []
+    rows, cells = [], []
     for name in [n for n in a.concepts if n in b.concepts]:
         pa = {e["layer"]: e for e in a.concepts[name].per_layer}
         pb = {e["layer"]: e for e in b.concepts[name].per_layer}
         keys = dict.fromkeys(k for e in [*pa.values(), *pb.values()] for k in e if k != "layer")
         for key in keys:
-            worst, differing = None, []
-            for layer in sorted(set(pa) & set(pb)):
-                va, vb = pa[layer].get(key), pb[layer].get(key)
-                if va == vb or not all(isinstance(v, (int, float, type(None))) for v in (va, vb)):
-                    continue
-                gap = None if va is None or vb is None else abs(float(va) - float(vb))
-                if gap is not None and gap <= atol:
-                    continue
-                differing.append(layer)
-                rank = float("inf") if gap is None else gap
-                if worst is None or rank > worst[0]:
-                    worst = (rank, layer, va, vb, gap)
+            worst, differing = _worst([(layer, pa[layer].get(key), pb[layer].get(key))
+                                       for layer in sorted(set(pa) & set(pb))], atol)
             if worst is not None:
                 rows.append({"concept": name, "figure": key, "max_abs_diff": worst[4], "layer": worst[1],
                              "a": worst[2], "b": worst[3], "layers_differing": differing})
-    rows.sort(key=lambda r: -float("inf") if r["max_abs_diff"] is None else -r["max_abs_diff"])
+        ca, cb = a.concepts[name], b.concepts[name]
+        cells += [c for t in ca.tables if t in cb.tables
+                  for c in _table_cells(name, t, ca.tables[t], cb.tables[t], atol)]
+        cells += [c for m in ca.matrices if m in cb.matrices
+                  for c in _matrix_cells(name, m, ca.matrices[m], cb.matrices[m], atol)]
+    largest = lambda r: -float("inf") if r["max_abs_diff"] is None else -r["max_abs_diff"]  # noqa: E731
+    rows.sort(key=largest)
+    cells.sort(key=largest)
     return {"config": config, "models": models,
             "concepts": {"only_a": [n for n in a.concepts if n not in b.concepts],
                          "only_b": [n for n in b.concepts if n not in a.concepts]},
-            "figures": rows}
+            "figures": rows, "cells": cells}

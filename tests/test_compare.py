@@ -343,6 +343,14 @@ def test_arditi_layer_filter_leaves_the_organism_no_refusal_direction():
     assert section.setup["layer filter"] == "l >= int(6 x 0.8) = 4 discarded"
 
 
+def test_a_layer_filter_that_discards_every_layer_is_refused_before_any_work():
+    from interp.compare.refusal import refusal_section
+
+    with pytest.raises(ValueError, match=r"prune_layers=0.9 discards every layer of this 6-layer model "
+                                         r"\(l >= int\(6 x 0.1\) = 0\); lower it"):
+        refusal_section(interp.load_pair(), is_organism=True, prune_layers=0.9, progress=False)
+
+
 def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     _, out = organism_report
     snmf = json.loads((out / "report.json").read_text())["concepts"]["snmf"]

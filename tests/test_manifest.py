@@ -13,7 +13,7 @@ import torch
 import interp
 from interp.cli import main
 from interp.compare import compare, load_config
-from interp.report import Comparison
+from interp.report import Comparison, diff
 
 
 def _sha(path) -> str:
@@ -99,6 +99,18 @@ def test_interp_report_re_renders_the_same_page_from_the_json(organism_report, t
     assert Comparison.load(tmp_path / "again") == comparison
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no report.json" in capsys.readouterr().err
+    # a folder holding only its report.json: re-rendered in place (the figures need no tensors), diffed against
+    # the full folder (no differences), and refused where a full copy is asked for
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "report.json").write_bytes((out / "report.json").read_bytes())
+    assert main(["report", str(bare)]) == 0
+    assert _without_plot_ids((bare / "report.html").read_text()) == _without_plot_ids((out / "report.html").read_text())
+    assert sorted(p.name for p in bare.iterdir()) == ["layers.csv", "report.html", "report.json"]
+    assert main(["diff", str(out), str(bare)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(bare), "--out", str(tmp_path / "copy")]) == 2
+    assert "directions.safetensors is missing" in capsys.readouterr().err
 
 
 def test_interp_diff_names_what_changed_between_two_runs(truth_run, tmp_path, capsys):
@@ -119,6 +131,38 @@ def test_interp_diff_names_what_changed_between_two_runs(truth_run, tmp_path, ca
     b = Comparison.load(tmp_path / "s1").concepts["truth"].per_layer[worst["layer"]][worst["figure"]]
     assert (worst["a"], worst["b"]) == (a, b)
     assert worst["max_abs_diff"] == pytest.approx(abs(a - b)) or worst["max_abs_diff"] is None
+
+
+def test_interp_diff_names_changed_table_cells_and_matrix_entries(organism_report, tmp_path, capsys):
+    """A steering-table cell, one end of its interval and a candidate-matrix entry changed in a copy of a report:
+    diff names each (row matched by its text cells), with both values; the unchanged report has none."""
+    import copy
+
+    _, out = organism_report
+    a = Comparison.load(out)
+    b = copy.deepcopy(a)
+    rows = b.concepts["refusal"].tables["steering"]["rows"]
+    i = next(k for k, r in enumerate(rows) if r[:2] == ["post", "ablate post direction"])
+    rows[i][3] += 0.25
+    rows[i][8] = [rows[i][8][0], rows[i][8][1] - 0.125]
+    matrix = b.concepts["refusal"].matrices["candidates_post"]
+    matrix["values"][0][2] = None if matrix["values"][0][2] is not None else 1.0
+    assert diff(a, a)["cells"] == []
+    cells = {c["figure"]: c for c in diff(a, b)["cells"]}
+    assert set(cells) == {"steering: harmful refusal rate", "steering: harmful rate 95% CI",
+                          "candidates_post (matrix)"}
+    rate = cells["steering: harmful refusal rate"]
+    assert rate["where"] == "post / ablate post direction / post" and rate["n_differing"] == 1
+    assert rate["b"] - rate["a"] == pytest.approx(0.25) and rate["max_abs_diff"] == pytest.approx(0.25)
+    assert cells["steering: harmful rate 95% CI"]["where"] == "post / ablate post direction / post [1]"
+    assert cells["candidates_post (matrix)"]["where"] == f"{matrix['rows'][0]}, {matrix['cols'][2]}"
+    b.concepts["refusal"].tables["steering"]["rows"] = rows
+    from interp.report import write_report
+
+    write_report(b, tmp_path / "b")
+    assert main(["diff", str(out), str(tmp_path / "b")]) == 1
+    printed = capsys.readouterr().out
+    assert "steering: harmful refusal rate" in printed and "3 table columns or matrices differ" in printed
 
 
 def test_an_old_or_foreign_report_json_is_refused_with_the_reason(tmp_path):

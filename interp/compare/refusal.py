@@ -318,6 +318,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     """
     if prune_layers is None:
         prune_layers = ORGANISM_PRUNE_LAYERS if is_organism else 0.2
+    bound = int(pair.n_layers * (1 - prune_layers))
+    if bound < 1:
+        raise ValueError(f"prune_layers={prune_layers:g} discards every layer of this {pair.n_layers}-layer model "
+                         f"(l >= int({pair.n_layers} x {1 - prune_layers:g}) = {bound}); lower it")
     timer = _Stages()
     req = requests(pair, is_organism, data, base_template)
     run = _Run(pair, req, kl_threshold, prune_layers, batch_size)
@@ -442,8 +446,14 @@ class _Run:
         """No post candidate passes the filters: there is no refusal direction by Arditi et al.'s criteria. The
         steering rows still need a direction; take the candidate whose addition raises the refusal score most."""
         cands = self.filters("post")
-        eligible = [c for c in cands if not math.isnan(c.induce)] or cands
-        best = max(eligible, key=lambda c: -math.inf if math.isnan(c.induce) else c.induce)
+        slot = {p: i for i, p in enumerate(self.req.offsets["post"])}
+        nonzero = [c for c in cands if not self.zero("post", slot[c.position], c.layer)]
+        if not nonzero:
+            raise ValueError("every refusal candidate of the post model is a zero difference of means: harmful "
+                             "and harmless requests give the same activations, so there is no direction to take")
+        # among the candidates with a direction, the one whose addition raises the refusal score most (those
+        # whose induce score the pruned scoring skipped come last)
+        best = max(nonzero, key=lambda c: -math.inf if math.isnan(c.induce) else c.induce)
         self.sel["post"] = self._at("post", best.layer, best.position)
         self.notes["post selection"] = (
             f"NO REFUSAL DIRECTION: none of the post model's {len(cands)} candidates passes Arditi et al.'s filters "
@@ -789,7 +799,8 @@ def _setup(run: _Run, is_organism: bool) -> dict:
         "prompt filter (Arditi et al. filter_train/filter_val)": run.filtered,
         "refusal direction qualifies": dict(run.qualifies),
         "candidates": {name: _discard_counts(run.filters(name)) for name in ("base", "post")},
-        "n_train": n["harmful", "dir"] + n["harmless", "dir"], "n_validation": n["harmful", "val"] + n["harmless", "val"],
+        "n_train": n["harmful", "dir"] + n["harmless", "dir"],
+        "n_validation": n["harmful", "val"] + n["harmless", "val"],
         "n_test": sum(len(req("post", kind, "test")) for kind in KINDS), **run.notes,
     }
 

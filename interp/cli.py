@@ -215,7 +215,7 @@ def _compare(args) -> int:
     result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"], device=run.get("device"),
                      dtype=run.get("dtype", "float32"), device_map=run.get("device_map"), progress=not args.quiet,
                      data=run.get("data"), options=options, user_concepts=user or None,
-                     command=["interp", *sys.argv[1:]])
+                     command=["interp", *args.argv])
     for name, concept in result.concepts.items():
         print_concept(name, concept, result.timings.get(name, float("nan")))
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
@@ -235,7 +235,7 @@ def _series(args, run: dict, concepts: list[str], options: dict, user: dict) -> 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(run["models"])
     result = compare_series(models, concepts=concepts, out=run["out"], device=run.get("device"),
                             dtype=run.get("dtype", "float32"), progress=not args.quiet, data=run.get("data"),
-                            options=options, user_concepts=user or None, command=["interp", *sys.argv[1:]])
+                            options=options, user_concepts=user or None, command=["interp", *args.argv])
     for k, (folder, seconds) in enumerate(zip(result.reports, result.timings), 1):
         print(f"{models[0]} vs {models[k]}: {folder}/report.html ({seconds:.0f} s)")
     print(f"series: {Path(run['out']) / 'series.html'} (also series.json); figures: "
@@ -505,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interp compare: error: {e}", file=sys.stderr)
             return 2
     args = _parser(section_options=is_compare, user=user).parse_args(argv)
+    args.argv = argv  # the command line as given, for the manifest
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Per-file weight-loading bars of transformers would drown the toolkit's own progress bars.
     from transformers.utils import logging as hf_logging

@@ -10,6 +10,7 @@ import torch
 import interp
 import steering
 from interp.cli import main
+from interp.compare import load_config
 from interp.compare.series import compare_series, load_series
 from interp.report import Comparison
 
@@ -46,6 +47,11 @@ def test_a_series_of_three_checkpoints_gives_layer_by_checkpoint_heatmaps(third_
     assert acc["cols"] == list(range(6))
     page = (out / "series.html").read_text()
     assert page.count("class=\"plotly-graph-div\"") == 2 and "cosine of the truth direction with the reference" in page
+    # the series' own configuration reruns it (interp compare --config) and its manifest says how it ran
+    config = load_config(out / "config.toml")
+    assert config["models"] == [str(base), str(post), str(third_checkpoint)] and config["concepts"] == ["truth"]
+    assert {"toolkit", "environment", "config", "command", "started", "finished"} <= set(series.manifest)
+    assert series.manifest["command"][:3] == ["interp", "compare", "--models"]
     manifest = json.loads((tmp_path / "series" / "02-post-orth" / "report.json").read_text())["manifest"]
     assert manifest["config"]["post"] == str(third_checkpoint)
     assert manifest["models"]["post"]["files"]["model.safetensors"]["sha256"] != \
@@ -58,3 +64,23 @@ def test_a_series_needs_two_models_and_one_of_models_or_a_pair(tmp_path, capsys)
         compare_series(["/nonexistent"], out=tmp_path / "s")
     assert main(["compare", "--models", "a,b", "--base", "c", "--out", str(tmp_path / "s")]) == 2
     assert "give either --models (a series) or --base/--post (a pair)" in capsys.readouterr().err
+
+
+def test_every_checkpoint_and_option_is_checked_before_any_model_boots(tiny_dirs, tmp_path, monkeypatch):
+    """A wrong last checkpoint (another architecture, or missing) or a bad option fails at once, not after the
+    earlier comparisons have run."""
+    import interp.models
+
+    def no_boot(*args, **kwargs):
+        raise AssertionError("a model was booted before the series was checked")
+
+    monkeypatch.setattr(interp.models, "load_model", no_boot)
+    base, post = interp.organism.paths()
+    with pytest.raises(ValueError, match=r"checkpoint 2 \(.*gpt2.*\) is not comparable with the reference .*: "
+                                         r"model_type gpt2 \(reference "):
+        compare_series([base, post, tiny_dirs["gpt2"][1]], out=tmp_path / "s")
+    with pytest.raises(FileNotFoundError):
+        compare_series([base, post, tmp_path / "missing"], out=tmp_path / "s")
+    with pytest.raises(ValueError, match="takes no option 'sede'"):
+        compare_series([base, post], options={"truth": {"sede": 1}}, out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()

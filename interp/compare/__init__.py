@@ -24,8 +24,8 @@ from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register
 from ._section import concepts as _available
 
-__all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Param", "Section", "SectionContext", "concepts", "get_section",
-           "load_config", "register", "write_config"]
+__all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Param", "Section", "SectionContext", "concepts",
+           "get_section", "load_config", "plan", "register", "write_config"]
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def load_config(path: str | Path) -> dict:
     """Read a run configuration (TOML) into :func:`compare`'s keywords.
 
     Paths in a configuration written by a run are absolute; its ``out`` is left out (a rerun writes where
-    ``--out`` says, ``report/`` by default). The file holds any of :data:`CONFIG_KEYS` at the top (``concepts`` a list or a comma-separated string),
-    one ``[options.<section>]`` table per section and a ``[user_concepts]`` table (``name = ["pos.jsonl",
+    ``--out`` says, ``report/`` by default). The file holds any of :data:`CONFIG_KEYS` at the top (``concepts``
+    a list or a comma-separated string), one ``[options.<section>]`` table per section and a ``[user_concepts]`` table (``name = ["pos.jsonl",
     "neg.jsonl"]``); a report folder's ``config.toml`` is such a file,
     so ``interp compare --config report/config.toml`` runs the same comparison again.
 
@@ -125,6 +125,58 @@ def write_config(config: dict, path: str | Path) -> None:
         return {k: drop_none(v) for k, v in x.items() if v is not None} if isinstance(x, dict) else x
 
     atomic_write_bytes(path, tomli_w.dumps(drop_none(config)).encode())
+
+
+def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, user_concepts: dict | None = None,
+         dtype: str = "float32", device: str | None = None, out: str | Path | None = None, data=None
+         ) -> tuple[dict, dict, object]:
+    """Check a run before any model boots: the sections and their options, user concepts and their files, the
+    dtype, device, output folder and public data folder (:func:`compare` calls it; a checkpoint series calls it
+    once for all its comparisons).
+
+    Returns:
+        ``(sections, options, data)``: ``{name: Section}`` in run order (user concepts after ``concepts``),
+        ``{name: options}`` with every default filled in, and the :class:`~interp.datasets.PublicSets` of ``data``
+        (None without one).
+
+    Raises:
+        ValueError: an unknown concept, an option a section does not take or a bad option value, an unknown
+            dtype, a CUDA device without CUDA, ``out`` naming a file. FileNotFoundError: a user concept's file,
+            or ``data`` lacking one of the public files.
+    """
+    from ..datasets import PublicSets
+
+    concepts = list(concepts)
+    if len(set(concepts)) != len(concepts):
+        raise ValueError(f"each concept runs once; got {concepts}")
+    own = {}
+    if user_concepts:
+        from .concept import concept
+
+        check_concept_names(user_concepts)
+        for name, files in user_concepts.items():
+            if isinstance(files, (str, bytes)) or len(files) != 2:
+                raise ValueError(f"user concept {name!r} takes two prompt sets, positive and negative; got {files!r}")
+            own[name] = concept(name, *files)  # files are checked here, before any model boots
+        concepts += [name for name in own if name not in concepts]
+    unknown = [c for c in concepts if c not in _available() and c not in own]
+    if unknown:
+        raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(_available())}")
+    options = dict(options or {})
+    stray = sorted(set(options) - set(concepts))
+    if stray:
+        raise ValueError(f"options given for section(s) {stray} that are not run; running: {', '.join(concepts)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_device(device)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; the report needs a folder")
+    if out is not None and (Path(out) / "report.json").exists():
+        log.warning("%s holds a report; this run replaces it", out)
+    sections = {name: own[name] if name in own else get_section(name) for name in concepts}
+    chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
+    sets = PublicSets(data) if data is not None else None  # checked before any model is booted
+    return sections, chosen, sets
 
 
 def compare(
@@ -177,40 +229,13 @@ def compare(
     import torch
 
     from .. import organism as _organism
-    from ..datasets import PublicSets, recording
+    from ..datasets import recording
     from ..manifest import folder_sha256, file_sha256, now, run_manifest
 
     started = now()
-    concepts = list(concepts)
-    if len(set(concepts)) != len(concepts):
-        raise ValueError(f"each concept runs once; got {concepts}")
-    own = {}
-    if user_concepts:
-        from .concept import concept
-
-        check_concept_names(user_concepts)
-        for name, files in user_concepts.items():
-            if isinstance(files, (str, bytes)) or len(files) != 2:
-                raise ValueError(f"user concept {name!r} takes two prompt sets, positive and negative; got {files!r}")
-            own[name] = concept(name, *files)  # files are checked here, before any model boots
-        concepts += [name for name in own if name not in concepts]
-    unknown = [c for c in concepts if c not in _available() and c not in own]
-    if unknown:
-        raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(_available())}")
-    options = dict(options or {})
-    stray = sorted(set(options) - set(concepts))
-    if stray:
-        raise ValueError(f"options given for section(s) {stray} that are not run; running: {', '.join(concepts)}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    check_device(device)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out} is a file; the report needs a folder")
-    if out is not None and (Path(out) / "report.json").exists():
-        log.warning("%s holds a report; this run replaces it", out)
-    sections = {name: own[name] if name in own else get_section(name) for name in concepts}
-    chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
-    sets = PublicSets(data) if data is not None else None  # checked before any model is booted
+    sections, chosen, sets = plan(concepts, options=options, user_concepts=user_concepts, dtype=dtype,
+                                  device=device, out=out, data=data)
+    concepts = list(sections)
     t0 = time.perf_counter()
     if pair is None:
         pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
@@ -229,6 +254,7 @@ def compare(
             results[name] = section.run(ctx, **chosen[name])
             timings[name] = time.perf_counter() - t0
             log.info("%s section: %.1f s", name, timings[name])
+
     def where(x):  # a local path as an absolute one (the configuration works from any folder); else as given
         return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SERIES_FIGURES", "Series", "compare_series", "load_series"]
+__all__ = ["SERIES_FIGURES", "Series", "check_series", "compare_series", "load_series"]
 
 #: Per section, the per-layer figures drawn across checkpoints: key -> (title, zmin, zmax) (None: fit to the data).
 SERIES_FIGURES: dict[str, dict[str, tuple[str, float | None, float | None]]] = {
@@ -51,15 +51,18 @@ class Series:
             layers, "values": [[value or None]]}`` (rows: checkpoints, the reference first where the figure is
             the checkpoint's own).
         timings: seconds per comparison.
+        manifest: toolkit, environment, configuration, command, start and end of the series.
     """
 
     models: list[str]
     reports: list[str] = field(default_factory=list)
     figures: dict[str, dict[str, dict]] = field(default_factory=dict)
     timings: list[float] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"models": self.models, "reports": self.reports, "figures": self.figures, "wall_time_s": self.timings}
+        return {"models": self.models, "reports": self.reports, "figures": self.figures, "wall_time_s": self.timings,
+                "manifest": self.manifest}
 
 
 def _slug(source: str) -> str:
@@ -112,30 +115,39 @@ def compare_series(
         concepts, device, dtype, data, options, user_concepts, command: as in :func:`interp.compare.compare`,
             the same for every comparison.
 
+    Everything that can be checked before the first comparison is: the sections and their options (once, for
+    every comparison: :func:`interp.compare.plan`), and every checkpoint's folder, architecture, size and
+    vocabulary against the reference's (:func:`check_series`), so a mistake in the last checkpoint does not
+    surface after hours of comparisons. ``OUT/config.toml`` holds the series' configuration (``interp compare
+    --config OUT/config.toml`` runs it again) and ``series.json`` its manifest (toolkit, environment, command,
+    start and end; each comparison's own manifest, with its models' weight hashes, is in its report folder).
+
     Returns:
         The :class:`Series`.
 
     Raises:
-        ValueError: fewer than two models, ``out`` naming a file, and every check of
-            :func:`interp.compare.compare` (made before the first model boots, on the first comparison).
+        ValueError: fewer than two models, ``out`` naming a file, a checkpoint of another architecture, depth,
+            width or vocabulary than the reference, and every check of :func:`interp.compare.plan`, all before
+            any model boots. FileNotFoundError: a model folder or file that does not exist.
     """
     import time
 
     import torch
 
+    from ..manifest import environment, now, toolkit
     from ..models import load_model, pair_of
     from ..report import _heatmap, page_head
-    from . import DTYPES, check_device, compare
+    from . import compare, plan, write_config
 
+    started = now()
     models = [str(m) for m in models]
     if len(models) < 2:
         raise ValueError(f"a series needs at least two models, the reference first; got {models}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    check_device(device)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; the series needs a folder")
+    plan(concepts, options=options, user_concepts=user_concepts, dtype=dtype, device=device, data=data)
+    check_series(models)
     labels = _labels(models)
     series = Series(models=models)
     boot = dict(device=device, dtype=getattr(torch, dtype))
@@ -156,6 +168,13 @@ def compare_series(
     out.mkdir(parents=True, exist_ok=True)
     from .._io import atomic_write_bytes, write_json
 
+    config = {"models": [_absolute(m) for m in models], "concepts": list(concepts), "data": _absolute(data),
+              "device": device, "dtype": dtype, "options": options or None,
+              "user_concepts": {name: [_absolute(f) for f in files] for name, files in (user_concepts or {}).items()
+                                if all(isinstance(f, (str, Path)) for f in files)} or None}
+    write_config(config, out / "config.toml")
+    series.manifest = {"toolkit": toolkit(), "environment": environment(), "config": config,
+                       "command": None if command is None else list(command), "started": started, "finished": now()}
     write_json(out / "series.json", series.to_json())
     parts = [page_head("checkpoint series"), "<h1>Checkpoints against the reference, layer by layer</h1>",
              "<p>" + "<br>".join(f"{html.escape(lab)} ({html.escape(src)})" for lab, src in zip(labels, models))
@@ -170,6 +189,44 @@ def compare_series(
     return series
 
 
+def _absolute(x):
+    """A local path as an absolute one (the configuration works from any folder); anything else as given."""
+    return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
+
+
+def check_series(models: Sequence[str]) -> None:
+    """Check every checkpoint against the reference (``models[0]``) without booting any: each resolves to a
+    local folder (:func:`interp.models.resolve_model`; a GGUF file is converted once, as booting would), and
+    has the reference's architecture, depth, width and vocabulary (read from its ``config.json`` and
+    tokenizer files).
+
+    Raises:
+        FileNotFoundError: a folder or file that does not exist. ValueError: a checkpoint that differs from the
+            reference, naming it and how.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..models import check_same_tokenizer, resolve_model
+
+    def shape(cfg) -> dict:
+        return {"model_type": cfg.model_type, "layers": getattr(cfg, "num_hidden_layers", None),
+                "width": getattr(cfg, "hidden_size", None), "vocabulary size": getattr(cfg, "vocab_size", None)}
+
+    folders = [resolve_model(m) for m in models]
+    ref = shape(AutoConfig.from_pretrained(folders[0]))
+    ref_tok = AutoTokenizer.from_pretrained(folders[0])
+    for k, (source, folder) in enumerate(zip(models[1:], folders[1:]), 1):
+        got = shape(AutoConfig.from_pretrained(folder))
+        differ = [f"{key} {got[key]} (reference {ref[key]})" for key in ref if got[key] != ref[key]]
+        if differ:
+            raise ValueError(f"checkpoint {k} ({source}) is not comparable with the reference {models[0]}: "
+                             + ", ".join(differ))
+        try:
+            check_same_tokenizer(ref_tok, AutoTokenizer.from_pretrained(folder), names=("reference", f"checkpoint {k}"))
+        except ValueError as e:
+            raise ValueError(f"checkpoint {k} ({source}): {e}") from None
+
+
 def load_series(folder: str | Path) -> Series:
     """Read ``series.json`` of a series folder back.
 
@@ -180,4 +237,5 @@ def load_series(folder: str | Path) -> Series:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no series.json (written by interp compare --models)")
     data = json.loads(path.read_text())
-    return Series(models=data["models"], reports=data["reports"], figures=data["figures"], timings=data["wall_time_s"])
+    return Series(models=data["models"], reports=data["reports"], figures=data["figures"], timings=data["wall_time_s"],
+                  manifest=data.get("manifest", {}))

@@ -124,6 +124,19 @@ def test_layer_is_the_argmax_of_validation_accuracy_on_training_rows(run, refere
     assert f"layer {expected} (chosen on {len(val)} validation prompts" in result.readings["summary"]
 
 
+def test_the_manifest_lists_the_rows_of_every_split(run, reference):
+    """fit, validation and test rows by id (sha256 of the text, 16 hex digits), as the reference split has them."""
+    import hashlib
+
+    _, out = run
+    entries = json.loads((out / "report.json").read_text())["manifest"]["datasets"]
+    got = {e["split"]: e["row_ids"] for e in entries if e["section"] == NAME and e["name"].startswith("concept/")}
+    ids = lambda ps: sorted(hashlib.sha256(t.encode()).hexdigest()[:16] for t in ps.texts)  # noqa: E731
+    assert {k: sorted(v) for k, v in got.items()} == {"fit": ids(reference["fit"]),
+                                                       "validation": ids(reference["val"]),
+                                                       "test": ids(reference["test"])}
+
+
 def test_steering_with_the_own_direction_beats_the_random_null(run):
     result, _ = run
     table = result.tables["steering"]

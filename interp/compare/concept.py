@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..datasets import PromptSet
+from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ._section import Param, Section, tokens_for
@@ -440,7 +441,8 @@ def _check_options(test_size, val_share, steer_scale, max_new_tokens, batch_size
 
 
 def _prepare(name, positive, negative, test_size, val_share, seed):
-    """The concept's train and test sets, the validation mask over training rows, and setup notes.
+    """The concept's train and test sets, the validation mask over training rows, and setup notes; each split's
+    rows (fit, validation, test) are recorded for the run's manifest.
 
     Raises:
         ValueError: see :func:`labelled_set` and :func:`group_split`.
@@ -456,6 +458,10 @@ def _prepare(name, positive, negative, test_size, val_share, seed):
                              f"{part} rows without a class; give more prompts or groups")
     val = torch.zeros(len(train), dtype=torch.bool)
     val[torch.as_tensor(val_rows)] = True
+    # the manifest lists each split's rows (interp.datasets.recording)
+    record(replace(train[sorted(fit_rows.tolist())], name=f"{train.name}/fit"), "fit")
+    record(replace(train[sorted(val_rows.tolist())], name=f"{train.name}/validation"), "validation")
+    record(test, "test")
     sources = {"positive": pos.source or pos.name, "negative": neg.source or neg.name}
     return train, test, val, sources, notes, any("group" in m for m in prompts.meta)
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from ..models import ModelPair, load_pair
 from ..report import Comparison, write_report
-from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register
+from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
 from ._section import concepts as _available
 
 __all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Param", "Section", "SectionContext", "concepts",
-           "get_section", "load_config", "plan", "register", "write_config"]
+           "get_section", "load_config", "plan", "register", "tokens_for", "write_config"]
 
 log = logging.getLogger(__name__)
 

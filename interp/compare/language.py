@@ -40,7 +40,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -174,13 +174,75 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     ``seed``: of the shuffled-label probes and of the random direction (the steering null: the post direction's
     norm at each window layer, added to the post model).
     """
-    from probes import activation_probability, iou, lape
-    from probes.lape import LAPE_SITE, check_activation
-    from probes.stats import equal_norm_random, paired_difference_cosine_ci, proportion_ci, random_directions
-    from steering import Add, Deactivate, SteeringVector
-    from steering.generation import greedy_with_first_step
-    from steering.metrics import kl_divergence, next_token_logprobs
+    name, train, test = _datasets(data, is_organism)
+    langs = tuple(train.label_names)
+    train_tokens, test_tokens = tokens_for(pair, train.texts), tokens_for(pair, test.texts)  # read by every pass
+    own = LanguageTokens.from_tokens({lang: train_tokens["post"].select([y == k for y in train.labels])
+                                      for k, lang in enumerate(langs)})
+    fit, held, prompt_kind = _prefixes(train, test, langs)
+    run = _Run(pair, langs, own)
+    _directions(run, fit)
+    _identity_and_neurons(run, train, test, train_tokens, test_tokens, seed)
+    run.window = _window(run, window_size)
+    # each layer's difference already moves English onto the target language; over a window they share it
+    run.scale = 1.0 / window_size if scale is None else scale
+    vectors = _vectors(run)
+    neutral_set = _neutral_set(data, is_organism)
+    prompts_of, neutral_of = tokens_for(pair, [p["en"] for p in held]), tokens_for(pair, neutral_set.texts[:40])
+    rows = _steer(run, vectors, prompts_of, neutral_of, seed, max_new_tokens)
+    per_layer = _per_layer(run, seed)
+    setup = _setup(run, train.source or name, neutral_set.source, prompt_kind, len(held), len(fit))
+    return _result(run, per_layer, rows, vectors, len(prompts_of["post"]), setup)
 
+
+@dataclass
+class _Run:
+    """What the stages of :func:`language_section` find, in the order they find it."""
+
+    pair: ModelPair
+    langs: tuple[str, ...]
+    """the languages, English first"""
+    own: LanguageTokens
+    dirs: dict = field(default_factory=dict)
+    """``dirs[model][lang]``: ``[layer, d]`` the English→``lang`` difference of means (float32)"""
+    diffs: dict = field(default_factory=dict)
+    """``diffs[model][lang]``: ``[n_prefix, layer, d]`` the paired English→``lang`` differences (float64)"""
+    ranks: dict = field(default_factory=dict)
+    """``ranks[model][layer]``: ``(effective rank, eigengap)`` of each target language's paired differences"""
+    neurons: dict = field(default_factory=dict)
+    """``neurons[model]``: its LAPE result (:func:`probes.lape`)"""
+    counts: dict = field(default_factory=dict)
+    """``counts[model]``: ``[layer, lang]`` its number of language-specific neurons"""
+    probe: dict = field(default_factory=dict)
+    """``probe[(fitted on, scored on)]``: held-out accuracy per layer"""
+    probe_ci: dict = field(default_factory=dict)
+    """``probe_ci[(fitted on, scored on)]``: ``(low, high)``, each ``[layer]``, Wilson intervals of :attr:`probe`"""
+    probe_null: dict = field(default_factory=dict)
+    """``probe_null[model]``: per layer, held-out accuracy of its probe fitted on shuffled labels"""
+    window: list[int] = field(default_factory=list)
+    """the steering window's layers"""
+    scale: float = 1.0
+    """the steering scale at each window layer"""
+    undefined: list[int] = field(default_factory=list)
+    """layers where some direction is zero, so no cosine"""
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The languages steered toward (all but English)."""
+        return self.langs[1:]
+
+    @property
+    def n_layers(self) -> int:
+        return self.pair.n_layers
+
+
+def _datasets(data, is_organism: bool):
+    """``(name, train, test)``: the parallel sentences' set name and its two splits, user ``data`` where it
+    provides them (always off the organism).
+
+    Raises:
+        ValueError: the set's first language is not English.
+    """
     name = "organism/languages" if is_organism else "languages"
     user = provides(data, "languages")
     sets = data.load if data is not None and (not is_organism or user) else load
@@ -189,143 +251,285 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     langs = tuple(train.label_names)
     if langs[0] != "en":
         raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
-    tok = pair.tokenizer
-    n_layers = pair.n_layers
-    train_tokens, test_tokens = tokens_for(pair, train.texts), tokens_for(pair, test.texts)  # read by every pass
-    own = LanguageTokens.from_tokens({lang: train_tokens["post"].select([y == k for y in train.labels])
-                                      for k, lang in enumerate(langs)})
-    fit, held, prompt_kind = _prefixes(train, test, langs)
+    return name, train, test
 
-    # Directions and their low-rank structure, per model.
-    dirs, diffs_by_lang, per_model_rank = {}, {}, {}
-    fit_tokens = {lang: tokens_for(pair, [p[lang] for p in fit]) for lang in langs}  # each set tokenised once
-    for mname, model in pair:
+
+def _neutral_set(data, is_organism: bool):
+    """The truth statements whose next-token KL measures the steering's cost (held-out split)."""
+    return (load("organism/truth", "test") if is_organism
+            else (load if data is None else data.load)("truth", "test"))
+
+
+def _directions(run: _Run, fit: list[dict[str, str]]) -> None:
+    """Directions and their low-rank structure, per model: from the last token of the ``fit`` prefixes, the
+    English→target differences of means (:attr:`_Run.dirs`), the paired differences (:attr:`_Run.diffs`) and
+    per layer their effective rank and eigengap (:attr:`_Run.ranks`)."""
+    fit_tokens = {lang: tokens_for(run.pair, [p[lang] for p in fit]) for lang in run.langs}  # each set tokenised once
+    for mname, model in run.pair:
         acts = {lang: collect(model, list(fit_tokens[lang][mname].texts), "resid_post", positions="last",
                               progress=False, tokens=fit_tokens[lang][mname])["resid_post"].double()
-                for lang in langs}
-        dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float() for lang in langs[1:]}  # [layer, d]
-        diffs_by_lang[mname] = {lang: acts[lang] - acts["en"] for lang in langs[1:]}
-        per_model_rank[mname] = [[effective_rank(diffs_by_lang[mname][lang][:, L]) for lang in langs[1:]]
-                                 for L in range(n_layers)]
+                for lang in run.langs}
+        run.dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float()
+                           for lang in run.targets}  # [layer, d]
+        run.diffs[mname] = {lang: acts[lang] - acts["en"] for lang in run.targets}
+        run.ranks[mname] = [[effective_rank(run.diffs[mname][lang][:, L]) for lang in run.targets]
+                            for L in range(run.n_layers)]
+
+
+def _identity_and_neurons(run: _Run, train, test, train_tokens: dict[str, Tokenized],
+                          test_tokens: dict[str, Tokenized], seed: int) -> None:
+    """The language-identity probes (:func:`_probe_accuracy`) and each model's LAPE neurons (:attr:`_Run.neurons`,
+    :attr:`_Run.counts`)."""
+    from probes.lape import LAPE_SITE, check_activation
 
     # One pass over the training sentences per model reads both what the identity probe is fitted on
     # (resid_post, mean over each sentence's tokens) and what LAPE counts (the gate, mlp_pre, of every token).
     y_tr, y_te = np.array(train.labels), np.array(test.labels)
-    probes_, a_te, neuron_sets, counts, token_means_by_model = {}, {}, {}, {}, {}
-    for mname, model in pair:
+    probes_, a_te, token_means_by_model = {}, {}, {}
+    for mname, model in run.pair:
         check_activation(getattr(model.cfg, "act_fn", None))
         tokens = collect_tokens_by_site(model, train_tokens[mname], ["resid_post", LAPE_SITE], progress=False)
         token_means_by_model[mname] = token_means(tokens["resid_post"], len(train))
         probes_[mname] = _language_probes(token_means_by_model[mname], y_tr)
         a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False,
                               tokens=test_tokens[mname])["resid_post"].float()
-        # LAPE neurons per layer
-        by_layer = tokens.pop(LAPE_SITE)
-        token_lang = torch.tensor(train.labels)[by_layer[0].prompt]
-        probs = [activation_probability(by_layer[L].X, token_lang, len(langs)) for L in range(n_layers)]
-        res = lape(np.stack(probs))
-        neuron_sets[mname] = res
-        counts[mname] = res.counts()  # [layer, lang]
-        del tokens, by_layer
+        run.neurons[mname] = _lape_neurons(tokens.pop(LAPE_SITE), train.labels, len(run.langs), run.n_layers)
+        run.counts[mname] = run.neurons[mname].counts()  # [layer, lang]
+        del tokens
+    _probe_accuracy(run, probes_, a_te, token_means_by_model, y_tr, y_te, seed)
+
+
+def _lape_neurons(by_layer, labels, n_langs: int, n_layers: int):
+    """LAPE neurons per layer (:func:`probes.lape`) from the gate activation of every token (``by_layer[L].X``)
+    and each sentence's language (``labels``)."""
+    from probes import activation_probability, lape
+
+    token_lang = torch.tensor(labels)[by_layer[0].prompt]
+    probs = [activation_probability(by_layer[L].X, token_lang, n_langs) for L in range(n_layers)]
+    return lape(np.stack(probs))
+
+
+def _probe_accuracy(run: _Run, probes_: dict, a_te: dict, train_x: dict, y_tr: np.ndarray, y_te: np.ndarray,
+                    seed: int) -> None:
+    """Per layer, each model's probe scored on each model's held-out sentences (``a_te[model]``,
+    ``[n_test, layer, d]``): :attr:`_Run.probe`, its interval :attr:`_Run.probe_ci` and the shuffled-label null
+    :attr:`_Run.probe_null` (probes refitted on ``train_x[model]`` with permuted labels)."""
+    from probes.stats import proportion_ci
+
     # probe[(fitted on, scored on)][layer]: own held-out accuracy and transfer to the other model, with Wilson
     # intervals over the test sentences; the null: the same probe fitted on shuffled training labels
     right = {(f, s): np.stack([p.predict(a_te[s][:, L].numpy()) == y_te for L, p in enumerate(probes_[f])])
              for f in ("base", "post") for s in ("base", "post")}  # [layer, n_test] bool
-    probe = {k: v.mean(-1).tolist() for k, v in right.items()}
-    probe_ci = {k: proportion_ci(v.astype(float)) for k, v in right.items()}
+    run.probe = {k: v.mean(-1).tolist() for k, v in right.items()}
+    run.probe_ci = {k: proportion_ci(v.astype(float)) for k, v in right.items()}
     shuffled = np.random.default_rng(seed).permutation(y_tr)
-    probe_null = {m: [float(p.score(a_te[m][:, L].numpy(), y_te)) for L, p in
-                      enumerate(_language_probes(token_means_by_model[m], shuffled))] for m in ("base", "post")}
+    run.probe_null = {m: [float(p.score(a_te[m][:, L].numpy(), y_te)) for L, p in
+                          enumerate(_language_probes(train_x[m], shuffled))] for m in ("base", "post")}
 
-    # Steering window: consecutive layers with the largest mean eigengap (post model's analysis).
-    gaps = [np.mean([g for _, g in per_model_rank["post"][L]]) for L in range(n_layers)]
-    starts = range(0, n_layers - window_size + 1)
+
+def _window(run: _Run, window_size: int) -> list[int]:
+    """Steering window: the ``window_size`` consecutive layers with the largest mean eigengap (post model's
+    analysis)."""
+    gaps = [np.mean([g for _, g in run.ranks["post"][L]]) for L in range(run.n_layers)]
+    starts = range(0, run.n_layers - window_size + 1)
     start = max(starts, key=lambda s0: sum(gaps[s0 : s0 + window_size]))
-    window = list(range(start, start + window_size))
-    # each layer's difference already moves English onto the target language; over a window they share it
-    scale = 1.0 / window_size if scale is None else scale
+    return list(range(start, start + window_size))
 
-    # Steering held-out English prompts toward each language.
-    vectors = {f"{m}-{lang}": SteeringVector(dirs[m][lang][window], tuple(window), "resid_post", scale,
-                                             {"concept": "language", "target": lang, "model": m})
-               for m in ("base", "post") for lang in langs[1:]}
-    neutral_set = (load("organism/truth", "test") if is_organism
-                   else (load if data is None else data.load)("truth", "test"))
-    prompts_of, neutral_of = tokens_for(pair, [p["en"] for p in held]), tokens_for(pair, neutral_set.texts[:40])
-    rows, table = [], []
-    rng = torch.Generator().manual_seed(seed)
-    for target, model in pair:
-        prompts, neutral = prompts_of[target], neutral_of[target]
-        plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
-        clean = clean.exp()  # share wants probabilities
-        clean_neutral = next_token_logprobs(model, neutral)
-        en_neurons = {L: neuron_sets[target].neurons(L, 0) for L in range(n_layers)}
-        for lang in langs[1:]:
-            base_share = float(own.share(clean, lang).mean())
-            base_gen = own.share_in(plain_gen, tok, lang)
-            conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
-            conditions.append((target, True))
-            for source, deactivate in conditions:
+
+def _vectors(run: _Run) -> dict:
+    """``{"{model}-{lang}": SteeringVector}``: each model's English→``lang`` direction at the window's layers, with
+    the steering scale."""
+    from steering import SteeringVector
+
+    return {f"{m}-{lang}": SteeringVector(run.dirs[m][lang][run.window], tuple(run.window), "resid_post", run.scale,
+                                          {"concept": "language", "target": lang, "model": m})
+            for m in ("base", "post") for lang in run.targets}
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """One model's unsteered reading of the held-out English prompts and the neutral texts, which its steering
+    rows are measured against."""
+
+    target: str
+    model: object
+    prompts: Tokenized
+    neutral: Tokenized
+    gens: list[str]
+    """greedy continuations of the prompts"""
+    probs: torch.Tensor
+    """``[n, vocab]`` next-token probabilities on the prompts"""
+    neutral_logprobs: torch.Tensor
+    """next-token log-probabilities on the neutral texts (the KL's clean side)"""
+
+
+def _reference(target: str, model, prompts: Tokenized, neutral: Tokenized, max_new_tokens: int) -> _Reference:
+    """``model``'s unsteered continuations and next-token distributions (see :class:`_Reference`)."""
+    from steering.generation import greedy_with_first_step
+    from steering.metrics import next_token_logprobs
+
+    plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
+    clean = clean.exp()  # share wants probabilities
+    return _Reference(target, model, prompts, neutral, plain_gen, clean, next_token_logprobs(model, neutral))
+
+
+def _conditions(target: str) -> list[tuple[str, bool]]:
+    """``(direction from, English neurons off)`` of ``target``'s steering rows: its own direction, the other
+    model's, and its own with the English LAPE neurons deactivated."""
+    conditions = [(source, False) for source in (target, "post" if target == "base" else "base")]
+    conditions.append((target, True))
+    return conditions
+
+
+def _steer(run: _Run, vectors: dict, prompts_of: dict[str, Tokenized], neutral_of: dict[str, Tokenized], seed: int,
+           max_new_tokens: int) -> list[list]:
+    """Steering held-out English prompts toward each language: the steering table's rows, per model and target
+    language, for each of :func:`_conditions` and, on post, the null (a random direction)."""
+    from steering import Add, Deactivate
+
+    rows = []
+    rng = torch.Generator().manual_seed(seed)  # one draw per target language, in order, on post only
+    for target, model in run.pair:
+        ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens)
+        en_neurons = {L: run.neurons[target].neurons(L, 0) for L in range(run.n_layers)}
+        for lang in run.targets:
+            before = (float(run.own.share(ref.probs, lang).mean()), run.own.share_in(ref.gens, run.pair.tokenizer,
+                                                                                     lang))
+            for source, deactivate in _conditions(target):
                 ivs = [Add(vectors[f"{source}-{lang}"])] + ([Deactivate(en_neurons)] if deactivate else [])
-                gens, steered = greedy_with_first_step(model, prompts, ivs, max_new_tokens=max_new_tokens)
-                share = float(own.share(steered.exp(), lang).mean())
-                gen_share = own.share_in(gens, tok, lang)
-                kl = float(kl_divergence(model, neutral, ivs, clean=clean_neutral).mean())
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")
-                rows.append([target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
-                             gens[0][:40], _share_ci(gen_share, len(gens))])
+                rows.append(_steered_row(run, ref, lang, before, label, ivs, max_new_tokens))
             if target == "post":  # the null: a random direction with the post direction's norm, same layers and scale
-                v = vectors[f"post-{lang}"]
-                null_vec = SteeringVector(equal_norm_random(v.vectors, rng), v.layers, v.site, v.scale, {**v.meta, "method": "random", "seed": seed})
-                gens, steered = greedy_with_first_step(model, prompts, [Add(null_vec)], max_new_tokens=max_new_tokens)
-                share = float(own.share(steered.exp(), lang).mean())
-                gen_share = own.share_in(gens, tok, lang)
-                kl = float(kl_divergence(model, neutral, [Add(null_vec)], clean=clean_neutral).mean())
-                rows.append([target, "random direction (null)", lang, base_share, share, share - base_share,
-                             float(base_gen), gen_share, kl, gens[0][:40], _share_ci(gen_share, len(gens))])
+                null = [Add(_null_vector(vectors[f"post-{lang}"], rng, seed))]
+                rows.append(_steered_row(run, ref, lang, before, "random direction (null)", null, max_new_tokens))
+    return rows
+
+
+def _null_vector(v, rng: torch.Generator, seed: int):
+    """A random direction with ``v``'s norm at each of its layers, same layers, site and scale (draws from
+    ``rng``)."""
+    from probes.stats import equal_norm_random
+    from steering import SteeringVector
+
+    return SteeringVector(equal_norm_random(v.vectors, rng), v.layers, v.site, v.scale,
+                          {**v.meta, "method": "random", "seed": seed})
+
+
+def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, float], label: str, ivs: list,
+                 max_new_tokens: int) -> list:
+    """One steering-table row: ``ref``'s model under ``ivs``; next-token mass on ``lang``'s own tokens before
+    and after (``before``: that mass and the continuations' share unsteered) and its gain, the share of
+    continuations in ``lang`` before and after, the KL on neutral text, an example continuation and the
+    continuations' 95% Wilson interval."""
+    from steering.generation import greedy_with_first_step
+    from steering.metrics import kl_divergence
+
+    base_share, base_gen = before
+    gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens)
+    share = float(run.own.share(steered.exp(), lang).mean())
+    gen_share = run.own.share_in(gens, run.pair.tokenizer, lang)
+    kl = float(kl_divergence(ref.model, ref.neutral, ivs, clean=ref.neutral_logprobs).mean())
+    return [ref.target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
+            gens[0][:40], _share_ci(gen_share, len(gens))]
+
+
+def _cosine_bounds(run: _Run, seed: int) -> tuple:
+    """``(low, high, null)``, each ``[lang + 1, layer]`` (the target languages, then their mean): the base/post
+    cosine's 95% interval and its null."""
+    from probes.stats import paired_difference_cosine_ci, random_directions
 
     # base/post cosine of each English→target direction: its interval resamples the parallel prefixes (one
     # resample for every language, so the mean over languages gets one too); its null, how close random
     # directions come to the post direction (95th percentile of |cosine| over 100)
-    targets = langs[1:]
+    targets = run.targets
     cos_low, cos_high = paired_difference_cosine_ci(
-        torch.stack([diffs_by_lang["base"][lang] for lang in targets], 1),
-        torch.stack([diffs_by_lang["post"][lang] for lang in targets], 1), seed=seed)  # [lang + 1, layer]
-    post_dirs = torch.stack([dirs["post"][lang] for lang in targets]).double()  # [lang, layer, d]
+        torch.stack([run.diffs["base"][lang] for lang in targets], 1),
+        torch.stack([run.diffs["post"][lang] for lang in targets], 1), seed=seed)  # [lang + 1, layer]
+    post_dirs = torch.stack([run.dirs["post"][lang] for lang in targets]).double()  # [lang, layer, d]
     rand_cos = torch.nn.functional.cosine_similarity(
         random_directions(100, tuple(post_dirs.shape), seed=seed), post_dirs[None], dim=-1).abs()  # [100, lang, layer]
     cos_null = torch.cat([rand_cos, rand_cos.mean(1, keepdim=True)], 1).quantile(0.95, dim=0).numpy()
-    del diffs_by_lang
-    scale_of = {m: max(float(dirs[m][lang].norm(dim=-1).max()) for lang in targets) for m in dirs}
-    undefined = [L for L in range(n_layers) if any(float(dirs[m][lang][L].norm()) <= 1e-6 * scale_of[m]
-                                                   for m in dirs for lang in targets)]
+    return cos_low, cos_high, cos_null
 
-    per_layer = []
-    for L in range(n_layers):
-        entry = {"layer": L, "base_accuracy": probe["base", "base"][L], "post_accuracy": probe["post", "post"][L],
-                 "transfer_base_to_post": probe["base", "post"][L], "transfer_post_to_base": probe["post", "base"][L]}
-        for (f, s_), key in ((("base", "base"), "base_accuracy"), (("post", "post"), "post_accuracy"),
-                             (("base", "post"), "transfer_base_to_post"), (("post", "base"), "transfer_post_to_base")):
-            entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (float(x[L]) for x in probe_ci[f, s_])
-        entry["base_accuracy_null"], entry["post_accuracy_null"] = probe_null["base"][L], probe_null["post"][L]
-        cosines = [float(torch.nn.functional.cosine_similarity(dirs["base"][lang][L], dirs["post"][lang][L], dim=0))
-                   for lang in targets]
-        none = L in undefined
-        for k, (key, c) in enumerate([*((f"cosine_base_post_{lang}", c) for lang, c in zip(targets, cosines)),
-                                      ("cosine_base_post", float(np.mean(cosines)))]):
-            entry[key] = None if none else c
-            entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (None, None) if none else (float(cos_low[k, L]),
-                                                                                        float(cos_high[k, L]))
-            entry[f"{key}_null"] = None if none else float(cos_null[k, L])
-        for mname in ("base", "post"):
-            entry[f"{mname}_effective_rank"] = float(np.mean([r for r, _ in per_model_rank[mname][L]]))
-            entry[f"{mname}_eigengap"] = float(np.mean([g for _, g in per_model_rank[mname][L]]))
-            for k, lang in enumerate(langs):
-                entry[f"{mname}_neurons_{lang}"] = int(counts[mname][L, k])
-        ious = [iou(neuron_sets["base"].neurons(L, k), neuron_sets["post"].neurons(L, k)) for k in range(len(langs))]
-        defined = [v for v in ious if not np.isnan(v)]  # IoU of two empty sets is undefined, not 1
-        entry["neuron_iou"] = float(np.mean(defined)) if defined else None
-        per_layer.append(entry)
+
+def _undefined_layers(run: _Run) -> list[int]:
+    """Layers where some model's English→target difference of means is zero (relative to its largest): no
+    direction, so no cosine."""
+    scale_of = {m: max(float(run.dirs[m][lang].norm(dim=-1).max()) for lang in run.targets) for m in run.dirs}
+    return [L for L in range(run.n_layers) if any(float(run.dirs[m][lang][L].norm()) <= 1e-6 * scale_of[m]
+                                                  for m in run.dirs for lang in run.targets)]
+
+
+def _per_layer(run: _Run, seed: int) -> list[dict]:
+    """Per layer: the probes (:func:`_probe_fields`), the base/post cosines (:func:`_cosine_fields`), and the
+    rank and neurons (:func:`_structure_fields`)."""
+    bounds = _cosine_bounds(run, seed)
+    run.diffs.clear()
+    run.undefined = _undefined_layers(run)
+    return [{"layer": L, **_probe_fields(run, L), **_cosine_fields(run, L, bounds), **_structure_fields(run, L)}
+            for L in range(run.n_layers)]
+
+
+#: ``((fitted on, scored on), key)`` of the per-layer probe accuracies.
+_PROBE_KEYS = ((("base", "base"), "base_accuracy"), (("post", "post"), "post_accuracy"),
+               (("base", "post"), "transfer_base_to_post"), (("post", "base"), "transfer_post_to_base"))
+
+
+def _probe_fields(run: _Run, L: int) -> dict:
+    """Layer ``L``'s probe accuracies and transfers, their Wilson intervals and the shuffled-label nulls."""
+    entry = {key: run.probe[fs][L] for fs, key in _PROBE_KEYS}
+    for fs, key in _PROBE_KEYS:
+        entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (float(x[L]) for x in run.probe_ci[fs])
+    entry["base_accuracy_null"], entry["post_accuracy_null"] = run.probe_null["base"][L], run.probe_null["post"][L]
+    return entry
+
+
+def _cosine_fields(run: _Run, L: int, bounds: tuple) -> dict:
+    """Layer ``L``'s base/post cosine per target language and their mean, with interval and null from ``bounds``
+    (:func:`_cosine_bounds`); None where the layer is undefined."""
+    cos_low, cos_high, cos_null = bounds
+    cosines = [float(torch.nn.functional.cosine_similarity(run.dirs["base"][lang][L], run.dirs["post"][lang][L],
+                                                           dim=0))
+               for lang in run.targets]
+    none = L in run.undefined
+    entry = {}
+    for k, (key, c) in enumerate([*((f"cosine_base_post_{lang}", c) for lang, c in zip(run.targets, cosines)),
+                                  ("cosine_base_post", float(np.mean(cosines)))]):
+        entry[key] = None if none else c
+        entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (None, None) if none else (float(cos_low[k, L]),
+                                                                                    float(cos_high[k, L]))
+        entry[f"{key}_null"] = None if none else float(cos_null[k, L])
+    return entry
+
+
+def _structure_fields(run: _Run, L: int) -> dict:
+    """Layer ``L``'s effective rank and eigengap per model (mean over target languages), its language-specific
+    neurons per model and language, and the base/post neuron IoU."""
+    from probes import iou
+
+    entry = {}
+    for mname in ("base", "post"):
+        entry[f"{mname}_effective_rank"] = float(np.mean([r for r, _ in run.ranks[mname][L]]))
+        entry[f"{mname}_eigengap"] = float(np.mean([g for _, g in run.ranks[mname][L]]))
+        for k, lang in enumerate(run.langs):
+            entry[f"{mname}_neurons_{lang}"] = int(run.counts[mname][L, k])
+    ious = [iou(run.neurons["base"].neurons(L, k), run.neurons["post"].neurons(L, k)) for k in range(len(run.langs))]
+    defined = [v for v in ious if not np.isnan(v)]  # IoU of two empty sets is undefined, not 1
+    entry["neuron_iou"] = float(np.mean(defined)) if defined else None
+    return entry
+
+
+def _result(run: _Run, per_layer: list[dict], rows: list[list], vectors: dict, n_prompts: int,
+            setup: dict) -> ConceptResult:
+    """The section's :class:`~interp.report.ConceptResult`: directions, readings, plots and the steering table."""
+    directions = {f"{m}/en_to_{lang}": run.dirs[m][lang] for m in ("base", "post") for lang in run.targets}
+    readings = {"summary": _summary(run, rows, n_prompts), **READINGS}
+    return ConceptResult("language", list(range(run.n_layers)), per_layer, long_rows(per_layer), {}, directions,
+                         readings, setup, _plots(run.langs), _tables(run, rows), vectors=vectors)
+
+
+def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
+    """The section's headline: the post model's own directions' steering effects per language, with the nulls'."""
     own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
     nulls = {r[2]: r for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
 
@@ -336,26 +540,32 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     per_lang = "; ".join(
         f"{r[2]}: next-token mass {r[3]:.2f} → {r[4]:.2f} (random direction {nulls[r[2]][4]:.2f}), continuations "
         f"{r[7]:.2f} {ci(r[10])} (random {nulls[r[2]][7]:.2f}), KL {r[8]:.2f}" for r in own_rows)
-    readings = {
-        "summary": (
-            f"Post model, window {window}, its own English→target directions added to {len(prompts)} held-out English "
-            f"prompts — {per_lang}. Continuation shares with 95% Wilson intervals over prompts."
-        ),
-        "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
-                    "tokens), each model's probe on the other model, and the cosine of base and post language "
-                    "directions.",
-        "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
-                "languages): a low rank and a large gap mean one direction carries the language shift.",
-        "neurons": "Language-specific neurons (LAPE, Tang et al. 2024: the 1% of all neurons with the lowest "
-                   "activation-probability entropy among the often active) per layer and language, and the IoU of "
-                   "base and post sets (mean over languages where either model has one; blank where none does).",
-    }
-    plots = [
-        {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy", "yrange": [-0.05, 1.05],
+    return (f"Post model, window {run.window}, its own English→target directions added to {n_prompts} held-out "
+            f"English prompts — {per_lang}. Continuation shares with 95% Wilson intervals over prompts.")
+
+
+READINGS = {
+    "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
+                "tokens), each model's probe on the other model, and the cosine of base and post language "
+                "directions.",
+    "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
+            "languages): a low rank and a large gap mean one direction carries the language shift.",
+    "neurons": "Language-specific neurons (LAPE, Tang et al. 2024: the 1% of all neurons with the lowest "
+               "activation-probability entropy among the often active) per layer and language, and the IoU of "
+               "base and post sets (mean over languages where either model has one; blank where none does).",
+}
+
+
+def _plots(langs: tuple[str, ...]) -> list[dict]:
+    """The section's figures: identity probes and cosines, low-rank structure, LAPE neurons."""
+    return [
+        {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy",
+         "yrange": [-0.05, 1.05],
          "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
                     "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base",
                     **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}},
-         "nulls": {"base_accuracy_null": "base probe, shuffled labels", "post_accuracy_null": "post probe, shuffled labels",
+         "nulls": {"base_accuracy_null": "base probe, shuffled labels",
+                   "post_accuracy_null": "post probe, shuffled labels",
                    **{f"cosine_base_post_{lang}_null": f"cosine en→{lang}, random directions (95th percentile)"
                       for lang in langs[1:]}}},
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
@@ -365,28 +575,38 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
          "series": {**{f"{m}_neurons_{lang}": f"{m} {lang}" for m in ("base", "post") for lang in langs},
                     "neuron_iou": "IoU base/post"}},
     ]
-    tables = {"steering": {
-        "title": f"Steering held-out English prompts (layers {window}, scale {scale:g})",
+
+
+def _tables(run: _Run, rows: list[list]) -> dict:
+    """The steering table."""
+    return {"steering": {
+        "title": f"Steering held-out English prompts (layers {run.window}, scale {run.scale:g})",
         "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
                     "continuations in target before", "continuations in target after", "KL neutral", "example",
                     "continuations after, 95% CI"],
         "rows": rows,
     }}
-    directions = {f"{m}/en_to_{lang}": dirs[m][lang] for m in ("base", "post") for lang in langs[1:]}
-    setup = {"dataset": train.source or name, "neutral texts (KL)": neutral_set.source, "prompts": prompt_kind,
-             "site": "resid_post", "read at": "last token", "held-out prompts (steering)": len(held),
-             "direction prompts per language": len(fit),
-             "window": window, "scale": scale, "neurons": "LAPE (Tang et al. 2024 rule) over the gate activation (mlp_pre > 0), every sentence token; "
-                        "neuron_iou blank where neither model has a neuron of any language at that layer",
-             "own tokens": {lang: len(s) for lang, s in own.sets.items()},
-             "cosine interval": "paired bootstrap over the direction prompts (both models' directions recomputed per "
-                                "resample; the mean over languages from the same resamples)",
-             "cosine null": "95th percentile of |cosine| between the post direction and 100 random directions"}
-    if undefined:
-        setup["cosine undefined"] = (f"layers {undefined}: a zero English→target difference of means has no "
+
+
+NEURONS_SETUP = ("LAPE (Tang et al. 2024 rule) over the gate activation (mlp_pre > 0), every sentence token; "
+                 "neuron_iou blank where neither model has a neuron of any language at that layer")
+COSINE_INTERVAL_SETUP = ("paired bootstrap over the direction prompts (both models' directions recomputed per "
+                         "resample; the mean over languages from the same resamples)")
+COSINE_NULL_SETUP = "95th percentile of |cosine| between the post direction and 100 random directions"
+
+
+def _setup(run: _Run, source: str, neutral_source: str, prompt_kind: str, n_held: int, n_fit: int) -> dict:
+    """The section's setup: data, prompts, site, window and scale, neurons, own tokens, cosine interval and null."""
+    setup = {"dataset": source, "neutral texts (KL)": neutral_source, "prompts": prompt_kind,
+             "site": "resid_post", "read at": "last token", "held-out prompts (steering)": n_held,
+             "direction prompts per language": n_fit,
+             "window": run.window, "scale": run.scale, "neurons": NEURONS_SETUP,
+             "own tokens": {lang: len(s) for lang, s in run.own.sets.items()},
+             "cosine interval": COSINE_INTERVAL_SETUP, "cosine null": COSINE_NULL_SETUP}
+    if run.undefined:
+        setup["cosine undefined"] = (f"layers {run.undefined}: a zero English→target difference of means has no "
                                      "direction, so no cosine")
-    return ConceptResult("language", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions,
-                         readings, setup, plots, tables, vectors=vectors)
+    return setup
 
 
 def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -162,7 +162,8 @@ def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[lis
     for name in names:
         ps = loader(name, "train")
         sources.append(ps.source)
-        texts = list(pair.format(ps, "chat").texts) if name.endswith("refusal") and pair.chat_template else list(ps.texts)
+        chat = name.endswith("refusal") and pair.chat_template
+        texts = list(pair.format(ps, "chat").texts) if chat else list(ps.texts)
         out += texts[: n // len(names)]
     return out, sources
 
@@ -214,10 +215,6 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     Raises:
         ValueError: ``n_seeds`` < 1 or ``layer`` outside the model.
     """
-    from probes import SNMF, feature_usage, match_features
-    from probes.stats import equal_norm_random, mean_ci, proportion_ci
-    from steering import SteeringVector, calibrate_scale, generate
-
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"n_seeds must be a positive integer, got {n_seeds!r}")
     prompts, sources = _prompts(pair, is_organism, n_prompts, data)
@@ -226,178 +223,338 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     layer = n_layers // 2 if layer is None else layer
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is outside the model's {n_layers} layers")
-    seeds = [random_state + s for s in range(n_seeds)]
-    base_seed = seeds[1] if n_seeds > 1 else seeds[0]
-    per_layer, fits, token_sets = [], {}, {}
-    toks = tokens_for(pair, prompts)
-    tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", progress=False) for name, model in pair}
-    bar = tqdm(total=n_layers * 2 * n_seeds, desc="SNMF fits", disable=not progress)
-    for L in range(n_layers):
-        entry = {"layer": L}
-        for name, _ in pair:
-            tokens = tokens_of[name][L]
-            token_sets[name, L] = tokens
-            for seed in seeds:
-                est = SNMF(n_components, sparsity=sparsity, random_state=seed, max_iter=150)
-                fits[name, L, seed] = (est, est.fit_transform(tokens.X))
-                bar.update()
-            entry[f"{name}_relative_error"] = fits[name, L, seeds[0]][0].reconstruction_err_ / float(tokens.X.norm())
-        # base seed 1 against post seed 0: different seeds, as in the seed-to-seed reference, so that neither
-        # comparison shares a random draw the other lacks (post seed 0 is the one described and steered)
-        (eb, Gb), (ep, Gp) = fits["base", L, base_seed], fits["post", L, seeds[0]]
-        rows, cols, cos = match_features(eb.components_, ep.components_)
-        usage_b, usage_p = feature_usage(eb.components_, Gb)[rows], feature_usage(ep.components_, Gp)[cols]
-        kept = cos >= COUNTERPART_COSINE
-        lo, hi = mean_ci(cos, seed=random_state)
-        share_lo, share_hi = proportion_ci(kept.astype(float))
-        entry.update({
-            "matched_cosine_mean": float(cos.mean()), "matched_cosine_mean_ci_low": float(lo),
-            "matched_cosine_mean_ci_high": float(hi),
-            "matched_share": float(kept.mean()), "matched_share_ci_low": share_lo, "matched_share_ci_high": share_hi,
-            "usage_shift": float(np.abs(np.log((usage_p[kept] + 1e-12) / (usage_b[kept] + 1e-12))).mean())
-            if kept.any() else None,
-        })
-        # the reference: two seeds of one model, matched the same way
-        within = [match_features(fits[name, L, a][0].components_, fits[name, L, b][0].components_)[2]
-                  for name, _ in pair for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-        entry["matched_cosine_mean_null"] = float(np.mean([c.mean() for c in within])) if within else None
-        entry["matched_share_null"] = (float(np.mean([(c >= COUNTERPART_COSINE).mean() for c in within]))
-                                       if within else None)
-        entry["matching"] = [[int(r), int(c), float(x)] for r, c, x in zip(rows, cols, cos)]
-        per_layer.append(entry)
+    run = _Run(pair, prompts, sources, n_components, sparsity, layer, [random_state + s for s in range(n_seeds)],
+               random_state, target_kl, max_new_tokens)
+    _fit_and_match(run, progress)
+    _describe(run)
+    _steer(run, n_steer)
+    return _result(run)
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`snmf_section` find, in the order they find it, and the settings they share."""
+
+    pair: ModelPair
+    prompts: list[str]
+    sources: list[str]
+    n_components: int
+    sparsity: float
+    layer: int
+    """the layer whose post features are described and steered"""
+    seeds: list[int]
+    random_state: int
+    target_kl: float
+    max_new_tokens: int
+    fits: dict = field(default_factory=dict)
+    """``fits[model, layer, seed]``: ``(SNMF, [n_tokens, n_components] coefficients)``"""
+    token_sets: dict = field(default_factory=dict)
+    """``token_sets[model, layer]``: the :class:`~interp.collection.TokenActivations` fitted"""
+    per_layer: list = field(default_factory=list)
+    order: list = field(default_factory=list)
+    """the post features' :class:`FeatureCard` at :attr:`layer`, most used first"""
+    steer_rows: list = field(default_factory=list)
+    vectors: dict = field(default_factory=dict)
+    unsteerable: dict = field(default_factory=dict)
+    """feature index -> why it could not be calibrated to the target KL"""
+    random_gens: list = field(default_factory=list)
+    """the generations steered by each random direction that could be calibrated (the null)"""
+    random_why: str | None = None
+    """why a random direction could not be calibrated, if one could not"""
+
+    @property
+    def base_seed(self) -> int:
+        """The base fit matched against post's seed 0: seed 1, or seed 0 where there is one seed."""
+        return self.seeds[1] if len(self.seeds) > 1 else self.seeds[0]
+
+
+def _fit_and_match(run: _Run, progress: bool) -> None:
+    """Fit SNMF at every layer on each model's ``mlp_post`` tokens, and match the fits (:attr:`_Run.per_layer`:
+    relative errors, base↔post matching, the seed-to-seed reference and the matching itself per layer)."""
+    toks = tokens_for(run.pair, run.prompts)
+    tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", progress=False)
+                 for name, model in run.pair}
+    bar = tqdm(total=run.pair.n_layers * 2 * len(run.seeds), desc="SNMF fits", disable=not progress)
+    for L in range(run.pair.n_layers):
+        errors = _fit_layer(run, L, tokens_of, bar)
+        matched, matching = _match_layer(run, L)
+        run.per_layer.append({"layer": L, **errors, **matched, **_seed_reference(run, L), "matching": matching})
     bar.close()
 
-    # Describe and steer the post model's features at one layer.
-    model, tok = pair.post, pair.tokenizer
-    est, G = fits["post", layer, seeds[0]]
-    cards = describe_features(model, est, token_sets["post", layer], layer, G)
-    order = sorted(cards, key=lambda c: -c.usage)
-    lens = logit_lens(model, layer, est.components_)
+
+def _fit_layer(run: _Run, L: int, tokens_of: dict, bar) -> dict[str, float]:
+    """Fit SNMF on each model's layer-``L`` tokens with every seed (into :attr:`_Run.fits`); returns each
+    model's seed-0 reconstruction error relative to the activations' norm (``{model}_relative_error``)."""
+    from probes import SNMF
+
+    errors = {}
+    for name, _ in run.pair:
+        tokens = tokens_of[name][L]
+        run.token_sets[name, L] = tokens
+        for seed in run.seeds:
+            est = SNMF(run.n_components, sparsity=run.sparsity, random_state=seed, max_iter=150)
+            run.fits[name, L, seed] = (est, est.fit_transform(tokens.X))
+            bar.update()
+        errors[f"{name}_relative_error"] = (run.fits[name, L, run.seeds[0]][0].reconstruction_err_
+                                            / float(tokens.X.norm()))
+    return errors
+
+
+def _match_layer(run: _Run, L: int) -> tuple[dict, list[list]]:
+    """Base's features matched one-to-one with post's at layer ``L``: the mean matched cosine with its bootstrap
+    interval, the share with a counterpart with its Wilson interval and the usage shift of matched features;
+    and the matching itself, ``[base feature, post feature, cosine]`` per pair."""
+    from probes import feature_usage, match_features
+    from probes.stats import mean_ci, proportion_ci
+
+    # base seed 1 against post seed 0: different seeds, as in the seed-to-seed reference, so that neither
+    # comparison shares a random draw the other lacks (post seed 0 is the one described and steered)
+    (eb, Gb), (ep, Gp) = run.fits["base", L, run.base_seed], run.fits["post", L, run.seeds[0]]
+    rows, cols, cos = match_features(eb.components_, ep.components_)
+    usage_b, usage_p = feature_usage(eb.components_, Gb)[rows], feature_usage(ep.components_, Gp)[cols]
+    kept = cos >= COUNTERPART_COSINE
+    lo, hi = mean_ci(cos, seed=run.random_state)
+    share_lo, share_hi = proportion_ci(kept.astype(float))
+    matched = {
+        "matched_cosine_mean": float(cos.mean()), "matched_cosine_mean_ci_low": float(lo),
+        "matched_cosine_mean_ci_high": float(hi),
+        "matched_share": float(kept.mean()), "matched_share_ci_low": share_lo, "matched_share_ci_high": share_hi,
+        "usage_shift": float(np.abs(np.log((usage_p[kept] + 1e-12) / (usage_b[kept] + 1e-12))).mean())
+        if kept.any() else None,
+    }
+    return matched, [[int(r), int(c), float(x)] for r, c, x in zip(rows, cols, cos)]
+
+
+def _seed_reference(run: _Run, L: int) -> dict[str, float | None]:
+    """The reference level of matching at layer ``L``: mean matched cosine and share with a counterpart between
+    two seeds of one model, averaged over pairs of seeds and both models; None with one seed."""
+    from probes import match_features
+
+    seeds = run.seeds
+    # the reference: two seeds of one model, matched the same way
+    within = [match_features(run.fits[name, L, a][0].components_, run.fits[name, L, b][0].components_)[2]
+              for name, _ in run.pair for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    return {"matched_cosine_mean_null": float(np.mean([c.mean() for c in within])) if within else None,
+            "matched_share_null": (float(np.mean([(c >= COUNTERPART_COSINE).mean() for c in within]))
+                                   if within else None)}
+
+
+def _describe(run: _Run) -> None:
+    """Describe the post model's seed-0 features at :attr:`_Run.layer` (:attr:`_Run.order`, most used first)."""
+    est, G = run.fits["post", run.layer, run.seeds[0]]
+    cards = describe_features(run.pair.post, est, run.token_sets["post", run.layer], run.layer, G)
+    run.order = sorted(cards, key=lambda c: -c.usage)
+
+
+def _steer(run: _Run, n_steer: int) -> None:
+    """Steer the post model with its ``n_steer`` most used features and with the random-direction null, from
+    the neutral prompts (:attr:`_Run.steer_rows`, :attr:`_Run.vectors`, :attr:`_Run.unsteerable`)."""
+    from steering import generate
+
+    model = run.pair.post
+    est = run.fits["post", run.layer, run.seeds[0]][0]
+    lens = logit_lens(model, run.layer, est.components_)
     neutral = tokenize(model, NEUTRAL)  # once, for every generation and calibration below
     first = neutral.select([0])
-    plain = generate(model, neutral, max_new_tokens=max_new_tokens, stop_at_eos=False)
+    plain = generate(model, neutral, max_new_tokens=run.max_new_tokens, stop_at_eos=False)
+    _random_null(run, neutral, first)
+    for card in run.order[:n_steer]:
+        _steer_feature(run, card, est, lens, neutral, first, plain)
+
+
+def _random_null(run: _Run, neutral, first) -> None:
+    """Generations steered by :data:`N_RANDOM` random unit directions, each calibrated to the target KL
+    (:attr:`_Run.random_gens`; :attr:`_Run.random_why` for one that could not be)."""
+    from probes.stats import equal_norm_random
+    from steering import SteeringVector, calibrate_scale, generate
+
+    model, d_mlp = run.pair.post, int(run.pair.post.cfg.d_mlp)
     # the null: random unit directions in the same space, each calibrated to the same KL
-    g = torch.Generator().manual_seed(random_state)
+    g = torch.Generator().manual_seed(run.random_state)
     unit_like = torch.full((1, d_mlp), d_mlp ** -0.5)
-    random_gens, random_why = [], None
     for r in range(N_RANDOM):
-        random_vec = SteeringVector(equal_norm_random(unit_like, g), (layer,), "mlp_post",
+        random_vec = SteeringVector(equal_norm_random(unit_like, g), (run.layer,), "mlp_post",
                                     meta={"concept": "snmf", "feature": f"random-{r}", "model": "post"})
         try:
-            random_cal = calibrate_scale(model, random_vec, first, target_kl)
+            random_cal = calibrate_scale(model, random_vec, first, run.target_kl)
         except ValueError as e:
-            random_why = str(e)
+            run.random_why = str(e)
             continue
-        random_gens.append(generate(model, neutral, random_cal, max_new_tokens=max_new_tokens,
-                                    stop_at_eos=False))
-    random_gen = random_gens or None
-    steer_rows, vectors, unsteerable = [], {}, {}
-    for card in order[:n_steer]:
-        targets = set(lens[card.index].topk(10).indices.tolist())
-        unit = torch.as_tensor(est.components_[card.index]).float()
-        vec = SteeringVector(unit[None], (layer,), "mlp_post", meta={"concept": "snmf", "feature": card.index,
+        run.random_gens.append(generate(model, neutral, random_cal, max_new_tokens=run.max_new_tokens,
+                                        stop_at_eos=False))
+
+
+def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutral, first, plain: list[str]) -> None:
+    """Calibrate the unit feature ``card`` to the target KL and steer with it: a steering row and its vector,
+    or the reason it is not steerable."""
+    from steering import SteeringVector, calibrate_scale, generate
+
+    targets = set(lens[card.index].topk(10).indices.tolist())
+    unit = torch.as_tensor(est.components_[card.index]).float()
+    vec = SteeringVector(unit[None], (run.layer,), "mlp_post", meta={"concept": "snmf", "feature": card.index,
                                                                      "model": "post"})
-        try:
-            cal = calibrate_scale(model, vec, first, target_kl)
-        except ValueError as e:
-            log.info("feature %d not steerable: %s", card.index, e)
-            unsteerable[card.index] = str(e)
-            continue
-        steered = generate(model, neutral, cal, max_new_tokens=max_new_tokens, stop_at_eos=False)
-        per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
-        hits = np.concatenate(per_prompt)
-        ci = _prompt_ci(per_prompt, seed=random_state)
-        nulls = [_share(_hits(gen, tok, targets)) for gen in random_gens]
-        nulls = [x for x in nulls if not math.isnan(x)]
-        null = max(nulls) if nulls else None  # the largest share any random direction reached
-        steer_rows.append([card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
-                           _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
-                           steered[0][:60], null, ci])
-        vectors[f"post-feature-{card.index}"] = cal
-    feature_rows = [[c.index, round(c.usage, 4), " | ".join(f"{b[-25:]}[{t}]" for b, t, _ in c.top_tokens[:3]),
-                     " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons)] for c in order]
-    mid = per_layer[layer]
-    below = [e["layer"] for e in per_layer
-             if e["matched_cosine_mean_null"] is not None and e["matched_cosine_mean_ci_high"] < e["matched_cosine_mean_null"]]
-    if mid["matched_cosine_mean_null"] is None:
-        noise = " (one seed per model: no seed-to-seed reference, so no statement on noise)"
-    elif mid["matched_cosine_mean_ci_high"] < mid["matched_cosine_mean_null"]:
-        noise = (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}, above the interval: base "
-                 f"and post features differ beyond seed noise here")
-    else:
-        noise = (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}: base and post match as "
-                 f"well as two fits of one model do, so the difference is within seed noise")
-    if steer_rows and random_gen is not None:
-        up = [r for r in steer_rows if r[9] is not None and r[8] is not None and not math.isnan(r[4])
-              and r[9][0] > max(r[4], r[8])]
-        steering_text = (f" Of the {len(steer_rows)} most-used post features steered (α calibrated to next-token KL "
-                         f"{target_kl}), {len(up)} raise the share of their top logit-lens tokens in generations "
-                         f"above both unsteered generation and {N_RANDOM} random directions at the same KL (the 95% "
-                         f"interval's lower end, bootstrap over the {len(NEUTRAL)} prompts, above the unsteered share "
-                         f"and the largest random one)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
-    elif steer_rows:
-        steering_text = (f" {len(steer_rows)} post features were steered, but the random-direction null could not be "
-                         f"calibrated to KL {target_kl} ({random_why}), so no feature's effect is read against it.")
-    else:
-        steering_text = (f" No feature could be calibrated to the target KL {target_kl}"
-                         + "".join(f" (feature {i}: {why})" for i, why in list(unsteerable.items())[:1]) + ".")
-    readings = {
-        "summary": (
-            f"Layer {layer}: base↔post mean matched cosine {mid['matched_cosine_mean']:.2f} "
+    try:
+        cal = calibrate_scale(run.pair.post, vec, first, run.target_kl)
+    except ValueError as e:
+        log.info("feature %d not steerable: %s", card.index, e)
+        run.unsteerable[card.index] = str(e)
+        return
+    steered = generate(run.pair.post, neutral, cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False)
+    run.steer_rows.append(_steer_row(run, card, cal, steered, plain, targets))
+    run.vectors[f"post-feature-{card.index}"] = cal
+
+
+def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: list[str], targets: set[int]) -> list:
+    """One row of the steering table: the feature, its α and KL, the share of its top logit-lens tokens in
+    unsteered and steered generations, an example, the random directions' share and the steered share's CI."""
+    tok = run.pair.tokenizer
+    per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
+    hits = np.concatenate(per_prompt)
+    ci = _prompt_ci(per_prompt, seed=run.random_state)
+    nulls = [_share(_hits(gen, tok, targets)) for gen in run.random_gens]
+    nulls = [x for x in nulls if not math.isnan(x)]
+    null = max(nulls) if nulls else None  # the largest share any random direction reached
+    return [card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
+            _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
+            steered[0][:60], null, ci]
+
+
+def _result(run: _Run) -> ConceptResult:
+    """The section's :class:`~interp.report.ConceptResult`: per-layer rows, directions, readings, setup, plots
+    and tables."""
+    n_layers, per_layer = run.pair.n_layers, run.per_layer
+    return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, _directions(run),
+                         _readings(run), _setup(run), _plots(), _tables(run), vectors=run.vectors)
+
+
+def _directions(run: _Run) -> dict[str, torch.Tensor]:
+    """``{model}/layer{layer}``: the matched fits' ``[n_components, d_mlp]`` features at the described layer."""
+    return {f"{name}/layer{run.layer}": torch.as_tensor(
+        run.fits[name, run.layer, run.base_seed if name == "base" else run.seeds[0]][0].components_)
+        for name in ("base", "post")}
+
+
+#: The matching plot's reading; ``{cosine}`` is :data:`COUNTERPART_COSINE`, ``{base_seed}`` the base fit's seed.
+MATCHING_READING = ("Per layer, the SNMF features of base (seed {base_seed}) and post (seed 0) matched one-to-one by "
+                    "cosine in neuron space: mean matched cosine with its bootstrap interval over matched pairs, "
+                    "share of features with a counterpart (cosine ≥ {cosine}) with its Wilson interval, and the mean absolute "
+                    "log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between two seeds "
+                    "of one model (mean of both models) — the level refits alone reach.")
+ERROR_READING = "Reconstruction error of the factorization relative to the activations' norm, per model (seed 0)."
+
+
+def _readings(run: _Run) -> dict[str, str]:
+    """The section's readings: the summary, and what the matching and error plots show."""
+    matching = MATCHING_READING.format(cosine=COUNTERPART_COSINE, base_seed=run.base_seed - run.seeds[0])
+    return {"summary": _summary(run), "matching": matching, "error": ERROR_READING}
+
+
+def _summary(run: _Run) -> str:
+    """The section's headline: matching at the described layer against seed noise, then the steering."""
+    mid = run.per_layer[run.layer]
+    return (f"Layer {run.layer}: base↔post mean matched cosine {mid['matched_cosine_mean']:.2f} "
             f"[{mid['matched_cosine_mean_ci_low']:.2f}, {mid['matched_cosine_mean_ci_high']:.2f}], "
             f"{mid['matched_share']:.0%} of post features with a base counterpart (cosine ≥ {COUNTERPART_COSINE})"
-            + noise + "." + (f" Below the seed-to-seed level at {len(below)} of {n_layers} layers"
-                             + (f" ({', '.join(map(str, below))})." if below else ".")
-                             if mid["matched_cosine_mean_null"] is not None else "")
-            + steering_text
-        ),
-        "matching": "Per layer, the SNMF features of base (seed 1) and post (seed 0) matched one-to-one by cosine in neuron "
-                    "space: mean matched cosine with its bootstrap interval over matched pairs, share of features with "
-                    f"a counterpart (cosine ≥ {COUNTERPART_COSINE}) with its Wilson interval, and the mean absolute "
-                    "log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between two seeds "
-                    "of one model (mean of both models) — the level refits alone reach.",
-        "error": "Reconstruction error of the factorization relative to the activations' norm, per model (seed 0).",
-    }
-    tables = {
-        "features": {"title": f"Post features at layer {layer} (most used first): top tokens [in context], logit lens",
+            + _noise_text(mid) + "." + _below_text(run) + _steering_text(run))
+
+
+def _noise_text(mid: dict) -> str:
+    """Whether base↔post matching at the described layer falls below the seed-to-seed level."""
+    if mid["matched_cosine_mean_null"] is None:
+        return " (one seed per model: no seed-to-seed reference, so no statement on noise)"
+    if mid["matched_cosine_mean_ci_high"] < mid["matched_cosine_mean_null"]:
+        return (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}, above the interval: base "
+                f"and post features differ beyond seed noise here")
+    return (f"; two seeds of one model match at {mid['matched_cosine_mean_null']:.2f}: base and post match as "
+            f"well as two fits of one model do, so the difference is within seed noise")
+
+
+def _below_text(run: _Run) -> str:
+    """The layers where base↔post matching falls below the seed-to-seed level ("" with one seed)."""
+    below = [e["layer"] for e in run.per_layer
+             if e["matched_cosine_mean_null"] is not None
+             and e["matched_cosine_mean_ci_high"] < e["matched_cosine_mean_null"]]
+    if run.per_layer[run.layer]["matched_cosine_mean_null"] is None:
+        return ""
+    return (f" Below the seed-to-seed level at {len(below)} of {run.pair.n_layers} layers"
+            + (f" ({', '.join(map(str, below))})." if below else "."))
+
+
+def _steering_text(run: _Run) -> str:
+    """How many steered features beat both unsteered generation and the random-direction null, or why none
+    could be read against it."""
+    rows, target_kl = run.steer_rows, run.target_kl
+    if rows and run.random_gens:
+        up = [r for r in rows if r[9] is not None and r[8] is not None and not math.isnan(r[4])
+              and r[9][0] > max(r[4], r[8])]
+        return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
+                f"{target_kl}), {len(up)} raise the share of their top logit-lens tokens in generations "
+                f"above both unsteered generation and {N_RANDOM} random directions at the same KL (the 95% "
+                f"interval's lower end, bootstrap over the {len(NEUTRAL)} prompts, above the unsteered share "
+                f"and the largest random one)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
+    if rows:
+        return (f" {len(rows)} post features were steered, but the random-direction null could not be "
+                f"calibrated to KL {target_kl} ({run.random_why}), so no feature's effect is read against it.")
+    return (f" No feature could be calibrated to the target KL {target_kl}"
+            + "".join(f" (feature {i}: {why})" for i, why in list(run.unsteerable.items())[:1]) + ".")
+
+
+def _tables(run: _Run) -> dict[str, dict]:
+    """The features table (every post feature at the described layer, most used first) and the steering table."""
+    feature_rows = [[c.index, round(c.usage, 4), " | ".join(f"{b[-25:]}[{t}]" for b, t, _ in c.top_tokens[:3]),
+                     " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons)] for c in run.order]
+    return {
+        "features": {"title": f"Post features at layer {run.layer} (most used first): top tokens [in context], "
+                              "logit lens",
                      "columns": ["feature", "usage (mean ‖F_j‖·g_j)", "top-activating tokens", "logit-lens tokens",
                                  "neurons"],
                      "rows": feature_rows},
-        "steering": {"title": f"Steering with post features at layer {layer} (α calibrated to KL {target_kl} on "
-                              f"{NEUTRAL[0]!r}); share of generated tokens among the feature's top-10 logit-lens tokens",
+        "steering": {"title": f"Steering with post features at layer {run.layer} (α calibrated to KL "
+                              f"{run.target_kl} on {NEUTRAL[0]!r}); share of generated tokens among the feature's "
+                              "top-10 logit-lens tokens",
                      "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
                                  "logit-lens tokens", "steered example",
                                  f"share with a random direction (null, largest of {N_RANDOM})",
                                  f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)"],
-                     "rows": steer_rows},
+                     "rows": run.steer_rows},
     }
-    plots = [
+
+
+def _plots() -> list[dict]:
+    """The matching plot (with the seed-to-seed reference as nulls) and the reconstruction-error plot."""
+    return [
         {"title": "Same features in base and post?", "reading": "matching", "yrange": [0, 1.02],
          "xaxis": "layer", "yaxis": "value",
-         "series": {"matched_cosine_mean": "mean matched cosine", "matched_share": f"share matched (cos ≥ {COUNTERPART_COSINE})",
+         "series": {"matched_cosine_mean": "mean matched cosine",
+                    "matched_share": f"share matched (cos ≥ {COUNTERPART_COSINE})",
                     "usage_shift": "usage shift |log ratio|"},
          "nulls": {"matched_cosine_mean_null": "mean matched cosine, two seeds of one model",
                    "matched_share_null": "share matched, two seeds of one model"}},
         {"title": "Reconstruction error", "reading": "error", "xaxis": "layer", "yaxis": "‖A - FG‖ / ‖A‖",
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]
-    directions = {f"{name}/layer{layer}": torch.as_tensor(fits[name, layer, base_seed if name == "base" else seeds[0]][0]
-                                                          .components_) for name in ("base", "post")}
-    setup = {"site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(prompts), "sources": sources,
-             "n_tokens": len(token_sets["post", layer]), "n_components": n_components, "sparsity": sparsity,
-             "seeds": seeds, "described layer": layer, "target KL": target_kl, "neutral prompts": list(NEUTRAL),
-             "features not steerable": {str(i): why for i, why in unsteerable.items()},
-             "steering null": (f"{len(random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated to "
-                               f"the same KL; the largest share they reach"
-                               + ("" if random_why is None else f" (not calibrated: {random_why})")),
-             "matching": (f"base seed {base_seed} against post seed {seeds[0]}" + (
-                 "" if n_seeds > 1 else " (one seed per model: both fits share the initialisation's random draw)")
-                 + "; with the default SVD initialisation the seed sets the randomized range finder's draw"),
-             "matching null": ("matched cosine and share between seeds of one model, mean over pairs of seeds and "
-                               "both models" if n_seeds > 1 else "undefined: one seed per model"),
-             "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update"}
-    return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, directions, readings,
-                         setup, plots, tables, vectors=vectors)
+
+
+def _setup(run: _Run) -> dict:
+    """The section's setup: data, site, fits, seeds, steering settings, the null and the matching."""
+    one_seed = len(run.seeds) == 1
+    return {
+        "site": "mlp_post", "tokens": "every token of the prompts except BOS", "n_prompts": len(run.prompts),
+        "sources": run.sources, "n_tokens": len(run.token_sets["post", run.layer]),
+        "n_components": run.n_components, "sparsity": run.sparsity, "seeds": run.seeds, "described layer": run.layer,
+        "target KL": run.target_kl, "neutral prompts": list(NEUTRAL),
+        "features not steerable": {str(i): why for i, why in run.unsteerable.items()},
+        "steering null": (f"{len(run.random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated "
+                          f"to the same KL; the largest share they reach"
+                          + ("" if run.random_why is None else f" (not calibrated: {run.random_why})")),
+        "matching": (f"base seed {run.base_seed} against post seed {run.seeds[0]}"
+                     + (" (one seed per model: both fits share the initialisation's random draw)" if one_seed else "")
+                     + "; with the default SVD initialisation the seed sets the randomized range finder's draw"),
+        "matching null": ("undefined: one seed per model" if one_seed else
+                          "matched cosine and share between seeds of one model, mean over pairs of seeds and both "
+                          "models"),
+        "method": "Shafran, Geiger & Geva 2025; Ding, Li & Jordan 2010 update",
+    }
 
 
 def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:

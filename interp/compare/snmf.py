@@ -438,8 +438,8 @@ def _directions(run: _Run) -> dict[str, torch.Tensor]:
 MATCHING_READING = ("Per layer, the SNMF features of base (seed {base_seed}) and post (seed 0) matched one-to-one by "
                     "cosine in neuron space: mean matched cosine with its bootstrap interval over matched pairs, "
                     "share of features with a counterpart (cosine ≥ {cosine}) with its Wilson interval, and the mean "
-                    "absolute log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between two seeds "
-                    "of one model (mean of both models) — the level refits alone reach.")
+                    "absolute log-ratio of matched features' usage (0 = unchanged). Grey: the same matching between "
+                    "two seeds of one model (mean of both models) — the level refits alone reach.")
 ERROR_READING = "Reconstruction error of the factorization relative to the activations' norm, per model (seed 0)."
 
 

@@ -28,7 +28,8 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "render_html", "write_report", "REPORT_FORMAT"]
+__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "render_html", "write_report",
+           "REPORT_FORMAT"]
 
 #: ``report.json``'s ``format`` (what :meth:`Comparison.load` reads).
 REPORT_FORMAT = "interp-report/2"

@@ -75,9 +75,9 @@ def load_config(path: str | Path) -> dict:
 
     Paths in a configuration written by a run are absolute; its ``out`` is left out (a rerun writes where
     ``--out`` says, ``report/`` by default). The file holds any of :data:`CONFIG_KEYS` at the top (``concepts``
-    a list or a comma-separated string), one ``[options.<section>]`` table per section and a ``[user_concepts]`` table (``name = ["pos.jsonl",
-    "neg.jsonl"]``); a report folder's ``config.toml`` is such a file,
-    so ``interp compare --config report/config.toml`` runs the same comparison again.
+    a list or a comma-separated string), one ``[options.<section>]`` table per section and a ``[user_concepts]``
+    table (``name = ["pos.jsonl", "neg.jsonl"]``); a report folder's ``config.toml`` is such a file, so ``interp
+    compare --config report/config.toml`` runs the same comparison again (a series folder's too).
 
     Raises:
         FileNotFoundError: no such file. ValueError: not TOML, or a key that is not a configuration key.

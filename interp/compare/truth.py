@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +27,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult
+from ..tokens import Tokenized
 from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
@@ -268,90 +270,164 @@ def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.T
         ValueError: ``' true'``/``' false'`` not single tokens, an unknown ``span`` or ``normalization``,
             ``window < 1``.
     """
-    import numpy as np
+    from probes.stats import equal_norm_random
 
-    from probes.stats import bootstrap_ci, equal_norm_random
+    _check_causal_options(span, window, normalization)
+    ids = _true_false_ids(pair.tokenizer)
+    labels = torch.tensor(test.labels)
+    tokens = tokens or tokens_for(pair, test.texts)
+    layers = list(layers)
+    g = torch.Generator().manual_seed(seed)
+    randoms = {source: equal_norm_random(directions[source], g) for source in ("base", "post")}
+    windows = {L: tuple(range(L, min(L + window, pair.n_layers))) for L in layers}
+    check = _CausalCheck(ids, layers, windows, directions, randoms, span, normalization == "du", seed)
+    out, notes = {}, {}
+    for target, model in pair:
+        series, why = _causal_on(check, target, model, tokens[target], labels)
+        out.update(series)
+        if why is not None:
+            notes[target] = why
+    return out, notes
 
+
+def _check_causal_options(span: str, window: int, normalization: str) -> None:
+    """Raise ValueError for an unknown ``span`` or ``normalization`` of :func:`truth_causal`, or ``window < 1``."""
     if span not in NIE_SPANS:
         raise ValueError(f"unknown span {span!r}; known: {', '.join(NIE_SPANS)}")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     if normalization not in NIE_NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalization!r}; known: {', '.join(NIE_NORMALIZATIONS)}")
-    du = normalization == "du"
-    tok = pair.tokenizer
+
+
+def _true_false_ids(tok) -> list[int]:
+    """The token ids of ``' true'`` and ``' false'`` (the judgement tokens ``PD`` compares).
+
+    Raises:
+        ValueError: either is not a single token.
+    """
     ids = [tok(w, add_special_tokens=False)["input_ids"] for w in (" true", " false")]
     if any(len(i) != 1 for i in ids):
         raise ValueError("the causal check needs ' true' and ' false' to be single tokens")
-    ids = [i[0] for i in ids]
-    labels = torch.tensor(test.labels)
-    tokens = tokens or tokens_for(pair, test.texts)
-    n_layers, layers = pair.n_layers, list(layers)
-    g = torch.Generator().manual_seed(seed)
-    randoms = {}
-    for source in ("base", "post"):
-        randoms[source] = equal_norm_random(directions[source], g)
-    win = {L: tuple(range(L, min(L + window, n_layers))) for L in layers}
-    out, notes = {}, {}
-    for target, model in pair:
-        gap = _judgement_gap(model, tokens[target], ids)
-        texts = {k: tokens[target].select(labels == k) for k in (0, 1)}
-        pd_true, pd_false = float(gap[labels == 1].mean()), float(gap[labels == 0].mean())
-        keys = [f"nie_{s}_to_{target}{sfx}" for s in ("base", "post")
-                for sfx in ("", "_true_to_false", "_random", "_ci_low", "_ci_high", "_true_to_false_ci_low",
-                            "_true_to_false_ci_high")]
-        denom = pd_true - pd_false
-        if du and not (pd_false < 1 and pd_true > -1):
-            notes[target] = (f"undefined on {target}: PD(false) = {pd_false:.3g}, PD(true) = {pd_true:.3g} leave no "
-                             f"room to move, so the normalized effect has no meaning")
-            out.update({k: [None] * len(layers) for k in keys})
-            continue
-        if not du and not denom > 0:
-            notes[target] = (f"undefined on {target}: PD(true) - PD(false) = {denom:.3g} (true statements are not "
-                             f"judged truer than false ones), so the normalized effect has no meaning")
-            out.update({k: [None] * len(layers) for k in keys})
-            continue
-        up = [(directions[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
-        null = [(randoms[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
-        down = [(-directions[s][slot], win[L]) for s in ("base", "post") for slot, L in enumerate(layers)]
-        added = iter(_judgement_gaps(model, texts[0], ids, up + null, span=span))
-        subtracted = iter(_judgement_gaps(model, texts[1], ids, down, span=span))
-        clean_false, clean_true = gap[labels == 0].numpy(), gap[labels == 1].numpy()
-        idx = (np.arange(len(clean_false)), np.arange(len(clean_true)))
-        for sfx in ("", "_random"):
-            for s in ("base", "post"):
-                vals, lows, highs = [], [], []
-                for _ in layers:
-                    moved = next(added).numpy()  # false statements with the direction added
+    return [i[0] for i in ids]
 
-                    def nie(i0, i1, axis=-1, moved=moved):  # resampled false and true statements
-                        room = 1 - clean_false[i0].mean(axis) if du else (clean_true[i1].mean(axis)
-                                                                           - clean_false[i0].mean(axis))
-                        return (moved[i0].mean(axis) - clean_false[i0].mean(axis)) / room
-                    vals.append(float(nie(*idx)))
-                    if not sfx:
-                        lo, hi = bootstrap_ci(nie, idx, seed=seed)
-                        lows.append(float(lo))
-                        highs.append(float(hi))
-                out[f"nie_{s}_to_{target}{sfx}"] = vals
-                if not sfx:
-                    out[f"nie_{s}_to_{target}_ci_low"], out[f"nie_{s}_to_{target}_ci_high"] = lows, highs
+
+#: What follows ``nie_{source}_to_{target}`` in the keys :func:`truth_causal` reports per target.
+_NIE_SUFFIXES = ("", "_true_to_false", "_random", "_ci_low", "_ci_high", "_true_to_false_ci_low",
+                "_true_to_false_ci_high")
+
+
+@dataclass(frozen=True)
+class _CausalCheck:
+    """What :func:`truth_causal` applies to every target model.
+
+    Attributes:
+        ids: the token ids of ``' true'`` and ``' false'``.
+        layers: the layers a direction is added after; ``windows[L]``: the layers it is added to from ``L``.
+        directions, randoms: per source model, ``[layer, d]``: its truth directions, and random directions of
+            the same norm per layer (the null).
+        span: the tokens a direction is added at (:data:`NIE_SPANS`); ``du``: Du et al.'s normalisation.
+        seed: of the bootstrap.
+    """
+
+    ids: list[int]
+    layers: list[int]
+    windows: dict[int, tuple[int, ...]]
+    directions: dict[str, torch.Tensor]
+    randoms: dict[str, torch.Tensor]
+    span: str
+    du: bool
+    seed: int
+
+    def additions(self, vectors: dict[str, torch.Tensor], negate: bool = False) -> list[tuple]:
+        """``(vector [d], layers)`` per source model, then per layer: the rows of ``vectors`` (negated with
+        ``negate``), each added to its window of layers (:func:`_judgement_gaps`' ``additions``)."""
+        return [(-vectors[s][slot] if negate else vectors[s][slot], self.windows[L])
+                for s in ("base", "post") for slot, L in enumerate(self.layers)]
+
+
+def _causal_on(check: _CausalCheck, target: str, model, tokens: Tokenized,
+               labels: torch.Tensor) -> tuple[dict, str | None]:
+    """:func:`truth_causal` on one target model: ``({key: [value or None per layer]}, why)``, ``why`` None unless
+    the target's baseline leaves the NIE undefined (its values are then None)."""
+    gap = _judgement_gap(model, tokens, check.ids)
+    texts = {k: tokens.select(labels == k) for k in (0, 1)}
+    pd_true, pd_false = float(gap[labels == 1].mean()), float(gap[labels == 0].mean())
+    why = _undefined_baseline(target, pd_true, pd_false, check.du)
+    if why is not None:
+        return {f"nie_{s}_to_{target}{sfx}": [None] * len(check.layers)
+                for s in ("base", "post") for sfx in _NIE_SUFFIXES}, why
+    up, null = check.additions(check.directions), check.additions(check.randoms)
+    added = iter(_judgement_gaps(model, texts[0], check.ids, up + null, span=check.span))
+    subtracted = iter(_judgement_gaps(model, texts[1], check.ids, check.additions(check.directions, negate=True),
+                                      span=check.span))
+    clean = gap[labels == 0].numpy(), gap[labels == 1].numpy()  # (false, true) statements
+    out = {}
+    for sfx in ("", "_random"):
         for s in ("base", "post"):
-            vals, lows, highs = [], [], []
-            for _ in layers:
-                moved = next(subtracted).numpy()  # true statements with the direction subtracted
+            key = f"nie_{s}_to_{target}{sfx}"
+            out[key], lows, highs = _nie_series(check, added, _false_to_true, *clean, ci=not sfx)
+            if not sfx:
+                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = lows, highs
+    for s in ("base", "post"):
+        key = f"nie_{s}_to_{target}_true_to_false"
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _nie_series(check, subtracted, _true_to_false, *clean)
+    return out, None
 
-                def nie_down(i0, i1, axis=-1, moved=moved):
-                    room = 1 + clean_true[i1].mean(axis) if du else (clean_true[i1].mean(axis)
-                                                                      - clean_false[i0].mean(axis))
-                    return (clean_true[i1].mean(axis) - moved[i1].mean(axis)) / room
-                vals.append(float(nie_down(*idx)))
-                lo, hi = bootstrap_ci(nie_down, idx, seed=seed)
-                lows.append(float(lo))
-                highs.append(float(hi))
-            key = f"nie_{s}_to_{target}_true_to_false"
-            out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = vals, lows, highs
-    return out, notes
+
+def _undefined_baseline(target: str, pd_true: float, pd_false: float, du: bool) -> str | None:
+    """Why the normalized effect on ``target`` has no meaning given its mean ``PD`` of true and false statements
+    (``du``: Du et al.'s normalisation, else Marks & Tegmark's), or None where it has one."""
+    if du and not (pd_false < 1 and pd_true > -1):
+        return (f"undefined on {target}: PD(false) = {pd_false:.3g}, PD(true) = {pd_true:.3g} leave no "
+                f"room to move, so the normalized effect has no meaning")
+    denom = pd_true - pd_false
+    if not du and not denom > 0:
+        return (f"undefined on {target}: PD(true) - PD(false) = {denom:.3g} (true statements are not "
+                f"judged truer than false ones), so the normalized effect has no meaning")
+    return None
+
+
+def _nie_series(check: _CausalCheck, gaps, effect, clean_false, clean_true, ci: bool = True) -> tuple[list, list, list]:
+    """Per layer of ``check``: the NIE ``effect`` (:func:`_false_to_true` or :func:`_true_to_false`) of the next
+    of ``gaps`` (``[n]`` PD under each intervention) and, with ``ci``, its 95% bootstrap interval (false and true
+    statements resampled independently): ``(values, lows, highs)``, the last two empty without ``ci``."""
+    import numpy as np
+
+    from probes.stats import bootstrap_ci
+
+    idx = (np.arange(len(clean_false)), np.arange(len(clean_true)))
+    vals, lows, highs = [], [], []
+    for _ in check.layers:
+        nie = effect(next(gaps).numpy(), clean_false, clean_true, check.du)
+        vals.append(float(nie(*idx)))
+        if ci:
+            lo, hi = bootstrap_ci(nie, idx, seed=check.seed)
+            lows.append(float(lo))
+            highs.append(float(hi))
+    return vals, lows, highs
+
+
+def _false_to_true(moved, clean_false, clean_true, du: bool):
+    """The false→true NIE of one addition as a vectorised statistic ``nie(i0, i1, axis)`` of resampled false
+    (``i0``) and true (``i1``) statements; ``moved``: false statements' PD with the direction added."""
+
+    def nie(i0, i1, axis=-1):  # resampled false and true statements
+        room = 1 - clean_false[i0].mean(axis) if du else (clean_true[i1].mean(axis) - clean_false[i0].mean(axis))
+        return (moved[i0].mean(axis) - clean_false[i0].mean(axis)) / room
+
+    return nie
+
+
+def _true_to_false(moved, clean_false, clean_true, du: bool):
+    """The true→false NIE of one subtraction, as :func:`_false_to_true`; ``moved``: true statements' PD with the
+    direction subtracted."""
+
+    def nie_down(i0, i1, axis=-1):
+        room = 1 + clean_true[i1].mean(axis) if du else (clean_true[i1].mean(axis) - clean_false[i0].mean(axis))
+        return (clean_true[i1].mean(axis) - moved[i1].mean(axis)) / room
+
+    return nie_down
 
 
 def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.2) -> tuple[dict, int]:
@@ -470,9 +546,102 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     ``mean``, ``-K``; default the final period, or the organism's judgement cue). ``layers``: the blocks
     compared (default all).
     """
-    from probes import mahalanobis_cosine, sweep
-    from probes.similarity import cosine, generalization_matrix, transfer, transfer_fields
+    nie = _NieOptions(nie_span, nie_window, nie_normalization, nie_shots)
+    run = _start(pair, data, is_organism, position, layers, site=site, batch_size=batch_size, seed=seed)
+    _collect_activations(run, progress)
+    _fit_probes(run)
+    _compare_directions(run)
+    _statistics(run)
+    causal = _causal(run, nie)
+    per_layer, rows = _per_layer(run, causal)
+    # the layer is chosen on validation rows (held out of the training split, never the test split)
+    best = max(per_layer, key=lambda e: min(e["base_accuracy_validation"], e["post_accuracy_validation"]))
+    matrices = _generalization(run, best)
+    readings = _readings(best, run.n_val, matrices, nie)
+    directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in run.fits.items()}
+    _complete_setup(run)
+    return ConceptResult("truth", run.layers, per_layer, rows, matrices, directions, readings, run.setup,
+                         _plots(with_causal=bool(causal)))
 
+
+#: The cue the causal check reads the judgement token after.
+_JUDGEMENT_CUE = " This statement is"
+
+
+@dataclass(frozen=True)
+class _NieOptions:
+    """How :func:`truth_section`'s causal check runs: :func:`truth_causal`'s ``span``, ``window`` and
+    ``normalization``, and ``shots`` labelled training statements before each judged one (:func:`few_shot`)."""
+
+    span: str
+    window: int
+    normalization: str
+    shots: int
+
+    def setup(self, seed: int) -> str:
+        """The setup's ``causal check`` note."""
+        return (f"direction: mass-mean difference at the final period of the training statements, "
+                f"added at {NIE_SPANS[self.span]}, {self.window} layer(s) from L; normalised "
+                f"{NIE_NORMALIZATIONS[self.normalization]}; {self.shots} labelled training statements "
+                f"before each judged one; null: a random direction of the same norm (seed {seed})")
+
+    def reading(self) -> str:
+        """The reading of the causal plot."""
+        du = self.normalization == "du"
+        return (
+            f"Normalized indirect effect of adding a model's truth direction (mass-mean difference at the final "
+            f"period) after block L{'' if self.window == 1 else f' (and the next {self.window - 1})'} at "
+            f"{NIE_SPANS[self.span]}, normalised {NIE_NORMALIZATIONS[self.normalization]}: 1 = "
+            + ("every false statement is now judged true with certainty" if du else
+               "false statements now look as true as true ones")
+            + (f"; each statement follows {self.shots} labelled training statements" if self.shots else "")
+            + ". Off-diagonal curves apply one model's direction to the other model. Dotted: the same direction "
+              "subtracted from true statements (true→false); grey: a random direction of the same norm (the null). "
+            + ("Blank where PD(false) = 1 or PD(true) = -1 leaves no room to move." if du else
+               "Blank where the model does not judge true statements truer than false ones."))
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`truth_section` find, in the order they find it."""
+
+    pair: ModelPair
+    site: str
+    batch_size: int
+    seed: int
+    train: PromptSet
+    test: PromptSet
+    position: str
+    """the token the probes read (:func:`interp.positions.parse_position`)"""
+    setup: dict
+    layers: list[int] | None
+    """the blocks compared: as asked (None: all) until the activations are collected, then the ones they hold"""
+    tokens: dict = field(default_factory=dict)
+    """``tokens[split][model]``: each split's statements, tokenised once and read by every pass"""
+    acts: dict = field(default_factory=dict)
+    """``acts[split][model]``: activations at ``site``, ``[n, layer, d]``"""
+    fits: dict = field(default_factory=dict)
+    """``fits[model, method]``: the probes fitted at every layer (``coef`` ``[layer, d]``)"""
+    acc: dict = field(default_factory=dict)
+    """``acc[model, method, layer]``: the sweep's held-out record"""
+    X: dict = field(default_factory=dict)
+    """``X[split][model]``: ``[n, layer, d]`` activations"""
+    y: dict = field(default_factory=dict)
+    """``y[split]``: ``[n]`` labels"""
+    cosines: dict = field(default_factory=dict)
+    """``{key: [layer]}``: cosine of the base and post directions (mass-mean, logistic), Mahalanobis cosine"""
+    moved: dict = field(default_factory=dict)
+    """transfer of each model's probe to the other model (:func:`probes.similarity.transfer`)"""
+    stats: dict = field(default_factory=dict)
+    """``{key: [layer]}``: intervals and nulls (:func:`_truth_statistics`)"""
+    val_acc: dict = field(default_factory=dict)
+    """``{model: [layer]}``: validation accuracy (:func:`_validation_accuracy`), over ``n_val`` statements"""
+    n_val: int = 0
+
+
+def _start(pair: ModelPair, data, is_organism: bool | None, position: str | None, layers: Sequence[int] | None, *,
+           site: str, batch_size: int, seed: int) -> _Run:
+    """The section's statements, read position and setup (:func:`_truth_data`), each split tokenised once."""
     if is_organism is None:
         from ..organism import is_bundled
 
@@ -480,139 +649,217 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     train, test, auto, setup = _truth_data(pair, data, is_organism)
     if position is not None:
         setup["read at"] = f"{position} (chosen; the default here: {setup['read at']})"
-    position = auto if position is None else position
-    layers = None if layers is None else [int(x) for x in layers]
-    toks = {"train": tokens_for(pair, train.texts), "test": tokens_for(pair, test.texts)}  # read by every pass
-    acts = {
-        split: {name: collect(model, ps, site, positions=position, layers=layers, batch_size=batch_size,
-                              progress=progress, tokens=toks[split][name])
-                for name, model in pair}
-        for split, ps in (("train", train), ("test", test))
+    run = _Run(pair, site, batch_size, seed, train, test, auto if position is None else position, setup,
+               None if layers is None else [int(x) for x in layers])
+    run.tokens = {"train": tokens_for(pair, train.texts), "test": tokens_for(pair, test.texts)}  # read by every pass
+    return run
+
+
+def _collect_activations(run: _Run, progress: bool) -> None:
+    """Both models' activations of both splits at the read position (``run.acts``)."""
+    run.acts = {
+        split: {name: collect(model, ps, run.site, positions=run.position, layers=run.layers,
+                              batch_size=run.batch_size, progress=progress, tokens=run.tokens[split][name])
+                for name, model in run.pair}
+        for split, ps in (("train", run.train), ("test", run.test))
     }
-    records, fits = sweep(acts["train"], acts["test"], site, methods=(HEADLINE, SECONDARY))
-    X = {split: {m: a[site] for m, a in d.items()} for split, d in acts.items()}
-    y = {split: d["base"].labels for split, d in acts.items()}
-    layers = list(acts["train"]["base"].layers)
-    acc = {(r.model, r.method, r.layer): r for r in records}
-    cos = cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef)
-    cos_logit = cosine(fits["base", SECONDARY].coef, fits["post", SECONDARY].coef)
-    mcos = mahalanobis_cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef, X["test"]["post"])
+
+
+def _fit_probes(run: _Run) -> None:
+    """Fit the headline and secondary probes at every layer of both models and score them on the test split."""
+    from probes import sweep
+
+    records, run.fits = sweep(run.acts["train"], run.acts["test"], run.site, methods=(HEADLINE, SECONDARY))
+    run.X = {split: {m: a[run.site] for m, a in d.items()} for split, d in run.acts.items()}
+    run.y = {split: d["base"].labels for split, d in run.acts.items()}
+    run.layers = list(run.acts["train"]["base"].layers)
+    run.acc = {(r.model, r.method, r.layer): r for r in records}
+
+
+def _compare_directions(run: _Run) -> None:
+    """Per layer: cosines of the base and post directions, their Mahalanobis cosine under post's test
+    activations, and transfer of each model's probe to the other."""
+    from probes import mahalanobis_cosine
+    from probes.similarity import cosine, transfer
+
+    fits, X = run.fits, run.X
+    run.cosines = {
+        "cosine_base_post": cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef),
+        "cosine_base_post_logistic": cosine(fits["base", SECONDARY].coef, fits["post", SECONDARY].coef),
+        "mahalanobis_cosine_base_post": mahalanobis_cosine(fits["base", HEADLINE].coef, fits["post", HEADLINE].coef,
+                                                           X["test"]["post"]),
+    }
     # transfer: the source probe's own threshold, threshold-free (AUROC), and the threshold moved through the
     # target model's mean training activation (no target labels): a shift along the direction is not a loss of it
-    moved = {f"{src}_to_{dst}": transfer(fits[src, HEADLINE], X["test"][dst], y["test"],
-                                          center=X["train"][dst].double().mean(0))
-             for src, dst in (("base", "post"), ("post", "base"))}
-    stats = _truth_statistics(fits, X, y, seed=seed)
-    val_acc, n_val = _validation_accuracy(X["train"], y["train"], seed=seed)
+    run.moved = {f"{src}_to_{dst}": transfer(fits[src, HEADLINE], X["test"][dst], run.y["test"],
+                                              center=X["train"][dst].double().mean(0))
+                 for src, dst in (("base", "post"), ("post", "base"))}
 
-    # The causal check reads the judgement token after a cue; the organism's prompts end in it already. Its
-    # directions are mass-mean differences read where they are added (at the final period, as Marks & Tegmark
-    # do): the section's own rows where it reads there, else one more pass over the training statements.
-    cue = "" if test.texts[0].endswith(" This statement is") else " This statement is"
+
+def _statistics(run: _Run) -> None:
+    """The intervals and nulls of the headline figures, and the validation accuracy layer selection uses."""
+    run.stats = _truth_statistics(run.fits, run.X, run.y, seed=run.seed)
+    run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed)
+
+
+def _causal(run: _Run, nie: _NieOptions) -> dict[str, list]:
+    """The causal check (:func:`truth_causal`), ``{key: [value or None per layer]}``, its notes added to
+    ``run.setup``; ``{}`` where it cannot run (e.g. judgement words that are not single tokens), with the reason."""
     try:
-        at_period = acts["train"] if position == "period" else {
-            name: collect(model, train, site, positions="period", layers=layers, batch_size=batch_size, progress=False,
-                          tokens=toks["train"][name])
-            for name, model in pair}
-        directions = {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
-                      for name, a in at_period.items()}
-        judged = few_shot(test.map_texts(lambda t: t + cue) if cue else test,
-                          train.map_texts(lambda t: t.removesuffix(" This statement is")), nie_shots, seed=seed)
-        causal, undefined = truth_causal(pair, judged, directions, layers, span=nie_span, window=nie_window,
-                                         normalization=nie_normalization, seed=seed,
-                                         tokens=toks["test"] if judged.texts == test.texts else None)
-        setup["causal check"] = (f"direction: mass-mean difference at the final period of the training statements, "
-                                 f"added at {NIE_SPANS[nie_span]}, {nie_window} layer(s) from L; normalised "
-                                 f"{NIE_NORMALIZATIONS[nie_normalization]}; {nie_shots} labelled training statements "
-                                 f"before each judged one; null: a random direction of the same norm (seed {seed})")
+        directions = _period_directions(run)
+        judged = _judged_prompts(run, nie.shots)
+        causal, undefined = truth_causal(run.pair, judged, directions, run.layers, span=nie.span, window=nie.window,
+                                         normalization=nie.normalization, seed=run.seed,
+                                         tokens=run.tokens["test"] if judged.texts == run.test.texts else None)
+        run.setup["causal check"] = nie.setup(run.seed)
         for target, why in undefined.items():
-            setup[f"causal check ({target})"] = why
+            run.setup[f"causal check ({target})"] = why
     except ValueError as e:
         log.warning("truth causal check skipped: %s", e)
-        causal, setup["causal check"] = {}, f"skipped: {e}"
-    per_layer, long_rows = [], []
-    for slot, layer in enumerate(layers):
-        entry = {
-            "layer": layer,
-            "base_accuracy": acc["base", HEADLINE, layer].accuracy,
-            "post_accuracy": acc["post", HEADLINE, layer].accuracy,
-            "base_auroc": acc["base", HEADLINE, layer].auroc,
-            "post_auroc": acc["post", HEADLINE, layer].auroc,
-            "base_accuracy_logistic": acc["base", SECONDARY, layer].accuracy,
-            "post_accuracy_logistic": acc["post", SECONDARY, layer].accuracy,
-            "cosine_base_post": float(cos[slot]),
-            "cosine_base_post_logistic": float(cos_logit[slot]),
-            "mahalanobis_cosine_base_post": float(mcos[slot]),
-            **transfer_fields(moved, slot),
-            **{key: values[slot] for key, values in causal.items()},
-            **{key: float(values[slot]) for key, values in stats.items()},
-            "base_accuracy_validation": float(val_acc["base"][slot]),
-            "post_accuracy_validation": float(val_acc["post"][slot]),
-        }
-        per_layer.append(entry)
-        for model in ("base", "post"):
-            for method in (HEADLINE, SECONDARY):
-                r = acc[model, method, layer]
-                long_rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
-        for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfer_fields(moved, slot), *causal):
-            if entry[key] is not None:
-                long_rows.append((layer, "both", key, entry[key]))
+        causal, run.setup["causal check"] = {}, f"skipped: {e}"
+    return causal
 
-    # the layer is chosen on validation rows (held out of the training split, never the test split)
-    best = max(per_layer, key=lambda e: min(e["base_accuracy_validation"], e["post_accuracy_validation"]))
-    best_slot = layers.index(best["layer"])
+
+def _period_directions(run: _Run) -> dict[str, torch.Tensor]:
+    """Per model, ``[layer, d]``: the mass-mean difference ``mu_true - mu_false`` of the training statements at
+    their final period, where the causal check adds it."""
+    # Its directions are mass-mean differences read where they are added (at the final period, as Marks & Tegmark
+    # do): the section's own rows where it reads there, else one more pass over the training statements.
+    at_period = run.acts["train"] if run.position == "period" else {
+        name: collect(model, run.train, run.site, positions="period", layers=run.layers, batch_size=run.batch_size,
+                      progress=False, tokens=run.tokens["train"][name])
+        for name, model in run.pair}
+    site = run.site
+    return {name: (a[site][a.labels == 1].double().mean(0) - a[site][a.labels == 0].double().mean(0)).float()
+            for name, a in at_period.items()}
+
+
+def _judged_prompts(run: _Run, shots: int) -> PromptSet:
+    """The test statements as the causal check judges them: ending in the judgement cue, after ``shots``
+    labelled training statements (:func:`few_shot`)."""
+    # The causal check reads the judgement token after a cue; the organism's prompts end in it already.
+    test = run.test
+    cue = "" if test.texts[0].endswith(_JUDGEMENT_CUE) else _JUDGEMENT_CUE
+    return few_shot(test.map_texts(lambda t: t + cue) if cue else test,
+                    run.train.map_texts(lambda t: t.removesuffix(_JUDGEMENT_CUE)), shots, seed=run.seed)
+
+
+def _per_layer(run: _Run, causal: dict[str, list]) -> tuple[list[dict], list[tuple]]:
+    """The per-layer entries (:func:`_layer_entry`) and the CSV's long rows (:func:`_long_rows`)."""
+    per_layer, rows = [], []
+    for slot, layer in enumerate(run.layers):
+        entry = _layer_entry(run, causal, slot, layer)
+        per_layer.append(entry)
+        rows += _long_rows(run, causal, entry, slot)
+    return per_layer, rows
+
+
+def _layer_entry(run: _Run, causal: dict[str, list], slot: int, layer: int) -> dict:
+    """One layer's figures: accuracies, cosines, transfer, causal effect, intervals, nulls, validation accuracy."""
+    from probes.similarity import transfer_fields
+
+    acc = run.acc
+    return {
+        "layer": layer,
+        "base_accuracy": acc["base", HEADLINE, layer].accuracy,
+        "post_accuracy": acc["post", HEADLINE, layer].accuracy,
+        "base_auroc": acc["base", HEADLINE, layer].auroc,
+        "post_auroc": acc["post", HEADLINE, layer].auroc,
+        "base_accuracy_logistic": acc["base", SECONDARY, layer].accuracy,
+        "post_accuracy_logistic": acc["post", SECONDARY, layer].accuracy,
+        **{key: float(values[slot]) for key, values in run.cosines.items()},
+        **transfer_fields(run.moved, slot),
+        **{key: values[slot] for key, values in causal.items()},
+        **{key: float(values[slot]) for key, values in run.stats.items()},
+        "base_accuracy_validation": float(run.val_acc["base"][slot]),
+        "post_accuracy_validation": float(run.val_acc["post"][slot]),
+    }
+
+
+def _long_rows(run: _Run, causal: dict[str, list], entry: dict, slot: int) -> list[tuple]:
+    """``(layer, model, measure, value)`` rows of one layer's ``entry``: accuracies and AUROCs per model and
+    method, and the defined comparisons of both models."""
+    from probes.similarity import transfer_fields
+
+    layer, rows = entry["layer"], []
+    for model in ("base", "post"):
+        for method in (HEADLINE, SECONDARY):
+            r = run.acc[model, method, layer]
+            rows += [(layer, model, f"{method}_accuracy", r.accuracy), (layer, model, f"{method}_auroc", r.auroc)]
+    for key in ("cosine_base_post", "mahalanobis_cosine_base_post", *transfer_fields(run.moved, slot), *causal):
+        if entry[key] is not None:
+            rows.append((layer, "both", key, entry[key]))
+    return rows
+
+
+def _generalization(run: _Run, best: dict) -> dict[str, dict]:
+    """Per model, at the chosen layer: the accuracy of a probe trained on each kind of statement and tested on
+    each kind (``{}`` with a single kind)."""
+    from probes.similarity import generalization_matrix
+
+    best_slot = run.layers.index(best["layer"])
     matrices = {}
-    kinds_tr, kinds_te = _kinds(train), _kinds(test)
+    kinds_tr, kinds_te = _kinds(run.train), _kinds(run.test)
     if len(kinds_tr) > 1:
         for model in ("base", "post"):
-            tr = {k: (X["train"][model][mask], y["train"][mask]) for k, mask in kinds_tr.items()
-                  if len(set(y["train"][mask].tolist())) == 2}
-            te = {k: (X["test"][model][mask], y["test"][mask]) for k, mask in kinds_te.items()
-                  if len(set(y["test"][mask].tolist())) == 2}
+            tr = _by_kind(run.X["train"][model], run.y["train"], kinds_tr)
+            te = _by_kind(run.X["test"][model], run.y["test"], kinds_te)
             rows, cols, m = generalization_matrix(tr, te, HEADLINE)
             matrices[f"generalization_{model}"] = {
                 "rows": rows, "cols": cols, "values": m[:, :, best_slot].tolist(), "layer": best["layer"],
                 "title": f"Generalization across statement kinds ({model}, layer {best['layer']})",
             }
-    readings = {
-        "summary": _truth_summary(best, n_val),
-        "accuracy": "Held-out accuracy of a mass-mean probe at each layer (bands: 95% Wilson intervals over "
-                    "test statements): where each model represents the truth of a statement linearly. Grey: the "
-                    "same probe fitted on shuffled training labels (mean of 10 shuffles), the chance level.",
-        "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
-                      "model's probe classifies the other model's activations: near 1 means post-training kept "
-                      "the same truth direction. Transfer is shown three ways: accuracy with the source probe's "
-                      "own threshold (a shift of the target's activations along the direction reads as failure), "
-                      "AUROC (threshold-free), and accuracy with the threshold through the target model's mean "
-                      "training activation (no target labels used). Grey: the cosine and Mahalanobis cosine "
-                      "a random direction reaches with the post direction (95th percentile of 100); dashed "
-                      "black: the Mahalanobis cosine of two post probes fitted on disjoint halves of post's "
-                      "training statements (the reference: what the same model's own probe reaches).",
-    }
-    du = nie_normalization == "du"
-    readings["causal"] = (
-        f"Normalized indirect effect of adding a model's truth direction (mass-mean difference at the final period) "
-        f"after block L{'' if nie_window == 1 else f' (and the next {nie_window - 1})'} at {NIE_SPANS[nie_span]}, "
-        f"normalised {NIE_NORMALIZATIONS[nie_normalization]}: 1 = "
-        + ("every false statement is now judged true with certainty" if du else
-           "false statements now look as true as true ones")
-        + (f"; each statement follows {nie_shots} labelled training statements" if nie_shots else "")
-        + ". Off-diagonal curves apply one model's direction to the other model. Dotted: the same direction "
-          "subtracted from true statements (true→false); grey: a random direction of the same norm (the null). "
-        + ("Blank where PD(false) = 1 or PD(true) = -1 leaves no room to move." if du else
-           "Blank where the model does not judge true statements truer than false ones."))
+    return matrices
+
+
+def _by_kind(X: torch.Tensor, y: torch.Tensor, kinds: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    """``{kind: (X [n_kind, layer, d], y [n_kind])}`` for each kind holding both labels."""
+    return {k: (X[mask], y[mask]) for k, mask in kinds.items() if len(set(y[mask].tolist())) == 2}
+
+
+#: Readings of the section's fixed figures.
+READINGS = {
+    "accuracy": "Held-out accuracy of a mass-mean probe at each layer (bands: 95% Wilson intervals over "
+                "test statements): where each model represents the truth of a statement linearly. Grey: the "
+                "same probe fitted on shuffled training labels (mean of 10 shuffles), the chance level.",
+    "similarity": "Cosine and Mahalanobis cosine of the base and post mass-mean directions, and how well each "
+                  "model's probe classifies the other model's activations: near 1 means post-training kept "
+                  "the same truth direction. Transfer is shown three ways: accuracy with the source probe's "
+                  "own threshold (a shift of the target's activations along the direction reads as failure), "
+                  "AUROC (threshold-free), and accuracy with the threshold through the target model's mean "
+                  "training activation (no target labels used). Grey: the cosine and Mahalanobis cosine "
+                  "a random direction reaches with the post direction (95th percentile of 100); dashed "
+                  "black: the Mahalanobis cosine of two post probes fitted on disjoint halves of post's "
+                  "training statements (the reference: what the same model's own probe reaches).",
+}
+#: Reading of each generalization matrix.
+GENERALIZATION_READING = ("Accuracy of a probe trained on one kind of statement and tested on each kind: "
+                          "off-diagonal values near the diagonal mean one shared truth direction.")
+
+
+def _readings(best: dict, n_val: int, matrices: dict, nie: _NieOptions) -> dict[str, str]:
+    """The section's readings: the summary at the chosen layer, each plot's and each matrix's."""
+    readings = {"summary": _truth_summary(best, n_val), **READINGS, "causal": nie.reading()}
     for key in matrices:
-        readings[key] = ("Accuracy of a probe trained on one kind of statement and tested on each kind: off-diagonal "
-                         "values near the diagonal mean one shared truth direction.")
-    directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in fits.items()}
-    setup.update({"site": site, "methods": f"{HEADLINE} (headline: accuracy, directions, transfer, causal), "
-                                           f"{SECONDARY} (accuracy and cosine alongside)",
-                  "n_train": len(train), "n_test": len(test),
-                  "layer selection": f"best layer by min(base, post) validation accuracy of mass-mean probes fitted "
-                                     f"on the other training statements ({n_val} validation statements, seed {seed}); "
-                                     "every reported figure is on the test statements",
-                  "intervals": "accuracies: 95% Wilson intervals over test statements; NIE: 95% percentile "
-                               "bootstrap over statements (1,000 resamples, seeded); probes.stats", "seed": seed})
+        readings[key] = GENERALIZATION_READING
+    return readings
+
+
+def _complete_setup(run: _Run) -> None:
+    """Add the site, methods, counts, layer selection, intervals and seed to ``run.setup``."""
+    run.setup.update({
+        "site": run.site, "methods": f"{HEADLINE} (headline: accuracy, directions, transfer, causal), "
+                                     f"{SECONDARY} (accuracy and cosine alongside)",
+        "n_train": len(run.train), "n_test": len(run.test),
+        "layer selection": f"best layer by min(base, post) validation accuracy of mass-mean probes fitted "
+                           f"on the other training statements ({run.n_val} validation statements, seed {run.seed}); "
+                           "every reported figure is on the test statements",
+        "intervals": "accuracies: 95% Wilson intervals over test statements; NIE: 95% percentile "
+                     "bootstrap over statements (1,000 resamples, seeded); probes.stats", "seed": run.seed})
+
+
+def _plots(with_causal: bool) -> list[dict]:
+    """The section's line plots over layers: accuracy, similarity and, ``with_causal``, the causal effect."""
     plots = [
         {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
          "series": {"base_accuracy": "base (mass-mean)", "post_accuracy": "post (mass-mean)",
@@ -630,7 +877,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
          "nulls": {"cosine_base_post_null": "cosine, random direction",
                    "mahalanobis_cosine_null": "Mahalanobis cosine, random direction"}},
     ]
-    if causal:
+    if with_causal:
         plots.append({"title": "Causal effect of the truth directions", "reading": "causal",
                       "xaxis": "layer the direction is added after", "yaxis": "normalized indirect effect",
                       "series": {f"nie_{s}_to_{t}{sfx}": f"{s} direction → {t} model{label}"
@@ -638,6 +885,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
                                  for sfx, label in (("", ""), ("_true_to_false", " (true→false)"))},
                       "nulls": {f"nie_{s}_to_{t}_random": f"random direction, {s} norm → {t} model"
                                 for s in ("base", "post") for t in ("base", "post")}})
+    return plots
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 

@@ -49,6 +49,16 @@ def test_the_manifest_lists_what_reproduces_the_run(truth_run):
         d = sets["organism/truth/" + split, split]
         assert d["section"] == "truth" and d["rows"] == len(ps)
         assert d["row_ids"] == [hashlib.sha256(t.encode()).hexdigest()[:16] for t in ps.texts]
+    # and the training split's parts: the rows the probes are fitted on and the validation rows the layer is
+    # chosen on (stratified, seeded), as the statements the models read (after the organism's judgement cue)
+    from interp.compare.truth import _validation_rows
+    from interp.organism._corpus import JUDGE_CUE
+
+    train = interp.datasets.load("organism/truth", "train")
+    val = _validation_rows(torch.tensor(train.labels), seed=0).tolist()
+    ids = [hashlib.sha256((t + JUDGE_CUE).encode()).hexdigest()[:16] for t in train.texts]
+    parts = {d["split"]: d["row_ids"] for d in m["datasets"] if d["split"] in ("fit", "validation")}
+    assert parts == {"fit": [i for i, v in zip(ids, val) if not v], "validation": [i for i, v in zip(ids, val) if v]}
     assert m["config"]["options"]["truth"]["nie_shots"] == 2 and m["seeds"] == {"truth": {"seed": 0}}
     assert m["command"][:2] == ["interp", "compare"] or m["command"][0] == "interp"
     assert m["started"] <= m["finished"]

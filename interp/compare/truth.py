@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..collection import collect
 from ..datasets import PromptSet, load
+from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult
 from ..tokens import Tokenized
@@ -437,14 +438,21 @@ def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.
     from probes.sweep import fit_layers
 
     y = torch.as_tensor(y_train)
+    val = _validation_rows(y, seed=seed, share=share)
+    out = {m: correct(fit_layers(X[~val], y[~val], HEADLINE), X[val], y[val]).mean(-1) for m, X in X_train.items()}
+    return out, int(val.sum())
+
+
+def _validation_rows(y: torch.Tensor, *, seed: int, share: float = 0.2) -> torch.Tensor:
+    """``[n_train]`` bool: a stratified ``share`` of the training rows (at least one per class), drawn with
+    ``seed``: the validation rows of :func:`_validation_accuracy`."""
     g = torch.Generator().manual_seed(seed)
     val = torch.zeros(len(y), dtype=torch.bool)
     for k in (0, 1):
         rows = torch.nonzero(y == k).flatten()
         rows = rows[torch.randperm(len(rows), generator=g)]
         val[rows[: max(1, round(share * len(rows)))]] = True
-    out = {m: correct(fit_layers(X[~val], y[~val], HEADLINE), X[val], y[val]).mean(-1) for m, X in X_train.items()}
-    return out, int(val.sum())
+    return val
 
 
 def _truth_statistics(fits: dict, X: dict, y: dict, *, seed: int) -> dict[str, "np.ndarray"]:
@@ -700,6 +708,11 @@ def _statistics(run: _Run) -> None:
     """The intervals and nulls of the headline figures, and the validation accuracy layer selection uses."""
     run.stats = _truth_statistics(run.fits, run.X, run.y, seed=run.seed)
     run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed)
+    # the manifest lists the rows each part of the training split played (interp.datasets.recording)
+    val = _validation_rows(torch.as_tensor(run.y["train"]), seed=run.seed).tolist()
+    for part, keep in (("fit", [not v for v in val]), ("validation", val)):
+        rows = [i for i, k in enumerate(keep) if k]
+        record(replace(run.train[rows], name=f"{run.train.name}/{part}"), part)
 
 
 def _causal(run: _Run, nie: _NieOptions) -> dict[str, list]:

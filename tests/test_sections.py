@@ -175,3 +175,31 @@ def test_truth_layers_and_read_position_are_options(tmp_path):
     assert [e["base_accuracy"] for e in truth.per_layer] == pytest.approx(want.tolist(), abs=1e-12)
     with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4; got 'one'"):
         compare(base="/nonexistent", post="/nonexistent", options={"truth": {"layers": "one"}}, out=None)
+
+
+def test_snmf_layers_and_batch_size_and_language_batch_size_are_options(tmp_path):
+    """``--snmf-layers 1,3``: only those blocks are fitted and matched, the described layer the middle fitted one,
+    and a layer given outside them is refused before any model boots; batch sizes reach the passes (the language
+    section's figures do not depend on them: its activations and scores per prompt are batch-independent)."""
+    import interp.compare.snmf as snmf
+
+    pair = interp.load_pair()
+    got = snmf.snmf_section(pair, is_organism=True, layers=[1, 3], n_steer=0, batch_size=7, progress=False)
+    assert got.layers == [1, 3] and [e["layer"] for e in got.per_layer] == [1, 3]
+    assert got.setup["described layer"] == 3 and "of 2 layers" in got.readings["summary"]
+    full = json.loads(PINS.read_text())
+    for slot, layer in enumerate((1, 3)):  # the same fits as in the full run (pinned), one layer at a time
+        for key in ("matched_cosine_mean", "base_relative_error", "post_relative_error"):
+            assert got.per_layer[slot][key] == pytest.approx(full[f"/snmf/per_layer[{layer}]/{key}"], abs=1e-3)
+    with pytest.raises(ValueError, match=r"the described layer 2 is not among the fitted layers \[1, 3\]"):
+        snmf.snmf_section(pair, is_organism=True, layers=[1, 3], layer=2, progress=False)
+    with pytest.raises(ValueError, match="layers must be comma-separated block indices"):
+        compare(concepts=["snmf"], options={"snmf": {"layers": "1;3"}}, base="/nonexistent", post="/nonexistent")
+    from interp.compare.language import language_section
+
+    lang = language_section(pair, is_organism=True, batch_size=5, progress=False)
+    for e in lang.per_layer:
+        for key in ("base_accuracy", "post_accuracy", "cosine_base_post"):
+            assert e[key] == pytest.approx(full[f"/language/per_layer[{e['layer']}]/{key}"], abs=1e-3)
+    with pytest.raises(ValueError, match="batch_size"):
+        get_section("language").options({"batch_size": 0})

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "register", "tokens_for",
-           "user_data"]
+__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "parse_layers", "register",
+           "tokens_for", "user_data"]
 
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
@@ -226,4 +226,19 @@ def tokens_for(pair, texts, *, bos: str = "auto") -> dict:
         if key not in by_key:
             by_key[key] = tokenize(model, texts, bos=bos)
         out[name] = by_key[key]
+    return out
+
+
+def parse_layers(value: str) -> list[int]:
+    """A ``layers`` option, ``"0,2,4"``, as ``[0, 2, 4]`` (checked against the model when the section runs).
+
+    Raises:
+        ValueError: anything but comma-separated block indices.
+    """
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4; got {value!r}") from None
+    if not out:
+        raise ValueError(f"layers must name at least one block; got {value!r}")
     return out

@@ -164,7 +164,8 @@ def _language_probes(train_x, train_y):
 
 
 def language_section(pair: ModelPair, *, is_organism: bool = False, window_size: int = 2, scale: float | None = None,
-                     max_new_tokens: int = 6, progress: bool = True, data=None, seed: int = 0) -> ConceptResult:
+                     max_new_tokens: int = 6, progress: bool = True, data=None, seed: int = 0,
+                     batch_size: int | None = None) -> ConceptResult:
     """Find, compare and steer with language directions and neurons (see the module docstring).
 
     ``data``: a :class:`~interp.datasets.PublicSets`: its ``languages`` set (real parallel text: the openings
@@ -173,6 +174,9 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
 
     ``seed``: of the shuffled-label probes and of the random direction (the steering null: the post direction's
     norm at each window layer, added to the post model).
+
+    ``batch_size``: prompts per forward pass of every pass (default: each pass's own, 16 when activations are
+    read and 32 when continuations are generated or next-token distributions scored).
     """
     name, train, test = _datasets(data, is_organism)
     langs = tuple(train.label_names)
@@ -180,7 +184,7 @@ def language_section(pair: ModelPair, *, is_organism: bool = False, window_size:
     own = LanguageTokens.from_tokens({lang: train_tokens["post"].select([y == k for y in train.labels])
                                       for k, lang in enumerate(langs)})
     fit, held, prompt_kind = _prefixes(train, test, langs)
-    run = _Run(pair, langs, own)
+    run = _Run(pair, langs, own, {} if batch_size is None else {"batch_size": batch_size})
     _directions(run, fit)
     _identity_and_neurons(run, train, test, train_tokens, test_tokens, seed)
     run.window = _window(run, window_size)
@@ -203,6 +207,8 @@ class _Run:
     langs: tuple[str, ...]
     """the languages, English first"""
     own: LanguageTokens
+    batch: dict
+    """``{"batch_size": n}`` for every pass, or ``{}`` (each pass's default)"""
     dirs: dict = field(default_factory=dict)
     """``dirs[model][lang]``: ``[layer, d]`` the English→``lang`` difference of means (float32)"""
     diffs: dict = field(default_factory=dict)
@@ -267,7 +273,7 @@ def _directions(run: _Run, fit: list[dict[str, str]]) -> None:
     fit_tokens = {lang: tokens_for(run.pair, [p[lang] for p in fit]) for lang in run.langs}  # each set tokenised once
     for mname, model in run.pair:
         acts = {lang: collect(model, list(fit_tokens[lang][mname].texts), "resid_post", positions="last",
-                              progress=False, tokens=fit_tokens[lang][mname])["resid_post"].double()
+                              progress=False, tokens=fit_tokens[lang][mname], **run.batch)["resid_post"].double()
                 for lang in run.langs}
         run.dirs[mname] = {lang: (acts[lang].mean(0) - acts["en"].mean(0)).float()
                            for lang in run.targets}  # [layer, d]
@@ -288,11 +294,12 @@ def _identity_and_neurons(run: _Run, train, test, train_tokens: dict[str, Tokeni
     probes_, a_te, token_means_by_model = {}, {}, {}
     for mname, model in run.pair:
         check_activation(getattr(model.cfg, "act_fn", None))
-        tokens = collect_tokens_by_site(model, train_tokens[mname], ["resid_post", LAPE_SITE], progress=False)
+        tokens = collect_tokens_by_site(model, train_tokens[mname], ["resid_post", LAPE_SITE], progress=False,
+                                        **run.batch)
         token_means_by_model[mname] = token_means(tokens["resid_post"], len(train))
         probes_[mname] = _language_probes(token_means_by_model[mname], y_tr)
         a_te[mname] = collect(model, test, "resid_post", positions="mean", progress=False,
-                              tokens=test_tokens[mname])["resid_post"].float()
+                              tokens=test_tokens[mname], **run.batch)["resid_post"].float()
         run.neurons[mname] = _lape_neurons(tokens.pop(LAPE_SITE), train.labels, len(run.langs), run.n_layers)
         run.counts[mname] = run.neurons[mname].counts()  # [layer, lang]
         del tokens
@@ -361,16 +368,20 @@ class _Reference:
     """``[n, vocab]`` next-token probabilities on the prompts"""
     neutral_logprobs: torch.Tensor
     """next-token log-probabilities on the neutral texts (the KL's clean side)"""
+    batch: dict
+    """the passes' ``batch_size`` (:attr:`_Run.batch`)"""
 
 
-def _reference(target: str, model, prompts: Tokenized, neutral: Tokenized, max_new_tokens: int) -> _Reference:
+def _reference(target: str, model, prompts: Tokenized, neutral: Tokenized, max_new_tokens: int,
+               batch: dict) -> _Reference:
     """``model``'s unsteered continuations and next-token distributions (see :class:`_Reference`)."""
     from steering.generation import greedy_with_first_step
     from steering.metrics import next_token_logprobs
 
-    plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens)
+    plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens, **batch)
     clean = clean.exp()  # share wants probabilities
-    return _Reference(target, model, prompts, neutral, plain_gen, clean, next_token_logprobs(model, neutral))
+    return _Reference(target, model, prompts, neutral, plain_gen, clean, next_token_logprobs(model, neutral, **batch),
+                      batch)
 
 
 def _conditions(target: str) -> list[tuple[str, bool]]:
@@ -390,7 +401,7 @@ def _steer(run: _Run, vectors: dict, prompts_of: dict[str, Tokenized], neutral_o
     rows = []
     rng = torch.Generator().manual_seed(seed)  # one draw per target language, in order, on post only
     for target, model in run.pair:
-        ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens)
+        ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens, run.batch)
         en_neurons = {L: run.neurons[target].neurons(L, 0) for L in range(run.n_layers)}
         for lang in run.targets:
             before = (float(run.own.share(ref.probs, lang).mean()), run.own.share_in(ref.gens, run.pair.tokenizer,
@@ -425,10 +436,10 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
     from steering.metrics import kl_divergence
 
     base_share, base_gen = before
-    gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens)
+    gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens, **ref.batch)
     share = float(run.own.share(steered.exp(), lang).mean())
     gen_share = run.own.share_in(gens, run.pair.tokenizer, lang)
-    kl = float(kl_divergence(ref.model, ref.neutral, ivs, clean=ref.neutral_logprobs).mean())
+    kl = float(kl_divergence(ref.model, ref.neutral, ivs, clean=ref.neutral_logprobs, **ref.batch).mean())
     return [ref.target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
             gens[0][:40], _share_ci(gen_share, len(gens))]
 
@@ -620,6 +631,8 @@ SECTION = Section("language", _run, help="language directions and LAPE neurons i
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
     Param("max_new_tokens", int, 6, "tokens generated per steered prompt", low=1),
     Param("seed", int, 0, "seed of the shuffled-label probes, the random direction and the bootstrap"),
+    Param("batch_size", int, None, "prompts per forward pass (default: 16 reading activations, 32 generating)",
+          low=1),
     data_param("languages", "your parallel sentences: one file with a text, a language (en among them) and a "
                              "pair_id per row, split 75/25 by pair"),
 ))

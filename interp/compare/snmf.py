@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +47,7 @@ from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
 from ..tokens import tokenize
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
 
 __all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "snmf_section"]
 
@@ -202,10 +203,13 @@ def _prompt_ci(per_prompt: list[np.ndarray], *, seed: int) -> list[float] | None
 def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: int = 24, sparsity: float | None = None,
                  layer: int | None = None, n_prompts: int = 480, target_kl: float = 0.5, n_steer: int = 6,
                  max_new_tokens: int = 12, progress: bool = True, random_state: int = 0, n_seeds: int = 2,
-                 data=None) -> ConceptResult:
+                 data=None, layers: Sequence[int] | None = None, batch_size: int = 16) -> ConceptResult:
     """Fit, describe, steer and match SNMF features (see the module docstring).
 
     Args:
+        layers: the blocks fitted and matched (default all; each fit costs ``n_seeds`` factorizations per model),
+            ``layer`` among them.
+        batch_size: prompts per forward pass when the tokens' activations are read.
         n_seeds: SNMF fits per model and layer (seeds ``random_state + s``); seed 0's features are the
             ones matched, described and steered, and the matching between seeds of one model is the
             reference level of base↔post matching (``matched_*_null``; None with one seed).
@@ -213,18 +217,24 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             statements and Arditi requests replace the built-in prompts (ignored on the bundled organism).
 
     Raises:
-        ValueError: ``n_seeds`` < 1 or ``layer`` outside the model.
+        ValueError: ``n_seeds`` < 1, ``layer`` or a block of ``layers`` outside the model, ``layer`` not among
+            ``layers``.
     """
+    from ..sites import check_layers
+
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"n_seeds must be a positive integer, got {n_seeds!r}")
-    prompts, sources = _prompts(pair, is_organism, n_prompts, data)
     n_layers, d_mlp = pair.n_layers, int(pair.post.cfg.d_mlp)
-    sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
-    layer = n_layers // 2 if layer is None else layer
+    layers = check_layers(None if layers is None else list(layers), n_layers)
+    layer = layers[len(layers) // 2] if layer is None else layer  # all layers: n_layers // 2
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is outside the model's {n_layers} layers")
+    if layer not in layers:
+        raise ValueError(f"the described layer {layer} is not among the fitted layers {layers}")
+    prompts, sources = _prompts(pair, is_organism, n_prompts, data)
+    sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     run = _Run(pair, prompts, sources, n_components, sparsity, layer, [random_state + s for s in range(n_seeds)],
-               random_state, target_kl, max_new_tokens)
+               random_state, target_kl, max_new_tokens, layers, batch_size)
     _fit_and_match(run, progress)
     _describe(run)
     _steer(run, n_steer)
@@ -246,6 +256,9 @@ class _Run:
     random_state: int
     target_kl: float
     max_new_tokens: int
+    layers: list[int]
+    """the blocks fitted and matched, ascending"""
+    batch_size: int
     fits: dict = field(default_factory=dict)
     """``fits[model, layer, seed]``: ``(SNMF, [n_tokens, n_components] coefficients)``"""
     token_sets: dict = field(default_factory=dict)
@@ -272,10 +285,11 @@ def _fit_and_match(run: _Run, progress: bool) -> None:
     """Fit SNMF at every layer on each model's ``mlp_post`` tokens, and match the fits (:attr:`_Run.per_layer`:
     relative errors, base↔post matching, the seed-to-seed reference and the matching itself per layer)."""
     toks = tokens_for(run.pair, run.prompts)
-    tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", progress=False)
+    tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", run.layers, batch_size=run.batch_size,
+                                               progress=False)
                  for name, model in run.pair}
-    bar = tqdm(total=run.pair.n_layers * 2 * len(run.seeds), desc="SNMF fits", disable=not progress)
-    for L in range(run.pair.n_layers):
+    bar = tqdm(total=len(run.layers) * 2 * len(run.seeds), desc="SNMF fits", disable=not progress)
+    for L in run.layers:
         errors = _fit_layer(run, L, tokens_of, bar)
         matched, matching = _match_layer(run, L)
         run.per_layer.append({"layer": L, **errors, **matched, **_seed_reference(run, L), "matching": matching})
@@ -422,8 +436,8 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: lis
 def _result(run: _Run) -> ConceptResult:
     """The section's :class:`~interp.report.ConceptResult`: per-layer rows, directions, readings, setup, plots
     and tables."""
-    n_layers, per_layer = run.pair.n_layers, run.per_layer
-    return ConceptResult("snmf", list(range(n_layers)), per_layer, long_rows(per_layer), {}, _directions(run),
+    per_layer = run.per_layer
+    return ConceptResult("snmf", list(run.layers), per_layer, long_rows(per_layer), {}, _directions(run),
                          _readings(run), _setup(run), _plots(), _tables(run), vectors=run.vectors)
 
 
@@ -451,7 +465,7 @@ def _readings(run: _Run) -> dict[str, str]:
 
 def _summary(run: _Run) -> str:
     """The section's headline: matching at the described layer against seed noise, then the steering."""
-    mid = run.per_layer[run.layer]
+    mid = run.per_layer[run.layers.index(run.layer)]
     return (f"Layer {run.layer}: base↔post mean matched cosine {mid['matched_cosine_mean']:.2f} "
             f"[{mid['matched_cosine_mean_ci_low']:.2f}, {mid['matched_cosine_mean_ci_high']:.2f}], "
             f"{mid['matched_share']:.0%} of post features with a base counterpart (cosine ≥ {COUNTERPART_COSINE})"
@@ -474,9 +488,9 @@ def _below_text(run: _Run) -> str:
     below = [e["layer"] for e in run.per_layer
              if e["matched_cosine_mean_null"] is not None
              and e["matched_cosine_mean_ci_high"] < e["matched_cosine_mean_null"]]
-    if run.per_layer[run.layer]["matched_cosine_mean_null"] is None:
+    if run.per_layer[run.layers.index(run.layer)]["matched_cosine_mean_null"] is None:
         return ""
-    return (f" Below the seed-to-seed level at {len(below)} of {run.pair.n_layers} layers"
+    return (f" Below the seed-to-seed level at {len(below)} of {len(run.layers)} layers"
             + (f" ({', '.join(map(str, below))})." if below else "."))
 
 
@@ -557,9 +571,10 @@ def _setup(run: _Run) -> dict:
     }
 
 
-def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) -> ConceptResult:
     return snmf_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress,
-                        data=user_data(ctx, "snmf", data, options["random_state"]), **options)
+                        data=user_data(ctx, "snmf", data, options["random_state"]),
+                        layers=None if layers is None else parse_layers(layers), **options)
 
 
 SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
@@ -567,7 +582,10 @@ SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization feat
     Param("n_components", int, 24, "features per fit", low=1),
     Param("sparsity", float, None, "share of nonzero neurons per feature (default max(0.01, 10 / d_mlp))",
           low=0, high=1),
-    Param("layer", int, None, "layer whose features are described and steered (default: the middle one)", low=0),
+    Param("layers", str, None, "comma-separated blocks fitted and matched (default all)", validate=parse_layers),
+    Param("layer", int, None, "layer whose features are described and steered (default: the middle fitted one)",
+          low=0),
+    Param("batch_size", int, 16, "prompts per forward pass", low=1),
     Param("n_prompts", int, 480, "prompts whose tokens are factorized", low=2),
     Param("target_kl", float, 0.5, "next-token KL (nats) each steered feature is calibrated to", low=0),
     Param("n_steer", int, 6, "most-used post features steered", low=0),

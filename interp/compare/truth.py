@@ -29,7 +29,7 @@ from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult
 from ..tokens import Tokenized
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -902,21 +902,6 @@ def _plots(with_causal: bool) -> list[dict]:
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
 
-def _layers(value: str) -> list[int]:
-    """``"0,2,4"`` as ``[0, 2, 4]``.
-
-    Raises:
-        ValueError: anything but comma-separated block indices.
-    """
-    try:
-        out = [int(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4; got {value!r}") from None
-    if not out:
-        raise ValueError(f"layers must name at least one block; got {value!r}")
-    return out
-
-
 def _position(value: str) -> None:
     from ..positions import parse_position
 
@@ -925,7 +910,8 @@ def _position(value: str) -> None:
 
 def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) -> ConceptResult:
     return truth_section(ctx.pair, progress=ctx.progress, data=user_data(ctx, "truth", data, options["seed"]),
-                         is_organism=ctx.is_organism, layers=None if layers is None else _layers(layers), **options)
+                         is_organism=ctx.is_organism, layers=None if layers is None else parse_layers(layers),
+                         **options)
 
 
 SECTION = Section("truth", _run, help="where each model represents the truth of a statement, and whether it is the "
@@ -933,7 +919,7 @@ SECTION = Section("truth", _run, help="where each model represents the truth of 
     Param("site", str, "resid_post", "activation site the probes read"),
     Param("position", str, None, "token the probes read: last, period, mean, -K (default: the final period; the "
                                  "bundled organism's judgement cue)", validate=_position),
-    Param("layers", str, None, "comma-separated blocks to compare (default all)", validate=_layers),
+    Param("layers", str, None, "comma-separated blocks to compare (default all)", validate=parse_layers),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("nie_span", str, "statement_end", "tokens the causal check adds the direction at", tuple(NIE_SPANS)),
     Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to", low=1),

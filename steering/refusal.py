@@ -342,10 +342,14 @@ class _Filters:
     kl_threshold: float
     prune_layers: float
     require_induce: bool
+    candidate_layers: frozenset[int] | None = None
 
     def static(self, c: Candidate, diffs, positions, n_layers: int) -> list[str]:
-        """Reasons that need no forward pass: a zero difference, a layer in the last ``prune_layers``."""
+        """Reasons that need no forward pass: a zero difference, a layer in the last ``prune_layers``, a layer
+        outside ``candidate_layers``."""
         why = []
+        if self.candidate_layers is not None and c.layer not in self.candidate_layers:
+            why.append(f"layer not among the candidate layers {sorted(self.candidate_layers)}")
         norm_scale = float(diffs.norm(dim=-1).max())
         if float(diffs[positions.index(c.position), c.layer].norm()) <= 1e-6 * norm_scale:
             why.append("zero difference (harmful and harmless activations identical here)")
@@ -396,6 +400,7 @@ def score_candidates(
     only: Sequence[tuple[int, int]] | None = None,
     batch_size: int = 32,
     progress: bool = False,
+    candidate_layers: Sequence[int] | None = None,
 ) -> tuple[list[Candidate], dict]:
     """Bypass, induce and KL scores of the candidates, and the baseline refusal scores ``{"harmful",
     "harmless"}`` without intervention.
@@ -414,7 +419,9 @@ def score_candidates(
 
     ``scores``: an earlier result to complete (nothing measured twice);
     ``only``: ``(layer, position)`` pairs to score fully, leaving the others
-    as they are.
+    as they are. ``candidate_layers``: the layers whose candidates may be
+    selected (default all); the others are discarded as the layer filter
+    discards, without a pass.
     """
     n_layers = int(model.cfg.n_layers)
     positions = tuple(int(p) for p in positions)
@@ -430,7 +437,7 @@ def score_candidates(
             raise ValueError("scores do not match these positions and layers")
     if baseline is None:
         baseline = scorer.baseline()
-    filters = _Filters(kl_threshold, prune_layers, require_induce)
+    filters = _Filters(kl_threshold, prune_layers, require_induce, _layer_set(candidate_layers, n_layers))
     wanted = None if only is None else {(int(layer), int(p)) for layer, p in only}
     out = []
     for c in tqdm(cands, desc="refusal candidates", disable=not progress):
@@ -476,6 +483,7 @@ def select_direction(
     progress: bool = False,
     scores: tuple[list[Candidate], dict] | None = None,
     prune: bool = True,
+    candidate_layers: Sequence[int] | None = None,
 ) -> RefusalSelection:
     """Score the candidates and select one (see the module docstring).
 
@@ -489,15 +497,15 @@ def select_direction(
     """
     n_layers = int(model.cfg.n_layers)
     positions = tuple(int(p) for p in positions)
-    filters = _Filters(kl_threshold, prune_layers, require_induce)
+    filters = _Filters(kl_threshold, prune_layers, require_induce, _layer_set(candidate_layers, n_layers))
     kw = dict(kl_threshold=kl_threshold, prune_layers=prune_layers, require_induce=require_induce,
-              batch_size=batch_size, progress=progress)
+              batch_size=batch_size, progress=progress, candidate_layers=candidate_layers)
     if scores is None or _needs_scores(scores[0], filters, diffs, positions, n_layers):
         scores = score_candidates(model, diffs, positions, harmful_val, harmless_val, refusal_ids, prune=prune,
                                   scores=scores, **kw)
     scored, baseline = scores
     cands = apply_filters(scored, diffs, positions, n_layers, kl_threshold=kl_threshold, prune_layers=prune_layers,
-                          require_induce=require_induce)
+                          require_induce=require_induce, candidate_layers=candidate_layers)
     kept = [c for c in cands if not c.discarded]
     if not kept:
         reasons = "; ".join(f"L{c.layer}@{c.position}: {c.discarded}" for c in cands[:8])
@@ -510,14 +518,29 @@ def select_direction(
 
 def apply_filters(candidates: Sequence[Candidate], diffs: Float[torch.Tensor, "pos layer d"],
                   positions: Sequence[int], n_layers: int, *, kl_threshold: float = 0.1, prune_layers: float = 0.2,
-                  require_induce: bool = True) -> list[Candidate]:
+                  require_induce: bool = True, candidate_layers: Sequence[int] | None = None) -> list[Candidate]:
     """``candidates`` with ``discarded`` set to the reasons Arditi et al.'s filters give ('' if kept); no pass.
 
     A score that was not measured (NaN) discards nothing by itself; it is named
     as not scored next to the reason that made measuring it pointless.
     """
-    filters, positions = _Filters(kl_threshold, prune_layers, require_induce), tuple(int(p) for p in positions)
+    filters = _Filters(kl_threshold, prune_layers, require_induce, _layer_set(candidate_layers, n_layers))
+    positions = tuple(int(p) for p in positions)
     return [replace(c, discarded="; ".join(filters.reasons(c, diffs, positions, n_layers))) for c in candidates]
+
+
+def _layer_set(layers: Sequence[int] | None, n_layers: int) -> frozenset[int] | None:
+    """``layers`` as a set of block indices, or None (every layer).
+
+    Raises:
+        ValueError: a layer outside the model.
+    """
+    if layers is None:
+        return None
+    bad = [int(x) for x in layers if not 0 <= int(x) < n_layers]
+    if bad:
+        raise ValueError(f"candidate layers {bad} are outside the model's {n_layers} layers (0..{n_layers - 1})")
+    return frozenset(int(x) for x in layers)
 
 
 def _needs_scores(cands: list[Candidate], filters: _Filters, diffs, positions, n_layers: int) -> bool:

@@ -351,6 +351,34 @@ def test_a_layer_filter_that_discards_every_layer_is_refused_before_any_work():
         refusal_section(interp.load_pair(), is_organism=True, prune_layers=0.9, progress=False)
 
 
+def test_refusal_candidate_layers_restrict_the_selection_and_nothing_else():
+    """``candidate_layers=[3, 4]``: only those layers' candidates are scored (the others blank, with the reason)
+    and the selection is the best of them: here the full run's (pinned: layer 4, position -1), so every
+    per-layer figure read at that position is the full run's too. Layers that cannot be selected are refused
+    before any work."""
+    import json
+    from pathlib import Path
+
+    from interp.compare.refusal import refusal_section
+
+    pair = interp.load_pair()
+    section = refusal_section(pair, is_organism=True, candidate_layers=[3, 4], progress=False)
+    assert section.setup["candidate layers"] == [3, 4]
+    assert section.setup["selected"]["post"] == {"layer": 4, "position": -1}
+    for row in section.matrices["candidates_post"]["notes"]:
+        for layer, why in enumerate(row):
+            assert ("not among the candidate layers [3, 4]" in why) == (layer not in (3, 4)), (layer, why)
+    pins = json.loads((Path(__file__).parent / "data" / "organism_report_pins.json").read_text())
+    for e in section.per_layer:
+        for key in ("base_accuracy", "post_accuracy", "transfer_base_to_post", "cosine_base_post"):
+            want = pins[f"/refusal/per_layer[{e['layer']}]/{key}"]
+            assert e[key] == want or e[key] == pytest.approx(want, abs=1e-3), (e["layer"], key)
+    with pytest.raises(ValueError, match=r"candidate layers \[9\] are outside the model's 6 layers"):
+        refusal_section(pair, is_organism=True, candidate_layers=[9], progress=False)
+    with pytest.raises(ValueError, match=r"every candidate layer \[5\] is discarded by the layer filter"):
+        refusal_section(pair, is_organism=True, candidate_layers=[5], progress=False)
+
+
 def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     _, out = organism_report
     snmf = json.loads((out / "report.json").read_text())["concepts"]["snmf"]

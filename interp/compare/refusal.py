@@ -59,7 +59,7 @@ from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized, tokenize
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
@@ -288,7 +288,8 @@ ORGANISM_PRUNE_LAYERS = 0.15
 def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold: float = 0.1,
                     prune_layers: float | None = None, filter_prompts: bool = True, base_template: str | None = None,
                     max_new_tokens: int = 16, batch_size: int = 32, progress: bool = True,
-                    data=None, generation_batch_size: int = 128, seed: int = 0) -> ConceptResult:
+                    data=None, generation_batch_size: int = 128, seed: int = 0,
+                    candidate_layers: Sequence[int] | None = None) -> ConceptResult:
     """Find, compare and steer with each model's refusal direction (see the module docstring).
 
     ``batch_size`` batches the forward passes; ``generation_batch_size`` the steered generations, where fewer,
@@ -309,6 +310,10 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     the filter would leave with fewer than :data:`MIN_FILTERED` direction or validation requests is not filtered,
     and the setup says so.
 
+    ``candidate_layers``: the layers whose candidates are scored and may be selected (default all; on a large
+    model scoring is most of the section's time); the per-layer probes and cosines still cover every layer,
+    and the other layers' scores are blank with the reason.
+
     ``base_template``: a Jinja chat template the base model reads the requests in (e.g.
     :data:`DU_BASE_TEMPLATE`, as Du et al. 2025 build base models' refusal directions); default: the post
     model's chat template on both models.
@@ -318,13 +323,20 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
     """
     if prune_layers is None:
         prune_layers = ORGANISM_PRUNE_LAYERS if is_organism else 0.2
+    if candidate_layers is not None:
+        from steering.refusal import _layer_set
+
+        candidate_layers = sorted(_layer_set(candidate_layers, pair.n_layers))
     bound = int(pair.n_layers * (1 - prune_layers))
     if bound < 1:
         raise ValueError(f"prune_layers={prune_layers:g} discards every layer of this {pair.n_layers}-layer model "
                          f"(l >= int({pair.n_layers} x {1 - prune_layers:g}) = {bound}); lower it")
+    if candidate_layers is not None and min(candidate_layers) >= bound:
+        raise ValueError(f"every candidate layer {candidate_layers} is discarded by the layer filter (l >= {bound}, "
+                         f"prune_layers={prune_layers:g}); choose layers below {bound} or lower prune_layers")
     timer = _Stages()
     req = requests(pair, is_organism, data, base_template)
-    run = _Run(pair, req, kl_threshold, prune_layers, batch_size)
+    run = _Run(pair, req, kl_threshold, prune_layers, batch_size, candidate_layers)
     run.masks, run.filtered = arditi_filter(pair.post, {k: req("post", k, "train") for k in KINDS},
                                             req.refusal_ids["post"], enabled=filter_prompts, batch_size=batch_size)
     timer.lap("prompt filter")
@@ -365,6 +377,8 @@ class _Run:
     kl_threshold: float
     prune_layers: float
     batch_size: int
+    candidate_layers: list[int] | None = None
+    """the layers whose candidates may be selected (None: all)"""
     masks: dict = field(default_factory=dict)
     """``masks[kind]``: the direction rows kept by the prompt filter; ``masks[kind, "val"]`` the validation rows"""
     filtered: dict = field(default_factory=dict)
@@ -400,7 +414,8 @@ class _Run:
         from steering.refusal import apply_filters
 
         return apply_filters(self.scores[name][0], self.diffs[name], self.req.offsets[name], self.pair.n_layers,
-                             kl_threshold=self.kl_threshold, prune_layers=self.prune_layers)
+                             kl_threshold=self.kl_threshold, prune_layers=self.prune_layers,
+                             candidate_layers=self.candidate_layers)
 
     def select(self, progress: bool) -> None:
         """Score the candidates (pruned: only what can change the selection is measured, the rest is NaN with
@@ -411,14 +426,16 @@ class _Run:
         self.scores = {name: score_candidates(model, self.diffs[name], self.req.offsets[name], *self.val(name),
                                               self.req.refusal_ids[name], prune=True,
                                               kl_threshold=self.kl_threshold, prune_layers=self.prune_layers,
-                                              batch_size=self.batch_size, progress=progress)
+                                              batch_size=self.batch_size, progress=progress,
+                                              candidate_layers=self.candidate_layers)
                        for name, model in self.pair}
         for name in ("post", "base"):
             try:  # the scores were pruned under these filters: no forward pass
                 self.sel[name] = select_direction(getattr(self.pair, name), self.diffs[name], self.req.offsets[name],
                                                   *self.val(name), self.req.refusal_ids[name],
                                                   scores=self.scores[name], kl_threshold=self.kl_threshold,
-                                                  prune_layers=self.prune_layers)
+                                                  prune_layers=self.prune_layers,
+                                                  candidate_layers=self.candidate_layers)
                 self.qualifies[name] = True
                 self.notes[f"{name} selection"] = "own candidates (Arditi et al. filters)"
             except ValueError:
@@ -447,7 +464,8 @@ class _Run:
         steering rows still need a direction; take the candidate whose addition raises the refusal score most."""
         cands = self.filters("post")
         slot = {p: i for i, p in enumerate(self.req.offsets["post"])}
-        nonzero = [c for c in cands if not self.zero("post", slot[c.position], c.layer)]
+        allowed = set(range(self.pair.n_layers) if self.candidate_layers is None else self.candidate_layers)
+        nonzero = [c for c in cands if c.layer in allowed and not self.zero("post", slot[c.position], c.layer)]
         if not nonzero:
             raise ValueError("every refusal candidate of the post model is a zero difference of means: harmful "
                              "and harmless requests give the same activations, so there is no direction to take")
@@ -789,6 +807,7 @@ def _setup(run: _Run, is_organism: bool) -> dict:
         "refusal tokens": [decode([i]) for i in req.refusal_ids["post"]],
         **({"base refusal tokens": [decode([i]) for i in req.refusal_ids["base"]]} if req.own else {}),
         "KL threshold": run.kl_threshold,
+        **({} if run.candidate_layers is None else {"candidate layers": run.candidate_layers}),
         "layer filter": (f"l >= int({n_layers} x {1 - p:g}) = {int(n_layers * (1 - p))} discarded"
                          + ("" if p == 0.2 else
                             f" (prune_layers {p:g}; Arditi et al. use 0.2"
@@ -805,10 +824,13 @@ def _setup(run: _Run, is_organism: bool) -> dict:
     }
 
 
-def _run(ctx, *, base_template: str | None = None, data: str | None = None, **options) -> ConceptResult:
+def _run(ctx, *, base_template: str | None = None, data: str | None = None, candidate_layers: str | None = None,
+         **options) -> ConceptResult:
     template = DU_BASE_TEMPLATE if base_template == "du" else base_template
     return refusal_section(ctx.pair, is_organism=ctx.is_organism, progress=ctx.progress,
-                           data=user_data(ctx, "refusal", data, options["seed"]), base_template=template, **options)
+                           data=user_data(ctx, "refusal", data, options["seed"]), base_template=template,
+                           candidate_layers=None if candidate_layers is None else parse_layers(candidate_layers),
+                           **options)
 
 
 SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
@@ -817,6 +839,9 @@ SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi 
                                       "a candidate's ablation may cause", low=0),
     Param("prune_layers", float, None, "share of the last layers the filter discards (default 0.2, Arditi et "
                                        f"al.'s; {ORGANISM_PRUNE_LAYERS} on the bundled organism)", low=0, high=0.99),
+    Param("candidate_layers", str, None, "comma-separated blocks whose candidate directions are scored and may be "
+                                         "selected (default all; the per-layer figures cover every layer)",
+          validate=parse_layers),
     Param("filter_prompts", bool, True, "Arditi et al.'s filter of the requests by the sign of post's refusal "
                                         "score"),
     Param("base_template", str, None, "template the base model reads requests in: 'du' for Du et al. 2025's "

@@ -205,7 +205,22 @@ def _compare(args) -> int:
     # with only --concept, only the user's concepts run
     run = {"concepts": [] if user and "concepts" not in config else ["truth"], "out": "report", **config, **given}
     concepts = list(run["concepts"]) + [name for name in user if name not in run["concepts"]]
-    # the configuration's options of sections this run leaves out are not used; a flag for one is an error
+    # the configuration's options of sections that --concepts leaves out are not used (said on stderr); a
+    # table of a section that does not exist, or of one the configuration itself does not run, is an error, as a
+    # flag for a section not run is
+    from interp.compare import concepts as _sections
+
+    unknown = sorted(set(from_config) - set(_sections()) - set(user))
+    if unknown:
+        raise ValueError(f"{args.config}: [options.{unknown[0]}] names no section; sections: "
+                         f"{', '.join([*_sections(), *user])}")
+    unused = sorted(set(from_config) - set(concepts))
+    if unused and "concepts" not in given:
+        raise ValueError(f"{args.config}: options given for section(s) {unused} that are not run; running: "
+                         f"{', '.join(concepts)}")
+    if unused:
+        print(f"note: --concepts leaves out {', '.join(unused)}; their options in {args.config} are not used",
+              file=sys.stderr)
     options = {k: dict(v) for k, v in from_config.items() if k in concepts}
     for section, values in flags.items():
         options.setdefault(section, {}).update(values)

@@ -160,7 +160,7 @@ def load_model(
     if bridge.tokenizer is None:
         raise ValueError(f"{source!r} has no tokenizer; the toolkit needs one to tokenise prompts")
     # The bridge has no slot for where a model came from; manifests read it from here.
-    bridge.interp_source = {"name": str(source), "path": str(path), "revision": revision}
+    bridge.interp_source = {"name": str(source), "path": str(Path(path).resolve()), "revision": revision}
     if str(source).lower().endswith(".gguf"):
         from .gguf import MARKER
 

@@ -165,8 +165,14 @@ class Comparison:
         from steering import load_vector
 
         folder = Path(folder)
+        if folder.name == "report.json" and folder.is_file():  # the file itself was named
+            folder = folder.parent
         path = folder / "report.json"
         if not path.is_file():
+            if (folder / "series.json").is_file():
+                reports = sorted(p.parent.name for p in folder.glob("*/report.json"))
+                raise FileNotFoundError(f"{folder} is a checkpoint series: each comparison's report is in its own "
+                                        f"folder ({', '.join(reports[:4]) or 'none written yet'})")
             raise FileNotFoundError(f"{folder} holds no report.json (is it a report folder of interp compare?)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -50,13 +50,15 @@ def test_the_manifest_lists_what_reproduces_the_run(truth_run):
         assert d["section"] == "truth" and d["rows"] == len(ps)
         assert d["row_ids"] == [hashlib.sha256(t.encode()).hexdigest()[:16] for t in ps.texts]
     # and the training split's parts: the rows the probes are fitted on and the validation rows the layer is
-    # chosen on (stratified, seeded), as the statements the models read (after the organism's judgement cue)
+    # chosen on (stratified, seeded, whole groups: a statement's negation is never on the other side), by the
+    # statements as loaded (the ids of the train split's rows)
     from interp.compare.truth import _validation_rows
-    from interp.organism._corpus import JUDGE_CUE
 
     train = interp.datasets.load("organism/truth", "train")
-    val = _validation_rows(torch.tensor(train.labels), seed=0).tolist()
-    ids = [hashlib.sha256((t + JUDGE_CUE).encode()).hexdigest()[:16] for t in train.texts]
+    val = _validation_rows(torch.tensor(train.labels), seed=0, prompts=train).tolist()
+    groups = {side: {m["group"] for m, v in zip(train.meta, val) if v == side} for side in (True, False)}
+    assert groups[True] and groups[False] and not groups[True] & groups[False]
+    ids = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in train.texts]
     parts = {d["split"]: d["row_ids"] for d in m["datasets"] if d["split"] in ("fit", "validation")}
     assert parts == {"fit": [i for i, v in zip(ids, val) if not v], "validation": [i for i, v in zip(ids, val) if v]}
     assert m["config"]["options"]["truth"]["nie_shots"] == 2 and m["seeds"] == {"truth": {"seed": 0}}
@@ -96,6 +98,27 @@ def test_bad_configurations_are_refused_before_any_model_boots(tmp_path):
         compare(base="/nonexistent", post="/nonexistent", out=tmp_path / "file")
 
 
+def test_a_configuration_names_only_sections_that_exist_and_run(tmp_path, capsys):
+    """A misspelled [options.<section>] table, or one for a section the configuration does not run, is refused
+    (not silently ignored); --concepts narrowing a configuration's run says which options it leaves unused; a
+    TOML list of layers reads as the flags' comma list."""
+    bad = dict(base="/nonexistent/base", post="/nonexistent/post")
+    (tmp_path / "typo.toml").write_text('concepts = ["truth"]\n[options.truht]\nseed = 3\n')
+    assert main(["compare", "--config", str(tmp_path / "typo.toml"), "--out", str(tmp_path / "r")]) == 2
+    assert "[options.truht] names no section; sections: truth, refusal" in capsys.readouterr().err
+    (tmp_path / "other.toml").write_text('concepts = ["truth"]\n[options.refusal]\nseed = 3\n')
+    assert main(["compare", "--config", str(tmp_path / "other.toml"), "--out", str(tmp_path / "r")]) == 2
+    assert "options given for section(s) ['refusal'] that are not run; running: truth" in capsys.readouterr().err
+    (tmp_path / "both.toml").write_text(f'base = "{bad["base"]}"\npost = "{bad["post"]}"\n'
+                                        'concepts = ["truth", "refusal"]\n[options.refusal]\nseed = 3\n')
+    assert main(["compare", "--config", str(tmp_path / "both.toml"), "--concepts", "truth", "--out",
+                 str(tmp_path / "r")]) == 2  # the model folder does not exist: past the configuration's checks
+    err = capsys.readouterr().err
+    assert "--concepts leaves out refusal; their options in" in err and "/nonexistent/base" in err
+    (tmp_path / "list.toml").write_text('concepts = ["truth"]\n[options.truth]\nlayers = [1, 3]\n')
+    assert load_config(tmp_path / "list.toml")["options"]["truth"]["layers"] == "1,3"
+
+
 def _without_plot_ids(html: str) -> str:
     return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID", html)
 
@@ -109,6 +132,12 @@ def test_interp_report_re_renders_the_same_page_from_the_json(organism_report, t
     assert Comparison.load(tmp_path / "again") == comparison
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no report.json" in capsys.readouterr().err
+    # the file itself named: its folder is meant
+    assert Comparison.load(out / "report.json", tensors=False) == Comparison.load(out, tensors=False)
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "series.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a checkpoint series: each comparison's report is in its own"):
+        Comparison.load(tmp_path / "series")
     # a folder holding only its report.json: re-rendered in place (the figures need no tensors), diffed against
     # the full folder (no differences), and refused where a full copy is asked for
     bare = tmp_path / "bare"

@@ -112,3 +112,17 @@ def test_refusal_and_language_classifiers():
     assert language_of("est dans la voiture.") == "fr" and language_of("ist im Garten.") == "de"
     assert language_of("está en el coche.") == "es" and language_of("is on the table.") == "en"
     assert language_of("12 34") is None
+
+
+def test_the_bundled_pair_is_recognised_however_its_folders_are_named(monkeypatch):
+    """Booted by relative paths, the organism is still the organism (its sections read its own prompt sets), and
+    the manifest's model path is the absolute one."""
+    import os
+
+    from interp.organism import is_bundled, paths
+
+    base, post = paths()
+    monkeypatch.chdir(base.parent)
+    pair = interp.load_pair(os.path.relpath(base), os.path.relpath(post))
+    assert is_bundled(pair)
+    assert pair.base.interp_source["path"] == str(base.resolve())

@@ -84,3 +84,26 @@ def test_every_checkpoint_and_option_is_checked_before_any_model_boots(tiny_dirs
     with pytest.raises(ValueError, match="takes no option 'sede'"):
         compare_series([base, post], options={"truth": {"sede": 1}}, out=tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_refusal_rates_per_checkpoint_come_from_each_comparisons_steering_table():
+    """Row 0 is the reference's own rates (its base rows in the first comparison), each later row the
+    checkpoint's: unsteered, its own direction ablated, the reference's direction ablated."""
+    from interp.compare.series import Series, _collect_rates
+
+    def table(rates):
+        return {"columns": ["model", "intervention", "direction from", "harmful refusal rate"],
+                "rows": [[m, c, "-", r] for (m, c), r in rates.items()]}
+
+    series = Series(models=["a", "b", "c"])
+    labels = ["0: a", "1: b", "2: c"]
+    _collect_rates(series, table({("base", "baseline"): 0.1, ("base", "ablate base direction"): 0.05,
+                                  ("post", "baseline"): 0.9, ("post", "ablate post direction"): 0.2,
+                                  ("post", "ablate base direction"): 0.7}), 1, labels)
+    _collect_rates(series, table({("base", "baseline"): 0.1, ("post", "baseline"): 0.3,
+                                  ("post", "ablate post direction"): 0.25, ("post", "ablate base direction"): 0.3}),
+                   2, labels)
+    m = series.figures["refusal"]["refusal_rate"]
+    assert m["rows"] == labels and m["cols"] == ["no intervention", "own direction ablated",
+                                                 "reference direction ablated"]
+    assert m["values"] == [[0.1, 0.05, 0.05], [0.9, 0.2, 0.7], [0.3, 0.25, 0.3]]

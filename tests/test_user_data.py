@@ -14,7 +14,7 @@ import torch
 
 import interp
 from interp.cli import main
-from interp.compare import load_config
+from interp.compare import compare, load_config
 from interp.datasets import PromptSet, UserSets, load
 
 
@@ -69,6 +69,10 @@ def test_user_files_are_checked_before_any_model_boots(tmp_path, user_truth):
                                                   for i, lab in enumerate(["yes", "no"] * 4)))
     with pytest.raises(ValueError, match="truth labels must be true/false or 1/0"):
         UserSets({"truth": tmp_path / "yes.jsonl"}).load("truth", "train")
+    # the content is read before a model boots too: a nonexistent model folder is not the error named
+    with pytest.raises(ValueError, match="truth labels must be true/false or 1/0"):
+        compare(base="/nonexistent/base", post="/nonexistent/post", concepts=["truth"], out=None,
+                options={"truth": {"data": str(tmp_path / "yes.jsonl")}})
     (tmp_path / "lang.jsonl").write_text("\n".join(json.dumps({"text": f"Hallo {i}", "label": "de", "pair_id": i})
                                                    for i in range(8)))
     with pytest.raises(ValueError, match=r"needs English \('en'\) rows"):

@@ -112,6 +112,11 @@ def load_config(path: str | Path) -> dict:
         raise ValueError(f"{path}: [user_concepts] maps each name to [positive file, negative file]")
     if "options" in config and not all(isinstance(v, dict) for v in config["options"].values()):
         raise ValueError(f"{path}: [options] must hold one table per section, e.g. [options.truth]")
+    for table in config.get("options", {}).values():  # layers = [1, 3], TOML's own list, as the flags' "1,3"
+        for key, value in table.items():
+            if isinstance(value, list) and value and all(isinstance(x, int) and not isinstance(x, bool)
+                                                         for x in value):
+                table[key] = ",".join(str(x) for x in value)
     return config
 
 

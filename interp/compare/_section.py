@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "parse_layers", "register",
-           "tokens_for", "user_data"]
+           "split_rows", "tokens_for", "user_data"]
 
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
@@ -197,11 +197,13 @@ def user_data(ctx: SectionContext, name: str, files, seed: int = 0):
 
 def data_param(name: str, help: str) -> Param:
     """A section's ``data`` option: user files standing in for the set ``name``
-    (:class:`~interp.datasets.UserSets`), checked to exist before any model boots."""
+    (:class:`~interp.datasets.UserSets`), checked before any model boots: they exist, parse, carry what the
+    set needs (labels, both classes, ...) and split."""
     def validate(files):
         from ..datasets import UserSets
 
-        UserSets({name: files})
+        sets = UserSets({name: files})
+        sets._read(name)  # the content's errors now, not after minutes of booting a model
 
     return Param("data", str, None, help, validate=validate)
 
@@ -242,3 +244,19 @@ def parse_layers(value: str) -> list[int]:
     if not out:
         raise ValueError(f"layers must name at least one block; got {value!r}")
     return out
+
+
+def split_rows(prompts, test_size: float, seed: int) -> tuple:
+    """``(train, test)`` row indices (ascending ``int`` arrays) of :meth:`~interp.datasets.PromptSet.split`
+    (stratified; by ``meta["group"]`` when any row carries one, a row without one being a group of its own), found
+    on a copy whose meta records each row's index."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    meta = prompts.meta or ({},) * len(prompts)
+    grouped = any("group" in m for m in meta)  # then a row without a group is a group of its own
+    tagged = replace(prompts, meta=tuple({**m, "_row": i, **({"group": m.get("group", f"row:{i}")} if grouped else {})}
+                                         for i, m in enumerate(meta)))
+    parts = tagged.split(test_size, random_state=seed)
+    return tuple(np.array([m["_row"] for m in p.meta], dtype=int) for p in parts)

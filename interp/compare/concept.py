@@ -43,7 +43,7 @@ from ..datasets import PromptSet
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, tokens_for
+from ._section import Param, Section, split_rows, tokens_for
 
 __all__ = ["METHOD", "STEERING_COLUMNS", "concept", "concept_section", "group_split", "labelled_set"]
 
@@ -123,17 +123,6 @@ def labelled_set(name: str, positive: PromptSet, negative: PromptSet) -> tuple[P
 # ------------------------------------------------------------------------------------------------ split
 
 
-def _split_rows(prompts: PromptSet, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` row indices (ascending) of :meth:`PromptSet.split` (by ``meta["group"]`` when the rows
-    carry one), found on a copy whose meta records each row's index."""
-    meta = prompts.meta or ({},) * len(prompts)
-    grouped = any("group" in m for m in meta)  # then a row without a group is a group of its own
-    tagged = replace(prompts, meta=tuple({**m, "_row": i, **({"group": m.get("group", f"row:{i}")} if grouped else {})}
-                                         for i, m in enumerate(meta)))
-    parts = tagged.split(test_size, random_state=seed)
-    return tuple(np.array([m["_row"] for m in p.meta], dtype=int) for p in parts)
-
-
 def group_split(prompts: PromptSet, test_size: float = 0.25, random_state: int = 0) -> tuple[PromptSet, PromptSet]:
     """A deterministic ``(train, test)`` split of a labelled set that keeps each ``meta["group"]`` on one side:
     :meth:`PromptSet.split` (stratified; by group when any row carries one, a row without one being a group of
@@ -144,7 +133,7 @@ def group_split(prompts: PromptSet, test_size: float = 0.25, random_state: int =
     """
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
-    train, test = _split_rows(prompts, test_size, random_state)
+    train, test = split_rows(prompts, test_size, random_state)
     parts = replace(prompts[train.tolist()], name=f"{prompts.name}/train"), replace(prompts[test.tolist()],
                                                                                     name=f"{prompts.name}/test")
     for part in parts:
@@ -450,7 +439,7 @@ def _prepare(name, positive, negative, test_size, val_share, seed):
     pos, neg = _as_prompts(positive, "positive", name), _as_prompts(negative, "negative", name)
     prompts, notes = labelled_set(name, pos, neg)
     train, test = group_split(prompts, test_size, seed)
-    fit_rows, val_rows = _split_rows(train, val_share, seed)
+    fit_rows, val_rows = split_rows(train, val_share, seed)
     for part, rows in (("validation", val_rows), ("fit", fit_rows)):
         have = {int(k) for k in np.asarray(train.labels)[rows]}
         if have != {0, 1}:

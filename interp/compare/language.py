@@ -630,7 +630,8 @@ SECTION = Section("language", _run, help="language directions and LAPE neurons i
     Param("window_size", int, 2, "consecutive layers the language directions are added to", low=1),
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
     Param("max_new_tokens", int, 6, "tokens generated per steered prompt", low=1),
-    Param("seed", int, 0, "seed of the shuffled-label probes, the random direction and the bootstrap"),
+    Param("seed", int, 0, "seed of the shuffled-label probes, the random direction, the bootstrap and the "
+                          "train/test split of --language-data"),
     Param("batch_size", int, None, "prompts per forward pass (default: 16 reading activations, 32 generating)",
           low=1),
     data_param("languages", "your parallel sentences: one file with a text, a language (en among them) and a "

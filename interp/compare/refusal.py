@@ -849,7 +849,7 @@ SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi 
     Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged", low=1),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("generation_batch_size", int, 128, "prompts per steered generation batch", low=1),
-    Param("seed", int, 0, "seed of the nulls and the bootstrap"),
+    Param("seed", int, 0, "seed of the nulls, the bootstrap and the train/test split of --refusal-data"),
     data_param("refusal", "your requests: two files, harmful,harmless (instruction JSON, JSONL, CSV), each "
                              "split 75/25"),
 ))

@@ -27,8 +27,9 @@ __all__ = ["SERIES_FIGURES", "Series", "check_series", "compare_series", "load_s
 SERIES_FIGURES: dict[str, dict[str, tuple[str, float | None, float | None]]] = {
     "truth": {"post_accuracy": ("truth probe accuracy (held out)", 0.0, 1.0),
               "cosine_base_post": ("cosine of the truth direction with the reference's", -1.0, 1.0)},
-    "refusal": {"post_ablation_score": ("refusal score of harmful requests with the checkpoint's own candidate "
-                                        "direction ablated", None, None),
+    "refusal": {"post_ablation_score": ("refusal score (log-odds) of harmful requests with the checkpoint's "
+                                        "candidate at each layer ablated (blank: not scored, Arditi et al.'s "
+                                        "filters discarded it first)", None, None),
                 "post_accuracy": ("harmful/harmless probe accuracy (held out)", 0.0, 1.0),
                 "cosine_base_post": ("cosine of the refusal direction with the reference's", -1.0, 1.0)},
     "language": {"post_accuracy": ("language identity probe accuracy (held out)", 0.0, 1.0),
@@ -90,6 +91,29 @@ def _collect_figures(series: Series, name: str, per_layer: list[dict], k: int, l
             m["values"].append([e.get("base_" + key[5:]) for e in per_layer])
         m["rows"].append(labels[k])
         m["values"].append([e.get(key) for e in per_layer])
+
+
+#: The refusal rates drawn per checkpoint: column label -> (steering-table row of the checkpoint, of the reference
+#: in the first comparison). The checkpoint's own direction and the reference's, ablated.
+REFUSAL_RATES = {"no intervention": ("baseline", "baseline"),
+                 "own direction ablated": ("ablate post direction", "ablate base direction"),
+                 "reference direction ablated": ("ablate base direction", "ablate base direction")}
+
+
+def _collect_rates(series: Series, steering: dict, k: int, labels: list[str]) -> None:
+    """Add comparison ``k``'s refusal rates on held-out harmful requests (:data:`REFUSAL_RATES`) from the refusal
+    section's steering table; the reference's own row comes from the first comparison."""
+    col = steering["columns"].index("harmful refusal rate")
+    rates = {(r[0], r[1]): r[col] for r in steering["rows"]}
+    m = series.figures.setdefault("refusal", {}).setdefault("refusal_rate", {
+        "title": "refusal: refusal rate on held-out harmful requests (the checkpoint's selected direction, or the "
+                 "reference's, ablated at every layer)", "rows": [], "cols": list(REFUSAL_RATES), "values": [],
+        "zmin": 0.0, "zmax": 1.0, "xaxis": "condition", "yaxis": "checkpoint", "colorscale": "Viridis"})
+    if k == 1:
+        m["rows"].append(labels[0])
+        m["values"].append([rates.get(("base", ref)) for _, ref in REFUSAL_RATES.values()])
+    m["rows"].append(labels[k])
+    m["values"].append([rates.get(("post", own)) for own, _ in REFUSAL_RATES.values()])
 
 
 def compare_series(
@@ -161,6 +185,8 @@ def compare_series(
                          command=command)
         for name, section in result.concepts.items():
             _collect_figures(series, name, section.per_layer, k, labels)
+            if name == "refusal" and "steering" in section.tables:
+                _collect_rates(series, section.tables["steering"], k, labels)
         series.reports.append(str(folder))
         series.timings.append(round(time.perf_counter() - t0, 2))
         del checkpoint, result  # one pair in memory at a time

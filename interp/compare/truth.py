@@ -29,7 +29,7 @@ from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult
 from ..tokens import Tokenized
-from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, parse_layers, provides, split_rows, tokens_for, user_data
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -431,21 +431,30 @@ def _true_to_false(moved, clean_false, clean_true, du: bool):
     return nie_down
 
 
-def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.2) -> tuple[dict, int]:
+def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.2,
+                         prompts: PromptSet | None = None) -> tuple[dict, int]:
     """Per-layer accuracy of mass-mean probes fitted on the training rows outside a stratified ``share`` and
-    scored on that share (the validation rows layer selection uses): ``({model: [layer]}, n_validation)``."""
+    scored on that share (the validation rows layer selection uses, :func:`_validation_rows`; by group where
+    ``prompts``, the training statements, carry groups): ``({model: [layer]}, n_validation)``."""
     from probes.stats import correct
     from probes.sweep import fit_layers
 
     y = torch.as_tensor(y_train)
-    val = _validation_rows(y, seed=seed, share=share)
+    val = _validation_rows(y, seed=seed, share=share, prompts=prompts)
     out = {m: correct(fit_layers(X[~val], y[~val], HEADLINE), X[val], y[val]).mean(-1) for m, X in X_train.items()}
     return out, int(val.sum())
 
 
-def _validation_rows(y: torch.Tensor, *, seed: int, share: float = 0.2) -> torch.Tensor:
+def _validation_rows(y: torch.Tensor, *, seed: int, share: float = 0.2,
+                     prompts: PromptSet | None = None) -> torch.Tensor:
     """``[n_train]`` bool: a stratified ``share`` of the training rows (at least one per class), drawn with
-    ``seed``: the validation rows of :func:`_validation_accuracy`."""
+    ``seed``: the validation rows of :func:`_validation_accuracy`. Where ``prompts`` (the training statements,
+    in the rows' order) carry ``meta["group"]``, whole groups are drawn (:func:`~interp.compare._section.split_rows`),
+    so no statement is validated against its own negated or paraphrased twin."""
+    if prompts is not None and any("group" in m for m in prompts.meta or ()):
+        val = torch.zeros(len(y), dtype=torch.bool)
+        val[torch.as_tensor(split_rows(prompts, share, seed)[1])] = True
+        return val
     g = torch.Generator().manual_seed(seed)
     val = torch.zeros(len(y), dtype=torch.bool)
     for k in (0, 1):
@@ -645,6 +654,8 @@ class _Run:
     val_acc: dict = field(default_factory=dict)
     """``{model: [layer]}``: validation accuracy (:func:`_validation_accuracy`), over ``n_val`` statements"""
     n_val: int = 0
+    is_organism: bool = False
+    """the bundled organism: its statements end in its judgement cue"""
 
 
 def _start(pair: ModelPair, data, is_organism: bool | None, position: str | None, layers: Sequence[int] | None, *,
@@ -660,6 +671,7 @@ def _start(pair: ModelPair, data, is_organism: bool | None, position: str | None
     run = _Run(pair, site, batch_size, seed, train, test, auto if position is None else position, setup,
                None if layers is None else [int(x) for x in layers])
     run.tokens = {"train": tokens_for(pair, train.texts), "test": tokens_for(pair, test.texts)}  # read by every pass
+    run.is_organism = is_organism
     return run
 
 
@@ -707,12 +719,19 @@ def _compare_directions(run: _Run) -> None:
 def _statistics(run: _Run) -> None:
     """The intervals and nulls of the headline figures, and the validation accuracy layer selection uses."""
     run.stats = _truth_statistics(run.fits, run.X, run.y, seed=run.seed)
-    run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed)
-    # the manifest lists the rows each part of the training split played (interp.datasets.recording)
-    val = _validation_rows(torch.as_tensor(run.y["train"]), seed=run.seed).tolist()
+    run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed, prompts=run.train)
+    # the manifest lists the rows each part of the training split played (interp.datasets.recording), by the
+    # statements as loaded (the organism's judgement cue, appended here, is not part of them)
+    val = _validation_rows(torch.as_tensor(run.y["train"]), seed=run.seed, prompts=run.train).tolist()
+    if run.is_organism:
+        from ..organism._corpus import JUDGE_CUE
+
+        loaded = run.train.map_texts(lambda t: t.removesuffix(JUDGE_CUE))
+    else:
+        loaded = run.train
     for part, keep in (("fit", [not v for v in val]), ("validation", val)):
         rows = [i for i, k in enumerate(keep) if k]
-        record(replace(run.train[rows], name=f"{run.train.name}/{part}"), part)
+        record(replace(loaded[rows], name=f"{run.train.name}/{part}"), part)
 
 
 def _causal(run: _Run, nie: _NieOptions) -> dict[str, list]:
@@ -927,7 +946,8 @@ SECTION = Section("truth", _run, help="where each model represents the truth of 
           tuple(NIE_NORMALIZATIONS)),
     Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "
                                "prompt)", low=0),
-    Param("seed", int, 0, "seed of the validation split, the nulls and the bootstrap"),
+    Param("seed", int, 0, "seed of the validation split, the nulls, the bootstrap and the train/test split of "
+                          "--truth-data"),
     data_param("truth", "your statements: a file labelled true/false (GoT CSV, JSON/JSONL with text and "
                              "label), split 75/25 by its group column when it has one"),
 ))

@@ -73,7 +73,8 @@ def is_bundled(pair) -> bool:
         base, _ = paths()
     except FileNotFoundError:
         return False
-    return pair.base.interp_source.get("path") == str(base)
+    path = pair.base.interp_source.get("path")
+    return path is not None and Path(path).resolve() == Path(base).resolve()  # however the folder was named
 
 
 def datasets(split: str = "test") -> dict[str, PromptSet]:

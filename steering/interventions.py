@@ -42,6 +42,8 @@ write the direction. Clamping sets the projection to a value:
 from __future__ import annotations
 
 import contextvars
+import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,11 +156,19 @@ class Add(Intervention):
     layers: Sequence[int] | None = None
     positions: PositionSpec = "all"
 
+    def __post_init__(self):
+        if self.scale is not None:
+            _finite("scale", self.scale)
+
     def hooks(self, model):
         _check_vector(model, self.vector)
         spec = _check_positions(self.positions)
         layers = self.vector.layers if self.layers is None else check_layers(self.layers, int(model.cfg.n_layers))
         scale = self.vector.scale if self.scale is None else float(self.scale)
+        zero = [layer for layer in layers if float(self.vector.at(layer).norm()) * abs(scale) == 0]
+        if zero:
+            warnings.warn(f"adding a zero vector at layer(s) {zero} changes nothing (a norm-0 direction, e.g. a "
+                          "difference of means of identical prompt sets, or scale 0)", stacklevel=3)
         out = []
         for layer in layers:
             vec = _placed(self.vector.at(layer) * scale)
@@ -175,14 +185,39 @@ class Add(Intervention):
 
 
 def _unit(vector: SteeringVector, layer: int | None) -> torch.Tensor:
+    """The unit direction ablation and clamping use.
+
+    Raises:
+        ValueError: several rows and no ``layer``; a row of norm 0 (no direction to project on).
+    """
     if layer is not None:
-        return vector.select(layer).directions[0]
-    if len(vector.layers) != 1:
+        row = vector.select(layer).vectors[0]
+    elif len(vector.layers) != 1:
         raise ValueError(
             f"this vector has directions at layers {list(vector.layers)}; pass layer= to choose the one to use "
             "(ablation and clamping use one direction everywhere)"
         )
-    return vector.directions[0]
+    else:
+        row = vector.vectors[0]
+    if not float(row.norm()) > 0:
+        raise ValueError("the direction has norm 0 (e.g. a difference of means of identical prompt sets): there is "
+                         "nothing to ablate or clamp; check the prompts it was built from")
+    return row / row.norm()
+
+
+def _finite(name: str, value) -> float:
+    """``value`` as a finite float.
+
+    Raises:
+        ValueError: NaN, inf, or not a number.
+    """
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return x
 
 
 @dataclass(frozen=True)
@@ -196,6 +231,9 @@ class Ablate(Intervention):
     vector: SteeringVector
     layer: int | None = None
     layers: Sequence[int] | None = None
+
+    def __post_init__(self):
+        _unit(self.vector, self.layer)  # a zero direction, or several without layer=, is refused here
 
     def hooks(self, model):
         _check_vector(model, self.vector, "resid_pre")
@@ -220,6 +258,10 @@ class Clamp(Intervention):
     layer: int | None = None
     layers: Sequence[int] | None = None
     positions: PositionSpec = "all"
+
+    def __post_init__(self):
+        _finite("value", self.value)
+        _unit(self.vector, self.layer)  # a zero direction, or several without layer=, is refused here
 
     def hooks(self, model):
         _check_vector(model, self.vector)

@@ -328,13 +328,16 @@ class _Scorer:
 
     def score(self, p: int, layer: int, name: str) -> float:
         vec = SteeringVector(self.diffs[self.positions.index(p), layer].float(), (layer,), "resid_pre")
+        # a zero difference (scored when nothing is pruned) adds and ablates nothing: the unsteered passes
+        zero = not float(vec.vectors.norm()) > 0
         if name == "induce":  # blocks below the addition compute the clean pass: replayed, not run
             _ = self.clean_harmless  # the record the replay reads
-            logprobs = self.logprobs("harmless", Add(vec), skip_below=layer if self.replay else 0)
+            logprobs = self.logprobs("harmless", None if zero else Add(vec), skip_below=layer if self.replay else 0)
             return float(refusal_score(self.model, [], self.ids, logprobs=logprobs).mean())
+        ablate = None if zero else Ablate(vec)
         if name == "bypass":
-            return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmful", Ablate(vec))).mean())
-        return float(kl_from_logprobs(self.clean_harmless, self.logprobs("harmless", Ablate(vec))).mean())
+            return float(refusal_score(self.model, [], self.ids, logprobs=self.logprobs("harmful", ablate)).mean())
+        return float(kl_from_logprobs(self.clean_harmless, self.logprobs("harmless", ablate)).mean())
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,9 @@ CASES = {
     36: lambda c: interp.compare.compare(pair=c["pair"], user_concepts={"truth": ("a.jsonl", "b.jsonl")}, out=None),
     37: lambda c: interp.datasets.PromptSet("few", ["a", "b", "c", "d", "e", "f"], [0, 1] * 3, ("x", "y"),
                                             [{"group": i // 2} for i in range(6)]).split(0.25),
+    38: lambda c: steering.Ablate(steering.SteeringVector(torch.zeros(c["pair"].post.cfg.d_model), (1,), "resid_pre")),
+    39: lambda c: steering.Add(steering.SteeringVector(torch.ones(c["pair"].post.cfg.d_model), (1,), "resid_post"),
+                              scale=float("nan")),
 }
 
 

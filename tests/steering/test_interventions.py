@@ -166,3 +166,38 @@ def test_bad_vectors_attach_nothing(tiny_pairs):
         with steering.apply(model, ["not a vector"]):
             pass
     assert active_hooks(model) == {}
+
+
+def test_degenerate_directions_and_non_finite_numbers_are_refused_and_a_zero_addition_is_warned(tiny_pairs):
+    """A norm-0 direction cannot be ablated or clamped (nothing to project on); NaN/inf scales and clamp values
+    raise where they are given; adding a zero vector runs but says it changes nothing."""
+    import warnings
+
+    import steering
+    from steering import Ablate, Add, Clamp, SteeringVector
+
+    model = tiny_pairs["llama"].post
+    d = model.cfg.d_model
+    zero = SteeringVector(torch.zeros(d), (1,), "resid_post")
+    unit = SteeringVector(torch.ones(d), (1,), "resid_post")
+    for make in (lambda: Ablate(zero), lambda: Clamp(zero, 1.0), lambda: steering.ablate(model, zero)):
+        with pytest.raises(ValueError, match="the direction has norm 0"):
+            make()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="scale must be a finite number"):
+            Add(unit, scale=bad)
+        with pytest.raises(ValueError, match="value must be a finite number"):
+            Clamp(unit, bad)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        SteeringVector(torch.ones(d), (1,), "resid_post", scale=float("nan"))
+    ids = torch.tensor([[1, 5, 7, 9]])
+    with torch.inference_mode():
+        clean = model(ids)
+        with pytest.warns(UserWarning, match=r"adding a zero vector at layer\(s\) \[1\] changes nothing"):
+            with steering.add(model, zero):
+                same = model(ids)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a real direction warns nothing
+            with steering.add(model, unit, scale=2.0):
+                moved = model(ids)
+    assert torch.equal(same, clean) and not torch.allclose(moved, clean)

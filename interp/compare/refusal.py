@@ -391,6 +391,8 @@ class _Run:
     qualifies: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     vec: dict = field(default_factory=dict)
+    _norms: dict = field(default_factory=dict, repr=False)
+    """per model, the candidates' norms ``[pos, layer]`` (:meth:`zero`)"""
 
     def val(self, name: str) -> tuple[Tokenized, Tokenized]:
         """(harmful, harmless) validation requests kept by the filter, in ``name``'s own format."""
@@ -507,8 +509,10 @@ class _Run:
 
     def zero(self, name: str, slot: int, layer: int) -> bool:
         """The filter's "zero difference": no direction to compare."""
-        scale = float(self.diffs[name].norm(dim=-1).max())
-        return float(self.diffs[name][slot, layer].norm()) <= 1e-6 * scale
+        norms = self._norms.get(name)
+        if norms is None:  # [pos, layer], once per model
+            norms = self._norms[name] = self.diffs[name].norm(dim=-1)
+        return float(norms[slot, layer]) <= 1e-6 * float(norms.max())
 
 
 def _steer(run: _Run, seed: int, max_new_tokens: int, batch_size: int) -> tuple[list, list]:

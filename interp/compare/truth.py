@@ -432,15 +432,16 @@ def _true_to_false(moved, clean_false, clean_true, du: bool):
 
 
 def _validation_accuracy(X_train: dict, y_train, *, seed: int, share: float = 0.2,
-                         prompts: PromptSet | None = None) -> tuple[dict, int]:
+                         prompts: PromptSet | None = None, val: torch.Tensor | None = None) -> tuple[dict, int]:
     """Per-layer accuracy of mass-mean probes fitted on the training rows outside a stratified ``share`` and
     scored on that share (the validation rows layer selection uses, :func:`_validation_rows`; by group where
-    ``prompts``, the training statements, carry groups): ``({model: [layer]}, n_validation)``."""
+    ``prompts``, the training statements, carry groups; or ``val``, that mask already drawn):
+    ``({model: [layer]}, n_validation)``."""
     from probes.stats import correct
     from probes.sweep import fit_layers
 
     y = torch.as_tensor(y_train)
-    val = _validation_rows(y, seed=seed, share=share, prompts=prompts)
+    val = _validation_rows(y, seed=seed, share=share, prompts=prompts) if val is None else val
     out = {m: correct(fit_layers(X[~val], y[~val], HEADLINE), X[val], y[val]).mean(-1) for m, X in X_train.items()}
     return out, int(val.sum())
 
@@ -719,10 +720,11 @@ def _compare_directions(run: _Run) -> None:
 def _statistics(run: _Run) -> None:
     """The intervals and nulls of the headline figures, and the validation accuracy layer selection uses."""
     run.stats = _truth_statistics(run.fits, run.X, run.y, seed=run.seed)
-    run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed, prompts=run.train)
+    mask = _validation_rows(torch.as_tensor(run.y["train"]), seed=run.seed, prompts=run.train)
+    run.val_acc, run.n_val = _validation_accuracy(run.X["train"], run.y["train"], seed=run.seed, val=mask)
     # the manifest lists the rows each part of the training split played (interp.datasets.recording), by the
     # statements as loaded (the organism's judgement cue, appended here, is not part of them)
-    val = _validation_rows(torch.as_tensor(run.y["train"]), seed=run.seed, prompts=run.train).tolist()
+    val = mask.tolist()
     if run.is_organism:
         from ..organism._corpus import JUDGE_CUE
 

@@ -20,6 +20,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +248,59 @@ def memory_estimate(model, n_prompts: int, sites: Sequence[str] | str = ("resid_
             "streaming": per_row * min(rows_per_shard, n_prompts)}
 
 
+def forward_estimate(model, batch_size: int, seq_len: int) -> int:
+    """Bytes one forward pass of ``batch_size`` prompts of ``seq_len`` tokens holds at its peak (an estimate,
+    within a small factor): the residual stream and a block's transients, ``batch x seq x (4 d_model + 3 d_mlp
+    + 2 n_heads seq)`` values in the model's dtype (attention scores grow with ``seq**2``). The pass stops at
+    the last block read, so no ``[batch, seq, d_vocab]`` logits are made."""
+    cfg = model.cfg
+    item = torch.empty((), dtype=getattr(cfg, "dtype", None) or torch.float32).element_size()
+    d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * int(cfg.d_model))
+    per_token = 4 * int(cfg.d_model) + 3 * d_mlp + 2 * int(cfg.n_heads) * int(seq_len)
+    return int(batch_size) * int(seq_len) * per_token * item
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for new tensors on ``device``: ``torch.cuda.mem_get_info`` on CUDA, ``MemAvailable`` of
+    ``/proc/meminfo`` on the host; ``None`` where neither can be read (the check is then skipped)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):  # pragma: no cover - no CUDA runtime
+            return None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
+
+
+def _check_forward_memory(model, batch_size: int, lengths: Sequence[int]) -> None:
+    """Refuse a batch whose forward pass cannot fit the device's free memory; warn above half of it.
+
+    Raises:
+        MemoryError: the estimate of one batch's forward pass exceeds the free memory (named, with a
+            ``batch_size`` that fits).
+    """
+    seq = max(lengths) if len(lengths) else 0
+    batch = min(int(batch_size), len(lengths))
+    need = forward_estimate(model, batch, seq)
+    free = available_memory(model.cfg.device or "cpu")
+    if free is None or batch == 0 or need <= free // 2:
+        return
+    fits = max(1, int(batch * (free // 2) / need))
+    if need > free:
+        raise MemoryError(f"one forward pass of batch_size={batch} prompts of up to {seq} tokens needs about "
+                          f"{_fmt_bytes(need)}, more than the {_fmt_bytes(free)} free on {model.cfg.device or 'cpu'}; "
+                          f"use batch_size={fits} or less")
+    warnings.warn(f"one forward pass of batch_size={batch} prompts of up to {seq} tokens needs about "
+                  f"{_fmt_bytes(need)}, over half of the {_fmt_bytes(free)} free on {model.cfg.device or 'cpu'}; "
+                  f"batch_size={fits} would leave room", stacklevel=3)
+
+
 def _fmt_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -331,6 +385,10 @@ def collect(
             longer than the model's context, a position missing from a prompt,
             an ``out`` folder holding another collection, or ``tokens`` of other
             texts (or another tokenizer or BOS policy).
+        MemoryError: over ``memory_budget`` (see there), or one batch's forward
+            pass estimated (:func:`forward_estimate`) above the device's free
+            memory (:func:`available_memory`); above half of it, a warning names a
+            ``batch_size`` that leaves room.
     """
     prompts = _as_prompt_set(prompts)
     if tokens is not None:
@@ -390,6 +448,7 @@ def collect(
     n_ctx = int(model.cfg.n_ctx)
     token_index, lengths = _check_and_resolve(tok, prompts.texts, positions, bos=bos, max_length=n_ctx,
                                               tokens=tokens)
+    _check_forward_memory(model, batch_size, lengths)
     pad = pad_id(tok)
 
     manifest = {

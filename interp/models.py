@@ -59,8 +59,9 @@ def resolve_model(
 
     Raises:
         FileNotFoundError: a path-like ``source`` that does not exist, or a
-            folder without ``config.json``.
-        ValueError: a folder whose weights are not safetensors; a GGUF file of
+            folder without ``config.json`` or without tokenizer files.
+        ValueError: a folder whose weights are not safetensors, or a
+            safetensors file that is truncated or corrupt (named); a GGUF file of
             an unsupported architecture or tensor type.
         OSError: the hub could not be reached and the model is not cached.
     """
@@ -90,6 +91,10 @@ def resolve_model(
     return _check_folder(Path(local))
 
 
+# Files a Hugging Face tokenizer is built from (fast JSON, SentencePiece, byte-level BPE, WordPiece, Tekken).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tekken.json")
+
+
 def _check_folder(path: Path) -> Path:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model folder")
@@ -101,7 +106,42 @@ def _check_folder(path: Path) -> Path:
             f"{path} holds {what}; the toolkit loads safetensors only. Convert the weights with "
             "model.save_pretrained(folder, safe_serialization=True) in a trusted environment."
         )
+    _check_weight_files(path)
+    if not any((path / f).exists() for f in _TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
+        raise FileNotFoundError(
+            f"{path} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}, *.tiktoken); copy them from the model's "
+            "original repository or download into the folder beside config.json"
+        )
     return path
+
+
+def _check_weight_files(path: Path) -> None:
+    """Open each safetensors file's header (no tensor is read), so a truncated or corrupt file is named.
+
+    Raises:
+        ValueError: a file whose header cannot be read or does not cover the file (cut short in a copy or
+            download).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{f} is not a complete safetensors file ({e}): it was probably cut short in a "
+                             "download or copy; fetch it again") from None
+
+
+def check_device(device) -> None:
+    """Refuse a CUDA device where torch has none, before any model boots.
+
+    Raises:
+        ValueError: ``device`` names CUDA and ``torch.cuda.is_available()`` is false.
+    """
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch has no CUDA device (CPU build or no GPU visible); use "
+                         "device='cpu' or install a CUDA build of torch on a machine with a GPU")
 
 
 def load_model(
@@ -136,9 +176,16 @@ def load_model(
             ``$INTERP_CACHE/gguf`` or ``~/.cache/interp/gguf``.
         **boot_kwargs: passed to ``TransformerBridge.boot_transformers``
             (e.g. ``max_memory``, ``n_ctx``).
+
+    Raises:
+        FileNotFoundError, ValueError, OSError: as :func:`resolve_model` (a missing folder, config or
+            tokenizer files; pickle-only, truncated or corrupt weights; named before anything boots);
+            ``ValueError`` also for ``device`` with ``device_map``, a CUDA ``device`` where torch has none,
+            or more devices than the machine has.
     """
     if device_map is not None and device is not None:
         raise ValueError("give device or device_map, not both")
+    check_device(device)
     if n_devices is not None:
         if n_devices < 1:
             raise ValueError(f"n_devices must be >= 1, got {n_devices}")
@@ -229,6 +276,15 @@ class ModelPair:
     base: object
     post: object
     chat_template: str | None = field(default=None)
+
+    def __getattr__(self, name: str):
+        # Only reached for names a ModelPair lacks: a pair passed where one model is expected
+        # (interp.collect(pair, ...) reads pair.cfg) gets told which to pass.
+        if name.startswith("__") or name in ("base", "post", "chat_template"):
+            raise AttributeError(name)
+        raise AttributeError(f"a ModelPair holds two models and has no {name!r}: pass one of them, pair.base or "
+                             "pair.post, where a function takes a model (e.g. interp.collect(pair.post, prompts)), "
+                             "or use interp.compare for both")
 
     @property
     def tokenizer(self):

@@ -13,6 +13,8 @@ with temperature, top-k and top-p, reproducibly for a ``seed``.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,7 +97,7 @@ def generate(
         The continuations (text after the prompt), in prompt order.
 
     Raises:
-        ValueError: empty ``prompts``, ``max_new_tokens < 0``, ``temperature <= 0``
+        ValueError: empty ``prompts``, ``max_new_tokens < 1``, ``temperature <= 0``
             when sampling, ``top_p`` outside (0, 1], a stop token that is not one
             vocabulary entry.
         interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
@@ -144,8 +146,9 @@ def _generate(
         prompts = [prompts]
     if not len(prompts):
         raise ValueError("prompts is empty")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1 (0 would generate nothing and return empty texts), "
+                         f"got {max_new_tokens!r}")
     if do_sample and not temperature > 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:
@@ -173,6 +176,10 @@ def _generate(
             if keep_first and steps < 1:
                 raise ValueError(f"no first step to keep: max_new_tokens={max_new_tokens}, prompt of {prompt_len} "
                                  f"tokens in a context of {n_ctx}")
+            if steps < max_new_tokens:
+                warnings.warn(f"prompts of {prompt_len} tokens (padded) leave {steps} of the {max_new_tokens} new "
+                              f"tokens asked for in the model's context of {n_ctx}; their continuations stop there",
+                              stacklevel=3)
             new = torch.empty((ids.shape[0], 0), dtype=torch.long, device=device)
             done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
             cache = None

@@ -4,7 +4,7 @@ Every intervention attaches its hooks through :func:`interp.attached`, so they
 are removed when the ``with`` block exits, also when its body raises. They
 compose: nest several context managers, or pass a list to :func:`apply`.
 
->>> with steering.add(model, vec, scale=4.0, positions="generated"):   # doctest: +SKIP
+>>> with steering.add(model, vec, scale=4.0, positions="last"):   # doctest: +SKIP
 ...     model(ids)
 >>> with steering.apply(model, [Ablate(refusal), Add(lang, scale=2)]):   # doctest: +SKIP
 ...     ...
@@ -27,7 +27,9 @@ acts on:
 Offsets count from the end of the prompt, so batches must be left-padded
 (:func:`steering.generate` and the toolkit's helpers are). Inside
 :func:`steering.generate` the prompt/generated boundary is known exactly; in a
-plain ``model(...)`` call under the context, the whole input counts as prompt.
+plain ``model(...)`` call under the context, the whole input counts as prompt,
+so ``"generated"`` alone would match nothing there and raises ``ValueError``,
+as does an offset reaching before the prompt's first token.
 Padding slots may be edited too: they are masked out of attention, so this
 never reaches a real token.
 
@@ -54,7 +56,7 @@ import torch
 from interp.hooks import attached
 from interp.sites import check_layers, hook_name, site_width
 
-from .vector import SteeringVector
+from .vector import NEGLIGIBLE, SteeringVector
 
 __all__ = ["Add", "Ablate", "Clamp", "Deactivate", "Intervention", "add", "ablate", "clamp", "apply", "prompt_window"]
 
@@ -98,6 +100,8 @@ def _position_mask(spec: tuple, n_pos: int, device) -> torch.Tensor | None:
         return None
     window = _WINDOW.get()
     prompt_len, offset = window if window is not None else (n_pos, 0)
+    if offset == 0:
+        _check_matches(spec, prompt_len, generating=window is not None)
     pos = torch.arange(offset, offset + n_pos, device=device)
     mask = torch.zeros(n_pos, dtype=torch.bool, device=device)
     for p in spec:
@@ -108,6 +112,25 @@ def _position_mask(spec: tuple, n_pos: int, device) -> torch.Tensor | None:
         else:
             mask |= pos == prompt_len + (-1 if p == "last" else p)
     return mask
+
+
+def _check_matches(spec: tuple, prompt_len: int, generating: bool) -> None:
+    """Refuse a position spec that matches no token of the call it is used in (checked on its first forward).
+
+    Raises:
+        ValueError: only ``"generated"`` in a plain forward (outside :func:`steering.generate` every input
+            token is prompt), or a negative offset reaching before the first of ``prompt_len`` tokens.
+    """
+    if not generating and all(p == "generated" for p in spec):
+        raise ValueError(
+            "positions='generated' matches no token in a plain forward pass: outside steering.generate the whole "
+            "input is the prompt, so nothing would be steered; use positions='all', 'prompt', 'last' or a negative "
+            "offset here, or pass the intervention to steering.generate"
+        )
+    early = [p for p in spec if isinstance(p, int) and prompt_len + p < 0]
+    if early:
+        raise ValueError(f"position {early[0]} is before the first of the prompt's {prompt_len} tokens, so it "
+                         f"matches no token; use an offset from -1 to -{prompt_len}")
 
 
 def _placed(t: torch.Tensor, keep_dtype: bool = False):
@@ -169,6 +192,12 @@ class Add(Intervention):
         if zero:
             warnings.warn(f"adding a zero vector at layer(s) {zero} changes nothing (a norm-0 direction, e.g. a "
                           "difference of means of identical prompt sets, or scale 0)", stacklevel=3)
+        tiny = [layer for layer in layers if layer in self.vector.layers and layer not in zero
+                and (_relative_norm(self.vector, layer) or 1.0) * abs(scale) < NEGLIGIBLE]
+        if tiny:
+            warnings.warn(f"adding the vector at layer(s) {tiny} changes nothing measurable: its difference of means "
+                          f"times the scale is below {NEGLIGIBLE:g} of the activations' norm (float rounding)",
+                          stacklevel=3)
         out = []
         for layer in layers:
             vec = _placed(self.vector.at(layer) * scale)
@@ -202,7 +231,19 @@ def _unit(vector: SteeringVector, layer: int | None) -> torch.Tensor:
     if not float(row.norm()) > 0:
         raise ValueError("the direction has norm 0 (e.g. a difference of means of identical prompt sets): there is "
                          "nothing to ablate or clamp; check the prompts it was built from")
+    layer = vector.layers[0] if layer is None else layer
+    rel = _relative_norm(vector, layer)
+    if rel is not None and rel < NEGLIGIBLE:
+        raise ValueError(f"the direction at layer {layer} is a difference of means {rel:.2g} of the activations' "
+                         "norm (float rounding: the two prompt sets' means agree), so its direction is noise: there "
+                         "is nothing to ablate or clamp; check the prompts it was built from")
     return row / row.norm()
+
+
+def _relative_norm(vector: SteeringVector, layer: int) -> float | None:
+    """``||difference|| / mean activation norm`` of a mean-difference vector's ``layer`` (None if unrecorded)."""
+    rel = (vector.meta.get("relative_norm") or {}).get(str(layer))
+    return float(rel) if isinstance(rel, (int, float)) else None
 
 
 def _finite(name: str, value) -> float:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ from interp.sites import SITES
 __all__ = ["SteeringVector", "load_vector"]
 
 _FORMAT = "interp.steering_vector/1"
+#: A difference of means below this share of the activations' norm is float rounding, not a direction.
+NEGLIGIBLE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -147,13 +150,34 @@ class SteeringVector:
         Args:
             positive: ``[n_pos, layer, d]`` activations of the prompts to steer toward.
             negative: ``[n_neg, layer, d]``.
+
+        ``meta["relative_norm"]`` (``{layer: value}``) is each layer's ``||difference||`` over the mean
+        activation norm of the two sets; below :data:`NEGLIGIBLE` the difference is float rounding, a
+        warning says so, and :class:`~steering.Ablate`/:class:`~steering.Clamp` refuse that layer's
+        direction (:class:`~steering.Add` warns).
+
+        Raises:
+            ValueError: empty or non-finite activations, sets differing in layer/width, or a number of
+                ``layers`` other than the activations'.
         """
         pos, neg = _rows(positive, "positive"), _rows(negative, "negative")
         if pos.shape[1:] != neg.shape[1:]:
             raise ValueError(f"positive {tuple(pos.shape)} and negative {tuple(neg.shape)} differ in layer/width")
         diff = pos.double().mean(0) - neg.double().mean(0)
-        info = {"method": "mean_difference", "n_positive": int(pos.shape[0]), "n_negative": int(neg.shape[0])}
-        return cls(diff.float(), tuple(layers), site, scale, {**info, **(meta or {})})
+        # each layer's difference relative to the activations' mean norm there: ~1e-8 is float rounding
+        size = 0.5 * (pos.double().norm(dim=-1).mean(0) + neg.double().norm(dim=-1).mean(0))
+        rel = torch.where(size > 0, diff.norm(dim=-1) / size.clamp_min(1e-300), torch.zeros_like(size))
+        layers = tuple(int(layer) for layer in layers)
+        if len(layers) != diff.shape[0]:
+            raise ValueError(f"{diff.shape[0]} layer(s) of activations for {len(layers)} layer(s) {layers}")
+        info = {"method": "mean_difference", "n_positive": int(pos.shape[0]), "n_negative": int(neg.shape[0]),
+                "relative_norm": {str(layer): float(r) for layer, r in zip(layers, rel.tolist())}}
+        negligible = [layer for layer, r in zip(layers, rel.tolist()) if r < NEGLIGIBLE]
+        if negligible:
+            warnings.warn(f"the difference of means at layer(s) {negligible} is below {NEGLIGIBLE:g} of the "
+                          "activations' norm (float rounding: the two sets' means agree, e.g. identical prompt sets); "
+                          "its direction is noise, and ablating or clamping it is refused", stacklevel=2)
+        return cls(diff.float(), layers, site, scale, {**info, **(meta or {})})
 
     @classmethod
     def from_pca(cls, positive, negative, layers: Sequence[int], site: str = "resid_pre", *,
@@ -247,8 +271,15 @@ class SteeringVector:
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one safetensors file (tensors + JSON metadata header); atomic."""
+        """Write one safetensors file (tensors + JSON metadata header); atomic.
+
+        ``path`` gets the suffix ``.safetensors`` when it has another or none (``"refusal"`` is written
+        as ``refusal.safetensors``, which :func:`load_vector` and ``interp steer --name`` find); missing
+        parent folders are created. Returns the path written.
+        """
         path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
         header = {"format": _FORMAT, "site": self.site, "scale": self.scale, "layers": list(self.layers),
                   "meta": self.meta}
         save_safetensors(path, {"vectors": self.vectors, "layers": torch.tensor(self.layers, dtype=torch.int64)},
@@ -274,12 +305,19 @@ def _rows(x, name: str) -> torch.Tensor:
 def load_vector(path: str | os.PathLike) -> SteeringVector:
     """Read a vector written by :meth:`SteeringVector.save` (safetensors only).
 
+    ``path`` may leave out the ``.safetensors`` suffix, as :meth:`SteeringVector.save` adds it.
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
-    file that is not a safetensors steering vector.
+    folder or a file that is not a safetensors steering vector.
     """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        names = sorted(p.name for p in path.glob("*.safetensors"))
+        raise ValueError(f"{path} is a folder, not a steering vector file; the vectors in it: "
+                         f"{', '.join(names) or 'none'}")
+    if not path.is_file() and path.suffix != ".safetensors" and path.with_name(path.name + ".safetensors").is_file():
+        path = path.with_name(path.name + ".safetensors")  # what save("name") wrote
     if not path.is_file():
         raise FileNotFoundError(f"no steering vector file at {path}")
     try:

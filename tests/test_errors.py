@@ -8,6 +8,7 @@ can drift from the other.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import pickle
 import re
@@ -159,6 +160,100 @@ def _lost_cache(ctx):
         del model.forward
 
 
+def _file(ctx, name: str, text: str) -> Path:
+    path = ctx["tmp"] / name
+    path.write_text(text)
+    return path
+
+
+def _truth_without_labels(ctx):
+    from interp.datasets import UserSets
+
+    path = _file(ctx, "unlabelled.csv", "statement,source\nParis is in France.,atlas\nRome is in Spain.,atlas\n")
+    UserSets({"truth": path}).load("truth", "train")
+
+
+def _steer_forward(ctx, positions):
+    model = ctx["model"]
+    vec = steering.SteeringVector(torch.ones(1, _d(ctx)), (0,))
+    with steering.add(model, vec, positions=positions):
+        model(model.to_tokens(["one two three"]))
+
+
+def _huge_batch(ctx, free_share: float = 0.5):
+    """A machine with ``need / free_share`` bytes free, where ``need`` is the estimate of the one batch's pass."""
+    from interp import collection
+
+    real = collection.available_memory
+    lengths = [len(e.ids) for e in interp.tokens.tokenize(ctx["model"], PROMPTS).encodings]
+    need = collection.forward_estimate(ctx["model"], len(PROMPTS) * 50, max(lengths))
+    collection.available_memory = lambda device: int(need / free_share)
+    try:
+        interp.collect(ctx["model"], PROMPTS * 50, batch_size=100000, progress=False)
+    finally:
+        collection.available_memory = real
+
+
+def _near_context(ctx) -> str:
+    """A prompt 3 tokens short of the model's context."""
+    n_ctx = int(ctx["model"].cfg.n_ctx)
+    k = 1
+    while len(interp.tokens.tokenize(ctx["model"], ["word " * (k + 1)]).encodings[0].ids) <= n_ctx - 3:
+        k += 1
+    return "word " * k
+
+
+def _rounding_pair(ctx):
+    """Two activation sets whose means differ by float rounding only: ``[8, 1, d]`` each."""
+    acts = torch.randn(8, 1, _d(ctx), generator=torch.Generator().manual_seed(0)) * 10
+    other = acts.flip(0).clone()
+    other[0, 0, 0] += 1e-4
+    return acts, other
+
+
+def _model_copy(ctx, name: str, edit) -> Path:
+    folder = ctx["tmp"] / name
+    if not folder.exists():
+        shutil.copytree(ctx["dirs"]["llama"][1], folder)
+        edit(folder)
+    return folder
+
+
+def _drop_tokenizer(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.name.startswith("tokenizer") or f.name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+            f.unlink()
+
+
+def _truncate_weights(folder: Path) -> None:
+    w = next(folder.glob("*.safetensors"))
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+
+
+def _cpu_only_cuda(ctx):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the row is about a torch without it")
+    interp.load_model(ctx["dirs"]["llama"][1], device="cuda")
+
+
+def _rounding_difference(ctx):
+    with pytest.warns(UserWarning, match="its direction is noise"):
+        vec = steering.SteeringVector.from_mean_difference(*_rounding_pair(ctx), layers=[1])
+    assert float(vec.vectors.norm()) > 0
+    steering.Ablate(vec)
+
+
+def _vector_folder(ctx):
+    folder = ctx["tmp"] / "vectors"
+    steering.SteeringVector(torch.ones(1, 4), (0,)).save(folder / "refusal-post")
+    steering.load_vector(folder)
+
+
+def _add(ctx, vec, scale=None):
+    with steering.add(ctx["model"], vec, scale=scale):
+        ctx["model"](ctx["model"].to_tokens(["one two three"]))
+
+
 def _d(ctx):
     return int(ctx["model"].cfg.d_model)
 
@@ -208,6 +303,30 @@ CASES = {
     38: lambda c: steering.Ablate(steering.SteeringVector(torch.zeros(c["pair"].post.cfg.d_model), (1,), "resid_pre")),
     39: lambda c: steering.Add(steering.SteeringVector(torch.ones(c["pair"].post.cfg.d_model), (1,), "resid_post"),
                               scale=float("nan")),
+    40: lambda c: interp.datasets.load_file(_file(c, "is_true.csv", "statement,is_true\nA.,1\nB.,0\n")),
+    41: lambda c: interp.datasets.load_file(_file(c, "case.jsonl", '{"text": "a", "label": "Harmful"}\n'
+                                                                  '{"text": "b", "label": "harmful"}\n')),
+    42: lambda c: interp.datasets.load_file(_file(c, "one.csv", "statement,label\nA.,1\nB.,1\nC.,1\nD.,1\n")).split(),
+    43: _truth_without_labels,
+    44: lambda c: _steer_forward(c, "generated"),
+    45: lambda c: _steer_forward(c, -40),
+    46: lambda c: steering.generate(c["model"], ["Hi"], max_new_tokens=0),
+    47: lambda c: _huge_batch(c, 1.5),
+    48: lambda c: interp.load_model(_model_copy(c, "no-tokenizer", _drop_tokenizer)),
+    49: lambda c: interp.load_model(_model_copy(c, "truncated", _truncate_weights)),
+    50: lambda c: interp.collect(c["pair"], PROMPTS, progress=False),
+    51: _cpu_only_cuda,
+    52: _rounding_difference,
+    53: _vector_folder,
+}
+
+# Rows of the warnings table: the call completes and warns.
+WARNS = {
+    "W1": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,)), scale=0.0),
+    "W2": lambda c: steering.SteeringVector.from_mean_difference(*_rounding_pair(c), layers=[0]),
+    "W3": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,), meta={"relative_norm": {"0": 1e-8}})),
+    "W4": lambda c: _huge_batch(c, 0.7),
+    "W5": lambda c: steering.generate(c["model"], [_near_context(c)], max_new_tokens=8),
 }
 
 
@@ -229,6 +348,29 @@ def test_each_bad_input_gives_the_documented_error(ctx, row):
     assert interp.active_hooks(ctx["model"]) == {}
 
 
+def _warn_table() -> dict[str, tuple[str, str]]:
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"\|\s*(W\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3))
+    return rows
+
+
+def test_the_warning_table_and_its_cases_list_the_same_rows():
+    assert sorted(_warn_table()) == sorted(WARNS)
+
+
+@pytest.mark.parametrize("row", sorted(WARNS))
+def test_each_suspect_input_warns(ctx, row):
+    kind, message = _warn_table()[row]
+    with pytest.warns(getattr(builtins, kind)) as record:
+        WARNS[row](ctx)
+    texts = [str(w.message) for w in record if type(w.message).__name__ == kind]
+    assert any(message in t for t in texts), f"row {row}: {texts}"
+    assert interp.active_hooks(ctx["model"]) == {}
+
+
 def test_formerly_failing_inputs_are_handled():
     """Row H1 of docs/errors.md: a rank-deficient logistic problem with constant massive columns fits."""
     assert "| H1 |" in DOC.read_text()
@@ -241,3 +383,12 @@ def test_formerly_failing_inputs_are_handled():
         assert torch.isfinite(fit.coef).all() and torch.isfinite(fit.intercept).all()
         acc, _ = probes.score_layers(fit, X, y)
         assert (acc == 1.0).all()
+
+
+def test_mixed_case_truth_words_keep_false_0_and_true_1(tmp_path):
+    """Row H2 of docs/errors.md: TRUE/false used to sort as strings (TRUE -> 0, false -> 1)."""
+    assert "| H2 |" in DOC.read_text()
+    path = tmp_path / "case.csv"
+    path.write_text("statement,label\nA.,TRUE\nB.,false\nC.,True\nD.,FALSE\n")
+    ps = interp.datasets.load_file(path)
+    assert ps.labels == (1, 0, 1, 0) and ps.label_names == ("false", "true")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..models import ModelPair, load_pair
+from ..models import ModelPair, check_device, load_pair
 from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
 from ._section import concepts as _available
@@ -49,19 +49,6 @@ def check_concept_names(names) -> None:
         if clash:
             raise ValueError(f"user concept name {name!r} would mix its --{name}-... options with those of section "
                              f"{clash[0]!r}; choose a name that does not start with '{clash[0]}-'")
-
-
-def check_device(device) -> None:
-    """Refuse a CUDA device where torch has none, before any model boots.
-
-    Raises:
-        ValueError: ``device`` names CUDA and ``torch.cuda.is_available()`` is false.
-    """
-    import torch
-
-    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this torch has no CUDA device (CPU build or no GPU visible); use "
-                         "device='cpu' or install a CUDA build of torch on a machine with a GPU")
 
 
 #: The keys of a run configuration (``interp compare --config run.toml``; :func:`load_config`).

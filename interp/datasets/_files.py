@@ -18,6 +18,11 @@ sentence`` present (or ``text_column=``), the label field the first of
 row's ``meta``; CSV cells that are numbers become numbers. String labels
 become integers in the sorted order of their names; integer labels are kept
 (named ``false``/``true`` in Geometry-of-Truth files and for JSON booleans).
+The words ``true``/``false`` are read in any case (``TRUE``, ``False``) as
+``false`` = 0, ``true`` = 1; other labels that differ only in case are refused.
+A file with no usual label field but a field that looks like one (``is_true``,
+``target``, values ``true``/``false``) is refused with the field named: pass
+``label_column=`` to use it or ``label_column=False`` to load without labels.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ LABEL_COLUMNS = ("label", "labels", "class")
 # The field each format names its text with, tried before TEXT_COLUMNS.
 _FORMAT_TEXT = {"got_csv": "statement", "instruction_json": "instruction", "prompt_label_json": "prompt"}
 _BOOL_NAMES = ("false", "true")
+# Field names that hold a class under another name than LABEL_COLUMNS (checked when none of those is present).
+_LABEL_LIKE = re.compile(r"^(is|has)_|label|truth|^(true|target|y|gold|correct|polarity|sentiment|outcome)$",
+                         re.IGNORECASE)
+_BOOL_WORDS = {"true", "false", "yes", "no"}
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 
@@ -50,7 +59,7 @@ def load_file(
     *,
     format: str | None = None,
     text_column: str | None = None,
-    label_column: str | None = None,
+    label_column: str | None | bool = None,
     label: str | None = None,
     name: str | None = None,
 ) -> PromptSet:
@@ -60,7 +69,8 @@ def load_file(
         path: the file.
         format: one of :data:`FORMATS` to skip detection (by extension, then content).
         text_column: the field holding the prompt, when it is not a usual one.
-        label_column: the field holding the class, when it is not a usual one.
+        label_column: the field holding the class, when it is not a usual one; ``False``: load
+            without labels even when a field looks like one (every field then goes to meta).
         label: give every row this one class (``label_names == (label,)``), e.g.
             ``"harmful"`` for an AdvBench file; a label field then stays in meta.
         name: the set's name (default: the file name without extension).
@@ -72,7 +82,9 @@ def load_file(
         FileNotFoundError: no such file.
         ValueError: an unknown format, an empty file or no rows, no text field
             (the fields seen are listed), an empty text (its row is named),
-            missing labels, or labels of mixed types.
+            missing labels, labels of mixed types, labels that differ only in
+            case (``Harmful``/``harmful``), or no usual label field while another
+            field looks like one (``is_true``; the fields found are listed).
 
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "cities.csv"
@@ -90,8 +102,11 @@ def load_file(
         raise ValueError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}, or None to detect it")
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise ValueError(f"label must be a non-empty class name such as 'harmful', got {label!r}")
-    if label is not None and label_column is not None:
+    if label is not None and label_column not in (None, False):
         raise ValueError("pass either label= (one class for every row) or label_column=, not both")
+    if label_column is True or not (label_column is None or label_column is False or isinstance(label_column, str)):
+        raise ValueError(f"label_column must be a field name, None (look for label, labels, class) or False "
+                         f"(no labels), got {label_column!r}")
     if not path.read_bytes().strip():
         raise ValueError(f"{path}: the file is empty")
 
@@ -123,7 +138,11 @@ def _promptset(
     columns = list(dict.fromkeys(k for r in records for k in r))
     preferred = _FORMAT_TEXT.get(fmt)
     tcol = _column(columns, text_column, (preferred, *TEXT_COLUMNS) if preferred else TEXT_COLUMNS, "text", path)
-    lcol = None if label is not None else _column(columns, label_column, LABEL_COLUMNS, "label", path, required=False)
+    lcol = None
+    if label is None and label_column is not False:
+        lcol = _column(columns, label_column, LABEL_COLUMNS, "label", path, required=False)
+        if lcol is None:
+            _refuse_label_like(records, columns, tcol, path)
     where = (lambda i: f"row {i} (line {lines[i]})") if from_csv else (lambda i: f"row {i}")  # noqa: E731
 
     texts = []
@@ -168,6 +187,22 @@ def _column(
     return None
 
 
+def _refuse_label_like(records: list[dict], columns: list[str], text: str, path: Path) -> None:
+    """Raise when no usual label field is present but another field looks like one (by its name, or by holding
+    only true/false/yes/no values): loading the file unlabelled would lose the labels without a word."""
+    def boolean(col: str) -> bool:
+        values = [r.get(col) for r in records]
+        return all(isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in _BOOL_WORDS) for v in values)
+
+    like = [c for c in columns if c != text and (_LABEL_LIKE.search(c) or boolean(c))]
+    if like:
+        raise ValueError(
+            f"{path}: no label column ({', '.join(LABEL_COLUMNS)}) among the columns {columns}, but {like[0]!r} looks "
+            f"like one: pass label_column={like[0]!r} (or rename the column to 'label'), or label_column=False to "
+            "load the rows without labels"
+        )
+
+
 def _number(value: Any) -> Any:
     """A CSV cell as an int or a float when it is written as one, else unchanged."""
     if not isinstance(value, str):
@@ -199,7 +234,15 @@ def _encode_labels(raw: list, column: str, fmt: str, path: Path, where) -> tuple
         seen = ", ".join(f"{k.__name__} ({where(i)}: {values[i]!r})" for k, i in sorted(first.items(), key=lambda x: x[1]))
         raise ValueError(f"{path}: labels in {column!r} mix types: {seen}; use one type for every row")
     kind = kinds.pop()
+    if kind is str and {y.strip().lower() for y in values} <= set(_BOOL_NAMES):
+        return tuple(_BOOL_NAMES.index(y.strip().lower()) for y in values), _BOOL_NAMES
     if kind is str:
+        folded: dict[str, str] = {}
+        for y in values:
+            other = folded.setdefault(y.strip().lower(), y)
+            if other != y:
+                raise ValueError(f"{path}: the labels {other!r} and {y!r} in {column!r} differ only in case or "
+                                 "spaces, so they would be two classes; write each class one way")
         names = tuple(sorted(set(values)))
         index = {n: k for k, n in enumerate(names)}
         return tuple(index[y] for y in values), names

@@ -181,11 +181,17 @@ class PromptSet:
 
         Raises:
             ValueError: fewer than 2 rows (or groups), a split that leaves a part empty or a class out of
-                the test part, a count ``test_size`` with groups.
+                the test part, a count ``test_size`` with groups, a stratified split of a set whose rows all
+                have one label while it names several classes (or names none): nothing to classify.
         """
         if len(self) < 2:
             raise ValueError(f"{self.name}: cannot split {len(self)} row(s); need at least 2")
         strat = self.labels if (stratify and self.labels is not None) else None
+        if strat is not None and len(set(strat)) == 1 and len(self.label_names or ()) != 1:
+            only = self.label_names[strat[0]] if self.label_names else strat[0]
+            raise ValueError(f"{self.name}: every row has the label {only!r} (classes {self.class_counts()}), so "
+                             "neither part can train or test a classifier; add rows of the other class(es), or "
+                             "pass stratify=False to split one class on purpose")
         if group is not None and self.meta is not None and any(group in m for m in self.meta):
             train, test = self._group_split(test_size, random_state, strat, group)
         else:

@@ -114,7 +114,7 @@ class UserSets:
                                                                     "harmful": kinds["harmful"][i].texts},
                                                 source=",".join(str(p) for p in paths))
                          for i, part in enumerate(("train", "test")))
-        ps = load_file(paths[0], name=name)
+        ps = load_file(paths[0], name=name, label_column=False if name == "snmf" else None)
         if name == "truth":
             return self._split(_as_truth(ps))
         if name == "languages":
@@ -125,7 +125,9 @@ class UserSets:
 def _as_truth(ps: PromptSet) -> PromptSet:
     """Labels as 0 = false, 1 = true, whatever the file called them (true/false in any case, 1/0)."""
     if ps.labels is None:
-        raise ValueError(f"{ps.source}: truth data needs a label for every statement (true/false or 1/0)")
+        columns = list(dict.fromkeys(k for m in ps.meta or () for k in m))
+        raise ValueError(f"{ps.source}: truth data needs a label for every statement (true/false or 1/0) in a "
+                         f"column named label, labels or class; the other columns are {columns}")
     names = [str(n).lower() for n in (ps.label_names or ())]
     if names and set(names) <= {"false", "true", "0", "1"}:
         truth = {"true": 1, "1": 1, "false": 0, "0": 0}

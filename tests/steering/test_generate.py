@@ -50,7 +50,7 @@ def test_first_step_logprobs_equal_a_next_token_pass(tiny_pairs, family):
         torch.testing.assert_close(first, ref, rtol=0, atol=1e-5)
         assert [g.token_ids[0] for g in gens] == ref.argmax(-1).tolist()
     assert _generate(model, PROMPTS, iv, max_new_tokens=3, batch_size=3, use_cache=True, **kw)[1] is None
-    with pytest.raises(ValueError, match="no first step to keep: max_new_tokens=0"):
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1 \\(0 would generate nothing"):
         _generate(model, PROMPTS, None, max_new_tokens=0, batch_size=3, use_cache=True, keep_first=True, **kw)
     # last-position logits only, where the HF model takes logits_to_keep: same numbers as full logits
     if last_position_only(model):
@@ -97,7 +97,7 @@ def test_top_k_one_is_greedy(tiny_pairs):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"prompts": []}, "prompts is empty"),
-    ({"max_new_tokens": -1}, "max_new_tokens must be >= 0"),
+    ({"max_new_tokens": -1}, "max_new_tokens must be an int >= 1"),
     ({"do_sample": True, "temperature": 0}, "temperature must be > 0"),
     ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -73,14 +75,30 @@ def test_add_adds_exactly_at_the_chosen_positions(tiny_pairs, positions, expect)
     torch.testing.assert_close(edited, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_generated_positions_are_untouched_in_a_plain_forward(tiny_pairs):
+def test_a_position_spec_that_matches_no_token_of_a_plain_forward_is_refused(tiny_pairs):
+    """Outside steering.generate every token is prompt: "generated" alone would steer nothing (the README's
+    example once did exactly that, max |diff| = 0); an offset before the prompt's start matches nothing either.
+    Both raise on the forward, the hooks are gone afterwards, and a spec that matches some token still runs."""
     model = tiny_pairs["llama"].post
     v = _vec(model)
     batch = _batch(model)
     clean = model(batch.input_ids, attention_mask=batch.attention_mask)
-    with steering.add(model, v, scale=5.0, positions="generated"):
-        same = model(batch.input_ids, attention_mask=batch.attention_mask)
-    torch.testing.assert_close(same, clean)
+    n = batch.input_ids.shape[1]
+    for spec, message in (("generated", "positions='generated' matches no token in a plain forward pass"),
+                          (-(n + 1), f"position {-(n + 1)} is before the first of the prompt's {n} tokens")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            with steering.add(model, v, scale=5.0, positions=spec):
+                model(batch.input_ids, attention_mask=batch.attention_mask)
+        torch.testing.assert_close(model(batch.input_ids, attention_mask=batch.attention_mask), clean)
+    with steering.add(model, v, scale=5.0, positions=["generated", "last"]):
+        mixed = model(batch.input_ids, attention_mask=batch.attention_mask)
+    with steering.add(model, v, scale=5.0, positions="last"):
+        last = model(batch.input_ids, attention_mask=batch.attention_mask)
+    torch.testing.assert_close(mixed, last)
+    assert not torch.allclose(last, clean)
+    # inside generate the same spec steers the new tokens
+    steered = steering.generate(model, ["the cat"], [steering.Add(v, 50.0, positions="generated")], max_new_tokens=4)
+    assert steered != steering.generate(model, ["the cat"], max_new_tokens=4)
 
 
 def test_clamp_sets_the_projection(tiny_pairs, family):

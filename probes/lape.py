@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._checks import check_integer, check_number
+
 __all__ = ["activation_probability", "lape", "LapeResult", "iou", "LAPE_SITE"]
 
 #: Where LAPE reads its neurons: the gate pre-activation ``W_gate x`` (the MLP pre-activation of a
@@ -72,18 +74,32 @@ def activation_probability(acts: torch.Tensor, languages: Sequence[int] | torch.
         languages: ``[n_tokens]`` language index of each token.
 
     Raises:
-        ValueError: shapes that do not match, a language with no tokens.
+        ValueError: shapes that do not match, a language with no tokens, ``n_languages`` not a positive
+            integer, a language index that is not an integer in ``[0, n_languages)`` (its tokens would be
+            dropped), NaN or inf in ``acts``, or a ``threshold`` that is not a finite number.
+        TypeError: ``n_languages`` not an integer, or ``threshold`` not a number.
     """
+    check_integer("n_languages", n_languages, 1)
+    check_number("threshold", threshold, lambda t: True, "a finite number")
     acts = torch.as_tensor(acts)
-    lang = torch.as_tensor(languages, dtype=torch.long)
+    raw = torch.as_tensor(languages)
+    if raw.is_floating_point() and not (torch.isfinite(raw) & (raw == raw.round())).all():
+        raise ValueError("languages must be integer language indices, got non-integer values")
+    lang = raw.long()
     if acts.ndim != 2 or lang.shape != (acts.shape[0],):
         raise ValueError(f"acts must be [n_tokens, n_neurons] with one language per token; got {tuple(acts.shape)} "
                          f"and {tuple(lang.shape)}")
+    outside = lang[(lang < 0) | (lang >= n_languages)]
+    if len(outside):
+        raise ValueError(f"language index {int(outside[0])} is outside [0, n_languages) = [0, {n_languages}); "
+                         "pass n_languages = the number of languages")
     out = np.zeros((acts.shape[1], n_languages))
     for k in range(n_languages):
         rows = acts[lang == k]
         if rows.shape[0] == 0:
             raise ValueError(f"no tokens of language {k}")
+        if rows.is_floating_point() and not torch.isfinite(rows).all():  # NaN > threshold would count as silent
+            raise ValueError(f"acts contain NaN or inf (tokens of language {k})")
         out[:, k] = (rows > threshold).double().mean(0).numpy()
     return out
 
@@ -132,9 +148,13 @@ def lape(probs: np.ndarray, *, top_rate: float = 0.01, filter_rate: float = 0.95
     defaults are theirs (``top_rate=0.01``, ``filter_rate=0.95``, ``activation_bar_ratio=0.95``).
 
     Raises:
-        ValueError: fewer than 2 languages, probabilities outside [0, 1], a rate that picks no value or no
-            neuron.
+        ValueError: fewer than 2 languages, probabilities outside [0, 1] (or NaN), a rate that is not a finite
+            number, or a rate that picks no value or no neuron.
+        TypeError: a rate that is not a number.
     """
+    for name, rate in (("top_rate", top_rate), ("filter_rate", filter_rate),
+                       ("activation_bar_ratio", activation_bar_ratio)):
+        check_number(name, rate, lambda r: True, "a finite number")
     P = np.asarray(probs, dtype=np.float64)
     if P.ndim != 3 or P.shape[2] < 2:
         raise ValueError(f"probs must be [layer, neuron, language] with at least 2 languages, got shape {P.shape}")

@@ -17,6 +17,10 @@ drop into pipelines and ``cross_val_score``.
 
 from __future__ import annotations
 
+import math
+import warnings
+from numbers import Real
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -24,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._checks import check_integer, check_number
 from ._fit import logistic_newton, mean_difference
 
 __all__ = ["MassMeanProbe", "LogisticProbe", "LDAProbe"]
@@ -41,7 +46,17 @@ class _LinearProbe(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def fit(self, X, y):
-        """Fit on ``X: [n_samples, d]`` and binary labels ``y``."""
+        """Fit on ``X: [n_samples, d]`` and binary labels ``y``.
+
+        Warns (``RuntimeWarning``) where the fitted weight vector is zero (the two classes' rows do not differ
+        along any direction the probe can use, e.g. constant ``X``): ``direction_`` is then the zero vector, an
+        undefined direction, and every prediction is one class.
+
+        Raises:
+            ValueError: ``y`` with other than two classes, NaN or inf in ``X``, ``X`` and ``y`` of different
+                lengths, values of ``X`` so large that their squares overflow float64, or a
+                hyper-parameter out of range (see the subclass).
+        """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -50,13 +65,29 @@ class _LinearProbe(ClassifierMixin, BaseEstimator):
                 f"Only binary classification is supported. {type(self).__name__} is a binary probe; "
                 f"y has {len(self.classes_)} class(es): {self.classes_[:5]}"
             )
+        big = max(abs(float(X.max())), abs(float(X.min())))
+        if not math.isfinite(4 * big * big * sum(X.shape)):  # the bound on the fit's sums of squares
+            raise ValueError(f"X's values are too large (max |x| = {big:.3g}): their squares overflow float64 in "
+                             "the fit; rescale X")
         y01 = torch.tensor(y == self.classes_[1], dtype=torch.float64)[None]
         coef, intercept = self._solve(torch.tensor(X, dtype=torch.float64)[None], y01)
         coef = coef[0].numpy()
+        if not (np.isfinite(coef).all() and np.isfinite(intercept.numpy()).all()):
+            raise ValueError(
+                f"{type(self).__name__}: the fitted weights are not finite (max |x| = {float(np.abs(X).max()):.3g}); "
+                "rescale X"
+            )
         norm = np.linalg.norm(coef)
         self.coef_ = coef[None, :]
         self.intercept_ = intercept.numpy().reshape(1)
         self.direction_ = coef / norm if norm > 0 else coef
+        if norm == 0:
+            warnings.warn(
+                f"{type(self).__name__}: the fitted weight vector is zero (the classes' rows do not differ along "
+                "any direction, e.g. constant X): direction_ is the zero vector (undefined) and every prediction "
+                f"is {np.asarray(self.classes_[int(self.intercept_[0] > 0)]).item()!r}",
+                RuntimeWarning, stacklevel=2,
+            )
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -82,6 +113,10 @@ class MassMeanProbe(_LinearProbe):
             (their "iid" variant, ``Sigma^-1 (mu_1 - mu_0)``), which classifies
             better; the plain difference is the more causal direction.
         ridge: relative ridge added to the covariance for the solve.
+
+    Raises:
+        ValueError: (in ``fit``) ``ridge`` negative or not finite.
+        TypeError: (in ``fit``) ``ridge`` not a number.
     """
 
     def __init__(self, covariance: bool = False, ridge: float = 1e-6):
@@ -89,6 +124,7 @@ class MassMeanProbe(_LinearProbe):
         self.ridge = ridge
 
     def _solve(self, X, y):
+        check_number("ridge", self.ridge, lambda r: r >= 0, "a finite number >= 0")
         return mean_difference(X, y, covariance=self.covariance, ridge=self.ridge)
 
 
@@ -102,13 +138,17 @@ class LDAProbe(_LinearProbe):
 
     Args:
         shrinkage: ``"auto"`` (Ledoit-Wolf), a float in [0, 1], or ``None``.
+
+    Raises:
+        ValueError: (in ``fit``) ``shrinkage`` other than ``"auto"``, ``None`` or a number in [0, 1].
     """
 
     def __init__(self, shrinkage: float | str | None = "auto"):
         self.shrinkage = shrinkage
 
     def _solve(self, X, y):
-        if self.shrinkage is not None and self.shrinkage != "auto" and not 0 <= float(self.shrinkage) <= 1:
+        if self.shrinkage is not None and self.shrinkage != "auto" and (
+                not isinstance(self.shrinkage, Real) or not 0 <= float(self.shrinkage) <= 1):
             raise ValueError(f"shrinkage must be 'auto', None or in [0, 1], got {self.shrinkage!r}")
         return mean_difference(X, y, covariance=True, shrinkage=self.shrinkage)
 
@@ -118,6 +158,10 @@ class LogisticProbe(_LinearProbe):
 
     Fitted by batched Newton steps (see :func:`probes._fit.logistic_newton`),
     so a sweep fits every layer at once.
+
+    Raises:
+        ValueError: (in ``fit``) ``C`` not a finite positive number, or ``max_iter`` below 1.
+        TypeError: (in ``fit``) ``C`` not a number, or ``max_iter`` not an integer.
     """
 
     def __init__(self, C: float = 1.0, max_iter: int = 50):
@@ -125,8 +169,8 @@ class LogisticProbe(_LinearProbe):
         self.max_iter = max_iter
 
     def _solve(self, X, y):
-        if self.C <= 0:
-            raise ValueError(f"C must be positive, got {self.C}")
+        check_number("C", self.C, lambda c: c > 0, "positive and finite")
+        check_integer("max_iter", self.max_iter, 1)
         coef, intercept, n_iter = logistic_newton(X, y, C=self.C, max_iter=self.max_iter)
         self.n_iter_ = np.array([n_iter])
         return coef, intercept

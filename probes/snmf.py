@@ -55,6 +55,7 @@ Layout follows scikit-learn: ``X`` is ``[n_tokens, n_neurons]``;
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -62,6 +63,8 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
+
+from ._checks import check_integer, check_number
 
 __all__ = ["SNMF", "SafetensorsChunks", "feature_usage", "match_features"]
 
@@ -290,8 +293,13 @@ class SNMF(TransformerMixin, BaseEstimator):
             raise ValueError(f"sparsity must be in (0, 1], got {self.sparsity}")
         if self.init not in ("svd", "kmeans", "random"):
             raise ValueError(f"init must be 'svd', 'kmeans' or 'random', got {self.init!r}")
-        if self.max_iter < 1 or self.patience < 1:
-            raise ValueError("max_iter and patience must be >= 1")
+        check_integer("max_iter", self.max_iter, 1)
+        check_integer("patience", self.patience, 1)
+        check_integer("transform_iter", self.transform_iter, 0)
+        check_number("tol", self.tol, lambda t: t >= 0, "a finite number >= 0")
+        check_number("ridge", self.ridge, lambda r: r >= 0, "a finite number >= 0")
+        if self.chunk_size is not None:
+            check_integer("chunk_size", self.chunk_size, 1)
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
 
@@ -363,6 +371,17 @@ class SNMF(TransformerMixin, BaseEstimator):
 
         ``coefficients``: optional starting ``Gᵀ`` (``[n_tokens, k]``, nonnegative)
         instead of ``init``.
+
+        Warns (``RuntimeWarning``) where fitted features are zero (norm at most 1e-6 of the largest feature's: no
+        token uses them, e.g. the data has fewer than ``k`` directions): they carry nothing.
+
+        Raises:
+            ValueError: a parameter out of range (``n_components``, ``sparsity``, ``init``, ``max_iter``,
+                ``patience``, ``transform_iter``, ``tol``, ``ridge``, ``chunk_size``, ``dtype``), ``X`` with no
+                tokens, NaN or inf, all zeros (nothing to factorize), or ``n_components`` above
+                ``min(n_neurons, n_tokens)``, chunks that disagree on the number of neurons, or
+                ``coefficients`` not finite, nonnegative and ``[n_tokens, k]``.
+            TypeError: an integer parameter that is not an integer, or ``tol``/``ridge`` not a number.
         """
         self._fit(X, coefficients)
         return self
@@ -391,6 +410,8 @@ class SNMF(TransformerMixin, BaseEstimator):
             raise ValueError("X has no tokens")
         if not math.isfinite(norm_sq):  # a NaN or inf anywhere makes the sum of squares non-finite
             raise ValueError("X contains NaN or inf")
+        if norm_sq == 0:
+            raise ValueError("X is all zeros: there is nothing to factorize (every feature would be zero)")
         k = int(self.n_components)
         if k > min(n_neurons, n_tokens):
             raise ValueError(f"n_components={k} exceeds min(n_neurons, n_tokens) = {min(n_neurons, n_tokens)}")
@@ -525,6 +546,12 @@ class SNMF(TransformerMixin, BaseEstimator):
         self.best_iter_ = best_it
         self.history_ = history
         self._F = F
+        norms = np.linalg.norm(self.components_, axis=1)
+        dead = np.flatnonzero(norms <= 1e-6 * norms.max()).tolist()  # zero, to float32 rounding of the largest
+        if dead:
+            warnings.warn(f"SNMF: features {dead} of {k} are zero (no token uses them: the fit found nothing for "
+                          "them to carry); lower n_components, or try another init or sparsity", RuntimeWarning,
+                          stacklevel=3)
         if interrupted:
             raise KeyboardInterrupt(f"SNMF fit interrupted after {len(history)} iterations; the estimator keeps "
                                     f"the best one (iteration {best_it}, error {err:.5g}) and can be used")
@@ -537,8 +564,13 @@ class SNMF(TransformerMixin, BaseEstimator):
         Nonnegative least squares ``min_G≥0 ‖A - FG‖`` solved with the same
         multiplicative update (monotone, converging for fixed ``F``), from the
         clipped least-squares solution.
+
+        Raises:
+            ValueError: ``X`` with no tokens, NaN or inf, or another number of neurons than the fit, or a
+                parameter out of range (as :meth:`fit`).
         """
         check_is_fitted(self, "components_")
+        self._check_params()
         X = self._validate(X, reset=False)
         dev = self._device()
         F = torch.as_tensor(self.components_, device=dev, dtype=torch.float32).T
@@ -562,12 +594,24 @@ class SNMF(TransformerMixin, BaseEstimator):
                 if done:
                     break
             out.append(G.T.cpu())
+        if not out or not sum(len(o) for o in out):
+            raise ValueError("X has no tokens")
         return torch.cat(out).numpy()
 
     def inverse_transform(self, G):
-        """Reconstructed activations ``[n_tokens, n_neurons]`` from coefficients ``[n_tokens, k]``."""
+        """Reconstructed activations ``[n_tokens, n_neurons]`` from coefficients ``[n_tokens, k]``.
+
+        Raises:
+            ValueError: ``G`` not ``[n_tokens, k]`` for this fit's ``k``, or with NaN or inf.
+        """
         check_is_fitted(self, "components_")
-        return np.asarray(G, dtype=np.float32) @ self.components_
+        G = np.asarray(G, dtype=np.float32)
+        k = self.components_.shape[0]
+        if G.ndim != 2 or G.shape[1] != k:
+            raise ValueError(f"coefficients must be [n_tokens, k] = [n_tokens, {k}], got shape {G.shape}")
+        if not np.isfinite(G).all():
+            raise ValueError("coefficients contain NaN or inf")
+        return G @ self.components_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -587,13 +631,29 @@ def match_features(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns:
         ``(rows, cols, cosines)``: feature ``rows[i]`` of ``a`` matches ``cols[i]``
         of ``b`` with cosine ``cosines[i]``; ``min(k_a, k_b)`` pairs maximizing the
-        total cosine. Features left out of the matching are in neither list.
+        total cosine. Features left out of the matching are in neither list. A feature
+        of norm 0 (or at most 1e-6 of its set's largest, e.g. an SNMF feature no token
+        uses) has no direction, so its cosines are undefined: they are matched as they
+        are (0, or rounding noise), with a ``RuntimeWarning`` naming the feature.
+
+    Raises:
+        ValueError: feature sets that are not ``[k, n_neurons]`` over the same neurons, or with NaN or inf.
     """
     from scipy.optimize import linear_sum_assignment
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sets must be [k, n_neurons] over the same neurons, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("feature sets contain NaN or inf")
+    zero = {}
+    for name, m in (("a", a), ("b", b)):  # norm 0, or at most 1e-6 of the set's largest: a direction of rounding
+        norms = np.linalg.norm(m, axis=1)
+        zero[name] = np.flatnonzero(norms <= 1e-6 * norms.max(initial=0.0)).tolist()
+    if zero["a"] or zero["b"]:
+        warnings.warn(f"match_features: features of norm 0 (a: {zero['a']}, b: {zero['b']}) have no direction; "
+                      "their cosines are undefined (0 or rounding noise) and are matched as they are",
+                      RuntimeWarning, stacklevel=2)
     na = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), _EPS)
     nb = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), _EPS)
     cos = na @ nb.T
@@ -620,10 +680,14 @@ def feature_usage(components, coefficients) -> np.ndarray:
         ``[k]`` float64 usage.
 
     Raises:
-        ValueError: shapes that do not agree, or no tokens.
+        ValueError: shapes that do not agree, no tokens, NaN or inf in either, or negative coefficients.
     """
     F, G = np.asarray(components, dtype=np.float64), np.asarray(coefficients, dtype=np.float64)
     if F.ndim != 2 or G.ndim != 2 or G.shape[1] != F.shape[0] or G.shape[0] < 1:
         raise ValueError(f"components [k, n_neurons] and coefficients [n_tokens, k] with n_tokens >= 1 needed, "
                          f"got {F.shape} and {G.shape}")
+    if not (np.isfinite(F).all() and np.isfinite(G).all()):
+        raise ValueError("components or coefficients contain NaN or inf")
+    if (G < 0).any():
+        raise ValueError(f"coefficients must be nonnegative (SNMF's G), got a minimum of {float(G.min()):.3g}")
     return np.linalg.norm(F, axis=1) * G.mean(0)

@@ -14,12 +14,15 @@ held-out rows, returning plain :class:`ProbeRecord` rows.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
 
+from ._checks import check_number
 from ._fit import logistic_newton, mean_difference
 
 __all__ = ["METHODS", "LayerFit", "ProbeRecord", "fit_layers", "score_layers", "sweep"]
@@ -55,19 +58,35 @@ class ProbeRecord:
     direction: torch.Tensor = field(repr=False)
 
 
-def _check(X, y) -> tuple[torch.Tensor, torch.Tensor]:
+def _check(X, y, *, both_classes: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X: [n_samples, layer, d]`` (at least one layer and one dimension, finite) and 0/1 labels ``y:
+    [n_samples]``; with ``both_classes``, both labels present."""
     X = torch.as_tensor(X)
     y = torch.as_tensor(y)
     if X.ndim != 3:
         raise ValueError(f"X must be [n_samples, layer, d], got shape {tuple(X.shape)}")
+    if X.shape[1] == 0 or X.shape[2] == 0:
+        raise ValueError(f"X has no layers or no dimensions (shape {tuple(X.shape)}): nothing to probe; "
+                         "collect at least one layer")
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must be [n_samples] = [{X.shape[0]}], got shape {tuple(y.shape)}")
     classes = torch.unique(y)
-    if len(classes) != 2 or not set(classes.tolist()) <= {0, 1}:
-        raise ValueError(f"labels must be 0/1 with both classes present, got classes {classes.tolist()}")
+    if not set(classes.tolist()) <= {0, 1} or (both_classes and len(classes) != 2):
+        raise ValueError(f"labels must be 0/1 with both classes present, got classes {classes.tolist()}"
+                         if both_classes else f"labels must be 0/1, got classes {classes.tolist()}")
     if not torch.isfinite(X).all():
         raise ValueError("activations contain NaN or inf")
     return X, y
+
+
+def _check_fit(fit: LayerFit, X: torch.Tensor) -> None:
+    """``fit`` has one finite probe per layer of ``X: [n_samples, layer, d]``."""
+    if tuple(fit.coef.shape) != tuple(X.shape[1:]) or tuple(fit.intercept.shape) != (X.shape[1],):
+        raise ValueError(f"the probes are [layer, d] = {tuple(fit.coef.shape)} but X is [n_samples, layer, d] = "
+                         f"{tuple(X.shape)}: score them on activations of the layers and width they were fitted on")
+    bad = (~torch.isfinite(fit.coef).all(-1) | ~torch.isfinite(fit.intercept)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"the probes have NaN or inf weights at layer slots {bad}")
 
 
 def fit_layers(
@@ -82,8 +101,30 @@ def fit_layers(
     precision (float32 with ``tol=1e-4`` matches scikit-learn's held-out
     accuracy at half the cost of float64; the mean-based methods always
     accumulate in float64).
+
+    Warns (``RuntimeWarning``) where a layer's weight vector is zero (the classes' activations do not differ
+    there, e.g. the same token in every prompt): its direction is undefined (:attr:`LayerFit.direction` is
+    zero there) and its probe predicts one class.
+
+    Raises:
+        ValueError: ``X`` not ``[n_samples, layer, d]`` with at least one layer and dimension, ``y`` not
+            ``[n_samples]`` 0/1 labels with both classes, NaN or inf in ``X``, values of ``X`` whose squares
+            overflow float64, an unknown ``method``, ``C`` not a finite positive number, ``tol`` not a finite
+            number >= 0, or ``dtype`` other than ``torch.float32``/``torch.float64``.
+        TypeError: ``C`` or ``tol`` not a number.
     """
     X, y = _check(X, y)
+    if method not in METHODS:
+        raise ValueError(f"unknown probe method {method!r}; one of {METHODS}")
+    check_number("C", C, lambda c: c > 0, "positive and finite")
+    check_number("tol", tol, lambda t: t >= 0, "a finite number >= 0")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64 (the logistic solver's precision), "
+                         f"got {dtype!r}")
+    big = max(abs(float(X.max())), abs(float(X.min())))
+    if not math.isfinite(4 * big * big * (X.shape[0] + X.shape[2])):  # the bound on the fit's sums of squares
+        raise ValueError(f"X's values are too large (max |x| = {big:.3g}): their squares overflow float64 in the "
+                         "fit; rescale X")
     Xl = X.transpose(0, 1).double()  # [layer, n, d]
     yl = y.double().expand(Xl.shape[0], -1)
     if method == "mass_mean":
@@ -95,15 +136,29 @@ def fit_layers(
     elif method == "logistic":
         coef, b, _ = logistic_newton(Xl, yl, C=C, tol=tol, dtype=dtype)
         coef, b = coef.double(), b.double()
-    else:
+    else:  # pragma: no cover - checked above
         raise ValueError(f"unknown probe method {method!r}; one of {METHODS}")
+    bad = (~torch.isfinite(coef).all(-1) | ~torch.isfinite(b)).nonzero().flatten().tolist()
+    if bad:  # pragma: no cover - a safety net: finite activations of a bounded size give finite probes
+        raise ValueError(f"fit_layers: the {method} probe is not finite at layer slots {bad}; rescale X")
+    zero = (coef.norm(dim=-1) == 0).nonzero().flatten().tolist()
+    if zero:
+        warnings.warn(f"fit_layers: the {method} probe's weight vector is zero at layer slots {zero} (the classes' "
+                      "activations do not differ there, e.g. the same token in every prompt): its direction is "
+                      "undefined there and it predicts one class", RuntimeWarning, stacklevel=2)
     return LayerFit(method, coef, b)
 
 
 def score_layers(fit: LayerFit, X, y) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer accuracy and AUROC of ``fit`` on ``X: [n_samples, layer, d]``."""
+    """Per-layer accuracy and AUROC of ``fit`` on ``X: [n_samples, layer, d]``.
+
+    Raises:
+        ValueError: ``X``, ``y`` as :func:`fit_layers` takes them (both classes present: AUROC needs them),
+            probes of another shape than ``[layer, d]`` of ``X``, or probes with NaN or inf weights.
+    """
     X, y = _check(X, y)
-    scores = torch.einsum("nld,ld->ln", X.double(), fit.coef) + fit.intercept[:, None]  # [layer, n]
+    _check_fit(fit, X)
+    scores = torch.einsum("nld,ld->ln", X.double(), fit.coef.double()) + fit.intercept.double()[:, None]
     acc = ((scores > 0).long() == y).double().mean(-1)
     return acc, _auroc(scores, y)
 
@@ -133,9 +188,22 @@ def sweep(
     Returns:
         ``(records, fits)``: one :class:`ProbeRecord` per model x method x
         layer, and the fitted probes keyed by ``(model, method)``.
+
+    Raises:
+        ValueError: ``train`` and ``test`` naming different models or none, no methods, activations
+            collected at different layers or without labels, and whatever :func:`fit_layers` and
+            :func:`score_layers` raise.
+        TypeError: ``methods`` given as one string instead of a sequence of names.
     """
     if set(train) != set(test):
         raise ValueError(f"train and test name different models: {sorted(train)} vs {sorted(test)}")
+    if not train:
+        raise ValueError("train and test name no models: nothing to probe")
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a sequence of method names, got the string {methods!r}; "
+                        f"pass ({methods!r},)")
+    if not methods:
+        raise ValueError(f"methods is empty: name at least one of {METHODS}")
     records, fits = [], {}
     for model in train:
         tr, te = train[model], test[model]

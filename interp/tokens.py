@@ -182,8 +182,12 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
     and never match.
 
     Raises:
+        TypeError: ``stop_tokens`` given as one string (it would be read character by character).
         ValueError: a stop token that is not a single vocabulary entry.
     """
+    if isinstance(stop_tokens, (str, bytes)):
+        raise TypeError(f"stop_tokens takes a list of vocabulary entries, e.g. [{stop_tokens!r}], not a single "
+                        "string (a string would be read as one stop token per character)")
     stops = {int(tokenizer.eos_token_id)} if eos and tokenizer.eos_token_id is not None else set()
     # one lookup per stop token (a vocabulary dict of 262k entries costs more than a decoding step to build)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in stop_tokens}

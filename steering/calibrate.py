@@ -12,6 +12,9 @@ grows; the doubling stops once the KL has stopped growing and says so.
 
 from __future__ import annotations
 
+import math
+import operator
+import warnings
 from collections.abc import Sequence
 
 from interp.tokens import Tokenized, as_tokenized
@@ -23,21 +26,62 @@ from .vector import SteeringVector
 __all__ = ["calibrate_scale"]
 
 
+def _number(x) -> float:
+    """``x`` as a float, NaN for what is not a real number (so every range check on it fails)."""
+    if isinstance(x, (str, bytes)):
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str | Tokenized, target_kl: float, *,
                     sign: float = 1.0, positions="all", rtol: float = 0.05, max_steps: int = 40,
                     start: float = 1.0, patience: int = 3) -> SteeringVector:
     """The vector (unit rows) with ``scale = sign * α`` such that adding it gives mean next-token
     KL ≈ ``target_kl`` (within ``rtol``) on ``prompts``.
 
-    Raises ``ValueError`` if no finite ``α`` up to ``start * 2**max_steps`` reaches the target
-    (the vector does not move this model's predictions), or once ``patience`` doublings in a row
-    have raised the KL by less than ``rtol`` of itself: it has levelled off below the target (the
-    message gives the level it reached).
+    ``start`` is the first ``α`` tried (> 0; the direction goes in ``sign``), ``max_steps`` bounds both the
+    doublings and the bisection steps, ``patience`` the doublings in a row that may leave the KL flat.
+
+    Raises:
+        ValueError: if no finite ``α`` up to ``start * 2**max_steps`` reaches the target (the vector does
+            not move this model's predictions), or once ``patience`` doublings in a row have raised the KL
+            by less than ``rtol`` of itself: it has levelled off below the target (the message gives the
+            level it reached). Also for arguments out of range: ``target_kl``, ``start`` or ``rtol`` not a
+            finite number > 0, ``sign`` zero or not finite, ``max_steps`` or ``patience`` below 1.
+        TypeError: ``max_steps`` or ``patience`` not an int.
+
+    Warns:
+        UserWarning: when ``max_steps`` bisection steps end with the KL still outside ``rtol`` of the
+            target (e.g. a target below what float rounding of the steered pass can resolve); the vector
+            is returned as the last step left it, and the warning and ``meta["calibrated_kl"]`` give the
+            KL it reaches.
     """
     if isinstance(prompts, str):
         prompts = [prompts]
-    if not target_kl > 0:
+    if not _number(target_kl) > 0:
         raise ValueError(f"target_kl must be > 0, got {target_kl}")
+    if not math.isfinite(target_kl):
+        raise ValueError(f"target_kl must be a finite number > 0 (a next-token KL in nats), got {target_kl}")
+    if not (_number(start) > 0 and math.isfinite(start)):
+        raise ValueError(f"start must be a finite number > 0 (the first scale tried; the direction goes in sign=), "
+                         f"got {start}")
+    if not (_number(sign) != 0 and math.isfinite(sign)):
+        raise ValueError(f"sign must be a finite nonzero number (+1 adds the vector, -1 subtracts it), got {sign}")
+    if not (_number(rtol) > 0 and math.isfinite(rtol)):
+        raise ValueError(f"rtol must be a finite number > 0 (the relative tolerance on the KL, e.g. 0.05), "
+                         f"got {rtol}")
+    for name, value in (("max_steps", max_steps), ("patience", patience)):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            n = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int >= 1, got {value!r}") from None
+        if n < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {n}")
     unit = vector.normalized()
     prompts = as_tokenized(model, prompts)  # once, for every scale tried
     clean = next_token_logprobs(model, prompts)
@@ -71,5 +115,10 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str 
             lo = alpha
         else:
             hi = alpha
+    if abs(k_mid - target_kl) > rtol * target_kl:
+        warnings.warn(f"calibrate_scale did not reach target_kl={target_kl:g} within rtol={rtol:g} in "
+                      f"max_steps={max_steps} bisection steps: the KL reached is {k_mid:.4g} at scale "
+                      f"{sign * alpha:g}; the vector is returned with that scale (raise max_steps or rtol, or choose "
+                      "a larger target)", stacklevel=2)
     meta = {**unit.meta, "calibrated_kl": k_mid, "target_kl": float(target_kl), "alpha": alpha}
     return SteeringVector(unit.vectors, unit.layers, unit.site, sign * alpha, meta)

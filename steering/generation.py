@@ -13,6 +13,8 @@ with temperature, top-k and top-p, reproducibly for a ``seed``.
 
 from __future__ import annotations
 
+import math
+import operator
 import warnings
 
 from collections.abc import Sequence
@@ -54,6 +56,14 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
     return logits
 
 
+def _is_int(x) -> bool:
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -88,7 +98,8 @@ def generate(
             (unless ``stop_at_eos=False``) or a token of ``stop_tokens``
             (e.g. ``["<|end|>"]``).
         do_sample, temperature, top_k, top_p, seed: sampling; greedy when
-            ``do_sample`` is false.
+            ``do_sample`` is false (``temperature``, ``top_k`` and ``top_p``
+            are then ignored, with a warning when they are not the defaults).
         use_cache: decode from the KV cache (the default); ``False`` re-runs
             the whole sequence each step (a reference for tests).
         return_details: return :class:`Generation` records instead of strings.
@@ -97,11 +108,19 @@ def generate(
         The continuations (text after the prompt), in prompt order.
 
     Raises:
-        ValueError: empty ``prompts``, ``max_new_tokens < 1``, ``temperature <= 0``
-            when sampling, ``top_p`` outside (0, 1], a stop token that is not one
-            vocabulary entry.
+        ValueError: empty ``prompts``, ``max_new_tokens < 1``, ``temperature``
+            not a finite number > 0 when sampling, ``top_k < 1``, ``top_p``
+            outside (0, 1], a stop token that is not one vocabulary entry.
+        TypeError: ``top_k`` not an int (or None), ``seed`` not an int (or
+            None), ``stop_tokens`` given as one string instead of a list.
         interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
             not hold every token fed so far after a step.
+
+    Warns:
+        UserWarning: ``temperature``, ``top_k`` or ``top_p`` other than the
+            defaults without ``do_sample=True`` (greedy decoding ignores them);
+            prompts that leave fewer than ``max_new_tokens`` tokens of the
+            model's context.
     """
     out, _ = _generate(
         model, prompts, vectors, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
@@ -149,10 +168,29 @@ def _generate(
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1 (0 would generate nothing and return empty texts), "
                          f"got {max_new_tokens!r}")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if do_sample and not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be > 0 and finite when sampling, got {temperature}"
+                         + (" (an infinite temperature samples uniformly from the vocabulary)"
+                            if temperature == float("inf") else ""))
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not _is_int(top_k):
+            raise TypeError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+        top_k = operator.index(top_k)
+        if top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1 or None, got {top_k}")
+    if seed is not None:
+        if isinstance(seed, bool) or not _is_int(seed):
+            raise TypeError(f"seed must be an int (or None for a fresh draw), got {seed!r}")
+        seed = operator.index(seed)
+    if not do_sample:
+        ignored = [f"{name}={value!r}" for name, value, default in
+                   (("temperature", temperature, 1.0), ("top_k", top_k, None), ("top_p", top_p, None))
+                   if value is not default and value != default]
+        if ignored:  # stacklevel: _generate, its inference_mode wrapper, generate, its wrapper, the caller
+            warnings.warn(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored without "
+                          "do_sample=True: decoding is greedy; pass do_sample=True to sample", stacklevel=5)
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
     stops = stop_token_ids(tok, stop_tokens, eos=stop_at_eos)  # EOS stays a stop even where it is also UNK (GPT-2)

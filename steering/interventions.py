@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import contextvars
 import math
+import operator
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Union
@@ -326,10 +327,33 @@ class Deactivate(Intervention):
 
     ``neurons``: ``{layer: [neuron indices]}``, e.g. a language's LAPE neurons
     (:func:`probes.lape`), which Tang et al. (2024) deactivate to suppress a language.
+
+    Raises:
+        TypeError: ``neurons`` not a ``{layer: [neuron indices]}`` mapping (a list of indices, or a layer
+            mapped to one int), or an index that is not an int.
+        ValueError: a non-finite ``value``; at :meth:`hooks`, a layer or neuron index outside the model.
+
+    Warns:
+        UserWarning: at :meth:`hooks`, when ``neurons`` names no neuron at all (it changes nothing).
     """
 
     neurons: dict
     value: float = 0.0
+
+    def __post_init__(self):
+        _finite("value", self.value)
+        if not isinstance(self.neurons, Mapping):
+            raise TypeError(f"neurons must be {{layer: [neuron indices]}}, e.g. {{1: [5, 17]}}, got a "
+                            f"{type(self.neurons).__name__}: {_short(self.neurons)}")
+        for layer, idx in self.neurons.items():
+            if isinstance(idx, (str, bytes, Mapping)) or not _iterable(idx):
+                raise TypeError(f"neurons must be {{layer: [neuron indices]}}, e.g. {{1: [5, 17]}}; layer {layer!r} "
+                                f"maps to {_short(idx)}, not a list of indices")
+            if not hasattr(idx, "__len__"):  # a one-shot iterator: read once, by hooks()
+                continue
+            for i in (idx.flatten().tolist() if isinstance(idx, torch.Tensor) else idx):
+                if isinstance(i, bool) or not _is_index(i):
+                    raise TypeError(f"neurons[{layer!r}] holds {i!r}, not a neuron index (an int)")
 
     def hooks(self, model):
         n_layers, width = int(model.cfg.n_layers), site_width(model, "mlp_post")
@@ -349,7 +373,31 @@ class Deactivate(Intervention):
                 return act
 
             out.append((hook_name("mlp_post", layer), fn))
+        if not out:
+            warnings.warn(f"Deactivate has no neurons to deactivate (neurons={_short(self.neurons)}); it changes "
+                          "nothing (e.g. a LAPE selection that found no neurons)", stacklevel=5)
         return out
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _iterable(x) -> bool:
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_index(x) -> bool:
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _as_interventions(items) -> list[Intervention]:

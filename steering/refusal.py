@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -50,15 +52,15 @@ from interp.generation import last_position_only
 from interp.hooks import attached, forward_blocks, recorded_blocks, replayed_blocks
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
-from interp.sites import hook_name
+from interp.sites import check_layers, hook_name
 from interp.tokens import Tokenized, as_tokenized, length_batches, pad_batch, pad_id
 
 from .interventions import Ablate, Add, apply
-from .metrics import kl_from_logprobs, refusal_score
+from .metrics import _d_vocab, _token_ids, kl_from_logprobs, refusal_score
 from .vector import SteeringVector
 
-__all__ = ["post_instruction_offsets", "mean_activations", "offset_activations", "Candidate", "RefusalSelection", "score_candidates",
-           "select_direction", "apply_filters"]
+__all__ = ["post_instruction_offsets", "mean_activations", "offset_activations", "Candidate", "RefusalSelection",
+           "score_candidates", "select_direction", "apply_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,39 @@ def post_instruction_offsets(tokenizer, chat_template: str | None = None) -> lis
     return list(range(-n, 0))
 
 
-def _offset_batches(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], site: str, layers: Sequence[int] | None,
-                    batch_size: int, progress: bool, desc: str):
+def _prompt_tokens(model, prompts) -> Tokenized:
+    """``prompts`` tokenised, refusing one string and an empty list.
+
+    Raises:
+        TypeError: ``prompts`` is one string.
+        ValueError: no prompts.
+    """
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError(f"prompts must be a list of texts (or Tokenized), not one string; wrap a single one in a "
+                        f"list: [{prompts[:40]!r}]")
+    toks = as_tokenized(model, prompts)
+    if not len(toks):
+        raise ValueError("prompts is empty")
+    return toks
+
+
+def _offset_layers(layers, n_layers: int) -> list[int]:
+    """``layers`` as block indices in the order given (negative ones count from the end), duplicates dropped;
+    None: every layer. Checked as :func:`interp.sites.check_layers` checks ``collect``'s ``layers``.
+
+    Raises:
+        ValueError: no layers, or a layer outside the model.
+        TypeError: a layer that is not an int.
+    """
+    if layers is None or isinstance(layers, int):
+        return check_layers(layers, n_layers)
+    layers = list(layers)
+    check_layers(layers, n_layers)
+    return list(dict.fromkeys(operator.index(layer) % n_layers for layer in layers))
+
+
+def _offset_batches(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], site: str,
+                    layers: Sequence[int] | None, batch_size: int, progress: bool, desc: str):
     """Yield ``(indices, rows)``: the prompts' indices and their ``[batch, pos, layer, d]`` activations (model
     dtype, CPU) at each negative offset from each prompt's end. One forward per batch reads every layer and
     offset (left padding aligns the prompts' ends); prompts of similar length share a batch
@@ -90,13 +123,11 @@ def _offset_batches(model, prompts: Sequence[str] | Tokenized, offsets: Sequence
     if not offsets or any(o >= 0 for o in offsets):
         raise ValueError(f"offsets must be negative (counted from the prompt's end), got {offsets}")
     tok = tokenizer_of(model)
-    toks = as_tokenized(model, prompts)
-    if not len(toks):
-        raise ValueError("prompts is empty")
+    toks = _prompt_tokens(model, prompts)
     short = [i for i, n in enumerate(toks.lengths) if n < -min(offsets)]
     if short:
         raise ValueError(f"prompt {short[0]} has fewer than {-min(offsets)} tokens")
-    layers = list(range(int(model.cfg.n_layers))) if layers is None else list(layers)
+    layers = _offset_layers(layers, int(model.cfg.n_layers))
     device = model.cfg.device or "cpu"
     idx = torch.tensor(offsets)
     grabbed: dict[int, torch.Tensor] = {}
@@ -122,14 +153,20 @@ def mean_activations(model, prompts: Sequence[str] | Tokenized, offsets: Sequenc
     One forward per batch reads every layer and offset (left padding aligns the prompts' ends); only the
     running sums are kept.
 
+    ``layers``: block indices (negative ones count from the end), in the order the result keeps; default
+    every layer.
+
     Raises:
-        ValueError: an offset that is not negative, empty ``prompts``, a prompt shorter than the offsets.
+        ValueError: an offset that is not negative, empty ``prompts``, a prompt shorter than the offsets,
+            empty ``layers`` or a layer outside the model.
+        TypeError: ``prompts`` given as one string (wrap it in a list), a layer that is not an int.
     """
+    toks = _prompt_tokens(model, prompts)
     sums = None
-    for _, rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "means"):
+    for _, rows in _offset_batches(model, toks, offsets, site, layers, batch_size, progress, "means"):
         part = rows.double().sum(0)
         sums = part if sums is None else sums + part
-    return sums / len(prompts)
+    return sums / len(toks)
 
 
 def offset_activations(model, prompts: Sequence[str] | Tokenized, offsets: Sequence[int], *, site: str = "resid_pre",
@@ -142,11 +179,13 @@ def offset_activations(model, prompts: Sequence[str] | Tokenized, offsets: Seque
 
     Raises:
         ValueError: as :func:`mean_activations`.
+        TypeError: as :func:`mean_activations`.
     """
+    toks = _prompt_tokens(model, prompts)
     out = None
-    for index, rows in _offset_batches(model, prompts, offsets, site, layers, batch_size, progress, "activations"):
+    for index, rows in _offset_batches(model, toks, offsets, site, layers, batch_size, progress, "activations"):
         if out is None:
-            out = torch.empty((len(prompts), *rows.shape[1:]), dtype=torch.float32)
+            out = torch.empty((len(toks), *rows.shape[1:]), dtype=torch.float32)
         out[index] = rows.float()
     return out
 
@@ -240,7 +279,8 @@ class _Scorer:
                  share_prefix: bool = True, replay: bool = True):
         tok = tokenizer_of(model)
         device = model.cfg.device or "cpu"
-        self.model, self.diffs, self.positions, self.ids = model, diffs, positions, list(refusal_ids)
+        self.model, self.diffs, self.positions = model, diffs, positions
+        self.ids = _token_ids(refusal_ids, _d_vocab(model))  # checked before any pass
         self.device = device
         self.batches, self.prefix = {}, {}
         for kind, texts in (("harmful", harmful_val), ("harmless", harmless_val)):
@@ -347,6 +387,16 @@ class _Filters:
     require_induce: bool
     candidate_layers: frozenset[int] | None = None
 
+    def __post_init__(self):
+        p = self.prune_layers
+        try:
+            ok = not isinstance(p, (str, bytes)) and 0 <= float(p) < 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"prune_layers must be in [0, 1) (the share of last layers whose candidates are "
+                             f"discarded; Arditi et al. use 0.2), got {p!r}")
+
     def static(self, c: Candidate, diffs, positions, n_layers: int) -> list[str]:
         """Reasons that need no forward pass: a zero difference, a layer in the last ``prune_layers``, a layer
         outside ``candidate_layers``."""
@@ -425,11 +475,28 @@ def score_candidates(
     as they are. ``candidate_layers``: the layers whose candidates may be
     selected (default all); the others are discarded as the layer filter
     discards, without a pass.
+
+    Raises:
+        ValueError: empty ``positions``, ``diffs`` of another shape than ``[positions, layers, d]`` or
+            holding NaN or inf, empty ``harmful_val`` or ``harmless_val``, ``prune_layers`` outside
+            ``[0, 1)``, a pair of ``only`` that is no candidate (a layer outside the model or a position
+            not in ``positions``), ``candidate_layers`` outside the model, ``scores`` for other candidates;
+            and as :func:`steering.metrics.refusal_score` for ``refusal_ids``.
+
+    Warns:
+        UserWarning: ``harmful_val`` and ``harmless_val`` are the same prompts (every score compares a set
+            with itself).
     """
     n_layers = int(model.cfg.n_layers)
-    positions = tuple(int(p) for p in positions)
-    if diffs.shape[:2] != (len(positions), n_layers):
-        raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
+    positions = _check_candidates(diffs, positions, n_layers)
+    harmful_val, harmless_val = _check_val(harmful_val, harmless_val)
+    if only is not None:
+        only = list(only)
+        bad = [pair for pair in only if not (len(pair) == 2 and 0 <= int(pair[0]) < n_layers
+                                             and int(pair[1]) in positions)]
+        if bad:
+            raise ValueError(f"only names {tuple(bad[0])} (layer, position), which is no candidate: layers are "
+                             f"0..{n_layers - 1} and positions {list(positions)}")
     scorer = _Scorer(model, diffs, positions, harmful_val, harmless_val, refusal_ids, batch_size)
     nan = float("nan")
     if scores is None:
@@ -496,10 +563,16 @@ def select_direction(
     ``prune``: measure only what can change the selection (the default; the
     same selection as scoring everything, see :func:`score_candidates`).
 
-    Raises ``ValueError`` when every candidate is discarded, with the reasons.
+    Raises:
+        ValueError: when every candidate is discarded, with the reasons; and as :func:`score_candidates`
+            (empty ``positions`` or validation prompts, non-finite ``diffs``, ``prune_layers`` outside
+            ``[0, 1)``, ...).
+
+    Warns:
+        UserWarning: as :func:`score_candidates`.
     """
     n_layers = int(model.cfg.n_layers)
-    positions = tuple(int(p) for p in positions)
+    positions = _check_candidates(diffs, positions, n_layers)
     filters = _Filters(kl_threshold, prune_layers, require_induce, _layer_set(candidate_layers, n_layers))
     kw = dict(kl_threshold=kl_threshold, prune_layers=prune_layers, require_induce=require_induce,
               batch_size=batch_size, progress=progress, candidate_layers=candidate_layers)
@@ -519,6 +592,50 @@ def select_direction(
     return RefusalSelection(diffs, positions, cands, best, baseline)
 
 
+def _check_candidates(diffs, positions, n_layers: int) -> tuple[int, ...]:
+    """``positions`` as a tuple of ints, checked against ``diffs``.
+
+    Raises:
+        ValueError: no positions, ``diffs`` not ``[positions, n_layers, d]``, or NaN/inf in ``diffs``.
+    """
+    positions = tuple(int(p) for p in positions)
+    if not positions:
+        raise ValueError("positions is empty: no candidate to score; give the post-instruction offsets the diffs "
+                         "were taken at (steering.refusal.post_instruction_offsets)")
+    if diffs.ndim != 3 or diffs.shape[:2] != (len(positions), n_layers):
+        raise ValueError(f"diffs must be [{len(positions)} positions, {n_layers} layers, d], got {tuple(diffs.shape)}")
+    bad = (~torch.isfinite(diffs)).any(-1).nonzero()
+    if len(bad):
+        i, layer = (int(x) for x in bad[0])
+        raise ValueError(f"diffs contains NaN or inf (at position {positions[i]}, layer {layer}); check the "
+                         "activations the difference of means was taken from")
+    return positions
+
+
+def _check_val(harmful_val, harmless_val) -> tuple:
+    """``(harmful_val, harmless_val)``, texts as lists (a Tokenized or one string as given); refuses empty
+    validation sets and warns when both are the same prompts.
+
+    Raises:
+        ValueError: ``harmful_val`` or ``harmless_val`` empty.
+    """
+    texts, out = {}, []
+    for name, val in (("harmful_val", harmful_val), ("harmless_val", harmless_val)):
+        if not isinstance(val, (Tokenized, str)):
+            val = list(val)
+        out.append(val)
+        texts[name] = tuple(val.texts) if isinstance(val, Tokenized) else (val,) if isinstance(val, str) else \
+            tuple(val)
+        if not texts[name]:
+            raise ValueError(f"{name} is empty: give validation prompts to score the candidates on (Arditi et al. "
+                             "use 32 harmful and 32 harmless)")
+    if texts["harmful_val"] == texts["harmless_val"]:
+        warnings.warn("harmful_val and harmless_val are the same prompts: every candidate is scored on one set as "
+                      "both classes, so the selection means nothing; pass held-out harmful and harmless prompts",
+                      stacklevel=3)
+    return tuple(out)
+
+
 def apply_filters(candidates: Sequence[Candidate], diffs: Float[torch.Tensor, "pos layer d"],
                   positions: Sequence[int], n_layers: int, *, kl_threshold: float = 0.1, prune_layers: float = 0.2,
                   require_induce: bool = True, candidate_layers: Sequence[int] | None = None) -> list[Candidate]:
@@ -526,6 +643,9 @@ def apply_filters(candidates: Sequence[Candidate], diffs: Float[torch.Tensor, "p
 
     A score that was not measured (NaN) discards nothing by itself; it is named
     as not scored next to the reason that made measuring it pointless.
+
+    Raises:
+        ValueError: ``prune_layers`` outside ``[0, 1)``, ``candidate_layers`` outside the model.
     """
     filters = _Filters(kl_threshold, prune_layers, require_induce, _layer_set(candidate_layers, n_layers))
     positions = tuple(int(p) for p in positions)

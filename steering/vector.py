@@ -28,6 +28,8 @@ Builders:
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -58,8 +60,16 @@ class SteeringVector:
             other's). :attr:`directions` gives unit rows.
         layers: block indices, ascending, distinct.
         site: activation site (see :data:`interp.SITES`) the vector lives at.
-        scale: default multiplier used by :func:`steering.add`.
+        scale: default multiplier used by :func:`steering.add`; any finite real scalar (a Python, numpy or
+            0-d tensor number), stored as a float.
         meta: JSON-serialisable provenance (model, dataset, method, ...).
+
+    ``layers`` may be one int for a one-row vector.
+
+    Raises:
+        ValueError: ``vectors`` not ``[layer, d]``, no layers, a number of rows other than of layers,
+            repeated or negative layers, an unknown site, NaN or inf in ``vectors``, a ``scale`` that is not
+            a finite number, or ``meta`` that is not JSON-serialisable.
     """
 
     vectors: Float[torch.Tensor, "layer d"]
@@ -74,7 +84,13 @@ class SteeringVector:
             v = v[None]
         if v.ndim != 2:
             raise ValueError(f"vectors must be [layer, d], got shape {tuple(v.shape)}")
-        layers = tuple(int(layer) for layer in self.layers)
+        raw = self.layers
+        if isinstance(raw, numbers.Integral) or (isinstance(raw, torch.Tensor) and raw.ndim == 0):
+            raw = (raw,)  # one layer given as an int
+        layers = tuple(int(layer) for layer in raw)
+        if not layers:
+            raise ValueError(f"a steering vector needs at least one layer; got layers=() and vectors of shape "
+                             f"{tuple(v.shape)}")
         if len(layers) != v.shape[0]:
             raise ValueError(f"{v.shape[0]} vector(s) for {len(layers)} layer(s) {layers}")
         if len(set(layers)) != len(layers) or any(layer < 0 for layer in layers):
@@ -83,8 +99,7 @@ class SteeringVector:
             raise ValueError(f"unknown site {self.site!r}; known sites: {', '.join(SITES)}")
         if not torch.isfinite(v).all():
             raise ValueError("steering vector contains NaN or inf")
-        if not (isinstance(self.scale, (int, float)) and torch.isfinite(torch.tensor(float(self.scale)))):
-            raise ValueError(f"scale must be a finite number, got {self.scale!r}")
+        scale = _scale(self.scale)
         try:
             json.dumps(self.meta)
         except TypeError as e:
@@ -92,7 +107,7 @@ class SteeringVector:
         order = sorted(range(len(layers)), key=layers.__getitem__)
         object.__setattr__(self, "vectors", v.detach().to("cpu", torch.float32)[order].contiguous())
         object.__setattr__(self, "layers", tuple(layers[i] for i in order))
-        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "scale", scale)
 
     # ------------------------------------------------------------------ access
     @property
@@ -112,12 +127,24 @@ class SteeringVector:
         return self.vectors[self.layers.index(layer)]
 
     def select(self, layers: int | Sequence[int]) -> SteeringVector:
-        """The same vector restricted to some of its layers."""
+        """The same vector restricted to some of its layers.
+
+        Raises:
+            KeyError: a layer this vector has no row for.
+            ValueError: no layers.
+        """
         layers = [layers] if isinstance(layers, int) else list(layers)
+        if not layers:
+            raise ValueError(f"select needs at least one layer; this vector has layers {list(self.layers)}")
         rows = torch.stack([self.at(layer) for layer in layers])
         return replace(self, vectors=rows, layers=tuple(layers))
 
     def with_scale(self, scale: float) -> SteeringVector:
+        """The same vector with another default ``scale``.
+
+        Raises:
+            ValueError: a ``scale`` that is not a finite real number.
+        """
         return replace(self, scale=scale)
 
     def normalized(self) -> SteeringVector:
@@ -255,11 +282,21 @@ class SteeringVector:
         ``method``: ``"mean_difference"`` (any two sets) or ``"pca"`` (paired sets:
         ``positive[i]`` and ``negative[i]`` differ in the concept only). ``layers``:
         default every layer. Prompts are used as given (format them first with
-        :meth:`interp.ModelPair.format` for chat).
+        :meth:`interp.ModelPair.format` for chat): lists of texts or
+        :class:`interp.PromptSet`.
+
+        Raises:
+            TypeError: ``positive`` or ``negative`` given as one string (it would be read as one prompt
+                per character).
+            ValueError: an unknown ``method``; and as :func:`interp.collect` and the builders.
         """
         from interp import collect
         from interp.sites import check_layers
 
+        for name, p in (("positive", positive), ("negative", negative)):
+            if isinstance(p, (str, bytes)):
+                raise TypeError(f"{name} must be a list of prompt texts (or a PromptSet), not one string; wrap a "
+                                f"single one in a list: [{p[:40]!r}]")
         builders = {"mean_difference": cls.from_mean_difference, "pca": cls.from_pca}
         if method not in builders:
             raise ValueError(f"method must be one of {sorted(builders)}, got {method!r}")
@@ -289,6 +326,24 @@ class SteeringVector:
     @classmethod
     def load(cls, path: str | os.PathLike) -> SteeringVector:
         return load_vector(path)
+
+
+def _scale(value) -> float:
+    """``value`` as a float: any finite real scalar (Python, numpy, or a one-element tensor).
+
+    Raises:
+        ValueError: NaN, inf, a string, a complex number, or an array of several values.
+    """
+    x = math.nan
+    if not isinstance(value, (str, bytes, complex)) and not (isinstance(value, torch.Tensor) and value.numel() != 1):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            pass
+    if not math.isfinite(x):
+        shape = f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) and value.ndim else ""
+        raise ValueError(f"scale must be a finite number, got {value!r}{shape}")
+    return x
 
 
 def _rows(x, name: str) -> torch.Tensor:

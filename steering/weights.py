@@ -37,19 +37,23 @@ def orthogonalize(folder: str | os.PathLike, direction: torch.Tensor, out: str |
 
     Args:
         folder: a local model folder (``config.json`` and ``*.safetensors``; only safetensors are read).
-        direction: ``[d_model]``, any norm (it is normalised; e.g. a refusal direction of
-            :func:`steering.refusal.select_direction` or ``SteeringVector.directions[layer]``).
+        direction: ``[d_model]`` (or ``[1, d_model]``), any norm (it is normalised; e.g. a refusal direction of
+            :func:`steering.refusal.select_direction` or ``SteeringVector.directions[layer]``), or a
+            one-row :class:`~steering.SteeringVector` (e.g. ``RefusalSelection.vector``).
         out: a new or empty folder; receives the edited ``*.safetensors`` and every other file of ``folder``.
 
     Returns:
         ``out`` as a Path.
 
     Raises:
-        ValueError: an unsupported architecture, a direction of another width or of zero norm, a non-empty
-            ``out``, a folder without safetensors weights, or weights in which no residual writer is found.
+        ValueError: an unsupported architecture, a direction of another width or shape (not ``[d_model]`` or
+            ``[1, d_model]``, or a SteeringVector with several rows) or of zero norm, a non-empty ``out``, a
+            folder without safetensors weights, or weights in which no residual writer is found.
+        TypeError: a ``direction`` that is not a tensor, an array or a SteeringVector.
     """
     from safetensors.torch import load_file, save_file
 
+    r = _direction(direction)
     folder, out = Path(folder), Path(out)
     config = json.loads((folder / "config.json").read_text())
     arch = (config.get("architectures") or ["?"])[0]
@@ -58,7 +62,6 @@ def orthogonalize(folder: str | os.PathLike, direction: torch.Tensor, out: str |
                "steering.Ablate)" if arch.startswith("Gemma") else "")
         raise ValueError(f"orthogonalize supports {', '.join(_ARCHITECTURES)}; {folder} holds {arch}{why}")
     d = int(config.get("hidden_size") or config.get("text_config", {}).get("hidden_size"))
-    r = torch.as_tensor(direction, dtype=torch.float64).flatten()
     if r.numel() != d or not torch.isfinite(r).all() or float(r.norm()) == 0:
         raise ValueError(f"direction must be [{d}] (the model's d_model), finite and nonzero; got {tuple(r.shape)} "
                          f"of norm {float(r.norm()):.3g}")
@@ -101,6 +104,31 @@ def orthogonalize(folder: str | os.PathLike, direction: torch.Tensor, out: str |
                 holder["tie_word_embeddings"] = False
         (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
+
+
+def _direction(direction) -> torch.Tensor:
+    """``direction`` as a flat float64 tensor: a ``[d]`` or ``[1, d]`` tensor or array, or a one-row SteeringVector.
+
+    Raises:
+        ValueError: another shape, or a SteeringVector with several rows.
+        TypeError: something that is not a tensor, an array or a SteeringVector.
+    """
+    from .vector import SteeringVector
+
+    if isinstance(direction, SteeringVector):
+        if len(direction.layers) != 1:
+            raise ValueError(f"direction is a SteeringVector with rows at layers {list(direction.layers)}; "
+                             "orthogonalize takes one direction: pass vec.select(layer) or vec.at(layer)")
+        direction = direction.vectors[0]
+    try:
+        r = torch.as_tensor(direction, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"direction must be a [d_model] tensor, e.g. vec.directions[0], got "
+                        f"{type(direction).__name__}") from None
+    if not (r.ndim == 1 or (r.ndim == 2 and r.shape[0] == 1)):
+        raise ValueError(f"direction must be [d_model] (or [1, d_model]), got shape {tuple(r.shape)}; pass one "
+                         "row, e.g. vec.directions[0]")
+    return r.flatten()
 
 
 def _tied(config: dict) -> bool:

@@ -27,13 +27,13 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 PROMPTS = [f"statement number {i} is true." for i in range(6)]
 
 
-def _table() -> dict[int, tuple[str, str]]:
+def _table() -> dict[str, tuple[str, str]]:
     """Row number -> (exception type, message prefix) from the markdown table."""
     rows = {}
     for line in DOC.read_text().splitlines():
-        m = re.match(r"\|\s*(\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
+        m = re.match(r"\|\s*([PSI]?\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
         if m:
-            rows[int(m.group(1))] = (m.group(2), m.group(3))
+            rows[m.group(1)] = (m.group(2), m.group(3))
     return rows
 
 
@@ -254,6 +254,15 @@ def _add(ctx, vec, scale=None):
         ctx["model"](ctx["model"].to_tokens(["one two three"]))
 
 
+def _diffs(ctx, n: int = 1) -> torch.Tensor:
+    """``[n_positions, layer, d]`` refusal differences of ones."""
+    return torch.ones(n, int(ctx["model"].cfg.n_layers), _d(ctx))
+
+
+def _ones_vector(ctx):
+    return steering.SteeringVector(torch.ones(1, _d(ctx)), (0,))
+
+
 def _d(ctx):
     return int(ctx["model"].cfg.d_model)
 
@@ -320,6 +329,117 @@ CASES = {
     53: _vector_folder,
 }
 
+# Rows P1.. of the probes table.
+CASES_PROBES = {
+    "P1": lambda c: probes.MassMeanProbe(covariance=True,
+        ridge=float("nan")).fit(np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 2),
+    "P2": lambda c: probes.LDAProbe(shrinkage="ledoit").fit(np.random.default_rng(0).normal(size=(20, 4)),
+        np.arange(20) % 2),
+    "P3": lambda c: probes.LogisticProbe(C=float("nan")).fit(np.random.default_rng(0).normal(size=(20, 4)),
+        np.arange(20) % 2),
+    "P4": lambda c: probes.LogisticProbe(max_iter=0).fit(np.random.default_rng(0).normal(size=(20, 4)),
+        np.arange(20) % 2),
+    "P5": lambda c: probes.LogisticProbe(max_iter=2.5).fit(np.random.default_rng(0).normal(size=(20, 4)),
+        np.arange(20) % 2),
+    "P6": lambda c: probes.MassMeanProbe(covariance=True).fit(np.random.default_rng(0).normal(size=(20, 4)) * 1e200,
+        np.arange(20) % 2),
+    "P7": lambda c: probes.fit_layers(torch.zeros(20, 0, 4), torch.arange(20) % 2),
+    "P8": lambda c: probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2, "logistic", C=float("nan")),
+    "P9": lambda c: probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2, "logistic", C="1"),
+    "P10": lambda c: probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2, "logistic", tol=float("nan")),
+    "P11": lambda c: probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2, "logistic", dtype=torch.float16),
+    "P12": lambda c: probes.score_layers(probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2),
+        torch.randn(20, 2, 4), torch.arange(20) % 2),
+    "P13": lambda c: probes.score_layers(probes.LayerFit("x", torch.full((3, 4), float("nan")), torch.zeros(3)),
+        torch.randn(20, 3, 4), torch.arange(20) % 2),
+    "P14": lambda c: probes.sweep({}, {}),
+    "P15": lambda c: probes.sweep({"m": None}, {"m": None}, methods=()),
+    "P16": lambda c: probes.sweep({"m": None}, {"m": None}, methods="logistic"),
+    "P17": lambda c: probes.mahalanobis_cosine(torch.ones(3, 4), torch.ones(3, 4), torch.full((5, 3, 4), float("nan"))),
+    "P18": lambda c: probes.transfer(probes.fit_layers(torch.randn(20, 3, 4), torch.arange(20) % 2),
+        torch.randn(20, 3, 4), torch.arange(20) % 2, center=torch.full((3, 4), float("nan"))),
+    "P19": lambda c: probes.generalization_matrix({}, {"a": (torch.randn(20, 3, 4), torch.arange(20) % 2)}),
+    "P20": lambda c: __import__("probes.stats").stats.bootstrap_ci(np.mean, (np.arange(10.0),), n_resamples=1),
+    "P21": lambda c: __import__("probes.stats").stats.bootstrap_ci(np.mean, (np.arange(10.0),), confidence=95),
+    "P22": lambda c: __import__("probes.stats").stats.bootstrap_ci(np.mean, ()),
+    "P23": lambda c: __import__("probes.stats").stats.bootstrap_ci(np.mean, (np.float64(3.0),)),
+    "P24": lambda c: __import__("probes.stats").stats.mean_ci(np.r_[np.arange(10.0), np.nan]),
+    "P25": lambda c: __import__("probes.stats").stats.proportion_ci(np.r_[1, 0, 1], confidence=1.0),
+    "P26": lambda c: __import__("probes.stats").stats.proportion_ci(np.float64(1.0)),
+    "P27": lambda c: __import__("probes.stats").stats.accuracy_ci(probes.fit_layers(torch.randn(20, 3, 4),
+        torch.arange(20) % 2), torch.randn(20, 3, 4), torch.arange(20) % 2 + 1),
+    "P28": lambda c: __import__("probes.stats").stats.accuracy_ci(probes.fit_layers(torch.randn(20, 3, 4),
+        torch.arange(20) % 2), torch.randn(20, 3, 4), torch.tensor([1])),
+    "P29": lambda c: __import__("probes.stats").stats.accuracy_ci(probes.fit_layers(torch.randn(20, 3, 4),
+        torch.arange(20) % 2), torch.full((20, 3, 4), float("nan")), torch.arange(20) % 2),
+    "P30": lambda c: __import__("probes.stats").stats.shuffled_label_accuracy(torch.randn(20, 3, 4),
+        torch.arange(20) % 2, torch.randn(20, 3, 4), torch.arange(20) % 2, n_shuffles=0),
+    "P31": lambda c: __import__("probes.stats").stats.shuffled_label_accuracy(torch.randn(20, 3, 4), torch.zeros(20),
+        torch.randn(20, 3, 4), torch.arange(20) % 2),
+    "P32": lambda c: __import__("probes.stats").stats.split_half_directions(torch.randn(3, 3, 4),
+        torch.tensor([0, 1, 0])),
+    "P33": lambda c: __import__("probes.stats").stats.split_half_directions(torch.randn(20, 3, 4),
+        torch.arange(20) % 3),
+    "P34": lambda c: __import__("probes.stats").stats.direction_cosine_ci(torch.full((20, 3, 4), float("nan")),
+        torch.randn(20, 3, 4), torch.arange(20) % 2),
+    "P35": lambda c: __import__("probes.stats").stats.direction_cosine_ci(torch.randn(20, 3, 4), torch.randn(20, 3, 3),
+        torch.arange(20) % 2),
+    "P36": lambda c: __import__("probes.stats").stats.paired_difference_cosine_ci(torch.full((10, 3, 4), float("nan")),
+        torch.ones(10, 3, 4)),
+    "P37": lambda c: __import__("probes.stats").stats.paired_difference_cosine_ci(torch.ones(10, 0, 3, 4),
+        torch.ones(10, 0, 3, 4)),
+    "P38": lambda c: probes.activation_probability(torch.randn(30, 5), torch.arange(30) % 3, 2),
+    "P39": lambda c: probes.activation_probability(torch.randn(30, 5), torch.arange(30) % 3, 3.0),
+    "P40": lambda c: probes.activation_probability(torch.randn(30, 5), torch.arange(30) % 3 + 0.5, 4),
+    "P41": lambda c: probes.activation_probability(torch.full((30, 5), float("nan")), torch.arange(30) % 3, 3),
+    "P42": lambda c: probes.activation_probability(torch.randn(30, 5), torch.arange(30) % 3, 3, threshold=float("nan")),
+    "P43": lambda c: probes.lape(np.full((1, 100, 3), 0.5), top_rate=float("nan")),
+    "P44": lambda c: probes.lape(np.full((1, 100, 3), 0.5), top_rate="0.01"),
+    "P45": lambda c: probes.SNMF(2, device="cpu").fit(torch.zeros(10, 4)),
+    "P46": lambda c: probes.SNMF(2, ridge=float("nan")).fit(np.ones((10, 4))),
+    "P47": lambda c: probes.SNMF(2, tol=float("nan")).fit(np.ones((10, 4))),
+    "P48": lambda c: probes.SNMF(2, max_iter=2.5).fit(np.ones((10, 4))),
+    "P49": lambda c: probes.SNMF(2, chunk_size=-5).fit(np.ones((10, 4))),
+    "P50": lambda c: probes.SNMF(2, transform_iter=-1).fit(np.ones((10, 4))),
+    "P51": lambda c: probes.SNMF(2, sparsity=0.5, max_iter=5,
+        device="cpu").fit(np.abs(np.random.default_rng(0).normal(size=(40, 6)))).transform(torch.zeros(0, 6)),
+    "P52": lambda c: probes.SNMF(2, sparsity=0.5, max_iter=5,
+        device="cpu").fit(np.abs(np.random.default_rng(0).normal(size=(40, 6)))).inverse_transform(np.ones((5, 3))),
+    "P53": lambda c: probes.match_features(np.full((2, 4), np.nan), np.ones((2, 4))),
+    "P54": lambda c: probes.feature_usage(np.ones((2, 4)), np.full((5, 2), np.nan)),
+    "P55": lambda c: probes.feature_usage(np.ones((2, 4)), -np.ones((5, 2))),
+}
+# Rows S1.. of the steering table.
+CASES_STEERING = {
+    "S1": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, stop_tokens="END"),
+    "S2": lambda c: steering.refusal.mean_activations(c["model"], "How do I bake bread?", [-1]),
+    "S3": lambda c: steering.metrics.refusal_rate(["hello"], phrases=[]),
+    "S4": lambda c: steering.metrics.is_refusal("I cannot", within=0),
+    "S5": lambda c: steering.metrics.refusal_token_ids(c["pair"].tokenizer, []),
+    "S6": lambda c: steering.metrics.refusal_score(c["model"], ["Hi there"], [99999]),
+    "S7": lambda c: steering.metrics.heldout_loss(c["model"], []),
+    "S8": lambda c: steering.Deactivate({1: [0]}, value=float("nan")),
+    "S9": lambda c: steering.Deactivate([1, 2]),
+    "S10": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, do_sample=True,
+                                       temperature=float("inf")),
+    "S11": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, do_sample=True, top_k=0),
+    "S12": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, do_sample=True, seed="abc"),
+    "S13": lambda c: steering.calibrate_scale(c["model"], _ones_vector(c), "Hi there", 0.5, rtol=0),
+    "S14": lambda c: steering.refusal.select_direction(c["model"], _diffs(c), [-1], [], ["Hi there"], [5]),
+    "S15": lambda c: steering.refusal.select_direction(c["model"], _diffs(c, 0), [], ["How?"], ["Hi there"], [5]),
+    "S16": lambda c: steering.refusal.select_direction(c["model"], _diffs(c) * float("nan"), [-1], ["How?"],
+                                                       ["Hi there"], [5]),
+    "S17": lambda c: steering.refusal.score_candidates(c["model"], _diffs(c), [-1], ["How?"], ["Hi there"], [5],
+                                                       only=[(9, -1)]),
+    "S18": lambda c: steering.refusal.select_direction(c["model"], _diffs(c), [-1], ["How?"], ["Hi there"], [5],
+                                                       prune_layers=-0.5),
+    "S19": lambda c: steering.SteeringVector(torch.ones(2, 4), (0, 1)).select([]),
+    "S20": lambda c: steering.orthogonalize(c["model"].interp_source["path"],
+                                            steering.SteeringVector(torch.ones(2, _d(c)), (0, 1)), c["tmp"] / "ortho"),
+}
+
+CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING}
+
 # Rows of the warnings table: the call completes and warns.
 WARNS = {
     "W1": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,)), scale=0.0),
@@ -327,6 +447,11 @@ WARNS = {
     "W3": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,), meta={"relative_norm": {"0": 1e-8}})),
     "W4": lambda c: _huge_batch(c, 0.7),
     "W5": lambda c: steering.generate(c["model"], [_near_context(c)], max_new_tokens=8),
+    "W6": lambda c: steering.Deactivate({1: []}).hooks(c["model"]),
+    "W7": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, temperature=0.7, top_p=0.9),
+    "W8": lambda c: steering.calibrate_scale(c["model"], _ones_vector(c), "Hi there", 1e-12, max_steps=3),
+    "W9": lambda c: steering.refusal.score_candidates(c["model"], _diffs(c), [-1], ["How?"], ["How?"], [5],
+                                                      only=[(0, -1)]),
 }
 
 
@@ -336,7 +461,7 @@ def test_the_table_and_the_cases_list_the_same_rows():
     assert sorted(rows) == sorted(CASES)
 
 
-@pytest.mark.parametrize("row", sorted(CASES))
+@pytest.mark.parametrize("row", sorted(CASES, key=lambda r: (r[0].isdigit(), r[0], int(r.lstrip("PSI")))))
 def test_each_bad_input_gives_the_documented_error(ctx, row):
     import interp.compare  # noqa: F401 - row 26
 

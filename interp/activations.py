@@ -223,10 +223,20 @@ class Activations:
 
     # --------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike) -> Path:
-        """Write this object as a one-shard store at ``path`` (a folder)."""
+        """Write this object as a one-shard store at ``path`` (a folder, new or empty).
+
+        Raises:
+            FileExistsError: ``path`` already holds activations.
+            ValueError: ``path`` is a file, or a folder that is not empty and holds no activation store
+                (its files would be mixed with the store's).
+        """
         root = Path(path)
         if (root / MANIFEST).exists():
             raise FileExistsError(f"{root} already holds activations; choose another folder")
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"{root} is a file; Activations.save writes a store folder: give a new or empty folder")
+        if root.is_dir() and any(root.iterdir()):
+            raise ValueError(f"{root} is not empty and holds no activation store; choose an empty or new folder")
         tensors = {s: self[s] for s in self.sites}
         save_safetensors(root / "shard-00000.safetensors", shard_tensors(tensors, self.token_ids, self.token_index))
         write_json(root / PROMPTS, _prompts_to_json(self.prompts))

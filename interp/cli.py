@@ -13,10 +13,52 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+
+def _int_list(value: str, flag: str = "--layers") -> list[int]:
+    """A flag's comma-separated block indices, ``"0,2,-1"``, as ``[0, 2, -1]``; checked before any model boots.
+
+    Raises:
+        ValueError: an empty value, or anything but comma-separated integers (naming ``flag``).
+    """
+    parts = [x.strip() for x in value.split(",")]
+    if not value.strip():
+        raise ValueError(f"{flag} is empty: give comma-separated block indices such as 0,2,-1, or leave {flag} out "
+                         "for all layers")
+    try:
+        return [int(x) for x in parts]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated block indices such as 0,2,-1 (negative ones count from the "
+                         f"end); got {value!r}") from None
+
+
+# Flags whose value may start with "-" (block indices and token offsets counted from the end, "-1,-2"): argparse
+# takes "-1,-2" for an option, so "--layers -1,-2" is passed on as "--layers=-1,-2".
+_NEGATIVE_VALUE_FLAGS = re.compile(r"--(layers|positions?|[\w-]+-(layers?|position))")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``argv`` with ``--layers -1,-2`` written ``--layers=-1,-2`` (likewise ``--position``, ``--positions`` and a
+    section's ``--<section>-layers``, ``-layer``, ``-position``), so that argparse reads a value starting with a
+    minus sign (``-1,-2``, ``-1,generated``) as the flag's value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        # a plain negative number ("-2") argparse already reads as a value: left as it is
+        if _NEGATIVE_VALUE_FLAGS.fullmatch(arg) and re.match(r"-\d", value) and not re.fullmatch(r"-\d+", value):
+            out.append(f"{arg}={value}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def _user_concepts(values: list[str] | None) -> dict[str, list[str]]:
@@ -81,7 +123,8 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"], help="prompt format")
     c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable); default resid_post")
     c.add_argument("--position", default="last", help="last | mean | -K | period | match:REGEX")
-    c.add_argument("--layers", help="comma-separated block indices; default all")
+    c.add_argument("--layers", help="comma-separated block indices, negative ones counting from the end (e.g. "
+                                    "0,2 or -1,-2); default all")
     c.add_argument("--batch-size", type=int, default=16)
     c.add_argument("--device", default=None)
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
@@ -130,7 +173,8 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     how = st.add_mutually_exclusive_group()
     how.add_argument("--scale", type=float, help="add scale * vector at its layers (default: the vector's own scale)")
     how.add_argument("--ablate", action="store_true", help="project the direction out of every layer instead")
-    st.add_argument("--positions", default="all", help="all | prompt | generated | last | -K (comma-separated)")
+    st.add_argument("--positions", help="all | prompt | generated | last | -K (comma-separated, e.g. -1,generated); "
+                                        "default all; not with --ablate")
     st.add_argument("--format", dest="style", default="auto", choices=["auto", "raw", "chat"],
                     help="chat-format the prompts (auto: when the model has a chat template)")
     st.add_argument("--max-new-tokens", type=int, default=24)
@@ -225,7 +269,7 @@ def _compare(args) -> int:
     for section, values in flags.items():
         options.setdefault(section, {}).update(values)
     args.out = run["out"]
-    if args.models or run.get("models"):
+    if args.models is not None or "models" in run:
         return _series(args, run, concepts, options, user)
     result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"], device=run.get("device"),
                      dtype=run.get("dtype", "float32"), device_map=run.get("device_map"), progress=not args.quiet,
@@ -247,7 +291,11 @@ def _series(args, run: dict, concepts: list[str], options: dict, user: dict) -> 
 
     if run.get("base") or run.get("post"):
         raise ValueError("give either --models (a series) or --base/--post (a pair), not both")
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(run["models"])
+    given = args.models is not None
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if given else list(run["models"])
+    if not models:
+        raise ValueError(f"--models is empty ({args.models!r}); give at least two checkpoints, comma-separated, the "
+                         "reference first")
     result = compare_series(models, concepts=concepts, out=run["out"], device=run.get("device"),
                             dtype=run.get("dtype", "float32"), progress=not args.quiet, data=run.get("data"),
                             options=options, user_concepts=user or None, command=["interp", *args.argv])
@@ -321,7 +369,13 @@ def _steer(args) -> int:
     import steering
     from interp.models import tokenizer_of
 
+    if args.ablate and args.positions is not None:
+        raise ValueError(f"--positions {args.positions} does not apply to --ablate, which projects the direction out "
+                         "at every position; drop --positions, or add the vector (--scale) at those positions")
     path = Path(args.vector)
+    if args.name and not path.is_dir():
+        raise ValueError(f"--name {args.name} picks a vector in a folder, but --vector {path} is not a folder; drop "
+                         "--name to use that file, or pass the folder as --vector")
     if path.is_dir():
         names = sorted(p.stem for p in path.glob("*.safetensors"))
         if not args.name:
@@ -330,6 +384,20 @@ def _steer(args) -> int:
             raise ValueError(f"no vector {args.name!r} in {path}; available: {', '.join(names) or 'none'}")
         path = path / f"{args.name}.safetensors"
     vector = steering.load_vector(path)
+    if args.ablate:  # built before the model boots: a bad --positions is named first
+        iv, how = steering.Ablate(vector), "ablated"
+    else:
+        where = "all" if args.positions is None else args.positions
+        positions = [int(p) if p.lstrip("-").isdigit() else p for p in where.split(",")]
+        positions = positions[0] if len(positions) == 1 else positions
+        from steering.interventions import _check_positions
+
+        try:
+            _check_positions(positions)
+        except ValueError as e:
+            raise ValueError(f"--positions {where!r}: {e}") from None
+        iv = steering.Add(vector, scale=args.scale, positions=positions)
+        how = f"added x{vector.scale if args.scale is None else args.scale:g} at {where}"
     if args.model is None:
         from interp import organism
 
@@ -345,12 +413,6 @@ def _steer(args) -> int:
             raise ValueError("the model's tokenizer has no chat template; use --format raw")
         prompts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
                    for p in prompts]
-    if args.ablate:
-        iv, how = steering.Ablate(vector), "ablated"
-    else:
-        positions = [int(p) if p.lstrip("-").isdigit() else p for p in args.positions.split(",")]
-        iv = steering.Add(vector, scale=args.scale, positions=positions[0] if len(positions) == 1 else positions)
-        how = f"added x{vector.scale if args.scale is None else args.scale:g} at {args.positions}"
     stop = list(getattr(tok, "additional_special_tokens", []) or [])
     kw = dict(max_new_tokens=args.max_new_tokens, stop_tokens=stop)
     plain = steering.generate(model, prompts, None, **kw)
@@ -474,6 +536,7 @@ def _collect(args) -> int:
     from interp import datasets
 
     out = Path(args.out)
+    layers = None if args.layers is None else _int_list(args.layers, "--layers")  # before anything is built or booted
     if args.tiny:
         from interp.testing import build_tiny_pair
 
@@ -486,7 +549,6 @@ def _collect(args) -> int:
     prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
     prompts = pair.format(prompts, args.style)
     sites = args.sites or ["resid_post"]
-    layers = None if not args.layers else [int(x) for x in args.layers.split(",")]
     extra = {"format": args.style, "chat_template": pair.chat_template if args.style == "chat" else None}
     for name, model in pair:
         acts = interp.collect(
@@ -507,7 +569,8 @@ def _concepts() -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    raw_argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _join_negative_values(raw_argv)
     is_compare = bool(argv) and argv[0] == "compare"
     user = {}
     if is_compare:  # the user concepts' options are flags too: find the concepts first
@@ -520,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interp compare: error: {e}", file=sys.stderr)
             return 2
     args = _parser(section_options=is_compare, user=user).parse_args(argv)
-    args.argv = argv  # the command line as given, for the manifest
+    args.argv = raw_argv  # the command line as given, for the manifest
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Per-file weight-loading bars of transformers would drown the toolkit's own progress bars.
     from transformers.utils import logging as hf_logging

@@ -43,7 +43,7 @@ from .activations import (
 )
 from .datasets import PromptSet
 from .hooks import attached, forward_blocks
-from .models import tokenizer_of
+from .models import float_dtype, tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
 from .tokens import BosPolicy, Encoding, Tokenized, as_tokenized, encode, length_batches, pad_batch, pad_id
 
@@ -58,6 +58,8 @@ _IDENTITY = ("model", "sites", "layers", "position", "tokenization", "dtype", "n
 
 def _as_prompt_set(prompts) -> PromptSet:
     if isinstance(prompts, PromptSet):
+        if not len(prompts):
+            raise ValueError(f"prompts is empty: nothing to collect (prompt set {prompts.name!r} has no rows)")
         return prompts
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings or a PromptSet, not a single string")
@@ -65,6 +67,27 @@ def _as_prompt_set(prompts) -> PromptSet:
     if not prompts:
         raise ValueError("prompts is empty: nothing to collect")
     return PromptSet(name="prompts", texts=tuple(prompts))
+
+
+def _check_extra(extra) -> dict | None:
+    """``extra`` checked to be a JSON-serialisable dict (or ``None``), before anything is written.
+
+    Raises:
+        TypeError: not a dict.
+        ValueError: a value JSON cannot hold (a set, a tensor, ...).
+    """
+    if extra is None:
+        return None
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict of JSON-ready metadata, got {type(extra).__name__}")
+    import json
+
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"extra must be JSON-serialisable ({e}); convert it to dicts, lists, strings and numbers "
+                         "before collecting") from None
+    return extra
 
 
 def _versions() -> dict[str, str]:
@@ -215,8 +238,15 @@ def parse_bytes(size: int | float | str) -> int:
 
     >>> parse_bytes("1.5 GiB"), parse_bytes("200MB"), parse_bytes(1024)
     (1610612736, 200000000, 1024)
+
+    Raises:
+        ValueError: a size that is not positive, not finite (``inf``, ``nan``: pass ``memory_budget=None`` for
+            no budget), or a string that is not a size.
     """
     if isinstance(size, (int, float)) and not isinstance(size, bool):
+        if size != size or size in (float("inf"), float("-inf")):
+            raise ValueError(f"a memory size must be a finite number of bytes, got {size}; pass memory_budget=None "
+                             "for no budget")
         if size <= 0:
             raise ValueError(f"a memory size must be positive, got {size}")
         return int(size)
@@ -241,7 +271,7 @@ def memory_estimate(model, n_prompts: int, sites: Sequence[str] | str = ("resid_
     """
     sites = [sites] if isinstance(sites, str) else list(sites)
     layers = check_layers(layers, int(model.cfg.n_layers))
-    item = torch.empty((), dtype=dtype).element_size()
+    item = torch.empty((), dtype=float_dtype(dtype)).element_size()
     per_row = sum(len(layers) * site_width(model, s) * item for s in sites)
     rows_per_shard = -(-shard_size // batch_size) * batch_size
     return {"per_row": per_row, "in_memory": per_row * n_prompts,
@@ -348,7 +378,8 @@ def collect(
         padding_side: where padding goes; padded tokens are masked out of
             attention and never read, and positions are derived from the mask,
             so either side gives the unpadded result.
-        dtype: dtype of the stored activations (they are cast in the hook).
+        dtype: dtype of the stored activations (they are cast in the hook): a floating torch dtype or its
+            name (``"float32"``, ``"bfloat16"``, ``"float16"``).
         out: store folder to stream shards to; ``None`` keeps everything in
             memory. Re-running with the same folder resumes an interrupted run
             and returns the finished store; a folder holding a different
@@ -359,7 +390,7 @@ def collect(
             same bits (other groupings agree to float rounding).
         progress: show a progress bar.
         extra: JSON-ready metadata to record in the manifest (e.g. the chat
-            template applied).
+            template applied); a dict, checked before anything is written.
         memory_budget: memory the collected activations may take (bytes, or
             ``"8GB"``, ``"512MiB"``), checked before any forward pass against
             :func:`memory_estimate`. In memory and over budget: ``over_budget=
@@ -381,16 +412,24 @@ def collect(
         tensor per site.
 
     Raises:
-        ValueError: empty prompts, unknown site, layer out of range, a prompt
-            longer than the model's context, a position missing from a prompt,
-            an ``out`` folder holding another collection, or ``tokens`` of other
-            texts (or another tokenizer or BOS policy).
+        ValueError: empty prompts (a list or a PromptSet: "prompts is empty: nothing to collect"), unknown
+            site, layer out of range, a prompt longer than the model's context, a position missing from a
+            prompt, an ``out`` folder holding another collection, ``out`` naming a file, or ``tokens`` of other
+            texts (or another tokenizer or BOS policy); a ``dtype`` that is not floating point or an unknown
+            dtype name; an ``extra`` that is not JSON-serialisable; a ``memory_budget`` that is not a positive
+            finite size.
+        TypeError: a single string as ``prompts``; ``dtype`` neither a torch dtype nor a name; ``extra`` not
+            a dict.
         MemoryError: over ``memory_budget`` (see there), or one batch's forward
             pass estimated (:func:`forward_estimate`) above the device's free
             memory (:func:`available_memory`); above half of it, a warning names a
             ``batch_size`` that leaves room.
     """
     prompts = _as_prompt_set(prompts)
+    dtype = float_dtype(dtype)
+    extra = _check_extra(extra)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out {out} is a file; collect streams to a store folder: give a new or empty folder")
     if tokens is not None:
         tokens = as_tokenized(model, tokens, bos=bos)
         if tokens.texts != tuple(prompts.texts):
@@ -624,7 +663,9 @@ def collect_tokens_by_site(model, prompts, sites: Sequence[str], layers=None, *,
     :func:`interp.tokens.length_batches`; right-padded, padded slots dropped).
 
     Raises:
-        ValueError: no sites, an unknown site or layer, or prompts with no tokens besides BOS.
+        ValueError: no sites, an unknown site or layer, empty prompts (a list or a PromptSet: "prompts is empty:
+            nothing to collect"), or prompts with no tokens besides BOS.
+        TypeError: a single string as ``prompts``, or a layer that is not an integer.
         FloatingPointError: a NaN or inf among the activations.
     """
     toks = prompts if isinstance(prompts, Tokenized) else None

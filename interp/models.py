@@ -30,12 +30,47 @@ from .datasets import PromptSet
 
 __all__ = [
     "ModelPair", "load_model", "load_pair", "pair_of", "resolve_model", "check_same_tokenizer", "tokenizer_of",
-    "vocab_digest",
+    "vocab_digest", "float_dtype",
 ]
 
 log = logging.getLogger(__name__)
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: dtype names taken where a torch dtype is (``dtype="bfloat16"``, as :func:`interp.compare.compare` takes them).
+DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def float_dtype(dtype, what: str = "dtype") -> torch.dtype:
+    """``dtype`` as a floating torch dtype: a ``torch.dtype``, or one of the names in :data:`DTYPE_NAMES`
+    (``"float32"``, ``"bfloat16"``, ``"float16"``, ``"float64"``; ``"torch.float32"`` too).
+
+    Raises:
+        TypeError: neither a ``torch.dtype`` nor a string.
+        ValueError: an unknown name, or a dtype that is not floating point (e.g. ``torch.int64``).
+    """
+    if isinstance(dtype, str):
+        name = dtype.strip().removeprefix("torch.")
+        if name not in DTYPE_NAMES:
+            raise ValueError(f"{what} {dtype!r} is not a dtype name; use a torch dtype (torch.float32) or one of "
+                             f"{', '.join(map(repr, DTYPE_NAMES))}")
+        return DTYPE_NAMES[name]
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{what} must be a torch dtype, e.g. torch.float32 (or its name 'float32'), "
+                        f"got {type(dtype).__name__}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"{what} must be a floating dtype (torch.float32, torch.bfloat16, torch.float16), got {dtype}")
+    return dtype
+
+
+def _check_source(source, what: str = "model source") -> None:
+    """Refuse an empty model name before anything resolves or boots.
+
+    Raises:
+        ValueError: ``source`` is empty or only whitespace.
+    """
+    if not str(source).strip():
+        raise ValueError(f"{what} is empty: give a hub id (e.g. 'Qwen/Qwen2.5-0.5B'), a local model folder or a "
+                         "local .gguf file")
 _SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]
 
 
@@ -64,7 +99,9 @@ def resolve_model(
             safetensors file that is truncated or corrupt (named); a GGUF file of
             an unsupported architecture or tensor type.
         OSError: the hub could not be reached and the model is not cached.
+        ValueError: also for an empty ``source`` (``""``): "model source is empty".
     """
+    _check_source(source)
     s = str(source)
     path = Path(s).expanduser()
     if path.is_dir():
@@ -109,8 +146,8 @@ def _check_folder(path: Path) -> Path:
     _check_weight_files(path)
     if not any((path / f).exists() for f in _TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
         raise FileNotFoundError(
-            f"{path} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}, *.tiktoken); copy them from the model's "
-            "original repository or download into the folder beside config.json"
+            f"{path} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}, *.tiktoken); copy them from the "
+            "model's original repository or download into the folder beside config.json"
         )
     return path
 
@@ -148,7 +185,7 @@ def load_model(
     source: str | os.PathLike,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     revision: str | None = None,
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
@@ -163,7 +200,8 @@ def load_model(
             ``.gguf`` file (dequantised once to ``dtype`` into a cached
             safetensors folder, see :mod:`interp.gguf`).
         device: e.g. ``"cpu"``, ``"cuda"``; default: TransformerLens' choice.
-        dtype: parameter dtype (for a GGUF file, also the dtype it is dequantised to).
+        dtype: parameter dtype (for a GGUF file, also the dtype it is dequantised to): a floating torch
+            dtype or its name (``"float32"``, ``"bfloat16"``, ``"float16"``).
         revision: hub revision (branch, tag or commit).
         trust_remote_code: run model code shipped with the checkpoint. Off by
             default; turn on only for a repository you trust.
@@ -181,8 +219,12 @@ def load_model(
         FileNotFoundError, ValueError, OSError: as :func:`resolve_model` (a missing folder, config or
             tokenizer files; pickle-only, truncated or corrupt weights; named before anything boots);
             ``ValueError`` also for ``device`` with ``device_map``, a CUDA ``device`` where torch has none,
-            or more devices than the machine has.
+            or more devices than the machine has, an empty ``source`` ("model source is empty"), an unknown
+            dtype name or a dtype that is not floating point.
+        TypeError: ``dtype`` neither a torch dtype nor a name.
     """
+    _check_source(source)
+    dtype = float_dtype(dtype)
     if device_map is not None and device is not None:
         raise ValueError("give device or device_map, not both")
     check_device(device)
@@ -331,7 +373,14 @@ class ModelPair:
         post-instruction tokens. The formatted text includes any BOS the
         template writes; :func:`interp.collect`'s BOS policy then adds no
         second one.
+
+        Raises:
+            TypeError: ``prompts`` is a single string (wrap one prompt in a list).
+            ValueError: an unknown ``style``, or ``"chat"`` without a chat template.
         """
+        if isinstance(prompts, (str, bytes)):
+            raise TypeError("prompts must be a list of texts or a PromptSet, not a single string; wrap one prompt "
+                            "in a list: pair.format([text], style)")
         if not isinstance(prompts, PromptSet):
             prompts = PromptSet(name="prompts", texts=tuple(prompts))
         if style == "raw":
@@ -368,7 +417,7 @@ def load_pair(
     post: str | os.PathLike | None = None,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     revision: str | None = None,
     post_revision: str | None = None,
     trust_remote_code: bool = False,
@@ -391,7 +440,13 @@ def load_pair(
 
     Raises:
         ValueError: the two models differ in vocabulary, depth or width; a preset name given with a
-            second model.
+            second model; an empty model name ("model source is empty"), an unknown dtype name or a
+            non-floating dtype (these before either model boots).
+        TypeError: ``dtype`` neither a torch dtype nor a name.
+
+    Warns:
+        UserWarning: ``base`` and ``post`` resolve to the same model folder (a model compared with itself
+            shows no base/post differences).
 
     Example:
         >>> pair = load_pair("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct")  # doctest: +SKIP
@@ -412,10 +467,18 @@ def load_pair(
     elif base is None or post is None:
         raise ValueError("give both base and post, neither for the bundled model organism pair, or "
                          "base='gemma-270m-organism' alone for the real-base organism")
-    kw = dict(device=device, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map,
+    _check_source(base, "base model source")
+    _check_source(post, "post model source")
+    kw = dict(device=device, dtype=float_dtype(dtype), trust_remote_code=trust_remote_code, device_map=device_map,
               n_devices=n_devices, **boot_kwargs)
     base_model = load_model(base, revision=revision, **kw)
     post_model = load_model(post, revision=post_revision, **kw)
+    path = base_model.interp_source["path"]
+    if path == post_model.interp_source["path"]:
+        import warnings
+
+        warnings.warn(f"base and post are the same model folder ({path}): a model compared with itself shows no "
+                      "base/post differences; pass the post-trained model as post", stacklevel=2)
     if preset is not None:  # name the cached folders for what they are (reports, manifests)
         base_model.interp_source["name"] = f"{preset} base: google/gemma-3-270m"
         post_model.interp_source["name"] = f"{preset} post: google/gemma-3-270m + LoRA (interp/organism/gemma_lora)"

@@ -40,12 +40,19 @@ class Match:
     """The token holding the last character of the ``occurrence``-th match of ``pattern``.
 
     ``occurrence=-1`` takes the last match in the text.
+
+    Raises:
+        ValueError: an empty or invalid pattern; in :meth:`index`, a pattern not found, an occurrence
+            missing, or a match of only the empty string at the end of the text (no token holds it).
     """
 
     pattern: str
     occurrence: int = -1
 
     def __post_init__(self):
+        if not self.pattern:
+            raise ValueError("position pattern is empty ('match:' with nothing after it): write match:REGEX, e.g. "
+                             "match:\\. for the last period, or use 'last'")
         try:
             re.compile(self.pattern)
         except re.error as e:
@@ -63,6 +70,10 @@ class Match:
                 f"occurrence {self.occurrence} asked for"
             ) from None
         char = m.end() - 1 if m.end() > m.start() else m.start()
+        if m.end() == m.start() == len(text):
+            raise ValueError(f"position pattern {self.pattern!r} matches only the empty string at the end of prompt "
+                             f"{row}, where no token is; use 'last' for the last token, or a pattern that matches "
+                             "a character")
         for i, (s, e) in enumerate(enc.spans):
             if s <= char < e:
                 return i

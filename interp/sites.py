@@ -62,16 +62,38 @@ def check_site(site: str) -> str:
 
 
 def hook_name(site: str, layer: int) -> str:
-    """TransformerLens hook name of ``site`` at block ``layer``."""
-    return SITES[check_site(site)].format(layer=int(layer))
+    """TransformerLens hook name of ``site`` at block ``layer``.
+
+    ``layer`` is a block index ``>= 0`` (an int, a numpy integer or a 0-d integer tensor); negative indices
+    count from the end only where the model is known (:func:`check_layers`).
+
+    Raises:
+        ValueError: an unknown site, or a negative ``layer``.
+        TypeError: a ``layer`` that is not an integer (e.g. ``1.7``).
+    """
+    if isinstance(layer, bool):
+        raise TypeError(f"layer must be an integer block index, got {layer!r}")
+    try:
+        layer = operator.index(layer)
+    except TypeError:
+        raise TypeError(f"layer must be an integer block index, got {layer!r}") from None
+    if layer < 0:
+        raise ValueError(f"layer must be a block index >= 0, got {layer}; to count from the end, normalise it "
+                         "first: interp.sites.check_layers([layer], n_layers)")
+    return SITES[check_site(site)].format(layer=layer)
 
 
 def check_layers(layers, n_layers: int) -> list[int]:
     """Normalise a layer selection to a sorted list of distinct block indices.
 
-    ``layers`` may be ``None`` (all layers), an int, or an iterable of ints.
-    Negative indices count from the end, as in Python. Out-of-range layers raise
+    ``layers`` may be ``None`` (all layers), an int (a numpy integer or a 0-d integer tensor too), or an
+    iterable of ints. Negative indices count from the end, as in Python. Out-of-range layers raise
     ``ValueError`` naming the valid range.
+
+    Raises:
+        ValueError: an empty selection, or a layer out of range.
+        TypeError: a layer that is not an integer (``1.7``, ``True``), or ``layers`` neither an int nor an
+            iterable.
 
     >>> check_layers(None, 3)
     [0, 1, 2]
@@ -80,8 +102,10 @@ def check_layers(layers, n_layers: int) -> list[int]:
     """
     if layers is None:
         return list(range(n_layers))
-    if isinstance(layers, int):
+    if isinstance(layers, int) or getattr(layers, "ndim", None) == 0:  # numpy scalars, 0-d arrays and tensors
         layers = [layers]
+    elif isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be None, an int or a sequence of ints, got {layers!r}")
     out = []
     for layer in layers:
         if isinstance(layer, bool):

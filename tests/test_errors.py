@@ -162,8 +162,15 @@ def _lost_cache(ctx):
 
 def _file(ctx, name: str, text: str) -> Path:
     path = ctx["tmp"] / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def _cli():
+    import interp.cli
+
+    return interp.cli
 
 
 def _truth_without_labels(ctx):
@@ -438,7 +445,29 @@ CASES_STEERING = {
                                             steering.SteeringVector(torch.ones(2, _d(c)), (0, 1)), c["tmp"] / "ortho"),
 }
 
-CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING}
+# Rows I1.. of the interp table.
+CASES_INTERP = {
+    "I1": lambda c: c["pair"].format("hello", "raw"),
+    "I2": lambda c: interp.load_model(""),
+    "I3": lambda c: interp.collect(c["model"], ["a b"], dtype=torch.int64, progress=False),
+    "I4": lambda c: interp.collect(c["model"], interp.datasets.PromptSet("x", ["a b"])[[False]], progress=False),
+    "I5": lambda c: interp.collect(c["model"], ["a b"], extra={"a": {1}}, out=c["tmp"] / "store", progress=False),
+    "I6": lambda c: interp.collect(c["model"], ["a b"], memory_budget=float("inf"), progress=False),
+    "I7": lambda c: interp.collect(c["model"], ["a b"], out=_file(c, "afile.txt", "x"), progress=False),
+    "I8": lambda c: interp.collect(c["model"], ["a b"], positions="match:", progress=False),
+    "I9": lambda c: interp.collect(c["model"], ["a b"], positions="match:$", progress=False),
+    "I10": lambda c: interp.hook_name("resid_post", 1.7),
+    "I11": lambda c: interp.hook_name("resid_post", -1),
+    "I12": lambda c: __import__("interp.compare").compare.compare(concepts=[], out=None, progress=False),
+    "I13": lambda c: _cli()._series(_cli()._parser().parse_args(["compare", "--models", ""]),
+                                    {"out": str(c["tmp"] / "s")}, ["truth"], {}, {}),
+    "I14": lambda c: _cli()._int_list("1,,2", "--layers"),
+    "I15": lambda c: _cli()._steer(_cli()._parser().parse_args(["steer", "hi", "--vector", str(c["tmp"] / "v.st"),
+                                                                "--ablate", "--positions", "last"])),
+    "I16": lambda c: interp.collect(c["model"], ["a b"], progress=False).save(_file(c, "keep/n.txt", "x").parent),
+}
+
+CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP}
 
 # Rows of the warnings table: the call completes and warns.
 WARNS = {
@@ -447,6 +476,9 @@ WARNS = {
     "W3": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,), meta={"relative_norm": {"0": 1e-8}})),
     "W4": lambda c: _huge_batch(c, 0.7),
     "W5": lambda c: steering.generate(c["model"], [_near_context(c)], max_new_tokens=8),
+    "W10": lambda c: interp.load_pair(c["dirs"]["llama"][1], c["dirs"]["llama"][1], device="cpu"),
+    "W11": lambda c: interp.datasets.PromptSet("d", ["a", "b", "a", "c"]).split(0.5, group=None),
+    "W12": lambda c: interp.datasets.PromptSet("d", list("abacde"), labels=[0, 1, 1, 0, 1, 0]).split(0.5),
     "W6": lambda c: steering.Deactivate({1: []}).hooks(c["model"]),
     "W7": lambda c: steering.generate(c["model"], ["Hi there"], max_new_tokens=2, temperature=0.7, top_p=0.9),
     "W8": lambda c: steering.calibrate_scale(c["model"], _ones_vector(c), "Hi there", 1e-12, max_steps=3),

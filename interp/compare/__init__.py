@@ -132,9 +132,9 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
         (None without one).
 
     Raises:
-        ValueError: an unknown concept, an option a section does not take or a bad option value, an unknown
-            dtype, a CUDA device without CUDA, ``out`` naming a file. FileNotFoundError: a user concept's file,
-            or ``data`` lacking one of the public files.
+        ValueError: no section at all ("no section to run"), an unknown concept, an option a section does not
+            take or a bad option value, an unknown dtype, a CUDA device without CUDA, ``out`` naming a file.
+            FileNotFoundError: a user concept's file, or ``data`` lacking one of the public files.
     """
     from ..datasets import PublicSets
 
@@ -151,6 +151,9 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
                 raise ValueError(f"user concept {name!r} takes two prompt sets, positive and negative; got {files!r}")
             own[name] = concept(name, *files)  # files are checked here, before any model boots
         concepts += [name for name in own if name not in concepts]
+    if not concepts:
+        raise ValueError(f"no section to run: name at least one of {', '.join(_available())} (concepts=[...], "
+                         "--concepts), or a concept of your own (user_concepts=, --concept NAME=POS,NEG)")
     unknown = [c for c in concepts if c not in _available() and c not in own]
     if unknown:
         raise ValueError(f"unknown concept(s) {unknown}; available: {', '.join(_available())}")
@@ -214,8 +217,9 @@ def compare(
         (also in ``report.json``); ``manifest`` what reproduces the run (:mod:`interp.manifest`).
 
     Raises:
-        ValueError: an unknown concept, an option a section does not take or a bad option value, an unknown
-            dtype, ``out`` naming a file (all checked before any model is booted). FileNotFoundError: ``data``
+        ValueError: no section to run (``concepts=[]`` and no user concept), an unknown concept, an option a
+            section does not take or a bad option value, an unknown dtype, ``out`` naming a file (all checked
+            before any model is booted). FileNotFoundError: ``data``
             lacks one of the public files.
     """
     import torch

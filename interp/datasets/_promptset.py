@@ -173,6 +173,11 @@ class PromptSet:
         ``test_size``; ``GroupShuffleSplit`` when unlabelled). Otherwise rows
         are split independently (``train_test_split``).
 
+        Identical texts always land on the same side too, so a copy of a test prompt is never trained on:
+        when a text appears more than once, the copies form one group (joined with their ``meta[group]``
+        groups, if any) and the split is by group as above. A set without repeated texts splits exactly as
+        it did before this rule. With ``group=None`` copies are split independently, with a warning.
+
         Args:
             test_size: fraction (0 < x < 1) or number of test rows (a fraction only, when split by group).
             random_state: seed of the shuffle.
@@ -181,8 +186,13 @@ class PromptSet:
 
         Raises:
             ValueError: fewer than 2 rows (or groups), a split that leaves a part empty or a class out of
-                the test part, a count ``test_size`` with groups, a stratified split of a set whose rows all
-                have one label while it names several classes (or names none): nothing to classify.
+                the test part, a count ``test_size`` with groups (or repeated texts), a stratified split of a
+                set whose rows all have one label while it names several classes (or names none): nothing to
+                classify.
+
+        Warns:
+            UserWarning: ``group=None`` on a set with repeated texts (copies may land in both parts); one text
+                with two different labels.
         """
         if len(self) < 2:
             raise ValueError(f"{self.name}: cannot split {len(self)} row(s); need at least 2")
@@ -192,8 +202,29 @@ class PromptSet:
             raise ValueError(f"{self.name}: every row has the label {only!r} (classes {self.class_counts()}), so "
                              "neither part can train or test a classifier; add rows of the other class(es), or "
                              "pass stratify=False to split one class on purpose")
-        if group is not None and self.meta is not None and any(group in m for m in self.meta):
-            train, test = self._group_split(test_size, random_state, strat, group)
+        grouped = group is not None and self.meta is not None and any(group in m for m in self.meta)
+        repeated = len(set(self.texts)) < len(self.texts)
+        if repeated and group is None:
+            import warnings
+
+            n = len(self.texts) - len(set(self.texts))
+            warnings.warn(f"{self.name}: {n} row(s) repeat an earlier text, and with group=None the copies can land "
+                          "in both train and test; drop group=None (identical texts are then kept together), "
+                          "de-duplicate, or give duplicates one meta['group']", stacklevel=2)
+        if repeated and self.labels is not None:
+            seen: dict[str, set[int]] = {}
+            for t, y in zip(self.texts, self.labels):
+                seen.setdefault(t, set()).add(y)
+            mixed = [t for t, ys in seen.items() if len(ys) > 1]
+            if mixed:
+                import warnings
+
+                names = lambda ys: [self.label_names[y] if self.label_names else y for y in sorted(ys)]  # noqa: E731
+                warnings.warn(f"{self.name}: {len(mixed)} text(s) carry more than one label (e.g. {mixed[0]!r}: "
+                              f"{names(seen[mixed[0]])}); a classifier cannot tell such rows apart: fix or drop "
+                              "the wrong rows", stacklevel=2)
+        if grouped or (repeated and group is not None):
+            train, test = self._group_split(test_size, random_state, strat, group, grouped)
         else:
             from sklearn.model_selection import train_test_split
 
@@ -209,14 +240,18 @@ class PromptSet:
         a, b = self[sorted(train)], self[sorted(test)]
         return replace(a, name=f"{self.name}/train"), replace(b, name=f"{self.name}/test")
 
-    def _group_split(self, test_size, random_state, strat, group) -> tuple[list[int], list[int]]:
-        """Row indices ``(train, test)`` with every value of ``meta[group]`` on one side."""
+    def _group_split(self, test_size, random_state, strat, group, grouped=True) -> tuple[list[int], list[int]]:
+        """Row indices ``(train, test)`` with every value of ``meta[group]`` on one side, and every repeated text
+        (``grouped=False``: the set has no ``meta[group]``, only repeated texts)."""
         import numpy as np
         from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
         if not (isinstance(test_size, float) and 0 < test_size < 1):
-            raise ValueError(f"{self.name}: a split by {group!r} takes test_size as a fraction, got {test_size!r}")
-        groups = [f"{type(m[group]).__name__}:{m[group]}" if group in m else f"\0row{i}" for i, m in enumerate(self.meta)]
+            by = f"by {group!r}" if grouped else "of repeated texts (identical texts are one group)"
+            raise ValueError(f"{self.name}: a split {by} takes test_size as a fraction, got {test_size!r}")
+        meta = self.meta if grouped else ({},) * len(self)
+        groups = [f"{type(m[group]).__name__}:{m[group]}" if group in m else f"\0row{i}" for i, m in enumerate(meta)]
+        groups = _join_repeated(self.texts, groups)
         n_groups = len(set(groups))
         rows = np.arange(len(self))
         if strat is not None:
@@ -289,6 +324,30 @@ class PromptSet:
             meta=tuple(m for s in sets for m in (s.meta or ({},) * len(s))) if has_meta else None,
             source=",".join(dict.fromkeys(s.source for s in sets if s.source)),
         )
+
+
+def _join_repeated(texts: Sequence[str], groups: list[str]) -> list[str]:
+    """``groups`` with the groups of identical texts joined: each joined group takes the label of its first row's
+    group, so where no text repeats, ``groups`` comes back unchanged."""
+    parent = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    order = {}
+    for g in groups:
+        order.setdefault(g, len(order))
+    first: dict[str, str] = {}
+    for t, g in zip(texts, groups):
+        other = first.setdefault(t, g)
+        a, b = root(other), root(g)
+        if a != b:  # the earlier group names the joined one
+            a, b = (a, b) if order[a] < order[b] else (b, a)
+            parent[b] = a
+    return [root(g) for g in groups]
 
 
 # ------------------------------------------------------------------ validation

@@ -45,7 +45,8 @@ from .datasets import PromptSet
 from .hooks import attached, forward_blocks
 from .models import float_dtype, tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
-from .tokens import BosPolicy, Encoding, Tokenized, as_tokenized, encode, length_batches, pad_batch, pad_id
+from .tokens import (BosPolicy, Encoding, Tokenized, as_tokenized, check_batch_size, encode, length_batches,
+                     pad_batch, pad_id)
 
 __all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "collect_tokens_by_site", "memory_estimate",
            "parse_bytes", "token_means", "TokenActivations"]
@@ -455,8 +456,9 @@ def collect(
         check_site(s)
     if len(set(sites)) != len(sites):
         raise ValueError(f"sites has duplicates: {sites}")
-    if batch_size < 1 or shard_size < 1:
-        raise ValueError("batch_size and shard_size must be positive")
+    check_batch_size(batch_size)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
     layers = check_layers(layers, int(model.cfg.n_layers))
     widths = {s: site_width(model, s) for s in sites}
     if memory_budget is not None:

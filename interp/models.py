@@ -51,7 +51,7 @@ def float_dtype(dtype, what: str = "dtype") -> torch.dtype:
     if isinstance(dtype, str):
         name = dtype.strip().removeprefix("torch.")
         if name not in DTYPE_NAMES:
-            raise ValueError(f"{what} {dtype!r} is not a dtype name; use a torch dtype (torch.float32) or one of "
+            raise ValueError(f"{what} {dtype!r} must be a floating dtype: a torch dtype (torch.float32) or one of "
                              f"{', '.join(map(repr, DTYPE_NAMES))}")
         return DTYPE_NAMES[name]
     if not isinstance(dtype, torch.dtype):
@@ -67,10 +67,16 @@ def _check_source(source, what: str = "model source") -> None:
 
     Raises:
         ValueError: ``source`` is empty or only whitespace.
+        TypeError: ``source`` is not a string or path (a booted model, say).
     """
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a hub id, a local model folder or a .gguf file, got a {type(source).__name__};"
+                        " to pair two models already booted use interp.pair_of(base, post)")
     if not str(source).strip():
         raise ValueError(f"{what} is empty: give a hub id (e.g. 'Qwen/Qwen2.5-0.5B'), a local model folder or a "
                          "local .gguf file")
+
+
 _SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.jinja"]
 
 
@@ -144,6 +150,10 @@ def _check_folder(path: Path) -> Path:
             "model.save_pretrained(folder, safe_serialization=True) in a trusted environment."
         )
     _check_weight_files(path)
+    if (path / "vocab.json").exists() and not (path / "merges.txt").exists() and not any(
+            (path / f).exists() for f in _TOKENIZER_FILES if f != "vocab.json"):
+        raise FileNotFoundError(f"{path} has vocab.json but not merges.txt (a byte-level BPE tokenizer needs both, or "
+                                "a tokenizer.json); copy it from the model's original repository")
     if not any((path / f).exists() for f in _TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
         raise FileNotFoundError(
             f"{path} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}, *.tiktoken); copy them from the "
@@ -170,15 +180,29 @@ def _check_weight_files(path: Path) -> None:
                              "download or copy; fetch it again") from None
 
 
-def check_device(device) -> None:
-    """Refuse a CUDA device where torch has none, before any model boots.
+def check_device(device, device_map=None) -> None:
+    """Refuse a device torch does not know, or a CUDA device (in ``device`` or a ``device_map``) where torch has
+    none, before any model boots.
 
     Raises:
-        ValueError: ``device`` names CUDA and ``torch.cuda.is_available()`` is false.
+        ValueError: ``device`` is not a device name (``"gpu"``), or it or a ``device_map`` names CUDA and
+            ``torch.cuda.is_available()`` is false.
     """
-    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this torch has no CUDA device (CPU build or no GPU visible); use "
-                         "device='cpu' or install a CUDA build of torch on a machine with a GPU")
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:1', 'mps', "
+                             "...") from None
+    named = [device] if device is not None else []
+    if isinstance(device_map, str):
+        named.append(device_map)
+    elif isinstance(device_map, dict):
+        named += [str(v) for v in device_map.values()]
+    for d in named:
+        if str(d).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {d!r}: this torch has no CUDA device (CPU build or no GPU visible); use "
+                             "device='cpu' or install a CUDA build of torch on a machine with a GPU")
 
 
 def load_model(
@@ -218,6 +242,8 @@ def load_model(
     Raises:
         FileNotFoundError, ValueError, OSError: as :func:`resolve_model` (a missing folder, config or
             tokenizer files; pickle-only, truncated or corrupt weights; named before anything boots);
+            ``ValueError`` also for tokenizer files that cannot be read (before the weights) and for
+            weights holding NaN or inf (named, after they load);
             ``ValueError`` also for ``device`` with ``device_map``, a CUDA ``device`` where torch has none,
             or more devices than the machine has, an empty ``source`` ("model source is empty"), an unknown
             dtype name or a dtype that is not floating point.
@@ -227,7 +253,7 @@ def load_model(
     dtype = float_dtype(dtype)
     if device_map is not None and device is not None:
         raise ValueError("give device or device_map, not both")
-    check_device(device)
+    check_device(device, device_map)
     if n_devices is not None:
         if n_devices < 1:
             raise ValueError(f"n_devices must be >= 1, got {n_devices}")
@@ -242,10 +268,21 @@ def load_model(
 
     path = resolve_model(source, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype,
                          gguf_cache_dir=gguf_cache_dir)
+    # The checkpoint's own tokenizer, read before the weights so a broken tokenizer file is named at once.
+    # TransformerLens normalises the bridge's tokenizer in place (a missing BOS becomes EOS, padding side
+    # changes); the toolkit tokenises with this one so the BOS policy sees the real special tokens.
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (ValueError, OSError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: the tokenizer files could not be read ({type(e).__name__}: {str(e)[:300]}); "
+                         "copy them again from the model's original repository") from None
     bridge = TransformerBridge.boot_transformers(
         str(path), device=device, dtype=dtype, trust_remote_code=trust_remote_code, **boot_kwargs
     )
     bridge.eval()
+    _check_finite_weights(bridge, path)
     if bridge.tokenizer is None:
         raise ValueError(f"{source!r} has no tokenizer; the toolkit needs one to tokenise prompts")
     # The bridge has no slot for where a model came from; manifests read it from here.
@@ -255,13 +292,21 @@ def load_model(
 
         meta = json.loads((path / MARKER).read_text())
         bridge.interp_source["gguf"] = {"file": meta["source"], "sha256": meta["sha256"], "dtype": meta["dtype"]}
-    # TransformerLens normalises the bridge's tokenizer in place (a missing BOS
-    # becomes EOS, padding side changes); keep the checkpoint's own tokenizer for
-    # the toolkit's tokenisation so the BOS policy sees the real special tokens.
-    from transformers import AutoTokenizer
-
-    bridge.interp_tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    bridge.interp_tokenizer = tokenizer
     return bridge
+
+
+def _check_finite_weights(model, path) -> None:
+    """Refuse weights holding NaN or inf (a file damaged in place: its size and header are right, its bytes not).
+
+    Raises:
+        ValueError: naming the first such parameter.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                raise ValueError(f"{path}: the weight {name} holds NaN or inf: a weight file is damaged (or the "
+                                 "checkpoint was saved broken); fetch it again")
 
 
 def tokenizer_of(model):

@@ -164,8 +164,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     Raises:
         ValueError: ``batch_size < 1``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_batch_size(batch_size)
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     if not order:
         return []
@@ -283,8 +282,7 @@ class Tokenized:
         Raises:
             ValueError: ``batch_size < 1``.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_batch_size(batch_size)
         groups = (length_batches(self.lengths, batch_size) if by_length else
                   [list(range(b0, min(b0 + batch_size, len(self)))) for b0 in range(0, len(self), batch_size)])
         for rows in groups:
@@ -341,3 +339,22 @@ def as_tokenized(model, prompts: Sequence[str] | Tokenized, *, bos: BosPolicy = 
         raise ValueError(f"prompt {too_long} is {prompts.lengths[too_long]} tokens long, more than the model's "
                          f"context of {n_ctx} tokens: shorten it or drop it ({prompts.texts[too_long][:60]!r}...)")
     return prompts
+
+
+def check_batch_size(batch_size) -> int:
+    """``batch_size`` as an int >= 1.
+
+    Raises:
+        ValueError: below 1. TypeError: not an integer (``None``, ``1.5``).
+    """
+    import operator
+
+    try:
+        if isinstance(batch_size, bool):
+            raise TypeError
+        n = operator.index(batch_size)
+    except TypeError:
+        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}") from None
+    if n < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return n

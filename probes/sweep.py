@@ -61,6 +61,9 @@ class ProbeRecord:
 def _check(X, y, *, both_classes: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``X: [n_samples, layer, d]`` (at least one layer and one dimension, finite) and 0/1 labels ``y:
     [n_samples]``; with ``both_classes``, both labels present."""
+    if y is None:
+        raise TypeError("y is None: these prompts have no labels (a prompt file read without its label column? "
+                        "interp.datasets.load_file names the column with label_column=)")
     X = torch.as_tensor(X)
     y = torch.as_tensor(y)
     if X.ndim != 3:

@@ -49,8 +49,10 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str 
         ValueError: if no finite ``α`` up to ``start * 2**max_steps`` reaches the target (the vector does
             not move this model's predictions), or once ``patience`` doublings in a row have raised the KL
             by less than ``rtol`` of itself: it has levelled off below the target (the message gives the
-            level it reached). Also for arguments out of range: ``target_kl``, ``start`` or ``rtol`` not a
-            finite number > 0, ``sign`` zero or not finite, ``max_steps`` or ``patience`` below 1.
+            level it reached). Also for a vector that is zero (or float rounding, by its
+            ``meta["relative_norm"]``) at a layer, and for arguments out of range: ``target_kl``, ``start``
+            or ``rtol`` not a finite number > 0, ``sign`` zero or not finite, ``max_steps`` or ``patience``
+            below 1.
         TypeError: ``max_steps`` or ``patience`` not an int.
 
     Warns:
@@ -82,6 +84,15 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str 
             raise TypeError(f"{name} must be an int >= 1, got {value!r}") from None
         if n < 1:
             raise ValueError(f"{name} must be an int >= 1, got {n}")
+    from .interventions import _relative_norm
+    from .vector import NEGLIGIBLE
+
+    dead = [layer for layer, row in zip(vector.layers, vector.vectors) if not float(row.norm()) > 0
+            or (_relative_norm(vector, layer) is not None and _relative_norm(vector, layer) < NEGLIGIBLE)]
+    if dead:
+        raise ValueError(f"the vector is zero or float rounding at layer(s) {dead} (e.g. a difference of means of "
+                         "identical prompt sets): its direction is noise, so no scale is worth calibrating; check "
+                         "how it was built")
     unit = vector.normalized()
     prompts = as_tokenized(model, prompts)  # once, for every scale tried
     clean = next_token_logprobs(model, prompts)

@@ -115,6 +115,8 @@ def generate(
             None), ``stop_tokens`` given as one string instead of a list.
         interp.kv_cache.KVCacheError: with ``use_cache``, the model's cache did
             not hold every token fed so far after a step.
+        FloatingPointError: non-finite next-token logits (an intervention
+            overflowed the activations, or the weights hold NaN/inf).
 
     Warns:
         UserWarning: ``temperature``, ``top_k`` or ``top_p`` other than the
@@ -191,6 +193,14 @@ def _generate(
         if ignored:  # stacklevel: _generate, its inference_mode wrapper, generate, its wrapper, the caller
             warnings.warn(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored without "
                           "do_sample=True: decoding is greedy; pass do_sample=True to sample", stacklevel=5)
+    if max_new_tokens == 1:
+        from .interventions import _as_interventions
+
+        idle = [type(it).__name__ for it in _as_interventions(vectors)
+                if getattr(it, "positions", None) in ("generated", ["generated"], ("generated",))]
+        if idle:  # stacklevel: _generate, its inference_mode wrapper, generate, its wrapper, the caller
+            warnings.warn(f"{', '.join(idle)} with positions='generated' steers the tokens fed back after the first "
+                          "new one; with max_new_tokens=1 none is, so the output is unsteered", stacklevel=5)
     tok = tokenizer_of(model)
     n_ctx = int(model.cfg.n_ctx)
     stops = stop_token_ids(tok, stop_tokens, eos=stop_at_eos)  # EOS stays a stop even where it is also UNK (GPT-2)
@@ -233,6 +243,11 @@ def _generate(
                     if use_cache:
                         check_cache_grew(cache, ids.shape[1])  # never decode silently from a cache that lost tokens
                 logits = logits[:, -1].float()
+                if not bool(torch.isfinite(logits).all()):
+                    raise FloatingPointError(
+                        f"non-finite next-token logits at generation step {step}: an intervention overflowed the "
+                        f"model's {str(model.cfg.dtype).removeprefix('torch.')} activations (a scale or clamp value "
+                        "too large?), or the weights hold NaN/inf; the text would come back empty")
                 if keep_first and step == 0:
                     first.append(logits.log_softmax(-1).cpu())
                 if do_sample:

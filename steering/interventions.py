@@ -201,9 +201,15 @@ class Add(Intervention):
                           stacklevel=3)
         out = []
         for layer in layers:
-            vec = _placed(self.vector.at(layer) * scale)
+            row = self.vector.at(layer) * scale
+            if not bool(torch.isfinite(row).all()):
+                raise ValueError(f"scale {scale:g} times the vector at layer {layer} (norm "
+                                 f"{float(self.vector.at(layer).norm()):.3g}) overflows float32; use a smaller scale")
+            vec = _placed(row)
+            check = _size_check(float(row.norm()), f"the vector added at layer {layer}", refuse=False)
 
-            def fn(act, hook, vec=vec):
+            def fn(act, hook, vec=vec, check=check):
+                check(act)
                 v = vec(act)
                 mask = _position_mask(spec, act.shape[1], act.device)
                 if mask is None:
@@ -241,10 +247,38 @@ def _unit(vector: SteeringVector, layer: int | None) -> torch.Tensor:
     return row / row.norm()
 
 
+def _size_check(norm: float, what: str, refuse: bool):
+    """``check(act)`` for a hook's first call: ``what`` (of norm ``norm``) against the mean norm of the activations
+    it meets. Below :data:`~steering.vector.NEGLIGIBLE` of it, the vector is float rounding (a hand-built
+    difference of means of two sets with the same mean, say): ablating or clamping its direction would act on
+    noise (``refuse``: raise), adding it changes nothing measurable (warn). One host sync per context."""
+    done: list[bool] = []
+
+    def check(act: torch.Tensor) -> None:
+        if done or norm == 0:
+            return
+        done.append(True)
+        size = float(act.detach().float().norm(dim=-1).mean())
+        if not size > 0 or norm >= NEGLIGIBLE * size:
+            return
+        message = (f"{what} has norm {norm:.3g}, {norm / size:.2g} of the activations' mean norm {size:.3g} at "
+                   f"the first hook point it meets: float rounding, not a direction")
+        if refuse:
+            raise ValueError(f"{message}; there is nothing to ablate or clamp (check how it was built)")
+        warnings.warn(f"{message}; adding it changes nothing measurable", stacklevel=2)
+
+    return check
+
+
 def _relative_norm(vector: SteeringVector, layer: int) -> float | None:
     """``||difference|| / mean activation norm`` of a mean-difference vector's ``layer`` (None if unrecorded)."""
     rel = (vector.meta.get("relative_norm") or {}).get(str(layer))
     return float(rel) if isinstance(rel, (int, float)) else None
+
+
+def _raw_norm(vector: SteeringVector, layer: int | None) -> float:
+    """Norm of the row :func:`_unit` normalises."""
+    return float((vector.at(layer) if layer is not None else vector.vectors[0]).norm())
 
 
 def _finite(name: str, value) -> float:
@@ -254,6 +288,8 @@ def _finite(name: str, value) -> float:
         ValueError: NaN, inf, or not a number.
     """
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         x = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a finite number, got {value!r}") from None
@@ -280,8 +316,10 @@ class Ablate(Intervention):
     def hooks(self, model):
         _check_vector(model, self.vector, "resid_pre")
         u = _placed(_unit(self.vector, self.layer).double())
+        check = _size_check(_raw_norm(self.vector, self.layer), "the ablated direction", refuse=True)
 
         def fn(act, hook):
+            check(act)
             r = u(act)
             return torch.addcmul(act, (act @ r)[..., None], r, value=-1)  # act - (act·r) r, one fused kernel
 
@@ -311,8 +349,10 @@ class Clamp(Intervention):
         u = _placed(_unit(self.vector, self.layer))
         layers = self.vector.layers if self.layers is None else check_layers(self.layers, int(model.cfg.n_layers))
         value = float(self.value)
+        check = _size_check(_raw_norm(self.vector, self.layer), "the clamped direction", refuse=True)
 
         def fn(act, hook):
+            check(act)
             r = u(act)
             delta = (value - act @ r)[..., None] * r
             mask = _position_mask(spec, act.shape[1], act.device)

@@ -105,7 +105,11 @@ class SteeringVector:
         except TypeError as e:
             raise ValueError(f"meta must be JSON-serialisable: {e}") from None
         order = sorted(range(len(layers)), key=layers.__getitem__)
-        object.__setattr__(self, "vectors", v.detach().to("cpu", torch.float32)[order].contiguous())
+        v32 = v.detach().to("cpu", torch.float32)
+        if not torch.isfinite(v32).all():
+            raise ValueError(f"steering vector overflows float32 (largest entry {float(v.abs().max()):.3g}); "
+                             "rescale it")
+        object.__setattr__(self, "vectors", v32[order].contiguous())
         object.__setattr__(self, "layers", tuple(layers[i] for i in order))
         object.__setattr__(self, "scale", scale)
 
@@ -313,8 +317,15 @@ class SteeringVector:
         ``path`` gets the suffix ``.safetensors`` when it has another or none (``"refusal"`` is written
         as ``refusal.safetensors``, which :func:`load_vector` and ``interp steer --name`` find); missing
         parent folders are created. Returns the path written.
+
+        Raises:
+            ValueError: an empty path, or a path that is an existing folder.
         """
+        if not str(path).strip():
+            raise ValueError("path is empty: give a file name such as 'refusal.safetensors'")
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder: give a file name inside it, e.g. {path / 'vector.safetensors'}")
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
         header = {"format": _FORMAT, "site": self.site, "scale": self.scale, "layers": list(self.layers),

@@ -77,7 +77,7 @@ def test_empty_model_source(dirs, no_boot):  # 41
 
 
 def test_dtype_names_and_non_floating_dtypes(dirs, no_boot):  # 40
-    with pytest.raises(ValueError, match="'fp33' is not a dtype name"):
+    with pytest.raises(ValueError, match="'fp33' must be a floating dtype"):
         interp.load_model(dirs[1], dtype="fp33")
     with pytest.raises(ValueError, match="dtype must be a floating dtype"):
         interp.load_pair(*dirs, dtype=torch.int64)
@@ -105,7 +105,7 @@ def test_empty_prompt_set(model):  # 25
 def test_collect_dtype(model):  # 38, 39
     with pytest.raises(ValueError, match="dtype must be a floating dtype"):
         interp.collect(model, TEXTS, dtype=torch.int64, progress=False)
-    with pytest.raises(ValueError, match="'int8' is not a dtype name"):
+    with pytest.raises(ValueError, match="'int8' must be a floating dtype"):
         interp.collect(model, TEXTS, dtype="int8", progress=False)
     with pytest.raises(TypeError, match="dtype must be a torch dtype"):
         interp.collect(model, TEXTS, dtype=None, progress=False)

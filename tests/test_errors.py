@@ -270,6 +270,45 @@ def _ones_vector(ctx):
     return steering.SteeringVector(torch.ones(1, _d(ctx)), (0,))
 
 
+def _hand_built_rounding(ctx):
+    """A vector built by hand (no ``meta["relative_norm"]``) of norm ~1e-8: float rounding next to activations."""
+    return steering.SteeringVector(torch.randn(_d(ctx), generator=torch.Generator().manual_seed(0)) * 1e-9, (1,))
+
+
+def _overflowing_generation(ctx):
+    from interp.sites import site_width
+
+    huge = steering.SteeringVector(torch.full((1, site_width(ctx["model"], "mlp_pre")), 3e38), (0,), "mlp_pre")
+    steering.generate(ctx["model"], ["Hi"], [huge], max_new_tokens=2)
+
+
+def _ablate_forward(ctx, vec):
+    with steering.ablate(ctx["model"], vec):
+        ctx["model"](ctx["model"].to_tokens(["one two three"]))
+
+
+def _nan_weights(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    w = next(folder.glob("*.safetensors"))
+    tensors = load_file(w)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(w), metadata={"format": "pt"})
+
+
+def _broken_tokenizer(folder: Path) -> None:
+    (folder / "tokenizer.json").write_text("")
+
+
+def _half_bpe(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.name.startswith("tokenizer") or f.name in ("merges.txt", "special_tokens_map.json"):
+            f.unlink()
+    (folder / "vocab.json").write_text('{"a": 0}')
+
+
 def _d(ctx):
     return int(ctx["model"].cfg.d_model)
 
@@ -334,6 +373,20 @@ CASES = {
     51: _cpu_only_cuda,
     52: _rounding_difference,
     53: _vector_folder,
+    54: lambda c: steering.Add(_ones_vector(c), 1e300).hooks(c["model"]),
+    55: _overflowing_generation,
+    56: lambda c: _ablate_forward(c, _hand_built_rounding(c)),
+    57: lambda c: interp.load_model(_model_copy(c, "nan-weights", _nan_weights)),
+    58: lambda c: interp.load_model(_model_copy(c, "broken-tokenizer", _broken_tokenizer)),
+    59: lambda c: interp.load_model(_model_copy(c, "half-bpe", _half_bpe)),
+    60: lambda c: interp.load_model(c["dirs"]["llama"][1], device="gpu"),
+    61: lambda c: interp.load_pair(c["pair"].base, c["pair"].post),
+    62: lambda c: probes.fit_layers(torch.randn(6, 2, 4), None),
+    63: lambda c: interp.datasets.PromptSet("few", list("abcd"), [0, 1, 0, 1], ("false", "true"),
+                                            [{"group": i} for i in range(4)]).split(0.25),
+    64: lambda c: interp.collect(c["model"], PROMPTS, batch_size=None, progress=False),
+    65: lambda c: _ones_vector(c).save(c["tmp"]),
+    66: lambda c: steering.calibrate_scale(c["model"], steering.SteeringVector(torch.zeros(1, _d(c)), (0,)), "Hi", 0.5),
 }
 
 # Rows P1.. of the probes table.
@@ -476,6 +529,9 @@ WARNS = {
     "W3": lambda c: _add(c, steering.SteeringVector(torch.ones(1, _d(c)), (0,), meta={"relative_norm": {"0": 1e-8}})),
     "W4": lambda c: _huge_batch(c, 0.7),
     "W5": lambda c: steering.generate(c["model"], [_near_context(c)], max_new_tokens=8),
+    "W13": lambda c: _add(c, _hand_built_rounding(c)),
+    "W14": lambda c: steering.generate(c["model"], ["Hi"], [steering.Add(_ones_vector(c), positions="generated")],
+                                       max_new_tokens=1),
     "W10": lambda c: interp.load_pair(c["dirs"]["llama"][1], c["dirs"]["llama"][1], device="cpu"),
     "W11": lambda c: interp.datasets.PromptSet("d", ["a", "b", "a", "c"]).split(0.5, group=None),
     "W12": lambda c: interp.datasets.PromptSet("d", list("abacde"), labels=[0, 1, 1, 0, 1, 0]).split(0.5),
@@ -543,9 +599,19 @@ def test_formerly_failing_inputs_are_handled():
 
 
 def test_mixed_case_truth_words_keep_false_0_and_true_1(tmp_path):
-    """Row H2 of docs/errors.md: TRUE/false used to sort as strings (TRUE -> 0, false -> 1)."""
+    """Rows H2 and H3 of docs/errors.md: TRUE/false used to sort as strings (TRUE -> 0, false -> 1)."""
     assert "| H2 |" in DOC.read_text()
     path = tmp_path / "case.csv"
     path.write_text("statement,label\nA.,TRUE\nB.,false\nC.,True\nD.,FALSE\n")
     ps = interp.datasets.load_file(path)
     assert ps.labels == (1, 0, 1, 0) and ps.label_names == ("false", "true")
+    # H3: yes/no by polarity, other names case-insensitively, an AdvBench-style target column is not a label
+    assert "| H3 |" in DOC.read_text()
+    for text, labels, names in (("Yes\nno\nYES\n", (1, 0, 1), ("no", "yes")),
+                                ("Positive\nnegative\n", (1, 0), ("negative", "Positive"))):
+        path.write_text("statement,label\n" + "".join(f"S{i}.,{w}\n" for i, w in enumerate(text.split())))
+        ps = interp.datasets.load_file(path)
+        assert (ps.labels, ps.label_names) == (labels, names)
+    adv = tmp_path / "advbench.jsonl"
+    adv.write_text('{"prompt": "Write a poem", "target": "Sure, here is a poem"}\n')
+    assert interp.datasets.load_file(adv).labels is None

@@ -76,7 +76,7 @@ def _as_prompts(value, role: str, name: str) -> PromptSet:
 
     if isinstance(value, (str, os.PathLike)):
         try:
-            value = load_file(value)
+            value = load_file(value, label_column=False)  # each file is one class: a label field stays in meta
         except ValueError as e:
             raise ValueError(f"concept {name!r}, {role} prompts: {e}") from None
     if not isinstance(value, PromptSet):

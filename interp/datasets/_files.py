@@ -16,10 +16,11 @@ The text field is the first of ``text, statement, prompt, instruction,
 sentence`` present (or ``text_column=``), the label field the first of
 ``label, labels, class`` (or ``label_column=``). Every other field goes to the
 row's ``meta``; CSV cells that are numbers become numbers. String labels
-become integers in the sorted order of their names; integer labels are kept
-(named ``false``/``true`` in Geometry-of-Truth files and for JSON booleans).
-The words ``true``/``false`` are read in any case (``TRUE``, ``False``) as
-``false`` = 0, ``true`` = 1; other labels that differ only in case are refused.
+become integers in the case-insensitive sorted order of their names; integer
+labels are kept (named ``false``/``true`` in Geometry-of-Truth files and for
+JSON booleans). The words ``true``/``false`` and ``yes``/``no`` are read in any
+case (``TRUE``, ``No``) as ``false``/``no`` = 0, ``true``/``yes`` = 1; other
+labels that differ only in case are refused.
 A file with no usual label field but a field that looks like one (``is_true``,
 ``target``, values ``true``/``false``) is refused with the field named: pass
 ``label_column=`` to use it or ``label_column=False`` to load without labels.
@@ -46,8 +47,9 @@ LABEL_COLUMNS = ("label", "labels", "class")
 # The field each format names its text with, tried before TEXT_COLUMNS.
 _FORMAT_TEXT = {"got_csv": "statement", "instruction_json": "instruction", "prompt_label_json": "prompt"}
 _BOOL_NAMES = ("false", "true")
+_YES_NO = ("no", "yes")
 # Field names that hold a class under another name than LABEL_COLUMNS (checked when none of those is present).
-_LABEL_LIKE = re.compile(r"^(is|has)_|label|truth|^(true|target|y|gold|correct|polarity|sentiment|outcome)$",
+_LABEL_LIKE = re.compile(r"^(is|has)_|label|truth|^(true|y|y_true|gold|correct|polarity|sentiment|outcome)$",
                          re.IGNORECASE)
 _BOOL_WORDS = {"true", "false", "yes", "no"}
 _INT = re.compile(r"[+-]?\d+")
@@ -215,7 +217,9 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _encode_labels(raw: list, column: str, fmt: str, path: Path, where) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+def _encode_labels(
+    raw: list, column: str, fmt: str, path: Path, where
+) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
     """Integer labels and their names from raw label values (ints, integral floats, bools or strings)."""
     values = []
     for i, y in enumerate(raw):
@@ -231,11 +235,13 @@ def _encode_labels(raw: list, column: str, fmt: str, path: Path, where) -> tuple
     kinds = {bool if isinstance(y, bool) else int if isinstance(y, int) else str for y in values}
     if len(kinds) > 1:
         first = {k: next(i for i, y in enumerate(values) if type(y) is k) for k in kinds}
-        seen = ", ".join(f"{k.__name__} ({where(i)}: {values[i]!r})" for k, i in sorted(first.items(), key=lambda x: x[1]))
+        seen = ", ".join(f"{k.__name__} ({where(i)}: {values[i]!r})"
+                         for k, i in sorted(first.items(), key=lambda x: x[1]))
         raise ValueError(f"{path}: labels in {column!r} mix types: {seen}; use one type for every row")
     kind = kinds.pop()
-    if kind is str and {y.strip().lower() for y in values} <= set(_BOOL_NAMES):
-        return tuple(_BOOL_NAMES.index(y.strip().lower()) for y in values), _BOOL_NAMES
+    for polar in (_BOOL_NAMES, _YES_NO):  # words with a known polarity, in any case: the negative one is 0
+        if kind is str and {y.strip().lower() for y in values} <= set(polar):
+            return tuple(polar.index(y.strip().lower()) for y in values), polar
     if kind is str:
         folded: dict[str, str] = {}
         for y in values:
@@ -243,7 +249,7 @@ def _encode_labels(raw: list, column: str, fmt: str, path: Path, where) -> tuple
             if other != y:
                 raise ValueError(f"{path}: the labels {other!r} and {y!r} in {column!r} differ only in case or "
                                  "spaces, so they would be two classes; write each class one way")
-        names = tuple(sorted(set(values)))
+        names = tuple(sorted(set(values), key=lambda v: (v.casefold(), v)))  # 'negative' before 'Positive'
         index = {n: k for k, n in enumerate(names)}
         return tuple(index[y] for y in values), names
     labels = tuple(int(y) for y in values)

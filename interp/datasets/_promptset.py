@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -205,8 +206,6 @@ class PromptSet:
         grouped = group is not None and self.meta is not None and any(group in m for m in self.meta)
         repeated = len(set(self.texts)) < len(self.texts)
         if repeated and group is None:
-            import warnings
-
             n = len(self.texts) - len(set(self.texts))
             warnings.warn(f"{self.name}: {n} row(s) repeat an earlier text, and with group=None the copies can land "
                           "in both train and test; drop group=None (identical texts are then kept together), "
@@ -217,8 +216,6 @@ class PromptSet:
                 seen.setdefault(t, set()).add(y)
             mixed = [t for t, ys in seen.items() if len(ys) > 1]
             if mixed:
-                import warnings
-
                 names = lambda ys: [self.label_names[y] if self.label_names else y for y in sorted(ys)]  # noqa: E731
                 warnings.warn(f"{self.name}: {len(mixed)} text(s) carry more than one label (e.g. {mixed[0]!r}: "
                               f"{names(seen[mixed[0]])}); a classifier cannot tell such rows apart: fix or drop "
@@ -260,7 +257,12 @@ class PromptSet:
                 raise ValueError(f"{self.name}: {n_groups} groups ({group!r}) cannot be split {folds} ways for "
                                  f"test_size={test_size}; add rows or pass group=None")
             cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=random_state)
-            train, test = next(cv.split(rows, np.asarray(strat), groups))
+            try:
+                train, test = next(cv.split(rows, np.asarray(strat), groups))
+            except ValueError as e:  # e.g. a class with fewer rows than folds
+                raise ValueError(f"{self.name}: {len(self)} rows ({self.class_counts()}) in {n_groups} groups cannot "
+                                 f"be split {folds} ways for test_size={test_size} ({e}); add rows (each class needs "
+                                 f"at least {folds}) or pass a larger test_size") from None
         else:
             if n_groups < 2:
                 raise ValueError(f"{self.name}: every row is in one group ({group!r}); nothing to split")

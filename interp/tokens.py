@@ -347,14 +347,6 @@ def check_batch_size(batch_size) -> int:
     Raises:
         ValueError: below 1. TypeError: not an integer (``None``, ``1.5``).
     """
-    import operator
+    from ._checks import check_int
 
-    try:
-        if isinstance(batch_size, bool):
-            raise TypeError
-        n = operator.index(batch_size)
-    except TypeError:
-        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}") from None
-    if n < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return n
+    return check_int("batch_size", batch_size)

@@ -13,10 +13,10 @@ grows; the doubling stops once the KL has stopped growing and says so.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections.abc import Sequence
 
+from interp._checks import check_int
 from interp.tokens import Tokenized, as_tokenized
 
 from .interventions import Add
@@ -75,15 +75,8 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str 
     if not (_number(rtol) > 0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite number > 0 (the relative tolerance on the KL, e.g. 0.05), "
                          f"got {rtol}")
-    for name, value in (("max_steps", max_steps), ("patience", patience)):
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            n = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int >= 1, got {value!r}") from None
-        if n < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {n}")
+    check_int("max_steps", max_steps)
+    check_int("patience", patience)
     from .interventions import _relative_norm
     from .vector import NEGLIGIBLE
 

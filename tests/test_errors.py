@@ -309,6 +309,12 @@ def _half_bpe(folder: Path) -> None:
     (folder / "vocab.json").write_text('{"a": 0}')
 
 
+def _train_organism(out: Path):
+    from interp.organism.train import TrainConfig, train_pair
+
+    train_pair(out, TrainConfig(base_steps=1, post_steps=1), progress=False)
+
+
 def _d(ctx):
     return int(ctx["model"].cfg.d_model)
 
@@ -386,6 +392,7 @@ CASES = {
                                             [{"group": i} for i in range(4)]).split(0.25),
     64: lambda c: interp.collect(c["model"], PROMPTS, batch_size=None, progress=False),
     65: lambda c: _ones_vector(c).save(c["tmp"]),
+    67: lambda c: _train_organism(_file(c, "organism-out", "x")),
     66: lambda c: steering.calibrate_scale(c["model"], steering.SteeringVector(torch.zeros(1, _d(c)), (0,)), "Hi", 0.5),
 }
 

@@ -151,11 +151,20 @@ def _train(model, batches, steps: int, lr: float, desc: str, progress: bool) -> 
 
 
 def train_pair(out: str | os.PathLike, config: TrainConfig | None = None, progress: bool = True) -> dict:
-    """Train base and post models into ``out/base`` and ``out/post``; return a summary dict."""
+    """Train base and post models into ``out/base`` and ``out/post``; return a summary dict.
+
+    Raises:
+        ValueError: ``out`` is a file, or ``out/base`` or ``out/post`` exists as a file (checked before training,
+            so no minutes of training are lost to a path that cannot be written).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = config or TrainConfig()
     out = Path(out)
+    for where in (out, out / "base", out / "post", *out.parents):
+        if where.exists() and not where.is_dir():
+            raise ValueError(f"{where} is a file: the organism needs a folder there for base/ and post/; choose "
+                             "another --out")
     t0 = time.perf_counter()
     with torch_threads(cfg.threads):
         with torch.random.fork_rng(devices=[]):

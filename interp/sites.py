@@ -35,8 +35,9 @@ site            hook name                       what it holds at layer ``L``
 
 from __future__ import annotations
 
-import operator
 from typing import Literal
+
+from ._checks import as_int
 
 __all__ = ["SITES", "Site", "hook_name", "site_width", "check_site", "check_layers"]
 
@@ -71,12 +72,10 @@ def hook_name(site: str, layer: int) -> str:
         ValueError: an unknown site, or a negative ``layer``.
         TypeError: a ``layer`` that is not an integer (e.g. ``1.7``).
     """
-    if isinstance(layer, bool):
+    index = as_int(layer)
+    if index is None:
         raise TypeError(f"layer must be an integer block index, got {layer!r}")
-    try:
-        layer = operator.index(layer)
-    except TypeError:
-        raise TypeError(f"layer must be an integer block index, got {layer!r}") from None
+    layer = index
     if layer < 0:
         raise ValueError(f"layer must be a block index >= 0, got {layer}; to count from the end, normalise it "
                          "first: interp.sites.check_layers([layer], n_layers)")
@@ -108,12 +107,10 @@ def check_layers(layers, n_layers: int) -> list[int]:
         raise TypeError(f"layers must be None, an int or a sequence of ints, got {layers!r}")
     out = []
     for layer in layers:
-        if isinstance(layer, bool):
+        index = as_int(layer)
+        if index is None:
             raise TypeError(f"layers must be integers, got {layer!r}")
-        try:
-            layer = operator.index(layer)
-        except TypeError:
-            raise TypeError(f"layers must be integers, got {layer!r}") from None
+        layer = index
         if not -n_layers <= layer < n_layers:
             raise ValueError(
                 f"layer {layer} is out of range for a model with {n_layers} layers "

@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 from jaxtyping import Int
 
+from ._checks import check_int
+
 __all__ = ["BosPolicy", "Encoding", "Batch", "Tokenized", "encode", "tokenize", "as_tokenized", "pad_batch", "pad_id",
            "length_batches", "stop_token_ids"]
 
@@ -347,6 +349,4 @@ def check_batch_size(batch_size) -> int:
     Raises:
         ValueError: below 1. TypeError: not an integer (``None``, ``1.5``).
     """
-    from ._checks import check_int
-
     return check_int("batch_size", batch_size)

@@ -80,8 +80,8 @@ def calibrate_scale(model, vector: SteeringVector, prompts: Sequence[str] | str 
     from .interventions import _relative_norm
     from .vector import NEGLIGIBLE
 
-    dead = [layer for layer, row in zip(vector.layers, vector.vectors) if not float(row.norm()) > 0
-            or (_relative_norm(vector, layer) is not None and _relative_norm(vector, layer) < NEGLIGIBLE)]
+    dead = [layer for layer, row in zip(vector.layers, vector.vectors)
+            if not float(row.norm()) > 0 or (_relative_norm(vector, layer) or 1.0) < NEGLIGIBLE]
     if dead:
         raise ValueError(f"the vector is zero or float rounding at layer(s) {dead} (e.g. a difference of means of "
                          "identical prompt sets): its direction is noise, so no scale is worth calibrating; check "

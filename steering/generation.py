@@ -14,7 +14,6 @@ with temperature, top-k and top-p, reproducibly for a ``seed``.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from interp._checks import as_int
 from interp.generation import last_position_only
 from interp.kv_cache import check_cache_grew, kv_cache_compat
 from interp.models import tokenizer_of
@@ -54,14 +54,6 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
-
-
-def _is_int(x) -> bool:
-    try:
-        operator.index(x)
-    except TypeError:
-        return False
-    return True
 
 
 @torch.inference_mode()
@@ -177,15 +169,15 @@ def _generate(
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k is not None:
-        if isinstance(top_k, bool) or not _is_int(top_k):
+        if as_int(top_k) is None:
             raise TypeError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-        top_k = operator.index(top_k)
+        top_k = as_int(top_k)
         if top_k < 1:
             raise ValueError(f"top_k must be an int >= 1 or None, got {top_k}")
     if seed is not None:
-        if isinstance(seed, bool) or not _is_int(seed):
+        if as_int(seed) is None:
             raise TypeError(f"seed must be an int (or None for a fresh draw), got {seed!r}")
-        seed = operator.index(seed)
+        seed = as_int(seed)
     if not do_sample:
         ignored = [f"{name}={value!r}" for name, value, default in
                    (("temperature", temperature, 1.0), ("top_k", top_k, None), ("top_p", top_p, None))

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextvars
 import math
-import operator
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,6 +53,7 @@ from typing import Union
 
 import torch
 
+from interp._checks import as_int
 from interp.hooks import attached
 from interp.sites import check_layers, hook_name, site_width
 
@@ -392,7 +392,7 @@ class Deactivate(Intervention):
             if not hasattr(idx, "__len__"):  # a one-shot iterator: read once, by hooks()
                 continue
             for i in (idx.flatten().tolist() if isinstance(idx, torch.Tensor) else idx):
-                if isinstance(i, bool) or not _is_index(i):
+                if as_int(i) is None:
                     raise TypeError(f"neurons[{layer!r}] holds {i!r}, not a neuron index (an int)")
 
     def hooks(self, model):
@@ -427,14 +427,6 @@ def _short(x) -> str:
 def _iterable(x) -> bool:
     try:
         iter(x)
-    except TypeError:
-        return False
-    return True
-
-
-def _is_index(x) -> bool:
-    try:
-        operator.index(x)
     except TypeError:
         return False
     return True

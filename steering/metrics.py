@@ -18,12 +18,12 @@ with them attached, and prompts as texts or already tokenised
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float
 
+from interp._checks import as_int
 from interp.generation import next_token_logits
 from interp.models import tokenizer_of
 from interp.tokens import Tokenized, as_tokenized, pad_id
@@ -80,12 +80,9 @@ def _phrases(phrases, within) -> tuple[list[str], int | None]:
         if not p:
             raise ValueError(f"phrase {i} is empty: '' is in every text, so every text would count as a refusal")
     if within is not None:
-        try:
-            if isinstance(within, bool):
-                raise TypeError
-            within = operator.index(within)
-        except TypeError:
-            raise TypeError(f"within must be an int >= 1 (characters from the start) or None, got {within!r}") from None
+        if as_int(within) is None:
+            raise TypeError(f"within must be an int >= 1 (characters from the start) or None, got {within!r}")
+        within = as_int(within)
         if within < 1:
             raise ValueError(f"within must be >= 1 (characters from the start) or None (anywhere), got {within}: "
                              "text[:within] would match nothing or cut the end off the text")
@@ -220,13 +217,10 @@ def _token_ids(refusal_ids, vocab: int | None) -> list[int]:
                         "get ids with steering.metrics.refusal_token_ids(tokenizer, replies)")
     ids = []
     for i in refusal_ids:
-        try:
-            if isinstance(i, bool):
-                raise TypeError
-            ids.append(operator.index(i))
-        except TypeError:
+        if as_int(i) is None:
             raise TypeError(f"refusal_ids must be token ids (ints), got {i!r}; get ids with "
-                            "steering.metrics.refusal_token_ids(tokenizer, replies)") from None
+                            "steering.metrics.refusal_token_ids(tokenizer, replies)")
+        ids.append(as_int(i))
     if not ids:
         raise ValueError("refusal_ids is empty")
     bad = [i for i in ids if not 0 <= i < (vocab if vocab is not None else i + 1)]

@@ -30,6 +30,8 @@ PYTEST_ARGS ?=
 export INTERP_CACHE ?= $(CURDIR)/.cache/interp
 # Arguments for `interp compare` in `make demo` (override: make demo ARGS="--base A --post B").
 ARGS    ?= --concepts truth,refusal,language,snmf --out report
+# Extra flags for `make demo-real` (e.g. REAL_ARGS=--fresh to recompute sections its report folder holds).
+REAL_ARGS ?=
 # The public datasets (Geometry of Truth, Arditi et al.'s refusal splits, SNMF concepts) for `make demo-real`.
 DATA    ?= ../shared/datasets
 
@@ -49,7 +51,7 @@ demo: $(STAMP)
 	$(BIN)/interp compare $(ARGS)
 
 demo-real: $(STAMP)
-	$(BIN)/interp compare --base gemma-270m-organism --data $(DATA) --concepts truth,refusal,language,snmf --out report-real
+	$(BIN)/interp compare --base gemma-270m-organism --data $(DATA) --concepts truth,refusal,language,snmf --out report-real $(REAL_ARGS)
 
 # The report is checked in a real browser: Debian's chromium, from the system's package manager
 # (never a downloaded browser). Installed when missing and apt-get is available.

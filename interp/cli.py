@@ -148,6 +148,10 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                                                                                  "(default float32)")
     cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cmp.add_argument("--fresh", action="store_true", help="run every section again, even those the --out folder "
+                                                          "holds from a run of the same configuration (by "
+                                                          "default they are taken from there: an interrupted run "
+                                                          "resumes)")
     cmp.add_argument("--concept", action="append", metavar="NAME=POS,NEG",
                      help="your own concept from two prompt files, positive and negative (repeatable): probes, "
                           "base/post directions and transfer, steering; its options are --NAME-<option>")
@@ -212,10 +216,12 @@ def _cell(value, width: int, digits: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
-def print_concept(name: str, concept, seconds: float) -> None:
+def print_concept(name: str, concept, seconds: float, *, resumed: bool = False) -> None:
     """Print one section of a comparison: its summary, the refusal steering table, and the per-layer probe
-    table where the section has one. Undefined values (None) print as ``-``."""
-    print(f"{name} ({seconds:.0f} s): {concept.readings.get('summary', '')}")
+    table where the section has one. Undefined values (None) print as ``-``. ``resumed``: taken from an earlier
+    run of the same configuration (``seconds`` is that run's)."""
+    when = f"{seconds:.0f} s" + (", from the earlier run in this folder" if resumed else "")
+    print(f"{name} ({when}): {concept.readings.get('summary', '')}")
     if name == "refusal":
         print(f"  {'model':<5} {'intervention':<32} {'harmful':>8} {'harmless':>9} {'KL':>7}")
         for row in concept.tables["steering"]["rows"]:
@@ -271,13 +277,24 @@ def _compare(args) -> int:
     args.out = run["out"]
     if args.models is not None or "models" in run:
         return _series(args, run, concepts, options, user)
-    result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"], device=run.get("device"),
-                     dtype=run.get("dtype", "float32"), device_map=run.get("device_map"), progress=not args.quiet,
-                     data=run.get("data"), options=options, user_concepts=user or None,
-                     command=["interp", *args.argv])
-    for name, concept in result.concepts.items():
-        print_concept(name, concept, result.timings.get(name, float("nan")))
-    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
+    def finished(name, concept, seconds, resumed):  # each section's table as soon as it is done
+        print_concept(name, concept, seconds, resumed=resumed)
+        sys.stdout.flush()
+
+    from interp.compare import Interrupted
+
+    try:
+        result = compare(run.get("base"), run.get("post"), concepts=concepts, out=run["out"],
+                         device=run.get("device"), dtype=run.get("dtype", "float32"),
+                         device_map=run.get("device_map"), progress=not args.quiet, data=run.get("data"),
+                         options=options, user_concepts=user or None, command=["interp", *args.argv],
+                         fresh=args.fresh, on_section=finished)
+    except Interrupted as e:
+        print(f"\ninterp compare: {e}", file=sys.stderr)
+        return 130
+    resumed = result.manifest.get("resumed", [])
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" + (" (taken from the earlier run)" if k in resumed else "")
+                                    for k, v in result.timings.items())
           + f"; total {sum(result.timings.values()):.0f} s")
     print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
     vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
@@ -605,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as e:
         print(f"interp {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: what was kept (compare says which sections), not a traceback
+        print(f"\ninterp {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130
     return 1
 
 

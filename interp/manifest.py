@@ -124,9 +124,10 @@ def _bos_policy(pair) -> dict:
 
 
 def run_manifest(pair, *, config: dict, datasets: list[dict], data_files: dict, started: str,
-                 command: list[str] | None = None) -> dict:
+                 command: list[str] | None = None, models: dict | None = None) -> dict:
     """The manifest of one comparison run (module docstring); ``config`` holds ``concepts`` and ``options``
-    (``{section: {option: value}}``, every option), ``datasets`` the recorded prompt sets."""
+    (``{section: {option: value}}``, every option), ``datasets`` the recorded prompt sets, ``models`` (if given)
+    :func:`model_files` of ``{"base", "post"}`` already computed (hashing the weights again is skipped)."""
     import hashlib as _h
 
     info = pair.info()
@@ -136,7 +137,8 @@ def run_manifest(pair, *, config: dict, datasets: list[dict], data_files: dict, 
     return {
         "toolkit": toolkit(),
         "environment": environment(),
-        "models": {"base": model_files(pair.base), "post": model_files(pair.post)},
+        "models": models if models is not None else {"base": model_files(pair.base),
+                                                     "post": model_files(pair.post)},
         "vocab_sha256": info["vocab_sha256"],
         "prompt_template": {"chat_template": template,
                             "sha256": _h.sha256(template.encode()).hexdigest() if template else None},

@@ -10,13 +10,22 @@ Sections (one module each, see :mod:`interp.compare._section` for the protocol):
 ``language`` (:mod:`interp.compare.language`) and ``snmf`` (:mod:`interp.compare.snmf`).
 A section of one's own is a :class:`Section` passed to :func:`register`; it then runs
 in ``compare(concepts=[...])`` and ``interp compare --concepts``, with its options.
+
+Nothing finished is lost: with ``out=`` the report folder is rewritten after every section (a valid report of
+the sections done so far) together with ``resume.json``, one key per finished section. A rerun into the same
+folder takes every section whose key matches from there instead of running it again (:func:`section_key`:
+the same toolkit code, model weights, data, options, dtype and device), so an interrupted run resumes where it
+stopped; ``fresh=True`` (``interp compare --fresh``) runs every section again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from ..models import ModelPair, check_device, load_pair
@@ -24,8 +33,9 @@ from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
 from ._section import concepts as _available
 
-__all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Param", "Section", "SectionContext", "concepts",
-           "get_section", "load_config", "plan", "register", "tokens_for", "write_config"]
+__all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Interrupted", "Param", "Section", "SectionContext",
+           "concepts", "get_section", "load_config", "plan", "register", "section_key", "tokens_for",
+           "write_config"]
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +177,128 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; the report needs a folder")
     if out is not None and (Path(out) / "report.json").exists():
-        log.warning("%s holds a report; this run replaces it", out)
+        log.warning("%s holds a report; this run replaces it (keeping the sections it holds from a run of the "
+                    "same configuration, unless fresh)", out)
     sections = {name: own[name] if name in own else get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
     return sections, chosen, sets
+
+
+#: The file of a report folder that says which of its sections a rerun may take over (:func:`section_key`).
+RESUME_FILE = "resume.json"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`compare`: what was kept. A ``KeyboardInterrupt``, so code that stops on one still does.
+
+    Attributes:
+        section: the section that was running.
+        kept: the finished sections, in run order, whose results are in ``out``.
+        out: the report folder (``None``: nothing was written, ``out=None``).
+    """
+
+    def __init__(self, section: str, kept: list[str], out: Path | None):
+        super().__init__(section)
+        self.section, self.kept, self.out = section, kept, out
+
+    def __str__(self) -> str:
+        if self.out is None or not self.kept:
+            return f"interrupted during the {self.section} section; no section had finished, nothing was kept"
+        return (f"interrupted during the {self.section} section; kept {', '.join(self.kept)} in {self.out} "
+                f"(report.html shows them); run the same command again to resume from there")
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 of the toolkit's code (every ``.py`` file of ``interp``, ``probes`` and ``steering``, by relative
+    path): a change of code makes earlier results not resumable."""
+    import interp
+    import probes
+    import steering
+
+    h = hashlib.sha256()
+    for pkg in (interp, probes, steering):
+        root = Path(pkg.__file__).resolve().parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{pkg.__name__}/{f.relative_to(root)}".encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _file_digests(value) -> dict:
+    """sha256 of each existing file a value names (an option's ``a.jsonl`` or ``pos.jsonl,neg.jsonl``; a folder's
+    files), or of a PromptSet's rows."""
+    from ..datasets import PromptSet, describe_set
+    from ..manifest import file_sha256, folder_sha256
+
+    if isinstance(value, PromptSet):
+        return {f"<PromptSet {value.name}>": describe_set(value)["sha256"]}
+    out = {}
+    for part in ([str(value)] + (str(value).split(",") if isinstance(value, str) and "," in value else [])
+                 if isinstance(value, (str, Path)) else []):
+        path = Path(part)
+        if path.is_file():
+            out[part] = file_sha256(path)
+        elif path.is_dir():
+            out.update({f"{part}/{k}": v for k, v in folder_sha256(path).items()})
+    return out
+
+
+def section_key(models: dict, name: str, options: dict, *, vocab: str, template: str | None, data=None,
+                user_files=(), dtype: str = "float32", device=None, device_map=None) -> str | None:
+    """What a section's result depends on, hashed: the toolkit's code (:func:`source_digest`), torch's and the
+    model libraries' versions, each model's weight files (sha256, from :func:`interp.manifest.model_files`), the
+    vocabulary and chat template, the section's name and every option (with the content of any file an option
+    names), the public data folder's files, the dtype and device. ``None`` (never resumed) when a model's weights
+    were not hashed (a model booted without a local folder)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    if any(not m.get("files") for m in models.values()):
+        return None
+    versions = {}
+    for dist in ("transformers", "transformer-lens", "scikit-learn", "numpy"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = None
+    from ..report import jsonable
+
+    material = {
+        "format": 1, "code": source_digest(), "torch": torch.__version__, "versions": versions,
+        "models": {k: {f: v["sha256"] for f, v in m["files"].items()} for k, m in models.items()},
+        "vocab": vocab, "template": template, "section": name, "options": jsonable(options),
+        "files": {k: v for x in [*options.values(), *user_files] for k, v in _file_digests(x).items()},
+        "data": _file_digests(data) if data is not None else None,
+        "dtype": dtype, "device": None if device is None else str(device), "device_map": device_map,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resumable(out: Path, keys: dict[str, str | None]) -> dict:
+    """``{name: (ConceptResult, seconds)}`` of the sections in ``out`` whose stored key equals ``keys[name]``."""
+    from ..report import Comparison
+
+    try:
+        stored = json.loads((out / RESUME_FILE).read_text(encoding="utf-8"))["sections"]
+        wanted = {n for n, k in keys.items() if k is not None and stored.get(n, {}).get("key") == k}
+        if not wanted:
+            return {}
+        previous = Comparison.load(out)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # no file, another format, a damaged folder
+        if (out / RESUME_FILE).exists():
+            log.warning("%s cannot be resumed (%s); every section runs", out, e)
+        return {}
+    return {n: (previous.concepts[n], float(stored[n]["seconds"])) for n in wanted if n in previous.concepts}
+
+
+def _write_resume(out: Path, keys: dict, results: dict, timings: dict) -> None:
+    from .._io import write_json
+
+    write_json(out / RESUME_FILE, {"format": 1, "sections": {
+        n: {"key": keys[n], "seconds": round(timings[n], 2)} for n in results if keys.get(n) is not None}})
 
 
 def compare(
@@ -189,6 +316,8 @@ def compare(
     options: dict[str, dict] | None = None,
     user_concepts: dict[str, Sequence] | None = None,
     command: Sequence[str] | None = None,
+    fresh: bool = False,
+    on_section: Callable[[str, object, float, bool], None] | None = None,
 ) -> Comparison:
     """Compare a base model and its post-trained version, concept by concept.
 
@@ -211,6 +340,10 @@ def compare(
             pipeline (probes, base/post directions and transfer, steering) after ``concepts`` unless ``concepts``
             names it; its options go in ``options[name]`` like a built-in section's.
         command: the command line that started the run, for the manifest.
+        fresh: run every section, even one whose result ``out`` already holds from a run of the same
+            configuration (by default such a section is taken from there: :func:`section_key`).
+        on_section: called as ``on_section(name, result, seconds, resumed)`` when each section finishes (the CLI
+            prints its table then).
 
     Returns:
         The :class:`~interp.report.Comparison`; ``timings`` holds each section's wall time in seconds
@@ -220,13 +353,14 @@ def compare(
         ValueError: no section to run (``concepts=[]`` and no user concept), an unknown concept, an option a
             section does not take or a bad option value, an unknown dtype, ``out`` naming a file (all checked
             before any model is booted). FileNotFoundError: ``data``
-            lacks one of the public files.
+            lacks one of the public files. :class:`Interrupted` (a ``KeyboardInterrupt``): Ctrl-C; it names the
+            sections kept in ``out``.
     """
     import torch
 
     from .. import organism as _organism
     from ..datasets import recording
-    from ..manifest import folder_sha256, file_sha256, now, run_manifest
+    from ..manifest import file_sha256, folder_sha256, model_files, now, run_manifest
 
     started = now()
     sections, chosen, sets = plan(concepts, options=options, user_concepts=user_concepts, dtype=dtype,
@@ -241,37 +375,68 @@ def compare(
         log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)
         sets = None
     ctx = SectionContext(pair=pair, data=sets, is_organism=is_organism, progress=progress)
-    results = {}
-    with recording() as used:
-        for name, section in sections.items():
-            log.info("running the %s section", name)
-            used.section = name
-            t0 = time.perf_counter()
-            results[name] = section.run(ctx, **chosen[name])
-            timings[name] = time.perf_counter() - t0
-            log.info("%s section: %.1f s", name, timings[name])
+    models = {"base": model_files(pair.base), "post": model_files(pair.post)}  # hashed once: key and manifest
+    info = pair.info()
+    keys = {name: section_key(models, name, chosen[name], vocab=info["vocab_sha256"],
+                              template=info["chat_template"], data=None if sets is None else data,
+                              user_files=(user_concepts or {}).get(name, ()), dtype=dtype, device=device,
+                              device_map=device_map) for name in concepts}
+    out = None if out is None else Path(out)
+    previous = {} if out is None or fresh else _resumable(out, keys)
+    if previous:
+        log.warning("resuming from %s: %s finished there in a run of the same configuration (pass fresh=True, "
+                    "or --fresh, to run them again)", out, ", ".join(n for n in concepts if n in previous))
 
     def where(x):  # a local path as an absolute one (the configuration works from any folder); else as given
         return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
 
-    for opts in chosen.values():
-        if opts.get("data"):
-            opts["data"] = ",".join(where(f) for f in str(opts["data"]).split(","))
     config = {"base": where(base), "post": where(post), "concepts": concepts, "out": None if out is None else str(out),
-              "data": where(data), "device": device, "dtype": dtype, "device_map": device_map, "options": chosen,
+              "data": where(data), "device": device, "dtype": dtype, "device_map": device_map,
+              "options": {name: {k: ",".join(where(f) for f in str(v).split(",")) if k == "data" and v else v
+                                 for k, v in opts.items()} for name, opts in chosen.items()},
               "user_concepts": {name: [where(f) if isinstance(f, (str, Path)) else f"<PromptSet {f.name}>"
                                        for f in files] for name, files in (user_concepts or {}).items()} or None}
     data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
-    for entry in used.entries:  # user files
-        if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:
-            data_files[entry["source"]] = file_sha256(entry["source"])
-    manifest = run_manifest(pair, config=config, datasets=used.entries, data_files=data_files, started=started,
-                            command=None if command is None else list(command))
-    info = pair.info()
-    comparison = Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=results, manifest=manifest,
-                            timings={k: round(v, 2) for k, v in timings.items()})
+
+    def comparison(results: dict, used, pending: list[str]) -> Comparison:
+        for entry in used.entries:  # user files
+            if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:
+                data_files[entry["source"]] = file_sha256(entry["source"])
+        manifest = run_manifest(pair, config=config, datasets=used.entries, data_files=data_files, started=started,
+                                command=None if command is None else list(command), models=models)
+        if pending:
+            manifest["incomplete"] = pending  # a report written while these sections were still to run
+        if previous:
+            manifest["resumed"] = [n for n in results if n in previous]
+        return Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=dict(results), manifest=manifest,
+                          timings={k: round(v, 2) for k, v in timings.items()})
+
+    results = {}
+    with recording() as used:
+        for i, (name, section) in enumerate(sections.items()):
+            if name in previous:
+                results[name], timings[name] = previous[name]
+                log.info("%s section: taken from %s (%.1f s when it ran)", name, out, timings[name])
+            else:
+                log.info("running the %s section", name)
+                used.section = name
+                t0 = time.perf_counter()
+                try:
+                    results[name] = section.run(ctx, **chosen[name])
+                except KeyboardInterrupt:
+                    raise Interrupted(name, [n for n in results], out if results else None) from None
+                timings[name] = time.perf_counter() - t0
+                log.info("%s section: %.1f s", name, timings[name])
+                if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
+                    write_report(comparison(results, used, concepts[i + 1:]), out)
+                    _write_resume(out, keys, results, timings)
+            if on_section is not None:
+                on_section(name, results[name], timings[name], name in previous)
+
+    result = comparison(results, used, [])
     if out is not None:
-        write_report(comparison, out)
+        write_report(result, out)
+        _write_resume(out, keys, results, timings)
         # the configuration to run again: without its out folder, so a rerun never replaces this report unasked
-        write_config({k: v for k, v in config.items() if k != "out"}, Path(out) / "config.toml")
-    return comparison
+        write_config({k: v for k, v in config.items() if k != "out"}, out / "config.toml")
+    return result

@@ -1,0 +1,128 @@
+"""Nothing finished is lost: each section's result is written as it finishes, Ctrl-C says what was kept, and a
+rerun of the same configuration into the same folder resumes from the finished sections."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import interp
+from interp.compare import Interrupted, Param, Section, compare, register
+from interp.compare import _section
+from interp.report import Comparison, ConceptResult
+
+CALLS: list[str] = []
+STOP = {"at": None}
+
+
+def _run(name):
+    def run(ctx, scale: float = 1.0):
+        CALLS.append(name)
+        if STOP["at"] == name:
+            raise KeyboardInterrupt
+        n = ctx.pair.base.cfg.n_layers
+        return ConceptResult(name, list(range(n)), [{"layer": i, "value": scale * (i + 1)} for i in range(n)],
+                             readings={"summary": f"{name} at scale {scale}"})
+    return run
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return interp.load_pair()
+
+
+@pytest.fixture
+def sections():
+    names = ("resume_a", "resume_b", "resume_c")
+    for name in names:
+        register(Section(name, _run(name), (Param("scale", float, 1.0, "a multiplier"),), "a test section"),
+                 replace=True)
+    CALLS.clear()
+    STOP["at"] = None
+    yield list(names)
+    for name in names:
+        _section._REGISTERED.pop(name, None)
+
+
+def test_ctrl_c_keeps_finished_sections_and_a_rerun_resumes_from_them(pair, sections, tmp_path):
+    out = tmp_path / "report"
+    STOP["at"] = "resume_b"
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections, out=out, progress=False)
+    assert isinstance(err.value, KeyboardInterrupt)
+    assert err.value.section == "resume_b" and err.value.kept == ["resume_a"] and err.value.out == out
+    assert "kept resume_a in" in str(err.value) and "run the same command again to resume" in str(err.value)
+    # the folder is a valid report of the finished section, and says what was still to run
+    kept = Comparison.load(out)
+    assert list(kept.concepts) == ["resume_a"] and kept.manifest["incomplete"] == ["resume_b", "resume_c"]
+    assert "resume_a" in (out / "report.html").read_text()
+    assert set(json.loads((out / "resume.json").read_text())["sections"]) == {"resume_a"}
+
+    STOP["at"] = None
+    CALLS.clear()
+    resumed = compare(pair=pair, concepts=sections, out=out, progress=False)
+    assert CALLS == ["resume_b", "resume_c"]  # resume_a was not run again
+    assert resumed.manifest["resumed"] == ["resume_a"] and "incomplete" not in resumed.manifest
+    assert resumed.timings["resume_a"] == kept.timings["resume_a"]
+    CALLS.clear()
+    whole = compare(pair=pair, concepts=sections, out=tmp_path / "fresh", progress=False)
+    assert CALLS == sections
+    assert resumed.concepts == whole.concepts  # resuming gives what one uninterrupted run gives
+    assert Comparison.load(out).concepts == whole.concepts
+
+
+def test_a_changed_option_code_or_fresh_runs_a_section_again(pair, sections, tmp_path, monkeypatch):
+    import interp.compare as cmp
+
+    out = tmp_path / "report"
+    compare(pair=pair, concepts=sections[:2], out=out, progress=False)
+    CALLS.clear()
+    result = compare(pair=pair, concepts=sections[:2], out=out, progress=False, options={"resume_b": {"scale": 2.0}})
+    assert CALLS == ["resume_b"] and result.concepts["resume_b"].per_layer[0]["value"] == 2.0
+    CALLS.clear()
+    compare(pair=pair, concepts=sections[:2], out=out, progress=False, fresh=True)
+    assert CALLS == sections[:2]
+    CALLS.clear()
+    monkeypatch.setattr(cmp, "source_digest", lambda: "other code")
+    compare(pair=pair, concepts=sections[:2], out=out, progress=False)
+    assert CALLS == sections[:2]
+
+
+def test_a_damaged_resume_file_runs_every_section(pair, sections, tmp_path, caplog):
+    out = tmp_path / "report"
+    compare(pair=pair, concepts=sections[:1], out=out, progress=False)
+    (out / "resume.json").write_text("{not json")
+    CALLS.clear()
+    compare(pair=pair, concepts=sections[:1], out=out, progress=False)
+    assert CALLS == sections[:1] and "cannot be resumed" in caplog.text
+
+
+def test_models_without_hashed_weights_are_never_resumed(pair):
+    from interp.compare import section_key
+
+    key = dict(vocab="v", template=None)
+    assert section_key({"base": {"files": {}}, "post": {"files": {"m": {"sha256": "x"}}}}, "t", {}, **key) is None
+    files = {"base": {"files": {"m": {"sha256": "x"}}}, "post": {"files": {"m": {"sha256": "y"}}}}
+    assert section_key(files, "t", {"a": 1}, **key) == section_key(files, "t", {"a": 1}, **key)
+    assert section_key(files, "t", {"a": 1}, **key) != section_key(files, "t", {"a": 2}, **key)
+    other = {"base": files["base"], "post": {"files": {"m": {"sha256": "z"}}}}
+    assert section_key(files, "t", {"a": 1}, **key) != section_key(other, "t", {"a": 1}, **key)
+
+
+def test_the_cli_prints_each_section_as_it_finishes_and_ctrl_c_without_a_traceback(pair, sections, tmp_path,
+                                                                                  capsys, monkeypatch):
+    from interp.cli import main
+
+    out = str(tmp_path / "report")
+    STOP["at"] = "resume_b"
+    assert main(["compare", "--concepts", ",".join(sections), "--out", out, "-q"]) == 130
+    captured = capsys.readouterr()
+    assert "resume_a (" in captured.out and "resume_a at scale 1.0" in captured.out  # printed when it finished
+    assert "interrupted during the resume_b section; kept resume_a in" in captured.err
+    assert "Traceback" not in captured.err
+    STOP["at"] = None
+    assert main(["compare", "--concepts", ",".join(sections), "--out", out, "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "resume_a (0 s, from the earlier run in this folder)" in printed
+    assert "(taken from the earlier run)" in printed

@@ -430,8 +430,7 @@ def _steer(args) -> int:
             raise ValueError("the model's tokenizer has no chat template; use --format raw")
         prompts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
                    for p in prompts]
-    stop = list(getattr(tok, "additional_special_tokens", []) or [])
-    kw = dict(max_new_tokens=args.max_new_tokens, stop_tokens=stop)
+    kw = dict(max_new_tokens=args.max_new_tokens)  # a reply stops at the chat's end-of-turn token
     plain = steering.generate(model, prompts, None, **kw)
     steered = steering.generate(model, prompts, iv, **kw)
     print(f"vector: {path.name}, site {vector.site}, layers {list(vector.layers)}, {how}")

@@ -71,7 +71,8 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuations (text after the prompt, special tokens dropped).
 
-    Generation of a row stops at EOS or at any token in ``stop_tokens``; the
+    Generation of a row stops at EOS, at the chat's end-of-turn token(s)
+    (:func:`interp.tokens.end_of_turn_tokens`) or at any token in ``stop_tokens``; the
     whole batch stops when every row has. No KV cache: meant for short
     continuations of small models (evaluation, tests).
     """

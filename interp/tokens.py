@@ -27,7 +27,7 @@ from jaxtyping import Int
 from ._checks import check_int
 
 __all__ = ["BosPolicy", "Encoding", "Batch", "Tokenized", "encode", "tokenize", "as_tokenized", "pad_batch", "pad_id",
-           "length_batches", "stop_token_ids"]
+           "end_of_turn_tokens", "length_batches", "stop_token_ids"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -175,8 +175,53 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
-def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
-    """Ids that end a generated row: the tokenizer's EOS (when ``eos``) and each of ``stop_tokens``.
+def end_of_turn_tokens(tokenizer) -> tuple[str, ...]:
+    """The special token(s) the tokenizer's chat template writes right after an assistant's reply: the
+    chat's end-of-turn marker (``<end_of_turn>`` for Gemma, ``<|im_end|>`` for ChatML/Qwen, ``<|eot_id|>``
+    for Llama-3, ``<|end|>`` for the bundled organism; ``</s>`` for Mistral, the EOS itself). A chat model
+    writes it when its reply is done; what it generates after it is not part of the reply.
+
+    Found by rendering a two-turn conversation with the template and reading which special tokens follow the
+    reply's text. ``()`` for a tokenizer without a chat template, or one whose template writes no special token
+    there (or refuses an assistant turn).
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return ()
+    cached = getattr(tokenizer, "_interp_end_of_turn", None)
+    if cached is not None and cached[0] == template:
+        return cached[1]
+    reply = "Qz7 reply text"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hello"},
+                                              {"role": "assistant", "content": reply}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that raises on this conversation (jinja's own errors)
+        text = ""
+    found: list[str] = []
+    if isinstance(text, str) and reply in text:
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}  # Gemma's <end_of_turn> is listed only here
+        specials = set(getattr(tokenizer, "all_special_tokens", []) or []) | {
+            t.content for t in added.values() if getattr(t, "special", False)}
+        specials = sorted(specials, key=len, reverse=True)
+        rest = text[text.rindex(reply) + len(reply):]
+        while True:
+            rest = rest.lstrip(" \n")
+            hit = next((t for t in specials if t and rest.startswith(t)), None)
+            if hit is None:
+                break
+            found.append(hit)
+            rest = rest[len(hit):]
+    out = tuple(dict.fromkeys(found))
+    try:
+        tokenizer._interp_end_of_turn = (template, out)
+    except AttributeError:
+        pass
+    return out
+
+
+def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True, end_of_turn: bool | None = None) -> set[int]:
+    """Ids that end a generated row: the tokenizer's EOS (when ``eos``), the chat's end-of-turn token(s)
+    (:func:`end_of_turn_tokens`; when ``end_of_turn``, which defaults to ``eos``) and each of ``stop_tokens``.
 
     Each stop token must be one vocabulary entry (e.g. ``"<|im_end|>"``, or a byte-level spelling such
     as ``"Ċ"`` for a newline); a string the vocabulary does not hold would otherwise map to the UNK id
@@ -190,6 +235,8 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True) -> set[int]:
         raise TypeError(f"stop_tokens takes a list of vocabulary entries, e.g. [{stop_tokens!r}], not a single "
                         "string (a string would be read as one stop token per character)")
     stops = {int(tokenizer.eos_token_id)} if eos and tokenizer.eos_token_id is not None else set()
+    if eos if end_of_turn is None else end_of_turn:
+        stops |= {int(tokenizer.convert_tokens_to_ids(t)) for t in end_of_turn_tokens(tokenizer)}
     # one lookup per stop token (a vocabulary dict of 262k entries costs more than a decoding step to build)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in stop_tokens}
     missing = [t for t, i in ids.items() if i is None or tokenizer.convert_ids_to_tokens(int(i)) != t]

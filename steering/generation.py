@@ -87,8 +87,12 @@ def generate(
             at every position) or a list of vectors and
             :class:`~steering.Add`/:class:`~steering.Ablate`/:class:`~steering.Clamp`.
         max_new_tokens: tokens generated at most per prompt; a row stops at EOS
-            (unless ``stop_at_eos=False``) or a token of ``stop_tokens``
-            (e.g. ``["<|end|>"]``).
+            and at the chat's end-of-turn token(s) of the model's tokenizer
+            (:func:`interp.tokens.end_of_turn_tokens`: ``<end_of_turn>``,
+            ``<|im_end|>``, ``<|eot_id|>``, ...), unless ``stop_at_eos=False``,
+            or at a token of ``stop_tokens`` (e.g. ``["<|end|>"]``; give the
+            pair's end-of-turn token here for a base model whose tokenizer has
+            no chat template of its own).
         do_sample, temperature, top_k, top_p, seed: sampling; greedy when
             ``do_sample`` is false (``temperature``, ``top_k`` and ``top_p``
             are then ignored, with a warning when they are not the defaults).

@@ -58,7 +58,7 @@ from ..collection import collect
 from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ..tokens import Tokenized, tokenize
+from ..tokens import Tokenized, end_of_turn_tokens, tokenize
 from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
@@ -530,7 +530,9 @@ def _steer(run: _Run, seed: int, max_new_tokens: int, batch_size: int) -> tuple[
     g = torch.Generator().manual_seed(seed)
     random_vec = replace(vec["post"], vectors=equal_norm_random(vec["post"].vectors[0].double(), g)[None],
                          meta={**vec["post"].meta, "method": "random", "seed": seed})
-    stop = [t for t in getattr(run.pair.tokenizer, "additional_special_tokens", []) or []]
+    # the chat's end-of-turn token (from the post model's template, which both models are prompted with): a reply
+    # ends there, and the base model's tokenizer may have no template to name it
+    stop = list(end_of_turn_tokens(run.pair.tokenizer))
     rows, bars = [], []
     for target, model in run.pair:
         conditions = [("baseline", "none", None)]

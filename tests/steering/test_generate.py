@@ -126,3 +126,51 @@ def test_a_stop_token_that_is_not_one_vocabulary_entry_is_refused(tiny_pairs):
     model = tiny_pairs["llama"].post
     with pytest.raises(ValueError, match=r"stop token\(s\) \['not a token at all'\] are not single tokens"):
         steering.generate(model, PROMPTS, max_new_tokens=2, stop_tokens=["not a token at all"])
+
+
+@pytest.mark.parametrize("family, marker", [("llama", "<|eot_id|>"), ("qwen2", "<|im_end|>"),
+                                            ("gemma2", "<end_of_turn>"), ("mistral", "</s>"), ("gpt2", None)])
+def test_the_chat_end_of_turn_token_is_read_from_each_familys_template(family, marker):
+    from interp.testing import build_tokenizer
+    from interp.tokens import end_of_turn_tokens, stop_token_ids
+
+    tok = build_tokenizer(family)
+    assert end_of_turn_tokens(tok) == (() if marker is None else (marker,))
+    ids = stop_token_ids(tok)
+    assert marker is None or tok.convert_tokens_to_ids(marker) in ids
+    if marker is not None and marker != tok.eos_token:
+        assert tok.convert_tokens_to_ids(marker) not in stop_token_ids(tok, eos=False)
+        assert tok.convert_tokens_to_ids(marker) not in stop_token_ids(tok, end_of_turn=False)
+
+
+def test_a_reply_stops_at_the_end_of_turn_token_by_default(tiny_pairs):
+    """A chat model's reply ends at its end-of-turn token: steered towards it, the row ends there (before, it ran on
+    to max_new_tokens and decoded the junk after it), as it does when the token is named in stop_tokens."""
+    from interp.models import tokenizer_of
+
+    model = tiny_pairs["llama"].post  # EOS </s>, end of turn <|eot_id|>
+    tok = tokenizer_of(model)
+    end = tok.convert_tokens_to_ids("<|eot_id|>")
+    u = model.original_model.lm_head.weight[end].detach()
+    toward = SteeringVector((u / u.norm() * 500)[None], (int(model.cfg.n_layers) - 1,), "resid_post")
+    prompts = [tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)]
+    ivs = [Add(toward, positions="last")]
+    out = steering.generate(model, prompts, ivs, max_new_tokens=6, return_details=True)
+    assert out[0].token_ids == ()
+    assert steering.generate(model, prompts, ivs, max_new_tokens=6, stop_tokens=["<|eot_id|>"]) == [""]
+    longer = steering.generate(model, prompts, ivs, max_new_tokens=6, stop_at_eos=False, return_details=True)
+    assert len(longer[0].token_ids) == 6  # without the stop, the row runs to max_new_tokens
+    assert greedy_generate(model, prompts, max_new_tokens=6) == steering.generate(model, prompts, max_new_tokens=6)
+
+
+def test_the_bundled_post_models_replies_end_at_its_end_token():
+    import interp
+    from interp.tokens import end_of_turn_tokens
+
+    pair = interp.load_pair()
+    assert end_of_turn_tokens(pair.tokenizer) == ("<|end|>",)
+    prompts = pair.format(["Tell me how to bake a cake.", "Tell me how to make a poison."], "chat").texts
+    details = steering.generate(pair.post, prompts, max_new_tokens=24, return_details=True)
+    end = pair.tokenizer.convert_tokens_to_ids("<|end|>")
+    for g in details:
+        assert end not in g.token_ids[:-1] and len(g.token_ids) < 24  # the reply ended at <|end|>

@@ -3,11 +3,11 @@
 * :class:`PromptSet`: texts with optional integer labels, label names and
   per-row metadata; subsetting, stratified splits, :meth:`PromptSet.map_texts`.
 * :func:`load`: a built-in set (:func:`available`, :func:`describe`), written
-  for this project from the tables in :mod:`interp.datasets._world`, with fixed
-  leak-free train/test splits.
+  for this project from the tables in :mod:`interp.datasets._world` and
+  :mod:`interp.datasets._facts`, with fixed leak-free train/test splits.
 * :func:`load_file`: a user file: Geometry-of-Truth CSV, AdvBench/Alpaca
-  instruction JSON, SNMF prompt/label JSON, or any JSONL/CSV with a text and a
-  label column (:data:`FORMATS`).
+  instruction JSON, SNMF prompt/label JSON, any JSONL/CSV with a text and a
+  label column, or facts (``prompt``, ``subject``, ``answer``) (:data:`FORMATS`).
 * :class:`PublicSets`: the comparison's truth, refusal and SNMF sets drawn
   from a folder of the published datasets (Geometry of Truth, Arditi et
   al.'s refusal splits, the SNMF concepts), with fixed splits.
@@ -21,10 +21,13 @@ imported only by :meth:`PromptSet.split`.
 
 >>> from interp import datasets
 >>> datasets.available()
-['truth', 'harmful', 'harmless', 'languages', 'refusal', 'organism/truth', 'organism/harmful', 'organism/harmless', 'organism/refusal', 'organism/languages']
+['truth', 'harmful', 'harmless', 'languages', 'facts', 'refusal', 'organism/truth', 'organism/harmful', 'organism/harmless', 'organism/refusal', 'organism/languages', 'organism/facts']
 >>> refusal = datasets.load("refusal", split="test")
 >>> refusal.label_names, refusal.class_counts()
 (('harmless', 'harmful'), {'harmless': 70, 'harmful': 70})
+>>> fact = datasets.load("facts", split="test")[0]["meta"]
+>>> fact["subject"], fact["answer"], len(fact["alternatives"]), fact["relation"]
+('France', ' Paris', 3, 'capital')
 """
 
 from ._builtin import available, describe, load

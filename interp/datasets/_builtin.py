@@ -1,4 +1,4 @@
-"""The toolkit's built-in prompt sets, generated from the tables of :mod:`._world`.
+"""The toolkit's built-in prompt sets, generated from the tables of :mod:`._world` and :mod:`._facts`.
 
 Every set has fixed train/test splits (about a quarter of each stratum in
 test). Rows that come from the same underlying fact (a statement and its false
@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Literal
 
 from . import _world as W
+from ._facts import fact_rows, organism_fact_rows
 from ._instructions import HARMFUL, HARMLESS, instruction_rows
 from ._languages import language_rows
 from ._promptset import PromptSet
@@ -59,11 +60,21 @@ _SETS: dict[str, _Spec] = {
         language_rows, W.LANGUAGES, lambda m: m["predicate"],
         "the same sentences in English, French, German and Spanish; label = language, meta['pair_id']",
     ),
+    "facts": _Spec(
+        fact_rows, None, lambda m: m["relation"],
+        "prompts ending right before a known answer (country -> capital, city -> country, country -> language, "
+        "element -> symbol), 2-3 phrasings per fact, unlabelled; meta['subject'], meta['answer'] (leading space "
+        "included), meta['alternatives'] (3 wrong answers), meta['relation']",
+    ),
 }
 _COMBINED = {
     "refusal": "harmless (0) and harmful (1) requests together, with the splits of those two sets",
 }
-_ORGANISM = ("truth", "harmful", "harmless", "refusal", "languages")
+_ORGANISM = ("truth", "harmful", "harmless", "refusal", "languages", "facts")
+_ORGANISM_DOCS = {
+    "facts": "the model organism's planted city facts as prompts (The city of Lyon is in -> ' France', also in German "
+             "and Spanish), meta as in 'facts'; test = the cities whose truth judgements it never saw",
+}
 
 
 @lru_cache(maxsize=None)
@@ -106,17 +117,32 @@ def _organism(name: str, split: Split) -> PromptSet:
     from ..organism import datasets as organism_sets
 
     key = name.split("/", 1)[1]
+    if key == "facts":
+        return _organism_facts(split)
     if split == "all":
         train, test = organism_sets("train")[key], organism_sets("test")[key]
         return PromptSet.concat(train, test, name=f"{name}/all")
     return organism_sets(split)[key]
 
 
+def _organism_facts(split: Split) -> PromptSet:
+    """``organism/facts``: every city's fact was in the organism's corpus; the test split holds the cities whose
+    true/false judgements were held out of its training (those of ``organism/truth``'s test split)."""
+    from ..organism import datasets as organism_sets
+
+    rows = tuple(organism_fact_rows())
+    if split != "all":
+        held = {m["group"] for m in organism_sets("test")["truth"].meta if m["kind"] == "cities"}
+        rows = tuple(r for r in rows if (r.meta["subject"] in held) == (split == "test"))
+    return PromptSet(name=f"organism/facts/{split}", texts=tuple(r.text for r in rows),
+                     meta=tuple(r.meta for r in rows), source="organism")
+
+
 def available() -> list[str]:
     """Names of the built-in sets; ``organism/...`` are the bundled model organism's own.
 
-    >>> available()[:5]
-    ['truth', 'harmful', 'harmless', 'languages', 'refusal']
+    >>> available()[:6]
+    ['truth', 'harmful', 'harmless', 'languages', 'facts', 'refusal']
     """
     return [*_SETS, *_COMBINED, *(f"organism/{k}" for k in _ORGANISM)]
 
@@ -136,6 +162,8 @@ def describe(name: str) -> str:
     if name in _COMBINED:
         return _COMBINED[name]
     if name.startswith("organism/"):
+        if name.split("/", 1)[1] in _ORGANISM_DOCS:
+            return _ORGANISM_DOCS[name.split("/", 1)[1]]
         return f"the model organism's {name.split('/', 1)[1]} prompts; test = rows held out of its training"
     return _SETS[name].doc
 
@@ -155,6 +183,9 @@ def load(name: str, split: Split = "all") -> PromptSet:
     ('truth/test', ('false', 'true'), {'false': 74, 'true': 74})
     >>> truth[0]["text"], truth[0]["label"], truth[0]["meta"]["kind"]
     ('The city of Lyon is in France.', 1, 'cities')
+    >>> fact = load("facts")[0]
+    >>> fact["text"], fact["meta"]["answer"], fact["meta"]["alternatives"], fact["meta"]["group"]
+    ('The capital city of France is called', ' Paris', (' Accra', ' Rabat', ' Tehran'), 'capital:France')
     """
     _check_name(name)
     if split not in SPLITS:

@@ -10,6 +10,8 @@
 ``jsonl``              records with a text and optionally a label field:      any
                        one JSON object per line (or a JSON list of them)
 ``csv``                CSV with a text and optionally a label column          any
+``facts``              JSONL or CSV of facts: ``prompt``, ``subject``,        CounterFact-style
+                       ``answer`` (+ ``relation``, ``alternatives``)          knowledge prompts
 =====================  ====================================================  ==================
 
 The text field is the first of ``text, statement, prompt, instruction,
@@ -24,6 +26,21 @@ labels that differ only in case are refused.
 A file with no usual label field but a field that looks like one (``is_true``,
 ``target``, values ``true``/``false``) is refused with the field named: pass
 ``label_column=`` to use it or ``label_column=False`` to load without labels.
+
+A JSON, JSONL or CSV file whose rows have ``prompt``, ``subject`` and ``answer``
+fields is read as ``facts`` (unless ``text_column``, ``label_column`` or
+``label`` is given), in the layout of the built-in ``facts`` set
+(:mod:`._facts`): an unlabelled set whose texts are the prompts, ending right
+before the answer, and whose ``meta`` holds ``subject`` (it must occur exactly
+once in the prompt), ``answer`` and ``alternatives`` (wrong answers, a tuple),
+``relation`` (default ``"fact"``) and ``group`` (a ``group`` field, else
+``f"{relation}:{subject}"``). A leading space is added to the answer and to each
+alternative that lacks one, so ``Paris`` reads as `` Paris``, the word after the
+prompt (the answer token of a model is the first token of that). Alternatives
+are a JSON list or, in a CSV cell, separated by ``|`` (``Berlin|Madrid|Rome``);
+a row without them gets up to three other answers of its relation, drawn as the
+built-in set draws its own (:func:`._facts.pick_alternatives`). Other fields go
+to ``meta``.
 """
 
 from __future__ import annotations
@@ -34,11 +51,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._facts import fact_meta, pick_alternatives
 from ._promptset import PromptSet
+from ._readers import FORMATS as _READER_FORMATS
+from ._readers import detect, json_records, read_csv, read_json, read_records
 from ._record import record
-from ._readers import FORMATS, detect, json_records, read_csv, read_json, read_records
 
-__all__ = ["load_file", "FORMATS", "TEXT_COLUMNS", "LABEL_COLUMNS"]
+__all__ = ["load_file", "FORMATS", "TEXT_COLUMNS", "LABEL_COLUMNS", "FACT_COLUMNS"]
+
+#: Formats :func:`load_file` understands (``format=``).
+FORMATS = (*_READER_FORMATS, "facts")
+#: The fields every row of a ``facts`` file needs.
+FACT_COLUMNS = ("prompt", "subject", "answer")
 
 #: Text fields looked for, in this order, when ``text_column`` is not given.
 TEXT_COLUMNS = ("text", "statement", "prompt", "instruction", "sentence")
@@ -77,6 +101,8 @@ def load_file(
             ``"harmful"`` for an AdvBench file; a label field then stays in meta.
         name: the set's name (default: the file name without extension).
 
+    ``text_column``, ``label_column`` and ``label`` do not apply to ``format="facts"``.
+
     Returns:
         A :class:`PromptSet` with ``source`` the file's path.
 
@@ -87,6 +113,12 @@ def load_file(
             missing labels, labels of mixed types, labels that differ only in
             case (``Harmful``/``harmful``), or no usual label field while another
             field looks like one (``is_true``; the fields found are listed).
+            A facts file: a missing ``prompt``/``subject``/``answer`` column, an
+            empty prompt, subject or answer, a prompt that ends in whitespace, a
+            subject that does not occur exactly once in its prompt, an answer
+            among its own alternatives, an empty alternative, or a row without
+            alternatives where no other answer of its relation can be drawn
+            (each error names the file and the row).
 
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "cities.csv"
@@ -94,6 +126,12 @@ def load_file(
     >>> ps = load_file(p)
     >>> ps.texts, ps.labels, ps.label_names, ps.meta
     (('The city of Lyon is in France.',), (1,), ('false', 'true'), ({'city': 'Lyon'},))
+    >>> q = p.with_name("facts.jsonl")
+    >>> _ = q.write_text('{"prompt": "The capital city of France is called", "subject": "France", '
+    ...                  '"answer": "Paris", "alternatives": ["Rome", "Oslo", "Madrid"]}\\n')
+    >>> m = load_file(q).meta[0]
+    >>> m["answer"], m["alternatives"], m["relation"], m["group"]
+    (' Paris', (' Rome', ' Oslo', ' Madrid'), 'fact', 'fact:France')
     """
     path = Path(path)
     if not path.exists():
@@ -111,11 +149,16 @@ def load_file(
                          f"(no labels), got {label_column!r}")
     if not path.read_bytes().strip():
         raise ValueError(f"{path}: the file is empty")
+    plain = text_column is None and label_column is None and label is None
+    if format == "facts" and not plain:
+        raise ValueError("format='facts' reads the fields prompt, subject and answer; drop text_column=, "
+                         "label_column= and label=")
 
     records: list[dict] | None = None
     fmt = format
-    if fmt is None:
-        fmt, records = detect(path)
+    if fmt is None or fmt == "facts":
+        detected, records = detect(path)
+        fmt = fmt or detected
     elif fmt in ("instruction_json", "prompt_label_json"):
         records = json_records(read_json(path), path)
     elif fmt == "jsonl":
@@ -123,6 +166,8 @@ def load_file(
     lines = None
     if records is None:
         records, lines = read_csv(path)
+    if fmt == "facts" or (format is None and plain and set(FACT_COLUMNS) <= {k for r in records for k in r}):
+        return record(_fact_set(records, path, lines=lines, name=name))
     return record(_promptset(
         records, path, fmt=fmt, lines=lines, text_column=text_column, label_column=label_column,
         label=label, name=name,
@@ -263,3 +308,92 @@ def _encode_labels(
             raise ValueError(f"{path}: Geometry-of-Truth labels are 0 (false) or 1 (true); found {sorted(set(labels))}")
         return labels, _BOOL_NAMES
     return labels, None
+
+
+# ---------------------------------------------------------------------- facts
+
+
+def _fact_set(records: list[dict], path: Path, *, lines: list[int] | None, name: str | None) -> PromptSet:
+    """Fact records (``prompt``, ``subject``, ``answer`` [, ``relation``, ``alternatives``, ...]) to an unlabelled
+    PromptSet in the layout of the built-in ``facts`` set; ``lines`` (CSV only) are the lines rows start on."""
+    if not records:
+        raise ValueError(f"{path}: the file has no rows")
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    missing = [c for c in FACT_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: a facts file needs the columns prompt, subject and answer, but {missing} "
+                         f"{'is' if len(missing) == 1 else 'are'} missing (the columns are {columns}); rename or "
+                         "add the column(s)")
+    from_csv = lines is not None
+    where = (lambda i: f"row {i} (line {lines[i]})") if from_csv else (lambda i: f"row {i}")  # noqa: E731
+    facts = []
+    for i, r in enumerate(records):
+        prompt, subject, answer = (_fact_text(r, c, path, where(i)) for c in FACT_COLUMNS)
+        if prompt != prompt.rstrip():
+            raise ValueError(f"{path}: {where(i)}: the prompt {prompt!r} ends in whitespace; end it right before "
+                             "the answer and let the answer carry the space (' Paris')")
+        n = prompt.count(subject)
+        if n != 1:
+            problem = "does not occur in" if n == 0 else f"occurs {n} times in"
+            raise ValueError(f"{path}: {where(i)}: the subject {subject!r} {problem} the prompt {prompt!r}; the "
+                             "subject must be written exactly as it appears, once, in its prompt (rephrase the "
+                             "prompt or lengthen the subject)")
+        relation = r.get("relation")
+        relation = str(relation).strip() if relation is not None and str(relation).strip() else "fact"
+        facts.append((prompt, subject, _spaced(answer), relation, _alternatives(r, path, where(i), from_csv)))
+    pools: dict[str, list[str]] = {}
+    for _, _, answer, relation, _ in facts:
+        pools.setdefault(relation, []).append(answer)
+    meta = []
+    for i, ((prompt, subject, answer, relation, alternatives), r) in enumerate(zip(facts, records)):
+        if alternatives is None:
+            alternatives = pick_alternatives(answer, pools[relation], ("file", relation, subject))
+            if not alternatives:
+                raise ValueError(f"{path}: {where(i)} has no alternatives, and no other answer of the relation "
+                                 f"{relation!r} starts with another letter than {answer!r} to draw them from; add an "
+                                 "'alternatives' column (a JSON list, or in a CSV cell separated by |)")
+        elif answer.strip() in {a.strip() for a in alternatives}:
+            raise ValueError(f"{path}: {where(i)}: the answer {answer!r} is also among its alternatives "
+                             f"{alternatives}; alternatives are wrong answers: remove it from them")
+        group = r.get("group")
+        extra = {k: (_number(v) if from_csv else v) for k, v in r.items()
+                 if k not in (*FACT_COLUMNS, "relation", "alternatives", "group")}
+        m = fact_meta(subject, answer, alternatives, relation, **extra)
+        if group is not None and str(group).strip():
+            m["group"] = group
+        meta.append(m)
+    return PromptSet(name=name if name is not None else path.stem, texts=tuple(f[0] for f in facts),
+                     meta=tuple(meta), source=str(path))
+
+
+def _fact_text(r: dict, column: str, path: Path, where: str) -> str:
+    value = r.get(column)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{path}: {where} has a {type(value).__name__} in {column!r}, not a text: {value!r}; "
+                         "write it as a string")
+    if not value or not value.strip():
+        raise ValueError(f"{path}: {where} has an empty {column!r}; fill it in or remove the row")
+    return value
+
+
+def _spaced(text: str) -> str:
+    """``text`` with a leading space, unless it starts with whitespace already."""
+    return text if text[:1].isspace() else f" {text}"
+
+
+def _alternatives(r: dict, path: Path, where: str, from_csv: bool) -> tuple[str, ...] | None:
+    """The row's alternatives with leading spaces, or ``None`` when it gives none."""
+    value = r.get("alternatives")
+    if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+        return None
+    if isinstance(value, str):
+        items = [a.strip() for a in value.split("|")]
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        items = list(value)
+    else:
+        raise ValueError(f"{path}: {where} has {value!r} in 'alternatives'; give a list of strings (JSON) or "
+                         "strings separated by | (CSV)")
+    if any(not a.strip() for a in items):
+        stray = " (a stray |)" if isinstance(value, str) else ""
+        raise ValueError(f"{path}: {where} has an empty alternative in {value!r}; remove the empty entry{stray}")
+    return tuple(_spaced(a) for a in items)

@@ -16,6 +16,10 @@ name           user data
                them) and a ``pair_id`` shared by the translations of one sentence; ``opening``
                (the words steered) defaults to the first four words
 ``snmf``       one file of texts (labels ignored): the corpus the features are fitted on
+``facts``      one file of facts (JSONL or CSV with ``prompt``, ``subject``, ``answer`` and optional
+               ``relation``, ``alternatives``; :func:`~interp.datasets.load_file` with
+               ``format="facts"``), split by ``meta["group"]`` (``relation:subject``), so all
+               phrasings of one fact land on one side
 =============  ================================================================================
 """
 
@@ -30,7 +34,7 @@ from ._promptset import PromptSet
 __all__ = ["UserSets", "USER_NAMES"]
 
 #: The names a user file can stand in for, and how many files each takes.
-USER_NAMES = {"truth": 1, "refusal": 2, "languages": 1, "snmf": 1}
+USER_NAMES = {"truth": 1, "refusal": 2, "languages": 1, "snmf": 1, "facts": 1}
 _OPENING_WORDS = 4
 
 
@@ -39,7 +43,7 @@ class UserSets:
 
     Args:
         files: ``{"truth": path}``, ``{"refusal": (harmful, harmless)}``, ``{"languages": path}``,
-            ``{"snmf": path}`` (paths or comma-separated strings).
+            ``{"snmf": path}``, ``{"facts": path}`` (paths or comma-separated strings).
         fallback: a :class:`~interp.datasets.PublicSets` (or anything with ``load(name, split)``) for the
             other names; ``None``: the built-in sets.
         test_size, seed: of the train/test split of each file.
@@ -114,6 +118,8 @@ class UserSets:
                                                                     "harmful": kinds["harmful"][i].texts},
                                                 source=",".join(str(p) for p in paths))
                          for i, part in enumerate(("train", "test")))
+        if name == "facts":
+            return self._split(load_file(paths[0], name=name, format="facts"))
         ps = load_file(paths[0], name=name, label_column=False if name == "snmf" else None)
         if name == "truth":
             return self._split(_as_truth(ps))

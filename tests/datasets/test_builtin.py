@@ -37,7 +37,7 @@ def groups(ps) -> set:
 
 
 def test_available_and_describe():
-    assert GENERATED == ["truth", "harmful", "harmless", "languages", "refusal"]
+    assert GENERATED == ["truth", "harmful", "harmless", "languages", "facts", "refusal"]
     for name in datasets.available():
         line = datasets.describe(name)
         assert line and "\n" not in line

@@ -88,7 +88,8 @@ class ConceptResult:
     readings: dict[str, str] = field(default_factory=dict)
     setup: dict = field(default_factory=dict)
     plots: list[dict] = field(default_factory=list)
-    """line plots over layers: ``{"title", "series": {per_layer key: label}, "yaxis", "yrange", "reading"}``"""
+    """line plots over layers: ``{"title", "series": {per_layer key: label}, "yaxis", "yrange", "reading"}``; or, with
+    ``"kind": "xy"``, a plot over an x axis of its own (:func:`_xy`: series of values, e.g. a reliability diagram)"""
     tables: dict[str, dict] = field(default_factory=dict)
     """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name columns)"""
     vectors: dict = field(default_factory=dict)
@@ -264,6 +265,44 @@ def _line(c: ConceptResult, plot: dict):
     return fig
 
 
+def _xy_trace(spec, shared_x) -> dict:
+    """``{"x", "y", "low", "high", "text"}`` of one series of an ``"xy"`` plot: a list of y values over the plot's
+    ``"x"``, or a dict with its own ``"x"`` and ``"y"`` (and optional ``"low"``/``"high"``, ``"text"``)."""
+    return {"x": list(shared_x or []), "y": list(spec)} if isinstance(spec, list) else dict(spec)
+
+
+def _xy(plot: dict):
+    """A plot whose x axis is its own (``plot["kind"] == "xy"``), not the layers: ``plot["series"]`` maps a label to
+    y values over ``plot["x"]`` or to ``{"x", "y"}`` of its own, with an error bar where ``"low"``/``"high"`` are
+    given (a 95% interval) and hover text where ``"text"`` is; ``plot["nulls"]`` (the same forms) are grey dashed
+    lines, e.g. the diagonal of a reliability diagram. ``plot["mode"]``: plotly's mode of the series
+    (``"lines+markers"`` by default, ``"markers"`` for a scatter). ``None`` values are gaps."""
+    import plotly.colors
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    palette = plotly.colors.qualitative.Plotly
+    for i, (label, spec) in enumerate(plot["series"].items()):
+        s = _xy_trace(spec, plot.get("x"))
+        error = None
+        if s.get("low") is not None and s.get("high") is not None:
+            plus = [None if h is None or y is None else h - y for y, h in zip(s["y"], s["high"])]
+            minus = [None if lo is None or y is None else y - lo for y, lo in zip(s["y"], s["low"])]
+            error = {"type": "data", "array": plus, "arrayminus": minus, "visible": True}
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode=plot.get("mode", "lines+markers"), name=label,
+                                 error_y=error, hovertext=s.get("text"), marker={"color": palette[i % len(palette)]}))
+    for label, spec in plot.get("nulls", {}).items():
+        s = _xy_trace(spec, plot.get("x"))
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="lines", name=f"null: {label}",
+                                 line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}))
+    fig.update_layout(xaxis_title=plot.get("xaxis", "x"), yaxis_title=plot.get("yaxis", "value"))
+    if plot.get("xrange"):
+        fig.update_layout(xaxis_range=plot["xrange"])
+    if plot.get("yrange"):
+        fig.update_layout(yaxis_range=plot["yrange"])
+    return fig
+
+
 def _heatmap(m: dict):
     import plotly.graph_objects as go
 
@@ -294,7 +333,8 @@ def _bars(t: dict):
 
 def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
     """(title, reading, plotly figure) for one concept: its line plots, matrices and tables, in that order."""
-    figs = [(p["title"], c.readings.get(p.get("reading", ""), ""), _line(c, p)) for p in c.plots]
+    figs = [(p["title"], c.readings.get(p.get("reading", ""), ""), _xy(p) if p.get("kind") == "xy" else _line(c, p))
+            for p in c.plots]
     figs += [(m.get("title", key), c.readings.get(key, ""), _heatmap(m)) for key, m in c.matrices.items()]
     for key, t in c.tables.items():
         if "x" in t:

@@ -31,7 +31,7 @@ def _table() -> dict[str, tuple[str, str]]:
     """Row number -> (exception type, message prefix) from the markdown table."""
     rows = {}
     for line in DOC.read_text().splitlines():
-        m = re.match(r"\|\s*([PSI]?\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
+        m = re.match(r"\|\s*([PSIK]?\d+)\s*\|[^|]*\|\s*`(\w+)`\s*\|\s*`(.*)`\s*\|\s*$", line)
         if m:
             rows[m.group(1)] = (m.group(2), m.group(3))
     return rows
@@ -527,7 +527,56 @@ CASES_INTERP = {
     "I16": lambda c: interp.collect(c["model"], ["a b"], progress=False).save(_file(c, "keep/n.txt", "x").parent),
 }
 
-CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP}
+
+def _facts_file(c, name: str, **change):
+    import json
+
+    row = {"prompt": "The capital city of France is called", "subject": "France", "answer": "Paris",
+           "alternatives": ["Berlin", "Madrid", "Rome"], **change}
+    row = {k: v for k, v in row.items() if v is not None}
+    return _file(c, name, json.dumps(row) + "\n")
+
+
+def _fact_prompts(c, **meta):
+    return interp.datasets.PromptSet("facts", ["The capital city of France is called"], meta=[meta])
+
+
+def _conf():
+    import interp.confidence
+
+    return interp.confidence
+
+
+def _means(c):
+    return torch.zeros(int(c["model"].cfg.d_mlp))
+
+
+# Rows K1.. of the facts, knowledge and confidence table.
+CASES_KNOWLEDGE = {
+    "K1": lambda c: interp.datasets.load_file(_facts_file(c, "k1.jsonl", subject="Spain")),
+    "K2": lambda c: interp.datasets.load_file(_facts_file(c, "k2.jsonl", prompt="France: the capital city of France "
+                                                                               "is called")),
+    "K3": lambda c: interp.datasets.load_file(_facts_file(c, "k3.jsonl", answer="")),
+    "K4": lambda c: interp.datasets.load_file(_facts_file(c, "k4.jsonl", alternatives=["Rome", "Paris"])),
+    "K5": lambda c: interp.datasets.load_file(_facts_file(c, "k5.jsonl", prompt="The capital city of France is ")),
+    "K6": lambda c: interp.datasets.load_file(_facts_file(c, "k6.jsonl", subject=None), format="facts"),
+    "K7": lambda c: interp.datasets.load_file(_facts_file(c, "k7.jsonl"), format="facts", label="x"),
+    "K8": lambda c: interp.datasets.UserSets({"facts": f"{_facts_file(c, 'k8.jsonl')},{_facts_file(c, 'k8b.jsonl')}"}
+                                             )._read("facts"),
+    "K9": lambda c: _conf().expected_calibration_error([], []),
+    "K10": lambda c: _conf().expected_calibration_error([0.5, 0.9], [1]),
+    "K11": lambda c: _conf().expected_calibration_error([0.5, 1.2], [1, 0]),
+    "K12": lambda c: _conf().expected_calibration_error([0.5, 0.9], [1, 2]),
+    "K13": lambda c: _conf().expected_calibration_error([0.5, 0.9], [1, 0], n_bins=0),
+    "K14": lambda c: _conf().multiple_choice(c["model"], _fact_prompts(c, subject="France")),
+    "K15": lambda c: _conf().ablation_effects(c["model"], ["a b c"], {"x": []}, means=_means(c)),
+    "K16": lambda c: _conf().ablation_effects(c["model"], ["a b c"], {"clean": [0]}, means=_means(c)),
+    "K17": lambda c: _conf().entropy_neurons(c["model"], rho_threshold=1.5),
+    "K18": lambda c: _conf().unembedding_null_space(c["model"], null_dim=_d(c) + 1),
+}
+
+CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP,
+         **CASES_KNOWLEDGE}
 
 # Rows of the warnings table: the call completes and warns.
 WARNS = {
@@ -556,7 +605,7 @@ def test_the_table_and_the_cases_list_the_same_rows():
     assert sorted(rows) == sorted(CASES)
 
 
-@pytest.mark.parametrize("row", sorted(CASES, key=lambda r: (r[0].isdigit(), r[0], int(r.lstrip("PSI")))))
+@pytest.mark.parametrize("row", sorted(CASES, key=lambda r: (r[0].isdigit(), r[0], int(r.lstrip("PSIK")))))
 def test_each_bad_input_gives_the_documented_error(ctx, row):
     import interp.compare  # noqa: F401 - row 26
 

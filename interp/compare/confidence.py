@@ -1,0 +1,591 @@
+"""Confidence: how sure base and post are on facts, and whether entropy neurons carry the difference.
+
+Du et al. 2025 ("How Post-Training Reshapes LLMs: A Mechanistic View on Knowledge, Truthfulness, Refusal, and
+Confidence", finding 4) find that post-training changes how confident a model is, and that entropy neurons
+(Stolfo et al. 2024) do not explain the change. The ``confidence`` section measures, on the same fact prompts
+for both models (raw text ending right before the answer, e.g. "The city of Lyon is in"; no chat template, the
+base model has none):
+
+* **Calibration** (Guo et al. 2017): each model's multiple choice among the answer and its alternatives
+  (:func:`interp.confidence.multiple_choice`: first tokens, probabilities renormalised over the options;
+  confidence = the largest, correct = the answer's is largest): accuracy (Wilson interval), mean confidence
+  and ECE with ``n_bins`` equal-width bins (percentile bootstrap over prompts), next to the ECE a perfectly
+  calibrated model with the same confidences shows on as many prompts (the null); both reliability diagrams.
+* **Entropy neurons** (Stolfo et al. 2024): the last layer's neurons ranked by the norm they write into the
+  unembedding's effective null space (:func:`interp.confidence.entropy_neurons`), with the same criterion in
+  both models; the overlap of the two sets (IoU: post is base fine-tuned, so neuron indices correspond); and
+  each neuron's total and direct effect on next-token entropy when mean-ablated, over every token of a
+  neutral corpus (the built-in ``languages`` sentences, the organism's own on the bundled organism), with the
+  whole set and as many random neurons of the layer ablated together (the null).
+* **Gap**: mean next-token entropy (full vocabulary, nats) and mean confidence on the fact prompts, post minus
+  base (paired bootstrap over prompts); the same with each model's entropy neurons mean-ablated (their
+  corpus means); and with as many random neurons of the layer ablated instead (``n_random`` draws: the null).
+  The summary says whether ablating entropy neurons closes the gap (Du et al.: it does not).
+
+Nothing is chosen on the fact prompts (the neurons come from the weights, the ablation values from the
+corpus), so every figure is on the facts' test split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from ..confidence import (AblationEffects, EntropyNeurons, MultipleChoice, ablated_choices, ablation_effects,
+                          calibrated_ece_null, entropy_neurons, expected_calibration_error, mean_activations,
+                          random_neurons, reliability, unembedding_null_space)
+from ..datasets import PromptSet
+from ..datasets._record import record
+from ..models import ModelPair
+from ..report import ConceptResult, long_rows
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
+
+__all__ = ["SECTION", "confidence_section"]
+
+log = logging.getLogger(__name__)
+
+_MODELS = ("base", "post")
+#: The ablated block: the last (Stolfo et al. study final-layer neurons).
+LAYER = -1
+#: Significant digits kept of each neuron's norm and rho in the neuron map.
+_DIGITS = 4
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def _facts(ctx, data, max_prompts: int, seed: int) -> PromptSet:
+    """The fact prompts' test split (a user file, the organism's planted facts, or the built-in ``facts``),
+    at most ``max_prompts`` rows drawn with ``seed`` (kept in their order).
+
+    Raises:
+        ValueError: no fact set in this toolkit and no file given, or fewer than 2 prompts.
+    """
+    from ..datasets import available, load
+
+    sets = user_data(ctx, "facts", data, seed)
+    if provides(sets, "facts"):
+        facts = sets.load("facts", "test")
+    else:
+        name = "organism/facts" if ctx.is_organism else "facts"
+        if name not in available():
+            raise ValueError(f"the built-in fact set {name!r} is not available in this version of the toolkit; give "
+                             "your own with data=FILE (--confidence-data): JSONL rows with the prompt text and "
+                             "'answer' and 'alternatives' fields")
+        facts = (sets.load if sets is not None and not ctx.is_organism else load)(name, "test")
+    return _cap(facts, max_prompts, seed)
+
+
+def _cap(facts: PromptSet, max_prompts: int, seed: int) -> PromptSet:
+    if len(facts) < 2:
+        raise ValueError(f"{facts.name}: {len(facts)} fact prompt(s); the intervals need at least 2")
+    if len(facts) <= max_prompts:
+        return facts
+    rows = np.sort(np.random.default_rng(seed).choice(len(facts), max_prompts, replace=False))
+    return record(replace(facts[rows.tolist()], name=f"{facts.name}[{max_prompts} of {len(facts)}]"), "test")
+
+
+def _corpus(ctx, corpus: str, n_corpus: int) -> tuple[list[str], str]:
+    """The first ``n_corpus`` training texts of the neutral corpus (the organism's own set of that name on the
+    bundled organism) and its source."""
+    from ..datasets import available, load
+
+    name = f"organism/{corpus}" if ctx.is_organism and f"organism/{corpus}" in available() else corpus
+    loader = ctx.data.load if ctx.data is not None and not ctx.is_organism else load
+    ps = loader(name, "train")
+    texts = list(ps.texts[:n_corpus])
+    if len(texts) < 2:
+        raise ValueError(f"the corpus {name!r} has {len(texts)} text(s); the entropy effects need at least 2")
+    return texts, f"{ps.source or ps.name} (first {len(texts)} training texts)"
+
+
+def _check_corpus(value: str) -> None:
+    from ..datasets import available
+
+    if value not in available() or value.startswith("organism/"):
+        raise ValueError(f"corpus must name a built-in set ({', '.join(n for n in available() if '/' not in n)}); "
+                         f"got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------- neurons
+
+
+def _entropy_neurons(pair: ModelPair, *, n_neurons: int, rho_threshold: float, null_dim) -> dict[str, EntropyNeurons]:
+    """Each model's :class:`~interp.confidence.EntropyNeurons` of the last layer; the null space is computed
+    once when both models have the same unembedding and final norm (its ``W W^T`` over a 262k vocabulary is the
+    costly part)."""
+    import torch
+
+    spaces = {}
+    for name, model in pair:
+        same = name == "post" and torch.equal(pair.base.W_U, model.W_U) and all(
+            torch.equal(a, b) for a, b in zip(pair.base.ln_final.parameters(), model.ln_final.parameters()))
+        if same:
+            spaces[name] = spaces["base"]
+        else:
+            spaces[name] = unembedding_null_space(model, null_dim)
+    return {name: entropy_neurons(model, layer=LAYER, n_neurons=n_neurons, rho_threshold=rho_threshold,
+                                  null_space=spaces[name]) for name, model in pair}
+
+
+def _iou(a: Sequence[int], b: Sequence[int]) -> float | None:
+    union = set(a) | set(b)
+    return len(set(a) & set(b)) / len(union) if union else None
+
+
+def _corpus_conditions(selected: Sequence[int], random: Sequence[int]) -> dict[str, list[int]]:
+    """Each entropy neuron alone, all of them together (when more than one), and as many random neurons."""
+    out = {f"neuron {j}": [j] for j in selected}
+    if len(selected) > 1:
+        out[f"all {len(selected)} entropy neurons"] = list(selected)
+    if selected:
+        out[f"{len(selected)} random neurons (null)"] = list(random)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- statistics
+
+
+def _ci(values: np.ndarray, seed: int) -> list[float]:
+    from probes.stats import mean_ci
+
+    low, high = mean_ci(np.asarray(values, dtype=np.float64), seed=seed)
+    return [float(low), float(high)]
+
+
+def _ece_ci(conf: np.ndarray, correct: np.ndarray, n_bins: int, seed: int, other=None) -> list[float]:
+    """Percentile bootstrap interval over prompts of the ECE (with ``other = (conf, correct)`` of the second
+    model: of the paired difference, ``other`` minus this)."""
+    from probes.stats import bootstrap_ci
+
+    def ece(i, axis=-1):
+        rows = np.atleast_2d(i)
+        out = np.array([expected_calibration_error(conf[r], correct[r], n_bins) for r in rows])
+        if other is not None:
+            out = np.array([expected_calibration_error(other[0][r], other[1][r], n_bins) for r in rows]) - out
+        return out if np.ndim(i) > 1 else out[0]
+
+    low, high = bootstrap_ci(ece, (np.arange(len(conf)),), seed=seed)
+    return [float(low), float(high)]
+
+
+def _calibration(mc: MultipleChoice, n_bins: int, seed: int) -> dict:
+    """One model's calibration figures on the fact prompts."""
+    from probes.stats import proportion_ci
+
+    conf, correct = mc.confidence, mc.correct.astype(np.float64)
+    null = calibrated_ece_null(conf, n_bins, seed=seed)
+    return {"accuracy": float(correct.mean()), "accuracy_ci": list(proportion_ci(correct)),
+            "confidence": float(conf.mean()), "confidence_ci": _ci(conf, seed),
+            "ece": expected_calibration_error(conf, correct, n_bins), "ece_ci": _ece_ci(conf, correct, n_bins, seed),
+            "ece_null": null["mean"], "ece_null_range": [null["low"], null["high"]],
+            "entropy": float(mc.entropy.mean()), "entropy_ci": _ci(mc.entropy, seed),
+            "reliability": reliability(conf, correct, n_bins)}
+
+
+def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int) -> list[float]:
+    """Percentile bootstrap interval over prompts of ``1 - mean(ablated) / mean(clean)`` (paired gaps)."""
+    from probes.stats import bootstrap_ci
+
+    def share(i, axis=-1):
+        return 1 - ablated[i].mean(axis) / clean[i].mean(axis)
+
+    low, high = bootstrap_ci(share, (np.arange(len(clean)),), seed=seed)
+    return [float(low), float(high)]
+
+
+def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int) -> dict:
+    """Per measure (``entropy``, ``confidence``): the post-minus-base gap per prompt, clean, with each model's
+    entropy neurons ablated and with each random draw, and what share of the clean gap each closes."""
+    conds = list(dict.fromkeys([*choices["base"], *choices["post"]]))
+
+    def value(m, cond, measure):  # a model without entropy neurons ablates none: its clean reading
+        return getattr(choices[m].get(cond, choices[m]["clean"]), measure)
+
+    out = {}
+    for measure in ("entropy", "confidence"):
+        per = {cond: value("post", cond, measure) - value("base", cond, measure) for cond in conds}
+        clean = per["clean"]
+        g = {"clean": float(clean.mean()), "clean_ci": _ci(clean, seed)}
+        defined = not (g["clean_ci"][0] <= 0 <= g["clean_ci"][1])
+        g["why_undefined"] = None if defined else (
+            f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3g}, {g['clean_ci'][1]:.3g}] "
+            "includes 0")
+        if "entropy neurons" in per:
+            abl = per["entropy neurons"]
+            g["ablated"], g["ablated_ci"] = float(abl.mean()), _ci(abl, seed)
+            g["closed"] = float(1 - abl.mean() / clean.mean()) if defined else None
+            g["closed_ci"] = _closure(clean, abl, seed) if defined else None
+        draws = [per[f"random {r}"] for r in range(n_random) if f"random {r}" in per]
+        if draws:
+            means = np.array([d.mean() for d in draws])
+            g["random"], g["random_range"] = float(means.mean()), [float(means.min()), float(means.max())]
+            closed = 1 - means / clean.mean()
+            g["random_closed"] = float(closed.mean()) if defined else None
+            g["random_closed_range"] = [float(closed.min()), float(closed.max())] if defined else None
+        g["base"], g["post"] = ({c: float(value(m, c, measure).mean()) for c in conds} for m in _MODELS)
+        out[measure] = g
+    return out
+
+
+def _verdict(g: dict) -> str:
+    """The summary's answer: whether ablating each model's entropy neurons closes the entropy gap. "closes" when
+    the ablated gap's interval holds 0 and the share closed exceeds every random draw's; "narrows" when the share
+    closed is above 0 and above every random draw's over its whole interval; "does not" otherwise; undefined
+    (with why) without a gap or without entropy neurons."""
+    if g.get("why_undefined"):
+        return f"Whether ablating entropy neurons closes the gap is undefined: {g['why_undefined']}."
+    if "ablated" not in g:
+        return ("Whether ablating entropy neurons closes the gap is undefined: neither model has an entropy neuron by "
+                "the criterion, so there is nothing to ablate.")
+    null_top = g["random_closed_range"][1]
+    if g["ablated_ci"][0] <= 0 <= g["ablated_ci"][1] and g["closed"] > null_top:
+        return "Ablating entropy neurons closes the entropy gap."
+    if g["closed_ci"][0] > max(0.0, null_top):
+        return "Ablating entropy neurons narrows the entropy gap, more than random neurons do, but does not close it."
+    return "Ablating entropy neurons does not close the entropy gap (no more than as many random neurons do)."
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _round(x) -> float:
+    return float(f"{x:.{_DIGITS}g}")
+
+
+def _interval(ci) -> str:
+    return "" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def _reliability_plot(calib: dict, n_bins: int) -> dict:
+    from probes.stats import proportion_ci
+
+    series = {}
+    for m in _MODELS:
+        rel, c = calib[m]["reliability"], calib[m]
+        full = rel["count"] > 0
+        lows, highs = [], []
+        for k in np.flatnonzero(full):
+            n, acc = int(rel["count"][k]), float(rel["accuracy"][k])
+            low, high = proportion_ci(np.r_[np.ones(round(acc * n)), np.zeros(n - round(acc * n))])
+            lows.append(low)
+            highs.append(high)
+        edges = rel["edges"]
+        series[f"{m} (ECE {c['ece']:.3f}, calibrated null {c['ece_null']:.3f})"] = {
+            "x": rel["confidence"][full].tolist(), "y": rel["accuracy"][full].tolist(), "low": lows, "high": highs,
+            "text": [f"{int(rel['count'][k])} prompts with confidence in ({edges[k]:.2f}, {edges[k + 1]:.2f}]"
+                     for k in np.flatnonzero(full)]}
+    return {"kind": "xy", "title": f"Reliability diagram on the fact prompts ({n_bins} equal-width bins)",
+            "reading": "reliability", "series": series,
+            "nulls": {"perfect calibration (accuracy = confidence)": {"x": [0, 1], "y": [0, 1]}},
+            "xaxis": "mean confidence in the bin", "yaxis": "accuracy in the bin (95% Wilson interval)",
+            "xrange": [0, 1.02], "yrange": [-0.02, 1.02]}
+
+
+def _neuron_plot(neurons: dict[str, EntropyNeurons]) -> dict:
+    series = {}
+    for m in _MODELS:
+        en = neurons[m]
+        series[f"{m}: neurons of layer {en.layer}"] = {
+            "x": [_round(v) for v in en.norm], "y": [_round(v) for v in en.rho],
+            "text": [f"{m} neuron {j}" for j in range(len(en.norm))]}
+        sel = list(en.selected)
+        series[f"{m}: entropy neurons"] = {"x": [_round(en.norm[j]) for j in sel],
+                                           "y": [_round(en.rho[j]) for j in sel],
+                                           "text": [f"{m} neuron {j}" for j in sel]}
+    ns, top = neurons["base"].null_space, float(max(neurons[m].norm.max() for m in _MODELS))
+    return {"kind": "xy", "mode": "markers", "reading": "neurons",
+            "title": f"Output-weight norm and null-space fraction of the layer-{neurons['base'].layer} neurons",
+            "series": series,
+            "nulls": {f"rho of a random direction, sqrt(k/d) = {ns.random_rho:.3f}": {
+                "x": [0, top], "y": [ns.random_rho, ns.random_rho]},
+                f"selection threshold rho = {neurons['base'].rho_threshold:g}": {
+                "x": [0, top], "y": [neurons["base"].rho_threshold] * 2}},
+            "xaxis": "norm of the neuron's direction in the residual stream",
+            "yaxis": "rho: fraction in the null space",
+            "yrange": [-0.02, 1.02]}
+
+
+def _neuron_rows(neurons, effects, means, seed) -> list[list]:
+    rows = []
+    for m in _MODELS:
+        en, other = neurons[m], set(neurons["post" if m == "base" else "base"].selected)
+        median = float(np.median(en.norm))
+        rank = {int(j): r + 1 for r, j in enumerate(en.order)}
+        for j in en.selected:
+            key = f"neuron {j}"
+            eff: AblationEffects = effects[m]
+            total, direct = eff.mean(key), eff.mean(key, "direct")
+            rows.append([m, int(j), rank[j], float(en.norm[j]), float(en.norm[j]) / median, float(en.rho[j]),
+                         float(means[m][j]), total, _interval(eff.ci(key, seed=seed)), direct,
+                         _interval(eff.ci(key, "direct", seed=seed)), total - direct, "yes" if j in other else "no"])
+    return rows
+
+
+def _effect_rows(effects: dict[str, AblationEffects], seed: int) -> list[list]:
+    rows = []
+    for m in _MODELS:
+        eff = effects.get(m)
+        for key in (eff.total if eff is not None else {}):
+            for kind in ("total", "direct"):
+                rows.append([m, key, kind, eff.mean(key, kind), _interval(eff.ci(key, kind, seed=seed))])
+    return rows
+
+
+def _gap_rows(gap: dict, n_random: int) -> list[list]:
+    rows = []
+    for measure, label in (("entropy", "entropy (nats)"), ("confidence", "confidence")):
+        g = gap[measure]
+        rows.append([label, "clean", g["clean"], _interval(g["clean_ci"]), g["base"]["clean"], g["post"]["clean"],
+                     None])
+        if "ablated" in g:
+            rows.append([label, "entropy neurons ablated", g["ablated"], _interval(g["ablated_ci"]),
+                         g["base"]["entropy neurons"], g["post"]["entropy neurons"], g["closed"]])
+        if "random" in g:
+            base, post = (float(np.mean([v for k, v in g[m].items() if k.startswith("random")])) for m in _MODELS)
+            rows.append([label, f"random neurons ablated (mean of {n_random})", g["random"],
+                         _interval(g["random_range"]), base, post, g.get("random_closed")])
+    return rows
+
+
+def _summary(calib, gap, neurons, iou, effects) -> str:
+    g, c = gap["entropy"], gap["confidence"]
+    sel = {m: len(neurons[m].selected) for m in _MODELS}
+    parts = [f"Fact prompts: base accuracy {calib['base']['accuracy']:.2f}, post {calib['post']['accuracy']:.2f}; "
+             f"ECE base {calib['base']['ece']:.3f} {_interval(calib['base']['ece_ci'])}, post "
+             f"{calib['post']['ece']:.3f} {_interval(calib['post']['ece_ci'])} (a calibrated model would show about "
+             f"{calib['base']['ece_null']:.3f} and {calib['post']['ece_null']:.3f} on these prompts).",
+             f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}, confidence gap "
+             f"{c['clean']:+.3f} {_interval(c['clean_ci'])}."]
+    parts.append(f"Entropy neurons (last layer, same criterion): base {sel['base']}, post {sel['post']}, IoU "
+                 + ("undefined (both sets empty)" if iou is None else f"{iou:.2f}") + ".")
+    for m in _MODELS:
+        key = next((k for k in (effects.get(m).total if effects.get(m) else {}) if k.startswith("all ")), None)
+        if key is None and neurons[m].selected:
+            key = f"neuron {neurons[m].selected[0]}"
+        if key:
+            rkey = next(k for k in effects[m].total if k.endswith("(null)"))
+            parts.append(f"On the corpus, ablating {m}'s {key.removeprefix('all ')} changes entropy by "
+                         f"{effects[m].mean(key):+.3g} nats (direct {effects[m].mean(key, 'direct'):+.3g}; as many "
+                         f"random neurons {effects[m].mean(rkey):+.3g}).")
+    if "ablated" in g:
+        parts.append(f"With each model's entropy neurons ablated the entropy gap is {g['ablated']:+.3f} "
+                     f"{_interval(g['ablated_ci'])}"
+                     + ("" if g["closed"] is None else f", {g['closed']:.0%} of it closed "
+                                                        f"{_interval(g['closed_ci'])}")
+                     + ("" if g.get("random_closed") is None else
+                        f"; random neurons close {g['random_closed']:.0%} "
+                        f"(range {_interval(g['random_closed_range'])})")
+                     + ".")
+    parts.append(f"{_verdict(g)} (Du et al. 2025 find that it does not.)")
+    return " ".join(parts)
+
+
+def _tables(calib, neurons, effects, means, gap, n_random, seed, iou) -> dict:
+    cal_cols = ["model", "accuracy", "accuracy 95% CI", "mean confidence", "confidence 95% CI", "ECE", "ECE 95% CI",
+                "ECE of a calibrated model (mean)", "calibrated 95% range", "mean entropy (nats)", "entropy 95% CI"]
+    cal_rows = [[m, c["accuracy"], _interval(c["accuracy_ci"]), c["confidence"], _interval(c["confidence_ci"]),
+                 c["ece"], _interval(c["ece_ci"]), c["ece_null"], _interval(c["ece_null_range"]), c["entropy"],
+                 _interval(c["entropy_ci"])] for m, c in ((m, calib[m]) for m in _MODELS)]
+    d = calib["difference"]
+    cal_rows.append(["post − base", d["accuracy"], "", d["confidence"], _interval(d["confidence_ci"]), d["ece"],
+                     _interval(d["ece_ci"]), None, "", d["entropy"], _interval(d["entropy_ci"])])
+    tables = {
+        "calibration": {"title": "Calibration on the fact prompts (multiple choice among the answer and its "
+                                 "alternatives)", "columns": cal_cols, "rows": cal_rows},
+        "neurons": {"title": f"Entropy neurons of layer {neurons['base'].layer} (IoU of the two sets: "
+                             + ("undefined" if iou is None else f"{iou:.2f}") + "); effects on next-token entropy "
+                             "over the corpus when mean-ablated",
+                    "columns": ["model", "neuron", "rank", "norm", "norm / layer median", "rho", "mean activation",
+                                "ΔH total (nats)", "total 95% CI", "ΔH direct (nats)", "direct 95% CI",
+                                "ΔH via the final norm (total − direct)", "in the other model's set"],
+                    "rows": _neuron_rows(neurons, effects, means, seed)},
+    }
+    rows = _effect_rows(effects, seed)
+    if rows:
+        tables["effects"] = {"title": "Mean ablation over the corpus: change of next-token entropy (total: all "
+                                      "recomputed; direct: final norm's scale frozen)",
+                             "columns": ["model", "ablated", "effect", "ΔH (nats)", "95% CI (bootstrap over texts)"],
+                             "rows": rows, "x": "ablated", "y": "ΔH (nats)", "color": "effect", "facet": "model"}
+    tables["gap"] = {"title": "Post − base on the fact prompts, clean and with neurons mean-ablated (interval: 95% "
+                              "paired bootstrap over prompts; for random neurons the range over the draws)",
+                     "columns": ["measure", "condition", "post − base", "interval", "base", "post",
+                                 "share of the gap closed"],
+                     "rows": _gap_rows(gap, n_random), "x": "condition", "y": "post − base", "color": "condition",
+                     "facet": "measure"}
+    return tables
+
+
+def _per_layer(layer, calib, gap, neurons, iou) -> list[dict]:
+    entry = {"layer": layer}
+    for m in _MODELS:
+        c = calib[m]
+        for key in ("accuracy", "confidence", "ece", "entropy"):
+            entry[f"{m}_{key}"] = c[key]
+            entry[f"{m}_{key}_ci_low"], entry[f"{m}_{key}_ci_high"] = c[f"{key}_ci"]
+        entry[f"{m}_ece_null"] = c["ece_null"]
+        entry[f"{m}_n_entropy_neurons"] = len(neurons[m].selected)
+    for measure, g in gap.items():
+        entry[f"{measure}_gap"] = g["clean"]
+        entry[f"{measure}_gap_ci_low"], entry[f"{measure}_gap_ci_high"] = g["clean_ci"]
+        entry[f"{measure}_gap_ablated"] = g.get("ablated")
+        entry[f"{measure}_gap_random"] = g.get("random")
+        entry[f"{measure}_gap_closed"] = g.get("closed")
+        entry[f"{measure}_gap_closed_null"] = g.get("random_closed")
+    entry["entropy_neuron_iou"] = iou
+    return [entry]
+
+
+def _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size) -> dict:
+    en, ns = neurons["base"], neurons["base"].null_space
+    spectra = {m: neurons[m].null_space.singular_values for m in _MODELS}
+    shared = neurons["base"].null_space is neurons["post"].null_space
+    return {
+        "facts": f"{facts.name} ({facts.source or 'given'}): {len(facts)} prompts of the test split",
+        "formatting": "raw text, the same prompts for both models (no chat template: the base model has none); "
+                      "each prompt ends right before the answer",
+        "confidence": "multiple choice: next-token probabilities of the first tokens of the answer and its "
+                      "alternatives, renormalised over those options; confidence = the largest, correct = the "
+                      "answer's is the largest (interp.confidence.multiple_choice)",
+        "ECE": f"Guo et al. 2017, {n_bins} equal-width bins ((m-1)/M, m/M]; null: ECE of correct ~ "
+               "Bernoulli(confidence) (a perfectly calibrated model with these confidences), 1,000 seeded draws",
+        "entropy": "entropy (nats) of the full next-token distribution",
+        "null space": (f"bottom k = {ns.k} left singular vectors of the effective unembedding diag(g) W_U (g: the "
+                       "final norm's gain; Gemma: 1 + w), centred over the vocabulary"
+                       + (" (one for both models: identical unembedding and final norm)" if shared else "")
+                       + "; smallest singular values "
+                       + "; ".join(f"{m}: {', '.join(f'{v:.3g}' for v in spectra[m][-4:].tolist())} (median "
+                                   f"{float(spectra[m].median()):.3g})" for m in _MODELS)),
+        "entropy neurons": (f"layer {en.layer} mlp_post neurons ranked by rho * norm (the norm written into the null "
+                            f"space; Stolfo et al. 2024), the first {en.n_neurons} with rho >= {en.rho_threshold:g}; "
+                            "direction = W_out row (times the post-feedforward norm's gain where the block has one); "
+                            f"a random direction has rho ≈ {ns.random_rho:.3f}"),
+        "ablation": f"mean ablation at blocks.{en.layer}.mlp.hook_post, means over every non-BOS token of the corpus; "
+                    "total effect: all recomputed; direct effect: ln_final.hook_scale frozen at its clean value",
+        "corpus": f"{corpus_source}; {n_positions} token positions per model (BOS position excluded)",
+        "random null": f"{n_random} seeded draws of as many neurons of layer {en.layer}, outside the model's entropy "
+                       "neurons (the corpus table uses the first)",
+        "intervals": "95%: Wilson for accuracy; percentile bootstrap over prompts (1,000 resamples, seeded) for "
+                     "means, ECE and gaps (paired: the same prompts in both models); over texts for corpus effects",
+        "seed": seed, "batch_size": batch_size,
+    }
+
+
+_READINGS = {
+    "reliability": "Each point is one confidence bin: a model on the dashed diagonal is calibrated there; below it "
+                   "over-confident, above it under-confident. The legend gives each ECE next to the ECE a perfectly "
+                   "calibrated model with these confidences would show on as many prompts.",
+    "neurons": "Entropy neurons sit top right: a large output weight that lies mostly in the unembedding's null "
+               "space (rho near 1), far above the rho of a random direction.",
+    "effects": "Total vs direct effect on next-token entropy of mean-ablating each entropy neuron: an entropy "
+               "neuron's total effect is much larger than its direct one (it acts through the final norm's scale).",
+    "gap": "Post − base on the fact prompts. If entropy neurons carried the confidence difference, ablating them "
+           "would shrink the gap more than ablating as many random neurons.",
+}
+
+
+# ----------------------------------------------------------------------------------------------- section
+
+
+def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str], *, corpus_source: str = "corpus",
+                       max_prompts: int = 100, n_bins: int = 10, n_neurons: int = 5, rho_threshold: float = 0.5,
+                       null_dim: int | None = None, n_random: int = 3, seed: int = 0, batch_size: int = 16
+                       ) -> ConceptResult:
+    """Compare base and post on confidence (module docstring).
+
+    Args:
+        pair: the booted :class:`~interp.ModelPair`.
+        facts: fact prompts (:func:`interp.confidence.answer_options`), read as given; at most ``max_prompts`` rows
+            drawn with ``seed``.
+        corpus: texts whose every token position measures the ablation effects and gives the ablation means.
+        corpus_source: what ``corpus`` is, for the setup.
+        n_bins: ECE bins. n_neurons, rho_threshold, null_dim: :func:`interp.confidence.entropy_neurons`.
+        n_random: random draws of the gap's null. seed: of the prompt draw, the nulls and the bootstraps.
+        batch_size: prompts per forward pass (corpus passes, which keep every position's logits, take half).
+
+    Returns:
+        A :class:`~interp.report.ConceptResult` with one ``per_layer`` entry (the ablated layer, the last):
+        ``{model}_accuracy``, ``_confidence``, ``_ece``, ``_entropy`` with ``_ci_low/_ci_high``, ``{model}_ece_null``,
+        ``{model}_n_entropy_neurons``, ``{entropy,confidence}_gap`` (with intervals), ``_gap_ablated``,
+        ``_gap_random``, ``_gap_closed``, ``_gap_closed_null``, ``entropy_neuron_iou`` (None where undefined);
+        tables ``calibration``, ``neurons``, ``effects``, ``gap``; the reliability diagram and neuron map;
+        ``readings["summary"]``.
+
+    Raises:
+        ValueError: fewer than 2 prompts or corpus texts, fact prompts without answers and alternatives (see
+            :func:`interp.confidence.answer_options`), bad options.
+    """
+    facts = _cap(facts, max_prompts, seed)
+    toks = {"facts": tokens_for(pair, facts.texts), "corpus": tokens_for(pair, list(corpus))}
+    neurons = _entropy_neurons(pair, n_neurons=n_neurons, rho_threshold=rho_threshold, null_dim=null_dim)
+    d_mlp = int(pair.base.cfg.d_mlp)
+    means, effects, choices = {}, {}, {}
+    corpus_batch = max(1, batch_size // 2)
+    for m, model in pair:
+        sel = list(neurons[m].selected)
+        means[m] = mean_activations(model, toks["corpus"][m], layer=LAYER, batch_size=batch_size)
+        randoms = random_neurons(d_mlp, len(sel), n_draws=n_random, exclude=sel, seed=seed) if sel else []
+        if sel:
+            effects[m] = ablation_effects(model, toks["corpus"][m], _corpus_conditions(sel, randoms[0]),
+                                          means=means[m], layer=LAYER, batch_size=corpus_batch)
+        conditions = ({"entropy neurons": sel} if sel else {}) | {f"random {r}": list(s) for r, s in enumerate(randoms)}
+        choices[m] = ablated_choices(model, facts, conditions, means=means[m], layer=LAYER, batch_size=batch_size,
+                                     tokens=toks["facts"][m])
+        log.info("confidence: %s done (%d entropy neurons)", m, len(sel))
+    calib = {m: _calibration(choices[m]["clean"], n_bins, seed) for m in _MODELS}
+    base, post = choices["base"]["clean"], choices["post"]["clean"]
+    calib["difference"] = {
+        "accuracy": calib["post"]["accuracy"] - calib["base"]["accuracy"],
+        "confidence": calib["post"]["confidence"] - calib["base"]["confidence"],
+        "confidence_ci": _ci(post.confidence - base.confidence, seed),
+        "ece": calib["post"]["ece"] - calib["base"]["ece"],
+        "ece_ci": _ece_ci(base.confidence, base.correct.astype(float), n_bins, seed,
+                          other=(post.confidence, post.correct.astype(float))),
+        "entropy": calib["post"]["entropy"] - calib["base"]["entropy"],
+        "entropy_ci": _ci(post.entropy - base.entropy, seed)}
+    gap = _gap(choices, n_random, seed)
+    iou = _iou(neurons["base"].selected, neurons["post"].selected)
+    layer = neurons["base"].layer
+    n_positions = len(next(iter(effects.values())).clean) if effects else sum(
+        n - 1 for n in toks["corpus"]["base"].lengths)
+    per_layer = _per_layer(layer, calib, gap, neurons, iou)
+    readings = {"summary": _summary(calib, gap, neurons, iou, effects), **_READINGS,
+                "calibration": f"ECE post − base {calib['difference']['ece']:+.3f} "
+                               f"{_interval(calib['difference']['ece_ci'])} (paired bootstrap over prompts)."}
+    setup = _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size)
+    setup["entropy neuron indices"] = {m: list(neurons[m].selected) for m in _MODELS}
+    plots = [_reliability_plot(calib, n_bins), _neuron_plot(neurons)]
+    tables = _tables(calib, neurons, effects, means, gap, n_random, seed, iou)
+    return ConceptResult("confidence", [layer], per_layer, long_rows(per_layer), readings=readings, setup=setup,
+                         plots=plots, tables=tables)
+
+
+def _run(ctx, *, data: str | None = None, corpus: str = "languages", n_corpus: int = 16, **options) -> ConceptResult:
+    facts = _facts(ctx, data, options["max_prompts"], options["seed"])
+    texts, source = _corpus(ctx, corpus, n_corpus)
+    return confidence_section(ctx.pair, facts, texts, corpus_source=source, **options)
+
+
+SECTION = Section("confidence", _run, help="calibration on facts, entropy neurons and whether they carry the "
+                                           "base/post confidence gap (Du et al. 2025; Stolfo et al. 2024)", params=(
+    Param("max_prompts", int, 100, "most fact prompts read (a seeded draw of the test split)", low=2),
+    Param("n_bins", int, 10, "equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017)",
+          low=1),
+    Param("n_neurons", int, 5, "most entropy neurons selected per model (the top ones by rho * norm)", low=1),
+    Param("rho_threshold", float, 0.5, "least fraction of a selected neuron's output-weight norm in the "
+                                       "unembedding's null space (Stolfo et al. 2024's rho)", low=0, high=1),
+    Param("null_dim", int, None, "dimensions of the unembedding's effective null space (default 0.01 d_model)", low=1),
+    Param("n_random", int, 3, "random neuron sets ablated for the gap's null", low=1),
+    Param("corpus", str, "languages", "built-in set whose training texts give the ablation means and the entropy "
+                                      "effects (the organism's own set of that name on the bundled organism)",
+          validate=_check_corpus),
+    Param("n_corpus", int, 16, "corpus texts read (every token position's full-vocabulary entropy is computed)",
+          low=2),
+    Param("seed", int, 0, "seed of the prompt draw, the random neurons and the bootstraps"),
+    Param("batch_size", int, 16, "prompts per forward pass (the corpus passes take half)", low=1),
+    data_param("facts", "your fact prompts: a JSONL/CSV file with the prompt text, 'answer' and 'alternatives'; "
+                        "its test split is read"),
+))

@@ -8,8 +8,9 @@ base model has none):
 
 * **Calibration** (Guo et al. 2017): each model's multiple choice among the answer and its alternatives
   (:func:`interp.confidence.multiple_choice`: first tokens, probabilities renormalised over the options;
-  confidence = the largest, correct = the answer's is largest): accuracy (Wilson interval), mean confidence
-  and ECE with ``n_bins`` equal-width bins (percentile bootstrap over prompts), next to the ECE a perfectly
+  confidence = the largest, correct = the answer's is largest): accuracy (Wilson interval over facts), mean
+  confidence and ECE with ``n_bins`` equal-width bins (percentile bootstrap over facts: the phrasings of one
+  fact are drawn together), next to the ECE a perfectly
   calibrated model with the same confidences shows on as many prompts (the null); both reliability diagrams.
 * **Entropy neurons** (Stolfo et al. 2024): the last layer's neurons ranked by the norm they write into the
   unembedding's effective null space (:func:`interp.confidence.entropy_neurons`), with the same criterion in
@@ -18,7 +19,7 @@ base model has none):
   neutral corpus (the built-in ``languages`` sentences, the organism's own on the bundled organism), with the
   whole set and as many random neurons of the layer ablated together (the null).
 * **Gap**: mean next-token entropy (full vocabulary, nats) and mean confidence on the fact prompts, post minus
-  base (paired bootstrap over prompts); the same with each model's entropy neurons mean-ablated (their
+  base (paired bootstrap over facts); the same with each model's entropy neurons mean-ablated (their
   corpus means); and with as many random neurons of the layer ablated instead (``n_random`` draws: the null).
   The summary says whether ablating entropy neurons closes the gap (Du et al.: it does not).
 
@@ -149,55 +150,64 @@ def _corpus_conditions(selected: Sequence[int], random: Sequence[int]) -> dict[s
 # ------------------------------------------------------------------------------------------- statistics
 
 
-def _ci(values: np.ndarray, seed: int) -> list[float]:
-    from probes.stats import mean_ci
-
-    low, high = mean_ci(np.asarray(values, dtype=np.float64), seed=seed)
-    return [float(low), float(high)]
+# Every interval over the fact prompts resamples whole facts (``meta["group"]``: the phrasings of one fact are
+# not independent evidence), with probes.stats.cluster_bootstrap_ci; ``groups`` is ``[n_prompts]``.
 
 
-def _ece_ci(conf: np.ndarray, correct: np.ndarray, n_bins: int, seed: int, other=None) -> list[float]:
-    """Percentile bootstrap interval over prompts of the ECE (with ``other = (conf, correct)`` of the second
+def _ci(values: np.ndarray, seed: int, groups) -> list[float]:
+    from probes.stats import cluster_bootstrap_ci
+
+    values = np.asarray(values, dtype=np.float64)
+    low, high = cluster_bootstrap_ci(lambda r: values[r].mean(), groups, seed=seed)
+    # a constant sample has a single bootstrap value; the percentile can come back a rounding step off it
+    return [float(min(low, values.mean())), float(max(high, values.mean()))]
+
+
+def _ece_ci(conf: np.ndarray, correct: np.ndarray, n_bins: int, seed: int, groups, other=None) -> list[float]:
+    """Percentile bootstrap interval over facts of the ECE (with ``other = (conf, correct)`` of the second
     model: of the paired difference, ``other`` minus this)."""
-    from probes.stats import bootstrap_ci
+    from probes.stats import cluster_bootstrap_ci
 
-    def ece(i, axis=-1):
-        rows = np.atleast_2d(i)
-        out = np.array([expected_calibration_error(conf[r], correct[r], n_bins) for r in rows])
-        if other is not None:
-            out = np.array([expected_calibration_error(other[0][r], other[1][r], n_bins) for r in rows]) - out
-        return out if np.ndim(i) > 1 else out[0]
+    def ece(r):
+        out = expected_calibration_error(conf[r], correct[r], n_bins)
+        return out if other is None else expected_calibration_error(other[0][r], other[1][r], n_bins) - out
 
-    low, high = bootstrap_ci(ece, (np.arange(len(conf)),), seed=seed)
+    low, high = cluster_bootstrap_ci(ece, groups, seed=seed)
     return [float(low), float(high)]
 
 
-def _calibration(mc: MultipleChoice, n_bins: int, seed: int) -> dict:
-    """One model's calibration figures on the fact prompts."""
+def _accuracy_ci(correct: np.ndarray, groups) -> list[float]:
+    """Wilson interval of the accuracy with the number of facts as its sample size (phrasings of one fact are
+    not independent; a bootstrap would give [1, 1] when every prompt is right)."""
     from probes.stats import proportion_ci
 
+    n = len(set(map(str, groups)))
+    k = int(round(float(correct.mean()) * n))
+    return [float(x) for x in proportion_ci(np.r_[np.ones(k), np.zeros(n - k)])]
+
+
+def _calibration(mc: MultipleChoice, n_bins: int, seed: int, groups) -> dict:
+    """One model's calibration figures on the fact prompts."""
     conf, correct = mc.confidence, mc.correct.astype(np.float64)
     null = calibrated_ece_null(conf, n_bins, seed=seed)
-    return {"accuracy": float(correct.mean()), "accuracy_ci": list(proportion_ci(correct)),
-            "confidence": float(conf.mean()), "confidence_ci": _ci(conf, seed),
-            "ece": expected_calibration_error(conf, correct, n_bins), "ece_ci": _ece_ci(conf, correct, n_bins, seed),
+    return {"accuracy": float(correct.mean()), "accuracy_ci": _accuracy_ci(correct, groups),
+            "confidence": float(conf.mean()), "confidence_ci": _ci(conf, seed, groups),
+            "ece": expected_calibration_error(conf, correct, n_bins),
+            "ece_ci": _ece_ci(conf, correct, n_bins, seed, groups),
             "ece_null": null["mean"], "ece_null_range": [null["low"], null["high"]],
-            "entropy": float(mc.entropy.mean()), "entropy_ci": _ci(mc.entropy, seed),
+            "entropy": float(mc.entropy.mean()), "entropy_ci": _ci(mc.entropy, seed, groups),
             "reliability": reliability(conf, correct, n_bins)}
 
 
-def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int) -> list[float]:
-    """Percentile bootstrap interval over prompts of ``1 - mean(ablated) / mean(clean)`` (paired gaps)."""
-    from probes.stats import bootstrap_ci
+def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int, groups) -> list[float]:
+    """Percentile bootstrap interval over facts of ``1 - mean(ablated) / mean(clean)`` (paired gaps)."""
+    from probes.stats import cluster_bootstrap_ci
 
-    def share(i, axis=-1):
-        return 1 - ablated[i].mean(axis) / clean[i].mean(axis)
-
-    low, high = bootstrap_ci(share, (np.arange(len(clean)),), seed=seed)
+    low, high = cluster_bootstrap_ci(lambda r: 1 - ablated[r].mean() / clean[r].mean(), groups, seed=seed)
     return [float(low), float(high)]
 
 
-def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int) -> dict:
+def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int, groups) -> dict:
     """Per measure (``entropy``, ``confidence``): the post-minus-base gap per prompt, clean, with each model's
     entropy neurons ablated and with each random draw, and what share of the clean gap each closes."""
     conds = list(dict.fromkeys([*choices["base"], *choices["post"]]))
@@ -209,16 +219,16 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
     for measure in ("entropy", "confidence"):
         per = {cond: value("post", cond, measure) - value("base", cond, measure) for cond in conds}
         clean = per["clean"]
-        g = {"clean": float(clean.mean()), "clean_ci": _ci(clean, seed)}
+        g = {"clean": float(clean.mean()), "clean_ci": _ci(clean, seed, groups)}
         defined = not (g["clean_ci"][0] <= 0 <= g["clean_ci"][1])
         g["why_undefined"] = None if defined else (
             f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3g}, {g['clean_ci'][1]:.3g}] "
             "includes 0")
         if "entropy neurons" in per:
             abl = per["entropy neurons"]
-            g["ablated"], g["ablated_ci"] = float(abl.mean()), _ci(abl, seed)
+            g["ablated"], g["ablated_ci"] = float(abl.mean()), _ci(abl, seed, groups)
             g["closed"] = float(1 - abl.mean() / clean.mean()) if defined else None
-            g["closed_ci"] = _closure(clean, abl, seed) if defined else None
+            g["closed_ci"] = _closure(clean, abl, seed, groups) if defined else None
         draws = [per[f"random {r}"] for r in range(n_random) if f"random {r}" in per]
         if draws:
             means = np.array([d.mean() for d in draws])
@@ -411,7 +421,7 @@ def _tables(calib, neurons, effects, means, gap, n_random, seed, iou) -> dict:
                              "columns": ["model", "ablated", "effect", "ΔH (nats)", "95% CI (bootstrap over texts)"],
                              "rows": rows, "x": "ablated", "y": "ΔH (nats)", "color": "effect", "facet": "model"}
     tables["gap"] = {"title": "Post − base on the fact prompts, clean and with neurons mean-ablated (interval: 95% "
-                              "paired bootstrap over prompts; for random neurons the range over the draws)",
+                              "paired bootstrap over facts; for random neurons the range over the draws)",
                      "columns": ["measure", "condition", "post − base", "interval", "base", "post",
                                  "share of the gap closed"],
                      "rows": _gap_rows(gap, n_random), "x": "condition", "y": "post − base", "color": "condition",
@@ -468,8 +478,9 @@ def _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, b
         "corpus": f"{corpus_source}; {n_positions} token positions per model (BOS position excluded)",
         "random null": f"{n_random} seeded draws of as many neurons of layer {en.layer}, outside the model's entropy "
                        "neurons (the corpus table uses the first)",
-        "intervals": "95%: Wilson for accuracy; percentile bootstrap over prompts (1,000 resamples, seeded) for "
-                     "means, ECE and gaps (paired: the same prompts in both models); over texts for corpus effects",
+        "intervals": "95%: Wilson for accuracy with the number of facts as sample size; percentile bootstrap over "
+                     "facts (all phrasings of a fact drawn together; 1,000 resamples, seeded) for means, ECE and gaps "
+                     "(paired: the same prompts in both models); over texts for corpus effects",
         "seed": seed, "batch_size": batch_size,
     }
 
@@ -535,18 +546,19 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
         choices[m] = ablated_choices(model, facts, conditions, means=means[m], layer=LAYER, batch_size=batch_size,
                                      tokens=toks["facts"][m])
         log.info("confidence: %s done (%d entropy neurons)", m, len(sel))
-    calib = {m: _calibration(choices[m]["clean"], n_bins, seed) for m in _MODELS}
+    groups = [m.get("group", f"row:{i}") for i, m in enumerate(facts.meta or ({},) * len(facts))]
+    calib = {m: _calibration(choices[m]["clean"], n_bins, seed, groups) for m in _MODELS}
     base, post = choices["base"]["clean"], choices["post"]["clean"]
     calib["difference"] = {
         "accuracy": calib["post"]["accuracy"] - calib["base"]["accuracy"],
         "confidence": calib["post"]["confidence"] - calib["base"]["confidence"],
-        "confidence_ci": _ci(post.confidence - base.confidence, seed),
+        "confidence_ci": _ci(post.confidence - base.confidence, seed, groups),
         "ece": calib["post"]["ece"] - calib["base"]["ece"],
-        "ece_ci": _ece_ci(base.confidence, base.correct.astype(float), n_bins, seed,
+        "ece_ci": _ece_ci(base.confidence, base.correct.astype(float), n_bins, seed, groups,
                           other=(post.confidence, post.correct.astype(float))),
         "entropy": calib["post"]["entropy"] - calib["base"]["entropy"],
-        "entropy_ci": _ci(post.entropy - base.entropy, seed)}
-    gap = _gap(choices, n_random, seed)
+        "entropy_ci": _ci(post.entropy - base.entropy, seed, groups)}
+    gap = _gap(choices, n_random, seed, groups)
     iou = _iou(neurons["base"].selected, neurons["post"].selected)
     layer = neurons["base"].layer
     n_positions = len(next(iter(effects.values())).clean) if effects else sum(
@@ -554,7 +566,7 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
     per_layer = _per_layer(layer, calib, gap, neurons, iou)
     readings = {"summary": _summary(calib, gap, neurons, iou, effects), **_READINGS,
                 "calibration": f"ECE post − base {calib['difference']['ece']:+.3f} "
-                               f"{_interval(calib['difference']['ece_ci'])} (paired bootstrap over prompts)."}
+                               f"{_interval(calib['difference']['ece_ci'])} (paired bootstrap over facts)."}
     setup = _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size)
     setup["entropy neuron indices"] = {m: list(neurons[m].selected) for m in _MODELS}
     plots = [_reliability_plot(calib, n_bins), _neuron_plot(neurons)]

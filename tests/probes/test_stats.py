@@ -164,3 +164,24 @@ def test_paired_difference_cosine_interval_matches_a_direct_bootstrap_and_covers
         paired_difference_cosine_ci(torch.tensor(A), torch.tensor(B[:, :1]))
     with pytest.raises(ValueError, match="n >= 2"):
         paired_difference_cosine_ci(torch.tensor(A[:1]), torch.tensor(B[:1]))
+
+
+def test_cluster_bootstrap_draws_whole_groups():
+    """Each value written three times (one fact in three phrasings): resampling groups gives the interval of the
+    distinct values, while resampling rows treats the copies as evidence and narrows it by about sqrt(3)."""
+    from probes.stats import cluster_bootstrap_ci, mean_ci
+
+    values = np.random.default_rng(0).normal(size=40)
+    rows, groups = np.repeat(values, 3), np.repeat(np.arange(40), 3)
+    low, high = cluster_bootstrap_ci(lambda r: rows[r].mean(), groups, seed=3)
+    ref_low, ref_high = mean_ci(values, seed=3)  # the same distribution of resampled means (other draws)
+    width = ref_high - ref_low
+    assert abs(low - ref_low) < 0.1 * width and abs(high - ref_high) < 0.1 * width
+    naive_low, naive_high = mean_ci(rows, seed=3)
+    assert 1.4 < (high - low) / (naive_high - naive_low) < 2.2
+    # every row its own group: the ordinary bootstrap over rows; seeded
+    own = cluster_bootstrap_ci(lambda r: values[r].mean(), np.arange(40), seed=3)
+    assert abs(own[0] - ref_low) < 0.1 * width and abs(own[1] - ref_high) < 0.1 * width
+    assert own == cluster_bootstrap_ci(lambda r: values[r].mean(), np.arange(40), seed=3)
+    with pytest.raises(ValueError, match="a cluster bootstrap needs at least 2 groups; got 1"):
+        cluster_bootstrap_ci(lambda r: rows[r].mean(), np.zeros(6))

@@ -547,6 +547,16 @@ def _conf():
     return interp.confidence
 
 
+def _one_fact(prompt: str, subject: str):
+    return interp.datasets.PromptSet("f", [prompt], meta=[{"subject": subject, "answer": " France"}])
+
+
+def _trace(c, facts, **kw):
+    from interp.tracing import causal_trace
+
+    return causal_trace(c["model"], facts, **kw)
+
+
 def _means(c):
     return torch.zeros(int(c["model"].cfg.d_mlp))
 
@@ -573,6 +583,21 @@ CASES_KNOWLEDGE = {
     "K16": lambda c: _conf().ablation_effects(c["model"], ["a b c"], {"clean": [0]}, means=_means(c)),
     "K17": lambda c: _conf().entropy_neurons(c["model"], rho_threshold=1.5),
     "K18": lambda c: _conf().unembedding_null_space(c["model"], null_dim=_d(c) + 1),
+    "K19": lambda c: _trace(c, _one_fact("The city of Lyon is in", "Rome")),
+    "K20": lambda c: _trace(c, _one_fact("Lyon or Lyon is in", "Lyon")),
+    "K21": lambda c: _trace(c, interp.datasets.PromptSet("f", ["The city of Lyon is in"], meta=[{"subject": "Lyon"}])),
+    "K22": lambda c: _trace(c, ["The city of Lyon is in"]),
+    "K23": lambda c: _trace(c, _one_fact("The city of Lyon is in", "Lyon"), kinds=["mlp", "ffn"]),
+    "K24": lambda c: _trace(c, _one_fact("The city of Lyon is in", "Lyon"), window=0),
+    "K25": lambda c: _trace(c, _one_fact("The city of Lyon is in", "Lyon"), noise=0),
+    "K26": lambda c: _trace(c, _one_fact("The city of Lyon is in", "Lyon"), roles=["subject"]),
+    "K27": lambda c: __import__("interp.tracing").tracing.cross_model_patch(
+        interp.load_pair().post, c["model"], _one_fact("The city of Lyon is in", "Lyon")),
+    "K28": lambda c: __import__("interp.compare").compare.plan(["knowledge"],
+                                                                options={"knowledge": {"kinds": "mlp,ffn"}}),
+    "K29": lambda c: __import__("interp.compare").compare.plan(["confidence"], options={"confidence": {"n_bins": 0}}),
+    "K30": lambda c: __import__("interp.compare").compare.plan(["knowledge"],
+                                                                options={"knowledge": {"data": "missing.jsonl"}}),
 }
 
 CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP,

@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "refusal": "interp.compare.refusal",
     "language": "interp.compare.language",
     "snmf": "interp.compare.snmf",
+    "knowledge": "interp.compare.knowledge",
     "confidence": "interp.compare.confidence",
 }
 #: The entry-point group an installed package declares its sections in.

@@ -1,0 +1,635 @@
+"""The knowledge section of :func:`interp.compare.compare`: does post-training move where facts are recalled?
+
+Du et al. 2025 ("How Post-Training Reshapes LLMs: A Mechanistic View on Knowledge, Truthfulness, Refusal, and
+Confidence") trace factual recall in base and post-trained models and find the causal-tracing peaks at the
+same layers. This section repeats that comparison on a pair:
+
+* **Facts.** Prompts ending right before their answer (:func:`interp.datasets.load` ``"facts"``; on the
+  bundled organism ``"organism/facts"``, its planted city facts; or the user's file, the ``data`` option).
+  Only facts *known by both models* are traced: the answer's first token is the top-1 prediction of the clean
+  run of each (ROME keeps only facts its model predicts). Facts are taken in a seeded order, one per fact group
+  (``meta["group"]``: the phrasings of one fact) before a second, and run clean in chunks of
+  ``2 x max_prompts`` until ``max_prompts`` are known by both; the table ``prompts`` says how many of how many
+  evaluated were known.
+* **Causal tracing** (:func:`interp.tracing.causal_trace`; ROME, Meng et al. 2022, sec. 2.1): noise on the
+  subject's embeddings, then one clean state restored at a time; the indirect effect is
+  ``p_restored - p_corrupted`` of the answer token. Both models get the same standard-normal noise draws,
+  each scaled by its own embedding std over the traced subjects (x ``noise``).
+* **Selection.** The peak layer of each kind's effect at the last subject token is chosen on the validation
+  split (the set's ``train`` split, traced at the last subject token only) and every figure is reported on
+  the ``test`` split, with 95% percentile bootstrap intervals over test facts (1,000 resamples, seeded).
+* **Nulls.** For tracing: the same restoration at the last subject token with *another* fact's clean state
+  (a different subject and answer token): what restoring a clean-looking state that does not hold the fact
+  gives. (Restoring a token before the subject would give exactly 0: the noise never reaches it under causal
+  attention, so that is no null.) For cross-model patching: the source's activations of another fact of equal
+  token length.
+* **Same place, same strength?** Place: each model's peak layer, the layers where its test effect is at least
+  half of its value at the peak, and the 95% range of the peak layer over bootstrap resamples of the
+  validation facts; the two models are at the same place where those ranges overlap. Strength: the paired
+  bootstrap interval of post - base at each model's peak layer (the same facts in both); the same strength
+  where every such interval holds 0.
+* **Cross-model patching** (:func:`interp.tracing.cross_model_patch`): each model's ``resid_post`` at layer
+  ``l`` (every position) put into the other; ``survival = p_patched / p_target_clean``.
+
+Cost model (CPU, float32; one restored run = one prompt through the model, unembedded at the last position):
+a test fact of ``T`` tokens whose subject starts at token ``f`` costs ``samples x kinds x layers x (T - f + 1)``
+restored runs per model (the ``+ 1``: the null; the blocks below the restored layer are replayed from the
+corrupted run, about a third of the block work), a validation fact ``samples x kinds x layers``; the known
+filter one clean run per fact evaluated per model, and patching ``2 + 2 x layers`` runs per test fact per
+direction. google/gemma-3-270m (18 layers, 262k vocabulary) runs about 60 restored runs of 9 tokens a second
+on 2 CPU cores in batches of 64, so the default (16 facts a split, 1 sample, 3 kinds; its test facts average
+``T - f + 1 = 6.7``, a validation fact adds one more position) is about 2 x 16 x 54 x (6.7 + 1 + 1) / 60 = 250 s
+of tracing, less what the replayed blocks save: measured 253 s for the section
+(known filter 8 s, tracing 215 s, patching 29 s; booting the pair another 18 s). The bundled organism (6
+layers, 1,024 tokens) takes about 5 s. Each option scales its part linearly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..datasets import PromptSet, load
+from ..datasets._record import record
+from ..models import ModelPair
+from ..report import ConceptResult, long_rows
+from ..tracing import KINDS, ROLES, causal_trace, cross_model_patch, fact_predictions
+from ..tracing import subject_embedding_std
+from ._section import Param, Section, data_param, provides, tokens_for, user_data
+
+__all__ = ["SECTION", "knowledge_section"]
+
+log = logging.getLogger(__name__)
+
+_MODELS = ("base", "post")
+_LAST = "last subject token"
+_SPLITS = ("validation", "test")
+#: Bootstrap resamples of the peak layer.
+_N_BOOT = 1000
+#: The patching directions: (source, target).
+_DIRECTIONS = (("base", "post"), ("post", "base"))
+
+
+def _positive(name: str):
+    def check(value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return check
+
+
+def _check_options(pair, max_prompts, samples, noise, window, seed, batch_size) -> int:
+    """The options checked before any model runs; returns the window (:func:`~interp.tracing.default_window`
+    for None).
+
+    Raises:
+        ValueError, TypeError: as :func:`interp._checks.check_int` (counts below 1), a noise that is not a finite
+            number > 0, a window outside 1..n_layers.
+    """
+    from .._checks import as_int, check_int
+    from ..tracing import _check_window
+
+    for name, value in (("max_prompts", max_prompts), ("samples", samples), ("batch_size", batch_size)):
+        check_int(name, value)
+    _positive("noise")(noise)
+    if as_int(seed) is None:
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    return _check_window(window, pair.n_layers)
+
+
+def _parse_kinds(value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in str(value).split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be a comma-separated subset of {', '.join(KINDS)}; got {value!r}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds must be distinct; got {value!r}")
+    return kinds
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def _fact_sets(data, is_organism: bool) -> tuple[PromptSet, PromptSet, str]:
+    """``(validation, test, source)``: the user's facts where ``data`` provides them, else the built-in set
+    (``organism/facts`` on the bundled organism); validation is the set's ``train`` split."""
+    if provides(data, "facts"):
+        val, test = data.load("facts", "train"), data.load("facts", "test")
+        return val, test, f"facts ({test.source or 'user file'})"
+    name = "organism/facts" if is_organism else "facts"
+    return load(name, "train"), load(name, "test"), f"{name} (built-in)"
+
+
+def _order(prompts: PromptSet, seed: int) -> list[int]:
+    """Rows of ``prompts`` in a seeded order that takes one row of every ``meta["group"]`` (the phrasings of one
+    fact) before a second of any."""
+    rows = [int(i) for i in np.random.default_rng(seed).permutation(len(prompts))]
+    seen: dict[str, int] = {}
+    rank = {}
+    for i in rows:
+        group = (prompts.meta[i] or {}).get("group", f"row:{i}")
+        rank[i] = seen.get(group, 0)
+        seen[group] = rank[i] + 1
+    return sorted(rows, key=lambda i: rank[i])  # stable: the seeded order within each rank
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`knowledge_section` find, in the order they find them."""
+
+    pair: ModelPair
+    kinds: tuple[str, ...]
+    samples: int
+    noise: float
+    window: int
+    seed: int
+    batch_size: int
+    progress: bool
+    sets: dict = field(default_factory=dict)
+    """``sets[split]``: every fact of the split"""
+    source: str = ""
+    known: dict = field(default_factory=dict)
+    """``known[split][model]``: ``[n]`` the answer token is the clean top-1 (False where not evaluated)"""
+    evaluated: dict = field(default_factory=dict)
+    """``evaluated[split]``: facts run clean to find those known (from the start of :func:`_order`)"""
+    chosen: dict = field(default_factory=dict)
+    """``chosen[split]``: the facts traced (known by both, at most ``max_prompts``)"""
+    tokens: dict = field(default_factory=dict)
+    """``tokens[split][model]``: the chosen facts, tokenised once"""
+    std: dict = field(default_factory=dict)
+    """``std[model]``: embedding std over the chosen facts' subject tokens (the noise unit)"""
+    traces: dict = field(default_factory=dict)
+    """``traces[split, model]``: :class:`~interp.tracing.CausalTrace` (validation: last subject token only)"""
+    patches: dict = field(default_factory=dict)
+    """``patches["base_to_post"]``: :class:`~interp.tracing.CrossPatch` on the test facts"""
+
+    @property
+    def n_layers(self) -> int:
+        return self.pair.n_layers
+
+    def n(self, split: str) -> int:
+        return len(self.chosen.get(split, ()))
+
+
+def _known_facts(run: _Run, max_prompts: int) -> None:
+    """The facts to trace in each split: in :func:`_order`, chunks of ``2 max_prompts`` facts are run clean
+    through both models until ``max_prompts`` are known by both (or the split is exhausted); ``run.known``
+    records each model's verdict on the facts evaluated."""
+    for split, prompts in run.sets.items():
+        toks = tokens_for(run.pair, prompts.texts)
+        order, chosen = _order(prompts, run.seed), []
+        run.known[split] = {m: torch.zeros(len(prompts), dtype=torch.bool) for m in _MODELS}
+        run.evaluated[split] = 0
+        for c0 in range(0, len(order), 2 * max_prompts):
+            rows = order[c0:c0 + 2 * max_prompts]
+            for m, model in run.pair:
+                run.known[split][m][rows] = fact_predictions(model, prompts[rows], tokens=toks[m].select(rows),
+                                                             batch_size=run.batch_size)[1]
+            run.evaluated[split] += len(rows)
+            chosen += [i for i in rows if run.known[split]["base"][i] and run.known[split]["post"][i]]
+            if len(chosen) >= max_prompts:
+                break
+        rows = sorted(chosen[:max_prompts])
+        if rows:
+            run.chosen[split] = record(replace(prompts[rows], name=f"{prompts.name}/traced"), split)
+            run.tokens[split] = {m: t.select(rows) for m, t in toks.items()}
+
+
+def _trace(run: _Run) -> None:
+    """Causal traces of the chosen facts in both models: validation at the last subject token, test everywhere
+    with the null; one noise unit per model over both splits' subjects."""
+    splits = [s for s in _SPLITS if s in run.chosen]
+    if not splits:
+        return
+    for m, model in run.pair:
+        every = PromptSet.concat(*(run.chosen[s] for s in splits), name="traced")
+        toks = run.tokens[splits[0]][m]
+        for s in splits[1:]:
+            toks = toks + run.tokens[s][m]
+        run.std[m] = subject_embedding_std(model, every, tokens=toks, batch_size=run.batch_size)
+        for split in splits:
+            run.traces[split, m] = causal_trace(
+                model, run.chosen[split], kinds=run.kinds, noise=run.noise, samples=run.samples, window=run.window,
+                seed=run.seed, batch_size=run.batch_size, embedding_std=run.std[m], null=split == "test",
+                roles=(_LAST,) if split == "validation" else None, tokens=run.tokens[split][m],
+                progress=run.progress)
+
+
+def _patch(run: _Run) -> None:
+    """Cross-model patching of the test facts, both directions."""
+    if "test" not in run.chosen:
+        return
+    models = dict(run.pair)
+    for src, dst in _DIRECTIONS:
+        run.patches[f"{src}_to_{dst}"] = cross_model_patch(models[src], models[dst], run.chosen["test"],
+                                                           batch_size=run.batch_size, seed=run.seed,
+                                                           tokens=run.tokens["test"][dst])
+
+
+# ------------------------------------------------------------------------------------------- statistics
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    """Mean per column of ``[n, layer]`` values over their finite rows (NaN where none is)."""
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        return np.where(finite, values, 0).sum(0) / finite.sum(0)
+
+
+def _mean_ci(values: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, low, high)`` per column of ``[n, layer]`` values over their finite rows; the interval is the
+    seeded percentile bootstrap (:func:`probes.stats.mean_ci`), NaN with fewer than 2 finite rows."""
+    from probes.stats import mean_ci
+
+    n_cols = values.shape[1]
+    if len(values) >= 2 and np.isfinite(values).all():  # the usual case: every column at once
+        low, high = mean_ci(values.T, seed=seed)
+        return values.mean(0), np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    mean, low, high = _mean(values), np.full(n_cols, np.nan), np.full(n_cols, np.nan)
+    for c in range(n_cols):
+        col = values[:, c][np.isfinite(values[:, c])]
+        if len(col) >= 2:
+            low[c], high[c] = mean_ci(col, seed=seed)
+    return mean, low, high
+
+
+def _curves(run: _Run) -> dict[str, np.ndarray]:
+    """Per-layer series ``{key: [layer]}``: each model's and kind's indirect effect at the last subject token on
+    the test facts (mean, interval, the different-fact null) and on the validation facts, and the survival of
+    each patching direction with its null."""
+    nan = np.full(run.n_layers, np.nan)
+    out = {}
+    for m in _MODELS:
+        for k, kind in enumerate(run.kinds):
+            key = f"{m}_{kind}_last_subject"
+            test = run.traces.get(("test", m))
+            if test is not None:
+                out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(
+                    test.at_role(_LAST)[:, k].double().numpy(), run.seed)
+                out[f"{key}_null"] = _mean(test.null_effect()[:, k].double().numpy())
+                norm = f"{key}_normalised"
+                out[norm], out[f"{norm}_ci_low"], out[f"{norm}_ci_high"] = _mean_ci(
+                    test.at_role(_LAST, test.normalised_effect())[:, k].double().numpy(), run.seed)
+            else:
+                for suffix in ("", "_ci_low", "_ci_high", "_null", "_normalised", "_normalised_ci_low",
+                               "_normalised_ci_high"):
+                    out[key + suffix] = nan
+            val = run.traces.get(("validation", m))
+            out[f"{key}_validation"] = (val.at_role(_LAST)[:, k].double().mean(0).numpy() if val is not None
+                                        else nan)
+    for src, dst in _DIRECTIONS:
+        key, patch = f"survival_{src}_to_{dst}", run.patches.get(f"{src}_to_{dst}")
+        if patch is None:
+            out[key] = out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = out[f"{key}_null"] = nan
+            continue
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(patch.survival().double().numpy(),
+                                                                         run.seed)
+        out[f"{key}_null"] = _mean(patch.null_survival().double().numpy())
+    return out
+
+
+def _half_range(curve: np.ndarray, peak: int) -> tuple[int, int] | None:
+    """The run of layers around ``peak`` where ``curve`` is at least half of ``curve[peak]`` (None when that is not
+    positive)."""
+    top = curve[peak]
+    if not np.isfinite(top) or top <= 0:
+        return None
+    lo = hi = peak
+    while lo > 0 and curve[lo - 1] >= top / 2:
+        lo -= 1
+    while hi < len(curve) - 1 and curve[hi + 1] >= top / 2:
+        hi += 1
+    return lo, hi
+
+
+def _peak(run: _Run, m: str, k: int, curves: dict) -> dict:
+    """Model ``m``'s peak of kind ``k`` at the last subject token: the layer chosen on validation facts, its test
+    effect with interval and null, the half-peak range on the test facts, and the 95% interval of the peak layer
+    over bootstrap resamples of the validation facts. Empty when either split has no fact traced."""
+    val, test = run.traces.get(("validation", m)), run.traces.get(("test", m))
+    if val is None or test is None:
+        return {}
+    v = val.at_role(_LAST)[:, k].double().numpy()  # [n_val, layer]
+    peak = int(np.argmax(v.mean(0)))
+    key = f"{m}_{run.kinds[k]}_last_subject"
+    idx = np.random.default_rng(run.seed).integers(0, len(v), (_N_BOOT, len(v)))
+    boot = np.argmax(v[idx].mean(1), -1)
+    return {"layer": peak, "effect": curves[key][peak], "low": curves[f"{key}_ci_low"][peak],
+            "high": curves[f"{key}_ci_high"][peak], "null": curves[f"{key}_null"][peak],
+            "half": _half_range(curves[key], peak),
+            "boot": (int(np.quantile(boot, 0.025, method="inverted_cdf")),
+                     int(np.quantile(boot, 0.975, method="inverted_cdf")))}
+
+
+def _difference_at(run: _Run, k: int, layer: int, normalised: bool = False) -> tuple[float, float, float]:
+    """Post - base indirect effect at the last subject token at ``layer`` on the test facts (``normalised``: each
+    model's effect over its own ``p_clean - p_corrupted``): mean and paired bootstrap interval (the same facts in
+    both models; :func:`probes.stats.mean_ci` of the per-fact differences, facts where either is undefined
+    left out)."""
+    effect = {m: run.traces["test", m] for m in _MODELS}
+    effect = {m: t.at_role(_LAST, t.normalised_effect() if normalised else None)[:, k, layer]
+              for m, t in effect.items()}
+    mean, low, high = _mean_ci((effect["post"] - effect["base"]).double().numpy()[:, None], run.seed)
+    return float(mean[0]), float(low[0]), float(high[0])
+
+
+def _holds_zero(low: float, high: float) -> str:
+    return "undefined" if not math.isfinite(low) else "yes" if low <= 0 <= high else "no"
+
+
+def _comparisons(run: _Run, curves: dict) -> tuple[dict, list]:
+    """``({(model, kind): peak}, agreement rows)``: :func:`_peak` per model and kind, and post - base at each
+    model's peak layer, as it is and normalised (:func:`_difference_at`)."""
+    peaks = {(m, kind): _peak(run, m, k, curves) for m in _MODELS for k, kind in enumerate(run.kinds)}
+    rows = []
+    for k, kind in enumerate(run.kinds):
+        for m in _MODELS:
+            p = peaks[m, kind]
+            if p:
+                mean, low, high = _difference_at(run, k, p["layer"])
+                n_mean, n_low, n_high = _difference_at(run, k, p["layer"], normalised=True)
+                rows.append([kind, f"{m}'s peak", p["layer"], mean, [low, high], _holds_zero(low, high), n_mean,
+                             [n_low, n_high], _holds_zero(n_low, n_high)])
+    return peaks, rows
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _num(x, digits: int = 2) -> str:
+    return "undefined" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _ci(low, high, digits: int = 2) -> str:
+    return f"[{_num(low, digits)}, {_num(high, digits)}]"
+
+
+def _model_phrase(p: dict) -> str:
+    half = p["half"]
+    span = ("no positive effect there" if half is None else f"≥ half of it over layers {half[0]}-{half[1]}"
+            if half[0] != half[1] else f"≥ half only at layer {half[0]}")
+    return f"layer {p['layer']} ({_num(p['effect'])} {_ci(p['low'], p['high'])}, {span})"
+
+
+def _strength(rows: list, diff: int, holds: int) -> str:
+    """The verdict on post - base at the peak layers (column ``diff`` of the agreement ``rows``, ``holds``: whether
+    its interval holds 0)."""
+    if any(r[holds] == "undefined" for r in rows):
+        return "undefined (too few test facts for an interval)"
+    if all(r[holds] == "yes" for r in rows):
+        return "the same in both"
+    return ("higher in post" if all(r[diff] > 0 for r in rows) else "higher in base" if all(r[diff] < 0 for r in rows)
+            else "different")
+
+
+def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list) -> str:
+    """Where ``kind``'s effect peaks in each model, whether the bootstrap ranges of the peak layer overlap (the
+    same place), and post - base at the peak layers, as it is and normalised (the same strength)."""
+    overlap = pb["boot"][0] <= pp["boot"][1] and pp["boot"][0] <= pb["boot"][1]
+    place = (f"peak-layer bootstrap ranges {pb['boot'][0]}-{pb['boot'][1]} and {pp['boot'][0]}-{pp['boot'][1]} "
+             + ("overlap: the same place" if overlap else "are disjoint: different places"))
+    at = list({r[2]: r for r in diffs}.values())  # one figure per distinct peak layer
+    figures = ", ".join(f"{_num(r[3])} {_ci(*r[4])} at layer {r[2]}" for r in at)
+    normalised = ", ".join(f"{_num(r[6])} {_ci(*r[7])}" for r in at)
+    return (f"{kind} at the last subject token peaks at {_model_phrase(pb)} in base and {_model_phrase(pp)} in post, "
+            f"{place}; post - base {figures}: {_strength(at, 3, 5)}; as a share of each model's own p_clean - "
+            f"p_corrupted, post - base {normalised}: {_strength(at, 6, 8)} (another fact's state: "
+            f"{_num(pb['null'])} / {_num(pp['null'])})")
+
+
+def _summary(run: _Run, peaks: dict, agreement: list, curves: dict) -> str:
+    """One or two sentences: per kind (mlp and resid first), each model's validation-chosen peak layer with its
+    test effect, interval and half-peak range, whether the places and strengths agree, the null; and what
+    survives cross-model patching."""
+    n_val, n_test = run.n("validation"), run.n("test")
+    if not n_val or not n_test:
+        missing = [s for s, n in (("validation", n_val), ("test", n_test)) if not n]
+        counts = "; ".join(f"{s}: 0 of {run.evaluated[s]} evaluated" for s in missing)
+        return (f"Undefined: no {' and no '.join(missing)} fact is known by both models (the answer token is not "
+                f"the top-1 prediction of both clean runs; {counts}), so there is nothing to trace.")
+    order = [k for k in ("mlp", "resid") if k in run.kinds] or list(run.kinds)
+    parts = [_kind_phrase(kind, peaks["base", kind], peaks["post", kind], [r for r in agreement if r[0] == kind])
+             for kind in order]
+    surv = []
+    for src, dst in _DIRECTIONS:
+        key = f"survival_{src}_to_{dst}"
+        curve, null = curves[key], curves[f"{key}_null"]
+        if np.isfinite(curve).any():
+            surv.append(f"{src}→{dst} {_num(np.nanmin(curve))}-{_num(np.nanmax(curve))} "
+                        f"(another fact's: at most {_num(np.nanmax(null) if np.isfinite(null).any() else None)})")
+    both = int((run.known["test"]["base"] & run.known["test"]["post"]).sum())
+    p = {(m, r): float(getattr(run.traces["test", m], f"p_{r}").mean())
+         for m in _MODELS for r in ("clean", "corrupted")}
+    return (f"On {n_test} test facts known by both models ({both} of {run.evaluated['test']} evaluated; peaks chosen "
+            f"on {n_val} validation facts; indirect effect p_restored - p_corrupted with 95% bootstrap intervals; "
+            f"mean p(answer) clean {p['base', 'clean']:.2f} base / {p['post', 'clean']:.2f} post, corrupted "
+            f"{p['base', 'corrupted']:.2f} / {p['post', 'corrupted']:.2f}): " + "; ".join(parts) + ". "
+            + (f"Patching one model's residual stream into the other keeps this share of the target's answer "
+               f"probability, over layers: {'; '.join(surv)}." if surv else ""))
+
+
+def _matrices(run: _Run) -> dict[str, dict]:
+    """Per kind: the mean indirect effect over test facts by layer and token role, base above post on one scale,
+    and post - base on a diverging scale centred on 0."""
+    if not all(("test", m) in run.traces for m in _MODELS):
+        return {}
+    by_role = {m: run.traces["test", m].by_role().double().numpy() for m in _MODELS}  # [n, kind, layer, role]
+    has = np.isfinite(by_role["base"][:, 0, 0, :]).sum(0)  # facts with a token of each role
+    layers = list(range(run.n_layers))
+    out = {}
+    for k, kind in enumerate(run.kinds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a role no test fact has: its mean is undefined (NaN)
+            means = {m: np.nanmean(by_role[m][:, k], 0).T for m in _MODELS}  # [role, layer]
+        both = np.concatenate([means["base"], means["post"]])
+        top = float(np.nanmax(both)) if np.isfinite(both).any() else 1.0
+        low = min(0.0, float(np.nanmin(both))) if np.isfinite(both).any() else 0.0
+        notes = [[f"{int(has[r])} test facts" if has[r] else "no test fact has a token of this role"] * len(layers)
+                 for r in range(len(ROLES))]
+        out[f"{kind}_by_role"] = {
+            "title": f"{kind}: mean indirect effect by token role (test facts; colour: p_restored - p_corrupted, one "
+                     "scale for base and post)",
+            "rows": [f"{m} · {r}" for m in _MODELS for r in ROLES], "cols": layers,
+            "values": _cells(both), "zmin": low, "zmax": max(top, low + 1e-9), "colorscale": "Viridis",
+            "xaxis": "layer restored (centre of the window)" if kind != "resid" else "layer restored",
+            "yaxis": "model · token role", "notes": notes + notes}
+        diff = means["post"] - means["base"]
+        span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0
+        out[f"{kind}_post_minus_base"] = {
+            "title": f"{kind}: post - base mean indirect effect by token role (test facts; blue: higher in post)",
+            "rows": list(ROLES), "cols": layers, "values": _cells(diff), "zmin": -max(span, 1e-9),
+            "zmax": max(span, 1e-9), "colorscale": "RdBu", "xaxis": "layer restored", "yaxis": "token role",
+            "notes": notes}
+    return out
+
+
+def _cells(values: np.ndarray) -> list[list]:
+    return [[float(v) if np.isfinite(v) else None for v in row] for row in values]
+
+
+def _per_layer(curves: dict, n_layers: int) -> list[dict]:
+    return [{"layer": layer, **{key: float(v[layer]) for key, v in curves.items()}} for layer in range(n_layers)]
+
+
+def _plots(kinds) -> list[dict]:
+    plots = [{"title": f"{kind} at the last subject token: indirect effect by layer", "reading": "last_subject",
+              "xaxis": "layer restored" + (" (centre of the window)" if kind != "resid" else ""),
+              "yaxis": "p_restored - p_corrupted",
+              "series": {f"{m}_{kind}_last_subject": f"{m} (test facts)" for m in _MODELS},
+              "nulls": {f"{m}_{kind}_last_subject_null": f"{m}, another fact's state" for m in _MODELS}}
+             for kind in kinds]
+    plots.append({"title": "Normalised indirect effect at the last subject token", "reading": "normalised",
+                  "xaxis": "layer restored", "yaxis": "(p_restored - p_corrupted) / (p_clean - p_corrupted)",
+                  "series": {f"{m}_{kind}_last_subject_normalised": f"{m}, {kind}" for kind in kinds
+                             for m in _MODELS}})
+    plots.append({"title": "Cross-model patching: how much of the answer probability survives", "reading": "patching",
+                  "xaxis": "layer patched (resid_post, every position)", "yaxis": "p_patched / p_target_clean",
+                  "series": {f"survival_{s}_to_{t}": f"{s} → {t}" for s, t in _DIRECTIONS},
+                  "nulls": {f"survival_{s}_to_{t}_null": f"{s} → {t}, another fact's activations"
+                            for s, t in _DIRECTIONS}})
+    return plots
+
+
+_READINGS = {
+    "last_subject": "Indirect effect of restoring one clean state at the subject's last token after noising the "
+                    "subject (ROME's causal tracing), mean over the test facts with a 95% bootstrap band. Du et al. "
+                    "2025 find the MLP peak at the same layers in base and post-trained models. Grey: the same "
+                    "restoration with another fact's clean state (the null).",
+    "normalised": "The indirect effect as a share of each fact's own p_clean - p_corrupted (1: the restoration "
+                  "undoes all the damage the noise did), mean over the test facts with a 95% bootstrap band; a model "
+                  "more confident in its answers has larger raw effects, not larger shares. Facts whose noise did "
+                  "not lower p are left out (undefined).",
+    "patching": "The target model run with its residual stream at one layer (every position) taken from the other "
+                "model on the same prompt, as a share of its own answer probability (1: nothing lost). Grey: "
+                "the other model's activations of a different fact of the same length.",
+}
+_MATRIX_READING = ("Mean indirect effect of restoring each kind of state, by layer and ROME's six token roles, over "
+                   "the test facts; tokens before the subject hold no role (restoring them changes nothing). "
+                   "Blank: no test fact has a token of that role.")
+_DIFF_READING = "Post minus base of the maps above: blue where restoring the state helps post more, red base."
+
+
+def _tables(run: _Run, peaks: dict, agreement: list) -> dict[str, dict]:
+    prompts = []
+    for split in _SPLITS:
+        known = run.known[split]
+        prompts.append([split, len(run.sets[split]), run.evaluated[split], int(known["base"].sum()),
+                        int(known["post"].sum()), int((known["base"] & known["post"]).sum()), run.n(split)])
+    peak_rows = [[m, kind, p["layer"], p["effect"], [p["low"], p["high"]],
+                  "none" if p["half"] is None else f"{p['half'][0]}-{p['half'][1]}", f"{p['boot'][0]}-{p['boot'][1]}",
+                  p["null"]]
+                 for (m, kind), p in peaks.items() if p]
+    return {
+        "prompts": {"title": "Facts: known (answer token is the clean top-1) by each model, and traced",
+                    "columns": ["split", "facts", "evaluated", "known by base", "known by post", "known by both",
+                                "traced"],
+                    "rows": prompts},
+        "peaks": {"title": "Peak layer at the last subject token (chosen on validation facts; figures on test facts)",
+                  "columns": ["model", "kind", "peak layer", "indirect effect", "95% CI", "layers >= half the peak",
+                              "peak layer, 95% of bootstrap resamples", "null (another fact's state)"],
+                  "rows": peak_rows},
+        "agreement": {"title": "Post - base indirect effect at each model's peak layer (test facts, paired bootstrap)",
+                      "columns": ["kind", "at", "layer", "post - base", "95% CI", "interval holds 0",
+                              "post - base, normalised", "95% CI (normalised)", "interval holds 0 (normalised)"],
+                      "rows": agreement},
+    }
+
+
+def _setup(run: _Run) -> dict:
+    return {
+        "dataset": run.source, "validation": "the set's train split: chooses each peak layer (traced at the last "
+                                            "subject token only)", "test": "the set's test split: every figure",
+        **{f"n_{split}_traced": run.n(split) for split in _SPLITS},
+        "known": "the answer's first token is the top-1 next token of the clean prompt in both models",
+        "selection": "known facts in a seeded order, one per fact group before a second, at most max_prompts per "
+                     "split",
+        "causal tracing": f"ROME (Meng et al. 2022, sec. 2.1): noise on the subject tokens at blocks.0.hook_resid_pre, "
+                          f"std = {run.noise:g} x the embedding std over the traced subjects (base "
+                          f"{_num(run.std.get('base'), 3)}, post {_num(run.std.get('post'), 3)}), {run.samples} "
+                          f"samples per fact (the same standard-normal draws in both models); kinds "
+                          f"{', '.join(run.kinds)}; mlp/attn restored over a window of {run.window} layer(s) around "
+                          "each layer, as ROME; indirect effect = p_restored - p_corrupted of the answer's first token",
+        "null (tracing)": "the last subject token's clean state of another fact (another subject and answer token, "
+                          "seeded) restored in its place, same layers",
+        "cross-model patching": "resid_post of layer l at every position from the other model on the same prompt; "
+                                "survival = p_patched / p_target_clean, mean over test facts; null: the other "
+                                "model's activations of another fact of equal token length with another answer",
+        "agreement": "place: the 95% ranges of the peak layer over bootstrap resamples of the validation facts "
+                     "overlap; strength: the paired bootstrap interval of post - base at each model's peak layer "
+                     "holds 0, for the indirect effect and for it normalised by each model's p_clean - p_corrupted",
+        "intervals": "95% percentile bootstrap over test facts (1,000 resamples, seeded; probes.stats.mean_ci)",
+        "seed": run.seed,
+    }
+
+
+def knowledge_section(pair: ModelPair, *, data=None, is_organism: bool = False, max_prompts: int = 16,
+                      samples: int = 1, noise: float = 3.0, window: int | None = None,
+                      kinds: str = "resid,mlp,attn", seed: int = 0, batch_size: int = 64,
+                      progress: bool = True) -> ConceptResult:
+    """Causal tracing and cross-model patching of facts known by both models (module docstring).
+
+    Args:
+        pair: the booted :class:`~interp.ModelPair`.
+        data: sets to read facts from (a :class:`~interp.datasets.UserSets` holding the user's ``facts``);
+            otherwise the built-in ``facts`` (``organism/facts`` where ``is_organism``).
+        max_prompts: most facts traced per split (validation, test).
+        samples: noise draws per fact (ROME: 10). noise: noise std in units of the subject embeddings' std
+            (ROME: 3). window: MLP/attention layers restored around each layer (None:
+            :func:`interp.tracing.default_window`).
+        kinds: comma-separated states traced (``resid``, ``mlp``, ``attn``).
+        seed: of the noise, the selection of facts, the nulls and the bootstrap.
+        batch_size: restored runs (or prompts) per forward pass. progress: progress bars.
+
+    Returns:
+        A :class:`~interp.report.ConceptResult` ``"knowledge"``: per layer ``{model}_{kind}_last_subject`` (test
+        mean, ``_ci_low``/``_ci_high``, ``_null``, ``_validation``) and ``survival_{a}_to_{b}`` (with interval and
+        ``_null``); matrices ``{kind}_by_role`` and ``{kind}_post_minus_base``; tables ``prompts``, ``peaks``,
+        ``agreement``; ``readings["summary"]``.
+
+    Raises:
+        ValueError: bad options (an unknown kind, a window outside 1..n_layers, a noise that is not > 0, fewer
+            than 1 sample or prompt), and as :func:`interp.tracing.causal_trace` for malformed facts.
+    """
+    kinds_t = _parse_kinds(kinds)
+    window = _check_options(pair, max_prompts, samples, noise, window, seed, batch_size)
+    run = _Run(pair, kinds_t, samples, noise, window, seed, batch_size, progress)
+    val, test, run.source = _fact_sets(data, is_organism)
+    run.sets = {"validation": val, "test": test}
+    _known_facts(run, max_prompts)
+    _trace(run)
+    _patch(run)
+    curves = _curves(run)
+    peaks, agreement = _comparisons(run, curves)
+    per_layer = _per_layer(curves, run.n_layers)
+    readings = {"summary": _summary(run, peaks, agreement, curves), **_READINGS}
+    matrices = _matrices(run)
+    for key in matrices:
+        readings[key] = _DIFF_READING if key.endswith("_post_minus_base") else _MATRIX_READING
+    return ConceptResult("knowledge", list(range(run.n_layers)), per_layer, long_rows(per_layer), matrices, {},
+                         readings, _setup(run), _plots(kinds_t), _tables(run, peaks, agreement))
+
+
+def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
+    return knowledge_section(ctx.pair, data=user_data(ctx, "facts", data, options["seed"]),
+                             is_organism=ctx.is_organism, progress=ctx.progress, **options)
+
+
+SECTION = Section("knowledge", _run, help="where each model recalls facts (causal tracing, ROME) and whether "
+                                          "post-training moved it; cross-model patching of the residual stream",
+                  params=(
+    Param("max_prompts", int, 16, "most facts traced per split (validation, test); cost grows linearly", low=1),
+    Param("samples", int, 1, "noise draws per fact (ROME: 10); cost grows linearly", low=1),
+    Param("noise", float, 3.0, "noise std in units of the subject embeddings' std (ROME: 3)",
+          validate=_positive("noise")),
+    Param("window", int, None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
+                               "share of the model's layers, at least 1)", low=1),
+    Param("kinds", str, "resid,mlp,attn", "states traced: comma-separated resid, mlp, attn", validate=_parse_kinds),
+    Param("seed", int, 0, "seed of the noise, the choice of facts, the nulls and the bootstrap"),
+    Param("batch_size", int, 64, "restored runs (or prompts) per forward pass", low=1),
+    data_param("facts", "your facts: a file of prompts ending before their answer, each with a subject (a substring "
+                        "of the prompt) and an answer, split by its group column when it has one"),
+))

@@ -85,3 +85,23 @@ def test_text_from_prompts_is_shown_as_text(tmp_path):
     assert requested == set()
     assert "&lt;script&gt;console.error('injected')&lt;/script&gt;" in dom  # shown as text
     assert dom.count('class="plotly-graph-div js-plotly-plot"') == 2  # both figures still rendered
+
+
+def test_knowledge_and_confidence_figures_render(tmp_path):
+    """The knowledge section's layer x token-role heatmaps (base, post, post - base) and the confidence section's
+    reliability diagrams, drawn in the browser with nothing on the console."""
+    from interp.compare import compare
+
+    out = tmp_path / "kc"
+    result = compare(concepts=["knowledge", "confidence"], out=out, progress=False)
+    knowledge = result.concepts["knowledge"]
+    assert any("post - base" in m.get("title", "") or "post − base" in m.get("title", "")
+               for m in knowledge.matrices.values()), list(knowledge.matrices)
+    assert any(p.get("kind") == "xy" for p in result.concepts["confidence"].plots)
+    page = out / "report.html"
+    n_figures = page.read_text().count('class="plotly-graph-div"')
+    assert n_figures >= 6
+    dom, console, requested = _open(page, tmp_path)
+    rendered = re.findall(r'<div id="([^"]+)" class="plotly-graph-div js-plotly-plot"', dom)
+    assert len(rendered) == n_figures and dom.count('class="main-svg"') >= 2 * n_figures
+    assert console == [] and requested == set()

@@ -7,7 +7,8 @@ imported by ``interp/__init__.py``; importing it imports no section.
 
 Sections (one module each, see :mod:`interp.compare._section` for the protocol):
 ``truth`` (:mod:`interp.compare.truth`), ``refusal`` (:mod:`interp.compare.refusal`),
-``language`` (:mod:`interp.compare.language`) and ``snmf`` (:mod:`interp.compare.snmf`).
+``language`` (:mod:`interp.compare.language`), ``snmf`` (:mod:`interp.compare.snmf`),
+``knowledge`` (:mod:`interp.compare.knowledge`) and ``confidence`` (:mod:`interp.compare.confidence`).
 A section of one's own is a :class:`Section` passed to :func:`register`; it then runs
 in ``compare(concepts=[...])`` and ``interp compare --concepts``, with its options.
 

@@ -313,6 +313,8 @@ def _heatmap(m: dict):
     heat.update_layout(xaxis_title=m.get("xaxis", "tested on"), yaxis_title=m.get("yaxis", "trained on"))
     if all(isinstance(v, (int, float)) for v in m["cols"]):
         heat.update_layout(xaxis_dtick=1)
+    if list(m["rows"]) == list(m["cols"]):  # a square matrix (trained on x tested on): diagonal top-left to bottom-right
+        heat.update_yaxes(autorange="reversed")
     return heat
 
 
@@ -345,11 +347,39 @@ def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
     return figs
 
 
+def _cell(v) -> str:
+    """One table cell: numbers right-aligned (3 decimals for floats; undefined, None, as "–"), text left-aligned."""
+    if v is None:
+        return "<td>–</td>"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        return f"<td class='t'>{html.escape(text)}</td>"
+    return f"<td>{html.escape(f'{v:.3f}' if isinstance(v, float) else str(v))}</td>"
+
+
 def _table_html(t: dict) -> str:
     head = "".join(f"<th>{html.escape(str(col))}</th>" for col in t["columns"])
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in t["rows"])
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in t["rows"])
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _setup_html(setup: dict) -> str:
+    """How a section measured, as a two-column table: every entry whole (lists and tables as JSON)."""
+    rows = "".join(f"<tr><th class='t'>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in setup.items())
+    return f"<details><summary>setup</summary><table class='setup'><tbody>{rows}</tbody></table></details>"
+
+
+def _anchor(name: str) -> str:
+    return "section-" + "".join(ch if ch.isalnum() else "-" for ch in name)
+
+
+def _headline(c: ConceptResult) -> str:
+    """A section's line in the contents: its ``readings["headline"]``, else the first sentence of its summary."""
+    text = c.readings.get("headline") or c.readings.get("summary") or ""
+    if not c.readings.get("headline"):
+        cut = text.find(". ")
+        text = text if cut < 0 else text[:cut + 1]
+    return text
 
 
 def page_head(title: str) -> str:
@@ -360,24 +390,32 @@ def page_head(title: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         "h2{border-bottom:1px solid #ccc}.reading{color:#444;font-style:italic}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>",
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        ".t{text-align:left}table.setup td{max-width:760px;overflow-wrap:anywhere}"
+        "nav li{margin:.3em 0}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
     ])
 
 
 def _html(comparison: Comparison) -> bytes:
+    pair = {k: comparison.pair.get(k, {}) for k in ("base", "post")}
+    keys = [k for k in ("name", "n_layers", "d_model", "d_mlp", "vocab_size") if any(k in v for v in pair.values())]
     parts = [
         page_head("base vs post: layer-wise report"),
         "<h1>Base vs. post-trained, layer by layer</h1>",
-        f"<p>base: <code>{html.escape(str(comparison.pair.get('base', {}).get('name')))}</code> &nbsp; "
-        f"post: <code>{html.escape(str(comparison.pair.get('post', {}).get('name')))}</code></p>",
+        _table_html({"columns": ["model", *keys], "rows": [[m, *(v.get(k) for k in keys)] for m, v in pair.items()]}),
+        "<nav><h2>Contents</h2><ol>",
     ]
     for name, c in comparison.concepts.items():
-        parts.append(f"<h2>{html.escape(name)}</h2>")
+        when = f" ({comparison.timings[name]:.0f} s)" if name in comparison.timings else ""
+        parts.append(f"<li><a href='#{_anchor(name)}'><b>{html.escape(name)}</b></a>{when}: "
+                     f"{html.escape(_headline(c))}</li>")
+    parts.append("</ol></nav>")
+    for name, c in comparison.concepts.items():
+        parts.append(f"<h2 id='{_anchor(name)}'>{html.escape(name)}</h2>")
         if name in comparison.timings:
             parts.append(f"<p class='reading'>wall time: {comparison.timings[name]:.0f} s</p>")
-        setup = ", ".join(f"{k}: {v}" for k, v in c.setup.items())
-        parts.append(f"<p>{html.escape(setup)}</p>")
+        parts.append(_setup_html(c.setup))
         if c.readings.get("summary"):
             parts.append(f"<p><b>{html.escape(c.readings['summary'])}</b></p>")
         for title, reading, fig in figures(c):

@@ -1,0 +1,36 @@
+"""The report page's layout: the pair and a contents list at the top, each section's setup whole (a table, not a
+truncated dict), text cells left-aligned, square heatmaps with their diagonal from top-left to bottom-right."""
+
+from __future__ import annotations
+
+from interp.report import Comparison, ConceptResult, _heatmap, _html
+
+
+def _comparison():
+    entry = {"layer": 0, "base_accuracy": 0.5}
+    long_setup = {"dataset": "x" * 400, "options": {"a": [1, 2, 3], "additional": "kept whole"}}
+    a = ConceptResult("alpha", [0], [entry], setup=long_setup,
+                      readings={"summary": "Alpha is at layer 0 [0.1, 0.2]. A second sentence not in the contents."},
+                      tables={"t": {"title": "rows", "columns": ["name", "value"], "rows": [["a text", 0.25]]}})
+    b = ConceptResult("beta two", [0], [entry], readings={"headline": "Beta's own headline.", "summary": "Long."})
+    return Comparison(pair={"base": {"name": "B", "n_layers": 1}, "post": {"name": "P", "n_layers": 1}},
+                      concepts={"alpha": a, "beta two": b}, timings={"alpha": 3.0, "beta two": 1.0})
+
+
+def test_contents_setup_table_and_alignment():
+    page = _html(_comparison()).decode()
+    top = page[page.index("<h1>"):page.index("<h2 id=")]
+    assert "<td class='t'>B</td>" in top and "<td class='t'>P</td>" in top  # the pair, as a table
+    assert "<a href='#section-alpha'><b>alpha</b></a> (3 s): Alpha is at layer 0 [0.1, 0.2].</li>" in top
+    assert "A second sentence" not in top
+    assert "<a href='#section-beta-two'><b>beta two</b></a> (1 s): Beta&#x27;s own headline.</li>" in top
+    assert "<h2 id='section-alpha'>alpha</h2>" in page and "<h2 id='section-beta-two'>beta two</h2>" in page
+    assert "x" * 400 in page and "&quot;additional&quot;: &quot;kept whole&quot;" in page  # nothing cut short
+    assert "<td class='t'>a text</td><td>0.250</td>" in page  # text left, numbers right
+
+
+def test_square_heatmaps_read_from_the_top_left():
+    square = _heatmap({"rows": ["a", "b"], "cols": ["a", "b"], "values": [[1, 0], [0, 1]]})
+    assert square.layout.yaxis.autorange == "reversed"
+    other = _heatmap({"rows": ["a", "b"], "cols": [0, 1, 2], "values": [[1, 0, 0], [0, 1, 0]]})
+    assert other.layout.yaxis.autorange is None

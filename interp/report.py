@@ -235,11 +235,31 @@ def _csv(comparison: Comparison) -> bytes:
 def _line(c: ConceptResult, plot: dict):
     """One line per ``plot["series"]`` key, with a shaded band where the rows carry ``{key}_ci_low`` and
     ``{key}_ci_high`` (a bootstrap interval), and each ``plot["nulls"]`` key as a grey dashed line (the value
-    chance gives). A ``*_true_to_false`` series is dotted."""
+    chance gives). A ``*_true_to_false`` series is dotted.
+
+    ``plot["panels"]`` (optional) splits the figure into stacked panels over the same layers, one quantity each:
+    a list of ``{"keys": [series or null keys], "yaxis": title with unit, "yrange": [lo, hi] or None}``; a key in
+    no panel goes to the first."""
     import plotly.colors
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    panels = plot.get("panels") or [{"keys": [*plot["series"], *plot.get("nulls", {})],
+                                     "yaxis": plot.get("yaxis", "value"), "yrange": plot.get("yrange")}]
+    row_of = {k: i + 1 for i, panel in enumerate(panels) for k in panel["keys"]}
+    if len(panels) > 1:
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06)
+        fig.update_layout(height=260 + 220 * len(panels))
+    else:
+        fig = go.Figure()
+
+    def add(trace, key):
+        if len(panels) > 1:
+            fig.add_trace(trace, row=row_of.get(key, 1), col=1)
+        else:
+            fig.add_trace(trace)
+
     palette = plotly.colors.qualitative.Plotly
     x = c.layers
     for i, (key, label) in enumerate(plot["series"].items()):
@@ -249,17 +269,23 @@ def _line(c: ConceptResult, plot: dict):
         lo, hi = f"{key}_ci_low", f"{key}_ci_high"
         if lo in c.per_layer[0] and hi in c.per_layer[0]:
             upper, lower = [row.get(hi) for row in c.per_layer], [row.get(lo) for row in c.per_layer]
-            fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=upper + lower[::-1], fill="toself",
-                                     fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
-                                     showlegend=False, name=f"{label} 95% CI"))
-        fig.add_trace(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines+markers", name=label,
-                                 line={"color": color, "dash": "dot" if key.endswith("_true_to_false") else "solid"}))
+            add(go.Scatter(x=list(x) + list(x)[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
+                           opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                           name=f"{label} 95% CI"), key)
+        add(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines+markers", name=label,
+                       line={"color": color, "dash": "dot" if key.endswith("_true_to_false") else "solid"}), key)
     for key, label in plot.get("nulls", {}).items():
         if key in c.per_layer[0]:
-            fig.add_trace(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines", name=f"null: {label}",
-                                     line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}))
-    fig.update_layout(xaxis_dtick=1, xaxis_title=plot.get("xaxis", "layer (output of block)"),
-                      yaxis_title=plot.get("yaxis", "value"))
+            add(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines", name=f"null: {label}",
+                           line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}), key)
+    xtitle = plot.get("xaxis", "layer (output of block)")
+    if len(panels) > 1:
+        for i, panel in enumerate(panels, start=1):
+            fig.update_yaxes(title_text=panel.get("yaxis", "value"), range=panel.get("yrange"), row=i, col=1)
+            fig.update_xaxes(dtick=1, row=i, col=1)
+        fig.update_xaxes(title_text=xtitle, row=len(panels), col=1)
+        return fig
+    fig.update_layout(xaxis_dtick=1, xaxis_title=xtitle, yaxis_title=plot.get("yaxis", "value"))
     if plot.get("yrange"):
         fig.update_layout(yaxis_range=plot["yrange"])
     return fig

@@ -34,3 +34,21 @@ def test_square_heatmaps_read_from_the_top_left():
     assert square.layout.yaxis.autorange == "reversed"
     other = _heatmap({"rows": ["a", "b"], "cols": [0, 1, 2], "values": [[1, 0, 0], [0, 1, 0]]})
     assert other.layout.yaxis.autorange is None
+
+
+def test_a_plot_with_panels_puts_each_quantity_on_its_own_axis():
+    from interp.report import _line
+
+    rows = [{"layer": i, "cos": 0.9, "acc": 0.6 + 0.1 * i, "acc_ci_low": 0.5, "acc_ci_high": 0.9, "n": 3 * i}
+            for i in range(3)]
+    c = ConceptResult("x", [0, 1, 2], rows)
+    plot = {"title": "t", "series": {"cos": "cosine", "acc": "accuracy", "n": "neurons"},
+            "panels": [{"keys": ["cos"], "yaxis": "cosine", "yrange": [-1, 1]}, {"keys": ["acc"], "yaxis": "accuracy"},
+                       {"keys": ["n"], "yaxis": "neurons"}]}
+    fig = _line(c, plot)
+    axes = {t.name: t.yaxis for t in fig.data}
+    assert axes == {"cosine": "y", "accuracy 95% CI": "y2", "accuracy": "y2", "neurons": "y3"}
+    assert [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3")] == ["cosine", "accuracy", "neurons"]
+    assert tuple(fig.layout.yaxis.range) == (-1, 1)
+    single = _line(c, {"title": "t", "series": {"cos": "cosine"}, "yaxis": "cosine"})
+    assert len(single.data) == 1 and single.layout.yaxis.title.text == "cosine" and "yaxis2" not in single.layout

@@ -578,13 +578,24 @@ def _plots(langs: tuple[str, ...]) -> list[dict]:
          "nulls": {"base_accuracy_null": "base probe, shuffled labels",
                    "post_accuracy_null": "post probe, shuffled labels",
                    **{f"cosine_base_post_{lang}_null": f"cosine en→{lang}, random directions (95th percentile)"
-                      for lang in langs[1:]}}},
+                      for lang in langs[1:]}},
+         "panels": [{"keys": ["base_accuracy", "post_accuracy", "transfer_base_to_post", "transfer_post_to_base",
+                              "base_accuracy_null", "post_accuracy_null"],
+                     "yaxis": "held-out accuracy (language identity)", "yrange": [-0.05, 1.05]},
+                    {"keys": [k for lang in langs[1:] for k in (f"cosine_base_post_{lang}",
+                                                                f"cosine_base_post_{lang}_null")],
+                     "yaxis": "cosine of base and post directions", "yrange": [-0.05, 1.05]}]},
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
          "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",
-                    "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"}},
+                    "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"},
+         "panels": [{"keys": ["base_effective_rank", "post_effective_rank"], "yaxis": "effective rank (dimensions)"},
+                    {"keys": ["base_eigengap", "post_eigengap"], "yaxis": "eigengap (ratio)"}]},
         {"title": "Language-specific neurons (LAPE)", "reading": "neurons", "yaxis": "neurons",
          "series": {**{f"{m}_neurons_{lang}": f"{m} {lang}" for m in ("base", "post") for lang in langs},
-                    "neuron_iou": "IoU base/post"}},
+                    "neuron_iou": "IoU base/post"},
+         "panels": [*({"keys": [f"{m}_neurons_{lang}" for lang in langs], "yaxis": f"{m}: neurons per language"}
+                      for m in ("base", "post")),
+                    {"keys": ["neuron_iou"], "yaxis": "IoU of base and post sets", "yrange": [0, 1.02]}]},
     ]
 
 

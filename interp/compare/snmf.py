@@ -543,7 +543,12 @@ def _plots() -> list[dict]:
                     "matched_share": f"share matched (cos ≥ {COUNTERPART_COSINE})",
                     "usage_shift": "usage shift |log ratio|"},
          "nulls": {"matched_cosine_mean_null": "mean matched cosine, two seeds of one model",
-                   "matched_share_null": "share matched, two seeds of one model"}},
+                   "matched_share_null": "share matched, two seeds of one model"},
+         "panels": [{"keys": ["matched_cosine_mean", "matched_cosine_mean_null"], "yaxis": "mean matched cosine",
+                     "yrange": [0, 1.02]},
+                    {"keys": ["matched_share", "matched_share_null"], "yaxis": "share of post features matched",
+                     "yrange": [0, 1.02]},
+                    {"keys": ["usage_shift"], "yaxis": "usage shift |log ratio|"}]},
         {"title": "Reconstruction error", "reading": "error", "xaxis": "layer", "yaxis": "‖A - FG‖ / ‖A‖",
          "series": {"base_relative_error": "base", "post_relative_error": "post"}},
     ]

@@ -909,7 +909,14 @@ def _plots(with_causal: bool) -> list[dict]:
                     "mahalanobis_cosine_base_post": "Mahalanobis cosine",
                     "mahalanobis_cosine_reference": "Mahalanobis cosine, post split halves (reference)"},
          "nulls": {"cosine_base_post_null": "cosine, random direction",
-                   "mahalanobis_cosine_null": "Mahalanobis cosine, random direction"}},
+                   "mahalanobis_cosine_null": "Mahalanobis cosine, random direction"},
+         "panels": [{"keys": ["cosine_base_post", "mahalanobis_cosine_base_post", "mahalanobis_cosine_reference",
+                              "cosine_base_post_null", "mahalanobis_cosine_null"],
+                     "yaxis": "cosine of the two directions", "yrange": [-1.05, 1.05]},
+                    {"keys": ["transfer_base_to_post", "transfer_post_to_base", "transfer_base_to_post_centred",
+                              "transfer_post_to_base_centred"], "yaxis": "transfer accuracy", "yrange": [0, 1.02]},
+                    {"keys": ["transfer_base_to_post_auroc", "transfer_post_to_base_auroc"],
+                     "yaxis": "transfer AUROC", "yrange": [0, 1.02]}]},
     ]
     if with_causal:
         plots.append({"title": "Causal effect of the truth directions", "reading": "causal",

@@ -29,3 +29,27 @@ def check_int(name: str, value, low: int = 1) -> int:
     if n < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
     return n
+
+
+def int_list(value: str) -> list[int]:
+    """Comma-separated integers with ranges, ``"0,2-4,-1"`` -> ``[0, 2, 3, 4, -1]`` (a range ``a-b`` of
+    non-negative ``a <= b`` is inclusive, as layers are named in papers; a lone negative number counts from the
+    end).
+
+    Raises:
+        ValueError: an empty part, a part that is neither an integer nor such a range, or a range running
+            backwards (``"3-1"``); the caller words the message for its flag.
+    """
+    import re
+
+    out: list[int] = []
+    for part in (x.strip() for x in value.split(",")):
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if span:
+            a, b = int(span.group(1)), int(span.group(2))
+            if a > b:
+                raise ValueError(f"range {part!r} runs backwards")
+            out += range(a, b + 1)
+        else:
+            out.append(int(part))  # ValueError for anything else (an empty part too)
+    return out

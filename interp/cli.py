@@ -21,7 +21,8 @@ __all__ = ["main"]
 
 
 def _int_list(value: str, flag: str = "--layers") -> list[int]:
-    """A flag's comma-separated block indices, ``"0,2,-1"``, as ``[0, 2, -1]``; checked before any model boots.
+    """A flag's comma-separated block indices, ``"0,2-4,-1"``, as ``[0, 2, 3, 4, -1]``; checked before any model
+    boots.
 
     Raises:
         ValueError: an empty value, or anything but comma-separated integers (naming ``flag``).
@@ -30,11 +31,13 @@ def _int_list(value: str, flag: str = "--layers") -> list[int]:
     if not value.strip():
         raise ValueError(f"{flag} is empty: give comma-separated block indices such as 0,2,-1, or leave {flag} out "
                          "for all layers")
+    from interp._checks import int_list
+
     try:
-        return [int(x) for x in parts]
+        return int_list(value)
     except ValueError:
         raise ValueError(f"{flag} takes comma-separated block indices such as 0,2,-1 (negative ones count from the "
-                         f"end); got {value!r}") from None
+                         f"end) or ranges such as 2-5; got {value!r}") from None
 
 
 # Flags whose value may start with "-" (block indices and token offsets counted from the end, "-1,-2"): argparse
@@ -110,7 +113,7 @@ def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | 
 def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``section_options`` adds every section's options to ``compare`` (which imports
     the section modules, so only done when the command is ``compare``), and those of the ``user`` concepts."""
-    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("collect", help="boot a pair and cache activations of a prompt set")
@@ -125,8 +128,8 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     c.add_argument("--position", default="last", help="last | mean | -K | period | match:REGEX")
     c.add_argument("--layers", help="comma-separated block indices, negative ones counting from the end (e.g. "
                                     "0,2 or -1,-2); default all")
-    c.add_argument("--batch-size", type=int, default=16)
-    c.add_argument("--device", default=None)
+    c.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
+    c.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -143,7 +146,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     cmp.add_argument("--out", help="report folder (default report/)")
     cmp.add_argument("--data", help="folder of the public datasets (geometry_of_truth/, refusal/, snmf_concepts/) "
                                     "to take the truth, refusal and SNMF prompts from (default: built-in sets)")
-    cmp.add_argument("--device", default=None)
+    cmp.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
     cmp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights and activations "
                                                                                  "(default float32)")
     cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
@@ -181,29 +184,33 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                                         "default all; not with --ablate")
     st.add_argument("--format", dest="style", default="auto", choices=["auto", "raw", "chat"],
                     help="chat-format the prompts (auto: when the model has a chat template)")
-    st.add_argument("--max-new-tokens", type=int, default=24)
-    st.add_argument("--device", default=None)
+    st.add_argument("--max-new-tokens", type=int, default=24, help="tokens generated at most per prompt; a reply "
+                                                                   "also stops at the chat's end-of-turn token "
+                                                                   "(default 24)")
+    st.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
 
     o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
     osub = o.add_subparsers(dest="action", required=True)
     t = osub.add_parser("train", help="train the base and post models from scratch (a few minutes on CPU)")
     t.add_argument("--out", required=True, help="folder for base/, post/ and training.json")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--base-steps", type=int, default=None)
-    t.add_argument("--post-steps", type=int, default=None)
-    t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training (default 0)")
+    t.add_argument("--base-steps", type=int, default=None, help="optimiser steps of the base stage (default: the "
+                                                                "recipe's)")
+    t.add_argument("--post-steps", type=int, default=None, help="optimiser steps of the post-training stage "
+                                                                "(default: the recipe's)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e = osub.add_parser("eval", help="measure refusal, truth and language behaviour on held-out prompts")
     e.add_argument("--base", help="base model folder (default: the bundled one)")
     e.add_argument("--post", help="post model folder (default: the bundled one)")
-    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--split", default="test", choices=["train", "test"], help="evaluation split (default test)")
     e.add_argument("--json", help="also write the table to this JSON file")
     tr = osub.add_parser("train-real", help="post-train google/gemma-3-270m with the LoRA recipe (real extra; "
                                             "see docs/organism.md)")
     tr.add_argument("--out", required=True, help="empty or new folder for the adapter, manifest.json, training.json")
     tr.add_argument("--shared", required=True, help="the shared datasets folder (refusal/, geometry_of_truth/, ...)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--steps", type=int, default=None)
-    tr.add_argument("-q", "--quiet", action="store_true")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the data order and the adapter (default 0)")
+    tr.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     er = osub.add_parser("eval-real", help="behaviour table of gemma-3-270m and its LoRA post-trained version")
     er.add_argument("--shared", required=True, help="the shared datasets folder")
     er.add_argument("--adapter", help="adapter folder (default: the shipped one)")

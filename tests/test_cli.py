@@ -25,3 +25,38 @@ def test_collect_errors_are_reported(tmp_path, capsys):
     assert "give both base and post" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["collect", "--tiny", "llama", "--format", "yaml"])
+
+
+def test_every_option_has_help_and_no_markup():
+    """The help is plain text (no reST ``markup``) and no option is left without a line saying what it does."""
+    import argparse
+
+    from interp.cli import _parser
+
+    missing, markup = [], []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, sp in action.choices.items():
+                    walk(sp, f"{name} {sub}")
+            elif action.option_strings and not action.help:
+                missing.append(f"{name} {action.option_strings[-1]}")
+        if "``" in parser.format_help():
+            markup.append(name)
+
+    walk(_parser(section_options=True), "interp")
+    assert missing == [] and markup == []
+
+
+def test_layer_lists_take_ranges():
+    from interp.cli import _int_list
+    from interp.compare._section import parse_layers
+
+    assert _int_list("1-3") == [1, 2, 3] and _int_list("0,2-4,-1") == [0, 2, 3, 4, -1]
+    assert parse_layers("0,2-4") == [0, 2, 3, 4]
+    with pytest.raises(ValueError, match="--layers takes comma-separated block indices .* or ranges such as 2-5; "
+                                         "got '3-1'"):
+        _int_list("3-1")
+    with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges"):
+        parse_layers("2-")

@@ -234,15 +234,20 @@ def tokens_for(pair, texts, *, bos: str = "auto") -> dict:
 
 
 def parse_layers(value: str) -> list[int]:
-    """A ``layers`` option, ``"0,2,4"``, as ``[0, 2, 4]`` (checked against the model when the section runs).
+    """A ``layers`` option, ``"0,2,4"`` or ``"0,2-4"``, as ``[0, 2, 4]`` / ``[0, 2, 3, 4]`` (checked against the
+    model when the section runs).
 
     Raises:
         ValueError: anything but comma-separated block indices.
     """
+    from .._checks import int_list
+
+    parts = [x for x in value.split(",") if x.strip()]
     try:
-        out = [int(x) for x in value.split(",") if x.strip()]
+        out = int_list(",".join(parts)) if parts else []
     except ValueError:
-        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4; got {value!r}") from None
+        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4, or ranges such as 2-5; got "
+                         f"{value!r}") from None
     if not out:
         raise ValueError(f"layers must name at least one block; got {value!r}")
     return out

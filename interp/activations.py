@@ -154,10 +154,15 @@ class Activations:
         )
 
     def _slot(self, layer: int) -> int:
+        """The slot of block ``layer``; a negative one counts from the model's last block, as in
+        :func:`interp.collect` (``-1``: block ``n_layers - 1``)."""
+        n_layers = (self.manifest.get("model") or {}).get("n_layers")
+        block = layer + n_layers if isinstance(layer, int) and layer < 0 and n_layers else layer
         try:
-            return self.layers.index(layer)
+            return self.layers.index(block)
         except ValueError:
-            raise ValueError(f"layer {layer} was not collected; collected layers: {list(self.layers)}") from None
+            shown = f"layer {layer}" + (f" (block {block})" if block != layer else "")
+            raise ValueError(f"{shown} was not collected; collected layers: {list(self.layers)}") from None
 
     def _check_site(self, site: str) -> None:
         if site not in self.sites:
@@ -185,7 +190,8 @@ class Activations:
         return torch.cat([t for _, t in self.iter_shards(site)], dim=0)
 
     def layer(self, site: str, layer: int) -> Float[torch.Tensor, "n_samples d"]:
-        """Rows of ``site`` at block ``layer``; from a store, only that layer is read."""
+        """Rows of ``site`` at block ``layer`` (negative: counted from the model's last block, as in ``collect``); from a
+        store, only that layer is read."""
         self._check_site(site)
         slot = self._slot(layer)
         if not self.disk_backed:

@@ -560,6 +560,8 @@ def _collect(args) -> int:
 
     out = Path(args.out)
     layers = None if args.layers is None else _int_list(args.layers, "--layers")  # before anything is built or booted
+    path = Path(args.dataset)
+    prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
     if args.tiny:
         from interp.testing import build_tiny_pair
 
@@ -568,8 +570,6 @@ def _collect(args) -> int:
     else:
         base, post = args.base, args.post
     pair = interp.load_pair(base, post, device=args.device)
-    path = Path(args.dataset)
-    prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
     prompts = pair.format(prompts, args.style)
     sites = args.sites or ["resid_post"]
     extra = {"format": args.style, "chat_template": pair.chat_template if args.style == "chat" else None}

@@ -373,6 +373,16 @@ class ModelPair:
                              "pair.post, where a function takes a model (e.g. interp.collect(pair.post, prompts)), "
                              "or use interp.compare for both")
 
+    def __repr__(self) -> str:
+        from .collection import model_info
+
+        info = {name: model_info(model) for name, model in self}
+        b = info["base"]
+        shape = (f"{b['n_layers']} layers, d_model {b['d_model']}, d_mlp {b['d_mlp']}, vocabulary {b['vocab_size']}, "
+                 f"context {b['n_ctx']}")
+        return (f"ModelPair(base={info['base']['name']!r}, post={info['post']['name']!r}; {shape}; "
+                f"chat template: {'yes' if self.chat_template else 'none'})")
+
     @property
     def tokenizer(self):
         """The shared tokenizer (the post model's; the vocabularies are identical)."""

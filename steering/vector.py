@@ -94,7 +94,9 @@ class SteeringVector:
         if len(layers) != v.shape[0]:
             raise ValueError(f"{v.shape[0]} vector(s) for {len(layers)} layer(s) {layers}")
         if len(set(layers)) != len(layers) or any(layer < 0 for layer in layers):
-            raise ValueError(f"layers must be distinct non-negative block indices, got {layers}")
+            raise ValueError(f"layers must be distinct non-negative block indices, got {layers}: a steering vector "
+                             "is saved and applied to models of any depth, so it names blocks from the first "
+                             "(write n_layers - 1 for the last block; collect and Activations.layer take -1)")
         if self.site not in SITES:
             raise ValueError(f"unknown site {self.site!r}; known sites: {', '.join(SITES)}")
         if not torch.isfinite(v).all():

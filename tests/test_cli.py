@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 import interp
 from interp.cli import main
@@ -60,3 +61,32 @@ def test_layer_lists_take_ranges():
         _int_list("3-1")
     with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges"):
         parse_layers("2-")
+
+
+def test_pair_prints_short_and_negative_layers_read_the_same_blocks(tmp_path):
+    import interp
+    import steering
+
+    pair = interp.load_pair()
+    text = repr(pair)
+    assert len(text) < 400 and text.startswith("ModelPair(base=") and "6 layers" in text
+    acts = interp.collect(pair.base, ["a b c", "d e"], progress=False)
+    assert torch.equal(acts.layer("resid_post", -1), acts.layer("resid_post", 5))
+    last = interp.collect(pair.base, ["a b c", "d e"], layers=[-1], progress=False)
+    assert torch.equal(last.layer("resid_post", -1), acts.layer("resid_post", 5))
+    with pytest.raises(ValueError, match=r"layer -7 \(block -1\) was not collected"):
+        acts.layer("resid_post", -7)
+    with pytest.raises(ValueError, match="write n_layers - 1 for the last block"):
+        steering.SteeringVector(torch.ones(1, 128), (-1,))
+
+
+def test_an_unknown_dataset_is_refused_before_any_model_boots(monkeypatch, capsys):
+    import interp
+    from interp.cli import main
+
+    def no_boot(*args, **kwargs):
+        raise AssertionError("a model was booted before the dataset was checked")
+
+    monkeypatch.setattr(interp, "load_pair", no_boot)
+    assert main(["collect", "--dataset", "nope", "--out", "/tmp/never"]) == 2
+    assert "unknown built-in set 'nope'" in capsys.readouterr().err

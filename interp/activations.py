@@ -190,8 +190,8 @@ class Activations:
         return torch.cat([t for _, t in self.iter_shards(site)], dim=0)
 
     def layer(self, site: str, layer: int) -> Float[torch.Tensor, "n_samples d"]:
-        """Rows of ``site`` at block ``layer`` (negative: counted from the model's last block, as in ``collect``); from a
-        store, only that layer is read."""
+        """Rows of ``site`` at block ``layer`` (negative: counted from the model's last block, as in
+        ``collect``); from a store, only that layer is read."""
         self._check_site(site)
         slot = self._slot(layer)
         if not self.disk_backed:

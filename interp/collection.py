@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
+from ._progress import tqdm
 
 from . import positions as _positions
 from ._io import save_safetensors, write_json

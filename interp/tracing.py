@@ -616,7 +616,7 @@ def causal_trace(model, facts: PromptSet, *, kinds: Sequence[str] = ("resid", "m
     p_corr = torch.empty(n)
     p_rest = torch.full((n, len(kinds), n_layers, width), float("nan"))
     p_null = torch.full((n, len(kinds), n_layers), float("nan"))
-    from tqdm.auto import tqdm
+    from ._progress import tqdm
 
     for i in tqdm(range(n), desc="causal trace", disable=not progress):
         f = facts_t[i]

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
+from interp._progress import tqdm
 
 from ._checks import check_integer, check_number
 

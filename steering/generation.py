@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
+from interp._progress import tqdm
 
 from interp._checks import as_int
 from interp.generation import last_position_only

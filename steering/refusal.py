@@ -46,7 +46,7 @@ from functools import partial
 
 import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
+from interp._progress import tqdm
 
 from interp.generation import last_position_only
 from interp.hooks import attached, forward_blocks, recorded_blocks, replayed_blocks

@@ -1,4 +1,4 @@
-"""Every notebook in notebooks/ executes top to bottom (outputs are not committed)."""
+"""Every notebook in notebooks/ executes top to bottom (outputs are not committed) and uses the public API only."""
 
 from pathlib import Path
 
@@ -14,4 +14,14 @@ def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert (tmp_path / "report" / "report.html").exists() or "01_" not in path.name
+    # each notebook writes its report into its own folder (git-ignored: notebooks/reports/)
+    assert (tmp_path / "reports" / path.stem / "report.html").exists() or "01_" not in path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_uses_only_the_public_api(path):
+    """No private module of the toolkit (``interp.organism._corpus``, ``interp.datasets._world``, ...)."""
+    import re
+
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert not re.findall(r"(?:from|import)\s+(?:interp|probes|steering)(?:\.\w+)*\._\w+|import _\w+", code)

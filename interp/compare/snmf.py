@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .._progress import tqdm
 
 from ..collection import collect_tokens_by_layer
 from ..datasets import load

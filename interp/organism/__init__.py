@@ -16,8 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..datasets import PromptSet
+from ._corpus import CHAT_TEMPLATE, JUDGE_CUE, REFUSALS
 
-__all__ = ["ROOT", "GEMMA_ADAPTER", "PRESETS", "paths", "gemma_paths", "datasets", "is_bundled"]
+__all__ = ["ROOT", "GEMMA_ADAPTER", "PRESETS", "CHAT_TEMPLATE", "JUDGE_CUE", "REFUSALS", "paths", "gemma_paths",
+           "datasets", "is_bundled"]
 
 #: Folder of the shipped weights (``base/`` and ``post/``, Hugging Face format).
 ROOT = Path(__file__).parent / "weights"

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from .._progress import tqdm
 
 from .._io import write_json
 from ..datasets._stable import ranked, stable_hash

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from .._progress import tqdm
 
 from ._corpus import CHAT_TEMPLATE, SPECIAL_TOKENS, build_corpus
 

@@ -646,10 +646,32 @@ class TokenActivations:
         return int(self.X.shape[0])
 
     def context(self, row: int, tokenizer, before: int = 8) -> tuple[str, str]:
-        """``(preceding text, the token)`` of row ``row``, ``before`` tokens of context."""
+        """``(preceding text, the token)`` of row ``row``, ``before`` tokens of context.
+
+        Text is decoded in whole characters: a token that holds only part of a character's bytes (byte-level
+        BPE, or SentencePiece byte fallback, for accented or non-Latin text) is shown with the tokens around it
+        that complete the character (up to 3 after it), and context that starts inside a character drops its
+        first bytes, so no replacement character (U+FFFD) stands in for a byte sequence cut in two."""
         p, pos = int(self.prompt[row]), int(self.position[row])
-        sel = (self.prompt == p) & (self.position < pos) & (self.position >= pos - before)
-        return tokenizer.decode(self.token_ids[sel].tolist()), tokenizer.decode([int(self.token_ids[row])])
+        mine = self.prompt == p
+        ids = dict(zip(self.position[mine].tolist(), self.token_ids[mine].tolist()))
+        start, last = min(ids), max(ids)
+
+        def text(a, b):
+            return tokenizer.decode([ids[q] for q in range(a, b)])
+
+        def char_start(k):  # token k begins a character: the text before it decodes whole
+            return k == start or not text(start, k).endswith("\ufffd")
+
+        lo, end = pos, pos + 1
+        while lo > start and not char_start(lo):  # the token continues a character begun before it
+            lo -= 1
+        while end <= last and end <= pos + 3 and not char_start(end):  # ... or one finished after it
+            end += 1
+        first = max(start, pos - before)
+        while first < lo and not char_start(first):  # context that would start inside a character
+            first += 1
+        return text(first, lo), text(lo, end)
 
 
 @torch.inference_mode()

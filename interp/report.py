@@ -330,6 +330,9 @@ def _xy(plot: dict):
 
 
 def _heatmap(m: dict):
+    """A matrix as a heatmap: ``rows`` x ``cols`` of ``values`` (None: blank, ``notes`` say why), coloured on
+    ``colorscale`` from ``zmin`` to ``zmax`` (None: the data's range) with ``zlabel`` on the colour bar; ``marks``
+    (``[[row, col, label], ...]``) outlined and named in the legend (e.g. the selected candidate)."""
     import plotly.graph_objects as go
 
     heat = go.Figure(go.Heatmap(z=m["values"], x=m["cols"], y=m["rows"], zmin=m.get("zmin", 0), zmax=m.get("zmax", 1),
@@ -339,8 +342,16 @@ def _heatmap(m: dict):
     heat.update_layout(xaxis_title=m.get("xaxis", "tested on"), yaxis_title=m.get("yaxis", "trained on"))
     if all(isinstance(v, (int, float)) for v in m["cols"]):
         heat.update_layout(xaxis_dtick=1)
-    if list(m["rows"]) == list(m["cols"]):  # a square matrix (trained on x tested on): diagonal top-left to bottom-right
+    if list(m["rows"]) == list(m["cols"]):  # square (trained on x tested on): the diagonal from the top-left
         heat.update_yaxes(autorange="reversed")
+    if m.get("zlabel"):
+        heat.update_traces(colorbar={"title": {"text": m["zlabel"]}})
+    for row, col, label in m.get("marks", []):  # a cell to point out (the selected candidate): an open square
+        heat.add_trace(go.Scatter(x=[col], y=[row], mode="markers", name=label, hovertext=label, showlegend=True,
+                                  marker={"symbol": "square-open", "size": 26, "color": "black",
+                                          "line": {"width": 3}}))
+    if m.get("marks"):
+        heat.update_layout(legend={"orientation": "h", "y": -0.25})
     return heat
 
 
@@ -448,7 +459,11 @@ def _html(comparison: Comparison) -> bytes:
             parts.append(f"<h3>{html.escape(title)}</h3><p class='reading'>{html.escape(reading)}</p>")
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
         for key, t in c.tables.items():
-            parts.append(f"<h3>{html.escape(t.get('title', key))}</h3>{_table_html(t)}")
+            if "x" in t:  # drawn as bars above: its numbers once more only on request
+                parts.append(f"<details><summary>{html.escape(t.get('title', key))}: the numbers behind the bars"
+                             f"</summary>{_table_html(t)}</details>")
+            else:
+                parts.append(f"<h3>{html.escape(t.get('title', key))}</h3>{_table_html(t)}")
     parts.append("</body></html>")
     return "\n".join(parts).encode()
 

@@ -123,3 +123,31 @@ def test_tokens_of_several_sites_in_one_pass_and_their_means_equal_collect(tiny_
         token_means(both["resid_post"], 5)
     with pytest.raises(ValueError, match="sites must name at least one site, each once"):
         collect_tokens_by_site(model, texts, ["mlp_post", "mlp_post"], progress=False)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_token_contexts_are_whole_characters(tiny_pairs, family):
+    """Accented and CJK text splits characters across byte tokens: every row's context and token decode without a
+    replacement character, and the token is the character its bytes belong to."""
+    from interp.models import tokenizer_of
+
+    model = tiny_pairs[family].post
+    tok = tokenizer_of(model)
+    texts = ["La ville de Séville est en España.", "東京は日本の首都です。", "Österreich"]
+    t = collect_tokens(model, texts, "mlp_post", layer=1, progress=False)
+    split = sum("\ufffd" in tok.decode([int(i)]) for i in t.token_ids)
+    assert split > 0  # some tokens are parts of characters, else this checks nothing
+    for r in range(len(t.token_ids)):
+        before, token = t.context(r, tok, before=4)
+        assert "\ufffd" not in before + token and token
+        assert before + token in texts[int(t.prompt[r])]
+
+
+def test_feature_cards_show_distinct_contexts(tiny_pairs):
+    model = tiny_pairs["llama"].post
+    texts = ["the cat sat on the mat"] * 6 + ["a dog ran in the park", "one bird flew over the lake"]
+    tokens = collect_tokens(model, texts, "mlp_post", layer=1, progress=False)
+    snmf = SNMF(n_components=3, sparsity=0.5, random_state=0, max_iter=50).fit(tokens.X)
+    for card in describe_features(model, snmf, tokens, 1, top_k=4):
+        shown = [(b, t) for b, t, _ in card.top_tokens]
+        assert len(shown) == len(set(shown)) == 4

@@ -52,3 +52,22 @@ def test_a_plot_with_panels_puts_each_quantity_on_its_own_axis():
     assert tuple(fig.layout.yaxis.range) == (-1, 1)
     single = _line(c, {"title": "t", "series": {"cos": "cosine"}, "yaxis": "cosine"})
     assert len(single.data) == 1 and single.layout.yaxis.title.text == "cosine" and "yaxis2" not in single.layout
+
+
+def test_a_heatmap_marks_a_cell_and_labels_its_scale():
+    m = {"rows": ["-2", "-1"], "cols": [0, 1, 2], "values": [[1.0, -2.0, None], [0.5, 3.0, 0.0]], "zmin": -3,
+         "zmax": 3, "colorscale": "RdBu", "zlabel": "refusal score (log-odds)", "marks": [["-1", 1, "selected"]]}
+    fig = _heatmap(m)
+    assert fig.data[0].colorbar.title.text == "refusal score (log-odds)"
+    mark = fig.data[1]
+    assert (list(mark.x), list(mark.y), mark.name, mark.marker.symbol) == ([1], ["-1"], "selected", "square-open")
+
+
+def test_bar_tables_are_not_printed_twice():
+    c = ConceptResult("r", [0], [{"layer": 0, "x": 1.0}], tables={
+        "rates": {"title": "Refusal rate", "columns": ["model", "condition", "rate"], "rows": [["post", "a", 0.5]],
+                  "x": "condition", "y": "rate", "color": "model"},
+        "steering": {"title": "Steering", "columns": ["model", "rate"], "rows": [["post", 0.5]]}})
+    page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"r": c})).decode()
+    assert "<summary>Refusal rate: the numbers behind the bars</summary>" in page
+    assert "<h3>Steering</h3><table>" in page and "<h3>Refusal rate</h3>" in page  # the bars' own title

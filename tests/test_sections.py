@@ -117,7 +117,7 @@ def _numbers(report: dict) -> dict[str, float | None]:
     def walk(x, path):
         if isinstance(x, dict):
             for k, v in x.items():
-                if k != "stage wall time (s)":
+                if k not in ("stage wall time (s)", "zmin", "zmax", "marks"):  # wall times and display settings
                     walk(v, f"{path}/{k}")
         elif isinstance(x, list):
             for i, v in enumerate(x):
@@ -173,7 +173,8 @@ def test_truth_layers_and_read_position_are_options(tmp_path):
     want = correct(fit_layers(X["train"], torch.tensor(train.labels), "mass_mean"), X["test"],
                    torch.tensor(test.labels)).mean(-1)
     assert [e["base_accuracy"] for e in truth.per_layer] == pytest.approx(want.tolist(), abs=1e-12)
-    with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges such as 2-5; got 'one'"):
+    with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges "
+                                         "such as 2-5; got 'one'"):
         compare(base="/nonexistent", post="/nonexistent", options={"truth": {"layers": "one"}}, out=None)
 
 

@@ -676,6 +676,10 @@ def _result(run: _Run, per_layer: list[dict], steering_rows: list, bars: list, i
     """The section's :class:`~interp.report.ConceptResult`: figures, tables, readings and setup."""
     n_layers, sel = run.pair.n_layers, run.sel
     matrices = {f"candidates_{name}": _candidate_matrix(run, name) for name in sel}
+    # one colour scale for both models' maps, centred on 0 (RdBu), so the same colour is the same score
+    span = max([abs(v) for m in matrices.values() for row in m["values"] for v in row if v is not None] or [1.0])
+    for m in matrices.values():
+        m["zmin"], m["zmax"] = -span, span
     tables = {
         "steering": {
             "title": "Steering with the refusal directions (held-out requests)",
@@ -704,10 +708,14 @@ def _candidate_matrix(run: _Run, name: str) -> dict:
     """The refusal score under ablation of every candidate of ``name`` (position x layer), blank where unscored."""
     by = {(c.layer, c.position): c for c in run.sel[name].candidates}
     offsets, layers = run.req.offsets[name], range(run.pair.n_layers)
+    chosen = run.sel[name].selected
     return {"rows": [str(p) for p in offsets], "cols": list(layers),
             "values": [[_finite(by[layer, p].bypass) for layer in layers] for p in offsets],
             "notes": [[by[layer, p].discarded for layer in layers] for p in offsets],
             "zmin": None, "zmax": None, "colorscale": "RdBu", "xaxis": "layer", "yaxis": "post-instruction position",
+            "zlabel": "refusal score (log-odds)",
+            "marks": [[str(chosen.position), chosen.layer, "selected" if run.qualifies[name] else
+                       "steered with (no candidate qualifies)"]],
             "title": f"Refusal score on harmful prompts when each candidate is ablated ({name})"}
 
 

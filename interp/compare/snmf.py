@@ -137,11 +137,14 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     lens = logit_lens(model, layer, snmf.components_)
     cards = []
     for j in range(G.shape[1]):
-        rows = np.argsort(-G[:, j])[:top_k]
-        tops = []
-        for r in rows:
+        tops, seen = [], set()
+        for r in np.argsort(-G[:, j]):  # the top_k most activating *distinct* contexts (a prompt set may repeat text)
             before, token = tokens.context(int(r), tok, before=context)
-            tops.append((before, token, float(G[r, j])))
+            if (before, token) not in seen:
+                seen.add((before, token))
+                tops.append((before, token, float(G[r, j])))
+            if len(tops) == top_k or len(seen) > 50 * top_k:
+                break
         vals, ids = lens[j].topk(n_logits)
         logits = [(tok.decode([int(i)]), float(v)) for v, i in zip(vals, ids)]
         neurons = np.nonzero(snmf.components_[j])[0].tolist()
@@ -513,15 +516,25 @@ def _steering_text(run: _Run) -> str:
             + "".join(f" (feature {i}: {why})" for i, why in list(run.unsteerable.items())[:1]) + ".")
 
 
+def _top_neurons(est, card: FeatureCard, k: int = 4) -> str:
+    """The feature's ``k`` largest-magnitude neuron weights, ``"17: +0.62, 201: -0.41, ..."`` (its nonzero count is
+    fixed by the sparsity, so the count alone says little)."""
+    w = np.asarray(est.components_[card.index])
+    top = [int(i) for i in np.argsort(-np.abs(w))[:k] if w[i] != 0]
+    return ", ".join(f"{i}: {w[i]:+.2f}" for i in top)
+
+
 def _tables(run: _Run) -> dict[str, dict]:
     """The features table (every post feature at the described layer, most used first) and the steering table."""
+    est = run.fits["post", run.layer, run.seeds[0]][0]
     feature_rows = [[c.index, round(c.usage, 4), " | ".join(f"{b[-25:]}[{t}]" for b, t, _ in c.top_tokens[:3]),
-                     " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons)] for c in run.order]
+                     " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons), _top_neurons(est, c)]
+                    for c in run.order]
     return {
         "features": {"title": f"Post features at layer {run.layer} (most used first): top tokens [in context], "
                               "logit lens",
                      "columns": ["feature", "usage (mean ‖F_j‖·g_j)", "top-activating tokens", "logit-lens tokens",
-                                 "neurons"],
+                                 "neurons", "largest-weight neurons (index: weight)"],
                      "rows": feature_rows},
         "steering": {"title": f"Steering with post features at layer {run.layer} (α calibrated to KL "
                               f"{run.target_kl} on {NEUTRAL[0]!r}); share of generated tokens among the feature's "

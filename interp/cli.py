@@ -591,10 +591,30 @@ def _concepts() -> tuple[str, ...]:
     return concepts()
 
 
+def _out_is_a_file(argv: list[str]) -> str | None:
+    """The error of ``interp compare`` / ``interp organism train`` given an ``--out`` that names a file (they write
+    folders), found from the command line alone; None otherwise."""
+    command = argv[:2] if argv[:1] == ["organism"] else argv[:1]
+    if command not in (["compare"], ["organism", "train"]):
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--out")
+    out = pre.parse_known_args(argv[len(command):])[0].out
+    if out is None or not Path(out).is_file():
+        return None
+    if command == ["compare"]:
+        return f"interp compare: error: --out {out} is a file; the report needs a folder"
+    return f"interp organism: error: --out {out} is a file: the organism needs a folder there for base/ and post/"
+
+
 def main(argv: list[str] | None = None) -> int:
     raw_argv = sys.argv[1:] if argv is None else list(argv)
     argv = _join_negative_values(raw_argv)
     is_compare = bool(argv) and argv[0] == "compare"
+    out_file = _out_is_a_file(argv)
+    if out_file:  # before the sections' modules (and torch) are even imported
+        print(out_file, file=sys.stderr)
+        return 2
     user = {}
     if is_compare:  # the user concepts' options are flags too: find the concepts first
         pre = argparse.ArgumentParser(add_help=False)

@@ -90,3 +90,22 @@ def test_an_unknown_dataset_is_refused_before_any_model_boots(monkeypatch, capsy
     monkeypatch.setattr(interp, "load_pair", no_boot)
     assert main(["collect", "--dataset", "nope", "--out", "/tmp/never"]) == 2
     assert "unknown built-in set 'nope'" in capsys.readouterr().err
+
+
+def test_a_bad_out_is_refused_before_any_model_boots_or_trains(tmp_path, monkeypatch, capsys):
+    """``--out`` naming a file fails at once: no model is booted (compare) or trained (organism train)."""
+    import interp.organism.train as train
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    monkeypatch.setattr(interp, "load_pair", no_work)
+    monkeypatch.setattr("interp.compare.load_pair", no_work)
+    monkeypatch.setattr(train, "_train", no_work)
+    monkeypatch.setattr(train, "build_organism_tokenizer", no_work)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["compare", "--concepts", "knowledge", "--out", str(afile)]) == 2
+    assert "is a file; the report needs a folder" in capsys.readouterr().err
+    assert main(["organism", "train", "--out", str(afile)]) == 2
+    assert "is a file: the organism needs a folder there" in capsys.readouterr().err

@@ -143,21 +143,24 @@ def test_the_chat_end_of_turn_token_is_read_from_each_familys_template(family, m
         assert tok.convert_tokens_to_ids(marker) not in stop_token_ids(tok, end_of_turn=False)
 
 
-def test_a_reply_stops_at_the_end_of_turn_token_by_default(tiny_pairs):
+@pytest.mark.parametrize("family, marker", [("llama", "<|eot_id|>"), ("qwen2", "<|im_end|>"),
+                                            ("gemma2", "<end_of_turn>")])  # the tiny pairs built (mistral's is EOS)
+def test_a_reply_stops_at_the_end_of_turn_token_by_default(tiny_pairs, family, marker):
     """A chat model's reply ends at its end-of-turn token: steered towards it, the row ends there (before, it ran on
-    to max_new_tokens and decoded the junk after it), as it does when the token is named in stop_tokens."""
+    to max_new_tokens and decoded the junk after it), as it does when the token is named in stop_tokens. Every tiny
+    family with a chat template (for llama and gemma2 the end of turn is not the EOS)."""
     from interp.models import tokenizer_of
 
-    model = tiny_pairs["llama"].post  # EOS </s>, end of turn <|eot_id|>
+    model = tiny_pairs[family].post
     tok = tokenizer_of(model)
-    end = tok.convert_tokens_to_ids("<|eot_id|>")
+    end = tok.convert_tokens_to_ids(marker)
     u = model.original_model.lm_head.weight[end].detach()
     toward = SteeringVector((u / u.norm() * 500)[None], (int(model.cfg.n_layers) - 1,), "resid_post")
     prompts = [tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)]
     ivs = [Add(toward, positions="last")]
     out = steering.generate(model, prompts, ivs, max_new_tokens=6, return_details=True)
     assert out[0].token_ids == ()
-    assert steering.generate(model, prompts, ivs, max_new_tokens=6, stop_tokens=["<|eot_id|>"]) == [""]
+    assert steering.generate(model, prompts, ivs, max_new_tokens=6, stop_tokens=[marker]) == [""]
     longer = steering.generate(model, prompts, ivs, max_new_tokens=6, stop_at_eos=False, return_details=True)
     assert len(longer[0].token_ids) == 6  # without the stop, the row runs to max_new_tokens
     assert greedy_generate(model, prompts, max_new_tokens=6) == steering.generate(model, prompts, max_new_tokens=6)

@@ -174,3 +174,24 @@ def test_xy_plots_take_shared_or_own_x_and_gaps(tmp_path):
     out = write_report(Comparison({"base": {"name": "b"}, "post": {"name": "p"}}, {"c": c}), tmp_path / "r")
     assert Comparison.load(out) == Comparison({"base": {"name": "b"}, "post": {"name": "p"}}, {"c": c})
     _render_in_chromium(out / "report.html", 1, tmp_path)
+
+
+def test_too_few_facts_give_no_interval(tmp_path):
+    """A bootstrap over 2-4 facts is a range, not an interval: below MIN_FACTS (5) facts the intervals of both sections
+    are undefined, and the summaries say so instead of printing one."""
+    import json
+
+    from interp.compare import compare
+
+    cities = [("Lyon", "France"), ("Rome", "Italy"), ("Madrid", "Spain"), ("Osaka", "Japan"), ("Berlin", "Germany"),
+              ("Lima", "Peru")]
+    rows = [{"prompt": f"{lead} {city} is in", "subject": city, "answer": country, "group": city,
+             "alternatives": [c for _, c in cities if c != country][:3]}
+            for city, country in cities for lead in ("The city of", "Everyone knows that the city of")]
+    path = tmp_path / "few.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = compare(concepts=["knowledge", "confidence"], out=None, progress=False,
+                     options={"knowledge": {"data": str(path)}, "confidence": {"data": str(path)}})
+    assert "[no interval: too few facts or texts]" in result.concepts["confidence"].readings["summary"]
+    assert "undefined" in result.concepts["confidence"].readings["summary"]
+    assert "[undefined, undefined]" in result.concepts["knowledge"].readings["summary"]

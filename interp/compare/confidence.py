@@ -154,9 +154,20 @@ def _corpus_conditions(selected: Sequence[int], random: Sequence[int]) -> dict[s
 # not independent evidence), with probes.stats.cluster_bootstrap_ci; ``groups`` is ``[n_prompts]``.
 
 
-def _ci(values: np.ndarray, seed: int, groups) -> list[float]:
+#: Fewest facts an interval is drawn from: a bootstrap over 2-4 facts gives a range, not an interval.
+MIN_FACTS = 5
+
+
+def _few(groups) -> bool:
+    return len(set(map(str, groups))) < MIN_FACTS
+
+
+def _ci(values: np.ndarray, seed: int, groups) -> list[float] | None:
+    """None (undefined) with fewer than :data:`MIN_FACTS` facts."""
     from probes.stats import cluster_bootstrap_ci
 
+    if _few(groups):
+        return None
     values = np.asarray(values, dtype=np.float64)
     low, high = cluster_bootstrap_ci(lambda r: values[r].mean(), groups, seed=seed)
     # a constant sample has a single bootstrap value; the percentile can come back a rounding step off it
@@ -168,6 +179,9 @@ def _ece_ci(conf: np.ndarray, correct: np.ndarray, n_bins: int, seed: int, group
     model: of the paired difference, ``other`` minus this)."""
     from probes.stats import cluster_bootstrap_ci
 
+    if _few(groups):
+        return None
+
     def ece(r):
         out = expected_calibration_error(conf[r], correct[r], n_bins)
         return out if other is None else expected_calibration_error(other[0][r], other[1][r], n_bins) - out
@@ -176,11 +190,13 @@ def _ece_ci(conf: np.ndarray, correct: np.ndarray, n_bins: int, seed: int, group
     return [float(low), float(high)]
 
 
-def _accuracy_ci(correct: np.ndarray, groups) -> list[float]:
+def _accuracy_ci(correct: np.ndarray, groups) -> list[float] | None:
     """Wilson interval of the accuracy with the number of facts as its sample size (phrasings of one fact are
     not independent; a bootstrap would give [1, 1] when every prompt is right)."""
     from probes.stats import proportion_ci
 
+    if _few(groups):
+        return None
     n = len(set(map(str, groups)))
     k = int(round(float(correct.mean()) * n))
     return [float(x) for x in proportion_ci(np.r_[np.ones(k), np.zeros(n - k)])]
@@ -203,6 +219,8 @@ def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int, groups) -> list[
     """Percentile bootstrap interval over facts of ``1 - mean(ablated) / mean(clean)`` (paired gaps)."""
     from probes.stats import cluster_bootstrap_ci
 
+    if _few(groups):
+        return None
     low, high = cluster_bootstrap_ci(lambda r: 1 - ablated[r].mean() / clean[r].mean(), groups, seed=seed)
     return [float(low), float(high)]
 
@@ -220,10 +238,14 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
         per = {cond: value("post", cond, measure) - value("base", cond, measure) for cond in conds}
         clean = per["clean"]
         g = {"clean": float(clean.mean()), "clean_ci": _ci(clean, seed, groups)}
-        defined = not (g["clean_ci"][0] <= 0 <= g["clean_ci"][1])
-        g["why_undefined"] = None if defined else (
-            f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3g}, {g['clean_ci'][1]:.3g}] "
-            "includes 0")
+        if g["clean_ci"] is None:
+            defined = False
+            g["why_undefined"] = f"fewer than {MIN_FACTS} facts, so the {measure} gap has no interval"
+        else:
+            defined = not (g["clean_ci"][0] <= 0 <= g["clean_ci"][1])
+            g["why_undefined"] = None if defined else (
+                f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3g}, {g['clean_ci'][1]:.3g}] "
+                "includes 0")
         if "entropy neurons" in per:
             abl = per["entropy neurons"]
             g["ablated"], g["ablated_ci"] = float(abl.mean()), _ci(abl, seed, groups)
@@ -267,7 +289,7 @@ def _round(x) -> float:
 
 
 def _interval(ci) -> str:
-    return "" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+    return "[no interval: too few facts or texts]" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
 def _reliability_plot(calib: dict, n_bins: int) -> dict:
@@ -435,12 +457,12 @@ def _per_layer(layer, calib, gap, neurons, iou) -> list[dict]:
         c = calib[m]
         for key in ("accuracy", "confidence", "ece", "entropy"):
             entry[f"{m}_{key}"] = c[key]
-            entry[f"{m}_{key}_ci_low"], entry[f"{m}_{key}_ci_high"] = c[f"{key}_ci"]
+            entry[f"{m}_{key}_ci_low"], entry[f"{m}_{key}_ci_high"] = c[f"{key}_ci"] or (None, None)
         entry[f"{m}_ece_null"] = c["ece_null"]
         entry[f"{m}_n_entropy_neurons"] = len(neurons[m].selected)
     for measure, g in gap.items():
         entry[f"{measure}_gap"] = g["clean"]
-        entry[f"{measure}_gap_ci_low"], entry[f"{measure}_gap_ci_high"] = g["clean_ci"]
+        entry[f"{measure}_gap_ci_low"], entry[f"{measure}_gap_ci_high"] = g["clean_ci"] or (None, None)
         entry[f"{measure}_gap_ablated"] = g.get("ablated")
         entry[f"{measure}_gap_random"] = g.get("random")
         entry[f"{measure}_gap_closed"] = g.get("closed")

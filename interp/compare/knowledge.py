@@ -240,19 +240,24 @@ def _mean(values: np.ndarray) -> np.ndarray:
         return np.where(finite, values, 0).sum(0) / finite.sum(0)
 
 
+#: Fewest facts an interval is drawn from: a bootstrap over 2-4 facts gives a range, not an interval.
+MIN_FACTS = 5
+
+
 def _mean_ci(values: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mean, low, high)`` per column of ``[n, layer]`` values over their finite rows; the interval is the
-    seeded percentile bootstrap (:func:`probes.stats.mean_ci`), NaN with fewer than 2 finite rows."""
+    seeded percentile bootstrap (:func:`probes.stats.mean_ci`), NaN (undefined) with fewer than
+    :data:`MIN_FACTS` finite rows."""
     from probes.stats import mean_ci
 
     n_cols = values.shape[1]
-    if len(values) >= 2 and np.isfinite(values).all():  # the usual case: every column at once
+    if len(values) >= MIN_FACTS and np.isfinite(values).all():  # the usual case: every column at once
         low, high = mean_ci(values.T, seed=seed)
         return values.mean(0), np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     mean, low, high = _mean(values), np.full(n_cols, np.nan), np.full(n_cols, np.nan)
     for c in range(n_cols):
         col = values[:, c][np.isfinite(values[:, c])]
-        if len(col) >= 2:
+        if len(col) >= MIN_FACTS:
             low[c], high[c] = mean_ci(col, seed=seed)
     return mean, low, high
 
@@ -322,7 +327,7 @@ def _peak(run: _Run, m: str, k: int, curves: dict) -> dict:
             "high": curves[f"{key}_ci_high"][peak], "null": curves[f"{key}_null"][peak],
             "half": _half_range(curves[key], peak),
             "boot": (int(np.quantile(boot, 0.025, method="inverted_cdf")),
-                     int(np.quantile(boot, 0.975, method="inverted_cdf")))}
+                     int(np.quantile(boot, 0.975, method="inverted_cdf"))) if len(v) >= MIN_FACTS else None}
 
 
 def _difference_at(run: _Run, k: int, layer: int, normalised: bool = False) -> tuple[float, float, float]:
@@ -389,9 +394,12 @@ def _strength(rows: list, diff: int, holds: int) -> str:
 def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list) -> str:
     """Where ``kind``'s effect peaks in each model, whether the bootstrap ranges of the peak layer overlap (the
     same place), and post - base at the peak layers, as it is and normalised (the same strength)."""
-    overlap = pb["boot"][0] <= pp["boot"][1] and pp["boot"][0] <= pb["boot"][1]
-    place = (f"peak-layer bootstrap ranges {pb['boot'][0]}-{pb['boot'][1]} and {pp['boot'][0]}-{pp['boot'][1]} "
-             + ("overlap: the same place" if overlap else "are disjoint: different places"))
+    if pb["boot"] is None or pp["boot"] is None:
+        place = f"whether at the same place is undefined (fewer than {MIN_FACTS} validation facts to resample)"
+    else:
+        overlap = pb["boot"][0] <= pp["boot"][1] and pp["boot"][0] <= pb["boot"][1]
+        place = (f"peak-layer bootstrap ranges {pb['boot'][0]}-{pb['boot'][1]} and {pp['boot'][0]}-{pp['boot'][1]} "
+                 + ("overlap: the same place" if overlap else "are disjoint: different places"))
     at = list({r[2]: r for r in diffs}.values())  # one figure per distinct peak layer
     figures = ", ".join(f"{_num(r[3])} {_ci(*r[4])} at layer {r[2]}" for r in at)
     normalised = ", ".join(f"{_num(r[6])} {_ci(*r[7])}" for r in at)
@@ -520,7 +528,8 @@ def _tables(run: _Run, peaks: dict, agreement: list) -> dict[str, dict]:
         prompts.append([split, len(run.sets[split]), run.evaluated[split], int(known["base"].sum()),
                         int(known["post"].sum()), int((known["base"] & known["post"]).sum()), run.n(split)])
     peak_rows = [[m, kind, p["layer"], p["effect"], [p["low"], p["high"]],
-                  "none" if p["half"] is None else f"{p['half'][0]}-{p['half'][1]}", f"{p['boot'][0]}-{p['boot'][1]}",
+                  "none" if p["half"] is None else f"{p['half'][0]}-{p['half'][1]}",
+                  "undefined" if p["boot"] is None else f"{p['boot'][0]}-{p['boot'][1]}",
                   p["null"]]
                  for (m, kind), p in peaks.items() if p]
     return {

@@ -53,3 +53,27 @@ def int_list(value: str) -> list[int]:
         else:
             out.append(int(part))  # ValueError for anything else (an empty part too)
     return out
+
+
+def output_folder_problem(out) -> str | None:
+    """Why ``out`` cannot be a folder to write into, as the end of a sentence starting with the path; ``None`` when
+    it can (it exists as a folder, or its nearest existing parent is a writable folder). Checked before any work, so
+    that a bad path fails in a second rather than after the work.
+
+    >>> output_folder_problem("")
+    'is empty: name a folder (an empty path would write into the current folder)'
+    """
+    import os
+    from pathlib import Path
+
+    if not str(out).strip():
+        return "is empty: name a folder (an empty path would write into the current folder)"
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        return "is a file"
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():  # a parent that is a file
+        return f"is under {existing}, which is a file"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written: {existing} is not writable"
+    return None

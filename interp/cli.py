@@ -303,7 +303,9 @@ def _compare(args) -> int:
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" + (" (taken from the earlier run)" if k in resumed else "")
                                     for k, v in result.timings.items())
           + f"; total {sum(result.timings.values()):.0f} s")
-    print(f"report: {Path(args.out) / 'report.html'} (also report.json, layers.csv, directions.safetensors)")
+    written = [name for name in ("report.json", "layers.csv", "directions.safetensors", "vectors")
+               if (Path(args.out) / name).exists()]
+    print(f"report: {Path(args.out) / 'report.html'}" + (f" (also {', '.join(written)})" if written else ""))
     vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
     if vectors:
         print(f"steering vectors: {', '.join(str(v) for v in vectors)}")
@@ -592,19 +594,23 @@ def _concepts() -> tuple[str, ...]:
 
 
 def _out_is_a_file(argv: list[str]) -> str | None:
-    """The error of ``interp compare`` / ``interp organism train`` given an ``--out`` that names a file (they write
-    folders), found from the command line alone; None otherwise."""
+    """The error of ``interp compare`` / ``interp organism train`` given an ``--out`` they cannot write a folder
+    to (a file, a path under a file, an empty path: :func:`interp._checks.output_folder_problem`), found from the
+    command line alone; None otherwise."""
+    from ._checks import output_folder_problem
+
     command = argv[:2] if argv[:1] == ["organism"] else argv[:1]
     if command not in (["compare"], ["organism", "train"]):
         return None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--out")
     out = pre.parse_known_args(argv[len(command):])[0].out
-    if out is None or not Path(out).is_file():
+    problem = None if out is None else output_folder_problem(out)
+    if problem is None:
         return None
     if command == ["compare"]:
-        return f"interp compare: error: --out {out} is a file; the report needs a folder"
-    return f"interp organism: error: --out {out} is a file: the organism needs a folder there for base/ and post/"
+        return f"interp compare: error: --out {out!r} {problem}; the report needs a folder"
+    return f"interp organism: error: --out {out!r} {problem}: the organism needs a folder there for base/ and post/"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,9 @@ character offsets.
 
 **Cross-model patching** (:func:`cross_model_patch`): the target model runs each prompt with its
 ``resid_post`` at layer ``l`` (every position) replaced by the source model's on the same prompt; what
-survives of the target's answer probability is ``p_patched / p_target_clean``. The null patches in the
-source's activations of a *different* fact of equal token length with a different answer token.
+survives of the target's answer probability is ``p_patched / p_target_clean``. The null moves the target's own
+state at each position by as much as the source's differs from it, in a random direction (a random direction of
+equal norm).
 
 Cost: causal tracing runs ``samples x (kinds x layers x (length - first subject token) + kinds x layers + 1)``
 rows per prompt (restorations, the different-subject null, the corrupted run) of its own length, plus one
@@ -66,7 +67,7 @@ from .models import check_same_tokenizer, tokenizer_of
 from .sites import check_layers, hook_name
 from .tokens import Tokenized, as_tokenized
 
-__all__ = ["KINDS", "ROLES", "ROME_NOISE", "ROME_SAMPLES", "ROME_WINDOW", "CausalTrace", "CrossPatch", "FactTokens",
+__all__ = ["KINDS", "PEAK_ROLES", "ROLES", "ROME_NOISE", "ROME_SAMPLES", "ROME_WINDOW", "CausalTrace", "CrossPatch", "FactTokens",
            "causal_trace", "cross_model_patch", "default_window", "fact_predictions", "fact_tokens",
            "subject_embedding_std", "window_layers"]
 
@@ -80,6 +81,11 @@ KINDS: dict[str, str] = {"resid": "resid_post", "mlp": "mlp_out", "attn": "attn_
 #: the last token); tokens before the subject hold none.
 ROLES: tuple[str, ...] = ("first subject token", "middle subject tokens", "last subject token",
                           "first subsequent token", "further tokens", "last token")
+#: Where each kind's effect is read (Meng et al. 2022, sec. 2.2 and Fig. 1): the MLP's at the last subject token
+#: (ROME's "early site", where it locates storage), attention's at the last token (the "late site"), the residual
+#: stream's at the last subject token (its early site; at the last token every layer's state carries the whole
+#: answer, so it locates nothing). The null of each kind (:attr:`CausalTrace.p_null`) is at its role.
+PEAK_ROLES: dict[str, str] = {"resid": ROLES[2], "mlp": ROLES[2], "attn": ROLES[5]}
 #: ROME's noise multiplier: noise std = 3 x the std of the subject tokens' embeddings.
 ROME_NOISE = 3.0
 #: ROME's noise samples per restoration.
@@ -117,6 +123,17 @@ class FactTokens:
         """Position of the subject's last token."""
         return self.subject[1] - 1
 
+    def position(self, role: str) -> int:
+        """The position of a one-token role: ``"last subject token"`` or ``"last token"``.
+
+        Raises:
+            ValueError: a role that can hold several tokens or none.
+        """
+        if role not in (ROLES[2], ROLES[5]):
+            raise ValueError(f"position() takes {ROLES[2]!r} or {ROLES[5]!r}, the roles of exactly one token; got "
+                             f"{role!r}")
+        return self.last_subject if role == ROLES[2] else len(self.ids) - 1
+
     def roles(self) -> dict[str, tuple[int, ...]]:
         """Positions of each of :data:`ROLES` (empty where the prompt has none, e.g. no middle subject token)."""
         first, stop, n = self.subject[0], self.subject[1], len(self.ids)
@@ -125,13 +142,17 @@ class FactTokens:
 
 
 def _subject_span(text: str, subject: str, spans, row: int) -> tuple[int, int]:
-    """``(first, stop)`` token range whose character spans overlap the one occurrence of ``subject``.
+    """``(first, stop)`` token range whose character spans overlap the one occurrence of ``subject``, whitespace
+    at either end of ``subject`` left out (``"Lyon "`` covers the tokens of ``"Lyon"``, not the next word's).
 
     Raises:
-        ValueError: the subject is empty, missing from the text, occurs more than once, or no token covers it.
+        ValueError: the subject is empty or only whitespace, missing from the text, occurs more than once, or no
+            token covers it.
     """
     if not isinstance(subject, str) or not subject:
         raise ValueError(f"fact {row}: meta['subject'] must be a non-empty string, got {subject!r}")
+    if not subject.strip():
+        raise ValueError(f"fact {row}: meta['subject'] {subject!r} is only whitespace")
     at = text.find(subject)
     if at < 0:
         raise ValueError(f"fact {row}: subject {subject!r} not found in the prompt {text!r}; the subject must be "
@@ -140,11 +161,36 @@ def _subject_span(text: str, subject: str, spans, row: int) -> tuple[int, int]:
         raise ValueError(f"fact {row}: subject {subject!r} occurs more than once in {text!r}; the noise must cover "
                          "one occurrence: rephrase the prompt or give a longer subject")
     end = at + len(subject)
+    # whitespace at the subject's ends is not the subject: "Lyon " would otherwise reach the next word's token
+    at, end = at + len(subject) - len(subject.lstrip()), end - (len(subject) - len(subject.rstrip()))
     covering = [i for i, (s, e) in enumerate(spans) if e > s and s < end and e > at]
     if not covering:
         raise ValueError(f"fact {row}: subject {subject!r} not found in the tokens of {text!r} (no token's "
                          "character span covers it)")
     return covering[0], covering[-1] + 1
+
+
+#: First answer tokens that many facts' answers share, so that their probability says nothing of the fact.
+_ARTICLES = frozenset({"the", "a", "an"})
+
+
+def _check_answer_token(row: int, answer: str, first: str) -> None:
+    """Refuse an answer whose first token (``first``, decoded) has no letter or digit (a bare space, a
+    quotation mark) or is an English article: every probability here is of that token, which would then measure
+    the format or the article rather than the fact.
+
+    Raises:
+        ValueError: as above, naming the fact's row and what to give instead.
+    """
+    word = first.strip()
+    if not any(c.isalnum() for c in word):
+        raise ValueError(f"fact {row}: meta['answer'] {answer!r} begins with the token {first!r}, which holds no "
+                         "letter or digit, so p(answer) would be the probability of that token alone; give the "
+                         "answer with one leading space and no punctuation before it, e.g. ' Paris'")
+    if word.lower() in _ARTICLES:
+        raise ValueError(f"fact {row}: meta['answer'] {answer!r} begins with the article {first!r}, a token many "
+                         "answers share, so p(answer) would be the article's probability; end the prompt with the "
+                         "article and give the answer without it (prompt '... is in the', answer ' Netherlands')")
 
 
 def fact_tokens(model, facts: PromptSet, *, tokens: Tokenized | None = None) -> list[FactTokens]:
@@ -160,7 +206,8 @@ def fact_tokens(model, facts: PromptSet, *, tokens: Tokenized | None = None) -> 
         TypeError: ``facts`` not a PromptSet.
         ValueError: no facts; a row without ``subject`` or ``answer``; a subject not found in the prompt or
             its tokens, or found twice; an answer that tokenises to nothing; an answer token id outside the
-            model's vocabulary (``cfg.d_vocab``, the width of its logits).
+            model's vocabulary (``cfg.d_vocab``, the width of its logits); an answer whose first token holds no
+            letter or digit or is an article (``" the"``), which many answers share.
     """
     if not isinstance(facts, PromptSet):
         raise TypeError(f"facts must be a PromptSet whose meta holds 'subject' and 'answer', got "
@@ -188,6 +235,7 @@ def fact_tokens(model, facts: PromptSet, *, tokens: Tokenized | None = None) -> 
         if not 0 <= ids[0] < d_vocab:
             raise ValueError(f"fact {i}: answer token id {ids[0]} ({answer!r}) is out of the model's vocabulary "
                              f"of {d_vocab} logits; the tokenizer and the model do not match")
+        _check_answer_token(i, answer, tok.decode([ids[0]]))
         out.append(FactTokens(tuple(enc.ids), int(ids[0]), _subject_span(text, m["subject"], enc.spans, i)))
     return out
 
@@ -309,13 +357,15 @@ class CausalTrace:
         p_corrupted: ``[n_prompts]`` corrupted run (mean over samples).
         p_restored: ``[n_prompts, kind, layer, pos]`` corrupted run with the state at ``(layer, pos)`` restored
             (over the window for ``mlp``/``attn``); NaN beyond each prompt's length.
-        p_null: ``[n_prompts, kind, layer]`` the null: at the last subject token, the clean state of the
-            *donor* prompt's last subject token (another subject, another answer token) put in instead of the
-            prompt's own (same layers, same window); NaN where no donor exists.
+        p_null: ``[n_prompts, kind, layer]`` the null: at each kind's role (:attr:`null_roles`, from
+            :data:`PEAK_ROLES`), the clean state of the *donor* prompt's token of that role (another subject,
+            another answer token) put in instead of the prompt's own (same layers, same window); NaN where no donor
+            exists.
         donor: ``[n_prompts]`` index of each prompt's donor, -1 for none.
         noise: the multiplier; ``embedding_std``: the std it multiplies; ``noise_std``: their product, the std
             of the noise added.
         samples, window, seed: as given.
+        null_roles: per kind, the role of :attr:`p_null` (:data:`PEAK_ROLES`).
     """
 
     kinds: tuple[str, ...]
@@ -333,6 +383,7 @@ class CausalTrace:
     samples: int
     window: int
     seed: int
+    null_roles: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.facts)
@@ -350,8 +401,8 @@ class CausalTrace:
         return self.indirect_effect() / gap[:, None, None, None]
 
     def null_effect(self) -> Float[torch.Tensor, "n_prompts kind layer"]:
-        """``p_null - p_corrupted``: the indirect effect of a different subject's state at the last subject token
-        (the null of :meth:`at_role` with the last subject token)."""
+        """``p_null - p_corrupted``: the indirect effect of a different subject's state at each kind's role
+        (:attr:`null_roles`; the null of :meth:`at_role` with that role)."""
         return self.p_null - self.p_corrupted[:, None, None]
 
     def roles(self) -> list[dict[str, tuple[int, ...]]]:
@@ -416,14 +467,15 @@ def _noise_draws(fact: FactTokens, text: str, subject: str, samples: int, d_mode
     return torch.randn((samples, n_subject, d_model), generator=gen)
 
 
-def _donors(facts_t: Sequence[FactTokens], subjects: Sequence[str], seed: int, same_length: bool = False) -> list[int]:
-    """For each prompt, a seeded random other prompt with another subject (or, for cross-model patching,
-    ``same_length``: of equal token length) and another answer token; -1 where none exists."""
+def _donors(facts_t: Sequence[FactTokens], subjects: Sequence[str], groups: Sequence, seed: int) -> list[int]:
+    """For each prompt, a seeded random other prompt of another fact (another ``meta["group"]``, where given:
+    not the same fact in another phrasing or language) with another subject and another answer token; -1 where
+    none exists."""
     rng = np.random.default_rng(seed)
     out = []
     for i, f in enumerate(facts_t):
-        cand = [j for j, g in enumerate(facts_t) if j != i and g.answer != f.answer and
-                (len(g) == len(f) if same_length else subjects[j] != subjects[i])]
+        cand = [j for j, g in enumerate(facts_t) if j != i and g.answer != f.answer and subjects[j] != subjects[i]
+                and (groups[i] is None or groups[j] != groups[i])]
         out.append(int(rng.choice(cand)) if cand else -1)
     return out
 
@@ -486,9 +538,10 @@ def _trace_one(model, fact: FactTokens, clean: torch.Tensor, donor: torch.Tensor
                kinds: Sequence[str], window: int, batch_size: int, positions: Sequence[int]
                ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """``(p_corrupted, p_restored [kind, layer, pos], p_null [kind, layer])`` of one prompt, from its clean states
-    ``clean`` ``[kind, layer, pos, d]``, the donor's at its last subject token ``donor`` ``[kind, layer, d]`` (or
-    None) and its noise ``[samples, n_subject, d]`` (already scaled); restorations at ``positions`` only (the
-    others NaN, but those before the subject, which are ``p_corrupted``).
+    ``clean`` ``[kind, layer, pos, d]``, the donor's at each kind's role of :data:`PEAK_ROLES` ``donor``
+    ``[kind, layer, d]`` (or None) and its noise ``[samples, n_subject, d]`` (already scaled); restorations at
+    ``positions`` only (the others NaN, but those before the subject, which are ``p_corrupted``); the null at each
+    kind's role.
 
     The corrupted run goes first and what each of its blocks returns is recorded
     (:func:`interp.hooks.recorded_blocks`); a restored run differs from it only from the lowest restored layer
@@ -497,7 +550,7 @@ def _trace_one(model, fact: FactTokens, clean: torch.Tensor, donor: torch.Tensor
     are ordered by that layer so a batch skips as many blocks as its lowest row allows.
     """
     n_layers, n_pos, samples = clean.shape[1], len(fact), noise.shape[0]
-    first, stop, last = fact.subject[0], fact.subject[1], fact.last_subject
+    first, stop = fact.subject[0], fact.subject[1]
 
     def restored_layers(k: int, layer: int) -> range:
         return range(layer, layer + 1) if kinds[k] == "resid" else window_layers(layer, window, n_layers)
@@ -505,8 +558,8 @@ def _trace_one(model, fact: FactTokens, clean: torch.Tensor, donor: torch.Tensor
     rows = [("restore", k, layer, t, s) for k in range(len(kinds)) for layer in range(n_layers)
             for t in positions for s in range(samples)]
     if donor is not None:
-        rows += [("null", k, layer, last, s) for k in range(len(kinds)) for layer in range(n_layers)
-                 for s in range(samples)]
+        rows += [("null", k, layer, fact.position(PEAK_ROLES[kinds[k]]), s) for k in range(len(kinds))
+                 for layer in range(n_layers) for s in range(samples)]
     rows.sort(key=lambda r: restored_layers(r[1], r[2]).start)  # stable: the order within a layer is kept
     device = clean.device
     keep = last_position_only(model)
@@ -570,8 +623,8 @@ def causal_trace(model, facts: PromptSet, *, kinds: Sequence[str] = ("resid", "m
         embedding_std: the std ``noise`` multiplies; ``None``: measured over these facts' subject tokens
             (:func:`subject_embedding_std`). Pass one value to trace several sets (a validation and a test split) with
             the same noise.
-        null: also run :attr:`CausalTrace.p_null` (a different subject's state restored at the last subject
-            token).
+        null: also run :attr:`CausalTrace.p_null` (a different subject's state restored at each kind's role of
+            :data:`PEAK_ROLES`).
         roles: restore only at the positions holding one of these :data:`ROLES` (e.g. ``["last subject
             token"]`` for a per-layer curve at a fraction of the cost); the other positions from the subject on
             are NaN. ``None``: every position from the first subject token on.
@@ -607,11 +660,14 @@ def causal_trace(model, facts: PromptSet, *, kinds: Sequence[str] = ("resid", "m
     std = _check_positive("embedding_std", embedding_std)
     p_clean, top1 = fact_predictions(model, facts, tokens=tokens, batch_size=batch_size)
     subjects = [m["subject"] for m in facts.meta]
-    donors = _donors(facts_t, subjects, seed) if null else [-1] * len(facts_t)
+    groups = [m.get("group") for m in facts.meta]
+    donors = _donors(facts_t, subjects, groups, seed) if null else [-1] * len(facts_t)
     sites = [KINDS[k] for k in kinds]
-    donor_states = {}  # the donors' clean states at their last subject token, [kind, layer, d]
+    donor_states = {}  # the donors' clean states at each kind's role, [kind, layer, d]
     for j in sorted({d for d in donors if d >= 0}):
-        donor_states[j] = _clean_states(model, facts_t[j], sites, n_layers)[:, :, facts_t[j].last_subject].clone()
+        states = _clean_states(model, facts_t[j], sites, n_layers)
+        donor_states[j] = torch.stack([states[k, :, facts_t[j].position(PEAK_ROLES[kind])]
+                                       for k, kind in enumerate(kinds)])
     n, width = len(facts_t), max(len(f) for f in facts_t)
     p_corr = torch.empty(n)
     p_rest = torch.full((n, len(kinds), n_layers, width), float("nan"))
@@ -627,7 +683,8 @@ def causal_trace(model, facts: PromptSet, *, kinds: Sequence[str] = ("resid", "m
         p_corr[i], p_rest[i, :, :, :len(f)], p_null[i] = _trace_one(
             model, f, clean, donor_states.get(donors[i]), draws, kinds, window, batch_size, positions)
     return CausalTrace(kinds, n_layers, tuple(facts_t), p_clean, top1, p_corr, p_rest, p_null,
-                       torch.tensor(donors), noise, std, noise * std, samples, window, int(seed))
+                       torch.tensor(donors), noise, std, noise * std, samples, window, int(seed),
+                       tuple(PEAK_ROLES[k] for k in kinds))
 
 
 # ------------------------------------------------------------------------------------------ cross-model
@@ -643,9 +700,12 @@ class CrossPatch:
         p_source: ``[n_prompts]`` the source's clean run.
         p_patched: ``[n_prompts, layer]`` the target with its ``resid_post`` at that layer (every position)
             replaced by the source's on the same prompt.
-        p_null: ``[n_prompts, layer]`` the same with the source's activations of the donor prompt (another fact
-            of equal token length with another answer token); NaN where none exists.
-        donor: ``[n_prompts]`` each prompt's donor, -1 for none.
+        p_null: ``[n_prompts, layer]`` the null: the target with its own ``resid_post`` at that layer moved, at
+            every position, by a random direction as long as the source's difference there
+            (``h_target + |h_source - h_target| u``, ``u`` uniform on the unit sphere, seeded per prompt): a
+            change of the same size in no particular direction.
+        distance: ``[n_prompts, layer]`` mean over positions of ``|h_source - h_target|`` relative to
+            ``|h_target|``: how far apart the two models' states are.
     """
 
     layers: list[int]
@@ -653,7 +713,7 @@ class CrossPatch:
     p_source: Float[torch.Tensor, " n_prompts"]
     p_patched: Float[torch.Tensor, "n_prompts layer"]
     p_null: Float[torch.Tensor, "n_prompts layer"]
-    donor: Int[torch.Tensor, " n_prompts"]
+    distance: Float[torch.Tensor, "n_prompts layer"]
 
     def _ratio(self, p: torch.Tensor) -> torch.Tensor:
         base = torch.where(self.p_target > 0, self.p_target, torch.full_like(self.p_target, float("nan")))
@@ -665,7 +725,8 @@ class CrossPatch:
         return self._ratio(self.p_patched)
 
     def null_survival(self) -> Float[torch.Tensor, "n_prompts layer"]:
-        """``p_null / p_target``: the same with another fact's activations (what survives without the fact)."""
+        """``p_null / p_target``: the same with a random change of the source's size (what survives a difference
+        as large that is not the other model's)."""
         return self._ratio(self.p_null)
 
 
@@ -682,8 +743,8 @@ def _clean_p(model, facts_t: Sequence[FactTokens], batch_size: int, into: torch.
             into[list(rows[b0:b0 + len(part)])] = _answer_logprobs(model(ids, **keep), answers)[0]
 
 
-def _source_states(model, facts_t: Sequence[FactTokens], layers: Sequence[int], batch_size: int, p: torch.Tensor,
-                   rows: Sequence[int]) -> dict[int, torch.Tensor]:
+def _states(model, facts_t: Sequence[FactTokens], layers: Sequence[int], batch_size: int, p: torch.Tensor,
+            rows: Sequence[int]) -> dict[int, torch.Tensor]:
     """``{layer: [prompt, pos, d_model]}`` resid_post of equal-length prompts in ``model``'s clean runs (their
     ``p(answer)`` written to ``p[rows]``)."""
     got: dict[int, list] = {layer: [] for layer in layers}
@@ -699,10 +760,25 @@ def _source_states(model, facts_t: Sequence[FactTokens], layers: Sequence[int], 
     return {layer: torch.cat(parts) for layer, parts in got.items()}
 
 
+def _random_moves(source: torch.Tensor, target: torch.Tensor, texts: Sequence[str], layer: int, seed: int
+                  ) -> torch.Tensor:
+    """``target + |source - target| u`` per prompt and position (``[prompt, pos, d_model]``), ``u`` a uniform
+    random unit vector seeded by ``seed``, the prompt's text and the layer (the same prompt gets the same draw in
+    any batch)."""
+    out = torch.empty_like(target)
+    for r, text in enumerate(texts):
+        digest = hashlib.sha256(f"{seed}\0{text}\0{layer}".encode()).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        u = torch.randn(target.shape[1:], generator=gen, dtype=torch.float64)
+        u = (u / u.norm(dim=-1, keepdim=True)).to(device=target.device, dtype=target.dtype)
+        out[r] = target[r] + (source[r] - target[r]).norm(dim=-1, keepdim=True) * u
+    return out
+
+
 def _patched_p(model, facts_t: Sequence[FactTokens], batch: Sequence[tuple], layers: Sequence[int],
                acts: dict[int, torch.Tensor]) -> torch.Tensor:
-    """``p(answer)`` of each row ``(prompt, layer slot, source row, _)`` of ``batch`` (prompts of one length) with
-    ``resid_post`` of that layer replaced, at every position, by ``acts[layer][source row]``."""
+    """``p(answer)`` of each row ``(prompt, layer slot, row of acts, _)`` of ``batch`` (prompts of one length)
+    with ``resid_post`` of that layer replaced, at every position, by ``acts[layer][row of acts]``."""
     device, keep = _device(model), last_position_only(model)
     ids = torch.tensor([facts_t[i].ids for i, *_ in batch], device=device)
     answers = torch.tensor([facts_t[i].answer for i, *_ in batch], device=device)
@@ -730,11 +806,12 @@ def cross_model_patch(source, target, facts: PromptSet, *, layers: Sequence[int]
 
     For each prompt and layer ``l`` the target runs the prompt with ``blocks.l.hook_resid_post`` (the output of
     block ``l``) at every position replaced by the source's on the same prompt; the blocks above ``l`` are the
-    target's. The null replaces it with the source's activations of a donor prompt: a different fact of equal
-    token length with a different answer token, chosen at random (``seed``) among those (a seeded draw, not a
-    shuffled pairing: a donor may serve several prompts). Prompts of equal length share a batch (no padding), so
-    a prompt's result does not depend on its batch. Survival (:meth:`CrossPatch.survival`) is
-    ``p_patched / p_target``: the share of the target's own answer probability left with the source's state.
+    target's. Survival (:meth:`CrossPatch.survival`) is ``p_patched / p_target``: the share of the target's own
+    answer probability left with the source's state. The null (a random direction of equal norm) moves the
+    target's own state at each position by as much as the source's differs from it, in a random direction:
+    survival well above the null's says the source's state differs from the target's in directions the target
+    reads as the same fact, not merely by little. Prompts of equal length share a batch (no padding), so a
+    prompt's result does not depend on its batch.
 
     Args:
         source, target: ``TransformerBridge`` models with the same vocabulary, depth and width (a base model and
@@ -742,7 +819,7 @@ def cross_model_patch(source, target, facts: PromptSet, *, layers: Sequence[int]
         facts: as :func:`causal_trace`.
         layers: layers patched (default all; negative count from the end).
         batch_size: runs per forward pass (a patched run is one prompt at one layer; prompts of one length only).
-        seed: of the donors.
+        seed: of the null's random directions.
         tokens: ``facts.texts`` already tokenised (for the target; the vocabularies are the same).
 
     Returns:
@@ -761,21 +838,27 @@ def cross_model_patch(source, target, facts: PromptSet, *, layers: Sequence[int]
     layers = check_layers(layers, int(target.cfg.n_layers))
     batch_size = check_int("batch_size", batch_size)
     facts_t = fact_tokens(target, facts, tokens=tokens)
-    donors = _donors(facts_t, [m["subject"] for m in facts.meta], seed, same_length=True)
     n = len(facts_t)
     p_target, p_source = torch.empty(n), torch.empty(n)
     p_patched = torch.full((n, len(layers)), float("nan"))
     p_null = torch.full((n, len(layers)), float("nan"))
-    for group in _length_groups([len(f) for f in facts_t], n):  # one group per length: donors are inside it
-        acts = _source_states(source, [facts_t[i] for i in group], layers, batch_size, p_source, group)
-        _clean_p(target, [facts_t[i] for i in group], batch_size, p_target, group)
-        index = {i: g for g, i in enumerate(group)}
-        # one row per (prompt, layer, own or donor's activations); rows of any layers share a forward pass
-        rows = [(i, slot, index[i] if which == "own" else index[donors[i]], which) for i in group
-                for slot in range(len(layers)) for which in ("own", "null") if which == "own" or donors[i] >= 0]
-        for b0 in range(0, len(rows), batch_size):
+    distance = torch.full((n, len(layers)), float("nan"))
+    for group in _length_groups([len(f) for f in facts_t], batch_size):
+        part = [facts_t[i] for i in group]
+        src = _states(source, part, layers, batch_size, p_source, group)
+        own = _states(target, part, layers, batch_size, p_target, group)
+        texts = [facts.texts[i] for i in group]
+        # rows 0..len(group)-1 of acts[layer]: the source's states; the next len(group): the null's
+        acts = {layer: torch.cat([src[layer], _random_moves(src[layer], own[layer], texts, layer, seed)])
+                for layer in layers}
+        for slot, layer in enumerate(layers):
+            diff = (src[layer] - own[layer]).double().norm(dim=-1) / own[layer].double().norm(dim=-1)
+            distance[group, slot] = diff.mean(-1).float().cpu()
+        rows = [(i, slot, g + (len(group) if which == "null" else 0), which) for g, i in enumerate(group)
+                for slot in range(len(layers)) for which in ("own", "null")]
+        for b0 in range(0, len(rows), batch_size):  # rows of any layers share a forward pass
             batch = rows[b0:b0 + batch_size]
             p = _patched_p(target, facts_t, batch, layers, acts)
             for (i, slot, _, which), value in zip(batch, p.tolist()):
                 (p_patched if which == "own" else p_null)[i, slot] = value
-    return CrossPatch(layers, p_target, p_source, p_patched, p_null, torch.tensor(donors))
+    return CrossPatch(layers, p_target, p_source, p_patched, p_null, distance)

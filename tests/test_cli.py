@@ -109,3 +109,30 @@ def test_a_bad_out_is_refused_before_any_model_boots_or_trains(tmp_path, monkeyp
     assert "is a file; the report needs a folder" in capsys.readouterr().err
     assert main(["organism", "train", "--out", str(afile)]) == 2
     assert "is a file: the organism needs a folder there" in capsys.readouterr().err
+    # a folder under a file, and an empty path (it would write into the current folder)
+    assert main(["compare", "--out", str(afile / "sub")]) == 2
+    assert f"is under {afile}, which is a file; the report needs a folder" in capsys.readouterr().err
+    assert main(["organism", "train", "--out", str(afile / "sub")]) == 2
+    assert f"is under {afile}, which is a file: the organism needs" in capsys.readouterr().err
+    for command in (["compare"], ["organism", "train"]):
+        assert main([*command, "--out", ""]) == 2
+        assert "--out '' is empty: name a folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is under .*, which is a file; the report needs a folder"):
+        interp.compare.compare(concepts=["truth"], out=afile / "sub")
+
+
+def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch, capsys):
+    """A knowledge window beyond the model's layers is refused once the pair boots, before truth runs; a NaN float
+    option before it boots."""
+    import interp.compare.truth as truth
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a section ran before the options were checked")
+
+    monkeypatch.setattr(truth, "truth_section", no_work)
+    with pytest.raises(ValueError, match="window must be in 1..6"):
+        interp.compare.compare(concepts=["truth", "knowledge"], out=None, progress=False,
+                               options={"knowledge": {"window": 9}})
+    for option in ("--knowledge-noise", "--confidence-rho-threshold"):
+        assert main(["compare", "--concepts", "knowledge,confidence", option, "nan", "--out", "x"]) == 2
+        assert "must be a finite number; got nan" in capsys.readouterr().err

@@ -598,6 +598,17 @@ CASES_KNOWLEDGE = {
     "K29": lambda c: __import__("interp.compare").compare.plan(["confidence"], options={"confidence": {"n_bins": 0}}),
     "K30": lambda c: __import__("interp.compare").compare.plan(["knowledge"],
                                                                 options={"knowledge": {"data": "missing.jsonl"}}),
+    "K40": lambda c: _trace(c, _one_fact("The city of Lyon is in", "  ")),
+    "K41": lambda c: _trace(c, interp.datasets.PromptSet("f", ["The city of Lyon is in"],
+                                                         meta=[{"subject": "Lyon", "answer": "  France"}])),
+    "K42": lambda c: _trace(c, interp.datasets.PromptSet("f", ["The city of Lyon is in"],
+                                                         meta=[{"subject": "Lyon", "answer": " the Netherlands"}])),
+    "K43": lambda c: __import__("interp.compare").compare.plan(["knowledge"], out=""),
+    "K44": lambda c: __import__("interp.compare").compare.plan(["knowledge"], out=_file(c, "k44.txt", "x") / "sub"),
+    "K45": lambda c: __import__("interp.compare").compare.plan(["knowledge"],
+                                                                options={"knowledge": {"noise": float("nan")}}),
+    "K46": lambda c: __import__("interp.compare").compare.compare(
+        concepts=["knowledge"], out=None, progress=False, options={"knowledge": {"window": 7}}),
 }
 
 CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP,

@@ -10,12 +10,15 @@ the section runs through ``compare`` once registered.
 from __future__ import annotations
 
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
 import interp
 from interp.compare import _section, compare, register
-from interp.compare.knowledge import SECTION, knowledge_section
+from interp.compare.knowledge import PLACE_TOLERANCE, SECTION, _place, knowledge_section
 from interp.datasets import PromptSet
 from interp.tracing import ROLES
 
@@ -38,14 +41,15 @@ def test_result_fields(result, pair):
     entry = result.per_layer[0]
     for m in ("base", "post"):
         for kind in ("resid", "mlp", "attn"):
-            key = f"{m}_{kind}_last_subject"
+            key = f"{m}_{kind}_" + ("last_token" if kind == "attn" else "last_subject")
             for suffix in ("", "_ci_low", "_ci_high", "_null", "_validation", "_normalised", "_normalised_ci_low",
                            "_normalised_ci_high"):
                 assert isinstance(entry[key + suffix], float), key + suffix
     for direction in ("base_to_post", "post_to_base"):
-        for suffix in ("", "_ci_low", "_ci_high", "_null"):
+        for suffix in ("", "_ci_low", "_ci_high", "_null", "_minus_null", "_minus_null_ci_low",
+                       "_minus_null_ci_high", "_distance"):
             assert isinstance(entry[f"survival_{direction}{suffix}"], float)
-    assert set(result.tables) == {"prompts", "peaks", "agreement"}
+    assert set(result.tables) == {"prompts", "peaks", "place", "agreement"}
     split, facts, evaluated, known_base, known_post, both, traced = result.tables["prompts"]["rows"][1]
     assert split == "test" and facts >= evaluated >= known_base >= both and known_post >= both
     assert traced == min(OPTIONS["max_prompts"], both) == 6
@@ -81,9 +85,10 @@ def test_intervals_bracket_their_means(result):
                 mean, low, high = entry[key[:-7]], entry[key], entry[key[:-7] + "_ci_high"]
                 assert low <= mean + 1e-12 and mean <= high + 1e-12, (entry["layer"], key)
     for row in result.tables["agreement"]["rows"]:
-        kind, at, layer, diff, (low, high), holds, n_diff, (n_low, n_high), n_holds = row
-        assert low <= diff <= high and holds == ("yes" if low <= 0 <= high else "no")
-        assert n_low <= n_diff <= n_high and n_holds == ("yes" if n_low <= 0 <= n_high else "no")
+        kind, at, layer, diff, ci, holds, n_diff, n_ci, n_holds = row
+        (low, high), (n_low, n_high) = (map(float, c.strip("[]").split(", ")) for c in (ci, n_ci))
+        assert low <= round(diff, 3) <= high and holds == ("yes" if low <= 0 <= high else "no")
+        assert n_low <= round(n_diff, 3) <= n_high and n_holds == ("yes" if n_low <= 0 <= n_high else "no")
 
 
 def test_summary_reports_the_validation_chosen_peaks(result):
@@ -91,16 +96,66 @@ def test_summary_reports_the_validation_chosen_peaks(result):
     peaks = {(r[0], r[1]): r for r in result.tables["peaks"]["rows"]}
     for m in ("base", "post"):
         for kind in ("resid", "mlp", "attn"):
-            layer = peaks[m, kind][2]
-            validation = [e[f"{m}_{kind}_last_subject_validation"] for e in result.per_layer]
+            key = f"{m}_{kind}_" + ("last_token" if kind == "attn" else "last_subject")
+            assert peaks[m, kind][2] == ("last token" if kind == "attn" else "last subject token")
+            layer = peaks[m, kind][3]
+            validation = [e[f"{key}_validation"] for e in result.per_layer]
             assert layer == int(np.argmax(validation))  # chosen on validation, not test
-            assert peaks[m, kind][3] == pytest.approx(result.per_layer[layer][f"{m}_{kind}_last_subject"])
+            assert peaks[m, kind][4] == pytest.approx(result.per_layer[layer][key])
     for kind in ("mlp", "resid"):
         b, p = peaks["base", kind], peaks["post", kind]
-        assert f"{kind} at the last subject token peaks at layer {b[2]} ({b[3]:.2f} [{b[4][0]:.2f}, {b[4][1]:.2f}]" \
-               in summary
-        assert f"in base and layer {p[2]} ({p[3]:.2f}" in summary
+        e = result.per_layer[b[3]]
+        low, high = e[f"base_{kind}_last_subject_ci_low"], e[f"base_{kind}_last_subject_ci_high"]
+        assert f"{kind} at the last subject token peaks at layer {b[3]} ({b[4]:.2f} [{low:.2f}, {high:.2f}]" in summary
+        assert f"in base and layer {p[3]} ({p[4]:.2f}" in summary
+    place = {r[0]: r for r in result.tables["place"]["rows"]}
+    for kind in ("resid", "mlp", "attn"):
+        assert place[kind][5] in ("the same place", "different places", "undetermined", "undefined")
+    assert "attn at the last token peaks at layer" in summary
     assert summary.startswith("On 6 test facts known by both models") and "6 validation facts" in summary
+
+
+class _Trace:
+    """What :func:`_place` reads of a CausalTrace: ``at_role(role)`` ``[n, kind, layer]``."""
+
+    def __init__(self, effect):
+        self.effect = torch.as_tensor(effect, dtype=torch.float64)[:, None, :]
+
+    def at_role(self, role):
+        return self.effect
+
+
+def _planted_place(base_peak, post_peak, n, noise, seed=1, effect_low=0.1):
+    """_place on planted curves: each fact's effect is a bump of height 1 at its model's peak plus noise."""
+    rng = np.random.default_rng(seed)
+    layers = np.arange(10)
+
+    def facts(peak):
+        return np.exp(-0.5 * (layers - peak) ** 2)[None] + noise * rng.standard_normal((n, len(layers)))
+
+    run = SimpleNamespace(kinds=("mlp",), seed=0, traces={("test", "base"): _Trace(facts(base_peak)),
+                                                          ("test", "post"): _Trace(facts(post_peak))})
+    peaks = {(m, "mlp"): {"low": effect_low} for m in ("base", "post")}
+    return _place(run, 0, peaks)
+
+
+def test_same_place_needs_the_shift_interval_within_the_tolerance():
+    same = _planted_place(4, 4, n=40, noise=0.05)
+    assert same["verdict"] == "the same place" and same["shift"] == 0
+    assert -PLACE_TOLERANCE <= same["low"] <= 0 <= same["high"] <= PLACE_TOLERANCE
+    moved = _planted_place(3, 7, n=40, noise=0.05)
+    assert moved["verdict"] == "different places" and moved["shift"] == 4 and moved["low"] > 0
+    # noisy facts whose peaks differ by 4 layers: the interval holds 0 but is wide; no longer "the same place"
+    vague = _planted_place(3, 7, n=6, noise=1.5, seed=3)
+    assert vague["verdict"] == "undetermined" and vague["low"] <= 0 <= vague["high"]
+    assert vague["high"] - vague["low"] > 2 * PLACE_TOLERANCE and "more facts" in vague["why"]
+
+
+def test_place_is_undefined_without_facts_or_effect():
+    few = _planted_place(4, 4, n=4, noise=0.05)
+    assert few["verdict"] == "undefined" and "fewer than 5 test facts (4)" in few["why"] and few["low"] is None
+    flat = _planted_place(4, 4, n=40, noise=0.05, effect_low=-0.01)
+    assert flat["verdict"] == "undefined" and "no effect to locate" in flat["why"]
 
 
 def test_same_seed_same_result(result, pair):

@@ -30,7 +30,7 @@ import torch
 import interp
 from interp.datasets import PromptSet
 from interp.hooks import attached
-from interp.tracing import (ROLES, causal_trace, cross_model_patch, fact_predictions, fact_tokens,
+from interp.tracing import (PEAK_ROLES, ROLES, causal_trace, cross_model_patch, fact_predictions, fact_tokens,
                             subject_embedding_std, window_layers)
 
 K = 1  # the block whose MLP stores the facts; block K + 1's attention moves them to the last token
@@ -187,6 +187,66 @@ def test_null_restores_another_facts_state(planted_trace):
     own = tr.at_role("last subject token")[:, tr.kinds.index("mlp"), K]
     null = tr.null_effect()[:, tr.kinds.index("mlp"), K]
     assert (own > 0.7).all() and (null.mean() < 0.3 * own.mean())
+    # each kind's null sits at its token: attention's at the last token, where its own effect is
+    assert tr.null_roles == tuple(PEAK_ROLES[k] for k in tr.kinds) and PEAK_ROLES["attn"] == "last token"
+    a = tr.kinds.index("attn")
+    own_attn = tr.at_role("last token")[:, a, K + 1]
+    assert (own_attn > 0.7).all() and (tr.null_effect()[:, a, K + 1].mean() < 0.3 * own_attn.mean())
+
+
+def test_null_state_is_the_donors_at_the_kinds_token(pair, cities):
+    """The null of attention equals a hand-written run that puts the donor's clean attn_out at its last token into
+    the corrupted prompt's last token (one sample: the documented noise draws)."""
+    model = pair.base
+    tr = causal_trace(model, cities, kinds=["attn"], samples=1, window=1, seed=5)
+    i, layer = 0, 2
+    j = int(tr.donor[i])
+    assert j >= 0 and cities.meta[j]["subject"] != cities.meta[i]["subject"]
+    fi, fj = tr.facts[i], tr.facts[j]
+    site = f"blocks.{layer}.hook_attn_out"
+    got = {}
+    with attached(model, [(site, lambda a, hook: got.__setitem__("x", a[0, -1].clone()))]), torch.no_grad():
+        model(torch.tensor([fj.ids]))
+    noise = _noise(cities.texts[i], cities.meta[i]["subject"], 1, fi.subject[1] - fi.subject[0],
+                   model.cfg.d_model, 5)[0] * tr.noise_std
+
+    def corrupt(act, hook):
+        act = act.clone()
+        act[0, fi.subject[0]:fi.subject[1]] += noise
+        return act
+
+    def put(act, hook):
+        act = act.clone()
+        act[0, -1] = got["x"]
+        return act
+
+    with attached(model, [("blocks.0.hook_resid_pre", corrupt), (site, put)]), torch.no_grad():
+        p = float(model(torch.tensor([fi.ids]))[0, -1].softmax(-1)[fi.answer])
+    assert float(tr.p_null[i, 0, layer]) == pytest.approx(p, abs=1e-5)
+
+
+def test_null_donor_is_never_the_same_fact_in_another_phrasing(pair, cities):
+    grouped = PromptSet("x", cities.texts, meta=[{**m, "group": m["subject"][:1]} for m in cities.meta])
+    tr = causal_trace(pair.base, grouped, kinds=["resid"], samples=1, window=1)
+    groups = [m["group"] for m in grouped.meta]
+    for i, j in enumerate(tr.donor.tolist()):
+        assert j < 0 or groups[j] != groups[i]
+    assert (tr.donor >= 0).sum() >= 3
+
+
+def test_subject_whitespace_is_not_the_subject(pair, cities):
+    padded = PromptSet("x", cities.texts[:1], meta=[{**cities.meta[0], "subject": cities.meta[0]["subject"] + " "}])
+    assert fact_tokens(pair.base, padded)[0].subject == fact_tokens(pair.base, cities[[0]])[0].subject
+    with pytest.raises(ValueError, match="is only whitespace"):
+        fact_tokens(pair.base, PromptSet("x", ["The city of Lyon is in"], meta=[{"subject": " ", "answer": " France"}]))
+
+
+@pytest.mark.parametrize("answer, match", [("  France", "holds no letter or digit"), (' "France"', "holds no letter"),
+                                           (" the Netherlands", "begins with the article")])
+def test_answers_whose_first_token_is_not_the_fact_are_refused(pair, answer, match):
+    facts = PromptSet("x", ["The city of Lyon is in"], meta=[{"subject": "Lyon", "answer": answer}])
+    with pytest.raises(ValueError, match=match):
+        fact_tokens(pair.base, facts)
 
 
 # ------------------------------------------------------------------------------------------------ parity
@@ -328,17 +388,41 @@ def test_a_model_patched_into_itself_keeps_everything(pair, cities):
     cp = cross_model_patch(pair.post, pair.post, cities)
     assert torch.allclose(cp.survival(), torch.ones(len(cities), pair.n_layers), atol=1e-5)
     assert torch.allclose(cp.p_target, cp.p_source)
-    # the null: another fact of the same length with another answer, and it loses the answer
-    lengths = [len(f) for f in fact_tokens(pair.post, cities)]
-    for i, j in enumerate(cp.donor.tolist()):
-        assert j != i and lengths[j] == lengths[i] and cities.meta[j]["answer"] != cities.meta[i]["answer"]
-    assert (cp.null_survival()[:, 2:] < 0.5).all()
+    # the null moves the state by as much as the source differs from it: nothing
+    assert torch.allclose(cp.null_survival(), torch.ones(len(cities), pair.n_layers), atol=1e-5)
+    assert (cp.distance == 0).all()
+
+
+def test_cross_patch_null_is_a_random_move_of_the_sources_size(pair, cities):
+    """p_null equals a hand-written run with the documented draw: target + |source - target| u, u a unit vector
+    from a generator seeded by sha256(seed, text, layer); distance is |source - target| / |target|."""
+    cp = cross_model_patch(pair.base, pair.post, cities, layers=[3], seed=7)
+    facts = fact_tokens(pair.post, cities)
+    i, site = 2, "blocks.3.hook_resid_post"
+    ids = torch.tensor([facts[i].ids])
+    got = {}
+    for name, model in pair:
+        with attached(model, [(site, lambda a, hook, name=name: got.__setitem__(name, a[0].clone()))]):
+            with torch.no_grad():
+                model(ids)
+    digest = hashlib.sha256(f"7\0{cities.texts[i]}\0{3}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    u = torch.randn(got["post"].shape, generator=gen, dtype=torch.float64)
+    u = (u / u.norm(dim=-1, keepdim=True)).float()
+    moved = got["post"] + (got["base"] - got["post"]).norm(dim=-1, keepdim=True) * u
+    with attached(pair.post, [(site, lambda a, hook: moved[None])]), torch.no_grad():
+        p = float(pair.post(ids)[0, -1].softmax(-1)[facts[i].answer])
+    assert float(cp.p_null[i, 0]) == pytest.approx(p, abs=1e-5)
+    distance = ((got["base"] - got["post"]).norm(dim=-1) / got["post"].norm(dim=-1)).mean()
+    assert float(cp.distance[i, 0]) == pytest.approx(float(distance), rel=1e-4)
+    # a random move of that size is not the base model's state: it loses more of post's answer on these facts
+    assert float(cp.null_survival().mean()) < float(cp.survival().mean())
 
 
 def test_cross_patch_matches_a_hand_written_hook_and_batches(pair, cities):
     cp = cross_model_patch(pair.base, pair.post, cities, layers=[1, 4], batch_size=3)
     one = cross_model_patch(pair.base, pair.post, cities, layers=[1, 4], batch_size=1)
-    assert torch.allclose(cp.p_patched, one.p_patched, atol=1e-5) and torch.equal(cp.donor, one.donor)
+    assert torch.allclose(cp.p_patched, one.p_patched, atol=1e-5) and torch.allclose(cp.p_null, one.p_null, atol=1e-5)
     facts = fact_tokens(pair.post, cities)
     for i in (0, 4):
         ids = torch.tensor([facts[i].ids])

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from .._checks import output_folder_problem
 from ..models import ModelPair, check_device, load_pair
 from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
@@ -175,8 +176,9 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     check_device(device)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out} is a file; the report needs a folder")
+    problem = None if out is None else output_folder_problem(out)
+    if problem:
+        raise ValueError(f"--out {str(out)!r} {problem}; the report needs a folder")
     if out is not None and (Path(out) / "report.json").exists():
         log.warning("%s holds a report; this run replaces it (keeping the sections it holds from a run of the "
                     "same configuration, unless fresh)", out)
@@ -353,7 +355,8 @@ def compare(
     Raises:
         ValueError: no section to run (``concepts=[]`` and no user concept), an unknown concept, an option a
             section does not take or a bad option value, an unknown dtype, ``out`` naming a file (all checked
-            before any model is booted). FileNotFoundError: ``data``
+            before any model is booted), an option the booted model cannot take (``Section.check``, before any
+            section runs). FileNotFoundError: ``data``
             lacks one of the public files. :class:`Interrupted` (a ``KeyboardInterrupt``): Ctrl-C; it names the
             sections kept in ``out``.
     """
@@ -371,6 +374,9 @@ def compare(
     if pair is None:
         pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
     timings = {"load": time.perf_counter() - t0}
+    for name, section in sections.items():  # options that depend on the model, before any section's work
+        if section.check is not None:
+            section.check(pair, **chosen[name])
     is_organism = _organism.is_bundled(pair)
     if is_organism and sets is not None:
         log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)

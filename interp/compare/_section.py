@@ -18,6 +18,7 @@ Sections are imported only when they run (or when the CLI lists their options).
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,8 @@ class Param:
         """``value`` converted to :attr:`type` (ints accepted for a float option).
 
         Raises:
-            ValueError: a value of another type, or one outside :attr:`choices`.
+            ValueError: a value of another type, one outside :attr:`choices` or the bounds, a float that is NaN or
+                infinite.
         """
         if value is None:
             return None
@@ -78,6 +80,8 @@ class Param:
             kind = self.type.__name__
             raise ValueError(f"option {self.name!r} of section {section!r} takes {'an' if kind[0] in 'aeiou' else 'a'} "
                              f"{kind}, got {value!r}")
+        if self.type is float and not math.isfinite(value):
+            raise ValueError(f"option {self.name!r} of section {section!r} must be a finite number; got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
                              f"{', '.join(map(repr, self.choices))}; got {value!r}")
@@ -117,12 +121,16 @@ class Section:
         run: the function; it receives every declared option (defaults filled in).
         params: the options it takes.
         help: one line for ``interp compare --help``.
+        check: called as ``check(pair, **options)`` once the pair is booted and before any section runs, to refuse
+            options that depend on the model (a layer count, a width) before minutes of other sections' work;
+            raises ``ValueError`` to refuse.
     """
 
     name: str
     run: Callable[..., Any]
     params: tuple[Param, ...] = field(default_factory=tuple)
     help: str = ""
+    check: Callable[..., None] | None = None
 
     def options(self, given: dict | None = None) -> dict[str, Any]:
         """Every option of the section: ``given`` checked (:meth:`Param.check`), defaults for the rest.

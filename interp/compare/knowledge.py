@@ -15,19 +15,25 @@ same layers. This section repeats that comparison on a pair:
   subject's embeddings, then one clean state restored at a time; the indirect effect is
   ``p_restored - p_corrupted`` of the answer token. Both models get the same standard-normal noise draws,
   each scaled by its own embedding std over the traced subjects (x ``noise``).
-* **Selection.** The peak layer of each kind's effect at the last subject token is chosen on the validation
-  split (the set's ``train`` split, traced at the last subject token only) and every figure is reported on
-  the ``test`` split, with 95% percentile bootstrap intervals over test facts (1,000 resamples, seeded).
-* **Nulls.** For tracing: the same restoration at the last subject token with *another* fact's clean state
-  (a different subject and answer token): what restoring a clean-looking state that does not hold the fact
-  gives. (Restoring a token before the subject would give exactly 0: the noise never reaches it under causal
-  attention, so that is no null.) For cross-model patching: the source's activations of another fact of equal
-  token length.
-* **Same place, same strength?** Place: each model's peak layer, the layers where its test effect is at least
-  half of its value at the peak, and the 95% range of the peak layer over bootstrap resamples of the
-  validation facts; the two models are at the same place where those ranges overlap. Strength: the paired
-  bootstrap interval of post - base at each model's peak layer (the same facts in both); the same strength
-  where every such interval holds 0.
+* **Where each kind is read** (:data:`interp.tracing.PEAK_ROLES`; ROME sec. 2.2): the MLP's and the residual
+  stream's effect at the subject's last token (ROME's early site), attention's at the last token (its late site).
+* **Selection.** The peak layer of each kind's effect at its token is chosen on the validation split (the set's
+  ``train`` split, traced at those tokens only) and every figure is reported on the ``test`` split, with 95%
+  percentile bootstrap intervals over test facts (1,000 resamples, seeded).
+* **Nulls.** For tracing: the same restoration at the same token with *another* fact's clean state there (another
+  fact group, subject and answer token): what restoring a clean-looking state that does not hold the fact gives.
+  (Restoring a token before the subject would give exactly 0: the noise never reaches it under causal attention,
+  so that is no null.) For cross-model patching: the target's own state moved by as much as the source's differs
+  from it, in a random direction (a random direction of equal norm).
+* **Same place?** The shift of the peak layer, post - base, measured on the test facts with a paired bootstrap
+  (each resample draws the same facts for both models and takes each model's argmax layer): the same place when
+  the 95% interval of the shift lies within +-:data:`PLACE_TOLERANCE` layer, different places when it excludes
+  0, undetermined otherwise (it holds 0 but allows a larger shift: more facts narrow it); undefined with fewer
+  than :data:`MIN_FACTS` test facts or where either model's peak effect has an interval reaching 0 (no effect to
+  locate). The table ``peaks`` also gives each model's half-peak range and the 95% range of its validation
+  peak layer over bootstrap resamples.
+* **Same strength?** The paired bootstrap interval of post - base at each model's peak layer (the same facts in
+  both); the same strength where every such interval holds 0.
 * **Cross-model patching** (:func:`interp.tracing.cross_model_patch`): each model's ``resid_post`` at layer
   ``l`` (every position) put into the other; ``survival = p_patched / p_target_clean``.
 
@@ -58,7 +64,7 @@ from ..datasets import PromptSet, load
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ..tracing import KINDS, ROLES, causal_trace, cross_model_patch, fact_predictions
+from ..tracing import KINDS, PEAK_ROLES, ROLES, causal_trace, cross_model_patch, fact_predictions
 from ..tracing import subject_embedding_std
 from ._section import Param, Section, data_param, provides, tokens_for, user_data
 
@@ -67,7 +73,13 @@ __all__ = ["SECTION", "knowledge_section"]
 log = logging.getLogger(__name__)
 
 _MODELS = ("base", "post")
-_LAST = "last subject token"
+#: The largest shift of the peak layer, in layers, still called "the same place".
+PLACE_TOLERANCE = 1
+
+
+def _key(m: str, kind: str) -> str:
+    """The per-layer key of model ``m``'s effect of ``kind`` at its token (:data:`~interp.tracing.PEAK_ROLES`)."""
+    return f"{m}_{kind}_" + ("last_token" if PEAK_ROLES[kind] == ROLES[5] else "last_subject")
 _SPLITS = ("validation", "test")
 #: Bootstrap resamples of the peak layer.
 _N_BOOT = 1000
@@ -163,7 +175,7 @@ class _Run:
     std: dict = field(default_factory=dict)
     """``std[model]``: embedding std over the chosen facts' subject tokens (the noise unit)"""
     traces: dict = field(default_factory=dict)
-    """``traces[split, model]``: :class:`~interp.tracing.CausalTrace` (validation: last subject token only)"""
+    """``traces[split, model]``: :class:`~interp.tracing.CausalTrace` (validation: the kinds' tokens only)"""
     patches: dict = field(default_factory=dict)
     """``patches["base_to_post"]``: :class:`~interp.tracing.CrossPatch` on the test facts"""
 
@@ -200,8 +212,9 @@ def _known_facts(run: _Run, max_prompts: int) -> None:
 
 
 def _trace(run: _Run) -> None:
-    """Causal traces of the chosen facts in both models: validation at the last subject token, test everywhere
-    with the null; one noise unit per model over both splits' subjects."""
+    """Causal traces of the chosen facts in both models: validation at each kind's token
+    (:data:`~interp.tracing.PEAK_ROLES`), test everywhere with the null; one noise unit per model over both
+    splits' subjects."""
     splits = [s for s in _SPLITS if s in run.chosen]
     if not splits:
         return
@@ -215,7 +228,8 @@ def _trace(run: _Run) -> None:
             run.traces[split, m] = causal_trace(
                 model, run.chosen[split], kinds=run.kinds, noise=run.noise, samples=run.samples, window=run.window,
                 seed=run.seed, batch_size=run.batch_size, embedding_std=run.std[m], null=split == "test",
-                roles=(_LAST,) if split == "validation" else None, tokens=run.tokens[split][m],
+                roles=tuple(dict.fromkeys(PEAK_ROLES[k] for k in run.kinds)) if split == "validation" else None,
+                tokens=run.tokens[split][m],
                 progress=run.progress)
 
 
@@ -263,37 +277,42 @@ def _mean_ci(values: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def _curves(run: _Run) -> dict[str, np.ndarray]:
-    """Per-layer series ``{key: [layer]}``: each model's and kind's indirect effect at the last subject token on
-    the test facts (mean, interval, the different-fact null) and on the validation facts, and the survival of
+    """Per-layer series ``{key: [layer]}``: each model's and kind's indirect effect at its token on the test facts
+    (mean, interval, the different-fact null) and on the validation facts, and the survival of
     each patching direction with its null."""
     nan = np.full(run.n_layers, np.nan)
     out = {}
     for m in _MODELS:
         for k, kind in enumerate(run.kinds):
-            key = f"{m}_{kind}_last_subject"
+            key, role = _key(m, kind), PEAK_ROLES[kind]
             test = run.traces.get(("test", m))
             if test is not None:
                 out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(
-                    test.at_role(_LAST)[:, k].double().numpy(), run.seed)
+                    test.at_role(role)[:, k].double().numpy(), run.seed)
                 out[f"{key}_null"] = _mean(test.null_effect()[:, k].double().numpy())
                 norm = f"{key}_normalised"
                 out[norm], out[f"{norm}_ci_low"], out[f"{norm}_ci_high"] = _mean_ci(
-                    test.at_role(_LAST, test.normalised_effect())[:, k].double().numpy(), run.seed)
+                    test.at_role(role, test.normalised_effect())[:, k].double().numpy(), run.seed)
             else:
                 for suffix in ("", "_ci_low", "_ci_high", "_null", "_normalised", "_normalised_ci_low",
                                "_normalised_ci_high"):
                     out[key + suffix] = nan
             val = run.traces.get(("validation", m))
-            out[f"{key}_validation"] = (val.at_role(_LAST)[:, k].double().mean(0).numpy() if val is not None
+            out[f"{key}_validation"] = (val.at_role(role)[:, k].double().mean(0).numpy() if val is not None
                                         else nan)
     for src, dst in _DIRECTIONS:
         key, patch = f"survival_{src}_to_{dst}", run.patches.get(f"{src}_to_{dst}")
         if patch is None:
-            out[key] = out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = out[f"{key}_null"] = nan
+            for suffix in ("", "_ci_low", "_ci_high", "_null", "_minus_null", "_minus_null_ci_low",
+                           "_minus_null_ci_high", "_distance"):
+                out[key + suffix] = nan
             continue
-        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(patch.survival().double().numpy(),
-                                                                         run.seed)
-        out[f"{key}_null"] = _mean(patch.null_survival().double().numpy())
+        surv, null = patch.survival().double().numpy(), patch.null_survival().double().numpy()
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(surv, run.seed)
+        out[f"{key}_null"] = _mean(null)
+        d = f"{key}_minus_null"
+        out[d], out[f"{d}_ci_low"], out[f"{d}_ci_high"] = _mean_ci(surv - null, run.seed)
+        out[f"{key}_distance"] = _mean(patch.distance.double().numpy())
     return out
 
 
@@ -312,15 +331,15 @@ def _half_range(curve: np.ndarray, peak: int) -> tuple[int, int] | None:
 
 
 def _peak(run: _Run, m: str, k: int, curves: dict) -> dict:
-    """Model ``m``'s peak of kind ``k`` at the last subject token: the layer chosen on validation facts, its test
+    """Model ``m``'s peak of kind ``k`` at its token: the layer chosen on validation facts, its test
     effect with interval and null, the half-peak range on the test facts, and the 95% interval of the peak layer
     over bootstrap resamples of the validation facts. Empty when either split has no fact traced."""
     val, test = run.traces.get(("validation", m)), run.traces.get(("test", m))
     if val is None or test is None:
         return {}
-    v = val.at_role(_LAST)[:, k].double().numpy()  # [n_val, layer]
+    v = val.at_role(PEAK_ROLES[run.kinds[k]])[:, k].double().numpy()  # [n_val, layer]
     peak = int(np.argmax(v.mean(0)))
-    key = f"{m}_{run.kinds[k]}_last_subject"
+    key = _key(m, run.kinds[k])
     idx = np.random.default_rng(run.seed).integers(0, len(v), (_N_BOOT, len(v)))
     boot = np.argmax(v[idx].mean(1), -1)
     return {"layer": peak, "effect": curves[key][peak], "low": curves[f"{key}_ci_low"][peak],
@@ -331,12 +350,13 @@ def _peak(run: _Run, m: str, k: int, curves: dict) -> dict:
 
 
 def _difference_at(run: _Run, k: int, layer: int, normalised: bool = False) -> tuple[float, float, float]:
-    """Post - base indirect effect at the last subject token at ``layer`` on the test facts (``normalised``: each
+    """Post - base indirect effect of kind ``k`` at its token at ``layer`` on the test facts (``normalised``: each
     model's effect over its own ``p_clean - p_corrupted``): mean and paired bootstrap interval (the same facts in
     both models; :func:`probes.stats.mean_ci` of the per-fact differences, facts where either is undefined
     left out)."""
     effect = {m: run.traces["test", m] for m in _MODELS}
-    effect = {m: t.at_role(_LAST, t.normalised_effect() if normalised else None)[:, k, layer]
+    role = PEAK_ROLES[run.kinds[k]]
+    effect = {m: t.at_role(role, t.normalised_effect() if normalised else None)[:, k, layer]
               for m, t in effect.items()}
     mean, low, high = _mean_ci((effect["post"] - effect["base"]).double().numpy()[:, None], run.seed)
     return float(mean[0]), float(low[0]), float(high[0])
@@ -346,10 +366,47 @@ def _holds_zero(low: float, high: float) -> str:
     return "undefined" if not math.isfinite(low) else "yes" if low <= 0 <= high else "no"
 
 
-def _comparisons(run: _Run, curves: dict) -> tuple[dict, list]:
-    """``({(model, kind): peak}, agreement rows)``: :func:`_peak` per model and kind, and post - base at each
-    model's peak layer, as it is and normalised (:func:`_difference_at`)."""
+def _place(run: _Run, k: int, peaks: dict) -> dict:
+    """Whether kind ``k`` peaks at the same layer in both models (module docstring, "Same place?"): ``{"shift",
+    "low", "high", "base", "post", "verdict", "why"}``, the post - base shift of the test facts' peak layer with its
+    95% paired bootstrap interval (``None`` where undefined, ``why`` saying why)."""
+    kind = run.kinds[k]
+    out = {"kind": kind, "shift": None, "low": None, "high": None, "base": None, "post": None, "why": None}
+    if not all(("test", m) in run.traces for m in _MODELS):
+        return {**out, "verdict": "undefined", "why": "no test fact is known by both models"}
+    effect = {m: run.traces["test", m].at_role(PEAK_ROLES[kind])[:, k].double().numpy() for m in _MODELS}
+    n = len(effect["base"])
+    out["base"], out["post"] = (int(np.argmax(_mean(effect[m]))) for m in _MODELS)
+    out["shift"] = out["post"] - out["base"]
+    if n < MIN_FACTS:
+        return {**out, "verdict": "undefined", "why": f"fewer than {MIN_FACTS} test facts ({n}) to resample"}
+    flat = [m for m in _MODELS if not peaks[m, kind] or not peaks[m, kind]["low"] > 0]
+    if flat:
+        return {**out, "verdict": "undefined",
+                "why": f"{' and '.join(flat)}'s effect at {'its' if len(flat) == 1 else 'their'} peak layer has a 95% "
+                       "interval reaching 0: no effect to locate"}
+    idx = np.random.default_rng(run.seed).integers(0, n, (_N_BOOT, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an undefined fact leaves a resample's mean from the rest
+        shift = (np.argmax(np.nanmean(effect["post"][idx], 1), -1) - np.argmax(np.nanmean(effect["base"][idx], 1), -1))
+    out["low"] = int(np.quantile(shift, 0.025, method="inverted_cdf"))
+    out["high"] = int(np.quantile(shift, 0.975, method="inverted_cdf"))
+    if out["low"] > 0 or out["high"] < 0:
+        out["verdict"] = "different places"
+    elif -PLACE_TOLERANCE <= out["low"] and out["high"] <= PLACE_TOLERANCE:
+        out["verdict"] = "the same place"
+    else:
+        out["verdict"] = "undetermined"
+        out["why"] = (f"the interval holds 0 but allows shifts beyond ±{PLACE_TOLERANCE} layer; more facts "
+                      "(max_prompts) narrow it")
+    return out
+
+
+def _comparisons(run: _Run, curves: dict) -> tuple[dict, list, dict]:
+    """``({(model, kind): peak}, agreement rows, {kind: place})``: :func:`_peak` per model and kind, post - base at
+    each model's peak layer, as it is and normalised (:func:`_difference_at`), and :func:`_place` per kind."""
     peaks = {(m, kind): _peak(run, m, k, curves) for m in _MODELS for k, kind in enumerate(run.kinds)}
+    places = {kind: _place(run, k, peaks) for k, kind in enumerate(run.kinds)}
     rows = []
     for k, kind in enumerate(run.kinds):
         for m in _MODELS:
@@ -359,7 +416,7 @@ def _comparisons(run: _Run, curves: dict) -> tuple[dict, list]:
                 n_mean, n_low, n_high = _difference_at(run, k, p["layer"], normalised=True)
                 rows.append([kind, f"{m}'s peak", p["layer"], mean, [low, high], _holds_zero(low, high), n_mean,
                              [n_low, n_high], _holds_zero(n_low, n_high)])
-    return peaks, rows
+    return peaks, rows, places
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -391,26 +448,44 @@ def _strength(rows: list, diff: int, holds: int) -> str:
             else "different")
 
 
-def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list) -> str:
-    """Where ``kind``'s effect peaks in each model, whether the bootstrap ranges of the peak layer overlap (the
-    same place), and post - base at the peak layers, as it is and normalised (the same strength)."""
-    if pb["boot"] is None or pp["boot"] is None:
-        place = f"whether at the same place is undefined (fewer than {MIN_FACTS} validation facts to resample)"
-    else:
-        overlap = pb["boot"][0] <= pp["boot"][1] and pp["boot"][0] <= pb["boot"][1]
-        place = (f"peak-layer bootstrap ranges {pb['boot'][0]}-{pb['boot'][1]} and {pp['boot'][0]}-{pp['boot'][1]} "
-                 + ("overlap: the same place" if overlap else "are disjoint: different places"))
+def _shift(place: dict) -> str:
+    """The peak-layer shift and its interval, e.g. ``"+1 layer [0, +2]"``, ``"0 layers [-1, +1]"``."""
+    if place["shift"] is None:
+        return "undefined"
+    def signed(x: int) -> str:
+        return f"{x:+d}" if x else "0"
+
+    unit = "layer" if abs(place["shift"]) == 1 else "layers"
+    return (f"{signed(place['shift'])} {unit}"
+            + ("" if place["low"] is None else f" [{signed(place['low'])}, {signed(place['high'])}]"))
+
+
+def _place_phrase(place: dict) -> str:
+    """The summary's words on :func:`_place`."""
+    shift = f"post - base peak layer on the test facts {_shift(place)}"
+    if place["verdict"] == "undefined":
+        return f"whether at the same place is undefined ({place['why']}; {shift})"
+    if place["verdict"] == "undetermined":
+        return f"{shift}: the same place or not is undetermined ({place['why']})"
+    if place["verdict"] == "the same place":
+        return f"{shift}, within ±{PLACE_TOLERANCE} layer: the same place"
+    return f"{shift}, excluding 0: different places"
+
+
+def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list, place: dict) -> str:
+    """Where ``kind``'s effect peaks in each model, whether that is the same place (:func:`_place`), and post -
+    base at the peak layers, as it is and normalised (the same strength)."""
     at = list({r[2]: r for r in diffs}.values())  # one figure per distinct peak layer
     figures = ", ".join(f"{_num(r[3])} {_ci(*r[4])} at layer {r[2]}" for r in at)
     normalised = ", ".join(f"{_num(r[6])} {_ci(*r[7])}" for r in at)
-    return (f"{kind} at the last subject token peaks at {_model_phrase(pb)} in base and {_model_phrase(pp)} in post, "
-            f"{place}; post - base {figures}: {_strength(at, 3, 5)}; as a share of each model's own p_clean - "
-            f"p_corrupted, post - base {normalised}: {_strength(at, 6, 8)} (another fact's state: "
+    return (f"{kind} at the {PEAK_ROLES[kind]} peaks at {_model_phrase(pb)} in base and {_model_phrase(pp)} in "
+            f"post, {_place_phrase(place)}; post - base {figures}: {_strength(at, 3, 5)}; as a share of each model's "
+            f"own p_clean - p_corrupted, post - base {normalised}: {_strength(at, 6, 8)} (another fact's state: "
             f"{_num(pb['null'])} / {_num(pp['null'])})")
 
 
-def _summary(run: _Run, peaks: dict, agreement: list, curves: dict) -> str:
-    """One or two sentences: per kind (mlp and resid first), each model's validation-chosen peak layer with its
+def _summary(run: _Run, peaks: dict, agreement: list, curves: dict, places: dict) -> str:
+    """One or two sentences: per kind (mlp, resid, attn), each model's validation-chosen peak layer with its
     test effect, interval and half-peak range, whether the places and strengths agree, the null; and what
     survives cross-model patching."""
     n_val, n_test = run.n("validation"), run.n("test")
@@ -419,16 +494,11 @@ def _summary(run: _Run, peaks: dict, agreement: list, curves: dict) -> str:
         counts = "; ".join(f"{s}: 0 of {run.evaluated[s]} evaluated" for s in missing)
         return (f"Undefined: no {' and no '.join(missing)} fact is known by both models (the answer token is not "
                 f"the top-1 prediction of both clean runs; {counts}), so there is nothing to trace.")
-    order = [k for k in ("mlp", "resid") if k in run.kinds] or list(run.kinds)
-    parts = [_kind_phrase(kind, peaks["base", kind], peaks["post", kind], [r for r in agreement if r[0] == kind])
-             for kind in order]
-    surv = []
-    for src, dst in _DIRECTIONS:
-        key = f"survival_{src}_to_{dst}"
-        curve, null = curves[key], curves[f"{key}_null"]
-        if np.isfinite(curve).any():
-            surv.append(f"{src}→{dst} {_num(np.nanmin(curve))}-{_num(np.nanmax(curve))} "
-                        f"(another fact's: at most {_num(np.nanmax(null) if np.isfinite(null).any() else None)})")
+    order = [k for k in ("mlp", "resid", "attn") if k in run.kinds]
+    parts = [_kind_phrase(kind, peaks["base", kind], peaks["post", kind], [r for r in agreement if r[0] == kind],
+                          places[kind]) for kind in order]
+    surv = [_survival_phrase(src, dst, curves) for src, dst in _DIRECTIONS
+            if np.isfinite(curves[f"survival_{src}_to_{dst}"]).any()]
     both = int((run.known["test"]["base"] & run.known["test"]["post"]).sum())
     p = {(m, r): float(getattr(run.traces["test", m], f"p_{r}").mean())
          for m in _MODELS for r in ("clean", "corrupted")}
@@ -436,8 +506,33 @@ def _summary(run: _Run, peaks: dict, agreement: list, curves: dict) -> str:
             f"on {n_val} validation facts; indirect effect p_restored - p_corrupted with 95% bootstrap intervals; "
             f"mean p(answer) clean {p['base', 'clean']:.2f} base / {p['post', 'clean']:.2f} post, corrupted "
             f"{p['base', 'corrupted']:.2f} / {p['post', 'corrupted']:.2f}): " + "; ".join(parts) + ". "
-            + (f"Patching one model's residual stream into the other keeps this share of the target's answer "
-               f"probability, over layers: {'; '.join(surv)}." if surv else ""))
+            + (f"Patching one model's residual stream into the other (every position) keeps this share of the "
+               f"target's answer probability, over layers: {'; '.join(surv)}." if surv else ""))
+
+
+def _layer_runs(layers) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for layer in layers:
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+def _survival_phrase(src: str, dst: str, curves: dict) -> str:
+    """One patching direction's survival range over layers, its null's, and the layers where the paired interval
+    of survival - null lies above 0."""
+    key = f"survival_{src}_to_{dst}"
+    curve, null = curves[key], curves[f"{key}_null"]
+    low = curves[f"{key}_minus_null_ci_low"]
+    above = [layer for layer in range(len(curve)) if np.isfinite(low[layer]) and low[layer] > 0]
+    verdict = ("undefined: too few test facts for an interval" if not np.isfinite(low).any() else
+               f"above it (paired 95% interval of the difference above 0) at layers {_layer_runs(above)}" if above
+               else "above it at no layer")
+    return (f"{src}→{dst} {_num(np.nanmin(curve))} to {_num(np.nanmax(curve))}, a random change of the same size "
+            f"{_num(np.nanmin(null))} to {_num(np.nanmax(null))}, {verdict}")
 
 
 def _matrices(run: _Run) -> dict[str, dict]:
@@ -484,36 +579,40 @@ def _per_layer(curves: dict, n_layers: int) -> list[dict]:
 
 
 def _plots(kinds) -> list[dict]:
-    plots = [{"title": f"{kind} at the last subject token: indirect effect by layer", "reading": "last_subject",
+    plots = [{"title": f"{kind} at the {PEAK_ROLES[kind]}: indirect effect by layer", "reading": "peak_role",
               "xaxis": "layer restored" + (" (centre of the window)" if kind != "resid" else ""),
               "yaxis": "p_restored - p_corrupted",
-              "series": {f"{m}_{kind}_last_subject": f"{m} (test facts)" for m in _MODELS},
-              "nulls": {f"{m}_{kind}_last_subject_null": f"{m}, another fact's state" for m in _MODELS}}
+              "series": {_key(m, kind): f"{m} (test facts)" for m in _MODELS},
+              "nulls": {f"{_key(m, kind)}_null": f"{m}, another fact's state" for m in _MODELS}}
              for kind in kinds]
-    plots.append({"title": "Normalised indirect effect at the last subject token", "reading": "normalised",
+    plots.append({"title": "Normalised indirect effect (mlp and resid at the last subject token, attn at the last "
+                           "token)" if "attn" in kinds else "Normalised indirect effect at the last subject token",
+                  "reading": "normalised",
                   "xaxis": "layer restored", "yaxis": "(p_restored - p_corrupted) / (p_clean - p_corrupted)",
-                  "series": {f"{m}_{kind}_last_subject_normalised": f"{m}, {kind}" for kind in kinds
-                             for m in _MODELS}})
+                  "series": {f"{_key(m, kind)}_normalised": f"{m}, {kind}" for kind in kinds for m in _MODELS}})
     plots.append({"title": "Cross-model patching: how much of the answer probability survives", "reading": "patching",
                   "xaxis": "layer patched (resid_post, every position)", "yaxis": "p_patched / p_target_clean",
                   "series": {f"survival_{s}_to_{t}": f"{s} → {t}" for s, t in _DIRECTIONS},
-                  "nulls": {f"survival_{s}_to_{t}_null": f"{s} → {t}, another fact's activations"
+                  "nulls": {f"survival_{s}_to_{t}_null": f"{s} → {t}, a random change of the same size"
                             for s, t in _DIRECTIONS}})
     return plots
 
 
 _READINGS = {
-    "last_subject": "Indirect effect of restoring one clean state at the subject's last token after noising the "
-                    "subject (ROME's causal tracing), mean over the test facts with a 95% bootstrap band. Du et al. "
-                    "2025 find the MLP peak at the same layers in base and post-trained models. Grey: the same "
-                    "restoration with another fact's clean state (the null).",
+    "peak_role": "Indirect effect of restoring one clean state after noising the subject (ROME's causal tracing), "
+                 "at the subject's last token for the MLP and the residual stream and at the last token for "
+                 "attention (ROME's early and late sites), mean over the test facts with a 95% bootstrap band. Du et "
+                 "al. 2025 find the peaks at the same layers in base and post-trained models; the summary says "
+                 "whether this pair agrees. Grey: the same restoration with another fact's clean state (the null).",
     "normalised": "The indirect effect as a share of each fact's own p_clean - p_corrupted (1: the restoration "
                   "undoes all the damage the noise did), mean over the test facts with a 95% bootstrap band; a model "
                   "more confident in its answers has larger raw effects, not larger shares. Facts whose noise did "
                   "not lower p are left out (undefined).",
     "patching": "The target model run with its residual stream at one layer (every position) taken from the other "
                 "model on the same prompt, as a share of its own answer probability (1: nothing lost). Grey: "
-                "the other model's activations of a different fact of the same length.",
+                "the target's own state moved at every position by as much as the other model's differs from it, "
+                "in a random direction: survival above grey means the two models' states differ in directions the "
+                "target reads as the same fact.",
 }
 _MATRIX_READING = ("Mean indirect effect of restoring each kind of state, by layer and ROME's six token roles, over "
                    "the test facts; tokens before the subject hold no role (restoring them changes nothing). "
@@ -521,26 +620,36 @@ _MATRIX_READING = ("Mean indirect effect of restoring each kind of state, by lay
 _DIFF_READING = "Post minus base of the maps above: blue where restoring the state helps post more, red base."
 
 
-def _tables(run: _Run, peaks: dict, agreement: list) -> dict[str, dict]:
+def _tables(run: _Run, peaks: dict, agreement: list, places: dict) -> dict[str, dict]:
     prompts = []
     for split in _SPLITS:
         known = run.known[split]
         prompts.append([split, len(run.sets[split]), run.evaluated[split], int(known["base"].sum()),
                         int(known["post"].sum()), int((known["base"] & known["post"]).sum()), run.n(split)])
-    peak_rows = [[m, kind, p["layer"], p["effect"], [p["low"], p["high"]],
+    peak_rows = [[m, kind, PEAK_ROLES[kind], p["layer"], p["effect"], _ci(p["low"], p["high"], 3),
                   "none" if p["half"] is None else f"{p['half'][0]}-{p['half'][1]}",
                   "undefined" if p["boot"] is None else f"{p['boot'][0]}-{p['boot'][1]}",
                   p["null"]]
                  for (m, kind), p in peaks.items() if p]
+    agreement = [[*r[:4], _ci(*r[4], 3), r[5], r[6], _ci(*r[7], 3), r[8]] for r in agreement]
+    place_rows = [[kind, PEAK_ROLES[kind], "undefined" if p["base"] is None else p["base"],
+                   "undefined" if p["post"] is None else p["post"], _shift(p), p["verdict"], p["why"] or ""]
+                  for kind, p in places.items()]
     return {
         "prompts": {"title": "Facts: known (answer token is the clean top-1) by each model, and traced",
                     "columns": ["split", "facts", "evaluated", "known by base", "known by post", "known by both",
                                 "traced"],
                     "rows": prompts},
-        "peaks": {"title": "Peak layer at the last subject token (chosen on validation facts; figures on test facts)",
-                  "columns": ["model", "kind", "peak layer", "indirect effect", "95% CI", "layers >= half the peak",
-                              "peak layer, 95% of bootstrap resamples", "null (another fact's state)"],
+        "peaks": {"title": "Peak layer of each kind at its token (chosen on validation facts; figures on test facts)",
+                  "columns": ["model", "kind", "token", "peak layer", "indirect effect", "95% CI",
+                              "layers >= half the peak", "validation peak layer, 95% of bootstrap resamples",
+                              "null (another fact's state)"],
                   "rows": peak_rows},
+        "place": {"title": f"Same place? Post - base shift of the peak layer on the test facts (paired bootstrap; the "
+                           f"same place within ±{PLACE_TOLERANCE} layer)",
+                  "columns": ["kind", "token", "base peak layer (test)", "post peak layer (test)",
+                              "post - base [95% CI]", "verdict", "why"],
+                  "rows": place_rows},
         "agreement": {"title": "Post - base indirect effect at each model's peak layer (test facts, paired bootstrap)",
                       "columns": ["kind", "at", "layer", "post - base", "95% CI", "interval holds 0",
                               "post - base, normalised", "95% CI (normalised)", "interval holds 0 (normalised)"],
@@ -550,8 +659,8 @@ def _tables(run: _Run, peaks: dict, agreement: list) -> dict[str, dict]:
 
 def _setup(run: _Run) -> dict:
     return {
-        "dataset": run.source, "validation": "the set's train split: chooses each peak layer (traced at the last "
-                                            "subject token only)", "test": "the set's test split: every figure",
+        "dataset": run.source, "validation": "the set's train split: chooses each peak layer (traced at the kinds' "
+                                            "tokens only)", "test": "the set's test split: every figure",
         **{f"n_{split}_traced": run.n(split) for split in _SPLITS},
         "known": "the answer's first token is the top-1 next token of the clean prompt in both models",
         "selection": "known facts in a seeded order, one per fact group before a second, at most max_prompts per "
@@ -562,14 +671,19 @@ def _setup(run: _Run) -> dict:
                           f"samples per fact (the same standard-normal draws in both models); kinds "
                           f"{', '.join(run.kinds)}; mlp/attn restored over a window of {run.window} layer(s) around "
                           "each layer, as ROME; indirect effect = p_restored - p_corrupted of the answer's first token",
-        "null (tracing)": "the last subject token's clean state of another fact (another subject and answer token, "
-                          "seeded) restored in its place, same layers",
+        "where read": "mlp and resid at the last subject token (ROME's early site), attn at the last token (its "
+                      "late site)",
+        "null (tracing)": "the clean state of another fact (another fact group, subject and answer token; seeded) at "
+                          "the same token role restored in its place, same layers",
         "cross-model patching": "resid_post of layer l at every position from the other model on the same prompt; "
-                                "survival = p_patched / p_target_clean, mean over test facts; null: the other "
-                                "model's activations of another fact of equal token length with another answer",
-        "agreement": "place: the 95% ranges of the peak layer over bootstrap resamples of the validation facts "
-                     "overlap; strength: the paired bootstrap interval of post - base at each model's peak layer "
-                     "holds 0, for the indirect effect and for it normalised by each model's p_clean - p_corrupted",
+                                "survival = p_patched / p_target_clean, mean over test facts; null: the target's "
+                                "own resid_post moved at each position by |source - target| in a seeded random "
+                                "direction",
+        "agreement": f"place: the paired bootstrap 95% interval over test facts of post - base argmax layer lies "
+                     f"within ±{PLACE_TOLERANCE} layer (the same place), excludes 0 (different places), or neither "
+                     "(undetermined); strength: the paired bootstrap interval of post - base at each model's peak "
+                     "layer holds 0, for the indirect effect and for it normalised by each model's p_clean - "
+                     "p_corrupted",
         "intervals": "95% percentile bootstrap over test facts (1,000 resamples, seeded; probes.stats.mean_ci)",
         "seed": run.seed,
     }
@@ -594,10 +708,12 @@ def knowledge_section(pair: ModelPair, *, data=None, is_organism: bool = False, 
         batch_size: restored runs (or prompts) per forward pass. progress: progress bars.
 
     Returns:
-        A :class:`~interp.report.ConceptResult` ``"knowledge"``: per layer ``{model}_{kind}_last_subject`` (test
-        mean, ``_ci_low``/``_ci_high``, ``_null``, ``_validation``) and ``survival_{a}_to_{b}`` (with interval and
-        ``_null``); matrices ``{kind}_by_role`` and ``{kind}_post_minus_base``; tables ``prompts``, ``peaks``,
-        ``agreement``; ``readings["summary"]``.
+        A :class:`~interp.report.ConceptResult` ``"knowledge"``: per layer ``{model}_{kind}_last_subject``
+        (``_last_token`` for attn; test mean, ``_ci_low``/``_ci_high``, ``_null``, ``_validation``) and
+        ``survival_{a}_to_{b}`` (with interval, ``_null``, ``_minus_null`` with interval, ``_distance``: the mean
+        relative distance between the two models' states); matrices ``{kind}_by_role`` and
+        ``{kind}_post_minus_base``; tables ``prompts``, ``peaks``, ``place``, ``agreement``;
+        ``readings["summary"]``.
 
     Raises:
         ValueError: bad options (an unknown kind, a window outside 1..n_layers, a noise that is not > 0, fewer
@@ -612,14 +728,21 @@ def knowledge_section(pair: ModelPair, *, data=None, is_organism: bool = False, 
     _trace(run)
     _patch(run)
     curves = _curves(run)
-    peaks, agreement = _comparisons(run, curves)
+    peaks, agreement, places = _comparisons(run, curves)
     per_layer = _per_layer(curves, run.n_layers)
-    readings = {"summary": _summary(run, peaks, agreement, curves), **_READINGS}
+    readings = {"summary": _summary(run, peaks, agreement, curves, places), **_READINGS}
     matrices = _matrices(run)
     for key in matrices:
         readings[key] = _DIFF_READING if key.endswith("_post_minus_base") else _MATRIX_READING
     return ConceptResult("knowledge", list(range(run.n_layers)), per_layer, long_rows(per_layer), matrices, {},
-                         readings, _setup(run), _plots(kinds_t), _tables(run, peaks, agreement))
+                         readings, _setup(run), _plots(kinds_t), _tables(run, peaks, agreement, places))
+
+
+def _check_pair(pair, *, window=None, **_) -> None:
+    """The options that depend on the model, checked once it is booted: the window within its layers."""
+    from ..tracing import _check_window
+
+    _check_window(window, pair.n_layers)
 
 
 def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
@@ -627,7 +750,7 @@ def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
                              is_organism=ctx.is_organism, progress=ctx.progress, **options)
 
 
-SECTION = Section("knowledge", _run, help="where each model recalls facts (causal tracing, ROME) and whether "
+SECTION = Section("knowledge", _run, check=_check_pair, help="where each model recalls facts (causal tracing, ROME) and whether "
                                           "post-training moved it; cross-model patching of the residual stream",
                   params=(
     Param("max_prompts", int, 16, "most facts traced per split (validation, test); cost grows linearly", low=1),

@@ -6,7 +6,10 @@
   model's next-token probabilities of the *first token* of the answer and of each alternative,
   renormalised over those options (a softmax over the options' logits, i.e. ``p_i / sum_j p_j``); the
   confidence is the largest option probability and a prompt is answered correctly when the answer's option
-  is the largest (ties go to the answer, the first option).
+  is the largest (ties go to the answer, the first option). Rows may have different numbers of
+  alternatives (a user's facts file draws fewer where its relation has few distinct answers): each row is
+  renormalised over its own options, so its chance level is ``1 / n_options`` of that row
+  (:attr:`MultipleChoice.chance`).
 * :func:`expected_calibration_error` — Guo et al.'s ECE with ``M`` equal-width bins
   ``B_m = ((m-1)/M, m/M]`` (the first bin also holds 0): ``ECE = sum_m |B_m|/n |acc(B_m) - conf(B_m)|``.
 * :func:`reliability` — the reliability diagram's table: per bin the count, the mean confidence and the
@@ -35,7 +38,8 @@ barely moving the logits directly.
 * :func:`ablation_effects` — mean ablation (the activation at ``mlp_post`` replaced by its mean over a
   reference corpus) and the change of next-token entropy at every token position of a corpus, as the
   **total effect** (everything downstream recomputed) and the **direct effect** (the final norm's scale
-  frozen at its clean value, ``ln_final.hook_scale``: Stolfo et al.'s effect that bypasses the norm).
+  frozen at its clean value, ``ln_final.hook_scale``: Stolfo et al.'s effect that bypasses the norm); their
+  difference is the part that goes through the norm's scale (:meth:`AblationEffects.values`, ``"via_norm"``).
 * :func:`ablated_choices` — the multiple-choice reading of fact prompts with neurons mean-ablated.
 
 A neuron's *direction* is its row of ``W_out`` (``[d_mlp, d_model]``); where the block normalises the MLP's
@@ -67,8 +71,8 @@ from .models import tokenizer_of
 from .sites import check_layers, hook_name
 from .tokens import Tokenized, as_tokenized, pad_id
 
-__all__ = ["AblationEffects", "EntropyNeurons", "MultipleChoice", "NullSpace", "ablated_choices", "ablation_effects",
-           "answer_options", "calibrated_ece_null", "choice_probabilities", "entropy_neurons",
+__all__ = ["AblationEffects", "EntropyNeurons", "MultipleChoice", "NO_OPTION", "NullSpace", "ablated_choices",
+           "ablation_effects", "answer_options", "calibrated_ece_null", "choice_probabilities", "entropy_neurons",
            "expected_calibration_error", "mean_activations", "multiple_choice", "neuron_directions",
            "next_token_entropy", "random_neurons", "reliability", "unembedding_null_space"]
 
@@ -79,6 +83,8 @@ SCALE_HOOK = "ln_final.hook_scale"
 NULL_SHARE = 0.01
 #: Default selection: at least this share of a neuron's output-weight norm in the null space.
 RHO_THRESHOLD = 0.5
+#: The id padding a multiple-choice row with fewer options than the widest (:func:`answer_options`).
+NO_OPTION = -1
 # the bridge warns whenever a hook edits hook_scale: here that edit is the point (the direct effect)
 _EDIT_WARNING = "A forward hook edited hook_scale"
 
@@ -211,14 +217,27 @@ class MultipleChoice:
     """A model's reading of fact prompts as a multiple choice.
 
     Attributes:
-        options: ``[n, k]`` token ids: column 0 the first token of the answer, then of each alternative.
-        probs: ``[n, k]`` float64 probabilities of the options, renormalised over the ``k`` options.
+        options: ``[n, k]`` token ids: column 0 the first token of the answer, then of each alternative; a row
+            with fewer options than the widest is padded with ``-1`` on the right (:data:`NO_OPTION`).
+        probs: ``[n, k]`` float64 probabilities of the options, renormalised over each row's own options (0 in a
+            padded column).
         entropy: ``[n]`` float64 entropy (nats) of the whole next-token distribution.
     """
 
     options: Int[torch.Tensor, "n k"]
     probs: Float[np.ndarray, "n k"]
     entropy: Float[np.ndarray, " n"]
+
+    @property
+    def n_options(self) -> np.ndarray:
+        """``[n]`` int: the options of each row (the answer and its alternatives)."""
+        return (self.options != NO_OPTION).sum(1).numpy()
+
+    @property
+    def chance(self) -> np.ndarray:
+        """``[n]`` the accuracy of a uniform guess on each row, ``1 / n_options`` (it differs between rows with
+        different numbers of alternatives)."""
+        return 1.0 / self.n_options
 
     @property
     def confidence(self) -> np.ndarray:
@@ -232,15 +251,17 @@ class MultipleChoice:
 
 
 def answer_options(model, facts) -> Int[torch.Tensor, "n k"]:
-    """First-token ids of each fact's answer and alternatives, ``[n, 1 + n_alternatives]``.
+    """First-token ids of each fact's answer and alternatives, ``[n, 1 + most alternatives of a row]``; a row
+    with fewer alternatives is padded with :data:`NO_OPTION` (``-1``) on the right.
 
     ``facts``: a :class:`~interp.datasets.PromptSet` whose ``meta[i]`` holds ``"answer"`` (with its leading
-    space, e.g. ``" Paris"``) and ``"alternatives"`` (wrong answers written the same way).
+    space, e.g. ``" Paris"``) and ``"alternatives"`` (wrong answers written the same way, at least one).
+    An error names the row of ``facts`` and its prompt.
 
     Raises:
-        ValueError: an empty set, a row without an answer or alternatives, rows with different numbers of
-            alternatives, an answer or alternative that tokenises to nothing, or an alternative whose first
-            token is the answer's or another alternative's (the options could not be told apart).
+        ValueError: an empty set, a row without an answer or alternatives, an answer or alternative that
+            tokenises to nothing, or an alternative whose first token is the answer's or another alternative's
+            (the options could not be told apart).
         TypeError: ``facts`` not a PromptSet.
     """
     from .datasets import PromptSet
@@ -251,28 +272,26 @@ def answer_options(model, facts) -> Int[torch.Tensor, "n k"]:
     if len(facts) == 0:
         raise ValueError(f"{facts.name}: no fact prompts")
     tok = tokenizer_of(model)
-    rows, width = [], None
-    for i, meta in enumerate(facts.meta or ({},) * len(facts)):
+    rows = []
+    for i, (text, meta) in enumerate(zip(facts.texts, facts.meta or ({},) * len(facts))):
+        where = f"{facts.name} row {i} (prompt {text!r})"
         answer, alternatives = meta.get("answer"), meta.get("alternatives")
         if not isinstance(answer, str) or not answer or not alternatives or isinstance(alternatives, str):
-            raise ValueError(f"{facts.name} row {i}: meta needs 'answer' (a string) and 'alternatives' (a list of "
-                             f"wrong answers); got {dict(meta)!r}")
-        texts = [answer, *alternatives]
-        if width is not None and len(texts) != width:
-            raise ValueError(f"{facts.name} row {i}: {len(texts) - 1} alternatives, row 0 has {width - 1}; every "
-                             "fact needs the same number")
-        width = len(texts)
+            raise ValueError(f"{where}: meta needs 'answer' (a string) and 'alternatives' (a list of wrong answers); "
+                             f"got {dict(meta)!r}")
+        options = [answer, *alternatives]
         ids = []
-        for text in texts:
-            enc = tok(text, add_special_tokens=False)["input_ids"] if isinstance(text, str) and text else []
+        for option in options:
+            enc = tok(option, add_special_tokens=False)["input_ids"] if isinstance(option, str) and option else []
             if not enc:
-                raise ValueError(f"{facts.name} row {i}: option {text!r} has no tokens")
+                raise ValueError(f"{where}: option {option!r} has no tokens")
             ids.append(int(enc[0]))
         if len(set(ids)) != len(ids):
-            raise ValueError(f"{facts.name} row {i}: options {texts} share a first token; the multiple choice reads "
-                             "first tokens, so each option needs its own")
+            raise ValueError(f"{where}: options {options} share a first token; the multiple choice reads first "
+                             "tokens, so each option needs its own")
         rows.append(ids)
-    return torch.tensor(rows, dtype=torch.long)
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [NO_OPTION] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 def next_token_entropy(logits: Float[torch.Tensor, "... d_vocab"]) -> Float[torch.Tensor, "..."]:
@@ -283,10 +302,14 @@ def next_token_entropy(logits: Float[torch.Tensor, "... d_vocab"]) -> Float[torc
 
 def choice_probabilities(logits: Float[torch.Tensor, "n d_vocab"], options: Int[torch.Tensor, "n k"]
                          ) -> Float[np.ndarray, "n k"]:
-    """``[n, k]`` probabilities of the option tokens renormalised over the options: ``softmax`` of their logits
-    (equal to ``p_i / sum_j p_j`` of the full next-token distribution), float64."""
-    picked = logits.double().gather(1, options.to(logits.device))
-    return picked.softmax(-1).cpu().numpy()
+    """``[n, k]`` probabilities of the option tokens renormalised over each row's own options: ``softmax`` of their
+    logits (equal to ``p_i / sum_j p_j`` of the full next-token distribution), float64; 0 where ``options`` holds
+    :data:`NO_OPTION` (a row with fewer options)."""
+    options = options.to(logits.device)
+    real = options != NO_OPTION
+    picked = logits.double().gather(1, options.clamp(min=0))
+    probs = picked.masked_fill(~real, float("-inf")).softmax(-1)
+    return probs.masked_fill(~real, 0.0).cpu().numpy()
 
 
 def multiple_choice(model, facts, *, batch_size: int = 32, tokens: Tokenized | None = None) -> MultipleChoice:
@@ -372,15 +395,31 @@ class NullSpace:
 
 
 @torch.no_grad()
+def check_null_dim(model, null_dim: int | None) -> int:
+    """``null_dim`` of :func:`unembedding_null_space` for ``model`` (its default for None).
+
+    Raises:
+        ValueError: outside ``1 .. d_model`` (``d_model - 1`` for a LayerNorm, whose centring removes one).
+        TypeError: not an integer.
+    """
+    d = int(model.W_U.shape[0])
+    top = d - 1 if _norm_gain(model.ln_final)[1] else d
+    k = max(1, round(NULL_SHARE * d)) if null_dim is None else check_int("null_dim", null_dim)
+    if k > top:
+        raise ValueError(f"null_dim must be at most {top} (the dimensions the unembedding reads), got {k}")
+    return k
+
+
 def unembedding_null_space(model, null_dim: int | None = None, *, chunk: int = 16384) -> NullSpace:
     """The bottom ``null_dim`` left singular vectors of the effective unembedding (Stolfo et al. 2024, §3.2).
 
     The effective unembedding is ``W = diag(g) W_U`` (``[d_model, d_vocab]``; ``g`` the final norm's gain,
     :func:`_norm_gain`), centred over the vocabulary (``W - mean over tokens``: a direction that moves every
     logit alike does not change the next-token distribution), and, for a final LayerNorm, read in the mean-zero
-    subspace (the norm removes the all-ones direction before anything else). ``W W^T`` is summed in float64 over
-    vocabulary chunks of ``chunk`` tokens (float32 products) and eigendecomposed; the unembedding bias is a
-    constant per token and plays no part.
+    subspace (the norm removes the all-ones direction before anything else). ``W W^T`` of the centred ``W`` is
+    summed in float64 over vocabulary chunks of ``chunk`` tokens (float32 products; the mean is taken in a first
+    pass, so the smallest singular values are not lost to cancellation) and eigendecomposed; the unembedding bias
+    is a constant per token and plays no part.
 
     Args:
         model: a ``TransformerBridge``.
@@ -394,19 +433,17 @@ def unembedding_null_space(model, null_dim: int | None = None, *, chunk: int = 1
     W = model.W_U.detach()
     d, V = int(W.shape[0]), int(W.shape[1])
     gain, centred = _norm_gain(model.ln_final)
+    k = check_null_dim(model, null_dim)
     top = d - 1 if centred else d
-    k = max(1, round(NULL_SHARE * d)) if null_dim is None else check_int("null_dim", null_dim)
-    if k > top:
-        raise ValueError(f"null_dim must be at most {top} (the dimensions the unembedding reads), got {k}")
     g32 = gain.float().to(W.device)
-    G = torch.zeros(d, d, dtype=torch.float64)
     total = torch.zeros(d, dtype=torch.float64)
-    for a in range(0, V, chunk):
-        part = W[:, a:a + chunk].float() * g32[:, None]
+    for a in range(0, V, chunk):  # the mean over the vocabulary first,
+        total += (W[:, a:a + chunk].float() * g32[:, None]).double().sum(1).cpu()
+    mean = (total / V).float().to(W.device)
+    G = torch.zeros(d, d, dtype=torch.float64)
+    for a in range(0, V, chunk):  # then W W^T of the centred chunks (subtracting V mean mean^T after the sum
+        part = W[:, a:a + chunk].float() * g32[:, None] - mean[:, None]  # would cancel the smallest values away)
         G += (part @ part.T).double().cpu()
-        total += part.double().sum(1).cpu()
-    mean = total / V
-    G -= V * torch.outer(mean, mean)  # centred over the vocabulary
     if centred:  # the mean-zero subspace: project, then lift the all-ones direction above every other
         P = torch.eye(d, dtype=torch.float64) - 1.0 / d
         G = P @ G @ P
@@ -663,16 +700,25 @@ class AblationEffects:
     direct: dict[str, np.ndarray]
     layer: int
 
+    def values(self, name: str, effect: str = "total") -> np.ndarray:
+        """``[n_positions]`` change per position: ``effect`` ``"total"``, ``"direct"``, or ``"via_norm"``, the total
+        minus the direct change (the part that goes through the final norm's scale)."""
+        if effect == "via_norm":
+            return self.total[name] - self.direct[name]
+        if effect not in ("total", "direct"):
+            raise ValueError(f"effect must be 'total', 'direct' or 'via_norm', got {effect!r}")
+        return getattr(self, effect)[name]
+
     def mean(self, name: str, effect: str = "total") -> float:
-        """Mean change over all positions."""
-        return float(getattr(self, effect)[name].mean())
+        """Mean change over all positions (``effect`` as in :meth:`values`)."""
+        return float(self.values(name, effect).mean())
 
     def ci(self, name: str, effect: str = "total", *, seed: int = 0) -> tuple[float, float] | None:
         """95% percentile bootstrap interval of the mean change, resampling texts (positions of one text are not
         independent); None with fewer than 2 texts."""
         from probes.stats import bootstrap_ci
 
-        values = getattr(self, effect)[name]
+        values = self.values(name, effect)
         texts = np.unique(self.text)
         if len(texts) < 2:
             return None

@@ -91,7 +91,9 @@ class ConceptResult:
     """line plots over layers: ``{"title", "series": {per_layer key: label}, "yaxis", "yrange", "reading"}``; or, with
     ``"kind": "xy"``, a plot over an x axis of its own (:func:`_xy`: series of values, e.g. a reliability diagram)"""
     tables: dict[str, dict] = field(default_factory=dict)
-    """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name columns)"""
+    """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name
+    columns: one figure per ``facet`` value where it names one, error bars where ``low``/``high`` name the columns of
+    an interval's ends)"""
     vectors: dict = field(default_factory=dict)
     """name -> ``steering.SteeringVector`` to write as ``DIR/vectors/{concept}-{name}.safetensors``"""
 
@@ -355,17 +357,31 @@ def _heatmap(m: dict):
     return heat
 
 
+def _number(v) -> bool:
+    """A table cell that is a number (not a bool, not text such as "undefined: ...")."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _bars(t: dict):
-    """Grouped bars: one group per ``t["x"]`` value, one bar colour per ``t["color"]`` value."""
+    """Grouped bars: one group per ``t["x"]`` value, one bar colour per ``t["color"]`` value. Where ``t["low"]`` and
+    ``t["high"]`` name two columns (an interval's ends, numbers), each bar gets an error bar from low to high; a row
+    whose y, low or high is not a number (None, or text saying why it is undefined) gets none."""
     import plotly.graph_objects as go
 
     cols = t["columns"]
     x, y, color = (cols.index(t[k]) for k in ("x", "y", "color"))
+    low, high = (cols.index(t[k]) if k in t else None for k in ("low", "high"))
     fig = go.Figure()
     for value in dict.fromkeys(r[color] for r in t["rows"]):
         rows = [r for r in t["rows"] if r[color] == value]
-        fig.add_trace(go.Bar(x=[r[x] for r in rows], y=[r[y] for r in rows], name=str(value),
-                             text=[f"{r[y]:.2f}" for r in rows], textposition="outside"))
+        error = None
+        if low is not None and high is not None:
+            ok = [all(_number(r[i]) for i in (y, low, high)) for r in rows]
+            error = {"type": "data", "visible": True,
+                     "array": [r[high] - r[y] if k else None for r, k in zip(rows, ok)],
+                     "arrayminus": [r[y] - r[low] if k else None for r, k in zip(rows, ok)]}
+        fig.add_trace(go.Bar(x=[r[x] for r in rows], y=[r[y] for r in rows], name=str(value), error_y=error,
+                             text=[f"{r[y]:.2f}" if _number(r[y]) else "" for r in rows], textposition="outside"))
     fig.update_layout(barmode="group", yaxis_title=t["y"], yaxis_range=t.get("yrange"))
     return fig
 

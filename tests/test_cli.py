@@ -133,6 +133,9 @@ def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch
     with pytest.raises(ValueError, match="window must be in 1..6"):
         interp.compare.compare(concepts=["truth", "knowledge"], out=None, progress=False,
                                options={"knowledge": {"window": 9}})
+    with pytest.raises(ValueError, match=r"null_dim must be at most 128 \(the dimensions the unembedding reads\)"):
+        interp.compare.compare(concepts=["truth", "confidence"], out=None, progress=False,
+                               options={"confidence": {"null_dim": 500}})
     for option in ("--knowledge-noise", "--confidence-rho-threshold"):
         assert main(["compare", "--concepts", "knowledge,confidence", option, "nan", "--out", "x"]) == 2
         assert "must be a finite number; got nan" in capsys.readouterr().err

@@ -133,6 +133,7 @@ def test_mean_ablation_matches_a_hand_forward_through_the_final_norm(planted):
     assert abs(eff.mean("planted")) > 0.05  # a real effect, through the norm's scale
     assert float((H_direct - H_clean).abs().max()) < 1e-6  # it writes into the null space (float32 weights)
     assert np.abs(eff.direct["planted"]).max() < 5e-5
+    np.testing.assert_allclose(eff.values("planted", "via_norm"), eff.total["planted"] - eff.direct["planted"])
     low, high = eff.ci("planted")
     assert low <= eff.mean("planted") <= high
 
@@ -203,6 +204,106 @@ def test_layernorm_null_space_lies_in_the_mean_zero_subspace(tmp_path):
     torch.testing.assert_close(ns.basis.T @ ns.basis, torch.eye(3, dtype=torch.float64), atol=1e-10, rtol=0)
     assert ns.basis.sum(0).abs().max() < 1e-8  # no component along the all-ones direction the norm removes
     assert torch.all(ns.singular_values[:-1] >= ns.singular_values[1:])
+
+
+def _edited_llama(path, edit, seed=3):
+    """A tiny Llama (d_model 64, d_mlp 128) whose safetensors ``edit(weights, generator)`` changes in place."""
+    from safetensors.torch import load_file, save_file
+
+    import interp
+    from interp.testing import build_tiny_model
+
+    folder = build_tiny_model("llama", path, n_layers=2, d_model=64, d_mlp=128, seed=seed)
+    w = load_file(folder / "model.safetensors")
+    edit(w, torch.Generator().manual_seed(seed))
+    save_file(w, folder / "model.safetensors", metadata={"format": "pt"})
+    return interp.load_model(folder), w
+
+
+def _reference_null_space(w, k):
+    """NumPy: bottom ``k`` left singular vectors (and every singular value) of ``diag(g) W_U`` centred over the
+    vocabulary, from the checkpoint's own tensors."""
+    W_U = w["lm_head.weight"].double().numpy().T  # [d_model, d_vocab]
+    W = w["model.norm.weight"].double().numpy()[:, None] * W_U
+    U, S, _ = np.linalg.svd(W - W.mean(1, keepdims=True), full_matrices=False)
+    return U[:, -k:], S
+
+
+def _projector(B):
+    B = np.asarray(B, dtype=np.float64)
+    return B @ B.T
+
+
+def test_null_space_is_centred_over_the_vocabulary_as_a_numpy_reference(tmp_path):
+    """Every token's unembedding row carries the same large component along u: softmax ignores it, so after
+    centring the effective null direction is v = u / g; uncentred, u / g has a singular value of about
+    c sqrt(V) and lies at the top of the spectrum instead."""
+    state = {}
+
+    def edit(w, gen):
+        d = w["model.norm.weight"].shape[0]
+        g = 0.5 + torch.rand(d, generator=gen)
+        u = torch.randn(d, generator=gen)
+        u /= u.norm()
+        lm = w["lm_head.weight"]
+        w["lm_head.weight"] = lm - (lm @ u)[:, None] * u[None, :] + 3.0 * u[None, :]  # W_U^T u = 3 for every token
+        w["model.norm.weight"] = g
+        state["v"] = (u / g) / (u / g).norm()
+
+    model, w = _edited_llama(tmp_path / "m", edit)
+    for k in (1, 3):
+        ns = C.unembedding_null_space(model, k)
+        basis, S = _reference_null_space(w, k)
+        # float32 products inside (a null singular value comes out as sqrt(float32 rounding), ~3e-4): agreement
+        # to 1e-4 / 1e-3, where skipping the centring moves the projector by O(1) and u/g's value to ~3 sqrt(V)
+        np.testing.assert_allclose(_projector(ns.basis), _projector(basis), atol=1e-4)
+        np.testing.assert_allclose(ns.singular_values.numpy(), S, rtol=1e-4, atol=1e-3)
+    ns = C.unembedding_null_space(model, 1)
+    assert abs(float(ns.basis[:, 0] @ state["v"].double())) > 0.9999
+
+
+def test_entropy_neurons_are_ranked_by_rho_times_norm_as_a_numpy_reference(tmp_path):
+    """Three planted last-layer neurons: A the largest norm but orthogonal to the null space (rho = 0), B a
+    smaller norm entirely in it (rho = 1), C a norm between them with rho = 1/sqrt(2). rho * norm ranks C, B
+    first; the norm alone would rank A first."""
+    A, B, Cn = 5, 9, 11
+    state = {}
+
+    def edit(w, gen):
+        d = w["model.norm.weight"].shape[0]
+        g = 0.5 + torch.rand(d, generator=gen)
+        u = torch.randn(d, generator=gen)
+        u /= u.norm()
+        lm = w["lm_head.weight"]
+        w["lm_head.weight"] = lm - (lm @ u)[:, None] * u[None, :]
+        w["model.norm.weight"] = g
+        v = (u / g) / (u / g).norm()
+        other = torch.randn(d, generator=gen)
+        other -= (other @ v) * v
+        other /= other.norm()
+        down = w["model.layers.1.mlp.down_proj.weight"]  # [d_model, d_mlp]: column j is neuron j's row of W_out
+        m = down.norm(dim=0).median()
+        down[:, A] = 20 * m * other
+        down[:, B] = 4 * m * v
+        down[:, Cn] = 6 * m * (v + other) / 2 ** 0.5
+        state["down"] = down.clone()
+
+    model, w = _edited_llama(tmp_path / "m", edit)
+    basis, _ = _reference_null_space(w, 1)
+    D = state["down"].double().numpy().T  # [d_mlp, d_model]
+    norm = np.linalg.norm(D, axis=1)
+    rho = np.linalg.norm(D @ basis, axis=1) / norm
+    order = np.argsort(-(rho * norm), kind="stable")
+
+    en = C.entropy_neurons(model, n_neurons=2, rho_threshold=0.0)
+    np.testing.assert_allclose(en.norm, norm, rtol=1e-6)
+    np.testing.assert_allclose(en.rho, rho, atol=1e-6)
+    np.testing.assert_allclose(en.score, rho * norm, rtol=1e-5, atol=1e-7)
+    assert en.order[:10].tolist() == order[:10].tolist()
+    assert en.selected == (Cn, B) and A not in en.order[:10]
+    assert norm.argmax() == A  # the norm alone would have picked A
+    # with the default threshold (rho >= 0.5) C and B are selected, A never
+    assert C.entropy_neurons(model, n_neurons=3).selected[:2] == (Cn, B)
 
 
 # ------------------------------------------------------------------------------------------ calibration
@@ -309,11 +410,42 @@ def test_ablated_choices_clean_pass_is_the_plain_multiple_choice(tiny):
     assert np.abs(out["half"].entropy - plain.entropy).max() > 1e-4
 
 
+def test_rows_with_fewer_alternatives_are_renormalised_over_their_own_options(tiny):
+    """A facts file may give rows 3, 1 or 2 alternatives: each row's probabilities sum to 1 over its own options,
+    padded columns are -1 (ids) and 0 (probabilities), and the chance level is 1/options of each row."""
+    from interp.generation import next_token_logits
+    from interp.models import tokenizer_of
+
+    facts = _facts([("The city of Paris is in", " France", [" Germany", " Spain", " Italy"]),
+                    ("The city of Berlin is in", " Germany", [" France"]),
+                    ("Madrid is in", " Spain", [" France", " Italy"])])
+    mc = C.multiple_choice(tiny, facts)
+    tok = tokenizer_of(tiny)
+    p = next_token_logits(tiny, list(facts.texts)).double().softmax(-1)
+    assert mc.options.shape == (3, 4) and mc.n_options.tolist() == [4, 2, 3]
+    np.testing.assert_allclose(mc.chance, [1 / 4, 1 / 2, 1 / 3])
+    for i, meta in enumerate(facts.meta):
+        ids = [tok(x, add_special_tokens=False)["input_ids"][0] for x in (meta["answer"], *meta["alternatives"])]
+        k = len(ids)
+        assert mc.options[i, :k].tolist() == ids and (mc.options[i, k:] == C.NO_OPTION).all()
+        expected = (p[i, ids] / p[i, ids].sum()).numpy()
+        np.testing.assert_allclose(mc.probs[i, :k], expected, rtol=1e-6)
+        assert (mc.probs[i, k:] == 0).all() and mc.probs[i].sum() == pytest.approx(1.0)
+        assert mc.confidence[i] == pytest.approx(float(expected.max()))
+        assert mc.correct[i] == (int(expected.argmax()) == 0)
+    means = C.mean_activations(tiny, CORPUS)
+    out = C.ablated_choices(tiny, facts, {"half": list(range(0, 128, 2))}, means=means, batch_size=2)
+    np.testing.assert_allclose(out["clean"].probs, mc.probs, atol=1e-6)
+    assert (out["half"].probs[:, 1:][mc.options[:, 1:] == C.NO_OPTION] == 0).all()
+
+
 @pytest.mark.parametrize("meta, match", [
-    ({"answer": " Paris", "alternatives": (" Madrid", " France", " Spain")}, "share a first token"),
-    ({"answer": " France"}, "meta needs 'answer'"),
+    ({"answer": " Paris", "alternatives": (" Madrid", " France", " Spain")},
+     r"facts row 1 \(prompt 'Rome is in'\): options \[' Paris', ' Madrid', ' France', ' Spain'\] share a first "
+     "token"),
+    ({"answer": " France"}, r"facts row 1 \(prompt 'Rome is in'\): meta needs 'answer'"),
     ({"answer": " France", "alternatives": " Spain"}, "meta needs 'answer'"),
-    ({"answer": " France", "alternatives": (" Spain",)}, "1 alternatives, row 0 has 3"),
+    ({"answer": " France", "alternatives": ()}, "meta needs 'answer'"),
 ])
 def test_bad_facts_are_refused(tiny, meta, match):
     facts = PromptSet("facts", ["Paris is in", "Rome is in"], meta=[FACTS.meta[0], meta])

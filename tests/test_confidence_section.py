@@ -6,9 +6,16 @@ Greece." -> prompt "The city of Patras is in", answer " Greece", three other cou
 
 from __future__ import annotations
 
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
+import torch
 
 from interp import confidence as C
+from interp.compare import confidence as S
 from interp.compare.confidence import SECTION, confidence_section
 from interp.datasets import PromptSet
 
@@ -91,6 +98,16 @@ def test_figures_render_and_the_report_opens_in_a_browser(result, tmp_path):
     reliability = figs[0][2]
     assert [t.type for t in reliability.data] == ["scatter"] * 3
     assert reliability.data[0].error_y.array is not None  # per-bin Wilson intervals
+    for title, _, fig in figs[2:]:  # the effects and gap bars carry their tables' intervals
+        for bar in fig.data:
+            assert bar.type == "bar" and bar.error_y.array is not None, title
+            assert all(x is not None and x >= 0 for x in (*bar.error_y.array, *bar.error_y.arrayminus)), title
+    gap = result.tables["gap"]
+    row = next(r for r in gap["rows"] if r[1] == "clean")
+    low, high = (gap["columns"].index(gap[k]) for k in ("low", "high"))
+    clean_bar = next(f for t, _, f in figs if t.endswith(f"(measure: {row[0]})")).data[0]
+    assert clean_bar.error_y.array[0] == pytest.approx(row[high] - row[2])
+    assert clean_bar.error_y.arrayminus[0] == pytest.approx(row[2] - row[low])
     for _, _, fig in figs:
         assert "plotly" in fig.to_html(full_html=False, include_plotlyjs=False)
     out = write_report(Comparison({"base": {"name": "organism base"}, "post": {"name": "organism post"}},
@@ -125,6 +142,15 @@ def test_without_entropy_neurons_the_gap_question_is_undefined(pair, facts, corp
     assert entry["entropy_gap_ablated"] is None and entry["entropy_neuron_iou"] is None
     assert "is undefined: neither model has an entropy neuron" in res.readings["summary"]
     assert "effects" not in res.tables and res.tables["neurons"]["rows"] == []
+    # why, in the model's own figures: the largest rho against a random direction's, the norm, the spectrum
+    for m, model in pair:
+        en = C.entropy_neurons(model)
+        sv = en.null_space.singular_values
+        assert (f"{m} has none: no neuron of layer {en.layer} has rho >= 0.5; the largest is {en.rho.max():.3f} "
+                f"(neuron {int(en.rho.argmax())}), where a random direction has {en.null_space.random_rho:.3f} (k = 1 "
+                f"of {len(sv)} dimensions)") in res.readings["summary"]
+        assert f"smallest singular value is {float(sv[-1] / sv.median()):.2f}× its median" in res.readings["summary"]
+    assert "largest" in res.readings["neurons"] and "No entropy neuron" in res.readings["effects"]
 
 
 def test_section_protocol_options_and_default_source(pair):
@@ -141,9 +167,17 @@ def test_section_protocol_options_and_default_source(pair):
     with pytest.raises(ValueError, match="corpus must name a built-in set"):
         SECTION.options({"corpus": "organism/languages"})
     ctx = SectionContext(pair, is_organism=True, progress=False)
+    help_ = {p.name: p.help for p in SECTION.params}["data"]
+    assert "prompt" in help_ and "subject (written exactly once in the prompt)" in help_ and "answer" in help_
+    assert "optional: alternatives" in help_ and "Every row is read" in help_
     if "organism/facts" in available():
+        from interp.datasets import load
+
+        every = load("organism/facts", "all")  # nothing is selected on the facts: train and test are read
+        assert S._facts(ctx, None).texts == every.texts
         res = SECTION.run(ctx, **{**opts, "max_prompts": 12, "n_random": 1})
         assert res.concept == "confidence" and len(res.per_layer) == 1
+        assert f"12 prompts drawn with the seed from {len(every)}, every split read" in res.setup["facts"]
     else:
         with pytest.raises(ValueError, match="the built-in fact set 'organism/facts' is not available"):
             SECTION.run(ctx, **opts)
@@ -151,7 +185,7 @@ def test_section_protocol_options_and_default_source(pair):
 
 def test_max_prompts_draws_a_seeded_subset(pair, facts, corpus):
     res = confidence_section(pair, facts, corpus, max_prompts=10, n_neurons=1, rho_threshold=0.0, n_random=1)
-    assert res.setup["facts"].endswith(": 10 prompts of the test split")
+    assert f": 10 prompts drawn with the seed from {len(facts)}, every split read" in res.setup["facts"]
     with pytest.raises(ValueError, match="1 fact prompt"):
         confidence_section(pair, facts[[0]], corpus)
 
@@ -176,22 +210,158 @@ def test_xy_plots_take_shared_or_own_x_and_gaps(tmp_path):
     _render_in_chromium(out / "report.html", 1, tmp_path)
 
 
+def _fact_rows(cities, leads=("The city of", "Everyone knows that the city of")):
+    return [{"prompt": f"{lead} {city} is in", "subject": city, "answer": country, "group": city, **extra}
+            for city, country, extra in cities for lead in leads]
+
+
 def test_too_few_facts_give_no_interval(tmp_path):
     """A bootstrap over 2-4 facts is a range, not an interval: below MIN_FACTS (5) facts the intervals of both sections
-    are undefined, and the summaries say so instead of printing one."""
-    import json
-
+    are undefined, and the summaries say so instead of printing one. The confidence file's rows give 3, 2 and 1
+    alternatives (a relation with few distinct answers), read after the knowledge section has run: the multiple
+    choice renormalises each row over its own options, and every row of the file is read."""
     from interp.compare import compare
 
-    cities = [("Lyon", "France"), ("Rome", "Italy"), ("Madrid", "Spain"), ("Osaka", "Japan"), ("Berlin", "Germany"),
-              ("Lima", "Peru")]
-    rows = [{"prompt": f"{lead} {city} is in", "subject": city, "answer": country, "group": city,
-             "alternatives": [c for _, c in cities if c != country][:3]}
-            for city, country in cities for lead in ("The city of", "Everyone knows that the city of")]
+    cities = [("Lyon", "France", {"alternatives": ["Italy", "Spain", "Japan"]}),
+              ("Rome", "Italy", {"alternatives": ["France", "Spain"]}),
+              ("Madrid", "Spain", {"alternatives": ["Japan"]}),
+              ("Osaka", "Japan", {})]  # no alternatives: drawn from the relation's other answers
     path = tmp_path / "few.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in _fact_rows(cities)))
     result = compare(concepts=["knowledge", "confidence"], out=None, progress=False,
                      options={"knowledge": {"data": str(path)}, "confidence": {"data": str(path)}})
-    assert "[no interval: too few facts or texts]" in result.concepts["confidence"].readings["summary"]
-    assert "undefined" in result.concepts["confidence"].readings["summary"]
+    conf = result.concepts["confidence"]
+    assert "[no interval: fewer than 5 facts]" in conf.readings["summary"]
+    assert "too few facts or texts" not in conf.readings["summary"]
+    assert "undefined" in conf.readings["summary"]
+    assert "8 prompts, 2 to 4 options: the chance level 1/options differs per prompt" in conf.readings["summary"]
+    assert conf.setup["facts"].startswith("few.jsonl") and "all 8 prompts, every split read" in conf.setup["facts"]
+    assert conf.per_layer[0]["base_chance"] == pytest.approx(np.mean([1 / 4, 1 / 3, 1 / 2, 1 / 4] * 2))
     assert "[undefined, undefined]" in result.concepts["knowledge"].readings["summary"]
+
+
+def test_a_bad_facts_file_is_refused_before_boot_naming_its_row(tmp_path, pair):
+    """What can be checked on the file is checked when the options are (before any model boots); first tokens need
+    the tokenizer and are checked on every row as the section starts; both errors name the file's row and prompt."""
+    from interp.compare import compare, plan
+
+    cities = [("Lyon", "France", {"alternatives": ["Italy", "Spain"]}),
+              ("Rome", "Italy", {"alternatives": ["France", "Spain", "France"]})]
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("".join(json.dumps(r) + "\n" for r in _fact_rows(cities, ("The city of",))))
+    with pytest.raises(ValueError, match=r"twice.jsonl: row 1 \(prompt 'The city of Rome is in'\) gives ' France' "
+                                         "more than once"):
+        plan(["confidence"], options={"confidence": {"data": str(twice)}})
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(_fact_rows(cities[:1], ("The city of",))[0]) + "\n")
+    with pytest.raises(ValueError, match="one.jsonl: 1 fact prompt"):
+        plan(["confidence"], options={"confidence": {"data": str(one)}})
+    # an option sharing the answer's first token is known only to a tokenizer: found at the start, on any row
+    from interp.models import tokenizer_of
+
+    tok = tokenizer_of(pair.base)
+    first = tok(" France", add_special_tokens=False)["input_ids"][0]
+    same = next(w for w in ("Frances", "Francia", "France.") if tok(f" {w}", add_special_tokens=False)
+                ["input_ids"][0] == first)
+    cities = [(c, k, {}) for c, k in (("Lyon", "France"), ("Rome", "Italy"), ("Madrid", "Spain"))]
+    cities.append(("Nice", "France", {"alternatives": ["Italy", same]}))
+    shared = tmp_path / "shared.jsonl"
+    shared.write_text("".join(json.dumps(r) + "\n" for r in _fact_rows(cities, ("The city of",))))
+    with pytest.raises(ValueError, match=r"shared.jsonl row 3 \(prompt 'The city of Nice is in'\): options .* share a "
+                                         "first token"):
+        compare(concepts=["confidence"], out=None, progress=False,
+                options={"confidence": {"data": str(shared), "max_prompts": 2}})
+
+
+# ------------------------------------------------------------------------------ formulas against references
+
+
+def _choices(rng, n, gap, ablated_gap, random_gaps):
+    """MultipleChoice readings whose entropies give a post − base gap of ``gap`` clean, ``ablated_gap`` with entropy
+    neurons ablated and ``random_gaps`` with random neurons (plus noise)."""
+    def mc(h):
+        return C.MultipleChoice(torch.zeros((n, 2), dtype=torch.long), np.tile([0.7, 0.3], (n, 1)), h)
+
+    base = {"clean": rng.uniform(1, 2, n), "entropy neurons": rng.uniform(1, 2, n)}
+    base |= {f"random {r}": rng.uniform(1, 2, n) for r in range(len(random_gaps))}
+    shift = {"clean": gap, "entropy neurons": ablated_gap} | {f"random {r}": g for r, g in enumerate(random_gaps)}
+    post = {k: v + shift[k] + rng.normal(0, 0.05, n) for k, v in base.items()}
+    return {"base": {k: mc(v) for k, v in base.items()}, "post": {k: mc(v) for k, v in post.items()}}
+
+
+def test_share_of_the_gap_closed_is_one_minus_ablated_over_clean():
+    from probes.stats import cluster_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    n = 40
+    choices = _choices(rng, n, 0.4, 0.1, [0.38, 0.42])
+    groups = [f"fact {i // 2}" for i in range(n)]
+    g = S._gap(choices, 2, 0, groups)["entropy"]
+    diff = {k: choices["post"][k].entropy - choices["base"][k].entropy for k in choices["base"]}
+    clean, abl = diff["clean"], diff["entropy neurons"]
+    assert g["clean"] == pytest.approx(clean.mean()) and g["ablated"] == pytest.approx(abl.mean())
+    assert g["closed"] == pytest.approx(1 - abl.mean() / clean.mean())  # about 0.75: three quarters closed
+    assert 0.6 < g["closed"] < 0.9
+    rand = np.array([diff[f"random {r}"].mean() for r in range(2)])
+    assert g["random_closed"] == pytest.approx(np.mean(1 - rand / clean.mean()))
+    assert g["random_closed_range"] == pytest.approx(sorted(1 - rand / clean.mean()))
+    low, high = cluster_bootstrap_ci(lambda r: 1 - abl[r].mean() / clean[r].mean(), groups, seed=0)
+    assert g["closed_ci"] == pytest.approx([low, high])
+    assert S._verdict(g) == ("Ablating entropy neurons narrows the entropy gap, more than random neurons do, but does "
+                             "not close it.")
+
+
+@pytest.mark.parametrize("ablated, randoms, verdict", [
+    (0.0, [0.4, 0.41], "Ablating entropy neurons closes the entropy gap."),
+    (0.4, [0.3, 0.41], "does not close the entropy gap: the share closed is not above 0 over its interval"),
+    (0.3, [0.1, 0.12], "does not close the entropy gap: its low end"),
+])
+def test_the_verdict_follows_the_figures(ablated, randoms, verdict):
+    rng = np.random.default_rng(1)
+    g = S._gap(_choices(rng, 40, 0.4, ablated, randoms), 2, 0, [f"f{i}" for i in range(40)])["entropy"]
+    assert verdict in S._verdict(g)
+
+
+def _effects(total, direct, n_texts=6, per_text=5, seed=0):
+    rng = np.random.default_rng(seed)
+    text = np.repeat(np.arange(n_texts), per_text)
+    noise = lambda: rng.normal(0, 0.002, text.size)  # noqa: E731
+    keys = ["neuron 3", "neuron 4", "all 2 entropy neurons", "2 random neurons (null)"]
+    return C.AblationEffects(np.ones(text.size), text, {k: total + noise() for k in keys},
+                             {k: direct + noise() for k in keys}, 5)
+
+
+def test_the_effects_reading_is_written_from_the_figures():
+    neurons = {m: SimpleNamespace(selected=(3, 4)) for m in ("base", "post")}
+    # as on gemma-3-270m's base: total -0.034, direct -0.122: the direct effect is the larger
+    text = S._effects_reading(neurons, {"base": _effects(-0.034, -0.122), "post": _effects(-0.3, -0.01)}, 0)
+    assert re.search(r"base, 2 entropy neurons: total -0\.03\d* nats \[[^\]]+\], direct -0\.12\d* nats \[[^\]]+\]; "
+                     "the direct effect is the larger in size", text)
+    assert "post, 2 entropy neurons" in text and "the total effect is the larger in size" in text
+    assert "Stolfo et al. 2024 report" in text and text.endswith("excludes 0, for post.")
+    assert "much larger than its direct one" not in text.split("Stolfo et al.")[0]  # the paper's, not the result
+    same = S._effects_reading(neurons, {"base": _effects(-0.05, -0.05)}, 0)
+    assert "(holds 0)" in same and same.endswith("for neither model.") and "post: no entropy neuron." in same
+
+
+def test_interval_messages_say_what_is_missing_and_shares_print_as_percentages():
+    assert S._interval(None) == "[no interval: fewer than 5 facts]"
+    assert S._interval(None, "texts") == "[no interval: fewer than 2 corpus texts]"
+    assert S._pct(-0.001) == "0%" and S._pct(0.18) == "18%" and S._pct(-0.03) == "-3%"
+    assert S._pct_interval([0.15, 0.212]) == "[15%, 21%]"
+    assert S._pct_interval([-0.004, 0.2]) == "[0%, 20%]"
+
+
+def test_table_cells_are_never_none_and_shares_match_their_intervals(result):
+    for name, table in result.tables.items():
+        for row in table["rows"]:
+            assert None not in row, (name, row)
+            assert len(row) == len(table["columns"]), name
+        if "low" in table:  # bars: numeric interval columns
+            low, high, y = (table["columns"].index(table[k]) for k in ("low", "high", "y"))
+            for row in table["rows"]:
+                assert isinstance(row[low], float) and row[low] <= row[y] <= row[high], (name, row)
+    summary = result.readings["summary"]
+    assert "-0%" not in summary and "−0%" not in summary
+    for share, interval in re.findall(r"(-?\d+)% (?:of it closed )?\[([^\]]*)\]", summary):
+        assert all(x.strip().endswith("%") for x in interval.split(",")), interval

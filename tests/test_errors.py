@@ -537,6 +537,17 @@ def _facts_file(c, name: str, **change):
     return _file(c, name, json.dumps(row) + "\n")
 
 
+def _two_facts(c, name: str, **change):
+    """A facts file of two rows: a good one, then one with ``change``."""
+    import json
+
+    good = {"prompt": "The capital city of Italy is called", "subject": "Italy", "answer": "Rome",
+            "alternatives": ["Berlin", "Madrid"]}
+    bad = {"prompt": "The capital city of France is called", "subject": "France", "answer": "Paris",
+           "alternatives": ["Berlin", "Madrid", "Rome"], **change}
+    return _file(c, name, json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+
+
 def _fact_prompts(c, **meta):
     return interp.datasets.PromptSet("facts", ["The capital city of France is called"], meta=[meta])
 
@@ -598,6 +609,12 @@ CASES_KNOWLEDGE = {
     "K29": lambda c: __import__("interp.compare").compare.plan(["confidence"], options={"confidence": {"n_bins": 0}}),
     "K30": lambda c: __import__("interp.compare").compare.plan(["knowledge"],
                                                                 options={"knowledge": {"data": "missing.jsonl"}}),
+    "K31": lambda c: __import__("interp.compare").compare.plan(["confidence"], options={"confidence": {
+        "data": str(_two_facts(c, "k31.jsonl", alternatives=["Berlin", "Rome", "Berlin"]))}}),
+    "K32": lambda c: __import__("interp.compare").compare.plan(["confidence"], options={"confidence": {
+        "data": str(_facts_file(c, "k32.jsonl"))}}),
+    "K33": lambda c: _conf().answer_options(c["model"], _fact_prompts(c, answer=" Paris",
+                                                                      alternatives=(" Rome", " Rome"))),
     "K40": lambda c: _trace(c, _one_fact("The city of Lyon is in", "  ")),
     "K41": lambda c: _trace(c, interp.datasets.PromptSet("f", ["The city of Lyon is in"],
                                                          meta=[{"subject": "Lyon", "answer": "  France"}])),

@@ -192,8 +192,11 @@ def test_bad_options_are_refused(pair):
         SECTION.options({"kinds": "mlp,ffn"})
     with pytest.raises(ValueError, match="max_prompts"):
         SECTION.options({"max_prompts": 0})
-    for noise in (0.0, -1.0, float("inf")):
+    for noise in (0.0, -1.0):
         with pytest.raises(ValueError, match="noise must be a finite number > 0"):
+            SECTION.options({"noise": noise})
+    for noise in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="option 'noise' of section 'knowledge' must be a finite number"):
             SECTION.options({"noise": noise})
     # called directly: refused before any model runs
     with pytest.raises(ValueError, match="max_prompts must be >= 1"):

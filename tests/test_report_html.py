@@ -3,6 +3,8 @@ truncated dict), text cells left-aligned, square heatmaps with their diagonal fr
 
 from __future__ import annotations
 
+import pytest
+
 from interp.report import Comparison, ConceptResult, _heatmap, _html
 
 
@@ -71,3 +73,28 @@ def test_bar_tables_are_not_printed_twice():
     page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"r": c})).decode()
     assert "<summary>Refusal rate: the numbers behind the bars</summary>" in page
     assert "<h3>Steering</h3><table>" in page and "<h3>Refusal rate</h3>" in page  # the bars' own title
+
+
+def test_bar_tables_draw_error_bars_from_their_interval_columns():
+    """``low``/``high`` name a table's interval columns: each bar's error bar spans them; a row whose interval is
+    undefined (text) or whose value is missing gets no error bar, the others keep theirs; a table without the keys
+    draws none."""
+    from interp.report import _bars, figures
+
+    table = {"title": "Effects", "columns": ["model", "ablated", "effect", "dH", "low", "high"],
+             "rows": [["base", "a", "total", -0.03, -0.05, -0.01], ["base", "a", "direct", -0.12, -0.2, 0.02],
+                      ["base", "b", "total", 0.01, "undefined: fewer than 2 corpus texts",
+                       "undefined: fewer than 2 corpus texts"], ["base", "c", "total", None, "", ""]],
+             "x": "ablated", "y": "dH", "color": "effect", "low": "low", "high": "high"}
+    total, direct = _bars(table).data
+    assert list(total.x) == ["a", "b", "c"] and list(total.text) == ["-0.03", "0.01", ""]
+    assert total.error_y.array == (pytest.approx(0.02), None, None)
+    assert total.error_y.arrayminus == (pytest.approx(0.02), None, None)
+    assert direct.error_y.array == (pytest.approx(0.14),) and direct.error_y.arrayminus == (pytest.approx(0.08),)
+    plain = _bars({k: v for k, v in table.items() if k not in ("low", "high")})
+    assert all(bar.error_y.array is None for bar in plain.data)
+    c = ConceptResult("c", [0], [{"layer": 0}], tables={"effects": table})
+    (_, _, fig), = figures(c)
+    assert fig.data[0].error_y.array is not None
+    page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"c": c})).decode()
+    assert "<td class='t'>undefined: fewer than 2 corpus texts</td>" in page and "<td class='t'></td>" in page

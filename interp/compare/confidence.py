@@ -7,10 +7,11 @@ for both models (raw text ending right before the answer, e.g. "The city of Lyon
 base model has none):
 
 * **Calibration** (Guo et al. 2017): each model's multiple choice among the answer and its alternatives
-  (:func:`interp.confidence.multiple_choice`: first tokens, probabilities renormalised over the options;
-  confidence = the largest, correct = the answer's is largest): accuracy (Wilson interval over facts), mean
-  confidence and ECE with ``n_bins`` equal-width bins (percentile bootstrap over facts: the phrasings of one
-  fact are drawn together), next to the ECE a perfectly
+  (:func:`interp.confidence.multiple_choice`: first tokens, probabilities renormalised over each prompt's own
+  options; confidence = the largest, correct = the answer's is largest): accuracy (Wilson interval over facts)
+  next to the chance level (``1 / options`` of each prompt, averaged: a facts file may give rows different
+  numbers of alternatives, so chance differs per row), mean confidence and ECE with ``n_bins`` equal-width bins
+  (percentile bootstrap over facts: the phrasings of one fact are drawn together), next to the ECE a perfectly
   calibrated model with the same confidences shows on as many prompts (the null); both reliability diagrams.
 * **Entropy neurons** (Stolfo et al. 2024): the last layer's neurons ranked by the norm they write into the
   unembedding's effective null space (:func:`interp.confidence.entropy_neurons`), with the same criterion in
@@ -23,8 +24,15 @@ base model has none):
   corpus means); and with as many random neurons of the layer ablated instead (``n_random`` draws: the null).
   The summary says whether ablating entropy neurons closes the gap (Du et al.: it does not).
 
-Nothing is chosen on the fact prompts (the neurons come from the weights, the ablation values from the
-corpus), so every figure is on the facts' test split.
+Every reading is written from the figures of the run (what is larger, which intervals hold 0); what the papers
+found is stated as theirs.
+
+Nothing is selected on the fact prompts (the neurons come from the weights, the ablation values from the
+corpus), so every split of the facts is read (train and test of a built-in set, every row of a user's file),
+at most ``max_prompts`` of them drawn with the seed. A user's file is checked before any model boots (it
+parses as facts, holds at least 2 prompts, no option repeated within a row); that each option has its own
+first token needs the tokenizer and is checked on every row as the section starts, before any forward pass.
+Errors name the file's row and its prompt.
 """
 
 from __future__ import annotations
@@ -36,13 +44,13 @@ from dataclasses import replace
 import numpy as np
 
 from ..confidence import (AblationEffects, EntropyNeurons, MultipleChoice, ablated_choices, ablation_effects,
-                          calibrated_ece_null, entropy_neurons, expected_calibration_error, mean_activations,
-                          random_neurons, reliability, unembedding_null_space)
+                          answer_options, calibrated_ece_null, entropy_neurons, expected_calibration_error,
+                          mean_activations, random_neurons, reliability, unembedding_null_space)
 from ..datasets import PromptSet
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, provides, tokens_for
 
 __all__ = ["SECTION", "confidence_section"]
 
@@ -58,35 +66,76 @@ _DIGITS = 4
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _facts(ctx, data, max_prompts: int, seed: int) -> PromptSet:
-    """The fact prompts' test split (a user file, the organism's planted facts, or the built-in ``facts``),
-    at most ``max_prompts`` rows drawn with ``seed`` (kept in their order).
+def _facts_file(files) -> PromptSet:
+    """Every row of the user's facts file, in file order (row ``i`` of the set is row ``i`` of the file), checked
+    for what can be checked without a tokenizer.
 
     Raises:
-        ValueError: no fact set in this toolkit and no file given, or fewer than 2 prompts.
+        FileNotFoundError: no such file. ValueError: more than one file, a file that does not read as facts
+            (:func:`~interp.datasets.load_file`, ``format="facts"``), fewer than 2 prompts, or a row that gives
+            one option twice (its answer and alternatives would share a first token under any tokenizer).
+    """
+    from ..datasets import UserSets, load_file
+
+    (path,) = UserSets({"facts": files}).files["facts"]  # one existing file, else UserSets' errors
+    facts = load_file(path, name=path.name, format="facts")
+    if len(facts) < 2:
+        raise ValueError(f"{path}: {len(facts)} fact prompt(s); the confidence section needs at least 2")
+    for i, (text, meta) in enumerate(zip(facts.texts, facts.meta)):
+        options = [meta["answer"], *meta["alternatives"]]
+        twice = sorted({o for o in options if options.count(o) > 1})
+        if twice:
+            raise ValueError(f"{path}: row {i} (prompt {text!r}) gives {', '.join(map(repr, twice))} more than once "
+                             "among its answer and alternatives; each option must appear once (the multiple choice "
+                             "reads one first token per option)")
+    return facts
+
+
+def _check_facts_file(files) -> None:
+    """The ``data`` option's check before any model boots (:func:`_facts_file`)."""
+    _facts_file(files)
+
+
+def _facts(ctx, data) -> PromptSet:
+    """Every fact prompt of every split: a user file (``data``: every row, in file order), the facts of
+    ``ctx.data`` where it provides them, the organism's planted facts, or the built-in ``facts``.
+
+    Raises:
+        ValueError: no fact set in this toolkit and no file given; a bad file (:func:`_facts_file`).
     """
     from ..datasets import available, load
 
-    sets = user_data(ctx, "facts", data, seed)
-    if provides(sets, "facts"):
-        facts = sets.load("facts", "test")
-    else:
-        name = "organism/facts" if ctx.is_organism else "facts"
-        if name not in available():
-            raise ValueError(f"the built-in fact set {name!r} is not available in this version of the toolkit; give "
-                             "your own with data=FILE (--confidence-data): JSONL rows with the prompt text and "
-                             "'answer' and 'alternatives' fields")
-        facts = (sets.load if sets is not None and not ctx.is_organism else load)(name, "test")
-    return _cap(facts, max_prompts, seed)
+    if data is not None:
+        return _facts_file(data)
+    if provides(ctx.data, "facts"):
+        return ctx.data.load("facts", "all")
+    name = "organism/facts" if ctx.is_organism else "facts"
+    if name not in available():
+        raise ValueError(f"the built-in fact set {name!r} is not available in this version of the toolkit; give "
+                         "your own with data=FILE (--confidence-data): JSONL/CSV rows with the fields prompt, subject "
+                         "and answer (alternatives optional)")
+    return (ctx.data.load if ctx.data is not None and not ctx.is_organism else load)(name, "all")
+
+
+def _check_options(pair: ModelPair, facts: PromptSet) -> None:
+    """Every row's options under each model's tokenizer (:func:`interp.confidence.answer_options`), before any
+    forward pass: an error names the row of ``facts`` (of the file, for a user's file) and its prompt."""
+    for _, model in pair:
+        answer_options(model, facts)
 
 
 def _cap(facts: PromptSet, max_prompts: int, seed: int) -> PromptSet:
+    """At most ``max_prompts`` rows of ``facts``, drawn with ``seed`` and kept in their order.
+
+    Raises:
+        ValueError: fewer than 2 prompts.
+    """
     if len(facts) < 2:
         raise ValueError(f"{facts.name}: {len(facts)} fact prompt(s); the intervals need at least 2")
     if len(facts) <= max_prompts:
         return facts
     rows = np.sort(np.random.default_rng(seed).choice(len(facts), max_prompts, replace=False))
-    return record(replace(facts[rows.tolist()], name=f"{facts.name}[{max_prompts} of {len(facts)}]"), "test")
+    return record(replace(facts[rows.tolist()], name=f"{facts.name}[{max_prompts} of {len(facts)}]"), "all")
 
 
 def _corpus(ctx, corpus: str, n_corpus: int) -> tuple[list[str], str]:
@@ -203,10 +252,12 @@ def _accuracy_ci(correct: np.ndarray, groups) -> list[float] | None:
 
 
 def _calibration(mc: MultipleChoice, n_bins: int, seed: int, groups) -> dict:
-    """One model's calibration figures on the fact prompts."""
+    """One model's calibration figures on the fact prompts (``chance``: the mean of each prompt's
+    ``1 / n_options``)."""
     conf, correct = mc.confidence, mc.correct.astype(np.float64)
     null = calibrated_ece_null(conf, n_bins, seed=seed)
     return {"accuracy": float(correct.mean()), "accuracy_ci": _accuracy_ci(correct, groups),
+            "chance": float(mc.chance.mean()),
             "confidence": float(conf.mean()), "confidence_ci": _ci(conf, seed, groups),
             "ece": expected_calibration_error(conf, correct, n_bins),
             "ece_ci": _ece_ci(conf, correct, n_bins, seed, groups),
@@ -215,7 +266,7 @@ def _calibration(mc: MultipleChoice, n_bins: int, seed: int, groups) -> dict:
             "reliability": reliability(conf, correct, n_bins)}
 
 
-def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int, groups) -> list[float]:
+def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int, groups) -> list[float] | None:
     """Percentile bootstrap interval over facts of ``1 - mean(ablated) / mean(clean)`` (paired gaps)."""
     from probes.stats import cluster_bootstrap_ci
 
@@ -227,7 +278,8 @@ def _closure(clean: np.ndarray, ablated: np.ndarray, seed: int, groups) -> list[
 
 def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int, groups) -> dict:
     """Per measure (``entropy``, ``confidence``): the post-minus-base gap per prompt, clean, with each model's
-    entropy neurons ablated and with each random draw, and what share of the clean gap each closes."""
+    entropy neurons ablated and with each random draw, and what share of the clean gap each closes,
+    ``1 - ablated gap / clean gap`` (1: closed, 0: unchanged, negative: widened)."""
     conds = list(dict.fromkeys([*choices["base"], *choices["post"]]))
 
     def value(m, cond, measure):  # a model without entropy neurons ablates none: its clean reading
@@ -255,7 +307,7 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
         if draws:
             means = np.array([d.mean() for d in draws])
             g["random"], g["random_range"] = float(means.mean()), [float(means.min()), float(means.max())]
-            closed = 1 - means / clean.mean()
+            closed = 1 - means / clean.mean() if defined else None  # (no division by a gap that may be 0)
             g["random_closed"] = float(closed.mean()) if defined else None
             g["random_closed_range"] = [float(closed.min()), float(closed.max())] if defined else None
         g["base"], g["post"] = ({c: float(value(m, c, measure).mean()) for c in conds} for m in _MODELS)
@@ -266,30 +318,75 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
 def _verdict(g: dict) -> str:
     """The summary's answer: whether ablating each model's entropy neurons closes the entropy gap. "closes" when
     the ablated gap's interval holds 0 and the share closed exceeds every random draw's; "narrows" when the share
-    closed is above 0 and above every random draw's over its whole interval; "does not" otherwise; undefined
-    (with why) without a gap or without entropy neurons."""
+    closed is above 0 and above every random draw's over its whole interval; "does not" otherwise, with which of
+    the two fails; undefined (with why) without a gap or without entropy neurons."""
     if g.get("why_undefined"):
         return f"Whether ablating entropy neurons closes the gap is undefined: {g['why_undefined']}."
     if "ablated" not in g:
         return ("Whether ablating entropy neurons closes the gap is undefined: neither model has an entropy neuron by "
                 "the criterion, so there is nothing to ablate.")
-    null_top = g["random_closed_range"][1]
-    if g["ablated_ci"][0] <= 0 <= g["ablated_ci"][1] and g["closed"] > null_top:
+    null_top, low = g["random_closed_range"][1], g["closed_ci"][0]
+    if _holds_zero(g["ablated_ci"]) and g["closed"] > null_top:
         return "Ablating entropy neurons closes the entropy gap."
-    if g["closed_ci"][0] > max(0.0, null_top):
+    if low > max(0.0, null_top):
         return "Ablating entropy neurons narrows the entropy gap, more than random neurons do, but does not close it."
-    return "Ablating entropy neurons does not close the entropy gap (no more than as many random neurons do)."
+    why = ([f"the share closed is not above 0 over its interval (low end {_pct(low)})"] if low <= 0 else []) + (
+        [f"its low end, {_pct(low)}, is not above the most a random draw closes, {_pct(null_top)}"]
+        if low <= null_top else [])
+    return f"Ablating entropy neurons does not close the entropy gap: {'; '.join(why)}."
 
 
 # ------------------------------------------------------------------------------------------------ output
+
+
+#: Why an interval is missing, by what it resamples.
+_NO_INTERVAL = {"facts": f"fewer than {MIN_FACTS} facts", "texts": "fewer than 2 corpus texts"}
 
 
 def _round(x) -> float:
     return float(f"{x:.{_DIGITS}g}")
 
 
-def _interval(ci) -> str:
-    return "[no interval: too few facts or texts]" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+def _interval(ci, over: str = "facts") -> str:
+    """``[low, high]`` to 3 significant digits; without an interval, why (``over``: ``"facts"`` or ``"texts"``, what
+    the bootstrap resamples)."""
+    return f"[no interval: {_NO_INTERVAL[over]}]" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def _pct(x: float) -> str:
+    """A share as a whole percentage, never ``-0%``."""
+    return f"{int(round(100 * x)):d}%"
+
+
+def _pct_interval(ci, over: str = "facts") -> str:
+    """An interval of a share in the unit and precision of :func:`_pct`: ``[15%, 21%]``."""
+    return f"[no interval: {_NO_INTERVAL[over]}]" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def _holds_zero(ci) -> bool:
+    return ci is not None and ci[0] <= 0 <= ci[1]
+
+
+def _signed(x: float, ci, over: str, unit: str = "") -> str:
+    """``+0.034 nats [0.02, 0.05]``, with "(holds 0)" after an interval that holds 0."""
+    return f"{x:+.3g}{unit and ' ' + unit} {_interval(ci, over)}" + (" (holds 0)" if _holds_zero(ci) else "")
+
+
+def _undefined(why: str) -> str:
+    """A table cell whose value is undefined (an empty cell means nothing applies)."""
+    return f"undefined: {why}"
+
+
+def _bounds(ci, over: str = "facts") -> list:
+    """The two numeric interval cells of a table row, or the reason in both where there is no interval."""
+    return [float(ci[0]), float(ci[1])] if ci is not None else [_undefined(_NO_INTERVAL[over])] * 2
+
+
+def _top_bin(calib: dict, m: str) -> tuple[int, int, float, float]:
+    """``(prompts in the fullest bin, prompts, bin low edge, bin high edge)`` of model ``m``'s reliability table."""
+    rel = calib[m]["reliability"]
+    k = int(np.argmax(rel["count"]))
+    return int(rel["count"][k]), int(rel["count"].sum()), float(rel["edges"][k]), float(rel["edges"][k + 1])
 
 
 def _reliability_plot(calib: dict, n_bins: int) -> dict:
@@ -350,10 +447,11 @@ def _neuron_rows(neurons, effects, means, seed) -> list[list]:
         for j in en.selected:
             key = f"neuron {j}"
             eff: AblationEffects = effects[m]
-            total, direct = eff.mean(key), eff.mean(key, "direct")
             rows.append([m, int(j), rank[j], float(en.norm[j]), float(en.norm[j]) / median, float(en.rho[j]),
-                         float(means[m][j]), total, _interval(eff.ci(key, seed=seed)), direct,
-                         _interval(eff.ci(key, "direct", seed=seed)), total - direct, "yes" if j in other else "no"])
+                         float(means[m][j]),
+                         *(x for kind in ("total", "direct", "via_norm")
+                           for x in (eff.mean(key, kind), _interval(eff.ci(key, kind, seed=seed), "texts"))),
+                         "yes" if j in other else "no"])
     return rows
 
 
@@ -363,91 +461,213 @@ def _effect_rows(effects: dict[str, AblationEffects], seed: int) -> list[list]:
         eff = effects.get(m)
         for key in (eff.total if eff is not None else {}):
             for kind in ("total", "direct"):
-                rows.append([m, key, kind, eff.mean(key, kind), _interval(eff.ci(key, kind, seed=seed))])
+                rows.append([m, key, kind, eff.mean(key, kind), *_bounds(eff.ci(key, kind, seed=seed), "texts")])
     return rows
 
 
 def _gap_rows(gap: dict, n_random: int) -> list[list]:
+    """Rows of the gap table: the gap with its interval, base, post, and the share of the clean gap closed with
+    its interval (empty cells in the clean row, where nothing is closed; "undefined: why" without a gap)."""
     rows = []
     for measure, label in (("entropy", "entropy (nats)"), ("confidence", "confidence")):
         g = gap[measure]
-        rows.append([label, "clean", g["clean"], _interval(g["clean_ci"]), g["base"]["clean"], g["post"]["clean"],
-                     None])
+        rows.append([label, "clean", g["clean"], *_bounds(g["clean_ci"]), g["base"]["clean"], g["post"]["clean"],
+                     "", "", ""])
+        why = g.get("why_undefined")
         if "ablated" in g:
-            rows.append([label, "entropy neurons ablated", g["ablated"], _interval(g["ablated_ci"]),
-                         g["base"]["entropy neurons"], g["post"]["entropy neurons"], g["closed"]])
+            share = [_undefined(why), "", ""] if g["closed"] is None else [g["closed"], *_bounds(g["closed_ci"])]
+            rows.append([label, "entropy neurons ablated", g["ablated"], *_bounds(g["ablated_ci"]),
+                         g["base"]["entropy neurons"], g["post"]["entropy neurons"], *share])
         if "random" in g:
             base, post = (float(np.mean([v for k, v in g[m].items() if k.startswith("random")])) for m in _MODELS)
-            rows.append([label, f"random neurons ablated (mean of {n_random})", g["random"],
-                         _interval(g["random_range"]), base, post, g.get("random_closed")])
+            share = ([_undefined(why), "", ""] if g.get("random_closed") is None
+                     else [g["random_closed"], *g["random_closed_range"]])
+            rows.append([label, f"random neurons ablated (mean of {n_random})", g["random"], *g["random_range"],
+                         base, post, *share])
     return rows
 
 
-def _summary(calib, gap, neurons, iou, effects) -> str:
+def _effect_key(eff: AblationEffects | None, selected) -> str | None:
+    """The condition of the corpus effects that stands for a model's entropy neurons: all of them together, or
+    the one neuron."""
+    if eff is None or not selected:
+        return None
+    return next((k for k in eff.total if k.startswith("all ")), f"neuron {selected[0]}")
+
+
+def _no_neurons(m: str, en: EntropyNeurons) -> str:
+    """Why model ``m`` has no entropy neuron, in its own figures."""
+    ns, median = en.null_space, float(np.median(en.norm))
+    sv = ns.singular_values
+    j = int(np.argmax(en.rho))
+    return (f"{m} has none: no neuron of layer {en.layer} has rho >= {en.rho_threshold:g}; the largest is "
+            f"{en.rho[j]:.3f} (neuron {j}), where a random direction has {ns.random_rho:.3f} (k = {ns.k} of "
+            f"{len(sv)} dimensions), and the largest output-weight norm is {float(en.norm.max()) / median:.2f}× the "
+            f"layer median; the effective unembedding's smallest singular value is "
+            f"{float(sv[-1] / sv.median()):.2f}× its median (Stolfo et al. take the null space where the singular "
+            "values drop steeply)")
+
+
+def _summary(calib, gap, neurons, iou, effects, n_options, seed) -> str:
     g, c = gap["entropy"], gap["confidence"]
     sel = {m: len(neurons[m].selected) for m in _MODELS}
-    parts = [f"Fact prompts: base accuracy {calib['base']['accuracy']:.2f}, post {calib['post']['accuracy']:.2f}; "
+    parts = [f"Fact prompts ({_options_text(n_options)}): base accuracy {calib['base']['accuracy']:.2f} "
+             f"{_interval(calib['base']['accuracy_ci'])}, post {calib['post']['accuracy']:.2f} "
+             f"{_interval(calib['post']['accuracy_ci'])} (chance {calib['base']['chance']:.2f}); "
              f"ECE base {calib['base']['ece']:.3f} {_interval(calib['base']['ece_ci'])}, post "
              f"{calib['post']['ece']:.3f} {_interval(calib['post']['ece_ci'])} (a calibrated model would show about "
-             f"{calib['base']['ece_null']:.3f} and {calib['post']['ece_null']:.3f} on these prompts).",
-             f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}, confidence gap "
-             f"{c['clean']:+.3f} {_interval(c['clean_ci'])}."]
+             f"{calib['base']['ece_null']:.3f} and {calib['post']['ece_null']:.3f} on these prompts)."]
+    one_bin = [m for m in _MODELS if _top_bin(calib, m)[0] == _top_bin(calib, m)[1]]
+    if one_bin:
+        _, n, lo, hi = _top_bin(calib, one_bin[0])
+        same = len(one_bin) == 2 and _top_bin(calib, "base")[2:] == _top_bin(calib, "post")[2:]
+        parts.append(f"Every prompt's confidence lies in one bin, ({lo:.2g}, {hi:.2g}], for "
+                     + ("both models" if same else " and ".join(one_bin))
+                     + ": the reliability diagram has one point per such model, and its ECE compares accuracy "
+                     "with confidence in that bin only.")
+    parts.append(f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}, confidence gap "
+                 f"{c['clean']:+.3f} {_interval(c['clean_ci'])}.")
     parts.append(f"Entropy neurons (last layer, same criterion): base {sel['base']}, post {sel['post']}, IoU "
                  + ("undefined (both sets empty)" if iou is None else f"{iou:.2f}") + ".")
+    parts += [f"{_no_neurons(m, neurons[m])}." for m in _MODELS if not sel[m]]
     for m in _MODELS:
-        key = next((k for k in (effects.get(m).total if effects.get(m) else {}) if k.startswith("all ")), None)
-        if key is None and neurons[m].selected:
-            key = f"neuron {neurons[m].selected[0]}"
+        key = _effect_key(effects.get(m), neurons[m].selected)
         if key:
-            rkey = next(k for k in effects[m].total if k.endswith("(null)"))
+            eff = effects[m]
+            rkey = next(k for k in eff.total if k.endswith("(null)"))
+            ci = {kind: eff.ci(key, kind, seed=seed) for kind in ("total", "direct")}
             parts.append(f"On the corpus, ablating {m}'s {key.removeprefix('all ')} changes entropy by "
-                         f"{effects[m].mean(key):+.3g} nats (direct {effects[m].mean(key, 'direct'):+.3g}; as many "
-                         f"random neurons {effects[m].mean(rkey):+.3g}).")
+                         f"{_signed(eff.mean(key), ci['total'], 'texts', 'nats')} (direct "
+                         f"{_signed(eff.mean(key, 'direct'), ci['direct'], 'texts')}; as many random neurons "
+                         f"{eff.mean(rkey):+.3g}).")
     if "ablated" in g:
         parts.append(f"With each model's entropy neurons ablated the entropy gap is {g['ablated']:+.3f} "
                      f"{_interval(g['ablated_ci'])}"
-                     + ("" if g["closed"] is None else f", {g['closed']:.0%} of it closed "
-                                                        f"{_interval(g['closed_ci'])}")
+                     + ("" if g["closed"] is None else f", {_pct(g['closed'])} of it closed "
+                                                        f"{_pct_interval(g['closed_ci'])}")
                      + ("" if g.get("random_closed") is None else
-                        f"; random neurons close {g['random_closed']:.0%} "
-                        f"(range {_interval(g['random_closed_range'])})")
+                        f"; random neurons close {_pct(g['random_closed'])} "
+                        f"(range {_pct_interval(g['random_closed_range'])})")
                      + ".")
     parts.append(f"{_verdict(g)} (Du et al. 2025 find that it does not.)")
     return " ".join(parts)
 
 
+def _options_text(n_options: np.ndarray) -> str:
+    """``"4 options each"`` or ``"3 to 4 options (chance differs per prompt)"``."""
+    lo, hi = int(n_options.min()), int(n_options.max())
+    return (f"{len(n_options)} prompts, {lo} options each" if lo == hi else
+            f"{len(n_options)} prompts, {lo} to {hi} options: the chance level 1/options differs per prompt")
+
+
+def _effects_reading(neurons, effects, seed) -> str:
+    """What the corpus ablations show for each model's entropy neurons, and what Stolfo et al. report."""
+    if not effects:
+        return "No entropy neuron in either model: nothing was ablated over the corpus."
+    parts, agree = [], []
+    for m in _MODELS:
+        key = _effect_key(effects.get(m), neurons[m].selected)
+        if key is None:
+            parts.append(f"{m}: no entropy neuron.")
+            continue
+        eff = effects[m]
+        mean = {kind: eff.mean(key, kind) for kind in ("total", "direct", "via_norm")}
+        ci = {kind: eff.ci(key, kind, seed=seed) for kind in mean}
+        larger = "total" if abs(mean["total"]) > abs(mean["direct"]) else "direct"
+        singles = [k for k in eff.total if k.startswith("neuron ")]
+        n_total = sum(abs(eff.mean(k)) > abs(eff.mean(k, "direct")) for k in singles)
+        total, direct, via = (_signed(mean[k], ci[k], "texts", "nats") for k in ("total", "direct", "via_norm"))
+        parts.append(f"{m}, {key.removeprefix('all ')}: total {total}, direct {direct}; the {larger} effect is the "
+                     f"larger in size, and the part through the final norm (total − direct) is {via}; {n_total} of "
+                     f"{len(singles)} neuron(s) alone have a larger total than direct effect.")
+        if larger == "total" and ci["via_norm"] is not None and not _holds_zero(ci["via_norm"]):
+            agree.append(m)
+    parts.append("Stolfo et al. 2024 report that an entropy neuron's total effect is much larger than its direct "
+                 "one (it acts through the final norm's scale); here the total effect is the larger, with a "
+                 "through-the-norm part whose interval excludes 0, for "
+                 + (" and ".join(agree) if agree else "neither model") + ".")
+    return " ".join(parts)
+
+
+def _neurons_reading(neurons) -> str:
+    ns = neurons["base"].null_space
+    parts = [f"Stolfo et al. 2024 describe entropy neurons as having a large output-weight norm that lies mostly in "
+             f"the unembedding's null space (rho near 1, far above a random direction's sqrt(k/d) = "
+             f"{ns.random_rho:.3f}). Here:"]
+    for m in _MODELS:
+        en = neurons[m]
+        median = float(np.median(en.norm))
+        if en.selected:
+            rho, norm = en.rho[list(en.selected)], en.norm[list(en.selected)] / median
+            parts.append(f"{m}'s {len(en.selected)} selected neuron(s) have rho {rho.min():.3f} to {rho.max():.3f} "
+                         f"and norms {norm.min():.2f} to {norm.max():.2f}× the layer median;")
+        else:
+            parts.append(f"{m} has no neuron with rho >= {en.rho_threshold:g} (largest {en.rho.max():.3f});")
+    return " ".join(parts)[:-1] + "."
+
+
+def _gap_reading(gap) -> str:
+    g = gap["entropy"]
+    text = f"Post − base on the fact prompts: entropy gap {g['clean']:+.3f} nats {_interval(g['clean_ci'])}"
+    if "ablated" in g:
+        text += f", {g['ablated']:+.3f} {_interval(g['ablated_ci'])} with each model's entropy neurons ablated"
+    if "random" in g:
+        text += f", {g['random']:+.3f} (range {_interval(g['random_range'])}) with as many random neurons ablated"
+    return (text + ". If entropy neurons carried the difference, ablating them would shrink the gap more than "
+            "ablating as many random neurons (Du et al. 2025 find that they do not).")
+
+
+def _reliability_reading(calib) -> str:
+    parts = ["Each point is one confidence bin: a model on the dashed diagonal is calibrated there; below it "
+             "over-confident, above it under-confident. The legend gives each ECE next to the ECE a perfectly "
+             "calibrated model with these confidences would show on as many prompts. Fullest bin:"]
+    for m in _MODELS:
+        k, n, lo, hi = _top_bin(calib, m)
+        parts.append(f"{m} {k} of {n} prompts in ({lo:.2g}, {hi:.2g}];")
+    return " ".join(parts)[:-1] + "."
+
+
 def _tables(calib, neurons, effects, means, gap, n_random, seed, iou) -> dict:
-    cal_cols = ["model", "accuracy", "accuracy 95% CI", "mean confidence", "confidence 95% CI", "ECE", "ECE 95% CI",
-                "ECE of a calibrated model (mean)", "calibrated 95% range", "mean entropy (nats)", "entropy 95% CI"]
-    cal_rows = [[m, c["accuracy"], _interval(c["accuracy_ci"]), c["confidence"], _interval(c["confidence_ci"]),
-                 c["ece"], _interval(c["ece_ci"]), c["ece_null"], _interval(c["ece_null_range"]), c["entropy"],
-                 _interval(c["entropy_ci"])] for m, c in ((m, calib[m]) for m in _MODELS)]
+    cal_cols = ["model", "accuracy", "accuracy 95% CI", "chance accuracy (mean of 1/options)", "mean confidence",
+                "confidence 95% CI", "ECE", "ECE 95% CI", "ECE of a calibrated model (mean)", "calibrated 95% range",
+                "mean entropy (nats)", "entropy 95% CI"]
+    cal_rows = [[m, c["accuracy"], _interval(c["accuracy_ci"]), c["chance"], c["confidence"],
+                 _interval(c["confidence_ci"]), c["ece"], _interval(c["ece_ci"]), c["ece_null"],
+                 _interval(c["ece_null_range"]), c["entropy"], _interval(c["entropy_ci"])]
+                for m, c in ((m, calib[m]) for m in _MODELS)]
     d = calib["difference"]
-    cal_rows.append(["post − base", d["accuracy"], "", d["confidence"], _interval(d["confidence_ci"]), d["ece"],
-                     _interval(d["ece_ci"]), None, "", d["entropy"], _interval(d["entropy_ci"])])
+    cal_rows.append(["post − base", d["accuracy"], _interval(d["accuracy_ci"]), "", d["confidence"],
+                     _interval(d["confidence_ci"]), d["ece"], _interval(d["ece_ci"]), "", "", d["entropy"],
+                     _interval(d["entropy_ci"])])
     tables = {
         "calibration": {"title": "Calibration on the fact prompts (multiple choice among the answer and its "
-                                 "alternatives)", "columns": cal_cols, "rows": cal_rows},
+                                 "alternatives; intervals: 95%, over facts; the difference's paired)",
+                        "columns": cal_cols, "rows": cal_rows},
         "neurons": {"title": f"Entropy neurons of layer {neurons['base'].layer} (IoU of the two sets: "
-                             + ("undefined" if iou is None else f"{iou:.2f}") + "); effects on next-token entropy "
-                             "over the corpus when mean-ablated",
+                             + ("undefined, both sets empty" if iou is None else f"{iou:.2f}")
+                             + "); effects on next-token entropy over the corpus when mean-ablated (95% bootstrap "
+                             "over texts)",
                     "columns": ["model", "neuron", "rank", "norm", "norm / layer median", "rho", "mean activation",
                                 "ΔH total (nats)", "total 95% CI", "ΔH direct (nats)", "direct 95% CI",
-                                "ΔH via the final norm (total − direct)", "in the other model's set"],
+                                "ΔH via the final norm (total − direct)", "via the final norm 95% CI",
+                                "in the other model's set"],
                     "rows": _neuron_rows(neurons, effects, means, seed)},
     }
     rows = _effect_rows(effects, seed)
     if rows:
         tables["effects"] = {"title": "Mean ablation over the corpus: change of next-token entropy (total: all "
-                                      "recomputed; direct: final norm's scale frozen)",
-                             "columns": ["model", "ablated", "effect", "ΔH (nats)", "95% CI (bootstrap over texts)"],
-                             "rows": rows, "x": "ablated", "y": "ΔH (nats)", "color": "effect", "facet": "model"}
+                                      "recomputed; direct: final norm's scale frozen; interval: 95% bootstrap over "
+                                      "texts)",
+                             "columns": ["model", "ablated", "effect", "ΔH (nats)", "interval low", "interval high"],
+                             "rows": rows, "x": "ablated", "y": "ΔH (nats)", "color": "effect", "facet": "model",
+                             "low": "interval low", "high": "interval high"}
     tables["gap"] = {"title": "Post − base on the fact prompts, clean and with neurons mean-ablated (interval: 95% "
-                              "paired bootstrap over facts; for random neurons the range over the draws)",
-                     "columns": ["measure", "condition", "post − base", "interval", "base", "post",
-                                 "share of the gap closed"],
+                              "paired bootstrap over facts; for random neurons the range over the draws); share of "
+                              "the gap closed = 1 − ablated gap / clean gap",
+                     "columns": ["measure", "condition", "post − base", "interval low", "interval high", "base",
+                                 "post", "share of the gap closed", "share low", "share high"],
                      "rows": _gap_rows(gap, n_random), "x": "condition", "y": "post − base", "color": "condition",
-                     "facet": "measure"}
+                     "facet": "measure", "low": "interval low", "high": "interval high"}
     return tables
 
 
@@ -458,6 +678,7 @@ def _per_layer(layer, calib, gap, neurons, iou) -> list[dict]:
         for key in ("accuracy", "confidence", "ece", "entropy"):
             entry[f"{m}_{key}"] = c[key]
             entry[f"{m}_{key}_ci_low"], entry[f"{m}_{key}_ci_high"] = c[f"{key}_ci"] or (None, None)
+        entry[f"{m}_chance"] = c["chance"]
         entry[f"{m}_ece_null"] = c["ece_null"]
         entry[f"{m}_n_entropy_neurons"] = len(neurons[m].selected)
     for measure, g in gap.items():
@@ -471,17 +692,23 @@ def _per_layer(layer, calib, gap, neurons, iou) -> list[dict]:
     return [entry]
 
 
-def _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size) -> dict:
+def _setup(facts, n_facts_given, n_options, corpus_source, n_positions, neurons, n_bins, n_random, seed,
+           batch_size) -> dict:
     en, ns = neurons["base"], neurons["base"].null_space
     spectra = {m: neurons[m].null_space.singular_values for m in _MODELS}
     shared = neurons["base"].null_space is neurons["post"].null_space
+    drawn = (f"all {len(facts)} prompts" if len(facts) == n_facts_given else
+             f"{len(facts)} prompts drawn with the seed from {n_facts_given}")
     return {
-        "facts": f"{facts.name} ({facts.source or 'given'}): {len(facts)} prompts of the test split",
+        "facts": f"{facts.name} ({facts.source or 'given'}): {drawn}, every split read (nothing is selected on the "
+                 "facts: the neurons come from the weights, the ablation means from the corpus)",
         "formatting": "raw text, the same prompts for both models (no chat template: the base model has none); "
                       "each prompt ends right before the answer",
         "confidence": "multiple choice: next-token probabilities of the first tokens of the answer and its "
-                      "alternatives, renormalised over those options; confidence = the largest, correct = the "
-                      "answer's is the largest (interp.confidence.multiple_choice)",
+                      "alternatives, renormalised over each prompt's own options; confidence = the largest, correct "
+                      "= the answer's is the largest (interp.confidence.multiple_choice); "
+                      + _options_text(n_options)
+                      + f"; chance accuracy (mean of 1/options) {np.mean(1 / n_options):.3f}",
         "ECE": f"Guo et al. 2017, {n_bins} equal-width bins ((m-1)/M, m/M]; null: ECE of correct ~ "
                "Bernoulli(confidence) (a perfectly calibrated model with these confidences), 1,000 seeded draws",
         "entropy": "entropy (nats) of the full next-token distribution",
@@ -502,22 +729,10 @@ def _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, b
                        "neurons (the corpus table uses the first)",
         "intervals": "95%: Wilson for accuracy with the number of facts as sample size; percentile bootstrap over "
                      "facts (all phrasings of a fact drawn together; 1,000 resamples, seeded) for means, ECE and gaps "
-                     "(paired: the same prompts in both models); over texts for corpus effects",
+                     f"(paired: the same prompts in both models), none with fewer than {MIN_FACTS} facts; over texts "
+                     "for corpus effects",
         "seed": seed, "batch_size": batch_size,
     }
-
-
-_READINGS = {
-    "reliability": "Each point is one confidence bin: a model on the dashed diagonal is calibrated there; below it "
-                   "over-confident, above it under-confident. The legend gives each ECE next to the ECE a perfectly "
-                   "calibrated model with these confidences would show on as many prompts.",
-    "neurons": "Entropy neurons sit top right: a large output weight that lies mostly in the unembedding's null "
-               "space (rho near 1), far above the rho of a random direction.",
-    "effects": "Total vs direct effect on next-token entropy of mean-ablating each entropy neuron: an entropy "
-               "neuron's total effect is much larger than its direct one (it acts through the final norm's scale).",
-    "gap": "Post − base on the fact prompts. If entropy neurons carried the confidence difference, ablating them "
-           "would shrink the gap more than ablating as many random neurons.",
-}
 
 
 # ----------------------------------------------------------------------------------------------- section
@@ -531,8 +746,9 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
 
     Args:
         pair: the booted :class:`~interp.ModelPair`.
-        facts: fact prompts (:func:`interp.confidence.answer_options`), read as given; at most ``max_prompts`` rows
-            drawn with ``seed``.
+        facts: fact prompts (:func:`interp.confidence.answer_options`; rows may have different numbers of
+            alternatives), read as given; every row's options are checked first, then at most ``max_prompts``
+            rows are drawn with ``seed``.
         corpus: texts whose every token position measures the ablation effects and gives the ablation means.
         corpus_source: what ``corpus`` is, for the setup.
         n_bins: ECE bins. n_neurons, rho_threshold, null_dim: :func:`interp.confidence.entropy_neurons`.
@@ -541,16 +757,19 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
 
     Returns:
         A :class:`~interp.report.ConceptResult` with one ``per_layer`` entry (the ablated layer, the last):
-        ``{model}_accuracy``, ``_confidence``, ``_ece``, ``_entropy`` with ``_ci_low/_ci_high``, ``{model}_ece_null``,
-        ``{model}_n_entropy_neurons``, ``{entropy,confidence}_gap`` (with intervals), ``_gap_ablated``,
-        ``_gap_random``, ``_gap_closed``, ``_gap_closed_null``, ``entropy_neuron_iou`` (None where undefined);
-        tables ``calibration``, ``neurons``, ``effects``, ``gap``; the reliability diagram and neuron map;
-        ``readings["summary"]``.
+        ``{model}_accuracy``, ``_confidence``, ``_ece``, ``_entropy`` with ``_ci_low/_ci_high``, ``{model}_chance``,
+        ``{model}_ece_null``, ``{model}_n_entropy_neurons``, ``{entropy,confidence}_gap`` (with intervals),
+        ``_gap_ablated``, ``_gap_random``, ``_gap_closed``, ``_gap_closed_null``, ``entropy_neuron_iou`` (None
+        where undefined); tables ``calibration``, ``neurons``, ``effects``, ``gap``; the reliability diagram and
+        neuron map; ``readings``, each written from the figures, and ``readings["summary"]``.
 
     Raises:
-        ValueError: fewer than 2 prompts or corpus texts, fact prompts without answers and alternatives (see
-            :func:`interp.confidence.answer_options`), bad options.
+        ValueError: fewer than 2 prompts or corpus texts, fact prompts without answers and alternatives, or options
+            sharing a first token (see :func:`interp.confidence.answer_options`; the error names the row of
+            ``facts`` and its prompt), bad options.
     """
+    n_given = len(facts)
+    _check_options(pair, facts)
     facts = _cap(facts, max_prompts, seed)
     toks = {"facts": tokens_for(pair, facts.texts), "corpus": tokens_for(pair, list(corpus))}
     neurons = _entropy_neurons(pair, n_neurons=n_neurons, rho_threshold=rho_threshold, null_dim=null_dim)
@@ -573,6 +792,7 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
     base, post = choices["base"]["clean"], choices["post"]["clean"]
     calib["difference"] = {
         "accuracy": calib["post"]["accuracy"] - calib["base"]["accuracy"],
+        "accuracy_ci": _ci(post.correct.astype(float) - base.correct.astype(float), seed, groups),
         "confidence": calib["post"]["confidence"] - calib["base"]["confidence"],
         "confidence_ci": _ci(post.confidence - base.confidence, seed, groups),
         "ece": calib["post"]["ece"] - calib["base"]["ece"],
@@ -586,10 +806,13 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
     n_positions = len(next(iter(effects.values())).clean) if effects else sum(
         n - 1 for n in toks["corpus"]["base"].lengths)
     per_layer = _per_layer(layer, calib, gap, neurons, iou)
-    readings = {"summary": _summary(calib, gap, neurons, iou, effects), **_READINGS,
+    n_options = base.n_options
+    readings = {"summary": _summary(calib, gap, neurons, iou, effects, n_options, seed),
+                "reliability": _reliability_reading(calib), "neurons": _neurons_reading(neurons),
+                "effects": _effects_reading(neurons, effects, seed), "gap": _gap_reading(gap),
                 "calibration": f"ECE post − base {calib['difference']['ece']:+.3f} "
                                f"{_interval(calib['difference']['ece_ci'])} (paired bootstrap over facts)."}
-    setup = _setup(facts, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size)
+    setup = _setup(facts, n_given, n_options, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size)
     setup["entropy neuron indices"] = {m: list(neurons[m].selected) for m in _MODELS}
     plots = [_reliability_plot(calib, n_bins), _neuron_plot(neurons)]
     tables = _tables(calib, neurons, effects, means, gap, n_random, seed, iou)
@@ -598,14 +821,23 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
 
 
 def _run(ctx, *, data: str | None = None, corpus: str = "languages", n_corpus: int = 16, **options) -> ConceptResult:
-    facts = _facts(ctx, data, options["max_prompts"], options["seed"])
+    facts = _facts(ctx, data)
     texts, source = _corpus(ctx, corpus, n_corpus)
     return confidence_section(ctx.pair, facts, texts, corpus_source=source, **options)
 
 
-SECTION = Section("confidence", _run, help="calibration on facts, entropy neurons and whether they carry the "
+def _check_pair(pair, *, null_dim=None, **_) -> None:
+    """The options that depend on the models, checked once they boot: ``null_dim`` within each model's width."""
+    from ..confidence import check_null_dim
+
+    for _, model in pair:
+        check_null_dim(model, null_dim)
+
+
+SECTION = Section("confidence", _run, check=_check_pair, help="calibration on facts, entropy neurons and whether they carry the "
                                            "base/post confidence gap (Du et al. 2025; Stolfo et al. 2024)", params=(
-    Param("max_prompts", int, 100, "most fact prompts read (a seeded draw of the test split)", low=2),
+    Param("max_prompts", int, 100, "most fact prompts read (a seeded draw from every split: nothing is selected on "
+                                   "the facts)", low=2),
     Param("n_bins", int, 10, "equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017)",
           low=1),
     Param("n_neurons", int, 5, "most entropy neurons selected per model (the top ones by rho * norm)", low=1),
@@ -620,6 +852,11 @@ SECTION = Section("confidence", _run, help="calibration on facts, entropy neuron
           low=2),
     Param("seed", int, 0, "seed of the prompt draw, the random neurons and the bootstraps"),
     Param("batch_size", int, 16, "prompts per forward pass (the corpus passes take half)", low=1),
-    data_param("facts", "your fact prompts: a JSONL/CSV file with the prompt text, 'answer' and 'alternatives'; "
-                        "its test split is read"),
+    Param("data", str, None, "your facts: one JSONL/CSV file whose rows have the fields prompt (ending right before "
+                             "the answer), subject (written exactly once in the prompt) and answer; optional: "
+                             "alternatives (wrong answers: a JSON list, or |-separated in CSV; when absent, up to 3 "
+                             "other answers of the row's relation are drawn, so rows may get different numbers), "
+                             "relation and group. Every row is read (no train/test split: nothing is selected on the "
+                             "facts), at most max_prompts drawn with the seed; checked before any model boots",
+          validate=_check_facts_file),
 ))

@@ -4,7 +4,8 @@
 set from both models into ``OUT/base`` and ``OUT/post`` (resumable stores) and
 prints a short per-layer summary. ``interp compare`` runs the layer-by-layer
 comparison and writes the report; ``interp steer`` prints generations with and
-without a steering vector side by side. ``--tiny FAMILY`` builds a random-weight tiny
+without a steering vector side by side; ``interp export`` writes one as a llama.cpp
+control vector (GGUF). ``--tiny FAMILY`` builds a random-weight tiny
 pair of a real family into ``OUT/models`` first and uses it: a check of the
 plumbing on a machine with no model weights, not a finding.
 """
@@ -188,6 +189,20 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                                                                    "also stops at the chat's end-of-turn token "
                                                                    "(default 24)")
     st.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
+
+    ex = sub.add_parser("export", help="write a steering vector as a llama.cpp control vector (GGUF)")
+    ex.add_argument("--vector", required=True, help="steering vector file (.safetensors), as written by "
+                                                    "SteeringVector.save or interp compare (report/vectors/)")
+    ex.add_argument("--to", default="gguf", choices=["gguf"],
+                    help="output format: gguf, a llama.cpp control vector with the vector's scale baked in "
+                         "(default gguf)")
+    ex.add_argument("--out", help="output file (default: the vector's path with the suffix .gguf)")
+    ex.add_argument("--model", help="the model the vector will steer: its .gguf file (its header is read and the "
+                                    "file hashed) or a hub id or local folder (booted on the CPU); the vector must "
+                                    "fit it and, where it records the model it was made for, be that model "
+                                    "(default: the recorded model)")
+    ex.add_argument("--model-hint", help="llama.cpp architecture name written as controlvector.model_hint, e.g. "
+                                         "llama or gemma3 (default: the model's)")
 
     o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
     osub = o.add_subparsers(dest="action", required=True)
@@ -450,6 +465,33 @@ def _steer(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    import steering
+
+    source = Path(args.vector)
+    if source.is_dir():
+        names = sorted(p.name for p in source.glob("*.safetensors"))
+        raise ValueError(f"--vector {source} is a folder; give one of its files ({', '.join(names) or 'none there'})")
+    out = Path(args.out) if args.out else source.with_suffix(".gguf")
+    if out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the vector file itself; choose another name")
+    vector = steering.load_vector(source)
+    model = args.model
+    if model is not None and not model.lower().endswith(".gguf"):
+        import interp
+
+        model = interp.load_model(model, device="cpu")
+    written = vector.export_gguf(out, model=model, model_hint=args.model_hint)
+    from steering.gguf import direction_index
+
+    blocks = [direction_index(vector.site, layer) for layer in vector.layers]
+    origin = f" (from {vector.site} of blocks {list(vector.layers)})" if vector.site != "resid_post" else ""
+    print(f"wrote {written}: direction.k for blocks {blocks}{origin}, scale {vector.scale:g} baked in")
+    print(f"serve it: llama-cli -m MODEL.gguf --control-vector {written} (adds it at every position; "
+          f"--control-vector-scaled {written}:S multiplies it by S again)")
+    return 0
+
+
 def _organism(args) -> int:
     import json
 
@@ -651,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "diff":
             return _diff(args)
+        if args.command == "export":
+            return _export(args)
     except (ValueError, OSError, KeyError) as e:
         print(f"interp {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 * :class:`SteeringVector` — direction(s) per layer at a site, with scale and
   provenance, stored as safetensors + JSON metadata (:func:`load_vector`);
+* :mod:`steering.gguf` — llama.cpp control vectors: :meth:`SteeringVector.export_gguf`
+  writes one, :func:`load_vector` reads a ``.gguf`` one (also repeng's and llama.cpp's);
 * interventions as context managers that always remove their hooks —
   :func:`add`, :func:`ablate` (directional ablation, Arditi et al. 2024),
   :func:`clamp`, or several at once with :func:`apply`;
@@ -18,11 +20,11 @@
 1.0
 """
 
-from . import metrics, refusal
+from . import gguf, metrics, refusal
 from .calibrate import calibrate_scale
 from .generation import Generation, generate
 from .interventions import Ablate, Add, Clamp, Deactivate, Intervention, ablate, add, apply, clamp, prompt_window
-from .vector import SteeringVector, load_vector
+from .vector import SteeringVector, load_vector, model_identity
 from .weights import orthogonalize
 
 __all__ = [
@@ -39,8 +41,10 @@ __all__ = [
     "apply",
     "clamp",
     "generate",
+    "gguf",
     "load_vector",
     "metrics",
+    "model_identity",
     "orthogonalize",
     "prompt_window",
     "refusal",

@@ -18,6 +18,22 @@ Builders:
   differences taken in both orders (Zou et al. 2023), signed so that positives
   project higher; ``center=True`` gives repeng's centred ``pca_diff``.
 
+What a saved file records, besides the rows: the site, the layers (0-based block
+indices: at ``resid_post`` layer ``L`` is the output of block ``L``, at
+``resid_pre`` its input; :data:`LAYER_CONVENTION`), the default scale, the
+position policy (``meta["applied_positions"]``: where the vector is meant to be
+added, ``"all"`` unless said; not ``meta["positions"]``, which is where the
+activations it was built from were *read*), the sign (what a positive scale
+moves toward, :attr:`SteeringVector.sign`) and, where a model was given
+(:meth:`SteeringVector.from_prompts`, :meth:`SteeringVector.with_model`,
+``save(path, model=...)``), the model's identity (:func:`model_identity`: layer
+count, width, llama.cpp architecture name and a sha256 of its weights), so that
+``load_vector(path, model=other)`` refuses a model the vector was not made for.
+Files written before these fields existed load as before.
+
+llama.cpp control vectors (GGUF): :meth:`SteeringVector.export_gguf` writes one
+and :func:`load_vector` reads a ``.gguf`` file, see :mod:`steering.gguf`.
+
 >>> import torch
 >>> pos, neg = torch.randn(20, 2, 8) + 1, torch.randn(20, 2, 8)
 >>> v = SteeringVector.from_mean_difference(pos, neg, layers=[3, 4], site="resid_pre")
@@ -27,11 +43,13 @@ Builders:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
 import os
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,11 +60,14 @@ from jaxtyping import Float
 from interp._io import save_safetensors
 from interp.sites import SITES
 
-__all__ = ["SteeringVector", "load_vector"]
+__all__ = ["SteeringVector", "load_vector", "model_identity"]
 
 _FORMAT = "interp.steering_vector/1"
 #: A difference of means below this share of the activations' norm is float rounding, not a direction.
 NEGLIGIBLE = 1e-6
+#: How a saved file numbers its layers (recorded in the header as ``layer_convention``).
+LAYER_CONVENTION = ("block: 0-based block index; at resid_post layer L is the output of block L, at resid_pre its "
+                    "input (= the output of block L-1)")
 
 
 @dataclass(frozen=True)
@@ -62,7 +83,10 @@ class SteeringVector:
         site: activation site (see :data:`interp.SITES`) the vector lives at.
         scale: default multiplier used by :func:`steering.add`; any finite real scalar (a Python, numpy or
             0-d tensor number), stored as a float.
-        meta: JSON-serialisable provenance (model, dataset, method, ...).
+        meta: JSON-serialisable provenance (model, dataset, method, ...). Keys the toolkit reads:
+            ``applied_positions`` (where the vector is meant to be added, default ``"all"``; see
+            :attr:`applied_positions`), ``sign`` (overrides :attr:`sign`), ``model_identity`` (the model it
+            was made for, :func:`model_identity`; checked by :func:`load_vector` given a model).
 
     ``layers`` may be one int for a one-row vector.
 
@@ -131,6 +155,52 @@ class SteeringVector:
         if layer not in self.layers:
             raise KeyError(f"no vector for layer {layer}; this vector has layers {list(self.layers)}")
         return self.vectors[self.layers.index(layer)]
+
+    @property
+    def applied_positions(self):
+        """Where the vector is meant to be added: ``meta["applied_positions"]`` (a position spec of
+        :class:`steering.Add`, e.g. ``"last"`` or ``[-1, "generated"]``), ``"all"`` when the meta does not say.
+
+        Only recorded, never enforced: :class:`steering.Add` takes its own ``positions``. llama.cpp adds a
+        control vector at every position, so :meth:`export_gguf` warns about any other policy."""
+        return self.meta.get("applied_positions", "all")
+
+    @property
+    def sign(self) -> str:
+        """What adding the vector with a positive scale moves toward: ``meta["sign"]`` when set, else read
+        from how it was built (``meta["method"]``)."""
+        if "sign" in self.meta:
+            return str(self.meta["sign"])
+        method = str(self.meta.get("method", ""))
+        if method == "mean_difference" or "difference of means" in method:
+            return "mean(positive) - mean(negative): a positive scale moves activations toward the positive set"
+        if method == "pca_diff":
+            return "signed so the positive set projects higher: a positive scale moves toward it"
+        if method.startswith("probe:"):
+            return "the probe's direction toward its positive class (label 1)"
+        if method == "random":
+            return "a random direction: its sign means nothing"
+        return "as stored: a positive scale adds the rows as they are"
+
+    def with_model(self, model) -> SteeringVector:
+        """The same vector with ``meta["model_identity"]`` set to :func:`model_identity` of ``model`` (the
+        model it is meant for; :func:`load_vector` given another model then refuses it).
+
+        ``model``: a booted model or the path of its ``.gguf`` file (:func:`model_identity`).
+
+        Raises:
+            ValueError: the vector does not fit the model (width, or a layer beyond its last block).
+        """
+        unbound = {k: v for k, v in self.meta.items() if k != "model_identity"}
+        check_model(replace(self, meta=unbound), model, "the vector")
+        return replace(self, meta={**unbound, "model_identity": model_identity(model)})
+
+    def export_gguf(self, path: str | os.PathLike, model=None, *, model_hint: str | None = None) -> Path:
+        """Write a llama.cpp control vector (GGUF) of this vector with its scale baked in; see
+        :func:`steering.gguf.export_gguf` for the layer mapping, what is refused and why."""
+        from .gguf import export_gguf
+
+        return export_gguf(self, path, model=model, model_hint=model_hint)
 
     def select(self, layers: int | Sequence[int]) -> SteeringVector:
         """The same vector restricted to some of its layers.
@@ -289,7 +359,8 @@ class SteeringVector:
         ``positive[i]`` and ``negative[i]`` differ in the concept only). ``layers``:
         default every layer. Prompts are used as given (format them first with
         :meth:`interp.ModelPair.format` for chat): lists of texts or
-        :class:`interp.PromptSet`.
+        :class:`interp.PromptSet`. ``meta["model_identity"]`` records the model
+        (:func:`model_identity`; hashing its weights costs about a second per GB).
 
         Raises:
             TypeError: ``positive`` or ``negative`` given as one string (it would be read as one prompt
@@ -309,19 +380,26 @@ class SteeringVector:
         layers = check_layers(layers, int(model.cfg.n_layers))
         acts = [collect(model, p if hasattr(p, "texts") else list(p), site, layers=layers, positions=positions,
                         batch_size=batch_size, progress=False)[site] for p in (positive, negative)]
-        info = {"model": (getattr(model, "interp_source", None) or {}).get("name", ""), "positions": str(positions)}
+        info = {"model": (getattr(model, "interp_source", None) or {}).get("name", ""), "positions": str(positions),
+                "model_identity": model_identity(model)}
         return builders[method](acts[0], acts[1], layers, site, scale=scale, meta={**info, **(meta or {})})
 
     # ------------------------------------------------------------------ I/O
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, model=None) -> Path:
         """Write one safetensors file (tensors + JSON metadata header); atomic.
 
         ``path`` gets the suffix ``.safetensors`` when it has another or none (``"refusal"`` is written
         as ``refusal.safetensors``, which :func:`load_vector` and ``interp steer --name`` find); missing
         parent folders are created. Returns the path written.
 
+        The header (``interp`` metadata key, JSON) holds ``format``, ``site``, ``scale``, ``layers``, ``meta``
+        and, as plain records for readers of the file, ``layer_convention`` (:data:`LAYER_CONVENTION`),
+        ``positions`` (:attr:`applied_positions`), ``sign`` (:attr:`sign`) and ``model``
+        (``meta["model_identity"]``, when known). ``model``: record that model's identity first
+        (:meth:`with_model`).
+
         Raises:
-            ValueError: an empty path, or a path that is an existing folder.
+            ValueError: an empty path, a path that is an existing folder, or a ``model`` the vector does not fit.
         """
         if not str(path).strip():
             raise ValueError("path is empty: give a file name such as 'refusal.safetensors'")
@@ -330,15 +408,20 @@ class SteeringVector:
             raise ValueError(f"{path} is a folder: give a file name inside it, e.g. {path / 'vector.safetensors'}")
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
-        header = {"format": _FORMAT, "site": self.site, "scale": self.scale, "layers": list(self.layers),
-                  "meta": self.meta}
-        save_safetensors(path, {"vectors": self.vectors, "layers": torch.tensor(self.layers, dtype=torch.int64)},
+        vec = self if model is None else self.with_model(model)
+        header = {"format": _FORMAT, "site": vec.site, "scale": vec.scale, "layers": list(vec.layers),
+                  "meta": vec.meta, "layer_convention": LAYER_CONVENTION, "positions": vec.applied_positions,
+                  "sign": vec.sign}
+        if "model_identity" in vec.meta:
+            header["model"] = vec.meta["model_identity"]
+        save_safetensors(path, {"vectors": vec.vectors, "layers": torch.tensor(vec.layers, dtype=torch.int64)},
                          metadata={"interp": json.dumps(header)})
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SteeringVector:
-        return load_vector(path)
+    def load(cls, path: str | os.PathLike, model=None) -> SteeringVector:
+        """:func:`load_vector`."""
+        return load_vector(path, model=model)
 
 
 def _scale(value) -> float:
@@ -370,16 +453,27 @@ def _rows(x, name: str) -> torch.Tensor:
     return x
 
 
-def load_vector(path: str | os.PathLike) -> SteeringVector:
-    """Read a vector written by :meth:`SteeringVector.save` (safetensors only).
+def load_vector(path: str | os.PathLike, model=None) -> SteeringVector:
+    """Read a vector written by :meth:`SteeringVector.save` (safetensors), or a llama.cpp control vector
+    (a ``.gguf`` file: :func:`steering.gguf.load_gguf`, which documents the layer conventions of repeng's and
+    llama.cpp's files).
 
     ``path`` may leave out the ``.safetensors`` suffix, as :meth:`SteeringVector.save` adds it.
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
-    folder or a file that is not a safetensors steering vector.
+    ``model`` (optional): the model the vector is to be used with; the vector must fit it (width of its site,
+    layers within its blocks) and, where the file records the model it was made for
+    (``meta["model_identity"]``), be that model: same layer count, width, architecture and weights
+    (:func:`model_identity`).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a folder, a file that is not a
+    safetensors steering vector, or a ``model`` it does not fit or was not made for.
     """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.suffix.lower() == ".gguf":
+        from .gguf import load_gguf
+
+        return load_gguf(path, model=model)
     if path.is_dir():
         names = sorted(p.name for p in path.glob("*.safetensors"))
         raise ValueError(f"{path} is a folder, not a steering vector file; the vectors in it: "
@@ -399,4 +493,155 @@ def load_vector(path: str | os.PathLike) -> SteeringVector:
     layers = tuple(int(x) for x in tensors["layers"].tolist())
     if layers != tuple(header["layers"]):
         raise ValueError(f"{path}: layers in the header {header['layers']} and tensor {list(layers)} disagree")
-    return SteeringVector(tensors["vectors"], layers, header["site"], header["scale"], header.get("meta", {}))
+    vector = SteeringVector(tensors["vectors"], layers, header["site"], header["scale"], header.get("meta", {}))
+    if model is not None:
+        check_model(vector, model, str(path))
+    return vector
+
+
+# ---------------------------------------------------------------------------------------------- model identity
+
+#: Weight hashes by model, with the (storage, version) of each parameter they were computed from: an in-place
+#: edit of a weight bumps its version counter, so a stale hash is never returned.
+_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Dtypes whose weights round to the same bfloat16 values as the float32 checkpoint they were loaded from.
+_SAME_HASH_DTYPES = {"float32", "bfloat16"}
+
+
+def _weights_module(model):
+    """The Hugging Face model inside a TransformerBridge (its parameters carry the checkpoint's names), else
+    ``model``."""
+    inner = getattr(model, "original_model", None)
+    return model if inner is None else inner
+
+
+def weights_sha256(model) -> str:
+    """sha256 of a model's weights: every parameter, sorted by name, as ``name``, shape and its values rounded
+    to bfloat16 (so a float32 and a bfloat16 load of the same checkpoint hash alike; a float16 load does not).
+
+    Memoised per model object while no parameter is replaced or edited in place. Cost: about a second per GB
+    of float32 weights on a CPU.
+    """
+    params = sorted(_weights_module(model).named_parameters(), key=lambda kv: kv[0])
+    key = tuple((name, p.data_ptr(), p._version) for name, p in params)
+    memo = _HASHES.get(model)
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in params:
+            h.update(f"{name}:{tuple(p.shape)};".encode())
+            h.update(p.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
+    digest = h.hexdigest()
+    try:
+        _HASHES[model] = (key, digest)
+    except TypeError:  # not weak-referenceable: no memo
+        pass
+    return digest
+
+
+def model_identity(model) -> dict:
+    """What a saved vector records of the model it was made for, and what :func:`load_vector` and
+    :meth:`SteeringVector.export_gguf` compare against.
+
+    ``model``: a booted model (:func:`interp.load_model`), or the path of a llama.cpp model file (``.gguf``;
+    only its header is read, and the file hashed).
+
+    Returns ``{"name", "architecture", "n_layers", "d_model", ...}``: ``architecture`` is the llama.cpp
+    spelling (``general.architecture`` of a GGUF model, e.g. ``"llama"`` for SmolLM2, ``"gemma3"`` for
+    Gemma 3; None where unknown). A booted model adds ``hf_architecture``, ``weights_dtype`` and
+    ``weights_sha256`` (:func:`weights_sha256`), and ``gguf_sha256`` when it was booted from a GGUF file; a
+    GGUF path gives ``gguf_sha256`` (sha256 of the file's bytes).
+
+    Raises:
+        ValueError: a path that is not a GGUF model file, or an object that is not a model.
+    """
+    from .gguf import llama_cpp_architecture
+
+    if isinstance(model, (str, os.PathLike)):
+        from .gguf import gguf_model_identity
+
+        return gguf_model_identity(model)
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "n_layers"):
+        raise ValueError(f"expected a booted model (interp.load_model) or a .gguf model file, got "
+                         f"{type(model).__name__}")
+    source = getattr(model, "interp_source", None) or {}
+    first = next(iter(_weights_module(model).parameters()), None)
+    out = {"name": str(source.get("name", "")), "architecture": llama_cpp_architecture(model),
+           "hf_architecture": getattr(cfg, "architecture", None), "n_layers": int(cfg.n_layers),
+           "d_model": int(cfg.d_model),
+           "weights_dtype": None if first is None else str(first.dtype).removeprefix("torch."),
+           "weights_sha256": weights_sha256(model)}
+    if "gguf" in source:
+        out["gguf_sha256"] = source["gguf"].get("sha256")
+    return out
+
+
+def _check_fits(vector: SteeringVector, model) -> None:
+    """Refuse a booted ``model`` the vector cannot be applied to: its site's width, or a layer past the last block."""
+    from interp.sites import site_width
+
+    width = site_width(model, vector.site)
+    if vector.d != width:
+        raise ValueError(f"the vector has width {vector.d} but the model's {vector.site} has width {width}")
+    n_layers = int(model.cfg.n_layers)
+    beyond = [layer for layer in vector.layers if layer >= n_layers]
+    if beyond:
+        raise ValueError(f"the vector has layer(s) {beyond} but the model has {n_layers} blocks (0..{n_layers - 1})")
+
+
+def compare_identity(recorded: Mapping, actual: Mapping) -> list[str]:
+    """The differences between a recorded :func:`model_identity` and a model's, as sentences (empty: the
+    same model as far as both records tell). Fields missing from either side are not compared; the weight
+    hashes only where both dtypes round alike (float32/bfloat16, or the same dtype)."""
+    diffs = []
+    for key, what in (("n_layers", "layers"), ("d_model", "width d_model"), ("architecture", "architecture")):
+        a, b = recorded.get(key), actual.get(key)
+        if a is not None and b is not None and a != b:
+            diffs.append(f"{what} {a!r} recorded, {b!r} given")
+    a, b = recorded.get("weights_sha256"), actual.get("weights_sha256")
+    da, db = recorded.get("weights_dtype"), actual.get("weights_dtype")
+    if a and b and a != b:
+        if da == db or {da, db} <= _SAME_HASH_DTYPES:
+            diffs.append(f"weights sha256 {a[:12]}... recorded, {b[:12]}... given")
+        else:
+            warnings.warn(f"the vector was made with {da} weights and the model holds {db} ones, whose bfloat16 "
+                          "roundings can differ: the weight hashes are not compared", stacklevel=3)
+    a, b = recorded.get("gguf_sha256"), actual.get("gguf_sha256")
+    if a and b and a != b:
+        diffs.append(f"GGUF file sha256 {a[:12]}... recorded, {b[:12]}... given")
+    return diffs
+
+
+def check_model(vector: SteeringVector, model, where: str = "the vector") -> None:
+    """Refuse ``model`` (booted, or a ``.gguf`` model path) when ``vector`` does not fit it or records another
+    model (:func:`compare_identity`).
+
+    Raises:
+        ValueError: naming every difference.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        actual = model_identity(model)
+        problems = []
+        if vector.site not in ("mlp_pre", "mlp_post") and vector.d != actual["d_model"]:
+            problems.append(f"the vector has width {vector.d} but the model's d_model is {actual['d_model']}")
+        beyond = [layer for layer in vector.layers if layer >= actual["n_layers"]]
+        if beyond:
+            problems.append(f"the vector has layer(s) {beyond} but the model has {actual['n_layers']} blocks")
+        if problems:
+            raise ValueError(f"{where} does not fit {model}: {'; '.join(problems)}")
+    else:
+        try:
+            _check_fits(vector, model)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        actual = None
+    recorded = vector.meta.get("model_identity")
+    if not isinstance(recorded, Mapping):
+        return
+    actual = actual or model_identity(model)
+    diffs = compare_identity(recorded, actual)
+    if diffs:
+        raise ValueError(f"{where} was made for another model ({recorded.get('name') or 'unnamed'}) than "
+                         f"{actual.get('name') or 'the one given'}: {'; '.join(diffs)}")

@@ -139,3 +139,41 @@ def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch
     for option in ("--knowledge-noise", "--confidence-rho-threshold"):
         assert main(["compare", "--concepts", "knowledge,confidence", option, "nan", "--out", "x"]) == 2
         assert "must be a finite number; got nan" in capsys.readouterr().err
+
+
+def test_export_writes_a_llama_cpp_control_vector(tmp_path, capsys):
+    """interp export: resid_pre of block k becomes direction.<k-1> with the scale baked in; the architecture comes
+    from --model-hint or the booted --model; a vector llama.cpp cannot express is refused with the reason."""
+    from gguf import GGUFReader
+
+    import steering
+    from interp import organism
+
+    v = steering.SteeringVector(torch.randn(2, 128), (2, 4), "resid_pre", 3.0, {"concept": "x"})
+    src = v.save(tmp_path / "v.safetensors")
+    assert main(["export", "--vector", str(src), "--to", "gguf"]) == 2
+    assert "no architecture for controlvector.model_hint" in capsys.readouterr().err
+    assert main(["export", "--vector", str(src), "--model-hint", "llama"]) == 0
+    out = tmp_path / "v.gguf"
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: direction.k for blocks [1, 3] (from resid_pre of blocks [2, 4]), scale 3 baked in" in printed
+    assert f"--control-vector-scaled {out}:S" in printed
+    reader = GGUFReader(str(out))
+    assert reader.fields["general.architecture"].contents() == "controlvector"
+    assert reader.fields["controlvector.model_hint"].contents() == "llama"
+    tensors = {t.name: t for t in reader.tensors}
+    assert sorted(tensors) == ["direction.1", "direction.3"] and tensors["direction.1"].tensor_type.name == "F32"
+    assert torch.equal(torch.from_numpy(tensors["direction.3"].data.copy()), v.vectors[1] * 3.0)
+    other = tmp_path / "o.gguf"
+    assert main(["export", "--vector", str(src), "--model", str(organism.paths()[1]), "--out", str(other)]) == 0
+    loaded = steering.load_vector(other)
+    assert loaded.meta["model_hint"] == "llama" and loaded.layers == (1, 3) and loaded.site == "resid_post"
+    capsys.readouterr()
+    steering.SteeringVector(torch.randn(1, 256), (2,), "mlp_post").save(tmp_path / "m")
+    assert main(["export", "--vector", str(tmp_path / "m.safetensors"), "--model-hint", "llama"]) == 2
+    assert "site 'mlp_post' cannot be a llama.cpp control vector" in capsys.readouterr().err
+    steering.SteeringVector(torch.randn(1, 128), (0,), "resid_post").save(tmp_path / "zero")
+    assert main(["export", "--vector", str(tmp_path / "zero.safetensors"), "--model-hint", "llama"]) == 2
+    assert "resid_post of block 0 cannot be expressed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--vector", str(src), "--to", "onnx"])

@@ -462,7 +462,9 @@ def _shift(place: dict) -> str:
 
 def _place_phrase(place: dict) -> str:
     """The summary's words on :func:`_place`."""
-    shift = f"post - base peak layer on the test facts {_shift(place)}"
+    at = ("" if place["base"] is None else
+          f"on the test facts the effect peaks at layer {place['base']} in base and {place['post']} in post, ")
+    shift = f"{at}post - base peak layer {_shift(place)}"
     if place["verdict"] == "undefined":
         return f"whether at the same place is undefined ({place['why']}; {shift})"
     if place["verdict"] == "undetermined":

@@ -296,7 +296,7 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
         else:
             defined = not (g["clean_ci"][0] <= 0 <= g["clean_ci"][1])
             g["why_undefined"] = None if defined else (
-                f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3g}, {g['clean_ci'][1]:.3g}] "
+                f"no {measure} gap to explain: its 95% interval [{g['clean_ci'][0]:.3f}, {g['clean_ci'][1]:.3f}] "
                 "includes 0")
         if "entropy neurons" in per:
             abl = per["entropy neurons"]
@@ -348,9 +348,9 @@ def _round(x) -> float:
 
 
 def _interval(ci, over: str = "facts") -> str:
-    """``[low, high]`` to 3 significant digits; without an interval, why (``over``: ``"facts"`` or ``"texts"``, what
-    the bootstrap resamples)."""
-    return f"[no interval: {_NO_INTERVAL[over]}]" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+    """``[low, high]`` to 3 decimals (the precision of the figures beside it); without an interval, why
+    (``over``: ``"facts"`` or ``"texts"``, what the bootstrap resamples)."""
+    return f"[no interval: {_NO_INTERVAL[over]}]" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _pct(x: float) -> str:
@@ -369,7 +369,7 @@ def _holds_zero(ci) -> bool:
 
 def _signed(x: float, ci, over: str, unit: str = "") -> str:
     """``+0.034 nats [0.02, 0.05]``, with "(holds 0)" after an interval that holds 0."""
-    return f"{x:+.3g}{unit and ' ' + unit} {_interval(ci, over)}" + (" (holds 0)" if _holds_zero(ci) else "")
+    return f"{x:+.3f}{unit and ' ' + unit} {_interval(ci, over)}" + (" (holds 0)" if _holds_zero(ci) else "")
 
 
 def _undefined(why: str) -> str:
@@ -539,7 +539,7 @@ def _summary(calib, gap, neurons, iou, effects, n_options, seed) -> str:
             parts.append(f"On the corpus, ablating {m}'s {key.removeprefix('all ')} changes entropy by "
                          f"{_signed(eff.mean(key), ci['total'], 'texts', 'nats')} (direct "
                          f"{_signed(eff.mean(key, 'direct'), ci['direct'], 'texts')}; as many random neurons "
-                         f"{eff.mean(rkey):+.3g}).")
+                         f"{eff.mean(rkey):+.3f}).")
     if "ablated" in g:
         parts.append(f"With each model's entropy neurons ablated the entropy gap is {g['ablated']:+.3f} "
                      f"{_interval(g['ablated_ci'])}"

@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "snmf": "interp.compare.snmf",
     "knowledge": "interp.compare.knowledge",
     "confidence": "interp.compare.confidence",
+    "rotation": "interp.compare.rotation",
 }
 #: The entry-point group an installed package declares its sections in.
 ENTRY_POINT_GROUP = "interp.sections"

@@ -76,4 +76,11 @@ def output_folder_problem(out) -> str | None:
         return f"is under {existing}, which is a file"
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         return f"cannot be written: {existing} is not writable"
+    if existing is not None:  # access() can say yes where creating fails (/proc, a read-only mount): try it
+        import tempfile
+
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".interp-check-"))
+        except OSError as e:
+            return f"cannot be written: no folder can be created in {existing} ({e.strerror})"
     return None

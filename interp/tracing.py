@@ -174,7 +174,7 @@ def _subject_span(text: str, subject: str, spans, row: int) -> tuple[int, int]:
 _ARTICLES = frozenset({"the", "a", "an"})
 
 
-def _check_answer_token(row: int, answer: str, first: str) -> None:
+def _check_answer_token(row: int, answer: str, first: str, text: str | None = None) -> None:
     """Refuse an answer whose first token (``first``, decoded) has no letter or digit (a bare space, a
     quotation mark) or is an English article: every probability here is of that token, which would then measure
     the format or the article rather than the fact.
@@ -182,7 +182,7 @@ def _check_answer_token(row: int, answer: str, first: str) -> None:
     Raises:
         ValueError: as above, naming the fact's row and what to give instead.
     """
-    word = first.strip()
+    word, row = first.strip(), f"{row}" if text is None else f"{row} (prompt {text!r})"
     if not any(c.isalnum() for c in word):
         raise ValueError(f"fact {row}: meta['answer'] {answer!r} begins with the token {first!r}, which holds no "
                          "letter or digit, so p(answer) would be the probability of that token alone; give the "
@@ -235,7 +235,7 @@ def fact_tokens(model, facts: PromptSet, *, tokens: Tokenized | None = None) -> 
         if not 0 <= ids[0] < d_vocab:
             raise ValueError(f"fact {i}: answer token id {ids[0]} ({answer!r}) is out of the model's vocabulary "
                              f"of {d_vocab} logits; the tokenizer and the model do not match")
-        _check_answer_token(i, answer, tok.decode([ids[0]]))
+        _check_answer_token(i, answer, tok.decode([ids[0]]), text)
         out.append(FactTokens(tuple(enc.ids), int(ids[0]), _subject_span(text, m["subject"], enc.spans, i)))
     return out
 

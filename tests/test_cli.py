@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -117,6 +119,9 @@ def test_a_bad_out_is_refused_before_any_model_boots_or_trains(tmp_path, monkeyp
     for command in (["compare"], ["organism", "train"]):
         assert main([*command, "--out", ""]) == 2
         assert "--out '' is empty: name a folder" in capsys.readouterr().err
+    if Path("/proc/self").is_dir():  # a folder access() calls writable where nothing can be created
+        assert main(["compare", "--out", "/proc/nope"]) == 2
+        assert "cannot be written: no folder can be created in /proc" in capsys.readouterr().err
     with pytest.raises(ValueError, match="is under .*, which is a file; the report needs a folder"):
         interp.compare.compare(concepts=["truth"], out=afile / "sub")
 

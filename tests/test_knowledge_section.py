@@ -18,7 +18,7 @@ import torch
 
 import interp
 from interp.compare import _section, compare, register
-from interp.compare.knowledge import PLACE_TOLERANCE, SECTION, _place, knowledge_section
+from interp.compare.knowledge import PLACE_TOLERANCE, SECTION, _Groups, _place, knowledge_section
 from interp.datasets import PromptSet
 from interp.tracing import ROLES
 
@@ -106,13 +106,15 @@ def test_summary_reports_the_validation_chosen_peaks(result):
         b, p = peaks["base", kind], peaks["post", kind]
         e = result.per_layer[b[3]]
         low, high = e[f"base_{kind}_last_subject_ci_low"], e[f"base_{kind}_last_subject_ci_high"]
-        assert f"{kind} at the last subject token peaks at layer {b[3]} ({b[4]:.2f} [{low:.2f}, {high:.2f}]" in summary
+        name = {"mlp": "The MLP output", "resid": "The residual stream"}[kind]
+        assert f"{name} at the last subject token peaks at layer {b[3]} ({b[4]:.2f} [{low:.2f}, {high:.2f}]" in summary
         assert f"in base and layer {p[3]} ({p[4]:.2f}" in summary
     place = {r[0]: r for r in result.tables["place"]["rows"]}
-    for kind in ("resid", "mlp", "attn"):
+    assert place["resid"][5] == "not tested"
+    for kind in ("mlp", "attn"):
         assert place[kind][5] in ("the same place", "different places", "undetermined", "undefined")
-    assert "attn at the last token peaks at layer" in summary
-    assert summary.startswith("On 6 test facts known by both models") and "6 validation facts" in summary
+    assert "The attention output at the last token peaks at layer" in summary
+    assert summary.startswith("On 6 test prompts of 6 facts known by both models") and "6 validation prompts" in summary
 
 
 class _Trace:
@@ -125,7 +127,7 @@ class _Trace:
         return self.effect
 
 
-def _planted_place(base_peak, post_peak, n, noise, seed=1, effect_low=0.1):
+def _planted_place(base_peak, post_peak, n, noise, seed=1, effect_low=0.1, kind="mlp", groups=None):
     """_place on planted curves: each fact's effect is a bump of height 1 at its model's peak plus noise."""
     rng = np.random.default_rng(seed)
     layers = np.arange(10)
@@ -133,9 +135,10 @@ def _planted_place(base_peak, post_peak, n, noise, seed=1, effect_low=0.1):
     def facts(peak):
         return np.exp(-0.5 * (layers - peak) ** 2)[None] + noise * rng.standard_normal((n, len(layers)))
 
-    run = SimpleNamespace(kinds=("mlp",), seed=0, traces={("test", "base"): _Trace(facts(base_peak)),
-                                                          ("test", "post"): _Trace(facts(post_peak))})
-    peaks = {(m, "mlp"): {"low": effect_low} for m in ("base", "post")}
+    run = SimpleNamespace(kinds=(kind,), seed=0, traces={("test", "base"): _Trace(facts(base_peak)),
+                                                         ("test", "post"): _Trace(facts(post_peak))},
+                          groups={"test": _Groups(groups if groups is not None else range(n), 0)})
+    peaks = {(m, kind): {"low": effect_low} for m in ("base", "post")}
     return _place(run, 0, peaks)
 
 
@@ -144,11 +147,32 @@ def test_same_place_needs_the_shift_interval_within_the_tolerance():
     assert same["verdict"] == "the same place" and same["shift"] == 0
     assert -PLACE_TOLERANCE <= same["low"] <= 0 <= same["high"] <= PLACE_TOLERANCE
     moved = _planted_place(3, 7, n=40, noise=0.05)
-    assert moved["verdict"] == "different places" and moved["shift"] == 4 and moved["low"] > 0
+    assert moved["verdict"] == "different places" and moved["shift"] == 4 and moved["low"] > PLACE_TOLERANCE
+    # a consistent one-layer shift is within the tolerance (below the window's resolution): the same place
+    one = _planted_place(3, 4, n=40, noise=0.05)
+    assert one["shift"] == 1 and one["low"] == one["high"] == 1 and one["verdict"] == "the same place"
     # noisy facts whose peaks differ by 4 layers: the interval holds 0 but is wide; no longer "the same place"
     vague = _planted_place(3, 7, n=6, noise=1.5, seed=3)
     assert vague["verdict"] == "undetermined" and vague["low"] <= 0 <= vague["high"]
     assert vague["high"] - vague["low"] > 2 * PLACE_TOLERANCE and "more facts" in vague["why"]
+
+
+def test_resid_place_is_not_tested_and_intervals_resample_facts():
+    """The residual stream's trace is a plateau (restoring it restores everything below): no place verdict. The
+    bootstrap draws facts, not prompts: six phrasings of one fact are one fact, too few for an interval."""
+    resid = _planted_place(3, 7, n=40, noise=0.05, kind="resid")
+    assert resid["verdict"] == "not tested" and "plateau" in resid["why"]
+    one_fact = _planted_place(4, 4, n=40, noise=0.05, groups=["a"] * 20 + ["b"] * 20)
+    assert one_fact["verdict"] == "undefined" and "fewer than 5 test facts (2)" in one_fact["why"]
+    values = np.r_[np.zeros(20), np.ones(20)][:, None]
+    low, high = _Groups(["a"] * 20 + ["b"] * 20, 0).ci(values)
+    assert np.isnan(low).all() and np.isnan(high).all()
+    # five facts, one of them in 36 phrasings: the interval is that of five facts, wider than of 40 prompts
+    groups = [f"f{i}" for i in range(4)] + ["big"] * 36
+    values = np.r_[np.ones(4), np.zeros(36)][:, None]
+    low, high = _Groups(groups, 0).ci(values)
+    plain_low, plain_high = _Groups(range(40), 0).ci(values)
+    assert high[0] - low[0] > 2 * (plain_high[0] - plain_low[0]) and low[0] <= 0.1 <= high[0]
 
 
 def test_place_is_undefined_without_facts_or_effect():

@@ -25,13 +25,17 @@ same layers. This section repeats that comparison on a pair:
   (Restoring a token before the subject would give exactly 0: the noise never reaches it under causal attention,
   so that is no null.) For cross-model patching: the target's own state moved by as much as the source's differs
   from it, in a random direction (a random direction of equal norm).
-* **Same place?** The shift of the peak layer, post - base, measured on the test facts with a paired bootstrap
-  (each resample draws the same facts for both models and takes each model's argmax layer): the same place when
-  the 95% interval of the shift lies within +-:data:`PLACE_TOLERANCE` layer, different places when it excludes
-  0, undetermined otherwise (it holds 0 but allows a larger shift: more facts narrow it); undefined with fewer
-  than :data:`MIN_FACTS` test facts or where either model's peak effect has an interval reaching 0 (no effect to
-  locate). The table ``peaks`` also gives each model's half-peak range and the 95% range of its validation
-  peak layer over bootstrap resamples.
+* **Same place?** For mlp and attn, the shift of the peak layer, post - base, measured on the test facts with a
+  paired bootstrap (each resample draws the same facts for both models and takes each model's argmax layer): the
+  same place when the 95% interval of the shift lies within +-:data:`PLACE_TOLERANCE` layer (on Gemma-3-270M the
+  default window restores 4 layers, so a one-layer shift is below the trace's resolution), different places when
+  it lies wholly beyond it, undetermined otherwise (more facts narrow it); undefined with fewer than
+  :data:`MIN_FACTS` test facts or where either model's peak effect has an interval reaching 0 (no effect to
+  locate). Not tested for resid: restoring the residual stream at the last subject token restores everything
+  below it, so its effect is a plateau whose argmax locates nothing. The table ``peaks`` also gives each model's
+  half-peak range and the 95% range of its validation peak layer over bootstrap resamples.
+* **Intervals** resample whole facts (``meta["group"]``, else subject and answer: the phrasings of one fact, and
+  a repeated row, are one piece of evidence; the cluster bootstrap, :class:`_Groups`).
 * **Same strength?** The paired bootstrap interval of post - base at each model's peak layer (the same facts in
   both); the same strength where every such interval holds 0.
 * **Cross-model patching** (:func:`interp.tracing.cross_model_patch`): each model's ``resid_post`` at layer
@@ -178,6 +182,8 @@ class _Run:
     """``traces[split, model]``: :class:`~interp.tracing.CausalTrace` (validation: the kinds' tokens only)"""
     patches: dict = field(default_factory=dict)
     """``patches["base_to_post"]``: :class:`~interp.tracing.CrossPatch` on the test facts"""
+    groups: dict = field(default_factory=dict)
+    """``groups[split]``: :class:`_Groups`, the cluster bootstrap over the traced prompts' facts"""
 
     @property
     def n_layers(self) -> int:
@@ -209,6 +215,7 @@ def _known_facts(run: _Run, max_prompts: int) -> None:
         if rows:
             run.chosen[split] = record(replace(prompts[rows], name=f"{prompts.name}/traced"), split)
             run.tokens[split] = {m: t.select(rows) for m, t in toks.items()}
+            run.groups[split] = _Groups(fact_groups(run.chosen[split]), run.seed)
 
 
 def _trace(run: _Run) -> None:
@@ -258,22 +265,59 @@ def _mean(values: np.ndarray) -> np.ndarray:
 MIN_FACTS = 5
 
 
-def _mean_ci(values: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean, low, high)`` per column of ``[n, layer]`` values over their finite rows; the interval is the
-    seeded percentile bootstrap (:func:`probes.stats.mean_ci`), NaN (undefined) with fewer than
-    :data:`MIN_FACTS` finite rows."""
-    from probes.stats import mean_ci
+def fact_groups(prompts: PromptSet) -> list[str]:
+    """The fact each prompt states: ``meta["group"]`` (the phrasings of one fact), else its subject and answer
+    (so that a repeated row is one fact, not two)."""
+    return [str((m or {}).get("group") or f"{(m or {}).get('subject')}\0{(m or {}).get('answer')}")
+            for m in (prompts.meta or ({},) * len(prompts))]
 
-    n_cols = values.shape[1]
-    if len(values) >= MIN_FACTS and np.isfinite(values).all():  # the usual case: every column at once
-        low, high = mean_ci(values.T, seed=seed)
-        return values.mean(0), np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    mean, low, high = _mean(values), np.full(n_cols, np.nan), np.full(n_cols, np.nan)
-    for c in range(n_cols):
-        col = values[:, c][np.isfinite(values[:, c])]
-        if len(col) >= MIN_FACTS:
-            low[c], high[c] = mean_ci(col, seed=seed)
-    return mean, low, high
+
+class _Groups:
+    """The cluster bootstrap over facts (Davison & Hinkley 1997, sec. 3.8): each of :data:`_N_BOOT` seeded
+    resamples draws as many facts as there are, with replacement, and takes every prompt of each fact drawn, so the
+    phrasings of one fact count as one piece of evidence. ``weights[b, g]``: how often resample ``b`` drew fact
+    ``g``."""
+
+    def __init__(self, groups, seed: int):
+        _, self.ids = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
+        self.n = int(self.ids.max()) + 1 if len(self.ids) else 0
+        draws = np.random.default_rng(seed).integers(0, max(self.n, 1), (_N_BOOT, self.n))
+        self.weights = np.zeros((_N_BOOT, self.n))
+        np.add.at(self.weights, (np.arange(_N_BOOT)[:, None], draws), 1.0)
+
+    def facts(self, rows: np.ndarray) -> int:
+        """Distinct facts among the prompts where ``rows`` (``[n]`` bool) holds."""
+        return len(set(self.ids[rows].tolist()))
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """``[resample, column]`` mean of ``[n, column]`` values over each resample's prompts, undefined (NaN)
+        values left out (NaN where a resample draws none)."""
+        finite = np.isfinite(values)
+        sums, counts = np.zeros((self.n, values.shape[1])), np.zeros((self.n, values.shape[1]))
+        np.add.at(sums, self.ids, np.where(finite, values, 0.0))
+        np.add.at(counts, self.ids, finite.astype(float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.weights @ sums) / (self.weights @ counts)
+
+    def ci(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """95% percentile interval per column of the mean, NaN (undefined) for a column whose finite values come
+        from fewer than :data:`MIN_FACTS` facts."""
+        means = self.means(values)
+        low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+        for c in range(values.shape[1]):
+            if self.facts(np.isfinite(values[:, c])) >= MIN_FACTS:
+                low[c], high[c] = np.nanquantile(means[:, c], [0.025, 0.975])
+        mean, defined = _mean(values), ~np.isnan(low)  # a constant column: its mean inside despite rounding
+        low[defined], high[defined] = np.minimum(low, mean)[defined], np.maximum(high, mean)[defined]
+        return low, high
+
+
+def _mean_ci(values: np.ndarray, groups: _Groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, low, high)`` per column of ``[n, layer]`` values over their finite rows; the interval is the
+    seeded cluster bootstrap over facts (:class:`_Groups`), NaN (undefined) with fewer than :data:`MIN_FACTS`
+    facts."""
+    low, high = groups.ci(values)
+    return _mean(values), low, high
 
 
 def _curves(run: _Run) -> dict[str, np.ndarray]:
@@ -288,11 +332,11 @@ def _curves(run: _Run) -> dict[str, np.ndarray]:
             test = run.traces.get(("test", m))
             if test is not None:
                 out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(
-                    test.at_role(role)[:, k].double().numpy(), run.seed)
+                    test.at_role(role)[:, k].double().numpy(), run.groups["test"])
                 out[f"{key}_null"] = _mean(test.null_effect()[:, k].double().numpy())
                 norm = f"{key}_normalised"
                 out[norm], out[f"{norm}_ci_low"], out[f"{norm}_ci_high"] = _mean_ci(
-                    test.at_role(role, test.normalised_effect())[:, k].double().numpy(), run.seed)
+                    test.at_role(role, test.normalised_effect())[:, k].double().numpy(), run.groups["test"])
             else:
                 for suffix in ("", "_ci_low", "_ci_high", "_null", "_normalised", "_normalised_ci_low",
                                "_normalised_ci_high"):
@@ -308,10 +352,10 @@ def _curves(run: _Run) -> dict[str, np.ndarray]:
                 out[key + suffix] = nan
             continue
         surv, null = patch.survival().double().numpy(), patch.null_survival().double().numpy()
-        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(surv, run.seed)
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = _mean_ci(surv, run.groups["test"])
         out[f"{key}_null"] = _mean(null)
         d = f"{key}_minus_null"
-        out[d], out[f"{d}_ci_low"], out[f"{d}_ci_high"] = _mean_ci(surv - null, run.seed)
+        out[d], out[f"{d}_ci_low"], out[f"{d}_ci_high"] = _mean_ci(surv - null, run.groups["test"])
         out[f"{key}_distance"] = _mean(patch.distance.double().numpy())
     return out
 
@@ -338,27 +382,28 @@ def _peak(run: _Run, m: str, k: int, curves: dict) -> dict:
     if val is None or test is None:
         return {}
     v = val.at_role(PEAK_ROLES[run.kinds[k]])[:, k].double().numpy()  # [n_val, layer]
-    peak = int(np.argmax(v.mean(0)))
+    peak = int(np.argmax(_mean(v)))
     key = _key(m, run.kinds[k])
-    idx = np.random.default_rng(run.seed).integers(0, len(v), (_N_BOOT, len(v)))
-    boot = np.argmax(v[idx].mean(1), -1)
+    groups = run.groups["validation"]
+    boot = np.argmax(np.nan_to_num(groups.means(v), nan=-np.inf), -1)
     return {"layer": peak, "effect": curves[key][peak], "low": curves[f"{key}_ci_low"][peak],
             "high": curves[f"{key}_ci_high"][peak], "null": curves[f"{key}_null"][peak],
             "half": _half_range(curves[key], peak),
             "boot": (int(np.quantile(boot, 0.025, method="inverted_cdf")),
-                     int(np.quantile(boot, 0.975, method="inverted_cdf"))) if len(v) >= MIN_FACTS else None}
+                     int(np.quantile(boot, 0.975, method="inverted_cdf")))
+            if groups.facts(np.ones(len(v), bool)) >= MIN_FACTS else None}
 
 
 def _difference_at(run: _Run, k: int, layer: int, normalised: bool = False) -> tuple[float, float, float]:
     """Post - base indirect effect of kind ``k`` at its token at ``layer`` on the test facts (``normalised``: each
     model's effect over its own ``p_clean - p_corrupted``): mean and paired bootstrap interval (the same facts in
-    both models; :func:`probes.stats.mean_ci` of the per-fact differences, facts where either is undefined
-    left out)."""
+    both models; the cluster bootstrap over facts of the per-prompt differences, prompts where either is
+    undefined left out)."""
     effect = {m: run.traces["test", m] for m in _MODELS}
     role = PEAK_ROLES[run.kinds[k]]
     effect = {m: t.at_role(role, t.normalised_effect() if normalised else None)[:, k, layer]
               for m, t in effect.items()}
-    mean, low, high = _mean_ci((effect["post"] - effect["base"]).double().numpy()[:, None], run.seed)
+    mean, low, high = _mean_ci((effect["post"] - effect["base"]).double().numpy()[:, None], run.groups["test"])
     return float(mean[0]), float(low[0]), float(high[0])
 
 
@@ -375,9 +420,18 @@ def _place(run: _Run, k: int, peaks: dict) -> dict:
     if not all(("test", m) in run.traces for m in _MODELS):
         return {**out, "verdict": "undefined", "why": "no test fact is known by both models"}
     effect = {m: run.traces["test", m].at_role(PEAK_ROLES[kind])[:, k].double().numpy() for m in _MODELS}
-    n = len(effect["base"])
+    groups = run.groups["test"]
     out["base"], out["post"] = (int(np.argmax(_mean(effect[m]))) for m in _MODELS)
     out["shift"] = out["post"] - out["base"]
+    if kind == "resid":
+        half = {m: _half_range(_mean(effect[m]), out[m]) for m in _MODELS}
+        spans = " and ".join(f"{a}-{b}" if (a, b) != (None, None) else "none" for a, b in
+                             (half[m] or (None, None) for m in _MODELS))
+        return {**out, "verdict": "not tested",
+                "why": f"restoring the residual stream at the last subject token restores everything below it, so "
+                       f"its effect is a plateau (at least half its peak over layers {spans} in base and post) "
+                       "and its argmax locates nothing; the MLP's peak locates where the fact is recalled"}
+    n = groups.facts(np.ones(len(effect["base"]), bool))
     if n < MIN_FACTS:
         return {**out, "verdict": "undefined", "why": f"fewer than {MIN_FACTS} test facts ({n}) to resample"}
     flat = [m for m in _MODELS if not peaks[m, kind] or not peaks[m, kind]["low"] > 0]
@@ -385,19 +439,17 @@ def _place(run: _Run, k: int, peaks: dict) -> dict:
         return {**out, "verdict": "undefined",
                 "why": f"{' and '.join(flat)}'s effect at {'its' if len(flat) == 1 else 'their'} peak layer has a 95% "
                        "interval reaching 0: no effect to locate"}
-    idx = np.random.default_rng(run.seed).integers(0, n, (_N_BOOT, n))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an undefined fact leaves a resample's mean from the rest
-        shift = (np.argmax(np.nanmean(effect["post"][idx], 1), -1) - np.argmax(np.nanmean(effect["base"][idx], 1), -1))
+    peak = {m: np.argmax(np.nan_to_num(groups.means(effect[m]), nan=-np.inf), -1) for m in _MODELS}
+    shift = peak["post"] - peak["base"]  # the same facts drawn for both models: paired
     out["low"] = int(np.quantile(shift, 0.025, method="inverted_cdf"))
     out["high"] = int(np.quantile(shift, 0.975, method="inverted_cdf"))
-    if out["low"] > 0 or out["high"] < 0:
-        out["verdict"] = "different places"
-    elif -PLACE_TOLERANCE <= out["low"] and out["high"] <= PLACE_TOLERANCE:
+    if -PLACE_TOLERANCE <= out["low"] and out["high"] <= PLACE_TOLERANCE:
         out["verdict"] = "the same place"
+    elif out["low"] > PLACE_TOLERANCE or out["high"] < -PLACE_TOLERANCE:
+        out["verdict"] = "different places"
     else:
         out["verdict"] = "undetermined"
-        out["why"] = (f"the interval holds 0 but allows shifts beyond ±{PLACE_TOLERANCE} layer; more facts "
+        out["why"] = (f"the interval reaches beyond ±{PLACE_TOLERANCE} layer but not wholly; more facts "
                       "(max_prompts) narrow it")
     return out
 
@@ -427,6 +479,8 @@ def _num(x, digits: int = 2) -> str:
 
 
 def _ci(low, high, digits: int = 2) -> str:
+    if (low is None or not math.isfinite(low)) and (high is None or not math.isfinite(high)):
+        return f"[no interval: fewer than {MIN_FACTS} facts]"
     return f"[{_num(low, digits)}, {_num(high, digits)}]"
 
 
@@ -448,6 +502,10 @@ def _strength(rows: list, diff: int, holds: int) -> str:
             else "different")
 
 
+#: Each kind as the summary's sentences name it.
+_NAMES = {"mlp": "The MLP output", "resid": "The residual stream", "attn": "The attention output"}
+
+
 def _shift(place: dict) -> str:
     """The peak-layer shift and its interval, e.g. ``"+1 layer [0, +2]"``, ``"0 layers [-1, +1]"``."""
     if place["shift"] is None:
@@ -465,13 +523,15 @@ def _place_phrase(place: dict) -> str:
     at = ("" if place["base"] is None else
           f"on the test facts the effect peaks at layer {place['base']} in base and {place['post']} in post, ")
     shift = f"{at}post - base peak layer {_shift(place)}"
+    if place["verdict"] == "not tested":
+        return f"whether at the same place is not tested ({place['why']})"
     if place["verdict"] == "undefined":
         return f"whether at the same place is undefined ({place['why']}; {shift})"
     if place["verdict"] == "undetermined":
         return f"{shift}: the same place or not is undetermined ({place['why']})"
     if place["verdict"] == "the same place":
         return f"{shift}, within ±{PLACE_TOLERANCE} layer: the same place"
-    return f"{shift}, excluding 0: different places"
+    return f"{shift}, wholly beyond ±{PLACE_TOLERANCE} layer: different places"
 
 
 def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list, place: dict) -> str:
@@ -480,14 +540,14 @@ def _kind_phrase(kind: str, pb: dict, pp: dict, diffs: list, place: dict) -> str
     at = list({r[2]: r for r in diffs}.values())  # one figure per distinct peak layer
     figures = ", ".join(f"{_num(r[3])} {_ci(*r[4])} at layer {r[2]}" for r in at)
     normalised = ", ".join(f"{_num(r[6])} {_ci(*r[7])}" for r in at)
-    return (f"{kind} at the {PEAK_ROLES[kind]} peaks at {_model_phrase(pb)} in base and {_model_phrase(pp)} in "
+    return (f"{_NAMES[kind]} at the {PEAK_ROLES[kind]} peaks at {_model_phrase(pb)} in base and {_model_phrase(pp)} in "
             f"post, {_place_phrase(place)}; post - base {figures}: {_strength(at, 3, 5)}; as a share of each model's "
             f"own p_clean - p_corrupted, post - base {normalised}: {_strength(at, 6, 8)} (another fact's state: "
             f"{_num(pb['null'])} / {_num(pp['null'])})")
 
 
 def _summary(run: _Run, peaks: dict, agreement: list, curves: dict, places: dict) -> str:
-    """One or two sentences: per kind (mlp, resid, attn), each model's validation-chosen peak layer with its
+    """A few sentences: per kind (mlp, resid, attn), each model's validation-chosen peak layer with its
     test effect, interval and half-peak range, whether the places and strengths agree, the null; and what
     survives cross-model patching."""
     n_val, n_test = run.n("validation"), run.n("test")
@@ -504,12 +564,30 @@ def _summary(run: _Run, peaks: dict, agreement: list, curves: dict, places: dict
     both = int((run.known["test"]["base"] & run.known["test"]["post"]).sum())
     p = {(m, r): float(getattr(run.traces["test", m], f"p_{r}").mean())
          for m in _MODELS for r in ("clean", "corrupted")}
-    return (f"On {n_test} test facts known by both models ({both} of {run.evaluated['test']} evaluated; peaks chosen "
-            f"on {n_val} validation facts; indirect effect p_restored - p_corrupted with 95% bootstrap intervals; "
-            f"mean p(answer) clean {p['base', 'clean']:.2f} base / {p['post', 'clean']:.2f} post, corrupted "
-            f"{p['base', 'corrupted']:.2f} / {p['post', 'corrupted']:.2f}): " + "; ".join(parts) + ". "
+    facts = {s: run.groups[s].facts(np.ones(run.n(s), bool)) for s in _SPLITS}
+    return (f"On {n_test} test prompts of {facts['test']} facts known by both models ({both} of "
+            f"{run.evaluated['test']} evaluated; peaks chosen on {n_val} validation prompts of {facts['validation']} "
+            f"facts; indirect effect p_restored - p_corrupted with 95% bootstrap intervals over facts; mean p(answer) "
+            f"clean {p['base', 'clean']:.2f} base / {p['post', 'clean']:.2f} post, corrupted "
+            f"{p['base', 'corrupted']:.2f} / {p['post', 'corrupted']:.2f}). "
+            + " ".join(part + "." for part in parts) + " "
             + (f"Patching one model's residual stream into the other (every position) keeps this share of the "
-               f"target's answer probability, over layers: {'; '.join(surv)}." if surv else ""))
+               f"target's answer probability, over layers: {'; '.join(surv)}; at the last layer it is p_source / "
+               f"p_target by construction." if surv else ""))
+
+
+def _headline(run: _Run, peaks: dict, agreement: list, places: dict) -> str:
+    """The contents line: where the MLP (else the first kind) peaks in each model, the place verdict, and post -
+    base at base's peak as it is and normalised."""
+    if not run.n("validation") or not run.n("test"):
+        return "Undefined: no fact is known by both models, so there is nothing to trace."
+    kind = "mlp" if "mlp" in run.kinds else run.kinds[0]
+    pb, pp, place = peaks["base", kind], peaks["post", kind], places[kind]
+    row = next(r for r in agreement if r[0] == kind)
+    verdict = place["verdict"] if place["verdict"] != "undefined" else f"undefined, {place['why']}"
+    return (f"{kind} recall peaks at layer {pb['layer']} in base and {pp['layer']} in post (shift {_shift(place)}: "
+            f"{verdict}); post - base there {_num(row[3])} {_ci(*row[4])}, as a share of each model's own damage "
+            f"{_num(row[6])} {_ci(*row[7])}.")
 
 
 def _layer_runs(layers) -> str:
@@ -611,7 +689,9 @@ _READINGS = {
                   "more confident in its answers has larger raw effects, not larger shares. Facts whose noise did "
                   "not lower p are left out (undefined).",
     "patching": "The target model run with its residual stream at one layer (every position) taken from the other "
-                "model on the same prompt, as a share of its own answer probability (1: nothing lost). Grey: "
+                "model on the same prompt, as a share of its own answer probability (1: nothing lost; above 1: the "
+                "other model's state raises it; at the last layer the ratio is p_source / p_target by "
+                "construction, the other model's own output). Grey: "
                 "the target's own state moved at every position by as much as the other model's differs from it, "
                 "in a random direction: survival above grey means the two models' states differ in directions the "
                 "target reads as the same fact.",
@@ -681,12 +761,13 @@ def _setup(run: _Run) -> dict:
                                 "survival = p_patched / p_target_clean, mean over test facts; null: the target's "
                                 "own resid_post moved at each position by |source - target| in a seeded random "
                                 "direction",
-        "agreement": f"place: the paired bootstrap 95% interval over test facts of post - base argmax layer lies "
-                     f"within ±{PLACE_TOLERANCE} layer (the same place), excludes 0 (different places), or neither "
-                     "(undetermined); strength: the paired bootstrap interval of post - base at each model's peak "
+        "agreement": f"place (mlp, attn): the paired bootstrap 95% interval over test facts of post - base argmax "
+                     f"layer lies within ±{PLACE_TOLERANCE} layer (the same place), wholly beyond it (different "
+                     "places), or neither (undetermined); not tested for resid (a plateau); strength: the paired bootstrap interval of post - base at each model's peak "
                      "layer holds 0, for the indirect effect and for it normalised by each model's p_clean - "
                      "p_corrupted",
-        "intervals": "95% percentile bootstrap over test facts (1,000 resamples, seeded; probes.stats.mean_ci)",
+        "intervals": "95% percentile cluster bootstrap over test facts: the phrasings of one fact (meta group, else "
+                     "subject and answer) drawn together (1,000 resamples, seeded)",
         "seed": run.seed,
     }
 
@@ -732,7 +813,8 @@ def knowledge_section(pair: ModelPair, *, data=None, is_organism: bool = False, 
     curves = _curves(run)
     peaks, agreement, places = _comparisons(run, curves)
     per_layer = _per_layer(curves, run.n_layers)
-    readings = {"summary": _summary(run, peaks, agreement, curves, places), **_READINGS}
+    readings = {"summary": _summary(run, peaks, agreement, curves, places),
+                "headline": _headline(run, peaks, agreement, places), **_READINGS}
     matrices = _matrices(run)
     for key in matrices:
         readings[key] = _DIFF_READING if key.endswith("_post_minus_base") else _MATRIX_READING
@@ -757,8 +839,8 @@ SECTION = Section("knowledge", _run, check=_check_pair, help="where each model r
                   params=(
     Param("max_prompts", int, 16, "most facts traced per split (validation, test); cost grows linearly", low=1),
     Param("samples", int, 1, "noise draws per fact (ROME: 10); cost grows linearly", low=1),
-    Param("noise", float, 3.0, "noise std in units of the subject embeddings' std (ROME: 3)",
-          validate=_positive("noise")),
+    Param("noise", float, 3.0, "noise std in units of the subject embeddings' std (ROME: 3; at most 100, far past "
+                               "where the subject is erased)", validate=_positive("noise"), high=100),
     Param("window", int, None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
                                "share of the model's layers, at least 1)", low=1),
     Param("kinds", str, "resid,mlp,attn", "states traced: comma-separated resid, mlp, attn", validate=_parse_kinds),

@@ -35,6 +35,8 @@ BUILTIN: dict[str, str] = {
     "knowledge": "interp.compare.knowledge",
     "confidence": "interp.compare.confidence",
     "rotation": "interp.compare.rotation",
+    "divergence": "interp.compare.divergence",
+    "geometry": "interp.compare.geometry",
 }
 #: The entry-point group an installed package declares its sections in.
 ENTRY_POINT_GROUP = "interp.sections"

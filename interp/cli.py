@@ -198,11 +198,16 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                          "(default gguf)")
     ex.add_argument("--out", help="output file (default: the vector's path with the suffix .gguf)")
     ex.add_argument("--model", help="the model the vector will steer: its .gguf file (its header is read and the "
-                                    "file hashed) or a hub id or local folder (booted on the CPU); the vector must "
-                                    "fit it and, where it records the model it was made for, be that model "
-                                    "(default: the recorded model)")
-    ex.add_argument("--model-hint", help="llama.cpp architecture name written as controlvector.model_hint, e.g. "
-                                         "llama or gemma3 (default: the model's)")
+                                    "file hashed) or a hub id or local folder (booted on the CPU; a vector at "
+                                    "mlp_post boots a .gguf file too, to read its W_out); the vector "
+                                    "must fit it and, where it records the model it was made for, be that model; "
+                                    "its identity is recorded in the file (default: the recorded model)")
+    ex.add_argument("--model-hint", help="llama.cpp architecture name written as controlvector.model_hint, one of "
+                                         "the gguf package's MODEL_ARCH_NAMES, e.g. llama or gemma3 (default: the "
+                                         "model's)")
+    ex.add_argument("--layers", help="export only these of the vector's blocks, e.g. 2-5 or 2,4,6 (the block "
+                                     "indices it was saved with; default all): llama.cpp cannot steer the output of "
+                                     "block 0, so a vector built at every layer needs its first block(s) dropped")
 
     o = sub.add_parser("organism", help="train or evaluate the bundled model organism pair")
     osub = o.add_subparsers(dest="action", required=True)
@@ -424,7 +429,7 @@ def _steer(args) -> int:
         if args.name not in names:
             raise ValueError(f"no vector {args.name!r} in {path}; available: {', '.join(names) or 'none'}")
         path = path / f"{args.name}.safetensors"
-    vector = steering.load_vector(path)
+    vector = steering.load_vector(path)  # checked against the model once it boots, below
     if args.ablate:  # built before the model boots: a bad --positions is named first
         iv, how = steering.Ablate(vector), "ablated"
     else:
@@ -444,6 +449,14 @@ def _steer(args) -> int:
 
         args.model = str(organism.paths()[1])
     model = interp.load_model(args.model, device=args.device)
+    from steering.vector import check_model
+
+    try:  # a vector that records the model it was made for is refused on another one
+        check_model(vector, model, f"--vector {path}")
+    except ValueError as e:
+        recorded = vector.meta.get("model_identity") or {}
+        made_for = f"; steer it with --model {recorded['name']}" if recorded.get("name") else ""
+        raise ValueError(f"{e}{made_for if 'was made for another model' in str(e) else ''}") from None
     tok = tokenizer_of(model)
     style = args.style
     if style == "auto":
@@ -467,6 +480,7 @@ def _steer(args) -> int:
 
 def _export(args) -> int:
     import steering
+    from steering.gguf import _CLI, CONVERTED_SITES, _block_outputs, _export as export_gguf, _span, check_model_hint
 
     source = Path(args.vector)
     if source.is_dir():
@@ -475,16 +489,26 @@ def _export(args) -> int:
     out = Path(args.out) if args.out else source.with_suffix(".gguf")
     if out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the vector file itself; choose another name")
+    if args.model_hint is not None:  # before the vector is read or a model boots
+        check_model_hint(args.model_hint, "--model-hint")
+    layers = None if args.layers is None else _int_list(args.layers)
+    if layers is not None and any(layer < 0 for layer in layers):
+        raise ValueError(f"--layers {args.layers}: give the vector's block indices as it was saved (0-based), not "
+                         "negative ones")
     vector = steering.load_vector(source)
+    if layers is not None:
+        missing = sorted(set(layers) - set(vector.layers))
+        if missing:
+            raise ValueError(f"--layers {args.layers}: the vector has no row for block(s) {missing}; its blocks are "
+                             f"{_span(vector.layers)}")
+        vector = vector.select(sorted(set(layers)))
     model = args.model
-    if model is not None and not model.lower().endswith(".gguf"):
+    if model is not None and (not model.lower().endswith(".gguf") or vector.site in CONVERTED_SITES):
         import interp
 
         model = interp.load_model(model, device="cpu")
-    written = vector.export_gguf(out, model=model, model_hint=args.model_hint)
-    from steering.gguf import direction_index
-
-    blocks = [direction_index(vector.site, layer) for layer in vector.layers]
+    written = export_gguf(vector, out, model, args.model_hint, _CLI)
+    blocks = list(_block_outputs(vector, model, _CLI, checked=True).layers)
     origin = f" (from {vector.site} of blocks {list(vector.layers)})" if vector.site != "resid_post" else ""
     print(f"wrote {written}: direction.k for blocks {blocks}{origin}, scale {vector.scale:g} baked in")
     print(f"serve it: llama-cli -m MODEL.gguf --control-vector {written} (adds it at every position; "

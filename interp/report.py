@@ -7,7 +7,9 @@
 ``DIR/directions.safetensors``  every direction ``[layer, d]`` with its metadata
 ``DIR/report.html``         the figures (plotly, inlined: the page opens offline)
 ``DIR/vectors/*.safetensors``  steering vectors a section selected (e.g. ``refusal-post``),
-                            loadable with ``steering.load_vector`` / ``interp steer --vector``
+                            loadable with ``steering.load_vector`` / ``interp steer --vector``; each
+                            records the model it belongs to (:func:`interp.compare.bind_vectors`),
+                            and another model is refused
 
 All files are written atomically. :meth:`Comparison.load` reads a report folder back into an equal
 :class:`Comparison` (``interp report DIR`` re-renders its HTML from it). Undefined values (NaN) are

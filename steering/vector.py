@@ -591,10 +591,18 @@ def _check_fits(vector: SteeringVector, model) -> None:
         raise ValueError(f"the vector has layer(s) {beyond} but the model has {n_layers} blocks (0..{n_layers - 1})")
 
 
+_HASHES_NAMED = (("weights_sha256", "a weights sha256"), ("gguf_sha256", "a GGUF file sha256"))
+
+
 def compare_identity(recorded: Mapping, actual: Mapping) -> list[str]:
     """The differences between a recorded :func:`model_identity` and a model's, as sentences (empty: the
     same model as far as both records tell). Fields missing from either side are not compared; the weight
-    hashes only where both dtypes round alike (float32/bfloat16, or the same dtype)."""
+    hashes only where both dtypes round alike (float32/bfloat16, or the same dtype).
+
+    Warns when no hash can be compared although one side has one (e.g. a vector made on a booted model, whose
+    weights hash, checked against a ``.gguf`` model file, whose file hash: the hashes are of different things),
+    or the dtypes round differently: then only the layer count, width and architecture were checked.
+    """
     diffs = []
     for key, what in (("n_layers", "layers"), ("d_model", "width d_model"), ("architecture", "architecture")):
         a, b = recorded.get(key), actual.get(key)
@@ -611,6 +619,16 @@ def compare_identity(recorded: Mapping, actual: Mapping) -> list[str]:
     a, b = recorded.get("gguf_sha256"), actual.get("gguf_sha256")
     if a and b and a != b:
         diffs.append(f"GGUF file sha256 {a[:12]}... recorded, {b[:12]}... given")
+    compared = any(recorded.get(key) and actual.get(key) for key, _ in _HASHES_NAMED)
+    if not compared and not diffs:
+        have = [(side, what) for side, ident in (("the vector records", recorded), ("the model given has", actual))
+                for key, what in _HASHES_NAMED if ident.get(key)]
+        if have:
+            said = " and ".join(f"{side} {what}" for side, what in have)
+            warnings.warn(f"the model cannot be checked by its weights: {said}, and the other side no hash of the "
+                          "same kind; only the layer count, width and architecture were compared (record the "
+                          "model the vector is for with vector.with_model(model), or save(path, model=...), "
+                          "using the same kind of model: booted, or its .gguf file)", stacklevel=3)
     return diffs
 
 

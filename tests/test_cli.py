@@ -176,9 +176,71 @@ def test_export_writes_a_llama_cpp_control_vector(tmp_path, capsys):
     capsys.readouterr()
     steering.SteeringVector(torch.randn(1, 256), (2,), "mlp_post").save(tmp_path / "m")
     assert main(["export", "--vector", str(tmp_path / "m.safetensors"), "--model-hint", "llama"]) == 2
-    assert "site 'mlp_post' cannot be a llama.cpp control vector" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "mlp_post of block k is what llama.cpp adds" in err and "pass --model (the model's folder" in err
+    assert main(["export", "--vector", str(tmp_path / "m.safetensors"), "--model", str(organism.paths()[1]),
+                 "--out", str(tmp_path / "m.gguf")]) == 0  # converted to f @ W_out with the booted model
+    assert "direction.k for blocks [2] (from mlp_post of blocks [2])" in capsys.readouterr().out
     steering.SteeringVector(torch.randn(1, 128), (0,), "resid_post").save(tmp_path / "zero")
     assert main(["export", "--vector", str(tmp_path / "zero.safetensors"), "--model-hint", "llama"]) == 2
     assert "resid_post of block 0 cannot be expressed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--vector", str(src), "--to", "onnx"])
+
+
+def test_export_takes_layers_and_its_errors_name_flags(tmp_path, capsys):
+    """A vector built at every layer (from_prompts' default, resid_pre) cannot be exported whole: block 0's output
+    and the embeddings are out of llama.cpp's reach; the error names --layers with the range that can, and
+    --layers exports it. Errors name the flags, not Python arguments."""
+    import steering
+    from steering.gguf import load_gguf
+
+    every = steering.SteeringVector(torch.randn(6, 128), tuple(range(6)), "resid_pre", 2.0)
+    src = every.save(tmp_path / "every.safetensors")
+    assert main(["export", "--vector", str(src), "--model-hint", "llama"]) == 2
+    err = capsys.readouterr().err
+    assert "resid_pre of block 0 (the embeddings entering the first block) and resid_pre of block 1" in err
+    assert "drop them with --layers 2-5" in err and "select" not in err
+    assert main(["export", "--vector", str(src), "--model-hint", "llama", "--layers", "2-5"]) == 0
+    assert "direction.k for blocks [1, 2, 3, 4] (from resid_pre of blocks [2, 3, 4, 5])" in capsys.readouterr().out
+    assert load_gguf(tmp_path / "every.gguf").layers == (1, 2, 3, 4)
+    assert main(["export", "--vector", str(src), "--model-hint", "llama", "--layers", "2,7"]) == 2
+    assert "--layers 2,7: the vector has no row for block(s) [7]; its blocks are 0-5" in capsys.readouterr().err
+    assert main(["export", "--vector", str(src), "--model-hint", "llama", "--layers", "-1"]) == 2
+    assert "not negative ones" in capsys.readouterr().err
+    assert main(["export", "--vector", str(src), "--model-hint", "llama", "--layers", "5-2"]) == 2
+    assert "--layers takes comma-separated block indices" in capsys.readouterr().err
+    assert main(["export", "--vector", str(src), "--layers", "2-5"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --model (the model or its .gguf file) or --model-hint (llama.cpp's name" in err and "=" not in err
+    assert main(["export", "--vector", str(src), "--layers", "2-5", "--model-hint", "lama"]) == 2
+    err = capsys.readouterr().err
+    assert "--model-hint 'lama' is not an architecture name of llama.cpp" in err and "nearest: llama" in err
+    assert main(["export", "--vector", str(src), "--layers", "2-5", "--model-hint", "gemma3_text"]) == 2
+    assert "write --model-hint gemma3" in capsys.readouterr().err
+
+
+def test_export_records_the_model_and_steer_refuses_a_vector_made_for_another(tmp_path, capsys):
+    """interp export --model records the model in the GGUF file; interp steer refuses a vector made for the post
+    model when asked to steer the base model (same shapes, other weights)."""
+    import steering
+    from interp import organism
+    from steering.vector import weights_sha256
+
+    base_dir, post_dir = organism.paths()
+    pair = interp.load_pair()
+    v = steering.SteeringVector(torch.randn(2, 128), (2, 4), "resid_pre", 1.0)
+    src = v.save(tmp_path / "v.safetensors", model=pair.post)
+    assert main(["export", "--vector", str(src), "--model", str(post_dir)]) == 0
+    capsys.readouterr()
+    loaded = steering.load_vector(tmp_path / "v.gguf")
+    assert loaded.meta["model_identity"]["weights_sha256"] == weights_sha256(pair.post)
+    with pytest.raises(ValueError, match="was made for another model"):
+        steering.load_vector(tmp_path / "v.gguf", model=pair.base)
+    assert main(["export", "--vector", str(src), "--model", str(base_dir), "--out", str(tmp_path / "b.gguf")]) == 2
+    assert "was made for another model" in capsys.readouterr().err and not (tmp_path / "b.gguf").exists()
+    assert main(["steer", "--model", str(base_dir), "--vector", str(src), "--max-new-tokens", "2", "Hi"]) == 2
+    err = capsys.readouterr().err
+    assert f"--vector {src} was made for another model" in err and "weights sha256" in err
+    assert f"steer it with --model {pair.post.interp_source['name']}" in err
+    assert main(["steer", "--model", str(post_dir), "--vector", str(src), "--max-new-tokens", "2", "Hi"]) == 0

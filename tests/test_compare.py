@@ -583,3 +583,45 @@ def test_cached_judgement_gaps_equal_full_passes(tiny_pairs, family, monkeypatch
     slow = _judgement_gaps(model, mixed, ids, adds[:1])
     torch.testing.assert_close(slow[0], _judgement_gap(model, mixed, ids, add=adds[0][0], layer=0))
     assert interp.active_hooks(model) == {}
+
+
+def test_report_vectors_record_their_model_and_are_refused_on_the_other(organism_report):
+    """compare records in every report vector the model its meta names (base or post): load_vector and interp steer
+    refuse it on the other model of the pair, which has the same shapes but other weights."""
+    from interp import organism
+    from steering import load_vector
+    from steering.vector import weights_sha256
+
+    result, out = organism_report
+    pair = interp.load_pair()
+    files = sorted((out / "vectors").glob("*.safetensors"))
+    assert {f.stem.split("-")[0] for f in files} >= {"refusal", "language", "snmf"}
+    for f in files:
+        v = load_vector(f)
+        own = pair.post if v.meta["model"] == "post" else pair.base
+        assert v.meta["model_identity"]["weights_sha256"] == weights_sha256(own), f.name
+    assert result.concepts["refusal"].vectors["post"].meta["model_identity"]["name"].endswith("post")
+    load_vector(out / "vectors" / "refusal-post.safetensors", model=pair.post)
+    with pytest.raises(ValueError, match="was made for another model .*weights sha256"):
+        load_vector(out / "vectors" / "refusal-post.safetensors", model=pair.base)
+    assert main(["steer", "--model", str(organism.paths()[0]), "--vector", str(out / "vectors"), "--name",
+                 "refusal-post", "--max-new-tokens", "2", "Hi"]) == 2
+
+
+def test_bind_vectors_takes_the_model_from_the_meta_or_the_key(caplog):
+    """A section's vector is bound to the model meta['model'] names, else the one its key starts with; a vector
+    naming neither is left unbound, with a warning."""
+    from interp.compare import bind_vectors
+    from interp.report import ConceptResult
+    from steering import SteeringVector
+
+    pair = interp.load_pair()
+    vec = SteeringVector(torch.randn(1, 128), (2,), "resid_pre")
+    result = ConceptResult("mine", [2], [], [], {}, {}, {}, {}, [], {}, vectors={
+        "a": SteeringVector(vec.vectors, (2,), "resid_pre", meta={"model": "base"}), "post-b": vec, "c": vec})
+    with caplog.at_level("WARNING", logger="interp.compare"):
+        bind_vectors(result, pair)
+    assert result.vectors["a"].meta["model_identity"]["name"].endswith("base")
+    assert result.vectors["post-b"].meta["model_identity"]["name"].endswith("post")
+    assert "model_identity" not in result.vectors["c"].meta
+    assert "mine vector 'c' names no model of the pair" in caplog.text

@@ -297,6 +297,26 @@ def _resumable(out: Path, keys: dict[str, str | None]) -> dict:
     return {n: (previous.concepts[n], float(stored[n]["seconds"])) for n in wanted if n in previous.concepts}
 
 
+def bind_vectors(result, pair: ModelPair) -> None:
+    """Record in each steering vector of a section's result the identity of the model it belongs to
+    (:meth:`steering.SteeringVector.with_model`), so that ``load_vector(path, model=other)`` and ``interp steer``
+    refuse it on another model.
+
+    The model is the one ``meta["model"]`` names (``"base"`` or ``"post"``, as the built-in sections set it), else
+    the one the vector's key starts with (``post-...``); a vector naming neither is left without an identity,
+    with a warning. Each model's weights are hashed once (:func:`steering.vector.weights_sha256` memoises it).
+    """
+    for key, vec in list(result.vectors.items()):
+        which = vec.meta.get("model")
+        if which not in ("base", "post"):
+            which = next((m for m in ("base", "post") if str(key).startswith(f"{m}-") or key == m), None)
+        if which is None:
+            log.warning("%s vector %r names no model of the pair (meta['model'] 'base' or 'post'): it is written "
+                        "without a model identity, so nothing refuses it on another model", result.concept, key)
+            continue
+        result.vectors[key] = vec.with_model(getattr(pair, which))
+
+
 def _write_resume(out: Path, keys: dict, results: dict, timings: dict) -> None:
     from .._io import write_json
 
@@ -434,6 +454,7 @@ def compare(
                     raise Interrupted(name, [n for n in results], out if results else None) from None
                 timings[name] = time.perf_counter() - t0
                 log.info("%s section: %.1f s", name, timings[name])
+                bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
                 if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
                     write_report(comparison(results, used, concepts[i + 1:]), out)
                     _write_resume(out, keys, results, timings)

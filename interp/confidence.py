@@ -9,7 +9,8 @@
   is the largest (ties go to the answer, the first option). Rows may have different numbers of
   alternatives (a user's facts file draws fewer where its relation has few distinct answers): each row is
   renormalised over its own options, so its chance level is ``1 / n_options`` of that row
-  (:attr:`MultipleChoice.chance`).
+  (:attr:`MultipleChoice.chance`). Each option's first token must be a word of its own: not a bare space,
+  punctuation or an article, which many answers share (:func:`answer_options`).
 * :func:`expected_calibration_error` — Guo et al.'s ECE with ``M`` equal-width bins
   ``B_m = ((m-1)/M, m/M]`` (the first bin also holds 0): ``ECE = sum_m |B_m|/n |acc(B_m) - conf(B_m)|``.
 * :func:`reliability` — the reliability diagram's table: per bin the count, the mean confidence and the
@@ -71,10 +72,10 @@ from .models import tokenizer_of
 from .sites import check_layers, hook_name
 from .tokens import Tokenized, as_tokenized, pad_id
 
-__all__ = ["AblationEffects", "EntropyNeurons", "MultipleChoice", "NO_OPTION", "NullSpace", "ablated_choices",
-           "ablation_effects", "answer_options", "calibrated_ece_null", "choice_probabilities", "entropy_neurons",
-           "expected_calibration_error", "mean_activations", "multiple_choice", "neuron_directions",
-           "next_token_entropy", "random_neurons", "reliability", "unembedding_null_space"]
+__all__ = ["AblationEffects", "EntropyNeurons", "MAX_BINS", "MultipleChoice", "NO_OPTION", "NullSpace",
+           "ablated_choices", "ablation_effects", "answer_options", "calibrated_ece_null", "choice_probabilities",
+           "entropy_neurons", "expected_calibration_error", "mean_activations", "multiple_choice",
+           "neuron_directions", "next_token_entropy", "random_neurons", "reliability", "unembedding_null_space"]
 
 #: The bridge's hook of the final norm's scale (the denominator ``sqrt(mean(x^2) + eps)``), frozen for the
 #: direct effect.
@@ -83,6 +84,9 @@ SCALE_HOOK = "ln_final.hook_scale"
 NULL_SHARE = 0.01
 #: Default selection: at least this share of a neuron's output-weight norm in the null space.
 RHO_THRESHOLD = 0.5
+#: Most confidence bins of the ECE and the reliability table: a bin narrower than 0.01 holds a handful of predictions
+#: at any sample size read here, so its |accuracy - confidence| is sampling noise (Guo et al. 2017 use 15 bins).
+MAX_BINS = 100
 #: The id padding a multiple-choice row with fewer options than the widest (:func:`answer_options`).
 NO_OPTION = -1
 # the bridge warns whenever a hook edits hook_scale: here that edit is the point (the direct effect)
@@ -118,9 +122,14 @@ def _bins(n_bins) -> np.ndarray:
     """``M + 1`` equal-width edges of ``[0, 1]``.
 
     Raises:
-        TypeError: ``n_bins`` not an integer. ValueError: ``n_bins < 1``.
+        TypeError: ``n_bins`` not an integer. ValueError: ``n_bins < 1`` or above :data:`MAX_BINS`.
     """
-    return np.linspace(0.0, 1.0, check_int("n_bins", n_bins) + 1)
+    n = check_int("n_bins", n_bins)
+    if n > MAX_BINS:
+        raise ValueError(f"n_bins must be at most {MAX_BINS}, got {n_bins!r}: bins narrower than 1/{MAX_BINS} hold a "
+                         "handful of predictions each, so the ECE would measure sampling noise (Guo et al. 2017 use "
+                         "15)")
+    return np.linspace(0.0, 1.0, n + 1)
 
 
 def _bin_ids(conf: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -131,10 +140,15 @@ def _bin_ids(conf: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def _ece(conf: np.ndarray, corr: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """ECE of each row of ``[..., n]`` confidences and 0/1 outcomes (vectorised over leading axes):
     ``sum_m |sum_{B_m} correct - sum_{B_m} confidence| / n``, which is Guo et al.'s
-    ``sum_m |B_m|/n |acc(B_m) - conf(B_m)|`` (empty bins add 0)."""
-    onehot = _bin_ids(conf, edges)[..., None] == np.arange(len(edges) - 1)
-    gap = (onehot * (corr - conf)[..., None]).sum(-2)
-    return np.abs(gap).sum(-1) / conf.shape[-1]
+    ``sum_m |B_m|/n |acc(B_m) - conf(B_m)|`` (empty bins add 0). The per-bin sums are one ``bincount`` over
+    (row, bin) pairs: memory of the inputs' size plus one number per row and bin."""
+    diff = np.broadcast_to(corr - conf, np.broadcast_shapes(np.shape(corr), np.shape(conf)))
+    ids = np.broadcast_to(_bin_ids(conf, edges), diff.shape)
+    lead, m = diff.shape[:-1], len(edges) - 1
+    rows = int(np.prod(lead, dtype=np.int64))
+    flat = (np.arange(rows).reshape(*lead, 1) * m + ids).ravel()
+    gap = np.bincount(flat, weights=diff.ravel(), minlength=rows * m).reshape(*lead, m)
+    return np.abs(gap).sum(-1) / diff.shape[-1]
 
 
 def expected_calibration_error(confidence: Float[np.ndarray, " n"], correct, n_bins: int = 10) -> float:
@@ -146,10 +160,11 @@ def expected_calibration_error(confidence: Float[np.ndarray, " n"], correct, n_b
     Args:
         confidence: ``[n]`` the probability the model gives its prediction, in [0, 1].
         correct: ``[n]`` 1 (True) where the prediction is right.
-        n_bins: ``M``, at least 1.
+        n_bins: ``M``, 1 to :data:`MAX_BINS` (100).
 
     Raises:
-        ValueError: empty or mismatched inputs, confidences outside [0, 1], ``correct`` not 0/1, ``n_bins < 1``.
+        ValueError: empty or mismatched inputs, confidences outside [0, 1], ``correct`` not 0/1, ``n_bins`` outside
+            1 .. :data:`MAX_BINS`.
         TypeError: ``n_bins`` not an integer.
 
     >>> round(expected_calibration_error([0.9, 0.9, 0.6, 0.6], [1, 0, 1, 1], n_bins=10), 6)  # (0.8 + 0.8) / 4
@@ -258,10 +273,17 @@ def answer_options(model, facts) -> Int[torch.Tensor, "n k"]:
     space, e.g. ``" Paris"``) and ``"alternatives"`` (wrong answers written the same way, at least one).
     An error names the row of ``facts`` and its prompt.
 
+    Each option's first token is checked as the knowledge section checks an answer's
+    (:func:`interp.tracing._check_answer_token`): one with no letter or digit (a bare space, a comma, a quotation
+    mark: ``", France"``, or ``"日本"`` under Gemma's tokenizer, whose first token is ``" "``) or an English
+    article (``" the France"``) is refused, since the multiple choice would read that token's probability, which
+    many answers share, instead of the option's.
+
     Raises:
         ValueError: an empty set, a row without an answer or alternatives, an answer or alternative that
-            tokenises to nothing, or an alternative whose first token is the answer's or another alternative's
-            (the options could not be told apart).
+            tokenises to nothing or whose first token holds no letter or digit or is an article, or an
+            alternative whose first token is the answer's or another alternative's (the options could not be told
+            apart).
         TypeError: ``facts`` not a PromptSet.
     """
     from .datasets import PromptSet
@@ -286,12 +308,34 @@ def answer_options(model, facts) -> Int[torch.Tensor, "n k"]:
             if not enc:
                 raise ValueError(f"{where}: option {option!r} has no tokens")
             ids.append(int(enc[0]))
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{where}: options {options} share a first token; the multiple choice reads first "
+        shared = [j for j in dict.fromkeys(ids) if ids.count(j) > 1]
+        if shared:
+            raise ValueError(f"{where}: options {options} share a first token "
+                             f"({', '.join(repr(tok.decode([j])) for j in shared)}); the multiple choice reads first "
                              "tokens, so each option needs its own")
+        for k, (option, j) in enumerate(zip(options, ids)):
+            _check_first_token(where, i, "answer" if k == 0 else "alternative", option, tok.decode([j]))
         rows.append(ids)
     width = max(len(r) for r in rows)
     return torch.tensor([r + [NO_OPTION] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _check_first_token(where: str, row: int, role: str, option: str, first: str) -> None:
+    """The knowledge section's check of an answer's first token (:func:`interp.tracing._check_answer_token`), on
+    one option of a multiple-choice row; its error reworded to name ``where`` (the row and its prompt) and whether
+    the option is the answer or an alternative.
+
+    Raises:
+        ValueError: ``first`` (the option's first token, decoded) holds no letter or digit, or is an article.
+    """
+    from .tracing import _check_answer_token
+
+    try:
+        _check_answer_token(row, option, first)
+    except ValueError as err:
+        text, prefix = str(err), f"fact {row}: meta['answer'] {option!r} "
+        rest = text[len(prefix):] if text.startswith(prefix) else f"is refused: {text}"
+        raise ValueError(f"{where}: {role} {option!r} {rest}") from None
 
 
 def next_token_entropy(logits: Float[torch.Tensor, "... d_vocab"]) -> Float[torch.Tensor, "..."]:

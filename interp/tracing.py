@@ -176,8 +176,9 @@ _ARTICLES = frozenset({"the", "a", "an"})
 
 def _check_answer_token(row: int, answer: str, first: str, text: str | None = None) -> None:
     """Refuse an answer whose first token (``first``, decoded) has no letter or digit (a bare space, a
-    quotation mark) or is an English article: every probability here is of that token, which would then measure
-    the format or the article rather than the fact.
+    quotation mark) or is an English article that is the answer's whole first word (``" the Netherlands"``, not
+    the ``" A"`` a small vocabulary splits off ``" Athens"``): every probability here is of that token, which would
+    then measure the format or the article rather than the fact.
 
     Raises:
         ValueError: as above, naming the fact's row and what to give instead.
@@ -187,7 +188,7 @@ def _check_answer_token(row: int, answer: str, first: str, text: str | None = No
         raise ValueError(f"fact {row}: meta['answer'] {answer!r} begins with the token {first!r}, which holds no "
                          "letter or digit, so p(answer) would be the probability of that token alone; give the "
                          "answer with one leading space and no punctuation before it, e.g. ' Paris'")
-    if word.lower() in _ARTICLES:
+    if word.lower() in _ARTICLES and answer.split()[:1] == [word]:
         raise ValueError(f"fact {row}: meta['answer'] {answer!r} begins with the article {first!r}, a token many "
                          "answers share, so p(answer) would be the article's probability; end the prompt with the "
                          "article and give the answer without it (prompt '... is in the', answer ' Netherlands')")

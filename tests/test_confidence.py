@@ -325,7 +325,7 @@ def _ece_reference(conf, correct, n_bins):
     return total, rows
 
 
-@pytest.mark.parametrize("n_bins", [1, 3, 10, 15])
+@pytest.mark.parametrize("n_bins", [1, 3, 10, 15, C.MAX_BINS])
 def test_ece_and_reliability_match_a_numpy_reference(n_bins):
     rng = np.random.default_rng(n_bins)
     conf = np.r_[rng.uniform(0, 1, 200), 0.0, 0.1, 0.2, 0.5, 1.0, 1 / 3]  # bin edges included
@@ -355,6 +355,28 @@ def test_a_calibrated_sample_lies_inside_its_null_and_a_miscalibrated_one_above(
     assert null["low"] <= C.expected_calibration_error(conf, calibrated) <= null["high"]
     assert C.expected_calibration_error(conf, overconfident) > 2 * null["high"]
     assert C.calibrated_ece_null(conf, 10, seed=1) == null  # seeded
+
+
+@pytest.mark.parametrize("n_bins", [1, 10, C.MAX_BINS])
+def test_the_calibrated_null_is_the_ece_of_seeded_bernoulli_draws(n_bins):
+    conf = np.random.default_rng(2).uniform(0, 1, 50)
+    draws = (np.random.default_rng(3).random((200, 50)) < conf).astype(float)
+    eces = np.array([_ece_reference(conf, d, n_bins)[0] for d in draws])
+    null = C.calibrated_ece_null(conf, n_bins, n_draws=200, seed=3)
+    assert null["mean"] == pytest.approx(eces.mean(), abs=1e-12)
+    assert [null["low"], null["high"]] == pytest.approx(np.percentile(eces, [2.5, 97.5]).tolist(), abs=1e-12)
+
+
+def test_n_bins_is_bounded_before_anything_is_allocated_per_bin():
+    """A MemoryError once came from --confidence-n-bins 100000 (one column per bin for every draw of the null):
+    every calibration function refuses more than MAX_BINS bins, saying why."""
+    assert C.MAX_BINS == 100
+    for fn in (C.expected_calibration_error, C.reliability):
+        with pytest.raises(ValueError, match=r"n_bins must be at most 100, got 100000: bins narrower than 1/100 hold "
+                                             "a handful of predictions each"):
+            fn([0.5, 0.9], [1, 0], 100_000)
+    with pytest.raises(ValueError, match="n_bins must be at most 100, got 101"):
+        C.calibrated_ece_null([0.5, 0.9], 101)
 
 
 @pytest.mark.parametrize("args, error, match", [
@@ -442,7 +464,7 @@ def test_rows_with_fewer_alternatives_are_renormalised_over_their_own_options(ti
 @pytest.mark.parametrize("meta, match", [
     ({"answer": " Paris", "alternatives": (" Madrid", " France", " Spain")},
      r"facts row 1 \(prompt 'Rome is in'\): options \[' Paris', ' Madrid', ' France', ' Spain'\] share a first "
-     "token"),
+     r"token \(' '\)"),
     ({"answer": " France"}, r"facts row 1 \(prompt 'Rome is in'\): meta needs 'answer'"),
     ({"answer": " France", "alternatives": " Spain"}, "meta needs 'answer'"),
     ({"answer": " France", "alternatives": ()}, "meta needs 'answer'"),
@@ -451,6 +473,26 @@ def test_bad_facts_are_refused(tiny, meta, match):
     facts = PromptSet("facts", ["Paris is in", "Rome is in"], meta=[FACTS.meta[0], meta])
     with pytest.raises(ValueError, match=match):
         C.answer_options(tiny, facts)
+
+
+@pytest.mark.parametrize("meta, match", [
+    ({"answer": ", France", "alternatives": (" Germany", " Spain")},
+     r"facts row 1 \(prompt 'Rome is in'\): answer ', France' begins with the token ',', which holds no letter or "
+     "digit"),
+    ({"answer": " the France", "alternatives": (" Germany", " Spain")},
+     r"facts row 1 \(prompt 'Rome is in'\): answer ' the France' begins with the article ' the'"),
+    ({"answer": " France", "alternatives": (" Germany", " the Spain")},
+     r"facts row 1 \(prompt 'Rome is in'\): alternative ' the Spain' begins with the article ' the'"),
+    ({"answer": " France", "alternatives": (" Germany", ", Spain")},
+     r"facts row 1 \(prompt 'Rome is in'\): alternative ', Spain' begins with the token ','"),
+])
+def test_options_whose_first_token_is_not_a_word_are_refused(tiny, meta, match):
+    """The knowledge section's check of an answer's first token (interp.tracing), on the answer and on every
+    alternative: the multiple choice would read the probability of " the" or "," instead of the option's."""
+    facts = PromptSet("facts", ["Paris is in", "Rome is in"], meta=[FACTS.meta[0], meta])
+    for fn in (C.answer_options, C.multiple_choice):
+        with pytest.raises(ValueError, match=match):
+            fn(tiny, facts)
 
 
 def test_bad_ablation_input_is_refused(tiny):

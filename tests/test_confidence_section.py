@@ -35,12 +35,14 @@ def facts():
 
     truth = load("organism/truth", "test")
     cities = [(t, m) for t, y, m in zip(truth.texts, truth.labels, truth.meta) if m["kind"] == "cities" and y == 1]
+    # an option beginning with " the" is refused (its first token is the article): leave those countries out
+    cities = [(t, m) for t, m in cities if not t.rsplit(" in ", 1)[1].startswith("the ")]
     countries = sorted({t.rsplit(" in ", 1)[1].rstrip(".") for t, _ in cities})
     texts, meta = [], []
     for i, (t, m) in enumerate(cities):
         head, country = t.rsplit(" in ", 1)
         country = country.rstrip(".")
-        others = [c for c in countries if c != country and not c.startswith("the ")]  # one " the" first token
+        others = [c for c in countries if c != country]
         alternatives = tuple(f" {others[(i + k) % len(others)]}" for k in range(3))
         texts.append(f"{head} in")
         meta.append({"subject": m["group"], "answer": f" {country}", "alternatives": alternatives,
@@ -237,7 +239,7 @@ def test_too_few_facts_give_no_interval(tmp_path):
     assert "8 prompts, 2 to 4 options: the chance level 1/options differs per prompt" in conf.readings["summary"]
     assert conf.setup["facts"].startswith("few.jsonl") and "all 8 prompts, every split read" in conf.setup["facts"]
     assert conf.per_layer[0]["base_chance"] == pytest.approx(np.mean([1 / 4, 1 / 3, 1 / 2, 1 / 4] * 2))
-    assert "[undefined, undefined]" in result.concepts["knowledge"].readings["summary"]
+    assert "undefined" in result.concepts["knowledge"].readings["summary"]  # (its wording is the knowledge section's)
 
 
 def test_a_bad_facts_file_is_refused_before_boot_naming_its_row(tmp_path, pair):
@@ -271,6 +273,55 @@ def test_a_bad_facts_file_is_refused_before_boot_naming_its_row(tmp_path, pair):
                                          "first token"):
         compare(concepts=["confidence"], out=None, progress=False,
                 options={"confidence": {"data": str(shared), "max_prompts": 2}})
+
+
+@pytest.mark.parametrize("answer, alternatives, match", [
+    ("the France", ["Italy", "Spain"], r"answer ' the France' begins with the article ' the'"),
+    (", France", ["Italy", "Spain"], r"answer ' , France' begins with the token '.*', which holds no letter or digit"),
+    ("France", ["Italy", "the Spain"], r"alternative ' the Spain' begins with the article ' the'"),
+    ("日本", ["Italy", "Spain"], r"answer ' 日本' begins with the token '.*', which holds no letter or digit"),
+])
+def test_options_the_knowledge_section_refuses_are_refused_before_any_forward_pass(tmp_path, monkeypatch, answer,
+                                                                                    alternatives, match):
+    """--confidence-data: an answer or alternative whose first token is an article or holds no letter or digit
+    (under the organism's tokenizer "日本" begins with a byte piece) is refused as the section starts, naming the
+    file's row and its prompt, before any model runs a forward pass."""
+    from interp.compare import compare
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a forward pass ran before the options were checked")
+
+    monkeypatch.setattr(S, "mean_activations", no_pass)
+    cities = [(c, k, {"alternatives": ["Japan", "Greece"]}) for c, k in (("Lyon", "France"), ("Rome", "Italy"),
+                                                                        ("Madrid", "Spain"))]
+    cities.append(("Nice", answer, {"alternatives": alternatives}))
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _fact_rows(cities, ("The city of",))))
+    with pytest.raises(ValueError, match=r"bad.jsonl row 3 \(prompt 'The city of Nice is in'\): " + match):
+        compare(concepts=["confidence"], out=None, progress=False,
+                options={"confidence": {"data": str(path), "max_prompts": 2}})
+
+
+def test_the_built_in_fact_sets_pass_the_first_token_check(pair):
+    """organism/facts under the organism's tokenizer, and facts and organism/facts under Gemma's (where its
+    tokenizer is cached): every option of every row has a first token of its own that is a word."""
+    from glob import glob
+
+    from interp.datasets import available, load
+    from interp.models import tokenizer_of
+
+    if "organism/facts" in available():
+        C.answer_options(pair.base, load("organism/facts", "all"))
+    cached = sorted(glob(str(__import__("pathlib").Path.home() / ".cache/interp/gguf/*")))
+    if not cached:
+        pytest.skip("no Gemma tokenizer cached under ~/.cache/interp/gguf")
+    import transformers
+
+    gemma = SimpleNamespace(interp_tokenizer=transformers.AutoTokenizer.from_pretrained(cached[0]))
+    assert tokenizer_of(gemma) is gemma.interp_tokenizer
+    for name in ("facts", "organism/facts"):
+        if name in available():
+            C.answer_options(gemma, load(name, "all"))
 
 
 # ------------------------------------------------------------------------------ formulas against references
@@ -335,13 +386,17 @@ def test_the_effects_reading_is_written_from_the_figures():
     neurons = {m: SimpleNamespace(selected=(3, 4)) for m in ("base", "post")}
     # as on gemma-3-270m's base: total -0.034, direct -0.122: the direct effect is the larger
     text = S._effects_reading(neurons, {"base": _effects(-0.034, -0.122), "post": _effects(-0.3, -0.01)}, 0)
-    assert re.search(r"base, 2 entropy neurons: total -0\.03\d* nats \[[^\]]+\], direct -0\.12\d* nats \[[^\]]+\]; "
-                     "the direct effect is the larger in size", text)
-    assert "post, 2 entropy neurons" in text and "the total effect is the larger in size" in text
+    # one figure per model, titled "(model: base)": each model's part of the caption is named the same way
+    assert text.startswith("One figure per model")
+    assert re.search(r"\(model: base\) 2 entropy neurons: total -0\.03\d* nats \[[^\]]+\], direct -0\.12\d* nats "
+                     r"\[[^\]]+\]; the direct effect is the larger in size", text)
+    assert "(model: post) 2 entropy neurons" in text and "the total effect is the larger in size" in text
+    assert text.index("(model: base)") < text.index("the direct effect") < text.index("(model: post)")
     assert "Stolfo et al. 2024 report" in text and text.endswith("excludes 0, for post.")
     assert "much larger than its direct one" not in text.split("Stolfo et al.")[0]  # the paper's, not the result
     same = S._effects_reading(neurons, {"base": _effects(-0.05, -0.05)}, 0)
-    assert "(holds 0)" in same and same.endswith("for neither model.") and "post: no entropy neuron." in same
+    assert "(holds 0)" in same and same.endswith("for neither model.")
+    assert "post: no entropy neuron, so no figure" in same
 
 
 def test_interval_messages_say_what_is_missing_and_shares_print_as_percentages():
@@ -365,3 +420,160 @@ def test_table_cells_are_never_none_and_shares_match_their_intervals(result):
     assert "-0%" not in summary and "−0%" not in summary
     for share, interval in re.findall(r"(-?\d+)% (?:of it closed )?\[([^\]]*)\]", summary):
         assert all(x.strip().endswith("%") for x in interval.split(",")), interval
+
+
+# ------------------------------------------------------------------------------------- readings and report
+
+
+def test_each_faceted_figure_has_a_caption_that_names_its_facet(result):
+    """The effects bars are one figure per model and the gap bars one per measure, all under their table's one
+    reading: the reading names every facet as its figure's title does, with that facet's own figures."""
+    from interp.report import figures
+
+    faceted = [(t, r) for t, r, _ in figures(result) if re.search(r"\((model|measure): [^)]+\)+$", t)]
+    assert len(faceted) == 4
+    for title, reading in faceted:
+        facet = re.search(r"\((?:model|measure): .+\)$", title).group(0)  # "(model: base)", "(measure: confidence)"
+        assert facet in reading, (title, reading)
+    gap = result.tables["gap"]
+    reading = result.readings["gap"]
+    for row in (r for r in gap["rows"] if r[1] == "clean"):  # each measure's clean gap, in its own part
+        part = reading.split(f"(measure: {row[0]})")[1].split("(measure:")[0]
+        assert part.startswith(f" clean {row[2]:+.3f}"), (row[0], part)
+    confidence = reading.split("(measure: confidence)")[1]
+    ablated = next(r for r in gap["rows"] if r[0] == "confidence" and r[1] == "entropy neurons ablated")
+    assert f"entropy neurons ablated {ablated[2]:+.3f}" in confidence
+    assert f"({ablated[7]} of the gap closed" in confidence
+    effects = result.readings["effects"]
+    assert effects.index("(model: base)") < effects.index("(model: post)")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.)])\s+(?=[A-Z(])", text) if s]
+
+
+def test_the_headline_gives_the_answer_in_one_short_sentence(result):
+    from interp.report import _headline as contents_line
+
+    (entry,) = result.per_layer
+    headline = result.readings["headline"]
+    assert contents_line(result) == headline and len(headline) < 300
+    assert headline.endswith(".") and ". " not in headline  # one sentence
+    assert f"ablating entropy neurons closes {S._pct(entry['entropy_gap_closed'])} [" in headline
+    assert f"(random neurons {S._pct(entry['entropy_gap_closed_null'])}, range [" in headline
+    # the verdict is the summary's
+    word = {"closes the entropy gap.": "it closes the gap", "narrows": "it narrows the gap",
+            "does not close": "it does not close the gap"}
+    verdict = next(s for s in _sentences(result.readings["summary"]) if s.startswith("Ablating entropy neurons"))
+    assert sum(k in verdict and v in headline for k, v in word.items()) == 1, (verdict, headline)
+    # the summary: several sentences, none of them long
+    sentences = _sentences(result.readings["summary"])
+    assert len(sentences) >= 8 and max(map(len, sentences)) < 250, max(sentences, key=len)
+
+
+@pytest.mark.parametrize("ablated, randoms, ends", [
+    (0.0, [0.4, 0.41], ": it closes the gap."),
+    (0.1, [0.38, 0.42], ": it narrows the gap more than random neurons do but does not close it."),
+    (0.4, [0.3, 0.41], ": it does not close the gap (share not above 0 and not above random neurons' over its "
+                       "interval)."),
+    (0.3, [0.1, 0.12], ": it does not close the gap (share not above random neurons' over its interval)."),
+])
+def test_the_headline_follows_the_verdict(ablated, randoms, ends):
+    rng = np.random.default_rng(1)
+    gap = S._gap(_choices(rng, 40, 0.4, ablated, randoms), 2, 0, [f"f{i}" for i in range(40)])
+    headline = S._headline(gap, 0.5)
+    g = gap["entropy"]
+    assert headline == (f"Entropy gap post − base {g['clean']:+.3f} nats {S._interval(g['clean_ci'])}; ablating "
+                        f"entropy neurons closes {S._pct(g['closed'])} {S._pct_interval(g['closed_ci'])} of it "
+                        f"(random neurons {S._pct(g['random_closed'])}, range "
+                        f"{S._pct_interval(g['random_closed_range'])}){ends}")
+    assert len(headline) < 300
+
+
+def test_an_undefined_answer_says_why_in_the_headline(pair, facts, corpus):
+    rng = np.random.default_rng(2)
+    no_gap = S._gap(_choices(rng, 40, 0.0, 0.0, [0.0, 0.0]), 2, 0, [f"f{i}" for i in range(40)])
+    assert S._headline(no_gap, 0.5).endswith("; whether ablating entropy neurons closes it is undefined: the gap's "
+                                             "interval holds 0.")
+    few = S._gap(_choices(rng, 8, 0.4, 0.1, [0.4]), 1, 0, [f"f{i % 4}" for i in range(8)])
+    assert S._headline(few, 0.5).endswith("[no interval: fewer than 5 facts]; whether ablating entropy neurons closes "
+                                          "it is undefined: fewer than 5 facts.")
+    res = confidence_section(pair, facts, corpus, n_random=1, max_prompts=20)  # no neuron above rho 0.5
+    assert res.readings["headline"].endswith("; whether ablating entropy neurons closes it is undefined: neither "
+                                             "model has an entropy neuron (rho >= 0.5).")
+    assert len(res.readings["headline"]) < 300
+
+
+def test_shares_of_the_gap_in_the_table_are_the_summary_percentages(result):
+    gap = result.tables["gap"]
+    y, low, high = (gap["columns"].index(gap[k]) for k in ("y", "low", "high"))
+    share = gap["columns"].index("share of the gap closed")
+    for row in gap["rows"]:
+        assert all(isinstance(row[i], float) for i in (y, low, high))  # what the bars plot stays numeric
+        if row[1] != "clean":
+            assert all(re.fullmatch(r"-?\d+%", row[i]) for i in range(share, share + 3)), row
+    (entry,) = result.per_layer
+    ablated = next(r for r in gap["rows"] if r[0] == "entropy (nats)" and r[1] == "entropy neurons ablated")
+    assert ablated[share] == S._pct(entry["entropy_gap_closed"])
+    assert f"{ablated[share]} of it closed [{ablated[share + 1]}, {ablated[share + 2]}]" in result.readings["summary"]
+
+
+def test_the_setup_lists_the_kept_singular_values_and_names_the_gain_as_the_norm_has_it(pair, result):
+    setup = result.setup["null space"]
+    assert "Gemma" not in setup and "1 + w" not in setup and "here g = w, the norm's weight" in setup
+    for m, model in pair:
+        sv = C.entropy_neurons(model, rho_threshold=0.0).null_space.singular_values.flip(0).tolist()
+        assert f"{m}: kept {sv[0]:.3g}; next {sv[1]:.3g} (median" in setup  # k = 1: the smallest kept
+    values = torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 2, 1])
+    ns = SimpleNamespace(singular_values=values, k=6)
+    assert S._spectrum_text(ns) == "kept 1, 2, 3, 4, 5, 6; next 7 (median 5)"
+    assert S._spectrum_text(SimpleNamespace(singular_values=values, k=9)).startswith(
+        "kept 1, 2, 3, 4, 5, 6, 7, 8, 9; none above")
+    many = SimpleNamespace(singular_values=torch.arange(40, 0, -1.0), k=20)
+    assert S._spectrum_text(many) == "kept 1, 2, 3, 4, 5, …, 16, 17, 18, 19, 20; next 21 (median 20)"
+
+
+def test_the_gain_is_called_1_plus_w_only_for_a_gemma_type_norm():
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    w = torch.rand(8, generator=torch.Generator().manual_seed(0)) + 0.2
+    texts = {}
+    for name, module in (("gemma", Gemma2RMSNorm(8)), ("llama", LlamaRMSNorm(8)), ("layernorm", torch.nn.LayerNorm(8))):
+        with torch.no_grad():
+            module.weight.copy_(w)
+        texts[name] = S._gain_text(SimpleNamespace(ln_final=module), C._norm_gain(module)[0])
+    assert texts["gemma"].startswith("g = 1 + w: a Gemma-type RMSNorm")
+    assert texts["llama"] == texts["layernorm"] == "g = w, the norm's weight"
+    llama = SimpleNamespace(ln_final=LlamaRMSNorm(8))  # a gain that is neither its weight nor 1 + it
+    assert S._gain_text(llama, 3 * torch.ones(8)) == "g read by running the norm"
+
+
+def _calib(counts: dict[str, list[float]]) -> dict:
+    """Calibration figures whose reliability tables hold these confidences (all correct)."""
+    return {m: {"reliability": C.reliability(np.array(c), np.ones(len(c)))} for m, c in counts.items()}
+
+
+def test_a_bin_holding_most_prompts_is_named_in_the_summary():
+    spread = [0.35] * 11 + [0.95] * 89  # 89%: not flagged
+    crowded = [0.35] * 10 + [0.95] * 90  # 90%
+    assert S._crowded_bins(_calib({"base": spread, "post": spread})) is None
+    assert S._crowded_bins(_calib({"base": crowded, "post": spread})) == (
+        "Most prompts' confidences lie in one bin: base 90 of 100 (90%) in (0.9, 1]; the reliability diagram and the "
+        "ECE of base rest almost entirely on that bin.")
+    both = S._crowded_bins(_calib({"base": crowded, "post": [0.95] * 100}))
+    assert both.startswith("Most prompts' confidences lie in one bin: base 90 of 100 (90%) in (0.9, 1], post 100 of "
+                           "100 (100%) in (0.9, 1]; ") and "of both models" in both
+    every = S._crowded_bins(_calib({"base": [0.95] * 100, "post": [0.95] * 100}))
+    assert every.startswith("Every prompt's confidence lies in one bin, (0.9, 1], for both models")
+
+
+def test_n_bins_is_bounded_before_any_model_boots():
+    """--confidence-n-bins 100000 once booted the models and then ran out of memory: refused by the option itself."""
+    from interp.compare import plan
+
+    assert SECTION.options({"n_bins": C.MAX_BINS})["n_bins"] == 100
+    with pytest.raises(ValueError, match=r"option 'n_bins' of section 'confidence' must be <= 100; got 100000: bins "
+                                         "narrower than 1/100 hold a handful of prompts each"):
+        plan(["confidence"], options={"confidence": {"n_bins": 100_000}})
+    assert "at most 100" in {p.name: p.help for p in SECTION.params}["n_bins"]

@@ -626,6 +626,13 @@ CASES_KNOWLEDGE = {
                                                                 options={"knowledge": {"noise": float("nan")}}),
     "K46": lambda c: __import__("interp.compare").compare.compare(
         concepts=["knowledge"], out=None, progress=False, options={"knowledge": {"window": 7}}),
+    "K47": lambda c: _conf().answer_options(c["model"], _fact_prompts(c, answer=", France",
+                                                                      alternatives=(" Germany", " Spain"))),
+    "K48": lambda c: _conf().multiple_choice(c["model"], _fact_prompts(c, answer=" France",
+                                                                       alternatives=(" Germany", " the Netherlands"))),
+    "K49": lambda c: __import__("interp.compare").compare.plan(["confidence"],
+                                                                options={"confidence": {"n_bins": 100_000}}),
+    "K50": lambda c: _conf().expected_calibration_error([0.5, 0.9], [1, 0], n_bins=101),
 }
 
 CASES = {**{str(k): v for k, v in CASES.items()}, **CASES_PROBES, **CASES_STEERING, **CASES_INTERP,

@@ -478,3 +478,12 @@ def test_bad_inputs_are_refused(pair, planted, cities, monkeypatch):
         cross_model_patch(planted, model, cities)
     with pytest.raises(ValueError, match="out of range"):
         cross_model_patch(pair.base, pair.post, cities, layers=[6])
+
+
+def test_an_article_is_refused_only_as_the_answers_whole_first_word():
+    from interp.tracing import _check_answer_token
+
+    _check_answer_token(0, " Athens", " A")  # a small vocabulary splits " A" off " Athens": not an article
+    _check_answer_token(0, " Ankara", " An")
+    with pytest.raises(ValueError, match="begins with the article"):
+        _check_answer_token(0, " The Hague", " The")

@@ -22,7 +22,8 @@ base model has none):
 * **Gap**: mean next-token entropy (full vocabulary, nats) and mean confidence on the fact prompts, post minus
   base (paired bootstrap over facts); the same with each model's entropy neurons mean-ablated (their
   corpus means); and with as many random neurons of the layer ablated instead (``n_random`` draws: the null).
-  The summary says whether ablating entropy neurons closes the gap (Du et al.: it does not).
+  The summary says whether ablating entropy neurons closes the gap (Du et al.: it does not); the headline (the
+  report's contents line) gives that answer in one sentence, with the gap and the share of it closed.
 
 Every reading is written from the figures of the run (what is larger, which intervals hold 0); what the papers
 found is stated as theirs.
@@ -31,7 +32,8 @@ Nothing is selected on the fact prompts (the neurons come from the weights, the 
 corpus), so every split of the facts is read (train and test of a built-in set, every row of a user's file),
 at most ``max_prompts`` of them drawn with the seed. A user's file is checked before any model boots (it
 parses as facts, holds at least 2 prompts, no option repeated within a row); that each option has its own
-first token needs the tokenizer and is checked on every row as the section starts, before any forward pass.
+first token, and one that is a word (not a bare space, punctuation or an article, as the knowledge section requires
+of an answer), needs the tokenizer and is checked on every row as the section starts, before any forward pass.
 Errors name the file's row and its prompt.
 """
 
@@ -43,7 +45,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..confidence import (AblationEffects, EntropyNeurons, MultipleChoice, ablated_choices, ablation_effects,
+from ..confidence import (MAX_BINS, AblationEffects, EntropyNeurons, MultipleChoice, ablated_choices, ablation_effects,
                           answer_options, calibrated_ece_null, entropy_neurons, expected_calibration_error,
                           mean_activations, random_neurons, reliability, unembedding_null_space)
 from ..datasets import PromptSet
@@ -150,6 +152,18 @@ def _corpus(ctx, corpus: str, n_corpus: int) -> tuple[list[str], str]:
     if len(texts) < 2:
         raise ValueError(f"the corpus {name!r} has {len(texts)} text(s); the entropy effects need at least 2")
     return texts, f"{ps.source or ps.name} (first {len(texts)} training texts)"
+
+
+def _check_n_bins(value: int) -> None:
+    """The upper bound of ``n_bins``, before any model boots (the lower one is the Param's ``low``).
+
+    Raises:
+        ValueError: more than :data:`interp.confidence.MAX_BINS` bins.
+    """
+    if value > MAX_BINS:
+        raise ValueError(f"option 'n_bins' of section 'confidence' must be <= {MAX_BINS}; got {value!r}: bins "
+                         f"narrower than 1/{MAX_BINS} hold a handful of prompts each, so the ECE would measure "
+                         "sampling noise (Guo et al. 2017 use 15)")
 
 
 def _check_corpus(value: str) -> None:
@@ -315,25 +329,66 @@ def _gap(choices: dict[str, dict[str, MultipleChoice]], n_random: int, seed: int
     return out
 
 
-def _verdict(g: dict) -> str:
-    """The summary's answer: whether ablating each model's entropy neurons closes the entropy gap. "closes" when
-    the ablated gap's interval holds 0 and the share closed exceeds every random draw's; "narrows" when the share
-    closed is above 0 and above every random draw's over its whole interval; "does not" otherwise, with which of
-    the two fails; undefined (with why) without a gap or without entropy neurons."""
+def _verdict_kind(g: dict) -> tuple[str, list[str]]:
+    """``(kind, why)`` of whether ablating each model's entropy neurons closes the entropy gap: ``"closes"`` when
+    the ablated gap's interval holds 0 and the share closed exceeds every random draw's; ``"narrows"`` when the
+    share closed is above 0 and above every random draw's over its whole interval; ``"not"`` otherwise, ``why``
+    naming which of the two fails; ``"undefined"`` without a gap (``why``: its reason) or without entropy neurons
+    (``why`` empty)."""
     if g.get("why_undefined"):
-        return f"Whether ablating entropy neurons closes the gap is undefined: {g['why_undefined']}."
+        return "undefined", [g["why_undefined"]]
     if "ablated" not in g:
-        return ("Whether ablating entropy neurons closes the gap is undefined: neither model has an entropy neuron by "
-                "the criterion, so there is nothing to ablate.")
+        return "undefined", []
     null_top, low = g["random_closed_range"][1], g["closed_ci"][0]
     if _holds_zero(g["ablated_ci"]) and g["closed"] > null_top:
-        return "Ablating entropy neurons closes the entropy gap."
+        return "closes", []
     if low > max(0.0, null_top):
-        return "Ablating entropy neurons narrows the entropy gap, more than random neurons do, but does not close it."
+        return "narrows", []
     why = ([f"the share closed is not above 0 over its interval (low end {_pct(low)})"] if low <= 0 else []) + (
         [f"its low end, {_pct(low)}, is not above the most a random draw closes, {_pct(null_top)}"]
         if low <= null_top else [])
+    return "not", why
+
+
+def _verdict(g: dict) -> str:
+    """The summary's answer (:func:`_verdict_kind`), with why where it does not close the gap or is undefined."""
+    kind, why = _verdict_kind(g)
+    if kind == "undefined":
+        return ("Whether ablating entropy neurons closes the gap is undefined: "
+                + (why[0] if why else "neither model has an entropy neuron by the criterion, so there is nothing to "
+                                      "ablate") + ".")
+    if kind == "closes":
+        return "Ablating entropy neurons closes the entropy gap."
+    if kind == "narrows":
+        return "Ablating entropy neurons narrows the entropy gap, more than random neurons do, but does not close it."
     return f"Ablating entropy neurons does not close the entropy gap: {'; '.join(why)}."
+
+
+def _headline(gap: dict, rho_threshold: float) -> str:
+    """The contents line, one sentence: the entropy gap with its interval, the share of it closed by ablating
+    entropy neurons with its interval next to random neurons', and the verdict (:func:`_verdict_kind`); where the
+    verdict is undefined, why, in a few words."""
+    g = gap["entropy"]
+    head = f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}"
+    kind, why = _verdict_kind(g)
+    if kind == "undefined":
+        if "ablated" not in g:
+            reason = f"neither model has an entropy neuron (rho >= {rho_threshold:g})"
+        elif g["clean_ci"] is None:
+            reason = f"fewer than {MIN_FACTS} facts"
+        else:
+            reason = "the gap's interval holds 0"
+        return f"{head}; whether ablating entropy neurons closes it is undefined: {reason}."
+    share = (f"; ablating entropy neurons closes {_pct(g['closed'])} {_pct_interval(g['closed_ci'])} of it "
+             f"(random neurons {_pct(g['random_closed'])}, range {_pct_interval(g['random_closed_range'])})")
+    if kind == "closes":
+        return f"{head}{share}: it closes the gap."
+    if kind == "narrows":
+        return f"{head}{share}: it narrows the gap more than random neurons do but does not close it."
+    low, null_top = g["closed_ci"][0], g["random_closed_range"][1]
+    fails = " and ".join(x for x in ("not above 0" if low <= 0 else "", "not above random neurons'"
+                                     if low <= null_top else "") if x)
+    return f"{head}{share}: it does not close the gap (share {fails} over its interval)."
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -467,21 +522,23 @@ def _effect_rows(effects: dict[str, AblationEffects], seed: int) -> list[list]:
 
 def _gap_rows(gap: dict, n_random: int) -> list[list]:
     """Rows of the gap table: the gap with its interval, base, post, and the share of the clean gap closed with
-    its interval (empty cells in the clean row, where nothing is closed; "undefined: why" without a gap)."""
+    its interval, as whole percentages as the summary writes them (empty cells in the clean row, where nothing is
+    closed; "undefined: why" without a gap). The bars plot the gap and its interval, which stay numbers."""
     rows = []
-    for measure, label in (("entropy", "entropy (nats)"), ("confidence", "confidence")):
+    for measure, label in _MEASURES.items():
         g = gap[measure]
         rows.append([label, "clean", g["clean"], *_bounds(g["clean_ci"]), g["base"]["clean"], g["post"]["clean"],
                      "", "", ""])
         why = g.get("why_undefined")
         if "ablated" in g:
-            share = [_undefined(why), "", ""] if g["closed"] is None else [g["closed"], *_bounds(g["closed_ci"])]
+            share = ([_undefined(why), "", ""] if g["closed"] is None else  # (closed: a gap, so an interval)
+                     [_pct(g["closed"]), *(_pct(x) for x in g["closed_ci"])])
             rows.append([label, "entropy neurons ablated", g["ablated"], *_bounds(g["ablated_ci"]),
                          g["base"]["entropy neurons"], g["post"]["entropy neurons"], *share])
         if "random" in g:
             base, post = (float(np.mean([v for k, v in g[m].items() if k.startswith("random")])) for m in _MODELS)
             share = ([_undefined(why), "", ""] if g.get("random_closed") is None
-                     else [g["random_closed"], *g["random_closed_range"]])
+                     else [_pct(g["random_closed"]), *(_pct(x) for x in g["random_closed_range"])])
             rows.append([label, f"random neurons ablated (mean of {n_random})", g["random"], *g["random_range"],
                          base, post, *share])
     return rows
@@ -496,36 +553,56 @@ def _effect_key(eff: AblationEffects | None, selected) -> str | None:
 
 
 def _no_neurons(m: str, en: EntropyNeurons) -> str:
-    """Why model ``m`` has no entropy neuron, in its own figures."""
+    """Why model ``m`` has no entropy neuron, in its own figures (two sentences)."""
     ns, median = en.null_space, float(np.median(en.norm))
     sv = ns.singular_values
     j = int(np.argmax(en.rho))
     return (f"{m} has none: no neuron of layer {en.layer} has rho >= {en.rho_threshold:g}; the largest is "
             f"{en.rho[j]:.3f} (neuron {j}), where a random direction has {ns.random_rho:.3f} (k = {ns.k} of "
-            f"{len(sv)} dimensions), and the largest output-weight norm is {float(en.norm.max()) / median:.2f}× the "
-            f"layer median; the effective unembedding's smallest singular value is "
+            f"{len(sv)} dimensions). Its largest output-weight norm is {float(en.norm.max()) / median:.2f}× the "
+            f"layer median, and the effective unembedding's smallest singular value is "
             f"{float(sv[-1] / sv.median()):.2f}× its median (Stolfo et al. take the null space where the singular "
             "values drop steeply)")
+
+
+#: Share of the prompts in one confidence bin from which the summary says the ECE rests on that bin.
+CROWDED = 0.9
+
+
+def _crowded_bins(calib: dict) -> str | None:
+    """A sentence where at least :data:`CROWDED` of a model's prompts have their confidence in one bin (the ECE and
+    the reliability diagram then rest on that bin), else None."""
+    tops = {m: _top_bin(calib, m) for m in _MODELS}
+    flagged = [m for m in _MODELS if tops[m][0] >= CROWDED * tops[m][1]]
+    if not flagged:
+        return None
+    if all(tops[m][0] == tops[m][1] for m in flagged):
+        _, _, lo, hi = tops[flagged[0]]
+        same = len(flagged) == 2 and tops["base"][2:] == tops["post"][2:]
+        return (f"Every prompt's confidence lies in one bin, ({lo:.2g}, {hi:.2g}], for "
+                + ("both models" if same else " and ".join(flagged))
+                + ": the reliability diagram has one point per such model, and its ECE compares accuracy with "
+                "confidence in that bin only.")
+    where = ", ".join(f"{m} {k} of {n} ({_pct(k / n)}) in ({lo:.2g}, {hi:.2g}]" for m in flagged
+                      for k, n, lo, hi in [tops[m]])
+    return (f"Most prompts' confidences lie in one bin: {where}; the reliability diagram and the ECE of "
+            + ("both models" if len(flagged) == 2 else flagged[0]) + " rest almost entirely on that bin.")
 
 
 def _summary(calib, gap, neurons, iou, effects, n_options, seed) -> str:
     g, c = gap["entropy"], gap["confidence"]
     sel = {m: len(neurons[m].selected) for m in _MODELS}
-    parts = [f"Fact prompts ({_options_text(n_options)}): base accuracy {calib['base']['accuracy']:.2f} "
-             f"{_interval(calib['base']['accuracy_ci'])}, post {calib['post']['accuracy']:.2f} "
-             f"{_interval(calib['post']['accuracy_ci'])} (chance {calib['base']['chance']:.2f}); "
-             f"ECE base {calib['base']['ece']:.3f} {_interval(calib['base']['ece_ci'])}, post "
-             f"{calib['post']['ece']:.3f} {_interval(calib['post']['ece_ci'])} (a calibrated model would show about "
-             f"{calib['base']['ece_null']:.3f} and {calib['post']['ece_null']:.3f} on these prompts)."]
-    one_bin = [m for m in _MODELS if _top_bin(calib, m)[0] == _top_bin(calib, m)[1]]
-    if one_bin:
-        _, n, lo, hi = _top_bin(calib, one_bin[0])
-        same = len(one_bin) == 2 and _top_bin(calib, "base")[2:] == _top_bin(calib, "post")[2:]
-        parts.append(f"Every prompt's confidence lies in one bin, ({lo:.2g}, {hi:.2g}], for "
-                     + ("both models" if same else " and ".join(one_bin))
-                     + ": the reliability diagram has one point per such model, and its ECE compares accuracy "
-                     "with confidence in that bin only.")
-    parts.append(f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}, confidence gap "
+    parts = [f"Fact prompts: {_options_text(n_options)}.",
+             f"Accuracy: base {calib['base']['accuracy']:.2f} {_interval(calib['base']['accuracy_ci'])}, post "
+             f"{calib['post']['accuracy']:.2f} {_interval(calib['post']['accuracy_ci'])} (chance "
+             f"{calib['base']['chance']:.2f}).",
+             f"ECE: base {calib['base']['ece']:.3f} {_interval(calib['base']['ece_ci'])}, post "
+             f"{calib['post']['ece']:.3f} {_interval(calib['post']['ece_ci'])}; a perfectly calibrated model would "
+             f"show about {calib['base']['ece_null']:.3f} and {calib['post']['ece_null']:.3f} on these prompts."]
+    crowded = _crowded_bins(calib)
+    if crowded:
+        parts.append(crowded)
+    parts.append(f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}; confidence gap "
                  f"{c['clean']:+.3f} {_interval(c['clean_ci'])}.")
     parts.append(f"Entropy neurons (last layer, same criterion): base {sel['base']}, post {sel['post']}, IoU "
                  + ("undefined (both sets empty)" if iou is None else f"{iou:.2f}") + ".")
@@ -561,14 +638,16 @@ def _options_text(n_options: np.ndarray) -> str:
 
 
 def _effects_reading(neurons, effects, seed) -> str:
-    """What the corpus ablations show for each model's entropy neurons, and what Stolfo et al. report."""
+    """What the corpus ablations show for each model's entropy neurons, and what Stolfo et al. report: the caption of
+    the effects figures, one per model, so each model's part is named by its figure's title, ``(model: base)``."""
     if not effects:
         return "No entropy neuron in either model: nothing was ablated over the corpus."
-    parts, agree = [], []
+    parts, agree = ["One figure per model, each with that model's own entropy neurons (alone, together) and as many "
+                    "random neurons; bars: total and direct effect."], []
     for m in _MODELS:
         key = _effect_key(effects.get(m), neurons[m].selected)
         if key is None:
-            parts.append(f"{m}: no entropy neuron.")
+            parts.append(f"{m}: no entropy neuron, so no figure.")
             continue
         eff = effects[m]
         mean = {kind: eff.mean(key, kind) for kind in ("total", "direct", "via_norm")}
@@ -577,9 +656,9 @@ def _effects_reading(neurons, effects, seed) -> str:
         singles = [k for k in eff.total if k.startswith("neuron ")]
         n_total = sum(abs(eff.mean(k)) > abs(eff.mean(k, "direct")) for k in singles)
         total, direct, via = (_signed(mean[k], ci[k], "texts", "nats") for k in ("total", "direct", "via_norm"))
-        parts.append(f"{m}, {key.removeprefix('all ')}: total {total}, direct {direct}; the {larger} effect is the "
-                     f"larger in size, and the part through the final norm (total − direct) is {via}; {n_total} of "
-                     f"{len(singles)} neuron(s) alone have a larger total than direct effect.")
+        parts.append(f"(model: {m}) {key.removeprefix('all ')}: total {total}, direct {direct}; the {larger} effect "
+                     f"is the larger in size, and the part through the final norm (total − direct) is {via}; "
+                     f"{n_total} of {len(singles)} neuron(s) alone have a larger total than direct effect.")
         if larger == "total" and ci["via_norm"] is not None and not _holds_zero(ci["via_norm"]):
             agree.append(m)
     parts.append("Stolfo et al. 2024 report that an entropy neuron's total effect is much larger than its direct "
@@ -606,15 +685,31 @@ def _neurons_reading(neurons) -> str:
     return " ".join(parts)[:-1] + "."
 
 
+#: The gap table's label of each measure: its facet value, so ``(measure: entropy (nats))`` titles its figure.
+_MEASURES = {"entropy": "entropy (nats)", "confidence": "confidence"}
+
+
 def _gap_reading(gap) -> str:
-    g = gap["entropy"]
-    text = f"Post − base on the fact prompts: entropy gap {g['clean']:+.3f} nats {_interval(g['clean_ci'])}"
-    if "ablated" in g:
-        text += f", {g['ablated']:+.3f} {_interval(g['ablated_ci'])} with each model's entropy neurons ablated"
-    if "random" in g:
-        text += f", {g['random']:+.3f} (range {_interval(g['random_range'])}) with as many random neurons ablated"
-    return (text + ". If entropy neurons carried the difference, ablating them would shrink the gap more than "
-            "ablating as many random neurons (Du et al. 2025 find that they do not).")
+    """The caption of the gap figures, one per measure: each measure's part is named by its figure's title,
+    ``(measure: entropy (nats))``, with the gap clean, with entropy neurons and with random neurons ablated, and the
+    share of the gap each closes."""
+    parts = ["One figure per measure: post − base on the fact prompts, clean and with neurons mean-ablated."]
+    for measure, label in _MEASURES.items():
+        g = gap[measure]
+        unit = " nats" if measure == "entropy" else ""
+        text = f"(measure: {label}) clean {g['clean']:+.3f}{unit} {_interval(g['clean_ci'])}"
+        why = g.get("why_undefined")
+        if "ablated" in g:
+            share = (f"share closed undefined: {why}" if g["closed"] is None else
+                     f"{_pct(g['closed'])} of the gap closed {_pct_interval(g['closed_ci'])}")
+            text += f"; entropy neurons ablated {g['ablated']:+.3f} {_interval(g['ablated_ci'])} ({share})"
+        if "random" in g:
+            share = ("" if g.get("random_closed") is None else
+                     f"; {_pct(g['random_closed'])} closed, range {_pct_interval(g['random_closed_range'])}")
+            text += f"; random neurons ablated {g['random']:+.3f} (range {_interval(g['random_range'])}{share})"
+        parts.append(text + ".")
+    return " ".join(parts) + (" If entropy neurons carried the difference, ablating them would shrink each gap more "
+                              "than ablating as many random neurons (Du et al. 2025 find that they do not).")
 
 
 def _reliability_reading(calib) -> str:
@@ -692,11 +787,46 @@ def _per_layer(layer, calib, gap, neurons, iou) -> list[dict]:
     return [entry]
 
 
+def _gain_text(model, gain) -> str:
+    """What the final norm's gain ``g`` (read by running the norm: :attr:`interp.confidence.NullSpace.gain`) is in
+    terms of the norm's weight ``w``: ``1 + w`` only for a Gemma-type RMSNorm (its weight stored as an offset from
+    1), ``w`` for the others; where neither matches, that it was read by running the norm."""
+    import torch
+
+    module = getattr(model.ln_final, "original_component", model.ln_final)
+    w = getattr(module, "weight", None)
+    gain = torch.as_tensor(gain, dtype=torch.float64).cpu()
+    if not isinstance(w, torch.Tensor) or w.numel() != gain.numel():
+        return "g read by running the norm"
+    w = w.detach().double().cpu().flatten()
+    tol = 1e-2 * max(1.0, float(gain.abs().max()))
+    off_one, plain = float((gain - (1 + w)).abs().max()), float((gain - w).abs().max())
+    if off_one <= tol and off_one < plain:
+        return "g = 1 + w: a Gemma-type RMSNorm, whose weight w is stored as an offset from 1"
+    if plain <= tol:
+        return "g = w, the norm's weight"
+    return "g read by running the norm"
+
+
+#: Most singular values the setup lists one by one (beyond, the smallest and the largest kept few).
+_SHOWN_VALUES = 12
+
+
+def _spectrum_text(ns) -> str:
+    """The ``k`` smallest singular values (the null space kept), smallest first, and the next one up."""
+    asc = ns.singular_values.flip(0).tolist()
+    kept = [f"{v:.3g}" for v in asc[:ns.k]]
+    if len(kept) > _SHOWN_VALUES:
+        kept = [*kept[:5], "…", *kept[-5:]]
+    above = f"; next {asc[ns.k]:.3g}" if ns.k < len(asc) else "; none above (every dimension kept)"
+    return f"kept {', '.join(kept)}{above} (median {float(ns.singular_values.median()):.3g})"
+
+
 def _setup(facts, n_facts_given, n_options, corpus_source, n_positions, neurons, n_bins, n_random, seed,
-           batch_size) -> dict:
+           batch_size, gains) -> dict:
     en, ns = neurons["base"], neurons["base"].null_space
-    spectra = {m: neurons[m].null_space.singular_values for m in _MODELS}
     shared = neurons["base"].null_space is neurons["post"].null_space
+    gain = gains["base"] if gains["base"] == gains["post"] else "; ".join(f"{m}: {gains[m]}" for m in _MODELS)
     drawn = (f"all {len(facts)} prompts" if len(facts) == n_facts_given else
              f"{len(facts)} prompts drawn with the seed from {n_facts_given}")
     return {
@@ -713,11 +843,11 @@ def _setup(facts, n_facts_given, n_options, corpus_source, n_positions, neurons,
                "Bernoulli(confidence) (a perfectly calibrated model with these confidences), 1,000 seeded draws",
         "entropy": "entropy (nats) of the full next-token distribution",
         "null space": (f"bottom k = {ns.k} left singular vectors of the effective unembedding diag(g) W_U (g: the "
-                       "final norm's gain; Gemma: 1 + w), centred over the vocabulary"
+                       f"final norm's gain; here {gain}), centred over the vocabulary"
+                       + (", in the mean-zero subspace the final LayerNorm reads" if ns.centred else "")
                        + (" (one for both models: identical unembedding and final norm)" if shared else "")
-                       + "; smallest singular values "
-                       + "; ".join(f"{m}: {', '.join(f'{v:.3g}' for v in spectra[m][-4:].tolist())} (median "
-                                   f"{float(spectra[m].median()):.3g})" for m in _MODELS)),
+                       + f"; singular values from the smallest, the k = {ns.k} kept and the next one up: "
+                       + "; ".join(f"{m}: {_spectrum_text(neurons[m].null_space)}" for m in _MODELS)),
         "entropy neurons": (f"layer {en.layer} mlp_post neurons ranked by rho * norm (the norm written into the null "
                             f"space; Stolfo et al. 2024), the first {en.n_neurons} with rho >= {en.rho_threshold:g}; "
                             "direction = W_out row (times the post-feedforward norm's gain where the block has one); "
@@ -761,7 +891,8 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
         ``{model}_ece_null``, ``{model}_n_entropy_neurons``, ``{entropy,confidence}_gap`` (with intervals),
         ``_gap_ablated``, ``_gap_random``, ``_gap_closed``, ``_gap_closed_null``, ``entropy_neuron_iou`` (None
         where undefined); tables ``calibration``, ``neurons``, ``effects``, ``gap``; the reliability diagram and
-        neuron map; ``readings``, each written from the figures, and ``readings["summary"]``.
+        neuron map; ``readings``, each written from the figures, ``readings["summary"]`` and
+        ``readings["headline"]`` (one sentence: the entropy gap, the share closed, the verdict).
 
     Raises:
         ValueError: fewer than 2 prompts or corpus texts, fact prompts without answers and alternatives, or options
@@ -808,11 +939,14 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
     per_layer = _per_layer(layer, calib, gap, neurons, iou)
     n_options = base.n_options
     readings = {"summary": _summary(calib, gap, neurons, iou, effects, n_options, seed),
+                "headline": _headline(gap, rho_threshold),
                 "reliability": _reliability_reading(calib), "neurons": _neurons_reading(neurons),
                 "effects": _effects_reading(neurons, effects, seed), "gap": _gap_reading(gap),
                 "calibration": f"ECE post − base {calib['difference']['ece']:+.3f} "
                                f"{_interval(calib['difference']['ece_ci'])} (paired bootstrap over facts)."}
-    setup = _setup(facts, n_given, n_options, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size)
+    gains = {m: _gain_text(model, neurons[m].null_space.gain) for m, model in pair}
+    setup = _setup(facts, n_given, n_options, corpus_source, n_positions, neurons, n_bins, n_random, seed, batch_size,
+                   gains)
     setup["entropy neuron indices"] = {m: list(neurons[m].selected) for m in _MODELS}
     plots = [_reliability_plot(calib, n_bins), _neuron_plot(neurons)]
     tables = _tables(calib, neurons, effects, means, gap, n_random, seed, iou)
@@ -834,12 +968,13 @@ def _check_pair(pair, *, null_dim=None, **_) -> None:
         check_null_dim(model, null_dim)
 
 
-SECTION = Section("confidence", _run, check=_check_pair, help="calibration on facts, entropy neurons and whether they carry the "
-                                           "base/post confidence gap (Du et al. 2025; Stolfo et al. 2024)", params=(
+SECTION = Section("confidence", _run, check=_check_pair, help="calibration on facts, entropy neurons and whether "
+                  "they carry the base/post confidence gap (Du et al. 2025; Stolfo et al. 2024)", params=(
     Param("max_prompts", int, 100, "most fact prompts read (a seeded draw from every split: nothing is selected on "
                                    "the facts)", low=2),
-    Param("n_bins", int, 10, "equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017)",
-          low=1),
+    Param("n_bins", int, 10, "equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017 "
+                             f"use 15); at most {MAX_BINS}: narrower bins hold a handful of prompts each, so the ECE "
+                             "would measure sampling noise", low=1, validate=_check_n_bins),
     Param("n_neurons", int, 5, "most entropy neurons selected per model (the top ones by rho * norm)", low=1),
     Param("rho_threshold", float, 0.5, "least fraction of a selected neuron's output-weight norm in the "
                                        "unembedding's null space (Stolfo et al. 2024's rho)", low=0, high=1),

@@ -10,6 +10,10 @@
   distribution after each prompt, the cost of an intervention on prompts it
   should leave alone.
 * :func:`heldout_loss` — mean next-token cross-entropy on held-out text.
+* :func:`repetition_rate` and :func:`continuation_perplexity` — whether a
+  steered generation is still text: the share of its repeated n-grams
+  (Welleck et al. 2019's seq-rep-n) and its perplexity under the model
+  without the intervention.
 
 Each takes ``interventions`` (anything :func:`steering.apply` takes) and runs
 with them attached, and prompts as texts or already tokenised
@@ -41,6 +45,8 @@ __all__ = [
     "kl_divergence",
     "kl_from_logprobs",
     "heldout_loss",
+    "repetition_rate",
+    "continuation_perplexity",
 ]
 
 #: Substrings that mark a refusal (case-insensitive), after the lists used to
@@ -278,3 +284,55 @@ def heldout_loss(model, texts: Sequence[str] | Tokenized, interventions=None, *,
     if count == 0:
         raise ValueError("no tokens to score: every text is a single token")
     return total / count
+
+
+def repetition_rate(token_ids: Sequence[int], n: int = 4) -> float:
+    """seq-rep-n of one continuation (Welleck et al. 2019, "Neural Text Generation with Unlikelihood Training",
+    sec. 5.1): ``1 - |unique n-grams| / |n-grams|`` of its tokens. 0: no n-gram repeats; near 1: a loop
+    (``"cccccccc"``, ``"city l l l l l"``). At n = 4 they report 0.006 for human text and 0.44 for greedy
+    decoding of their maximum-likelihood model (their Table 2).
+
+    Returns:
+        The rate in [0, 1]; NaN (undefined) with fewer than ``n`` tokens (no n-gram).
+
+    Raises:
+        ValueError: ``n`` below 1.
+    """
+    n = as_int(n)
+    if n is None or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    ids = list(token_ids)
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else float("nan")
+
+
+@torch.inference_mode()
+def continuation_perplexity(model, generations: Sequence[Generation]) -> list[float]:
+    """Perplexity of each generated continuation under ``model`` (run without any intervention: pass the
+    unsteered model to score steered text), given its prompt: ``exp`` of the mean negative log-likelihood of the
+    generated tokens. The prompt is tokenised as :func:`steering.generate` does (``bos="auto"``).
+
+    Args:
+        model: a ``TransformerBridge``.
+        generations: :class:`Generation` records (``generate(..., return_details=True)``).
+
+    Returns:
+        One perplexity per generation; NaN (undefined) for an empty continuation.
+
+    Raises:
+        TypeError: an entry that is not a :class:`Generation` (plain strings have lost their token ids).
+    """
+    out, device = [], model.cfg.device or "cpu"
+    for g in generations:
+        if not isinstance(g, Generation):
+            raise TypeError(f"generations must be Generation records (generate(..., return_details=True)), got "
+                            f"{type(g).__name__}")
+        if not g.token_ids:
+            out.append(float("nan"))
+            continue
+        prompt = list(as_tokenized(model, [g.prompt]).encodings[0].ids)
+        ids = torch.tensor([prompt + list(g.token_ids)], device=device)
+        logp = model(ids)[0, len(prompt) - 1:-1].float().log_softmax(-1)
+        nll = -logp.gather(-1, ids[0, len(prompt):, None]).squeeze(-1)
+        out.append(float(nll.double().mean().exp()))
+    return out

@@ -184,6 +184,19 @@ def _share(hits: np.ndarray) -> float:
 
 #: Random directions the SNMF steering null draws.
 N_RANDOM = 3
+#: Largest seq-rep-4 (:func:`steering.metrics.repetition_rate`) of a generation still counted as fluent: above it
+#: more than half of its 4-grams repeat (a loop such as "cccccccc" or "city l l l l l").
+MAX_REPETITION = 0.5
+
+
+def _fluency(model, gens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fluent [n] bool, seq-rep-4 [n], perplexity [n] under the unsteered model)`` of generations
+    (:class:`steering.Generation`); a generation too short for a 4-gram is fluent (nothing repeats)."""
+    from steering.metrics import continuation_perplexity, repetition_rate
+
+    rep = np.array([repetition_rate(g.token_ids, 4) for g in gens])
+    fluent = ~(rep > MAX_REPETITION)  # NaN (no 4-gram) counts as fluent
+    return fluent, rep, np.array(continuation_perplexity(model, gens))
 
 
 def _prompt_ci(per_prompt: list[np.ndarray], *, seed: int) -> list[float] | None:
@@ -274,6 +287,10 @@ class _Run:
     unsteerable: dict = field(default_factory=dict)
     """feature index -> why it could not be calibrated to the target KL"""
     random_gens: list = field(default_factory=list)
+    random_fluency: list = field(default_factory=list)
+    """per random direction, :func:`_fluency` of its generations"""
+    plain_fluency: tuple | None = None
+    """:func:`_fluency` of the unsteered generations"""
     """the generations steered by each random direction that could be calibrated (the null)"""
     random_why: str | None = None
     """why a random direction could not be calibrated, if one could not"""
@@ -373,7 +390,9 @@ def _steer(run: _Run, n_steer: int) -> None:
     lens = logit_lens(model, run.layer, est.components_)
     neutral = tokenize(model, NEUTRAL)  # once, for every generation and calibration below
     first = neutral.select([0])
-    plain = generate(model, neutral, max_new_tokens=run.max_new_tokens, stop_at_eos=False)
+    plain = generate(model, neutral, max_new_tokens=run.max_new_tokens, stop_at_eos=False, return_details=True)
+    run.plain_fluency = _fluency(model, plain)
+    plain = [g.text for g in plain]
     _random_null(run, neutral, first)
     for card in run.order[:n_steer]:
         _steer_feature(run, card, est, lens, neutral, first, plain)
@@ -397,8 +416,10 @@ def _random_null(run: _Run, neutral, first) -> None:
         except ValueError as e:
             run.random_why = str(e)
             continue
-        run.random_gens.append(generate(model, neutral, random_cal, max_new_tokens=run.max_new_tokens,
-                                        stop_at_eos=False))
+        gens = generate(model, neutral, random_cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
+                        return_details=True)
+        run.random_fluency.append(_fluency(model, gens))
+        run.random_gens.append([g.text for g in gens])
 
 
 def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutral, first, plain: list[str]) -> None:
@@ -416,14 +437,19 @@ def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutra
         log.info("feature %d not steerable: %s", card.index, e)
         run.unsteerable[card.index] = str(e)
         return
-    steered = generate(run.pair.post, neutral, cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False)
-    run.steer_rows.append(_steer_row(run, card, cal, steered, plain, targets))
+    details = generate(run.pair.post, neutral, cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
+                       return_details=True)
+    fluency = _fluency(run.pair.post, details)
+    run.steer_rows.append(_steer_row(run, card, cal, [g.text for g in details], plain, targets, fluency))
     run.vectors[f"post-feature-{card.index}"] = cal
 
 
-def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: list[str], targets: set[int]) -> list:
+def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: list[str], targets: set[int],
+               fluency) -> list:
     """One row of the steering table: the feature, its α and KL, the share of its top logit-lens tokens in
-    unsteered and steered generations, an example, the random directions' share and the steered share's CI."""
+    unsteered and steered generations, an example, the random directions' share and the steered share's CI; then
+    the fluent generations (seq-rep-4 at most :data:`MAX_REPETITION`), the share and its CI among them (the
+    random directions' among theirs), the mean seq-rep-4 and the median perplexity under the unsteered model."""
     tok = run.pair.tokenizer
     per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
     hits = np.concatenate(per_prompt)
@@ -431,9 +457,21 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: lis
     nulls = [_share(_hits(gen, tok, targets)) for gen in run.random_gens]
     nulls = [x for x in nulls if not math.isnan(x)]
     null = max(nulls) if nulls else None  # the largest share any random direction reached
+    fluent, rep, ppl = fluency
+    kept = [h for h, f in zip(per_prompt, fluent) if f]
+    fluent_share = _share(np.concatenate(kept)) if kept else None
+    fluent_ci = _prompt_ci(kept, seed=run.random_state) if kept else None
+    fluent_nulls = []
+    for gen, (ok, _, _) in zip(run.random_gens, run.random_fluency):
+        texts = [t for t, f in zip(gen, ok) if f]
+        if texts and not math.isnan(_share(_hits(texts, tok, targets))):
+            fluent_nulls.append(_share(_hits(texts, tok, targets)))
     return [card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
             _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
-            steered[0][:60], null, ci]
+            steered[0][:60], null, ci, f"{int(fluent.sum())} of {len(fluent)}",
+            fluent_share if fluent_share is not None else "undefined: no fluent generation", fluent_ci,
+            max(fluent_nulls) if fluent_nulls else None, float(np.nanmean(rep)) if np.isfinite(rep).any() else None,
+            float(np.nanmedian(ppl)) if np.isfinite(ppl).any() else None]
 
 
 def _result(run: _Run) -> ConceptResult:
@@ -502,13 +540,20 @@ def _steering_text(run: _Run) -> str:
     could be read against it."""
     rows, target_kl = run.steer_rows, run.target_kl
     if rows and run.random_gens:
-        up = [r for r in rows if r[9] is not None and r[8] is not None and not math.isnan(r[4])
-              and r[9][0] > max(r[4], r[8])]
+        up = [r for r in rows if r[12] is not None and r[13] is not None and not math.isnan(r[4])
+              and r[12][0] > max(r[4], r[13])]
+        fluent = sum(int(r[10].split(" of ")[0]) for r in rows)
+        total = sum(int(r[10].split(" of ")[1]) for r in rows)
+        plain_rep, plain_ppl = (float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+                                for x in run.plain_fluency[1:])
         return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
-                f"{target_kl}), {len(up)} raise the share of their top logit-lens tokens in generations "
-                f"above both unsteered generation and {N_RANDOM} random directions at the same KL (the 95% "
-                f"interval's lower end, bootstrap over the {len(NEUTRAL)} prompts, above the unsteered share "
-                f"and the largest random one)" + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
+                f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION}; "
+                f"unsteered: mean seq-rep-4 {plain_rep:.2f}, perplexity {plain_ppl:.1f} under the unsteered "
+                f"model), and {len(up)} feature{'' if len(up) == 1 else 's'} raise{'s' if len(up) == 1 else ''} the share of their top logit-lens tokens among their fluent "
+                f"generations above both unsteered generation and {N_RANDOM} random directions at the same KL "
+                f"(the 95% interval's lower end, bootstrap over the fluent prompts, above the unsteered share and "
+                f"the largest random one among its fluent generations)"
+                + (f": features {', '.join(str(r[0]) for r in up)}." if up else "."))
     if rows:
         return (f" {len(rows)} post features were steered, but the random-direction null could not be "
                 f"calibrated to KL {target_kl} ({run.random_why}), so no feature's effect is read against it.")
@@ -542,7 +587,11 @@ def _tables(run: _Run) -> dict[str, dict]:
                      "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
                                  "logit-lens tokens", "steered example",
                                  f"share with a random direction (null, largest of {N_RANDOM})",
-                                 f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)"],
+                                 f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)",
+                                 f"fluent generations (seq-rep-4 <= {MAX_REPETITION})",
+                                 "share steered, fluent generations only", "95% CI (fluent prompts)",
+                                 "random direction, fluent generations only (largest)",
+                                 "seq-rep-4 (mean)", "perplexity under the unsteered model (median)"],
                      "rows": run.steer_rows},
     }
 
@@ -576,6 +625,9 @@ def _setup(run: _Run) -> dict:
         "n_components": run.n_components, "sparsity": run.sparsity, "seeds": run.seeds, "described layer": run.layer,
         "target KL": run.target_kl, "neutral prompts": list(NEUTRAL),
         "features not steerable": {str(i): why for i, why in run.unsteerable.items()},
+        "fluency": (f"seq-rep-4 of each generation's tokens (Welleck et al. 2019: share of repeated 4-grams); fluent "
+                    f"at most {MAX_REPETITION}; success is read among fluent generations only; perplexity of the "
+                    "generated tokens under the unsteered post model given the prompt, reported beside"),
         "steering null": (f"{len(run.random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated "
                           f"to the same KL; the largest share they reach"
                           + ("" if run.random_why is None else f" (not calibrated: {run.random_why})")),

@@ -85,3 +85,40 @@ def test_heldout_loss_equals_hugging_face_loss(tiny_dirs):
         total += float(out.loss) * n
         count += n
     assert heldout_loss(model, PROMPTS) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_repetition_rate_is_welleck_seq_rep_n():
+    from steering.metrics import repetition_rate
+
+    assert repetition_rate([1, 2, 3, 4, 5, 6], 4) == 0.0
+    assert repetition_rate([7] * 12, 4) == pytest.approx(1 - 1 / 9)  # 9 four-grams, one distinct
+    assert repetition_rate([1, 2, 1, 2, 1, 2], 2) == pytest.approx(1 - 2 / 5)  # (1,2) and (2,1) among 5
+    assert repetition_rate([1, 2, 3], 4) != repetition_rate([1, 2, 3], 4)  # NaN: no 4-gram
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        repetition_rate([1, 2], 0)
+
+
+def test_continuation_perplexity_is_the_exp_mean_nll_of_the_generated_tokens():
+    import math
+
+    import interp
+    from steering import generate
+    from steering.generation import Generation
+    from steering.metrics import continuation_perplexity
+
+    model = interp.load_pair().post
+    gens = generate(model, ["The city of Lyon is in", "It was a"], max_new_tokens=5, stop_at_eos=False,
+                    return_details=True)
+    got = continuation_perplexity(model, gens)
+    for g, ppl in zip(gens, got):  # a reference: one token at a time through next_token_logits
+        prompt = interp.tokens.tokenize(model, [g.prompt]).encodings[0].ids
+        ids, nll = list(prompt), 0.0
+        for t in g.token_ids:
+            logp = model(torch.tensor([ids]))[0, -1].float().log_softmax(-1)
+            nll -= float(logp[t])
+            ids.append(t)
+        assert ppl == pytest.approx(math.exp(nll / len(g.token_ids)), rel=1e-4)
+        assert ppl < 20  # greedy text is likely under its own model
+    assert math.isnan(continuation_perplexity(model, [Generation("It was a", "", ())])[0])
+    with pytest.raises(TypeError, match="Generation records"):
+        continuation_perplexity(model, ["a plain string"])

@@ -29,6 +29,7 @@ __all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_sec
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
     "truth": "interp.compare.truth",
+    "truth_spectrum": "interp.compare.truth_spectrum",
     "refusal": "interp.compare.refusal",
     "language": "interp.compare.language",
     "snmf": "interp.compare.snmf",

@@ -176,7 +176,7 @@ def test_section_protocol_options_and_default_source(pair):
         from interp.datasets import load
 
         every = load("organism/facts", "all")  # nothing is selected on the facts: train and test are read
-        assert S._facts(ctx, None).texts == every.texts
+        assert S.fact_prompts(ctx, None).texts == every.texts
         res = SECTION.run(ctx, **{**opts, "max_prompts": 12, "n_random": 1})
         assert res.concept == "confidence" and len(res.per_layer) == 1
         assert f"12 prompts drawn with the seed from {len(every)}, every split read" in res.setup["facts"]

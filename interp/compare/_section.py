@@ -29,13 +29,13 @@ __all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_sec
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
     "truth": "interp.compare.truth",
-    "truth_spectrum": "interp.compare.truth_spectrum",
     "refusal": "interp.compare.refusal",
     "language": "interp.compare.language",
     "snmf": "interp.compare.snmf",
     "knowledge": "interp.compare.knowledge",
     "confidence": "interp.compare.confidence",
     "rotation": "interp.compare.rotation",
+    "truth_spectrum": "interp.compare.truth_spectrum",
     "divergence": "interp.compare.divergence",
     "geometry": "interp.compare.geometry",
 }

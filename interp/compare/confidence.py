@@ -68,9 +68,10 @@ _DIGITS = 4
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _facts_file(files) -> PromptSet:
+def facts_file(files, section: str = "confidence") -> PromptSet:
     """Every row of the user's facts file, in file order (row ``i`` of the set is row ``i`` of the file), checked
-    for what can be checked without a tokenizer.
+    for what can be checked without a tokenizer (shared by the sections that read facts with their alternatives:
+    ``section`` names the one asking).
 
     Raises:
         FileNotFoundError: no such file. ValueError: more than one file, a file that does not read as facts
@@ -82,39 +83,39 @@ def _facts_file(files) -> PromptSet:
     (path,) = UserSets({"facts": files}).files["facts"]  # one existing file, else UserSets' errors
     facts = load_file(path, name=path.name, format="facts")
     if len(facts) < 2:
-        raise ValueError(f"{path}: {len(facts)} fact prompt(s); the confidence section needs at least 2")
+        raise ValueError(f"{path}: {len(facts)} fact prompt(s); the {section} section needs at least 2")
     for i, (text, meta) in enumerate(zip(facts.texts, facts.meta)):
         options = [meta["answer"], *meta["alternatives"]]
         twice = sorted({o for o in options if options.count(o) > 1})
         if twice:
             raise ValueError(f"{path}: row {i} (prompt {text!r}) gives {', '.join(map(repr, twice))} more than once "
-                             "among its answer and alternatives; each option must appear once (the multiple choice "
-                             "reads one first token per option)")
+                             "among its answer and alternatives; each option must appear once (one first token is "
+                             "read per option)")
     return facts
 
 
 def _check_facts_file(files) -> None:
-    """The ``data`` option's check before any model boots (:func:`_facts_file`)."""
-    _facts_file(files)
+    """The ``data`` option's check before any model boots (:func:`facts_file`)."""
+    facts_file(files)
 
 
-def _facts(ctx, data) -> PromptSet:
+def fact_prompts(ctx, data, section: str = "confidence") -> PromptSet:
     """Every fact prompt of every split: a user file (``data``: every row, in file order), the facts of
     ``ctx.data`` where it provides them, the organism's planted facts, or the built-in ``facts``.
 
     Raises:
-        ValueError: no fact set in this toolkit and no file given; a bad file (:func:`_facts_file`).
+        ValueError: no fact set in this toolkit and no file given; a bad file (:func:`facts_file`).
     """
     from ..datasets import available, load
 
     if data is not None:
-        return _facts_file(data)
+        return facts_file(data, section)
     if provides(ctx.data, "facts"):
         return ctx.data.load("facts", "all")
     name = "organism/facts" if ctx.is_organism else "facts"
     if name not in available():
         raise ValueError(f"the built-in fact set {name!r} is not available in this version of the toolkit; give "
-                         "your own with data=FILE (--confidence-data): JSONL/CSV rows with the fields prompt, subject "
+                         f"your own with data=FILE (--{section}-data): JSONL/CSV rows with the fields prompt, subject "
                          "and answer (alternatives optional)")
     return (ctx.data.load if ctx.data is not None and not ctx.is_organism else load)(name, "all")
 
@@ -955,7 +956,7 @@ def confidence_section(pair: ModelPair, facts: PromptSet, corpus: Sequence[str],
 
 
 def _run(ctx, *, data: str | None = None, corpus: str = "languages", n_corpus: int = 16, **options) -> ConceptResult:
-    facts = _facts(ctx, data)
+    facts = fact_prompts(ctx, data)
     texts, source = _corpus(ctx, corpus, n_corpus)
     return confidence_section(ctx.pair, facts, texts, corpus_source=source, **options)
 

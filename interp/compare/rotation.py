@@ -83,6 +83,7 @@ from ..datasets._record import record
 from ..geometry import path_geometry
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
+from .confidence import fact_prompts, facts_file
 from ._section import Param, Section, provides, tokens_for
 
 __all__ = ["SECTION", "MIN_FACTS", "ROTATION_MAJORITY", "rotation_section"]
@@ -117,53 +118,14 @@ _WORD_MIN_LETTERS = 2
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _facts_file(files) -> PromptSet:
-    """Every row of the user's facts file, in file order, checked for what needs no tokenizer.
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: more than one file, a file that does not read as facts
-            (:func:`~interp.datasets.load_file`, ``format="facts"``), fewer than 2 prompts, or a row that gives one
-            option twice.
-    """
-    from ..datasets import UserSets, load_file
-
-    (path,) = UserSets({"facts": files}).files["facts"]
-    facts = load_file(path, name=path.name, format="facts")
-    if len(facts) < 2:
-        raise ValueError(f"{path}: {len(facts)} fact prompt(s); the rotation section needs at least 2")
-    for i, (text, meta) in enumerate(zip(facts.texts, facts.meta)):
-        options = [meta["answer"], *meta["alternatives"]]
-        twice = sorted({o for o in options if options.count(o) > 1})
-        if twice:
-            raise ValueError(f"{path}: row {i} (prompt {text!r}) gives {', '.join(map(repr, twice))} more than once "
-                             "among its answer and alternatives; each continuation must be given once")
-    return facts
-
-
 def _check_facts_file(files) -> None:
-    """The ``data`` option's check before any model boots (:func:`_facts_file`)."""
-    _facts_file(files)
+    """The ``data`` option's check before any model boots (:func:`interp.compare.confidence.facts_file`)."""
+    facts_file(files, "rotation")
 
 
 def _facts(ctx, data) -> PromptSet:
-    """Every fact prompt of every split: the user's file, the facts of ``ctx.data`` where it provides them, the
-    organism's planted facts, or the built-in ``facts``.
-
-    Raises:
-        ValueError: no fact set in this toolkit and no file given; a bad file (:func:`_facts_file`).
-    """
-    from ..datasets import available, load
-
-    if data is not None:
-        return _facts_file(data)
-    if provides(ctx.data, "facts"):
-        return ctx.data.load("facts", "all")
-    name = "organism/facts" if ctx.is_organism else "facts"
-    if name not in available():
-        raise ValueError(f"the built-in fact set {name!r} is not available in this version of the toolkit; give "
-                         "your own with data=FILE (--rotation-data): JSONL/CSV rows with the fields prompt, subject "
-                         "and answer (alternatives optional)")
-    return (ctx.data.load if ctx.data is not None and not ctx.is_organism else load)(name, "all")
+    """Every fact prompt of every split (:func:`interp.compare.confidence.fact_prompts`)."""
+    return fact_prompts(ctx, data, "rotation")
 
 
 def _is_word(text: str) -> bool:

@@ -577,3 +577,13 @@ def test_n_bins_is_bounded_before_any_model_boots():
                                          "narrower than 1/100 hold a handful of prompts each"):
         plan(["confidence"], options={"confidence": {"n_bins": 100_000}})
     assert "at most 100" in {p.name: p.help for p in SECTION.params}["n_bins"]
+
+
+def test_the_overlap_null_is_the_mean_iou_of_random_sets():
+    from interp.compare.confidence import _random_iou
+
+    rng = np.random.default_rng(0)
+    draws = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in
+             ((rng.choice(40, 5, replace=False), rng.choice(40, 3, replace=False)) for _ in range(20000))]
+    assert _random_iou(5, 3, 40) == pytest.approx(np.mean(draws), abs=3e-3)
+    assert _random_iou(4, 4, 4) == 1.0 and _random_iou(1, 1, 2048) == pytest.approx(1 / 2048)

@@ -196,6 +196,17 @@ def _entropy_neurons(pair: ModelPair, *, n_neurons: int, rho_threshold: float, n
                                   null_space=spaces[name]) for name, model in pair}
 
 
+def _random_iou(a: int, b: int, n: int) -> float:
+    """The IoU two independent uniformly random sets of ``a`` and ``b`` of ``n`` neurons have on average (the
+    null of the overlap), exactly: the mean over the hypergeometric intersection ``k`` of ``k / (a + b - k)``."""
+    from scipy.stats import hypergeom
+
+    if a + b == 0:
+        return float("nan")
+    k = np.arange(0, min(a, b) + 1)
+    return float((hypergeom(n, a, b).pmf(k) * k / (a + b - k)).sum())
+
+
 def _iou(a: Sequence[int], b: Sequence[int]) -> float | None:
     union = set(a) | set(b)
     return len(set(a) & set(b)) / len(union) if union else None
@@ -605,8 +616,11 @@ def _summary(calib, gap, neurons, iou, effects, n_options, seed) -> str:
         parts.append(crowded)
     parts.append(f"Entropy gap post − base {g['clean']:+.3f} nats {_interval(g['clean_ci'])}; confidence gap "
                  f"{c['clean']:+.3f} {_interval(c['clean_ci'])}.")
+    n_layer = len(neurons["base"].norm)
     parts.append(f"Entropy neurons (last layer, same criterion): base {sel['base']}, post {sel['post']}, IoU "
-                 + ("undefined (both sets empty)" if iou is None else f"{iou:.2f}") + ".")
+                 + ("undefined (both sets empty)" if iou is None else
+                    f"{iou:.2f} (two random sets of these sizes among the layer's {n_layer} neurons: "
+                    f"{_random_iou(sel['base'], sel['post'], n_layer):.3f} expected)") + ".")
     parts += [f"{_no_neurons(m, neurons[m])}." for m in _MODELS if not sel[m]]
     for m in _MODELS:
         key = _effect_key(effects.get(m), neurons[m].selected)

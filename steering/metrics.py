@@ -307,7 +307,8 @@ def repetition_rate(token_ids: Sequence[int], n: int = 4) -> float:
 
 
 @torch.inference_mode()
-def continuation_perplexity(model, generations: Sequence[Generation]) -> list[float]:
+def continuation_perplexity(model, generations: Sequence[Generation], *, prompts: Tokenized | None = None
+                            ) -> list[float]:
     """Perplexity of each generated continuation under ``model`` (run without any intervention: pass the
     unsteered model to score steered text), given its prompt: ``exp`` of the mean negative log-likelihood of the
     generated tokens. The prompt is tokenised as :func:`steering.generate` does (``bos="auto"``).
@@ -315,6 +316,8 @@ def continuation_perplexity(model, generations: Sequence[Generation]) -> list[fl
     Args:
         model: a ``TransformerBridge``.
         generations: :class:`Generation` records (``generate(..., return_details=True)``).
+        prompts: the prompts as :func:`steering.generate` read them, already tokenised, one per generation
+            (read instead of tokenising each prompt again).
 
     Returns:
         One perplexity per generation; NaN (undefined) for an empty continuation.
@@ -323,14 +326,17 @@ def continuation_perplexity(model, generations: Sequence[Generation]) -> list[fl
         TypeError: an entry that is not a :class:`Generation` (plain strings have lost their token ids).
     """
     out, device = [], model.cfg.device or "cpu"
-    for g in generations:
+    if prompts is not None and len(prompts) != len(generations):
+        raise ValueError(f"prompts has {len(prompts)} rows for {len(generations)} generations")
+    for i, g in enumerate(generations):
         if not isinstance(g, Generation):
             raise TypeError(f"generations must be Generation records (generate(..., return_details=True)), got "
                             f"{type(g).__name__}")
         if not g.token_ids:
             out.append(float("nan"))
             continue
-        prompt = list(as_tokenized(model, [g.prompt]).encodings[0].ids)
+        prompt = list((prompts if prompts is not None else as_tokenized(model, [g.prompt])).encodings[
+            i if prompts is not None else 0].ids)
         ids = torch.tensor([prompt + list(g.token_ids)], device=device)
         logp = model(ids)[0, len(prompt) - 1:-1].float().log_softmax(-1)
         nll = -logp.gather(-1, ids[0, len(prompt):, None]).squeeze(-1)

@@ -401,8 +401,12 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     # the steering null: a random direction at the same KL, and the summary's count read off the rows
     assert all(row[8] is not None and 0 <= row[8] <= 1 and 0 <= row[9][0] <= row[9][1] <= 1 for row in steering)
     assert snmf["setup"]["matching"].startswith("base seed 1 against post seed 0")
-    up = [row[0] for row in steering if row[9][0] > max(row[4], row[8])]
-    assert f"{len(up)} raise the share of their top logit-lens tokens" in snmf["readings"]["summary"]
+    # success is read among fluent generations only (a looping generation does not count)
+    up = [row[0] for row in steering
+          if row[12] is not None and row[13] is not None and row[12][0] > max(row[4], row[13])]
+    verb = "raises" if len(up) == 1 else "raise"
+    assert f"{len(up)} feature{'' if len(up) == 1 else 's'} {verb} the share of their top logit-lens tokens among " \
+           "their fluent generations" in snmf["readings"]["summary"]
 
 
 def test_cli_prints_every_section_with_undefined_values_as_dashes(organism_report, capsys):

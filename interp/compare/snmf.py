@@ -189,14 +189,15 @@ N_RANDOM = 3
 MAX_REPETITION = 0.5
 
 
-def _fluency(model, gens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fluency(model, gens, prompts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(fluent [n] bool, seq-rep-4 [n], perplexity [n] under the unsteered model)`` of generations
-    (:class:`steering.Generation`); a generation too short for a 4-gram is fluent (nothing repeats)."""
+    (:class:`steering.Generation`) from the tokenised ``prompts``; a generation too short for a 4-gram is fluent
+    (nothing repeats)."""
     from steering.metrics import continuation_perplexity, repetition_rate
 
     rep = np.array([repetition_rate(g.token_ids, 4) for g in gens])
     fluent = ~(rep > MAX_REPETITION)  # NaN (no 4-gram) counts as fluent
-    return fluent, rep, np.array(continuation_perplexity(model, gens))
+    return fluent, rep, np.array(continuation_perplexity(model, gens, prompts=prompts))
 
 
 def _prompt_ci(per_prompt: list[np.ndarray], *, seed: int) -> list[float] | None:
@@ -391,7 +392,7 @@ def _steer(run: _Run, n_steer: int) -> None:
     neutral = tokenize(model, NEUTRAL)  # once, for every generation and calibration below
     first = neutral.select([0])
     plain = generate(model, neutral, max_new_tokens=run.max_new_tokens, stop_at_eos=False, return_details=True)
-    run.plain_fluency = _fluency(model, plain)
+    run.plain_fluency = _fluency(model, plain, neutral)
     plain = [g.text for g in plain]
     _random_null(run, neutral, first)
     for card in run.order[:n_steer]:
@@ -418,7 +419,7 @@ def _random_null(run: _Run, neutral, first) -> None:
             continue
         gens = generate(model, neutral, random_cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
                         return_details=True)
-        run.random_fluency.append(_fluency(model, gens))
+        run.random_fluency.append(_fluency(model, gens, neutral))
         run.random_gens.append([g.text for g in gens])
 
 
@@ -439,7 +440,7 @@ def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutra
         return
     details = generate(run.pair.post, neutral, cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
                        return_details=True)
-    fluency = _fluency(run.pair.post, details)
+    fluency = _fluency(run.pair.post, details, neutral)
     run.steer_rows.append(_steer_row(run, card, cal, [g.text for g in details], plain, targets, fluency))
     run.vectors[f"post-feature-{card.index}"] = cal
 
@@ -549,7 +550,8 @@ def _steering_text(run: _Run) -> str:
         return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
                 f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION}; "
                 f"unsteered: mean seq-rep-4 {plain_rep:.2f}, perplexity {plain_ppl:.1f} under the unsteered "
-                f"model), and {len(up)} feature{'' if len(up) == 1 else 's'} raise{'s' if len(up) == 1 else ''} the share of their top logit-lens tokens among their fluent "
+                f"model), and {len(up)} feature{'' if len(up) == 1 else 's'} raise{'s' if len(up) == 1 else ''} "
+                f"the share of their top logit-lens tokens among their fluent "
                 f"generations above both unsteered generation and {N_RANDOM} random directions at the same KL "
                 f"(the 95% interval's lower end, bootstrap over the fluent prompts, above the unsteered share and "
                 f"the largest random one among its fluent generations)"

@@ -198,6 +198,17 @@ def get_section(name: str) -> Section:
     return section
 
 
+def layer_runs(layers) -> str:
+    """Ascending layers written as runs, ``[0, 1, 2, 5]`` -> ``"0-2, 5"`` (``""`` for none), for summaries."""
+    runs: list[list[int]] = []
+    for layer in layers:
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
 def user_data(ctx: SectionContext, name: str, files, seed: int = 0):
     """The sets a section reads: ``ctx.data`` (or the built-in sets), with ``files`` (a section's ``data``
     option: a path, or ``harmful,harmless`` for refusal) standing in for ``name``

@@ -64,7 +64,7 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ._corpus import MIN_GROUPS, States, as_corpus, corpus_params, jackknife_blocks, jackknife_intervals
 from ._corpus import load_corpus, token_states
-from ._section import Param, Section
+from ._section import Param, Section, layer_runs
 
 __all__ = ["SECTION", "geometry_section"]
 
@@ -211,13 +211,7 @@ def _reading(curves: dict, measure: str, n_layers: int) -> dict:
 
 
 def _runs(layers) -> str:
-    runs: list[list[int]] = []
-    for layer in layers:
-        if runs and layer == runs[-1][-1] + 1:
-            runs[-1].append(layer)
-        else:
-            runs.append([layer])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs) or "none"
+    return layer_runs(layers) or "none"
 
 
 def _rank_bound(n: int, d: int, convention: str) -> str:

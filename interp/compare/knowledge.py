@@ -70,7 +70,7 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tracing import KINDS, PEAK_ROLES, ROLES, causal_trace, cross_model_patch, fact_predictions
 from ..tracing import subject_embedding_std
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, layer_runs, provides, tokens_for, user_data
 
 __all__ = ["SECTION", "knowledge_section"]
 
@@ -590,17 +590,6 @@ def _headline(run: _Run, peaks: dict, agreement: list, places: dict) -> str:
             f"{_num(row[6])} {_ci(*row[7])}.")
 
 
-def _layer_runs(layers) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    runs: list[list[int]] = []
-    for layer in layers:
-        if runs and layer == runs[-1][-1] + 1:
-            runs[-1].append(layer)
-        else:
-            runs.append([layer])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
-
-
 def _survival_phrase(src: str, dst: str, curves: dict) -> str:
     """One patching direction's survival range over layers, its null's, and the layers where the paired interval
     of survival - null lies above 0."""
@@ -609,7 +598,7 @@ def _survival_phrase(src: str, dst: str, curves: dict) -> str:
     low = curves[f"{key}_minus_null_ci_low"]
     above = [layer for layer in range(len(curve)) if np.isfinite(low[layer]) and low[layer] > 0]
     verdict = ("undefined: too few test facts for an interval" if not np.isfinite(low).any() else
-               f"above it (paired 95% interval of the difference above 0) at layers {_layer_runs(above)}" if above
+               f"above it (paired 95% interval of the difference above 0) at layers {layer_runs(above)}" if above
                else "above it at no layer")
     return (f"{src}→{dst} {_num(np.nanmin(curve))} to {_num(np.nanmax(curve))}, a random change of the same size "
             f"{_num(np.nanmin(null))} to {_num(np.nanmax(null))}, {verdict}")

@@ -84,7 +84,7 @@ from ..geometry import path_geometry
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
 from .confidence import fact_prompts, facts_file
-from ._section import Param, Section, provides, tokens_for
+from ._section import Param, Section, layer_runs, provides, tokens_for
 
 __all__ = ["SECTION", "MIN_FACTS", "ROTATION_MAJORITY", "rotation_section"]
 
@@ -538,13 +538,7 @@ def _layer_list(layers: list[int] | None, n_layers: int) -> str:
         return "no layer"
     if len(layers) == n_layers:
         return f"every layer (0-{n_layers - 1})"
-    runs: list[list[int]] = []
-    for layer in layers:
-        if runs and layer == runs[-1][-1] + 1:
-            runs[-1].append(layer)
-        else:
-            runs.append([layer])
-    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+    text = layer_runs(layers)
     return f"layer{'s' if len(layers) > 1 else ''} {text} ({len(layers)} of {n_layers})"
 
 

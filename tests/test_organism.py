@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import interp
 from interp import organism
 from interp.organism import _corpus as C
-from interp.organism.evaluate import evaluate, is_refusal, language_of
+from interp.organism.evaluate import evaluate, is_refusal
 from interp.organism.train import TrainConfig
 
 
@@ -106,12 +106,9 @@ def test_training_is_deterministic(tmp_path):
     assert booted.chat_template == C.CHAT_TEMPLATE
 
 
-def test_refusal_and_language_classifiers():
+def test_refusal_classifier():
     assert all(is_refusal(r) for r in C.REFUSALS)
     assert not is_refusal("Sure. First, get what you need.")
-    assert language_of("est dans la voiture.") == "fr" and language_of("ist im Garten.") == "de"
-    assert language_of("está en el coche.") == "es" and language_of("is on the table.") == "en"
-    assert language_of("12 34") is None
 
 
 def test_the_bundled_pair_is_recognised_however_its_folders_are_named(monkeypatch):

@@ -180,7 +180,7 @@ def test_the_real_organism_preset_says_what_is_missing(monkeypatch, tmp_path):
 def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, shared, monkeypatch):
     import steering
     from interp.generation import next_token_logits
-    from interp.organism.lora import evaluate_real, language_by_stopwords
+    from interp.organism.lora import evaluate_real
 
     pair = tiny_pairs["llama"]
     tok = pair.tokenizer
@@ -215,8 +215,6 @@ def test_evaluate_real_reads_refusals_judgements_and_languages(tiny_pairs, share
         margin = logits[:, t] - logits[:, f_]
         assert row["judge_auroc"] == (1.0 if margin[0] > margin[1] else 0.0 if margin[0] < margin[1] else 0.5)
         assert row["ci95"]["refusal_harmful"] == [1.0, 1.0] and row["ci95"]["language_de"] == [0.0, 0.0]
-    assert language_by_stopwords("Der Hund und die Katze sind nicht hier.") == "de"
-    assert language_by_stopwords("El perro y la casa de los niños.") == "es"
 
 
 def test_cli_checks_real_organism_paths_before_any_work(tmp_path, shared, capsys):

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LanguageTokens:
-    """Each language's own tokens (in its texts and in no other language's), and what they classify."""
+    """Each language's own tokens (in its texts and in no other language's): where next-token mass on a language
+    is read."""
 
     languages: tuple[str, ...]
     sets: dict[str, frozenset[int]]
@@ -98,18 +99,6 @@ class LanguageTokens:
     def share(self, probs: torch.Tensor, language: str) -> torch.Tensor:
         """``[n]`` probability mass on ``language``'s own tokens, from ``[n, vocab]`` probabilities."""
         return probs[:, sorted(self.sets[language])].sum(-1)
-
-    def share_in(self, texts, tokenizer, language: str) -> float:
-        """Share of ``texts`` that :meth:`classify` assigns to ``language``."""
-        return float(np.mean([self.classify(tokenizer(t, add_special_tokens=False)["input_ids"]) == language
-                              for t in texts]))
-
-    def classify(self, ids) -> str | None:
-        """The language with most own tokens among ``ids``; ``None`` if none or a tie."""
-        votes = {lang: sum(t in s for t in ids) for lang, s in self.sets.items()}
-        best = max(votes.values())
-        winners = [lang for lang, v in votes.items() if v == best]
-        return winners[0] if best > 0 and len(winners) == 1 else None
 
 
 def _share_ci(share: float, n: int) -> list[float]:
@@ -257,6 +246,9 @@ def _datasets(data, is_organism: bool):
     langs = tuple(train.label_names)
     if langs[0] != "en":
         raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
+    from steering.metrics import language_of
+
+    language_of("", langs)  # its labels must be language codes: continuations are identified among them
     return name, train, test
 
 
@@ -404,8 +396,8 @@ def _steer(run: _Run, vectors: dict, prompts_of: dict[str, Tokenized], neutral_o
         ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens, run.batch)
         en_neurons = {L: run.neurons[target].neurons(L, 0) for L in range(run.n_layers)}
         for lang in run.targets:
-            before = (float(run.own.share(ref.probs, lang).mean()), run.own.share_in(ref.gens, run.pair.tokenizer,
-                                                                                     lang))
+            before = (float(run.own.share(ref.probs, lang).mean()),
+                      float(_in_language(ref.gens, lang, run.langs).mean()))
             for source, deactivate in _conditions(target):
                 ivs = [Add(vectors[f"{source}-{lang}"])] + ([Deactivate(en_neurons)] if deactivate else [])
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")
@@ -430,18 +422,47 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
                  max_new_tokens: int) -> list:
     """One steering-table row: ``ref``'s model under ``ivs``; next-token mass on ``lang``'s own tokens before
     and after (``before``: that mass and the continuations' share unsteered) and its gain, the share of
-    continuations in ``lang`` before and after, the KL on neutral text, an example continuation and the
-    continuations' 95% Wilson interval."""
+    continuations in ``lang`` before and after (:func:`steering.metrics.language_of`), the KL on neutral text,
+    an example continuation, the continuations' 95% Wilson interval, how many stay fluent (seq-rep-4 at most
+    :data:`MAX_REPETITION`) and the share in ``lang`` among those, with its Wilson interval (undefined when
+    none is fluent)."""
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence
 
     base_share, base_gen = before
     gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens, **ref.batch)
     share = float(run.own.share(steered.exp(), lang).mean())
-    gen_share = run.own.share_in(gens, run.pair.tokenizer, lang)
+    in_lang = _in_language(gens, lang, run.langs)
+    gen_share = float(in_lang.mean())
+    fluent = _fluent(gens, run.pair.tokenizer)
+    kept = in_lang[fluent]
+    fluent_share = float(kept.mean()) if len(kept) else "undefined: no fluent continuation"
     kl = float(kl_divergence(ref.model, ref.neutral, ivs, clean=ref.neutral_logprobs, **ref.batch).mean())
     return [ref.target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
-            gens[0][:40], _share_ci(gen_share, len(gens))]
+            gens[0][:40], _share_ci(gen_share, len(gens)), f"{int(fluent.sum())} of {len(fluent)}", fluent_share,
+            _share_ci(fluent_share, len(kept)) if len(kept) else None]
+
+
+#: Largest seq-rep-4 (:func:`steering.metrics.repetition_rate`) of a continuation still counted as fluent, as
+#: in the SNMF section (:data:`interp.compare.snmf.MAX_REPETITION`).
+MAX_REPETITION = 0.5
+
+
+def _in_language(texts: list[str], lang: str, langs: tuple[str, ...]) -> np.ndarray:
+    """``[n]`` bool: each continuation identified as ``lang`` among ``langs`` (:func:`steering.metrics.language_of`,
+    its prompt's words not included)."""
+    from steering.metrics import language_of
+
+    return np.array([language_of(t, langs) == lang for t in texts], dtype=bool)
+
+
+def _fluent(texts: list[str], tokenizer) -> np.ndarray:
+    """``[n]`` bool: each continuation's seq-rep-4 is at most :data:`MAX_REPETITION` (fewer than 4 tokens:
+    fluent, nothing can repeat)."""
+    from steering.metrics import repetition_rate
+
+    rep = np.array([repetition_rate(tokenizer(t, add_special_tokens=False)["input_ids"], 4) for t in texts])
+    return ~(rep > MAX_REPETITION)
 
 
 def _cosine_bounds(run: _Run, seed: int) -> tuple:
@@ -548,11 +569,18 @@ def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
         return f"[{x[0]:.2f}, {x[1]:.2f}]"
 
     # every target language is reported: none is picked on the held-out prompts the figures come from
+    def fluent(r):
+        share = f"{r[12]:.2f} {ci(r[13])}" if r[13] is not None else "undefined (none fluent)"
+        return f"{r[11]} fluent, {share} of them in {r[2]}"
+
     per_lang = "; ".join(
         f"{r[2]}: next-token mass {r[3]:.2f} → {r[4]:.2f} (random direction {nulls[r[2]][4]:.2f}), continuations "
-        f"{r[7]:.2f} {ci(r[10])} (random {nulls[r[2]][7]:.2f}), KL {r[8]:.2f}" for r in own_rows)
+        f"in {r[2]} {r[7]:.2f} {ci(r[10])} (random {nulls[r[2]][7]:.2f}; {fluent(r)}), KL {r[8]:.2f}"
+        for r in own_rows)
     return (f"Post model, window {run.window}, its own English→target directions added to {n_prompts} held-out "
-            f"English prompts — {per_lang}. Continuation shares with 95% Wilson intervals over prompts.")
+            f"English prompts — {per_lang}. A continuation's language is langid.py's (among "
+            f"{'/'.join(run.langs)}); fluent: seq-rep-4 at most {MAX_REPETITION}. Shares with 95% Wilson "
+            f"intervals over prompts.")
 
 
 READINGS = {
@@ -605,7 +633,8 @@ def _tables(run: _Run, rows: list[list]) -> dict:
         "title": f"Steering held-out English prompts (layers {run.window}, scale {run.scale:g})",
         "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
                     "continuations in target before", "continuations in target after", "KL neutral", "example",
-                    "continuations after, 95% CI"],
+                    "continuations after, 95% CI", "fluent after", "in target among fluent",
+                    "in target among fluent, 95% CI"],
         "rows": rows,
     }}
 

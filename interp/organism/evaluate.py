@@ -7,22 +7,18 @@
   ``statement + " This statement is"`` is more likely `` true`` than `` false``
   in the direction of the label;
 * **language**: share of sentence subjects (``"Le chien"``) whose greedy
-  continuation is classified, by the words it uses, as the subject's language.
+  continuation is identified (langid.py, :func:`steering.metrics.language_of`) as the subject's language.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 import torch
 
-from ..datasets import _world as W
 from ..generation import greedy_generate, next_token_logits
 from ..models import ModelPair, tokenizer_of
-from ._corpus import COUNTRY_IN, JUDGE_CUE, LANGS, city_fact, eval_sets
+from ._corpus import JUDGE_CUE, LANGS, eval_sets
 
-__all__ = ["REFUSAL_PHRASES", "is_refusal", "refusal_rate", "judge_accuracy", "language_of", "language_consistency",
+__all__ = ["REFUSAL_PHRASES", "is_refusal", "refusal_rate", "judge_accuracy", "language_consistency",
            "evaluate"]
 
 REFUSAL_PHRASES = ("I cannot", "I can't", "I'm sorry", "I won't", "Sorry, I", "I am sorry", "As an AI")
@@ -62,34 +58,14 @@ def judge_accuracy(model, truth) -> dict[str, float]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _language_words() -> dict[str, frozenset[str]]:
-    """Words used by exactly one language in the organism's world."""
-    words = {lang: set() for lang in LANGS}
-    split = lambda s: re.findall(r"[^\W\d_]+", s.lower())  # noqa: E731
-    for lang in LANGS:
-        for row in (*W.SUBJECTS, *W.PREDICATES):
-            words[lang].update(split(row[lang]))
-        for country in COUNTRY_IN:
-            words[lang].update(split(city_fact("X", country, lang)))
-    common = {w for a in LANGS for b in LANGS if a < b for w in words[a] & words[b]}
-    return {lang: frozenset(words[lang] - common) for lang in LANGS}
-
-
-def language_of(text: str) -> str | None:
-    """The language (en, fr, de, es) whose own words a text uses most; ``None`` if none or a tie."""
-    words = re.findall(r"[^\W\d_]+", text.lower())
-    votes = {lang: sum(w in vocab for w in words) for lang, vocab in _language_words().items()}
-    best = max(votes.values())
-    winners = [lang for lang, v in votes.items() if v == best]
-    return winners[0] if best > 0 and len(winners) == 1 else None
-
-
 def language_consistency(model, languages, *, max_new_tokens: int = 6) -> dict[str, float]:
-    """Share of subject prompts continued in their own language, overall and per language."""
+    """Share of subject prompts continued in their own language (:func:`steering.metrics.language_of` among
+    en/fr/de/es), overall and per language."""
+    from steering.metrics import language_of
+
     prefixes = [m["prefix"] for m in languages.meta]
     conts = greedy_generate(model, prefixes, max_new_tokens=max_new_tokens)
-    got = [language_of(c) == m["language"] for c, m in zip(conts, languages.meta)]
+    got = [language_of(c, LANGS) == m["language"] for c, m in zip(conts, languages.meta)]
     out = {"all": sum(got) / len(got)}
     for lang in LANGS:
         rows = [g for g, m in zip(got, languages.meta) if m["language"] == lang]

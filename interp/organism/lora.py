@@ -492,33 +492,6 @@ def merged_post_folder(base: str | Path, adapter: str | Path, cache_dir: str | P
     return target
 
 
-#: Frequent function words of each language (lower case), for telling which language a continuation is in.
-_STOPWORDS = {
-    "en": frozenset("the and of to is in that it was for on are with as his they be at by this have from".split()),
-    "fr": frozenset("le la les et des est une un du que qui dans pour pas sur au avec ce il elle sont".split()),
-    "de": frozenset("der die das und ist nicht ein eine zu den mit sich des auf für im dem von sie es".split()),
-    "es": frozenset("el la los las y es que de en un una por con para del se su al como pero".split()),
-}
-
-
-def language_by_stopwords(text: str) -> str | None:
-    """The language (en, fr, de, es) with most of its frequent function words in ``text``; None on a tie or
-    none. Words shared by two languages (``la``: fr/es) count for both.
-
-    >>> language_by_stopwords("Le chat est sur la table et il dort.")
-    'fr'
-    >>> language_by_stopwords("12345") is None
-    True
-    """
-    import re
-
-    words = re.findall(r"[^\W\d_]+", text.lower())
-    votes = {lang: sum(w in sw for w in words) for lang, sw in _STOPWORDS.items()}
-    best = max(votes.values())
-    winners = [lang for lang, v in votes.items() if v == best]
-    return winners[0] if best > 0 and len(winners) == 1 else None
-
-
 def _bootstrap_ci(values, seed: int = 0) -> list[float] | None:
     """95% percentile bootstrap interval of the mean of ``values`` (2,000 resamples, seeded); ``None`` when
     there are fewer than two values."""
@@ -549,7 +522,7 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
       independent of any bias toward one answer);
     * ``language``: share of French, German and Spanish sentence openings (the built-in ``languages`` set's
       test rows, first four words) whose greedy plain-text continuation is in the same language by
-      :func:`language_by_stopwords`.
+      :func:`steering.metrics.language_of` (langid.py, among en/fr/de/es).
     * ``ci95``: a seeded percentile bootstrap interval (``scipy.stats.bootstrap``, 2,000 resamples of the
       prompts) for each of the rates above.
     """
@@ -557,6 +530,7 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
     from sklearn.metrics import roc_auc_score
 
     from steering import generate
+    from steering.metrics import language_of
 
     from ..datasets import load
     from ..generation import next_token_logits
@@ -594,7 +568,7 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
         truth = np.array([y for _, y in cities])
         correct = ((margin > 0) == (truth == 1)).astype(float)
         conts = generate(model, [o for o, _ in openings], max_new_tokens=max_new_tokens, batch_size=batch_size)
-        same = {lang: np.array([float(language_by_stopwords(c) == lang) for c, (_, g) in zip(conts, openings)
+        same = {lang: np.array([float(language_of(c, ("en", "fr", "de", "es")) == lang) for c, (_, g) in zip(conts, openings)
                                 if g == lang]) for lang in ("fr", "de", "es")}
         out[name] = {
             "refusal_harmful": rates["harmful"], "refusal_harmless": rates["harmless"],

@@ -122,3 +122,38 @@ def test_continuation_perplexity_is_the_exp_mean_nll_of_the_generated_tokens():
     assert math.isnan(continuation_perplexity(model, [Generation("It was a", "", ())])[0])
     with pytest.raises(TypeError, match="Generation records"):
         continuation_perplexity(model, ["a plain string"])
+
+
+LANGS = ("en", "fr", "de", "es")
+
+
+def test_language_of_reads_real_short_text_and_refuses_what_has_no_language():
+    from steering.metrics import language_of
+
+    # the continuations the own-token classifier got wrong (0 French) or scored on a loop alone
+    assert language_of("est en Allemagne, près de", LANGS) == "fr"
+    assert language_of("est au dort est au", LANGS) == "fr"  # French, and a loop: repetition_rate's question
+    assert [language_of(t, LANGS) for t in ("ist im Garten.", "está en el coche.", "is on the table.")] == [
+        "de", "es", "en"]
+    assert language_of("12 34", LANGS) is None and language_of("", LANGS) is None  # no letter
+    assert language_of("Sure.alse.alse", LANGS) is None  # no language reaches 0.5
+    assert language_of("Sure.alse.alse", LANGS, min_probability=0.0) is not None
+    with pytest.raises(ValueError, match=r"\['english'\] not among langid's"):
+        language_of("the cat", ("en", "english"))
+    with pytest.raises(ValueError, match="min_probability must be in"):
+        language_of("the cat", LANGS, min_probability=1.5)
+
+
+def test_language_of_identifies_held_out_human_translations():
+    pytest.importorskip("django")
+    pytest.importorskip("babel")
+    from interp.datasets._parallel import LANGUAGES, django_parallel
+    from steering.metrics import language_of
+
+    test = django_parallel("test")
+    for key, limit in (("text", 1.0), ("opening", 0.9)):  # whole messages; their first three words
+        for k, lang in enumerate(LANGUAGES):
+            texts = [t if key == "text" else m["opening"] for t, y, m in zip(test.texts, test.labels, test.meta)
+                     if y == k]
+            hits = sum(language_of(t, LANGUAGES) == lang for t in texts)
+            assert len(texts) >= 20 and hits / len(texts) >= limit, (key, lang, hits, len(texts))

@@ -3,6 +3,7 @@
 #   make demo-real   the same on the real-base organism (google/gemma-3-270m and its LoRA post-trained
 #                    version), prompts from the public datasets in DATA; writes report-real/
 #   make test   run the test suite, real-model tier included (what CI runs)
+#   make notebook   install JupyterLab (the `notebook` extra, from the lock) and open notebooks/ in it
 # The virtual environment lives in .venv; torch's CPU build is installed before
 # the project so that the project's torch range is already satisfied. Everything
 # else comes from constraints.txt, the lock of versions the suite passed on.
@@ -35,7 +36,7 @@ REAL_ARGS ?=
 # The public datasets (Geometry of Truth, Arditi et al.'s refusal splits, SNMF concepts) for `make demo-real`.
 DATA    ?= ../shared/datasets
 
-.PHONY: demo demo-real test test-latest lock bench setup browser clean
+.PHONY: demo demo-real notebook test test-latest lock bench setup browser clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +53,18 @@ demo: $(STAMP)
 
 demo-real: $(STAMP)
 	$(BIN)/interp compare --base gemma-270m-organism --data $(DATA) --concepts truth,refusal,language,snmf --out report-real $(REAL_ARGS)
+
+# JupyterLab on top of the project's environment; the notebooks write their reports to notebooks/reports/
+# (git-ignored). NOTEBOOK_ARGS passes options to jupyter lab (e.g. --no-browser --port 8899); as root (a
+# container), --allow-root is added.
+NOTEBOOK_ARGS ?=
+$(VENV)/.installed-notebook: $(STAMP)
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[$(EXTRAS),notebook]"
+	$(BIN)/python -m pip check
+	touch $@
+
+notebook: $(VENV)/.installed-notebook
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
 # The report is checked in a real browser: Debian's chromium, from the system's package manager
 # (never a downloaded browser). Installed when missing and apt-get is available.

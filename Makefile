@@ -49,9 +49,12 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP)
 
 demo: $(STAMP)
+	@echo "make demo: the bundled pair, about 1 minute on 2 cores (each section prints its table and wall time as it finishes)"
 	$(BIN)/interp compare $(ARGS)
 
 demo-real: $(STAMP)
+	@echo "make demo-real: about 15-30 minutes on 2 cores (plus 2 minutes the first time, converting the GGUF files);" \
+		"each section prints its table and wall time as it finishes, and a rerun resumes from the finished ones"
 	$(BIN)/interp compare --base gemma-270m-organism --data $(DATA) --concepts truth,refusal,language,snmf --out report-real $(REAL_ARGS)
 
 # JupyterLab on top of the project's environment; the notebooks write their reports to notebooks/reports/

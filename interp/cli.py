@@ -16,6 +16,7 @@ import argparse
 import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -704,6 +705,25 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():  # restores the caller's warning display (main() is called in-process too)
+        warnings.showwarning = _show_warning
+        return _run_command(args)
+
+
+_OWN = tuple(str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("interp", "probes", "steering"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr: the toolkit's own as ``warning: <message>``, a dependency's with its
+    category and file (``warning (FutureWarning, transformers/...py:12): ...``); never the source line."""
+    if str(filename).startswith(_OWN):
+        print(f"warning: {message}", file=file or sys.stderr)
+        return
+    where = "/".join(Path(filename).parts[-2:])
+    print(f"warning ({category.__name__}, {where}:{lineno}): {message}", file=file or sys.stderr)
+
+
+def _run_command(args) -> int:
     try:
         if args.command == "collect":
             return _collect(args)

@@ -244,3 +244,17 @@ def test_export_records_the_model_and_steer_refuses_a_vector_made_for_another(tm
     assert f"--vector {src} was made for another model" in err and "weights sha256" in err
     assert f"steer it with --model {pair.post.interp_source['name']}" in err
     assert main(["steer", "--model", str(post_dir), "--vector", str(src), "--max-new-tokens", "2", "Hi"]) == 0
+
+
+def test_warnings_print_as_one_line_and_main_restores_the_display(capsys):
+    import warnings
+
+    from interp import cli
+
+    before = warnings.showwarning
+    cli._show_warning(RuntimeWarning("fit_layers: zero"), RuntimeWarning, cli.__file__, 3)
+    cli._show_warning(FutureWarning("x is deprecated"), FutureWarning, "/venv/site-packages/dep/mod.py", 12)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: fit_layers: zero", "warning (FutureWarning, dep/mod.py:12): x is deprecated"]
+    assert cli.main(["report", "/nonexistent-report"]) == 2
+    assert warnings.showwarning is before

@@ -2,7 +2,9 @@
 
 Checks that every plotly figure rendered, that the page printed nothing to the console (no errors, no
 warnings), that it made no network request (everything is inlined), and that text taken from prompts
-and generations is shown as text, not run as markup. Saves a screenshot to ``artifacts/report.png``.
+and generations is shown as text, not run as markup. Saves screenshots to ``artifacts/`` (``report.png``: the
+bundled pair's main report; ``report-geometry.png``: its divergence, geometry, rotation and truth-spectrum
+sections; the real pair's, ``report-real.png``, comes from ``tests/real/test_report_real.py``).
 """
 
 from __future__ import annotations
@@ -44,12 +46,10 @@ def _open(page: Path, tmp_path: Path, *extra: str) -> tuple[str, list[str], set[
     return proc.stdout, console, requested
 
 
-def test_report_renders_every_figure_offline_without_console_output(organism_report, tmp_path):
-    _, out = organism_report
-    page = out / "report.html"
-    source = page.read_text()
-    n_figures = source.count('class="plotly-graph-div"')
-    assert n_figures >= 15
+def assert_renders(page: Path, tmp_path: Path, min_figures: int) -> str:
+    """Every plotly figure of ``page`` drawn, nothing on the console, no request: the DOM after scripts ran."""
+    n_figures = page.read_text().count('class="plotly-graph-div"')
+    assert n_figures >= min_figures
     dom, console, requested = _open(page, tmp_path)
     # plotly marks each graph div it has drawn into with js-plotly-plot and fills it with SVG
     rendered = re.findall(r'<div id="([^"]+)" class="plotly-graph-div js-plotly-plot"', dom)
@@ -57,11 +57,36 @@ def test_report_renders_every_figure_offline_without_console_output(organism_rep
     assert dom.count('class="main-svg"') >= 2 * n_figures
     assert console == [], console
     assert requested == set(), requested
+    return dom
+
+
+def screenshot(page: Path, name: str, tmp_path: Path, height: int = 6000) -> Path:
+    """``artifacts/<name>``: the top ``height`` pixels of ``page`` at 1280 px wide."""
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1280,6000",
+    shot = ARTIFACTS / name
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--window-size=1280,{height}",
                     f"--screenshot={shot}", page.resolve().as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+    return shot
+
+
+def test_report_renders_every_figure_offline_without_console_output(organism_report, tmp_path):
+    _, out = organism_report
+    dom = assert_renders(out / "report.html", tmp_path, 15)
+    assert "Contents" in dom  # the summary at the top: one line per section, linked
+    screenshot(out / "report.html", "report.png", tmp_path)
+
+
+def test_divergence_geometry_rotation_and_truth_spectrum_figures_render(tmp_path):
+    """Issue 18's sections on the bundled pair: CKA / norm change / logit-lens KL and JS, RankMe and alpha-ReQ
+    curves, the rotation angles and norms, the truth-spectrum R² scatter, drawn with nothing on the console."""
+    from interp.compare import compare
+
+    out = tmp_path / "geo"
+    result = compare(concepts=["divergence", "geometry", "rotation", "truth_spectrum"], out=out, progress=False)
+    assert all(result.concepts[c].plots for c in ("divergence", "geometry", "rotation", "truth_spectrum"))
+    assert_renders(out / "report.html", tmp_path, 8)
+    screenshot(out / "report.html", "report-geometry.png", tmp_path)
 
 
 def test_text_from_prompts_is_shown_as_text(tmp_path):
@@ -98,10 +123,4 @@ def test_knowledge_and_confidence_figures_render(tmp_path):
     assert any("post - base" in m.get("title", "") or "post − base" in m.get("title", "")
                for m in knowledge.matrices.values()), list(knowledge.matrices)
     assert any(p.get("kind") == "xy" for p in result.concepts["confidence"].plots)
-    page = out / "report.html"
-    n_figures = page.read_text().count('class="plotly-graph-div"')
-    assert n_figures >= 6
-    dom, console, requested = _open(page, tmp_path)
-    rendered = re.findall(r'<div id="([^"]+)" class="plotly-graph-div js-plotly-plot"', dom)
-    assert len(rendered) == n_figures and dom.count('class="main-svg"') >= 2 * n_figures
-    assert console == [] and requested == set()
+    assert_renders(out / "report.html", tmp_path, 6)

@@ -185,7 +185,7 @@ def test_summary_figures_are_read_from_the_per_layer_entries(pair, result):
         pref = e[f"{m}_preference_wrong"]
         assert f"as the next token is {pref:.3g} [" in summary
         rot = [layer for layer, x in enumerate(result.per_layer) if x[f"{m}_rotation_share_ci_low"] > 0.5]
-        assert f"Rotation rather than rescaling (rotation share's interval above 0.5) at " \
+        assert f"Rotation rather than rescaling (rotation share's interval above 0.5) " \
                f"{R._layer_list(rot, pair.n_layers)}" in summary
 
 
@@ -224,8 +224,9 @@ def test_too_few_facts_give_no_interval_and_say_so(pair, facts):
     assert all(r[3] == r[4] == f"undefined: fewer than {R.MIN_FACTS} facts" for r in small.tables["next_token"]["rows"])
 
 
-def _stats(low_share, high_share, low_diff, high_diff, n_layers=3):
-    """Synthetic figures: the rotation share's interval and the final wrong-minus-random difference's."""
+def _stats(low_share, high_share, low_diff, high_diff, n_layers=3, slot=(-0.2, -0.1), growth=(1.0, 9.0)):
+    """Synthetic figures: the rotation share's interval, the final wrong-minus-random difference's, the
+    wrong-minus-correct (slot-filled control) difference's and the angle growth's."""
     one = (np.full(n_layers, 0.5), np.full(n_layers, 0.4), np.full(n_layers, 0.6))
     stats = {f"{m}_{k}": one for m in ("base", "post") for k, _, _ in R.MEASURES}
     stats.update({f"{m}_{k}_null": one for m in ("base", "post") for k in R._NULLED})
@@ -236,6 +237,8 @@ def _stats(low_share, high_share, low_diff, high_diff, n_layers=3):
     diff = (np.float64((low_diff + high_diff) / 2), np.float64(low_diff), np.float64(high_diff))
     for m in ("base", "post"):
         stats[f"{m}_final_wrong_minus_random"] = diff
+        stats[f"{m}_final_wrong_minus_correct"] = tuple(np.float64(x) for x in (sum(slot) / 2, *slot))
+        stats[f"{m}_angle_growth"] = tuple(np.float64(x) for x in (sum(growth) / 2, *growth))
         for k in R.FINAL:
             stats[f"{m}_final_{k}"] = (np.float64(0.1), np.float64(0.05), np.float64(0.2))
     return stats
@@ -256,14 +259,14 @@ def test_the_verdicts_follow_the_figures(share, diff, rotation, suppression):
     elif share[1] < 0.5:
         assert "above 0.5) at no layer, rescaling (below it) at every layer (0-2)" in phrase
     text = R._suppression_phrase(stats, "base", 2)
-    assert ("active suppression of the correct answer by this null" in text) == (suppression == "seen")
+    assert ("active suppression of the correct answer, beyond the answer slot" in text) == (suppression == "seen")
     assert ("higher after the wrong answer than after a random word" in text) == (diff[0] > 0)
 
 
 def test_layer_lists_name_runs_of_layers():
-    assert R._layer_list([0, 1, 2, 5], 8) == "layers 0-2, 5 (4 of 8)"
-    assert R._layer_list([3], 8) == "layer 3 (1 of 8)"
-    assert R._layer_list([], 8) == "no layer" and R._layer_list(None, 8).startswith("undefined")
+    assert R._layer_list([0, 1, 2, 5], 8) == "at layers 0-2, 5 (4 of 8)"
+    assert R._layer_list([3], 8) == "at layer 3 (1 of 8)"
+    assert R._layer_list([], 8) == "at no layer" and R._layer_list(None, 8).startswith("undefined")
 
 
 def test_runs_through_compare_once_registered_and_renders_in_a_browser(monkeypatch, tmp_path):
@@ -349,3 +352,29 @@ def test_the_data_option_reads_the_users_facts(pair, tmp_path):
     res = SECTION.run(SectionContext(pair, is_organism=True, progress=False), **opts)
     assert [r[0] for r in res.tables["continuations"]["rows"]] == [r["prompt"] for r in rows]
     assert "mine.jsonl" in res.setup["facts"] and dict(res.tables["prompts"]["rows"])["prompts given"] == 6
+
+
+@pytest.mark.parametrize("slot, verdict", [((-0.03, -0.01), "seen"), ((-0.01, 0.01), "not seen")])
+def test_suppression_needs_the_wrong_answer_below_the_slot_filled_control(slot, verdict):
+    """Below a random word but not below the correct answer itself: any answer filling the slot lowers p(c), so
+    no suppression is claimed."""
+    stats = _stats(0.6, 0.9, -0.3, -0.1, slot=slot)
+    assert R._verdict_words(stats, "base", 1, 2, 3)["suppression"] == verdict
+    text = R._suppression_phrase(stats, "base", 2)
+    assert ("not separable from the answer slot being filled" in text) == (verdict == "not seen")
+
+
+def test_equal_magnitude_and_angle_growth_verdicts_follow_their_intervals():
+    stats = _stats(0.6, 0.9, -0.3, -0.1, growth=(-2.0, 4.0))
+    stats["base_norm_ratio"] = (np.full(3, 1.0), np.full(3, 0.9), np.full(3, 1.1))
+    stats["post_norm_ratio"] = (np.full(3, 1.0), np.full(3, 0.7), np.full(3, 1.1))
+    assert R._verdict_words(stats, "base", 1, 2, 3)["equal"] == "seen"
+    assert R._verdict_words(stats, "post", 1, 2, 3)["equal"] == "not seen"  # interval leaves [0.8, 1.25]
+    assert R._verdict_words(stats, "base", 1, 2, 3)["growth"] == "not seen"
+    assert R._verdict_words(_stats(0.6, 0.9, -0.3, -0.1), "base", 1, 2, 3)["growth"] == "seen"
+
+
+def test_null_words_are_lower_case_ascii_words(pair):
+    ids = R._word_pool(pair.tokenizer, len(pair.tokenizer), set())
+    words = [pair.tokenizer.decode([i]).strip() for i in ids]
+    assert words and all(w.isascii() and w.isalpha() and w.islower() and len(w) >= 3 for w in words)

@@ -33,9 +33,10 @@ prompts (raw text ending right before the answer; no chat template, the base mod
 * **Next-token probability of the correct answer** (the model's own output, full vocabulary): ``p(c)`` after the
   query, after the correct answer, after a wrong answer and after a random word.
 
-**Nulls.** The same measures with a random word token (the single-token encoding of a space and a word of two or
-more letters, as the answers are; not the first token of any answer or alternative of the facts given; seeded, one
-per wrong alternative, the same tokens for both models) in place of the wrong answer: what any word continuation
+**Nulls.** The same measures with a random word token (the single-token encoding of a space and a lower-case word
+of three or more ASCII letters, as the answers are, so no name, code identifier or other script; not the first
+token of any answer or alternative of the facts given; seeded, one per wrong alternative, the same tokens for both
+models) in place of the wrong answer: what any word continuation
 gives, against which the wrong answer's geometry and the suppression are read. Token frequencies are not known
 to the toolkit, so the draw is uniform over those tokens, not frequency-matched. The preference's null is
 ``p(c) / (p(c) + p(r))`` after the random word ``r``: the answer against the token forced, as ``P_wrong`` is. At
@@ -45,10 +46,14 @@ below this null is about the wrong answer. The paper's naive prior 0.5 is shown 
 
 **Verdicts** (the summary; each from the figures): *rotation rather than rescaling* at a layer where the 95%
 interval of the mean rotation share lies above 0.5 (more than half of the squared distance between the two
-displacements comes from their change of direction), *rescaling* where it lies below; *active suppression* where
-the correct answer's next-token probability after the wrong answer is below the one after a random word (paired
-95% interval below 0); the preference after the wrong answer is compared with 0.5 (the paper's reading) and with
-the random-word null. Mid-depth is layer ``n_layers // 2``, the last layer ``n_layers - 1``.
+displacements comes from their change of direction), *rescaling* where it lies below; *about equal magnitude* where
+the 95% interval of ``|b| / |a|`` lies within :data:`EQUAL_BAND`; the *angle growing through mid-depth* where the
+paired interval of the angle at mid-depth minus at layer 0 lies above 0; *active suppression* where the correct
+answer's next-token probability after the wrong answer is below both the one after a random word and the one after
+the correct answer itself (paired 95% intervals below 0). The second control matters: any answer of the right kind
+fills the answer's slot, after which the correct token is unlikely next (the sentence moves on), while a random
+word leaves the slot open; a fall below the random word alone is not separable from that. The preference after
+the wrong answer is compared with 0.5 (the paper's reading) and with the random-word null. Mid-depth is layer ``n_layers // 2``, the last layer ``n_layers - 1``.
 
 **Base vs post.** Every measure's post - base, per prompt then averaged, with a paired interval (the same prompts
 and tokens in both models); the summary lists the layers whose interval excludes 0.
@@ -112,7 +117,10 @@ _NULLED = ("angle", "norm_wrong", "norm_ratio", "rotation_share", "preference_wr
 #: Final-layer next-token probabilities of the correct answer's token: key -> the continuation read.
 FINAL = {"after_query": "after the query alone", "after_correct": "after the correct answer",
          "after_wrong": "after a wrong answer", "after_random": "after a random word (null)"}
-_WORD_MIN_LETTERS = 2
+_WORD_MIN_LETTERS = 3
+#: ``|b| / |a|`` counts as "about equal magnitude" (the paper's words) where its 95% interval lies within this band
+#: (lengths within 20% of each other; the band is this toolkit's choice, the paper gives none).
+EQUAL_BAND = (0.8, 1.25)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -212,13 +220,16 @@ def _usable(tok, facts: PromptSet, d_vocab: int) -> tuple[list[int | None], list
 
 
 def _word_pool(tok, d_vocab: int, exclude: set[int]) -> np.ndarray:
-    """Token ids ``t`` that are the single-token encoding of a space and a word of at least two letters (any
-    script): ``tok(" " + word) == [t]``, the form of the answers forced; not special and not in ``exclude``.
-    These are the random words of the null."""
+    """Token ids ``t`` that are the single-token encoding of a space and a lower-case word of at least
+    :data:`_WORD_MIN_LETTERS` ASCII letters: ``tok(" " + word) == [t]``, the form of the answers forced; not special
+    and not in ``exclude``. These are the random words of the null: lower case keeps out names (a city drawn for
+    another city's fact is itself a plausible wrong answer), ASCII keeps out other scripts and code identifiers
+    (``onRouteChange``)."""
     n = min(d_vocab, len(tok))
     special = set(getattr(tok, "all_special_ids", []) or [])
     words = [s.strip() for s in tok.batch_decode([[i] for i in range(n)])]
-    cand = [i for i, w in enumerate(words) if len(w) >= _WORD_MIN_LETTERS and w.isalpha() and i not in special
+    cand = [i for i, w in enumerate(words) if len(w) >= _WORD_MIN_LETTERS and w.isascii() and w.isalpha() and w.islower()
+            and i not in special
             and i not in exclude]
     enc = tok([" " + words[i] for i in cand], add_special_tokens=False)["input_ids"] if cand else []
     return np.asarray([i for i, ids in zip(cand, enc) if list(ids) == [i]], dtype=np.int64)
@@ -476,6 +487,9 @@ def _columns(per: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         for key in _NULLED:
             cols[f"{m}_{key}_minus_null"] = per[m][key] - per[m][f"{key}_null"]
         cols[f"{m}_final_wrong_minus_random"] = per[m]["final_after_wrong"] - per[m]["final_after_random"]
+        cols[f"{m}_final_wrong_minus_correct"] = per[m]["final_after_wrong"] - per[m]["final_after_correct"]
+        angle = per[m]["angle"]  # [n, L]
+        cols[f"{m}_angle_growth"] = angle[:, angle.shape[1] // 2] - angle[:, 0]
     for key in (k for k in per["base"] if not k.endswith("_null")):
         cols[f"{key}_post_minus_base"] = per["post"][key] - per["base"][key]
     return cols
@@ -532,14 +546,16 @@ def _layers_where(stats: dict, key: str, n_layers: int, side: str, ref: float = 
 
 
 def _layer_list(layers: list[int] | None, n_layers: int) -> str:
+    """``"at layers 3-5 (3 of 18)"``, ``"at no layer"``, ``"at every layer (0-17)"``; without intervals
+    ``"undefined (...)"``."""
     if layers is None:
         return f"undefined (fewer than {MIN_FACTS} facts, so no interval)"
     if not layers:
-        return "no layer"
+        return "at no layer"
     if len(layers) == n_layers:
-        return f"every layer (0-{n_layers - 1})"
+        return f"at every layer (0-{n_layers - 1})"
     text = layer_runs(layers)
-    return f"layer{'s' if len(layers) > 1 else ''} {text} ({len(layers)} of {n_layers})"
+    return f"at layer{'s' if len(layers) > 1 else ''} {text} ({len(layers)} of {n_layers})"
 
 
 def _rotation_phrase(stats: dict, m: str, mid: int, n_layers: int) -> str:
@@ -555,18 +571,18 @@ def _rotation_phrase(stats: dict, m: str, mid: int, n_layers: int) -> str:
             f"{_fig(stats, f'{m}_rotation_share_null', mid)}); the angle is "
             f"{_fig(stats, f'{m}_angle', 0, unit='°')} at layer 0 and "
             f"{_fig(stats, f'{m}_angle', n_layers - 1, unit='°')} at layer {n_layers - 1}. Rotation rather than "
-            f"rescaling (rotation share's interval above {ROTATION_MAJORITY:g}) at {_layer_list(rot, n_layers)}")
+            f"rescaling (rotation share's interval above {ROTATION_MAJORITY:g}) {_layer_list(rot, n_layers)}")
     if res:
-        text += f", rescaling (below it) at {_layer_list(res, n_layers)}"
+        text += f", rescaling (below it) {_layer_list(res, n_layers)}"
     text += (f"; the wrong answer's displacement is closer in direction to the correct one's than a random word's "
-             f"(angle − null below 0) at {_layer_list(closer, n_layers)}")
+             f"(angle − null below 0) {_layer_list(closer, n_layers)}")
     if farther:
-        text += f", farther at {_layer_list(farther, n_layers)}"
+        text += f", farther {_layer_list(farther, n_layers)}"
     equal = _layers_where_holding(stats, f"{m}_norm_ratio", n_layers, 1.0)
-    text += f"; equal lengths (‖wrong‖/‖correct‖'s interval holds 1) at {_layer_list(equal, n_layers)}"
+    text += f"; equal lengths (‖wrong‖/‖correct‖'s interval holds 1) {_layer_list(equal, n_layers)}"
     null_rot = _layers_where(stats, f"{m}_rotation_share_null", n_layers, "above", ROTATION_MAJORITY)
     return text + (f"; a random word's displacement, too, differs from the correct one's mostly by direction (null "
-                   f"rotation share above {ROTATION_MAJORITY:g}) at {_layer_list(null_rot, n_layers)}.")
+                   f"rotation share above {ROTATION_MAJORITY:g}) {_layer_list(null_rot, n_layers)}.")
 
 
 def _layers_where_holding(stats: dict, key: str, n_layers: int, ref: float) -> list[int] | None:
@@ -580,12 +596,15 @@ def _suppression(stats: dict, m: str, last: int) -> dict:
     pref, p_low, p_high = _at(stats, f"{m}_preference_wrong", last)
     _, d_low, d_high = _at(stats, f"{m}_preference_wrong_minus_null", last)
     _, f_low, f_high = _at(stats, f"{m}_final_wrong_minus_random")
+    _, s_low, s_high = _at(stats, f"{m}_final_wrong_minus_correct")
     defined = p_low is not None
     return {"preference": pref,
             "below_prior": None if not defined else p_high < PRIOR,
             "above_prior": None if not defined else p_low > PRIOR,
             "below_null": None if not defined else d_high < 0,
-            "suppressed": None if not defined else f_high < 0,
+            "below_random": None if not defined else f_high < 0,
+            "below_slot": None if not defined else s_high < 0,
+            "suppressed": None if not defined else (f_high < 0 and s_high < 0),
             "raised": None if not defined else f_low > 0}
 
 
@@ -601,19 +620,26 @@ def _suppression_phrase(stats: dict, m: str, last: int) -> str:
     if v["suppressed"] is None:
         verdict = "active suppression is undefined (no interval)"
     elif v["suppressed"]:
-        verdict = "lower after the wrong answer: active suppression of the correct answer by this null"
+        verdict = ("lower after the wrong answer than after a random word and than after the correct answer itself: "
+                   "active suppression of the correct answer, beyond the answer slot being filled")
+    elif v["below_random"]:
+        verdict = ("lower after the wrong answer than after a random word, but not lower than after the correct "
+                   "answer itself: not separable from the answer slot being filled (any answer lowers it), so no "
+                   "active suppression shown")
     elif v["raised"]:
-        verdict = "higher after the wrong answer than after a random word: no active suppression by this null"
+        verdict = "higher after the wrong answer than after a random word: no active suppression"
     else:
-        verdict = "the difference's interval holds 0: no active suppression shown by this null"
+        verdict = "the difference's interval holds 0: no active suppression shown"
     ratio = (1 - v["preference"]) / v["preference"] if v["preference"] > 0 else float("inf")
     return (f"{m}: at the last layer (model output) the preference p(c) / (p(c) + p(w)) for the correct answer as "
             f"the next token is {_fig(stats, f'{m}_preference_wrong', last)} after the wrong answer ((1 − P)/P = "
-            f"{ratio:.3g}), {_fig(stats, f'{m}_preference_wrong_null', last)} after a random word r against r, "
-            f"{_fig(stats, f'{m}_preference_query', last)} after the query alone: {prior}. The correct answer's "
-            f"next-token probability is {_fig(stats, f'{m}_final_after_wrong')} after the wrong answer and "
+            f"{ratio:.3g}): {prior}; it is {_fig(stats, f'{m}_preference_wrong_null', last)} after a random word r "
+            f"against r and {_fig(stats, f'{m}_preference_query', last)} after the query alone. The correct "
+            f"answer's next-token probability is {_fig(stats, f'{m}_final_after_wrong')} after the wrong answer, "
             f"{_fig(stats, f'{m}_final_after_random')} after a random word (paired difference "
-            f"{_fig(stats, f'{m}_final_wrong_minus_random')}): {verdict}.")
+            f"{_fig(stats, f'{m}_final_wrong_minus_random')}) and {_fig(stats, f'{m}_final_after_correct')} after "
+            f"the correct answer itself, the slot filled (paired difference "
+            f"{_fig(stats, f'{m}_final_wrong_minus_correct')}): {verdict}.")
 
 
 def _differences_phrase(stats: dict, n_layers: int) -> str:
@@ -626,23 +652,29 @@ def _differences_phrase(stats: dict, n_layers: int) -> str:
         if up is None:
             parts.append(f"{label}: undefined (fewer than {MIN_FACTS} facts)")
             continue
-        parts.append(f"{label} higher in post at {_layer_list(up, n_layers)}, lower at {_layer_list(down, n_layers)}")
+        parts.append(f"{label} higher in post {_layer_list(up, n_layers)}, lower {_layer_list(down, n_layers)}")
     final = _fig(stats, "final_after_wrong_post_minus_base")
     return ("Post − base (paired: the same prompts and tokens in both; interval excluding 0): " + "; ".join(parts)
             + f"; the correct answer's next-token probability after the wrong answer changes by {final}.")
 
 
 def _verdict_words(stats: dict, m: str, mid: int, last: int, n_layers: int) -> dict[str, str]:
-    """Model ``m``'s answers to the paper's three readings, each ``"seen"``, ``"not seen"`` or ``"undefined"``:
-    rotation rather than rescaling at mid-depth (and the same for the random-word null), the last layer's
-    preference after the wrong answer below 0.5, and active suppression (below the random-word null)."""
+    """Model ``m``'s answers to the paper's readings, each ``"seen"``, ``"not seen"`` or ``"undefined"``: about
+    equal magnitude at mid-depth (the norm ratio's interval within :data:`EQUAL_BAND`), the angle growing through
+    mid-depth (angle at mid-depth minus at layer 0, paired interval above 0), rotation rather than rescaling at
+    mid-depth (and the same for the random-word null), the last layer's preference after the wrong answer below
+    0.5, and active suppression (below the random-word null and below the slot-filled control)."""
     def word(flag):
         return "undefined" if flag is None else "seen" if flag else "not seen"
 
     rot = _layers_where(stats, f"{m}_rotation_share", n_layers, "above", ROTATION_MAJORITY)
     null = _layers_where(stats, f"{m}_rotation_share_null", n_layers, "above", ROTATION_MAJORITY)
     sup = _suppression(stats, m, last)
-    return {"rotation": word(None if rot is None else mid in rot),
+    _, r_low, r_high = _at(stats, f"{m}_norm_ratio", mid)
+    _, g_low, _ = _at(stats, f"{m}_angle_growth")
+    return {"equal": word(None if r_low is None else EQUAL_BAND[0] <= r_low and r_high <= EQUAL_BAND[1]),
+            "growth": word(None if g_low is None else g_low > 0),
+            "rotation": word(None if rot is None else mid in rot),
             "rotation_null": word(None if null is None else mid in null),
             "below_prior": word(sup["below_prior"]), "suppression": word(sup["suppressed"])}
 
@@ -662,14 +694,20 @@ def _summary(plan: _Plan, stats: dict, n_layers: int) -> tuple[str, str]:
     parts.append("Marín 2026 (abstract) reports displacements of about equal magnitude that rotate apart, the angle "
                  "growing through mid-depth, and a late-layer preference far below 0.5 after the incorrect answer "
                  "(about 11.5× more probability on it), the model actively suppressing the correct answer; here "
-                 "rotation rather than rescaling at mid-depth is "
+                 f"about equal magnitude at mid-depth (‖wrong‖/‖correct‖'s interval within "
+                 f"[{EQUAL_BAND[0]:g}, {EQUAL_BAND[1]:g}]) is "
+                 + ", ".join(f"{words[m]['equal']} in {m}" for m in _MODELS)
+                 + ", the angle growing from layer 0 to mid-depth (paired difference "
+                 + ", ".join(f"{m} {_fig(stats, f'{m}_angle_growth', unit='°')}" for m in _MODELS) + ") is "
+                 + ", ".join(f"{words[m]['growth']} in {m}" for m in _MODELS)
+                 + ", rotation rather than rescaling at mid-depth is "
                  + ", ".join(f"{words[m]['rotation']} in {m}" for m in _MODELS)
                  + " (for a random word in place of the wrong answer: "
                  + ", ".join(f"{words[m]['rotation_null']} in {m}" for m in _MODELS)
                  + "), the last layer's preference after the wrong answer below 0.5 is "
                  + ", ".join(f"{words[m]['below_prior']} in {m}" for m in _MODELS)
                  + ", and active suppression (the correct answer's next-token probability after the wrong answer "
-                 "below that after a random word) is "
+                 "below that after a random word and that after the correct answer itself) is "
                  + ", ".join(f"{words[m]['suppression']} in {m}" for m in _MODELS) + ".")
     parts.append(_differences_phrase(stats, n_layers))
     headline = ("Rotation share at mid-depth (layer " + str(mid) + ") "

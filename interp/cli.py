@@ -90,7 +90,9 @@ def _user_concepts(values: list[str] | None) -> dict[str, list[str]]:
 
 def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | None = None) -> None:
     """One argument group per comparison section, generated from its declared options
-    (:class:`interp.compare.Param`): ``--<section>-<option>``; ``user`` concepts (``--concept``) too."""
+    (:class:`interp.compare.Param`): ``--<section>-<option>``, underscores written as hyphens in both
+    (``--truth-spectrum-seed``; the spelling with the section's own underscore is accepted too); ``user`` concepts
+    (``--concept``) too."""
     from interp.compare import concepts, get_section
 
     sections = {name: get_section(name) for name in concepts()}
@@ -109,7 +111,9 @@ def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | 
                 kw["action"] = argparse.BooleanOptionalAction
             else:
                 kw.update(type=p.type, choices=p.choices, metavar=p.type.__name__.upper() if p.choices is None else None)
-            group.add_argument(f"--{name}-{p.name.replace('_', '-')}", **kw)
+            flag = p.name.replace("_", "-")
+            spellings = dict.fromkeys([f"--{name.replace('_', '-')}-{flag}", f"--{name}-{flag}"])
+            group.add_argument(*spellings, **kw)
 
 
 def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:

@@ -151,6 +151,13 @@ def test_section_on_the_organism(organism):
             assert row[4] <= row[3] <= row[5]
     assert "undefined: 2 defined kind pairs" in result.readings["summary"]
     assert {p["reading"] for p in result.plots} <= set(result.readings)
+    # the headline's count of kind-specific directions is read from the erasure table (after-interval above null)
+    for m in ("base", "post"):
+        after = [r for r in rows if r[0] == m and r[2] == "after LEACE" and r[1] != "all kinds"]
+        kept = [r[1] for r in after if r[4] is not None and r[4] > r[6]]
+        assert f"{m} (layer {result.matrices[f'generalization_{m}']['layer']}): R² undefined: 2 defined kind pairs" \
+            in result.readings["headline"]
+        assert f"a kind-specific direction survives in {len(kept)} of {len(kinds)} kinds" in result.readings["headline"]
 
 
 def test_runs_through_compare(organism, tmp_path):

@@ -242,6 +242,37 @@ def _num(x, digits: int = 2) -> str:
     return "undefined" if x is None or x != x else f"{x:.{digits}f}"
 
 
+def _verdict(spec: dict, layers: dict) -> str:
+    """The headline: per model, whether the probes' geometry explains their generalization (R²'s interval above
+    its permutation null), whether LEACE of the shared label left the pooled probe at chance (its Wilson interval
+    holding its shuffled-label null), and in how many kinds a kind-specific direction survives the erasure (the
+    kind's refitted probe's interval above its null)."""
+    parts = []
+    for m in _MODELS:
+        s, r = spec[m], spec[m].relation
+        if r["undefined"] is not None:
+            rel = f"R² undefined: {r['undefined']}"
+        else:
+            beats = r["r2_ci_low"] is not None and r["r2_null"] is not None and r["r2_ci_low"] > r["r2_null"]
+            rel = (f"Mahalanobis cosine {'explains' if beats else 'does not explain beyond its null'} cross-kind "
+                   f"AUROC (R² {_num(r['r2'])} [{_num(r['r2_ci_low'])}, {_num(r['r2_ci_high'])}], null "
+                   f"{_num(r['r2_null'])})")
+        pooled = s.erasure["all kinds"]
+        if pooled["undefined"]:
+            shared = "LEACE removes the shared direction (no class-mean difference left)"
+        elif pooled["after_ci_low"] > pooled["after_null"]:
+            shared = (f"after LEACE the pooled probe still reads {_num(pooled['after'])} [{_num(pooled['after_ci_low'])}"
+                      f", {_num(pooled['after_ci_high'])}] on held-out statements (null {_num(pooled['after_null'])}): "
+                      "residual decodability LEACE's in-sample guarantee does not cover")
+        else:
+            shared = f"after LEACE the pooled probe is at its null ({_num(pooled['after'])})"
+        specific = [k for k in s.kinds if not s.erasure[k]["undefined"]
+                    and s.erasure[k]["after_ci_low"] > s.erasure[k]["after_null"]]
+        parts.append(f"{m} (layer {layers[m]}): {rel}; {shared}; a kind-specific direction survives in "
+                     f"{len(specific)} of {len(s.kinds)} kinds" + (f" ({', '.join(specific)})" if specific else ""))
+    return "; ".join(parts) + "."
+
+
 def _summary(spec: dict, layers: dict, n_val: int) -> str:
     parts = []
     for m in _MODELS:
@@ -252,18 +283,20 @@ def _summary(spec: dict, layers: dict, n_val: int) -> str:
                f"{_num(r['slope'])}" if r["undefined"] is None else
                f"R² of AUROC on Mahalanobis cosine undefined: {r['undefined']}")
         pooled = s.erasure["all kinds"]
-        after = (f"keeps {pooled['mean_gap_left']:.1e} of its class-mean difference, so its probe has no direction"
-                 if pooled["undefined"] else f"reads {_num(pooled['after'])} [{_num(pooled['after_ci_low'])}, "
-                 f"{_num(pooled['after_ci_high'])}] (before {_num(pooled['before'])}, null "
-                 f"{_num(pooled['after_null'])})")
+        after = (f"keeps {pooled['mean_gap_left']:.1e} of its class-mean difference on the training statements, so "
+                 f"its probe has no direction" if pooled["undefined"] else
+                 f"reads {_num(pooled['after'])} [{_num(pooled['after_ci_low'])}, {_num(pooled['after_ci_high'])}] "
+                 f"on the test statements (before {_num(pooled['before'])}, null {_num(pooled['after_null'])})")
         kinds = ", ".join(f"{k} {_num(s.erasure[k]['before'])}→{_num(s.erasure[k]['after'])} "
+                          f"[{_num(s.erasure[k]['after_ci_low'])}, {_num(s.erasure[k]['after_ci_high'])}] "
                           f"(null {_num(s.erasure[k]['after_null'])})" for k in s.kinds)
         parts.append(f"{m} (layer {layers[m]}): mean off-diagonal generalization accuracy {_num(float(off.mean()))} "
-                     f"(diagonal {_num(float(np.diag(s.accuracy).mean()))}); {rel}. After LEACE of the shared "
-                     f"truth label the all-kinds training set {after}; each kind's own probe "
-                     f"before→after: {kinds}")
+                     f"(diagonal {_num(float(np.diag(s.accuracy).mean()))}; point values, each pair in the "
+                     f"matrices); {rel}. After LEACE of the shared truth label (fitted on the training statements) "
+                     f"the all-kinds probe {after}; each kind's own probe before→after, on its test statements "
+                     f"with the after-value's Wilson interval: {kinds}")
     return (f"Layers chosen by the all-kinds probe's validation accuracy ({n_val} validation statements); test "
-            "figures, 95% intervals. " + " | ".join(parts) + ".")
+            "figures. " + " | ".join(parts) + ".")
 
 
 def truth_spectrum_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int = 32, progress: bool = True,
@@ -372,6 +405,7 @@ def _result(spec, at, per_layer, layer_ids, n_val, run, probe, seed, kinds) -> C
     ]
     readings = {
         "summary": _summary(spec, at, n_val),
+        "headline": _verdict(spec, at),
         "validation": "Accuracy of a probe fitted on every kind's training statements outside the validation share, "
                       "on that share: each model's analysed layer is its maximum.",
         "relation": "Each point is a probe of one kind scored on another kind's test statements: x its Mahalanobis "

@@ -265,3 +265,12 @@ def test_too_few_texts_leave_the_intervals_undefined(pair, texts):
         assert entry["kl_ci_low"] is None and entry["cka_ci_high"] is None
     assert f"No intervals: {why}." in res.readings["summary"] and "[no interval]" in res.readings["summary"]
 
+
+
+def test_repeated_texts_are_one_group_so_copies_give_no_interval():
+    from interp.compare._corpus import as_corpus, draw_texts
+
+    c = as_corpus(["a b", "c d", "a b", "e f"], None, "x")
+    assert c.groups == ("text:0", "text:1", "text:0", "text:3")
+    d = draw_texts(["same"] * 6, [{"group": "g1"}, *[{}] * 5], 10, 0, "x")
+    assert set(d.groups) == {"g1"}  # six copies: one group, whatever their own groups were

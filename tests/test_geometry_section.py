@@ -117,7 +117,7 @@ def test_a_model_compared_with_itself_moves_nowhere(pair, texts):
             assert entry[key] == 0.0, key
         assert entry["base_rankme"] == entry["post_rankme"]
     assert res.readings["headline"] == "Neither measure moves one way at most layers: no direction is seen."
-    assert "the interval holds 0 at 6" in res.readings["summary"]
+    assert "the interval holds 0 at 6 layers (0-5)" in res.readings["summary"]
 
 
 def test_one_row_per_text_and_an_undefined_alpha(pair, texts):
@@ -129,13 +129,15 @@ def test_one_row_per_text_and_an_undefined_alpha(pair, texts):
     reason = (f"the fit range ends at eigen-rank 100, but {N_TEXTS} rows of width 128 have at most min(n − 1, d) = "
               f"{N_TEXTS - 1} covariance eigenvalues")
     assert res.setup["undefined"]["base layer 0: alpha"] == reason
-    assert f"α-ReQ post − base is undefined at every layer ({reason})" in res.readings["summary"]
+    assert f"whether α-ReQ moves in post is undefined at every layer ({reason})" in res.readings["summary"]
     assert "α-ReQ fit over eigen-ranks" not in res.readings["summary"]
     rm = res.setup["layers read"]["rankme"]
     majority = next((k for k in ("entropy-seeking", "compression-seeking") if len(rm[k]) > rm["defined"] / 2), None)
     assert res.readings["headline"] == (
-        "Neither measure moves one way at most layers: no direction is seen." if majority is None else
-        f"Only RankMe moves one way at most layers ({majority}); α-ReQ does not: no direction is called.")
+        "Neither measure moves one way at most layers: no direction is seen (α-ReQ is undefined at every layer)."
+        if majority is None else
+        f"Only RankMe moves one way at most layers ({majority}); α-ReQ is undefined at every layer: no direction "
+        f"is called.")
     assert len(res.plots) == 3  # no spectrum to draw without alpha's spectra
 
 
@@ -170,6 +172,8 @@ def test_the_summary_reads_the_figures(result):
     reading = result.setup["layers read"]["rankme"]
     assert (f"RankMe is higher in post (entropy-seeking) at {len(reading['entropy-seeking'])} of "
             f"{reading['defined']} layers") in summary
+    assert G._at_layers([]) == "at 0 layers" and G._at_layers([5]) == "at 1 layer (5)"
+    assert G._at_layers([1, 2, 3, 5], 6) == "at 4 of 6 layers (1-3, 5)"
     assert f"{last['base_rankme']:.3g} [{last['base_rankme_ci_low']:.3g}, {last['base_rankme_ci_high']:.3g}] in base" \
            in summary
     assert f"an isotropic Gaussian of this n and d gives {last['rankme_isotropic']:.3g}" in summary
@@ -197,7 +201,7 @@ def test_runs_through_compare_and_renders(pair, tmp_path):
     _render_in_chromium(tmp_path / "report.html", len(figs), tmp_path)
 
 
-def test_bad_options_are_refused(pair, texts):
+def test_bad_options_are_refused(pair, texts, tmp_path):
     with pytest.raises(ValueError, match="option 'rows' of section 'geometry' must be one of 'tokens', 'last'; "
                                          "got 'all'"):
         SECTION.options({"rows": "all"})
@@ -206,8 +210,16 @@ def test_bad_options_are_refused(pair, texts):
     with pytest.raises(ValueError, match="fit_last 200 exceeds the model's width d_model = 128: its covariance has at "
                                          "most 128 eigenvalues; pass fit_last <= 128"):
         SECTION.check(pair, **SECTION.options({"fit_last": 200}))
-    with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got 12..13"):
-        SECTION.check(pair, **SECTION.options({"fit_last": 13}))
+    with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got --geometry-fit-first 12 --geometry-fit-last 13"):
+        SECTION.options({"fit_last": 13})  # refused before any model boots
+    with pytest.raises(ValueError, match="rows='last' reads one row per text, so 64 texts give at most 63 eigenvalues"):
+        SECTION.options({"rows": "last"})
+    assert SECTION.options({"rows": "last", "fit_last": 50})["rows"] == "last"
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(f'{{"text": "text number {i}"}}' for i in range(4)))
+    with pytest.raises(ValueError, match="give either a built-in corpus .* or your file .*, not both"):
+        SECTION.options({"corpus": "truth", "data": str(corpus)})
+    assert SECTION.options({"data": str(corpus)})["data"] == str(corpus)
     with pytest.raises(ValueError, match="option 'n_isotropic' of section 'geometry' must be >= 1; got 0"):
         SECTION.options({"n_isotropic": 0})
     with pytest.raises(ValueError, match="rows must be 'tokens' or 'last'; got 'every'"):
@@ -223,6 +235,7 @@ def test_too_few_texts_leave_the_intervals_undefined(pair, texts):
     for entry in res.per_layer:
         assert isinstance(entry["base_rankme"], float) and entry["base_rankme_ci_low"] is None
         assert entry["rankme_diff_ci_high"] is None and entry["base_alpha"] is None  # 3 texts: far fewer than 101 rows
-    assert f"RankMe post − base is undefined at every layer ({why})" in res.readings["summary"]
-    assert res.readings["headline"] == "Neither measure moves one way at most layers: no direction is seen."
+    assert f"whether RankMe moves in post is undefined at every layer ({why})" in res.readings["summary"]
+    assert res.readings["headline"] == ("No direction can be read: neither measure's post − base has an interval at "
+                                        "any layer.")
 

@@ -53,6 +53,8 @@ def test_ctrl_c_keeps_finished_sections_and_a_rerun_resumes_from_them(pair, sect
     assert isinstance(err.value, KeyboardInterrupt)
     assert err.value.section == "resume_b" and err.value.kept == ["resume_a"] and err.value.out == out
     assert "kept resume_a in" in str(err.value) and "run the same command again to resume" in str(err.value)
+    assert "(report.html shows it)" in str(err.value)  # one section kept
+    assert (out / "config.toml").is_file()  # the configuration to run again is there already
     # the folder is a valid report of the finished section, and says what was still to run
     kept = Comparison.load(out)
     assert list(kept.concepts) == ["resume_a"] and kept.manifest["incomplete"] == ["resume_b", "resume_c"]

@@ -179,12 +179,12 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     problem = None if out is None else output_folder_problem(out)
     if problem:
         raise ValueError(f"--out {str(out)!r} {problem}; the report needs a folder")
-    if out is not None and (Path(out) / "report.json").exists():
-        log.warning("%s holds a report; this run replaces it (keeping the sections it holds from a run of the "
-                    "same configuration, unless fresh)", out)
     sections = {name: own[name] if name in own else get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
+    if out is not None and (Path(out) / "report.json").exists():  # said once nothing above refused the run
+        log.warning("%s holds a report; this run replaces it (keeping the sections it holds from a run of the "
+                    "same configuration, unless fresh)", out)
     return sections, chosen, sets
 
 
@@ -208,8 +208,9 @@ class Interrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         if self.out is None or not self.kept:
             return f"interrupted during the {self.section} section; no section had finished, nothing was kept"
+        shown = "it" if len(self.kept) == 1 else "them"
         return (f"interrupted during the {self.section} section; kept {', '.join(self.kept)} in {self.out} "
-                f"(report.html shows them); run the same command again to resume from there")
+                f"(report.html shows {shown}); run the same command again to resume from there")
 
 
 @lru_cache(maxsize=1)
@@ -456,15 +457,19 @@ def compare(
                 log.info("%s section: %.1f s", name, timings[name])
                 bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
                 if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
-                    write_report(comparison(results, used, concepts[i + 1:]), out)
-                    _write_resume(out, keys, results, timings)
+                    _keep(out, comparison(results, used, concepts[i + 1:]), keys, results, timings, config)
             if on_section is not None:
                 on_section(name, results[name], timings[name], name in previous)
 
     result = comparison(results, used, [])
     if out is not None:
-        write_report(result, out)
-        _write_resume(out, keys, results, timings)
-        # the configuration to run again: without its out folder, so a rerun never replaces this report unasked
-        write_config({k: v for k, v in config.items() if k != "out"}, out / "config.toml")
+        _keep(out, result, keys, results, timings, config)
     return result
+
+
+def _keep(out: Path, comparison: Comparison, keys: dict, results: dict, timings: dict, config: dict) -> None:
+    """Write what is finished: the report, the resume file, and ``config.toml`` (the configuration to run again:
+    without its out folder, so a rerun never replaces this report unasked)."""
+    write_report(comparison, out)
+    _write_resume(out, keys, results, timings)
+    write_config({k: v for k, v in config.items() if k != "out"}, out / "config.toml")

@@ -99,6 +99,18 @@ def corpus_params(what: str, n_texts: int) -> tuple:
     )
 
 
+def check_corpus_choice(section: str, options: dict, given: frozenset) -> None:
+    """Refuse a corpus name and a corpus file given together (the file would win, the name silently ignored).
+
+    Raises:
+        ValueError: both ``corpus`` and ``data`` given explicitly.
+    """
+    if {"corpus", "data"} <= given and options["data"] is not None:
+        flag = section.replace("_", "-")
+        raise ValueError(f"{section}: give either a built-in corpus (--{flag}-corpus {options['corpus']}) or your "
+                         f"file (--{flag}-data {options['data']}), not both")
+
+
 def load_corpus(ctx, corpus: str, data: str | None, n_texts: int, seed: int) -> Corpus:
     """The texts a section reads (module docstring): the user's file when ``data`` names one, else the set
     ``corpus`` (the organism's own on the bundled organism, ``ctx.data``'s where it provides it)."""
@@ -123,8 +135,20 @@ def as_corpus(texts: Sequence[str], meta, source: str) -> Corpus:
     texts = tuple(texts)
     if len(texts) < 2:
         raise ValueError(f"the corpus {source!r} has {len(texts)} text(s); at least 2 are needed")
+    return Corpus(texts, _groups(texts, meta, range(len(texts))), source)
+
+
+def _groups(texts: Sequence[str], meta, rows) -> tuple[str, ...]:
+    """The group of each of ``rows``: ``meta["group"]``, else a group of its own; a text repeated (the same
+    string) joins the group of its first occurrence, so repeats are resampled as one text, never as independent
+    evidence (six copies of one text are one group: no interval)."""
     meta = list(meta) if meta else [{}] * len(texts)
-    return Corpus(texts, tuple(str((m or {}).get("group", f"text:{i}")) for i, m in enumerate(meta)), source)
+    first: dict[str, str] = {}
+    out = []
+    for i in rows:
+        own = str((meta[i] or {}).get("group", f"text:{i}"))
+        out.append(first.setdefault(texts[i], own))
+    return tuple(out)
 
 
 def draw_texts(texts: Sequence[str], meta, n_texts: int, seed: int, where: str) -> Corpus:
@@ -137,11 +161,10 @@ def draw_texts(texts: Sequence[str], meta, n_texts: int, seed: int, where: str) 
     texts = list(texts)
     if len(texts) < 2:
         raise ValueError(f"the corpus {where!r} has {len(texts)} text(s); at least 2 are needed")
-    meta = list(meta) if meta else [{}] * len(texts)
     rows = np.arange(len(texts))
     if len(texts) > n_texts:
         rows = np.sort(np.random.default_rng(seed).choice(len(texts), n_texts, replace=False))
-    groups = tuple(str((meta[i] or {}).get("group", f"text:{i}")) for i in rows)
+    groups = _groups(texts, meta, rows)
     drawn = (f"all {len(texts)} texts" if len(rows) == len(texts) else
              f"{len(rows)} texts drawn with the seed from {len(texts)}")
     return Corpus(tuple(texts[i] for i in rows), groups, f"{where}: {drawn}, every split")

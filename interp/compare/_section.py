@@ -128,6 +128,9 @@ class Section:
         check: called as ``check(pair, **options)`` once the pair is booted and before any section runs, to refuse
             options that depend on the model (a layer count, a width) before minutes of other sections' work;
             raises ``ValueError`` to refuse.
+        validate: called as ``validate(options, given)`` by :meth:`options`, before any model boots: every option
+            (defaults filled in) and the names of those given explicitly, to refuse combinations of options
+            (``fit_first`` after ``fit_last``, a corpus name and a corpus file); raises ``ValueError``.
     """
 
     name: str
@@ -135,12 +138,14 @@ class Section:
     params: tuple[Param, ...] = field(default_factory=tuple)
     help: str = ""
     check: Callable[..., None] | None = None
+    validate: Callable[[dict, frozenset], None] | None = None
 
     def options(self, given: dict | None = None) -> dict[str, Any]:
         """Every option of the section: ``given`` checked (:meth:`Param.check`), defaults for the rest.
 
         Raises:
-            ValueError: an option the section does not take (the error lists those it does), or a bad value.
+            ValueError: an option the section does not take (the error lists those it does), a bad value, or a
+                combination :attr:`validate` refuses.
         """
         given = dict(given or {})
         known = {p.name: p for p in self.params}
@@ -148,7 +153,10 @@ class Section:
         if unknown:
             raise ValueError(f"section {self.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
                              f"{', '.join(known) or 'none'}")
-        return {name: p.check(self.name, given[name]) if name in given else p.default for name, p in known.items()}
+        out = {name: p.check(self.name, given[name]) if name in given else p.default for name, p in known.items()}
+        if self.validate is not None:
+            self.validate(out, frozenset(given))
+        return out
 
 
 def register(section: Section, *, replace: bool = False) -> Section:

@@ -64,8 +64,8 @@ import torch
 from ..geometry import linear_cka, next_token_divergence
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._corpus import (MIN_GROUPS, Corpus, States, as_corpus, corpus_params, group_intervals, jackknife_intervals,
-                      load_corpus, token_states)
+from ._corpus import (MIN_GROUPS, Corpus, States, as_corpus, check_corpus_choice, corpus_params, group_intervals,
+                      jackknife_intervals, load_corpus, token_states)
 from ._section import Param, Section
 
 __all__ = ["NULL_TOKENS", "SECTION", "divergence_section", "lens_logprobs", "misaligned"]
@@ -528,7 +528,11 @@ def _run(ctx, *, corpus: str = "languages", data: str | None = None, n_texts: in
                               **options)
 
 
-SECTION = Section("divergence", _run, check=_check_pair,
+def _validate(options: dict, given: frozenset) -> None:
+    check_corpus_choice("divergence", options, given)
+
+
+SECTION = Section("divergence", _run, check=_check_pair, validate=_validate,
                   help="where post-training changed the model: CKA, relative change and logit-lens KL/JS of base "
                        "and post per layer, and the tokens where they diverge most", params=(
     *corpus_params("the two models read", 24),

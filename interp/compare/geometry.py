@@ -63,7 +63,7 @@ from ..geometry import alpha_req, rankme
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ._corpus import MIN_GROUPS, States, as_corpus, corpus_params, jackknife_blocks, jackknife_intervals
-from ._corpus import load_corpus, token_states
+from ._corpus import check_corpus_choice, load_corpus, token_states
 from ._section import Param, Section, layer_runs
 
 __all__ = ["SECTION", "geometry_section"]
@@ -210,8 +210,11 @@ def _reading(curves: dict, measure: str, n_layers: int) -> dict:
     return {**by, "defined": defined, "majority": majority}
 
 
-def _runs(layers) -> str:
-    return layer_runs(layers) or "none"
+def _at_layers(layers, of: int | None = None) -> str:
+    """``"at 0 layers"``, ``"at 1 layer (5)"``, ``"at 4 of 6 layers (1-3, 5)"`` (``of`` given)."""
+    n = len(layers)
+    count = f"{n} of {of}" if of is not None else str(n)
+    return f"at {count} layer{'' if n == 1 and of is None else 's'}" + (f" ({layer_runs(layers)})" if n else "")
 
 
 def _rank_bound(n: int, d: int, convention: str) -> str:
@@ -237,26 +240,31 @@ def _measure_phrase(curves: dict, reading: dict, measure: str, why: dict) -> str
     label, n_layers = _LABEL[measure], len(curves[f"{measure}_diff"])
     if not reading["defined"]:
         reason = next((v for k, v in why.items() if k.endswith(measure)), why.get("intervals", "no interval"))
-        return f"{label} post − base is undefined at every layer ({reason})"
+        return f"whether {label} moves in post is undefined at every layer ({reason})"
     up = "higher" if _ENTROPY_SIGN[measure] > 0 else "lower"
     down = "lower" if up == "higher" else "higher"
-    return (f"{label} is {up} in post (entropy-seeking) at {len(reading['entropy-seeking'])} of "
-            f"{reading['defined']} layers ({_runs(reading['entropy-seeking'])}), {down} (compression-seeking) at "
-            f"{len(reading['compression-seeking'])} ({_runs(reading['compression-seeking'])}), and the interval "
-            f"holds 0 at {len(reading['interval holds 0'])}"
+    return (f"{label} is {up} in post (entropy-seeking) "
+            f"{_at_layers(reading['entropy-seeking'], reading['defined'])}, {down} (compression-seeking) {_at_layers(reading['compression-seeking'])}, and the "
+            f"interval holds 0 {_at_layers(reading['interval holds 0'])}"
             + (f"; undefined at {len(reading['undefined'])} of {n_layers}" if reading["undefined"] else ""))
 
 
 def _verdict(readings: dict) -> str:
     r, a = readings["rankme"]["majority"], readings["alpha"]["majority"]
+    defined = {"RankMe": readings["rankme"]["defined"] > 0, "α-ReQ": readings["alpha"]["defined"] > 0}
+    if not any(defined.values()):
+        return "No direction can be read: neither measure's post − base has an interval at any layer."
     if r is not None and r == a:
         return f"Post is {r} relative to base at most layers by both measures."
     if r is None and a is None:
-        return "Neither measure moves one way at most layers: no direction is seen."
+        undefined = [k for k, v in defined.items() if not v]
+        return ("Neither measure moves one way at most layers: no direction is seen"
+                + (f" ({undefined[0]} is undefined at every layer)." if undefined else "."))
     if r is not None and a is not None:
         return f"The measures disagree: RankMe reads {r}, α-ReQ {a}, at most layers."
     one, other = ("RankMe", "α-ReQ") if r is not None else ("α-ReQ", "RankMe")
-    return f"Only {one} moves one way at most layers ({r or a}); {other} does not: no direction is called."
+    does = "is undefined at every layer" if not defined[other] else "does not"
+    return f"Only {one} moves one way at most layers ({r or a}); {other} {does}: no direction is called."
 
 
 def _summary(curves, readings, states, corpus, n, d, rows, convention, fit, max_tokens, why) -> str:
@@ -271,7 +279,8 @@ def _summary(curves, readings, states, corpus, n, d, rows, convention, fit, max_
                      f"{_ci(curves, f'base_{measure}', last)} in base and {_num(curves[f'post_{measure}'][last])} "
                      f"{_ci(curves, f'post_{measure}', last)} in post (an isotropic Gaussian of this n and d gives "
                      f"{_num(iso)}), post − base {_num(curves[f'{measure}_diff'][last])} "
-                     f"{_ci(curves, f'{measure}_diff', last)} (0 for an unchanged model).")
+                     f"{_ci(curves, f'{measure}_diff', last)} (0 for an unchanged model"
+                     + ("" if readings[measure]["defined"] else "; a point value, no interval") + ").")
     if np.isfinite(curves["base_alpha_r2"]).any():
         r2 = np.concatenate([curves[f"{m}_alpha_r2"] for m in _MODELS])
         parts.append(f"The α-ReQ fit over eigen-ranks {fit[0]}..{fit[1]} has R² {_num(np.nanmin(r2))} to "
@@ -491,13 +500,33 @@ def _check_pair(pair, *, fit_first=12, fit_last=100, **_) -> None:
     _check_fit(fit_first, fit_last, int(pair.base.cfg.d_model))
 
 
+def _validate(options: dict, given: frozenset) -> None:
+    """Before any model boots: the corpus choice, the fit range's order, and with ``rows="last"`` enough texts for
+    the fit range (one row per text: at most ``n_texts - 1`` centred eigenvalues).
+
+    Raises:
+        ValueError: as :func:`check_corpus_choice`; ``fit_last - fit_first < 2``; ``rows="last"`` with
+            ``n_texts <= fit_last`` (α undefined at every layer).
+    """
+    check_corpus_choice("geometry", options, given)
+    first, last = options["fit_first"], options["fit_last"]
+    if last - first < 2:
+        raise ValueError(f"geometry: fit_first and fit_last must satisfy fit_last - fit_first >= 2 (at least 3 "
+                         f"eigen-ranks); got --geometry-fit-first {first} --geometry-fit-last {last}")
+    if options["rows"] == "last" and options["n_texts"] <= last:
+        raise ValueError(f"geometry: rows='last' reads one row per text, so {options['n_texts']} texts give at most "
+                         f"{options['n_texts'] - 1} eigenvalues, short of the α-ReQ fit range's end {last}: α would be "
+                         f"undefined at every layer; pass --geometry-n-texts {last + 1} or more (a corpus that "
+                         f"large), or --geometry-fit-last below {options['n_texts']}")
+
+
 def _run(ctx, *, corpus: str = "languages", data: str | None = None, n_texts: int = 64, **options) -> ConceptResult:
     c = load_corpus(ctx, corpus, data, n_texts, options["seed"])
     return geometry_section(ctx.pair, c.texts, groups=c.groups, corpus_source=c.source, progress=ctx.progress,
                             **options)
 
 
-SECTION = Section("geometry", _run, check=_check_pair,
+SECTION = Section("geometry", _run, check=_check_pair, validate=_validate,
                   help="RankMe and α-ReQ of base and post per layer: entropy- or compression-seeking post-training "
                        "(Li et al. 2025)", params=(
     *corpus_params("give the token matrices", 64),

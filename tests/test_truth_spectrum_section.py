@@ -121,6 +121,25 @@ def test_bad_inputs_refused():
         SECTION.options({"kinds": "a,b"})
 
 
+def test_statement_files_without_two_kinds_are_refused_before_boot(tmp_path):
+    import csv
+
+    def write(name, kinds):
+        path = tmp_path / name
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["statement", "label", *(["kind"] if kinds else []), "city"])
+            for i in range(40):
+                w.writerow([f"Statement number {i} is here.", i % 2, *([kinds[i % len(kinds)]] if kinds else []), "x"])
+        return str(path)
+
+    with pytest.raises(ValueError, match="has no 'kind' column .*its other columns: city"):
+        SECTION.options({"data": write("none.csv", None)})
+    with pytest.raises(ValueError, match=r"at least 2 statement kinds .* has \['a'\]"):
+        SECTION.options({"data": write("one.csv", ["a"])})
+    assert SECTION.options({"data": write("two.csv", ["a", "a", "b", "b"])})["data"].endswith("two.csv")
+
+
 @pytest.fixture(scope="module")
 def organism():
     pair = interp.load_pair()

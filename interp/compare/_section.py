@@ -228,15 +228,18 @@ def user_data(ctx: SectionContext, name: str, files, seed: int = 0):
     return UserSets({name: files}, fallback=ctx.data, seed=seed)
 
 
-def data_param(name: str, help: str) -> Param:
+def data_param(name: str, help: str, check: Callable[[Any], None] | None = None) -> Param:
     """A section's ``data`` option: user files standing in for the set ``name``
     (:class:`~interp.datasets.UserSets`), checked before any model boots: they exist, parse, carry what the
-    set needs (labels, both classes, ...) and split."""
+    set needs (labels, both classes, ...) and split; then ``check(sets)`` (the :class:`~interp.datasets.UserSets`)
+    for what the section itself needs, raising ``ValueError``."""
     def validate(files):
         from ..datasets import UserSets
 
         sets = UserSets({name: files})
         sets._read(name)  # the content's errors now, not after minutes of booting a model
+        if check is not None:
+            check(sets)
 
     return Param("data", str, None, help, validate=validate)
 

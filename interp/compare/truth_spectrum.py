@@ -442,6 +442,28 @@ def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) 
                                   layers=None if layers is None else parse_layers(layers), **options)
 
 
+def _check_kinds(sets) -> None:
+    """Before any model boots: the user's statements carry a ``kind`` column with at least 2 kinds that each hold
+    both labels.
+
+    Raises:
+        ValueError: no ``kind`` column, or fewer than 2 kinds with both labels.
+    """
+    rows = [sets.load("truth", split) for split in ("train", "test")]
+    meta = [m for r in rows for m in r.meta]
+    labels = [y for r in rows for y in r.labels]
+    source = rows[0].source
+    if not any("kind" in m for m in meta):
+        columns = sorted({k for m in meta for k in m if k != "group"})
+        raise ValueError(f"truth_spectrum compares kinds of statement, and {source} has no 'kind' column (one value "
+                         f"per row, e.g. cities / numbers); its other columns: {', '.join(columns) or 'none'}")
+    both = sorted(k for k in {m.get("kind") for m in meta}
+                  if len({y for m, y in zip(meta, labels) if m.get("kind") == k}) == 2)
+    if len(both) < 2:
+        raise ValueError(f"truth_spectrum needs at least 2 statement kinds that each hold true and false statements; "
+                         f"{source} has {both or 'none'}")
+
+
 def _position(value: str) -> None:
     from ..positions import parse_position
 
@@ -457,5 +479,6 @@ SECTION = Section("truth_spectrum", _run, help="whether truth is one direction a
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("probe", str, "mass_mean", "probe fitted per statement kind", PROBES),
     Param("seed", int, 0, "seed of the validation split, bootstrap, permutation and shuffled-label nulls"),
-    data_param("truth", "your statements: a file labelled true/false with a kind column, split 75/25"),
+    data_param("truth", "your statements: a file labelled true/false with a kind column, split 75/25",
+               check=_check_kinds),
 ))

@@ -254,8 +254,8 @@ def _verdict(spec: dict, layers: dict) -> str:
             rel = f"R² undefined: {r['undefined']}"
         else:
             beats = r["r2_ci_low"] is not None and r["r2_null"] is not None and r["r2_ci_low"] > r["r2_null"]
-            rel = (f"Mahalanobis cosine {'explains' if beats else 'does not explain beyond its null'} cross-kind "
-                   f"AUROC (R² {_num(r['r2'])} [{_num(r['r2_ci_low'])}, {_num(r['r2_ci_high'])}], null "
+            rel = (f"Mahalanobis cosine's fit to cross-kind AUROC is {'above' if beats else 'not above'} its "
+                   f"permutation null (R² {_num(r['r2'])} [{_num(r['r2_ci_low'])}, {_num(r['r2_ci_high'])}], null "
                    f"{_num(r['r2_null'])})")
         pooled = s.erasure["all kinds"]
         if pooled["undefined"]:

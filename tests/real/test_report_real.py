@@ -1,8 +1,8 @@
 """Real tier: the real pair's report (google/gemma-3-270m and its post-trained organism) as a person sees it.
 
 ``interp compare`` on the real pair, truth and refusal on small slices of the public datasets (160 Geometry-of-Truth
-statements, 48 harmful and 48 harmless requests: the sections' code paths at real scale, not their published
-figures), opened in headless Chromium: every figure drawn, nothing on the console, no request; the summary at
+statements, 48 harmful and 48 harmless requests, refusal candidates at three layers: the sections' code paths at
+real scale, not their published figures), opened in headless Chromium: every figure drawn, nothing on the console, no request; the summary at
 the top, the selected refusal candidate marked, replies stopped at the chat's end of turn. Saves
 ``artifacts/report-real.png``.
 """
@@ -51,14 +51,18 @@ def test_real_pair_report_shows_its_summary_marks_and_stopped_replies(tmp_path, 
     truth, harmful, harmless = _slices(tmp_path)
     out = tmp_path / "report-real"
     assert main(["compare", "--base", "gemma-270m-organism", "--concepts", "truth,refusal", "--truth-data", str(truth),
-                 "--refusal-data", f"{harmful},{harmless}", "--out", str(out)]) == 0
+                 "--refusal-data", f"{harmful},{harmless}", "--refusal-candidate-layers", "6,9,12",
+                 "--out", str(out)]) == 0
 
     dom = assert_renders(out / "report.html", tmp_path, 6)
     assert "Contents" in dom  # the summary: one linked line per section
     report = json.loads((out / "report.json").read_text())
     refusal = report["concepts"]["refusal"]
     marks = [m["marks"] for m in refusal["matrices"].values() if m.get("marks")]
-    assert marks and all(label == "selected" for ms in marks for _, _, label in ms)
+    # the candidate the steering rows use, marked on both heatmaps (on 48 requests none may pass Arditi's filters:
+    # the mark then says so)
+    assert len(marks) == 2 and all(label in ("selected", "steered with (no candidate qualifies)")
+                                   for ms in marks for _, _, label in ms)
     # replies stop at Gemma's end of turn: the marker itself never reaches the examples
     examples = [x for row in refusal["tables"]["steering"]["rows"] for x in row[6:8] if isinstance(x, str)]
     assert examples and not any("<end_of_turn>" in x or "<start_of_turn>" in x for x in examples)

@@ -50,6 +50,10 @@ __all__ = [
     "heldout_loss",
     "repetition_rate",
     "continuation_perplexity",
+    "longest_token_run",
+    "is_fluent",
+    "MAX_REPETITION",
+    "MAX_TOKEN_RUN",
     "language_of",
 ]
 
@@ -310,6 +314,35 @@ def repetition_rate(token_ids: Sequence[int], n: int = 4) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else float("nan")
 
 
+def longest_token_run(token_ids: Sequence[int]) -> int:
+    """The longest run of one token repeated back to back (``"c c c c"``, ``"to to to"``): 0 for no token, 1 when
+    no token follows itself."""
+    best = run = 0
+    prev = None
+    for t in token_ids:
+        run = run + 1 if t == prev else 1
+        best, prev = max(best, run), t
+    return best
+
+
+#: Largest seq-rep-4 (:func:`repetition_rate`) of a continuation still counted as fluent: above it more than half
+#: of its 4-grams repeat (a loop such as ``"cccccccc"`` or ``"city l l l l l"``).
+MAX_REPETITION = 0.5
+#: Longest run of one token still counted as fluent: a token three times in a row (``"est est est"``) is a stutter
+#: loop that a short continuation shows before it has any repeated 4-gram.
+MAX_TOKEN_RUN = 2
+
+
+def is_fluent(token_ids: Sequence[int]) -> bool:
+    """Whether a continuation is still text by the toolkit's rule: seq-rep-4 (Welleck et al. 2019) at most
+    :data:`MAX_REPETITION` (NaN, fewer than 4 tokens, passes) and no token more than :data:`MAX_TOKEN_RUN` times in
+    a row (:func:`longest_token_run`). The second test is this toolkit's: continuations of 6 to 12 tokens rarely
+    repeat a 4-gram even when they loop (``"city of Herakow to to to to k to"`` has seq-rep-4 0). Neither catches
+    every junk continuation (fluent-looking nonsense passes): read perplexity beside it."""
+    ids = list(token_ids)
+    return not repetition_rate(ids, 4) > MAX_REPETITION and longest_token_run(ids) <= MAX_TOKEN_RUN
+
+
 @torch.inference_mode()
 def continuation_perplexity(model, generations: Sequence[Generation], *, prompts: Tokenized | None = None
                             ) -> list[float]:
@@ -372,11 +405,13 @@ def language_of(text: str, languages: Sequence[str] | None = None, *, min_probab
             words are identified, see ``tests/steering/test_metrics.py``).
         languages: ISO 639-1 codes to choose among (e.g. ``("en", "fr", "de", "es")``); ``None``: all of them.
         min_probability: below this top probability the text is in no language (``None``): with four
-            languages, text without words (``"12 34"``: 0.25 each) or junk (``"Sure.alse.alse"``).
+            languages, text without words (``"12 34"``: 0.25 each) or some junk (``"Sure.alse.alse"``).
 
     Returns:
         The code, or ``None`` when ``text`` has no letter or no language reaches ``min_probability``.
-        Fluency is another question: ``"est au dort est au"`` is French (:func:`repetition_rate` says it loops).
+        Fluency is another question: ``"est au dort est au"`` is French (:func:`repetition_rate` says it loops),
+        and junk can still be given a language (``"aaaaaaaa"``, ``"c c c c"``): the identifier scores character
+        n-grams, not sense. Pair it with :func:`is_fluent`.
 
     Raises:
         ValueError: a code langid does not know, or ``min_probability`` outside [0, 1].

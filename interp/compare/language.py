@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from steering.metrics import MAX_REPETITION
+
 from ..collection import collect, collect_tokens_by_site, token_means
 from ..datasets import load
 from ..datasets import _world as W
@@ -423,8 +425,8 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
     """One steering-table row: ``ref``'s model under ``ivs``; next-token mass on ``lang``'s own tokens before
     and after (``before``: that mass and the continuations' share unsteered) and its gain, the share of
     continuations in ``lang`` before and after (:func:`steering.metrics.language_of`), the KL on neutral text,
-    an example continuation, the continuations' 95% Wilson interval, how many stay fluent (seq-rep-4 at most
-    :data:`MAX_REPETITION`) and the share in ``lang`` among those, with its Wilson interval (undefined when
+    an example continuation, the continuations' 95% Wilson interval, how many stay fluent
+    (:func:`steering.metrics.is_fluent`) and the share in ``lang`` among those, with its Wilson interval (undefined when
     none is fluent)."""
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence
@@ -443,11 +445,6 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
             _share_ci(fluent_share, len(kept)) if len(kept) else None]
 
 
-#: Largest seq-rep-4 (:func:`steering.metrics.repetition_rate`) of a continuation still counted as fluent, as
-#: in the SNMF section (:data:`interp.compare.snmf.MAX_REPETITION`).
-MAX_REPETITION = 0.5
-
-
 def _in_language(texts: list[str], lang: str, langs: tuple[str, ...]) -> np.ndarray:
     """``[n]`` bool: each continuation identified as ``lang`` among ``langs`` (:func:`steering.metrics.language_of`,
     its prompt's words not included)."""
@@ -457,12 +454,11 @@ def _in_language(texts: list[str], lang: str, langs: tuple[str, ...]) -> np.ndar
 
 
 def _fluent(texts: list[str], tokenizer) -> np.ndarray:
-    """``[n]`` bool: each continuation's seq-rep-4 is at most :data:`MAX_REPETITION` (fewer than 4 tokens:
-    fluent, nothing can repeat)."""
-    from steering.metrics import repetition_rate
+    """``[n]`` bool: each continuation fluent by :func:`steering.metrics.is_fluent` (no loop of 4-grams, no token
+    three times in a row)."""
+    from steering.metrics import is_fluent
 
-    rep = np.array([repetition_rate(tokenizer(t, add_special_tokens=False)["input_ids"], 4) for t in texts])
-    return ~(rep > MAX_REPETITION)
+    return np.array([is_fluent(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts], dtype=bool)
 
 
 def _cosine_bounds(run: _Run, seed: int) -> tuple:
@@ -579,7 +575,8 @@ def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
         for r in own_rows)
     return (f"Post model, window {run.window}, its own English→target directions added to {n_prompts} held-out "
             f"English prompts — {per_lang}. A continuation's language is langid.py's (among "
-            f"{'/'.join(run.langs)}); fluent: seq-rep-4 at most {MAX_REPETITION}. Shares with 95% Wilson "
+            f"{'/'.join(run.langs)}); fluent: seq-rep-4 at most {MAX_REPETITION} and no token three times in a row. "
+            f"Shares with 95% Wilson "
             f"intervals over prompts.")
 
 

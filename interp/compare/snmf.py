@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from .._progress import tqdm
 
+from steering.metrics import MAX_REPETITION, MAX_TOKEN_RUN
+
+from .._progress import tqdm
 from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
@@ -184,19 +186,16 @@ def _share(hits: np.ndarray) -> float:
 
 #: Random directions the SNMF steering null draws.
 N_RANDOM = 3
-#: Largest seq-rep-4 (:func:`steering.metrics.repetition_rate`) of a generation still counted as fluent: above it
-#: more than half of its 4-grams repeat (a loop such as "cccccccc" or "city l l l l l").
-MAX_REPETITION = 0.5
 
 
 def _fluency(model, gens, prompts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(fluent [n] bool, seq-rep-4 [n], perplexity [n] under the unsteered model)`` of generations
-    (:class:`steering.Generation`) from the tokenised ``prompts``; a generation too short for a 4-gram is fluent
-    (nothing repeats)."""
-    from steering.metrics import continuation_perplexity, repetition_rate
+    (:class:`steering.Generation`) from the tokenised ``prompts``; fluent by :func:`steering.metrics.is_fluent`
+    (no loop of 4-grams, no token three times in a row)."""
+    from steering.metrics import continuation_perplexity, is_fluent, repetition_rate
 
     rep = np.array([repetition_rate(g.token_ids, 4) for g in gens])
-    fluent = ~(rep > MAX_REPETITION)  # NaN (no 4-gram) counts as fluent
+    fluent = np.array([is_fluent(g.token_ids) for g in gens], dtype=bool)
     return fluent, rep, np.array(continuation_perplexity(model, gens, prompts=prompts))
 
 
@@ -449,7 +448,7 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: lis
                fluency) -> list:
     """One row of the steering table: the feature, its α and KL, the share of its top logit-lens tokens in
     unsteered and steered generations, an example, the random directions' share and the steered share's CI; then
-    the fluent generations (seq-rep-4 at most :data:`MAX_REPETITION`), the share and its CI among them (the
+    the fluent generations (:func:`steering.metrics.is_fluent`), the share and its CI among them (the
     random directions' among theirs), the mean seq-rep-4 and the median perplexity under the unsteered model."""
     tok = run.pair.tokenizer
     per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
@@ -548,7 +547,8 @@ def _steering_text(run: _Run) -> str:
         plain_rep, plain_ppl = (float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
                                 for x in run.plain_fluency[1:])
         return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
-                f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION}; "
+                f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION} and no token "
+                f"three times in a row; "
                 f"unsteered: mean seq-rep-4 {plain_rep:.2f}, perplexity {plain_ppl:.1f} under the unsteered "
                 f"model), and {len(up)} feature{'' if len(up) == 1 else 's'} raise{'s' if len(up) == 1 else ''} "
                 f"the share of their top logit-lens tokens among their fluent "
@@ -590,7 +590,7 @@ def _tables(run: _Run) -> dict[str, dict]:
                                  "logit-lens tokens", "steered example",
                                  f"share with a random direction (null, largest of {N_RANDOM})",
                                  f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)",
-                                 f"fluent generations (seq-rep-4 <= {MAX_REPETITION})",
+                                 f"fluent generations (seq-rep-4 <= {MAX_REPETITION}, no token 3x in a row)",
                                  "share steered, fluent generations only", "95% CI (fluent prompts)",
                                  "random direction, fluent generations only (largest)",
                                  "seq-rep-4 (mean)", "perplexity under the unsteered model (median)"],
@@ -627,8 +627,9 @@ def _setup(run: _Run) -> dict:
         "n_components": run.n_components, "sparsity": run.sparsity, "seeds": run.seeds, "described layer": run.layer,
         "target KL": run.target_kl, "neutral prompts": list(NEUTRAL),
         "features not steerable": {str(i): why for i, why in run.unsteerable.items()},
-        "fluency": (f"seq-rep-4 of each generation's tokens (Welleck et al. 2019: share of repeated 4-grams); fluent "
-                    f"at most {MAX_REPETITION}; success is read among fluent generations only; perplexity of the "
+        "fluency": (f"seq-rep-4 of each generation's tokens (Welleck et al. 2019: share of repeated 4-grams) at most "
+                    f"{MAX_REPETITION} and no token more than {MAX_TOKEN_RUN} times in a row (steering.metrics.is_fluent); "
+                    f"success is read among fluent generations only; perplexity of the "
                     "generated tokens under the unsteered post model given the prompt, reported beside"),
         "steering null": (f"{len(run.random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated "
                           f"to the same KL; the largest share they reach"

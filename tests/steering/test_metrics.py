@@ -157,3 +157,14 @@ def test_language_of_identifies_held_out_human_translations():
                      if y == k]
             hits = sum(language_of(t, LANGUAGES) == lang for t in texts)
             assert len(texts) >= 20 and hits / len(texts) >= limit, (key, lang, hits, len(texts))
+
+
+def test_fluency_catches_short_loops_that_seq_rep_4_misses():
+    from steering.metrics import is_fluent, longest_token_run, repetition_rate
+
+    loop = [1, 2, 3, 4, 5, 6, 6, 6, 6, 7, 6]  # "city of Herakow to to to to k to": no 4-gram repeats
+    assert repetition_rate(loop, 4) == 0.0 and longest_token_run(loop) == 4 and not is_fluent(loop)
+    assert is_fluent([1, 2, 2, 3, 4, 5]) and longest_token_run([1, 2, 2, 3]) == 2  # a doubled word is text
+    assert not is_fluent([5, 5, 5])  # "est est est"
+    assert not is_fluent([1, 2, 3, 4] * 3)  # seq-rep-4 5/9 > 0.5
+    assert is_fluent([]) and is_fluent([7]) and longest_token_run([]) == 0

@@ -327,7 +327,8 @@ def _compare(args) -> int:
     resumed = result.manifest.get("resumed", [])
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" + (" (taken from the earlier run)" if k in resumed else "")
                                     for k, v in result.timings.items())
-          + f"; total {sum(result.timings.values()):.0f} s")
+          + f"; total {sum(v for k, v in result.timings.items() if k not in resumed):.0f} s"
+          + (" this run" if resumed else ""))
     written = [name for name in ("report.json", "layers.csv", "directions.safetensors", "vectors")
                if (Path(args.out) / name).exists()]
     print(f"report: {Path(args.out) / 'report.html'}" + (f" (also {', '.join(written)})" if written else ""))
@@ -665,22 +666,38 @@ def _concepts() -> tuple[str, ...]:
 
 
 def _out_is_a_file(argv: list[str]) -> str | None:
-    """The error of ``interp compare`` / ``interp organism train`` given an ``--out`` they cannot write a folder
-    to (a file, a path under a file, an empty path: :func:`interp._checks.output_folder_problem`), found from the
-    command line alone; None otherwise."""
+    """The error of a command given an ``--out`` it cannot write to, found from the command line alone, before any
+    model boots or trains; None otherwise. ``compare``, ``collect`` and ``organism train`` need a folder
+    (:func:`interp._checks.output_folder_problem`: not a file, not under a file, not empty, writable);
+    ``organism train`` also refuses a folder that already holds files (it would overwrite them, the bundled weights
+    included); ``export`` needs a file whose folder can be written."""
     from ._checks import output_folder_problem
 
     command = argv[:2] if argv[:1] == ["organism"] else argv[:1]
-    if command not in (["compare"], ["organism", "train"]):
+    if command not in (["compare"], ["collect"], ["organism", "train"], ["export"]):
         return None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--out")
     out = pre.parse_known_args(argv[len(command):])[0].out
-    problem = None if out is None else output_folder_problem(out)
+    if out is None:
+        return None
+    name = " ".join(command)
+    if command == ["export"]:
+        if Path(out).is_dir():
+            return f"interp export: error: --out {out!r} is a folder; name the .gguf file to write"
+        problem = output_folder_problem(Path(out).parent) if str(out).strip() else "is empty"
+        if problem is not None:
+            return f"interp export: error: --out {out!r}: its folder {Path(out).parent} {problem}"
+        return None
+    problem = output_folder_problem(out)
+    if problem is None and command == ["organism", "train"] and Path(out).is_dir() and any(Path(out).iterdir()):
+        problem = "already holds files, which training would overwrite; choose a new or empty folder"
     if problem is None:
         return None
     if command == ["compare"]:
         return f"interp compare: error: --out {out!r} {problem}; the report needs a folder"
+    if command == ["collect"]:
+        return f"interp collect: error: --out {out!r} {problem}; the activations need a folder"
     return f"interp organism: error: --out {out!r} {problem}: the organism needs a folder there for base/ and post/"
 
 

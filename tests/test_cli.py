@@ -124,6 +124,19 @@ def test_a_bad_out_is_refused_before_any_model_boots_or_trains(tmp_path, monkeyp
         assert "cannot be written: no folder can be created in /proc" in capsys.readouterr().err
     with pytest.raises(ValueError, match="is under .*, which is a file; the report needs a folder"):
         interp.compare.compare(concepts=["truth"], out=afile / "sub")
+    # organism train never writes over a folder that holds files (the bundled weights among them)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "base").mkdir()
+    assert main(["organism", "train", "--out", str(full)]) == 2
+    assert "already holds files, which training would overwrite" in capsys.readouterr().err
+    # collect needs a folder; export a file whose folder can be written
+    assert main(["collect", "--tiny", "llama", "--out", str(afile)]) == 2
+    assert "is a file; the activations need a folder" in capsys.readouterr().err
+    assert main(["export", "--vector", "v.safetensors", "--out", str(afile / "x.gguf")]) == 2
+    assert f"its folder {afile} is a file" in capsys.readouterr().err
+    assert main(["export", "--vector", "v.safetensors", "--out", str(tmp_path)]) == 2
+    assert "is a folder; name the .gguf file to write" in capsys.readouterr().err
 
 
 def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch, capsys):

@@ -10,6 +10,7 @@ import pytest
 import interp
 from interp.compare import Interrupted, Param, Section, compare, register
 from interp.compare import _section
+from interp.datasets import load
 from interp.report import Comparison, ConceptResult
 
 CALLS: list[str] = []
@@ -22,6 +23,7 @@ def _run(name):
         if STOP["at"] == name:
             raise KeyboardInterrupt
         n = ctx.pair.base.cfg.n_layers
+        load("organism/truth", "test")  # a prompt set the manifest lists under this section
         return ConceptResult(name, list(range(n)), [{"layer": i, "value": scale * (i + 1)} for i in range(n)],
                              readings={"summary": f"{name} at scale {scale}"})
     return run
@@ -66,11 +68,15 @@ def test_ctrl_c_keeps_finished_sections_and_a_rerun_resumes_from_them(pair, sect
     resumed = compare(pair=pair, concepts=sections, out=out, progress=False)
     assert CALLS == ["resume_b", "resume_c"]  # resume_a was not run again
     assert resumed.manifest["resumed"] == ["resume_a"] and "incomplete" not in resumed.manifest
+    # the resumed section's prompt sets stay in the manifest, as an uninterrupted run lists them
+    listed = lambda m: sorted((e["section"], e["name"], e["split"]) for e in m["datasets"])  # noqa: E731
     assert resumed.timings["resume_a"] == kept.timings["resume_a"]
     CALLS.clear()
     whole = compare(pair=pair, concepts=sections, out=tmp_path / "fresh", progress=False)
     assert CALLS == sections
     assert resumed.concepts == whole.concepts  # resuming gives what one uninterrupted run gives
+    assert listed(resumed.manifest) == listed(whole.manifest) and ("resume_a", "organism/truth/test", "test") in listed(
+        resumed.manifest)
     assert Comparison.load(out).concepts == whole.concepts
 
 

@@ -282,7 +282,9 @@ def section_key(models: dict, name: str, options: dict, *, vocab: str, template:
 
 
 def _resumable(out: Path, keys: dict[str, str | None]) -> dict:
-    """``{name: (ConceptResult, seconds)}`` of the sections in ``out`` whose stored key equals ``keys[name]``."""
+    """``{name: (ConceptResult, seconds, dataset entries)}`` of the sections in ``out`` whose stored key equals
+    ``keys[name]``; the entries are that section's prompt sets in the stored manifest (row ids and hashes), so a
+    resumed report's manifest still lists them."""
     from ..report import Comparison
 
     try:
@@ -295,7 +297,9 @@ def _resumable(out: Path, keys: dict[str, str | None]) -> dict:
         if (out / RESUME_FILE).exists():
             log.warning("%s cannot be resumed (%s); every section runs", out, e)
         return {}
-    return {n: (previous.concepts[n], float(stored[n]["seconds"])) for n in wanted if n in previous.concepts}
+    entries = previous.manifest.get("datasets", []) if isinstance(previous.manifest, dict) else []
+    return {n: (previous.concepts[n], float(stored[n]["seconds"]), [e for e in entries if e.get("section") == n])
+            for n in wanted if n in previous.concepts}
 
 
 def bind_vectors(result, pair: ModelPair) -> None:
@@ -443,7 +447,8 @@ def compare(
     with recording() as used:
         for i, (name, section) in enumerate(sections.items()):
             if name in previous:
-                results[name], timings[name] = previous[name]
+                results[name], timings[name], entries = previous[name]
+                used.entries.extend(entries)
                 log.info("%s section: taken from %s (%.1f s when it ran)", name, out, timings[name])
             else:
                 log.info("running the %s section", name)

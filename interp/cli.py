@@ -112,8 +112,9 @@ def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | 
             else:
                 kw.update(type=p.type, choices=p.choices, metavar=p.type.__name__.upper() if p.choices is None else None)
             flag = p.name.replace("_", "-")
-            spellings = dict.fromkeys([f"--{name.replace('_', '-')}-{flag}", f"--{name}-{flag}"])
-            group.add_argument(*spellings, **kw)
+            group.add_argument(f"--{name.replace('_', '-')}-{flag}", **kw)
+            if "_" in name:  # the section's own spelling works too, unlisted
+                group.add_argument(f"--{name}-{flag}", **{**kw, "help": argparse.SUPPRESS})
 
 
 def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:

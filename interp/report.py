@@ -406,16 +406,28 @@ def _cell(v) -> str:
     """One table cell: numbers right-aligned (3 decimals for floats; undefined, None, as "–"), text left-aligned."""
     if v is None:
         return "<td>–</td>"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if _is_text(v):
         text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         return f"<td class='t'>{html.escape(text)}</td>"
     return f"<td>{html.escape(f'{v:.3f}' if isinstance(v, float) else str(v))}</td>"
 
 
+def _is_text(v) -> bool:
+    return v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+
+
 def _table_html(t: dict) -> str:
-    head = "".join(f"<th>{html.escape(str(col))}</th>" for col in t["columns"])
+    """A table in a box that scrolls sideways when wider than the page; each header aligned as its column (text
+    left, numbers right)."""
+    def th(k, col):
+        cells = [row[k] for row in t["rows"] if k < len(row) and row[k] is not None]
+        text = bool(cells) and all(_is_text(v) for v in cells)
+        cls = " class='t'" if text else ""
+        return f"<th{cls}>{html.escape(str(col))}</th>"
+
+    head = "".join(th(k, col) for k, col in enumerate(t["columns"]))
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in t["rows"])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _setup_html(setup: dict) -> str:
@@ -447,7 +459,7 @@ def page_head(title: str) -> str:
         "h2{border-bottom:1px solid #ccc}.reading{color:#444;font-style:italic}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
         ".t{text-align:left}table.setup td{max-width:760px;overflow-wrap:anywhere}"
-        "nav li{margin:.3em 0}</style>",
+        "nav li{margin:.3em 0}.wide{overflow-x:auto;max-width:100%}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
     ])
 

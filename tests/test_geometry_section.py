@@ -210,7 +210,8 @@ def test_bad_options_are_refused(pair, texts, tmp_path):
     with pytest.raises(ValueError, match="fit_last 200 exceeds the model's width d_model = 128: its covariance has at "
                                          "most 128 eigenvalues; pass fit_last <= 128"):
         SECTION.check(pair, **SECTION.options({"fit_last": 200}))
-    with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got --geometry-fit-first 12 --geometry-fit-last 13"):
+    with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got --geometry-fit-first 12 "
+                                         "--geometry-fit-last 13"):
         SECTION.options({"fit_last": 13})  # refused before any model boots
     with pytest.raises(ValueError, match="rows='last' reads one row per text, so 64 texts give at most 63 eigenvalues"):
         SECTION.options({"rows": "last"})

@@ -72,7 +72,8 @@ def test_bar_tables_are_not_printed_twice():
         "steering": {"title": "Steering", "columns": ["model", "rate"], "rows": [["post", 0.5]]}})
     page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"r": c})).decode()
     assert "<summary>Refusal rate: the numbers behind the bars</summary>" in page
-    assert "<h3>Steering</h3><div class='wide'><table>" in page and "<h3>Refusal rate</h3>" in page  # the bars' own title
+    # the bars' own title
+    assert "<h3>Steering</h3><div class='wide'><table>" in page and "<h3>Refusal rate</h3>" in page
 
 
 def test_bar_tables_draw_error_bars_from_their_interval_columns():

@@ -244,7 +244,8 @@ def _measure_phrase(curves: dict, reading: dict, measure: str, why: dict) -> str
     up = "higher" if _ENTROPY_SIGN[measure] > 0 else "lower"
     down = "lower" if up == "higher" else "higher"
     return (f"{label} is {up} in post (entropy-seeking) "
-            f"{_at_layers(reading['entropy-seeking'], reading['defined'])}, {down} (compression-seeking) {_at_layers(reading['compression-seeking'])}, and the "
+            f"{_at_layers(reading['entropy-seeking'], reading['defined'])}, {down} (compression-seeking) "
+            f"{_at_layers(reading['compression-seeking'])}, and the "
             f"interval holds 0 {_at_layers(reading['interval holds 0'])}"
             + (f"; undefined at {len(reading['undefined'])} of {n_layers}" if reading["undefined"] else ""))
 

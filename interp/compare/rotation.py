@@ -53,7 +53,8 @@ answer's next-token probability after the wrong answer is below both the one aft
 the correct answer itself (paired 95% intervals below 0). The second control matters: any answer of the right kind
 fills the answer's slot, after which the correct token is unlikely next (the sentence moves on), while a random
 word leaves the slot open; a fall below the random word alone is not separable from that. The preference after
-the wrong answer is compared with 0.5 (the paper's reading) and with the random-word null. Mid-depth is layer ``n_layers // 2``, the last layer ``n_layers - 1``.
+the wrong answer is compared with 0.5 (the paper's reading) and with the random-word null. Mid-depth is layer
+``n_layers // 2``, the last layer ``n_layers - 1``.
 
 **Base vs post.** Every measure's post - base, per prompt then averaged, with a paired interval (the same prompts
 and tokens in both models); the summary lists the layers whose interval excludes 0.
@@ -228,8 +229,8 @@ def _word_pool(tok, d_vocab: int, exclude: set[int]) -> np.ndarray:
     n = min(d_vocab, len(tok))
     special = set(getattr(tok, "all_special_ids", []) or [])
     words = [s.strip() for s in tok.batch_decode([[i] for i in range(n)])]
-    cand = [i for i, w in enumerate(words) if len(w) >= _WORD_MIN_LETTERS and w.isascii() and w.isalpha() and w.islower()
-            and i not in special
+    cand = [i for i, w in enumerate(words) if len(w) >= _WORD_MIN_LETTERS and w.isascii() and w.isalpha()
+            and w.islower() and i not in special
             and i not in exclude]
     enc = tok([" " + words[i] for i in cand], add_special_tokens=False)["input_ids"] if cand else []
     return np.asarray([i for i, ids in zip(cand, enc) if list(ids) == [i]], dtype=np.int64)

@@ -547,7 +547,8 @@ def _steering_text(run: _Run) -> str:
         plain_rep, plain_ppl = (float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
                                 for x in run.plain_fluency[1:])
         return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
-                f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION} and no token "
+                f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION} "
+                f"and no token "
                 f"three times in a row; "
                 f"unsteered: mean seq-rep-4 {plain_rep:.2f}, perplexity {plain_ppl:.1f} under the unsteered "
                 f"model), and {len(up)} feature{'' if len(up) == 1 else 's'} raise{'s' if len(up) == 1 else ''} "
@@ -628,7 +629,8 @@ def _setup(run: _Run) -> dict:
         "target KL": run.target_kl, "neutral prompts": list(NEUTRAL),
         "features not steerable": {str(i): why for i, why in run.unsteerable.items()},
         "fluency": (f"seq-rep-4 of each generation's tokens (Welleck et al. 2019: share of repeated 4-grams) at most "
-                    f"{MAX_REPETITION} and no token more than {MAX_TOKEN_RUN} times in a row (steering.metrics.is_fluent); "
+                    f"{MAX_REPETITION} and no token more than {MAX_TOKEN_RUN} times in a row "
+                    f"(steering.metrics.is_fluent); "
                     f"success is read among fluent generations only; perplexity of the "
                     "generated tokens under the unsteered post model given the prompt, reported beside"),
         "steering null": (f"{len(run.random_gens)} of {N_RANDOM} random unit directions in mlp_post space calibrated "

@@ -261,8 +261,8 @@ def _verdict(spec: dict, layers: dict) -> str:
         if pooled["undefined"]:
             shared = "LEACE removes the shared direction (no class-mean difference left)"
         elif pooled["after_ci_low"] > pooled["after_null"]:
-            shared = (f"after LEACE the pooled probe still reads {_num(pooled['after'])} [{_num(pooled['after_ci_low'])}"
-                      f", {_num(pooled['after_ci_high'])}] on held-out statements (null {_num(pooled['after_null'])}): "
+            shared = (f"after LEACE the pooled probe still reads {_num(pooled['after'])} "
+                      f"[{_num(pooled['after_ci_low'])}, {_num(pooled['after_ci_high'])}] on held-out statements (null {_num(pooled['after_null'])}): "
                       "residual decodability LEACE's in-sample guarantee does not cover")
         else:
             shared = f"after LEACE the pooled probe is at its null ({_num(pooled['after'])})"

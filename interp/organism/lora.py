@@ -568,7 +568,8 @@ def evaluate_real(pair, shared: str | Path, *, max_new_tokens: int = 16, batch_s
         truth = np.array([y for _, y in cities])
         correct = ((margin > 0) == (truth == 1)).astype(float)
         conts = generate(model, [o for o, _ in openings], max_new_tokens=max_new_tokens, batch_size=batch_size)
-        same = {lang: np.array([float(language_of(c, ("en", "fr", "de", "es")) == lang) for c, (_, g) in zip(conts, openings)
+        same = {lang: np.array([float(language_of(c, ("en", "fr", "de", "es")) == lang)
+                                for c, (_, g) in zip(conts, openings)
                                 if g == lang]) for lang in ("fr", "de", "es")}
         out[name] = {
             "refusal_harmful": rates["harmful"], "refusal_harmless": rates["harmless"],

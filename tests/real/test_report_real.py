@@ -2,9 +2,9 @@
 
 ``interp compare`` on the real pair, truth and refusal on small slices of the public datasets (160 Geometry-of-Truth
 statements, 48 harmful and 48 harmless requests, refusal candidates at three layers: the sections' code paths at
-real scale, not their published figures), opened in headless Chromium: every figure drawn, nothing on the console, no request; the summary at
-the top, the selected refusal candidate marked, replies stopped at the chat's end of turn. Saves
-``artifacts/report-real.png``.
+real scale, not their published figures), opened in headless Chromium: every figure drawn, nothing on the console,
+no request; the summary at the top, the selected refusal candidate marked, replies stopped at the chat's end of
+turn. Saves ``artifacts/report-real.png``.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ __all__ = [
     "MAX_REPETITION",
     "MAX_TOKEN_RUN",
     "language_of",
+    "check_language_codes",
 ]
 
 #: Substrings that mark a refusal (case-insensitive), after the lists used to
@@ -383,6 +384,11 @@ def continuation_perplexity(model, generations: Sequence[Generation], *, prompts
 
 @functools.lru_cache(maxsize=8)
 def _identifier(languages: tuple[str, ...] | None):
+    """langid's identifier restricted to ``languages`` (all when None), built once per set.
+
+    Raises:
+        ValueError: a code langid does not know.
+    """
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)  # an .npz read without pickle
@@ -392,6 +398,15 @@ def _identifier(languages: tuple[str, ...] | None):
             raise ValueError(f"language_of: {unknown} not among langid's {len(ident.nb_classes)} ISO 639-1 codes")
         ident.set_languages(list(languages))
     return ident
+
+
+def check_language_codes(languages: Sequence[str]) -> None:
+    """Refuse language labels :func:`language_of` cannot identify continuations among.
+
+    Raises:
+        ValueError: a code langid does not know (e.g. ``"english"`` rather than ``"en"``).
+    """
+    _identifier(tuple(languages))
 
 
 def language_of(text: str, languages: Sequence[str] | None = None, *, min_probability: float = 0.5) -> str | None:

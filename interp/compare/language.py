@@ -248,9 +248,9 @@ def _datasets(data, is_organism: bool):
     langs = tuple(train.label_names)
     if langs[0] != "en":
         raise ValueError(f"the language section steers from English; {name} starts with {langs[0]!r}")
-    from steering.metrics import language_of
+    from steering.metrics import check_language_codes
 
-    language_of("", langs)  # its labels must be language codes: continuations are identified among them
+    check_language_codes(langs)  # continuations are identified among the set's labels
     return name, train, test
 
 
@@ -576,8 +576,7 @@ def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
     return (f"Post model, window {run.window}, its own English→target directions added to {n_prompts} held-out "
             f"English prompts — {per_lang}. A continuation's language is langid.py's (among "
             f"{'/'.join(run.langs)}); fluent: seq-rep-4 at most {MAX_REPETITION} and no token three times in a row. "
-            f"Shares with 95% Wilson "
-            f"intervals over prompts.")
+            f"Shares with 95% Wilson intervals over prompts.")
 
 
 READINGS = {

@@ -140,6 +140,11 @@ def test_language_of_reads_real_short_text_and_refuses_what_has_no_language():
     assert language_of("Sure.alse.alse", LANGS, min_probability=0.0) is not None
     with pytest.raises(ValueError, match=r"\['english'\] not among langid's"):
         language_of("the cat", ("en", "english"))
+    from steering.metrics import check_language_codes
+
+    with pytest.raises(ValueError, match=r"\['english'\] not among langid's"):
+        check_language_codes(("en", "english"))
+    check_language_codes(LANGS)
     with pytest.raises(ValueError, match="min_probability must be in"):
         language_of("the cat", LANGS, min_probability=1.5)
 

@@ -682,7 +682,6 @@ def _out_is_a_file(argv: list[str]) -> str | None:
     out = pre.parse_known_args(argv[len(command):])[0].out
     if out is None:
         return None
-    name = " ".join(command)
     if command == ["export"]:
         if Path(out).is_dir():
             return f"interp export: error: --out {out!r} is a folder; name the .gguf file to write"

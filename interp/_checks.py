@@ -32,21 +32,24 @@ def check_int(name: str, value, low: int = 1) -> int:
 
 
 def int_list(value: str) -> list[int]:
-    """Comma-separated integers with ranges, ``"0,2-4,-1"`` -> ``[0, 2, 3, 4, -1]`` (a range ``a-b`` of
-    non-negative ``a <= b`` is inclusive, as layers are named in papers; a lone negative number counts from the
-    end).
+    """Comma-separated integers with ranges, ``"0,2-4,-3--1"`` -> ``[0, 2, 3, 4, -3, -2, -1]`` (a range ``a-b`` is
+    inclusive, as layers are named in papers; a negative number counts from the end, in a range too: ``-3--1`` is
+    the last three).
 
     Raises:
-        ValueError: an empty part, a part that is neither an integer nor such a range, or a range running
-            backwards (``"3-1"``); the caller words the message for its flag.
+        ValueError: an empty part, a part that is neither an integer nor such a range, a range running backwards
+            (``"3-1"``, ``"-1--3"``) or mixing the two countings (``"2--1"``: its length depends on the model);
+            the caller words the message for its flag.
     """
     import re
 
     out: list[int] = []
     for part in (x.strip() for x in value.split(",")):
-        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        span = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", part)
         if span:
             a, b = int(span.group(1)), int(span.group(2))
+            if (a < 0) != (b < 0):
+                raise ValueError(f"range {part!r} mixes a block index with one counted from the end")
             if a > b:
                 raise ValueError(f"range {part!r} runs backwards")
             out += range(a, b + 1)

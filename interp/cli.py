@@ -37,9 +37,10 @@ def _int_list(value: str, flag: str = "--layers") -> list[int]:
 
     try:
         return int_list(value)
-    except ValueError:
+    except ValueError as e:
+        why = f" ({e})" if str(e).startswith("range ") else ""
         raise ValueError(f"{flag} takes comma-separated block indices such as 0,2,-1 (negative ones count from the "
-                         f"end) or ranges such as 2-5; got {value!r}") from None
+                         f"end) or ranges such as 2-5 or -3--1; got {value!r}{why}") from None
 
 
 # Flags whose value may start with "-" (block indices and token offsets counted from the end, "-1,-2"): argparse
@@ -129,12 +130,13 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     c.add_argument("--base", help="base model: hub id or local folder")
     c.add_argument("--post", help="post-trained model: hub id or local folder")
     c.add_argument("--dataset", default="truth", help="built-in set name or a file (CSV/JSON/JSONL); default: truth")
-    c.add_argument("--split", default="test", choices=["train", "test", "all"], help="split of a built-in set")
-    c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"], help="prompt format")
-    c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable); default resid_post")
-    c.add_argument("--position", default="last", help="last | mean | -K | period | match:REGEX")
-    c.add_argument("--layers", help="comma-separated block indices, negative ones counting from the end (e.g. "
-                                    "0,2 or -1,-2); default all")
+    c.add_argument("--split", default="test", choices=["train", "test", "all"], help="split of a built-in set (default test)")
+    c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"], help="prompt format: raw text, or the model's chat template (default raw)")
+    c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable; default resid_post)")
+    c.add_argument("--position", default="last", help="token position(s) read: last | mean | -K | period | match:REGEX "
+                                                    "(default last)")
+    c.add_argument("--layers", help="comma-separated block indices or ranges, negative ones counting from the end "
+                                    "(e.g. 0,2 or 2-5 or -3--1; default all)")
     c.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
     c.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
@@ -190,7 +192,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     st.add_argument("--positions", help="all | prompt | generated | last | -K (comma-separated, e.g. -1,generated); "
                                         "default all; not with --ablate")
     st.add_argument("--format", dest="style", default="auto", choices=["auto", "raw", "chat"],
-                    help="chat-format the prompts (auto: when the model has a chat template)")
+                    help="chat-format the prompts (default auto: when the model has a chat template)")
     st.add_argument("--max-new-tokens", type=int, default=24, help="tokens generated at most per prompt; a reply "
                                                                    "also stops at the chat's end-of-turn token "
                                                                    "(default 24)")

@@ -31,12 +31,13 @@ def test_collect_errors_are_reported(tmp_path, capsys):
 
 
 def test_every_option_has_help_and_no_markup():
-    """The help is plain text (no reST ``markup``) and no option is left without a line saying what it does."""
+    """The help is plain text (no reST ``markup``), no option is left without a line saying what it does, and each
+    option with a default says what it is."""
     import argparse
 
     from interp.cli import _parser
 
-    missing, markup = [], []
+    missing, markup, no_default = [], [], []
 
     def walk(parser, name):
         for action in parser._actions:
@@ -45,21 +46,31 @@ def test_every_option_has_help_and_no_markup():
                     walk(sp, f"{name} {sub}")
             elif action.option_strings and not action.help:
                 missing.append(f"{name} {action.option_strings[-1]}")
+            elif (action.option_strings and action.help != argparse.SUPPRESS and "default" not in action.help
+                  and action.default not in (None, False, argparse.SUPPRESS)):
+                no_default.append(f"{name} {action.option_strings[-1]}")
         if "``" in parser.format_help():
             markup.append(name)
 
     walk(_parser(section_options=True), "interp")
-    assert missing == [] and markup == []
+    assert missing == [] and markup == [] and no_default == []
 
 
 def test_layer_lists_take_ranges():
-    from interp.cli import _int_list
+    from interp.cli import _int_list, _join_negative_values
     from interp.compare._section import parse_layers
 
     assert _int_list("1-3") == [1, 2, 3] and _int_list("0,2-4,-1") == [0, 2, 3, 4, -1]
     assert parse_layers("0,2-4") == [0, 2, 3, 4]
-    with pytest.raises(ValueError, match="--layers takes comma-separated block indices .* or ranges such as 2-5; "
-                                         "got '3-1'"):
+    assert _int_list("-3--1") == [-3, -2, -1] and _int_list("0, -2 - -1") == [0, -2, -1]  # counted from the end
+    assert _join_negative_values(["collect", "--layers", "-3--1"]) == ["collect", "--layers=-3--1"]
+    with pytest.raises(ValueError, match=r"got '2--1' \(range '2--1' mixes a block index with one counted from the "
+                                         r"end\)"):
+        _int_list("2--1")
+    with pytest.raises(ValueError, match=r"range '-1--3' runs backwards"):
+        _int_list("-1--3")
+    with pytest.raises(ValueError, match=r"--layers takes comma-separated block indices .* or ranges such as 2-5 or "
+                                         r"-3--1; got '3-1' \(range '3-1' runs backwards\)"):
         _int_list("3-1")
     with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges"):
         parse_layers("2-")

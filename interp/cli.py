@@ -746,6 +746,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning ({category.__name__}, {where}:{lineno}): {message}", file=file or sys.stderr)
 
 
+def _as_flags(message: str) -> str:
+    """An error as the command line spells it: ``option 'nie_shots' of section 'truth'`` (the Python API's words,
+    :meth:`interp.compare.Param.check`) becomes ``--truth-nie-shots``."""
+    return re.sub(r"option '(\w+)' of section '([\w-]+)'",
+                  lambda m: f"--{m[2].replace('_', '-')}-{m[1].replace('_', '-')}", message)
+
+
 def _run_command(args) -> int:
     try:
         if args.command == "collect":
@@ -763,7 +770,7 @@ def _run_command(args) -> int:
         if args.command == "export":
             return _export(args)
     except (ValueError, OSError, KeyError) as e:
-        print(f"interp {args.command}: error: {e}", file=sys.stderr)
+        print(f"interp {args.command}: error: {_as_flags(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C: what was kept (compare says which sections), not a traceback
         print(f"\ninterp {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)

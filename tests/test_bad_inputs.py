@@ -260,6 +260,20 @@ def test_collect_negative_layers_end_to_end(dirs, tmp_path):  # 51
                  "-q"]) == 0
     n = interp.load_model(dirs[1]).cfg.n_layers
     assert interp.Activations.load(out / "post").layers == (n - 2, n - 1)
+    assert main(["collect", "--base", str(dirs[0]), "--post", str(dirs[1]), "--layers", "-3--2", "--out",
+                 str(tmp_path / "range"), "-q"]) == 0  # a range counted from the end reads the same blocks
+    assert interp.Activations.load(tmp_path / "range" / "post").layers == (n - 3, n - 2)
+
+
+def test_compare_option_errors_name_the_flag(tmp_path, no_boot, capsys):
+    """On the command line a bad section option is named as typed (``--snmf-sparsity``), not as the Python API's
+    ``option 'sparsity' of section 'snmf'``."""
+    for argv, message in ((["--concepts", "snmf", "--snmf-sparsity", "2"], "--snmf-sparsity must be >= 0 and <= 1"),
+                          (["--concepts", "truth_spectrum", "--truth-spectrum-seed", "-1"],
+                           "--truth-spectrum-seed must be >= 0 and <= 2147483647; got -1")):
+        assert main(["compare", *argv, "--out", str(tmp_path / "r"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "of section" not in err
 
 
 @pytest.fixture

@@ -304,7 +304,7 @@ def _write(path, rows):
 def test_bad_options_and_facts_are_refused_with_their_messages(pair, facts, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="option 'max_prompts' of section 'rotation' must be >= 2; got 1"):
         SECTION.options({"max_prompts": 1})
-    with pytest.raises(ValueError, match="option 'seed' of section 'rotation' must be >= 0; got -1"):
+    with pytest.raises(ValueError, match="option 'seed' of section 'rotation' must be >= 0 and <= 2147483647; got -1"):
         SECTION.options({"seed": -1})
     with pytest.raises(ValueError, match="option 'batch_size' of section 'rotation' takes an int, got 2.5"):
         SECTION.options({"batch_size": 2.5})

@@ -99,6 +99,19 @@ def test_section_options_are_checked_before_any_model_boots(toy):
     assert get_section("toy").options({"strength": 3}) == {"strength": 3.0, "centre": True}  # an int is a float
 
 
+def test_every_seed_option_is_bounded_before_any_model_boots():
+    """A negative or overlarge seed fails in numpy once a section runs; every built-in section refuses it first."""
+    from interp.compare._section import MAX_SEED
+
+    seeded = [name for name in concepts() if "seed" in {p.name for p in get_section(name).params}]
+    assert len(seeded) >= 9
+    for name in seeded:
+        for bad in (-1, MAX_SEED + 1):
+            with pytest.raises(ValueError, match=rf"option 'seed' of section '{name}' must be >= 0 and <= {MAX_SEED}"):
+                get_section(name).options({"seed": bad})
+        assert get_section(name).options({"seed": MAX_SEED})["seed"] == MAX_SEED
+
+
 def test_cli_options_of_a_built_in_section_reach_it(tmp_path, capsys):
     assert main(["compare", "--concepts", "truth", "--truth-nie-shots", "2", "--truth-nie-normalization", "du",
                  "--out", str(tmp_path / "r"), "-q"]) == 0

@@ -90,8 +90,11 @@ class Param:
             raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
                              f"{', '.join(map(repr, self.choices))}; got {value!r}")
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            bounds = " and ".join(x for x in (None if self.low is None else f">= {self.low:g}",
-                                              None if self.high is None else f"<= {self.high:g}") if x)
+            def shown(x):
+                return str(x) if isinstance(x, int) else f"{x:g}"
+
+            bounds = " and ".join(x for x in (None if self.low is None else f">= {shown(self.low)}",
+                                              None if self.high is None else f"<= {shown(self.high)}") if x)
             raise ValueError(f"option {self.name!r} of section {section!r} must be {bounds}; got {value!r}")
         if self.validate is not None:
             self.validate(value)
@@ -226,6 +229,17 @@ def user_data(ctx: SectionContext, name: str, files, seed: int = 0):
     from ..datasets import UserSets
 
     return UserSets({name: files}, fallback=ctx.data, seed=seed)
+
+
+#: The largest seed a section takes: every seed a section derives from it (``seed + k`` for a few k) stays a valid
+#: numpy and scikit-learn seed (below 2**32).
+MAX_SEED = 2**31 - 1
+
+
+def seed_param(help: str) -> Param:
+    """A section's ``seed`` option: an int in ``[0, MAX_SEED]`` (default 0), so that a negative or huge seed is
+    refused before any model boots instead of failing in numpy once the section runs."""
+    return Param("seed", int, 0, help, low=0, high=MAX_SEED)
 
 
 def data_param(name: str, help: str, check: Callable[[Any], None] | None = None) -> Param:

@@ -43,7 +43,7 @@ from ..datasets import PromptSet
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, split_rows, tokens_for
+from ._section import Param, Section, seed_param, split_rows, tokens_for
 
 __all__ = ["METHOD", "STEERING_COLUMNS", "concept", "concept_section", "group_split", "labelled_set"]
 
@@ -587,5 +587,5 @@ def concept(name: str, positive, negative) -> Section:
                                           "from the negative mean to the positive one; Turner et al. 2023)"),
         Param("max_new_tokens", int, 8, "tokens of the example continuations in the steering table (0: none)"),
         Param("batch_size", int, 32, "prompts per forward pass"),
-        Param("seed", int, 0, "seed of the splits, the nulls, the bootstrap and the random direction"),
+        seed_param("seed of the splits, the nulls, the bootstrap and the random direction"),
     ))

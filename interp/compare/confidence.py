@@ -52,7 +52,7 @@ from ..datasets import PromptSet
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, provides, tokens_for
+from ._section import Param, Section, provides, seed_param, tokens_for
 
 __all__ = ["SECTION", "confidence_section"]
 
@@ -1000,7 +1000,7 @@ SECTION = Section("confidence", _run, check=_check_pair, help="calibration on fa
           validate=_check_corpus),
     Param("n_corpus", int, 16, "corpus texts read (every token position's full-vocabulary entropy is computed)",
           low=2),
-    Param("seed", int, 0, "seed of the prompt draw, the random neurons and the bootstraps"),
+    seed_param("seed of the prompt draw, the random neurons and the bootstraps"),
     Param("batch_size", int, 16, "prompts per forward pass (the corpus passes take half)", low=1),
     Param("data", str, None, "your facts: one JSONL/CSV file whose rows have the fields prompt (ending right before "
                              "the answer), subject (written exactly once in the prompt) and answer; optional: "

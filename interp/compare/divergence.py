@@ -66,7 +66,7 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ._corpus import (MIN_GROUPS, Corpus, States, as_corpus, check_corpus_choice, corpus_params, group_intervals,
                       jackknife_intervals, load_corpus, token_states)
-from ._section import Param, Section
+from ._section import Param, Section, seed_param
 
 __all__ = ["NULL_TOKENS", "SECTION", "divergence_section", "lens_logprobs", "misaligned"]
 
@@ -541,7 +541,7 @@ SECTION = Section("divergence", _run, check=_check_pair, validate=_validate,
     Param("n_top", int, 20, "rows of the per-token table", low=1),
     Param("n_blocks", int, 20, f"blocks of text groups of the delete-a-group jackknife behind the CKA intervals "
                                f"(CKA is recomputed once per block; at least {MIN_GROUPS})", low=MIN_GROUPS),
-    Param("seed", int, 0, "seed of the text draw, the misaligned pairing (null), the bootstrap and the jackknife "
+    seed_param("seed of the text draw, the misaligned pairing (null), the bootstrap and the jackknife "
                           "blocks"),
     Param("batch_size", int, 16, "texts per forward pass", low=1),
 ))

@@ -64,7 +64,7 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ._corpus import MIN_GROUPS, States, as_corpus, corpus_params, jackknife_blocks, jackknife_intervals
 from ._corpus import check_corpus_choice, load_corpus, token_states
-from ._section import Param, Section, layer_runs
+from ._section import Param, Section, layer_runs, seed_param
 
 __all__ = ["SECTION", "geometry_section"]
 
@@ -543,6 +543,6 @@ SECTION = Section("geometry", _run, check=_check_pair, validate=_validate,
                                f"models' spectra are recomputed once per block; at least {MIN_GROUPS})",
           low=MIN_GROUPS),
     Param("n_isotropic", int, 3, "seeded draws of the isotropic Gaussian reference", low=1),
-    Param("seed", int, 0, "seed of the text draw, the jackknife blocks and the reference"),
+    seed_param("seed of the text draw, the jackknife blocks and the reference"),
     Param("batch_size", int, 16, "texts per forward pass", low=1),
 ))

@@ -70,7 +70,8 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tracing import KINDS, PEAK_ROLES, ROLES, causal_trace, cross_model_patch, fact_predictions
 from ..tracing import subject_embedding_std
-from ._section import Param, Section, data_param, layer_runs, provides, tokens_for, user_data
+from ._section import (Param, Section, data_param, layer_runs, provides, seed_param, tokens_for,
+                       user_data)
 
 __all__ = ["SECTION", "knowledge_section"]
 
@@ -833,7 +834,7 @@ SECTION = Section("knowledge", _run, check=_check_pair, help="where each model r
     Param("window", int, None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
                                "share of the model's layers, at least 1)", low=1),
     Param("kinds", str, "resid,mlp,attn", "states traced: comma-separated resid, mlp, attn", validate=_parse_kinds),
-    Param("seed", int, 0, "seed of the noise, the choice of facts, the nulls and the bootstrap"),
+    seed_param("seed of the noise, the choice of facts, the nulls and the bootstrap"),
     Param("batch_size", int, 64, "restored runs (or prompts) per forward pass", low=1),
     data_param("facts", "your facts: a file of prompts ending before their answer, each with a subject (a substring "
                         "of the prompt) and an answer, split by its group column when it has one"),

@@ -59,7 +59,7 @@ from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized, end_of_turn_tokens, tokenize
-from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, parse_layers, provides, seed_param, tokens_for, user_data
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
@@ -870,7 +870,7 @@ SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi 
     Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged", low=1),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("generation_batch_size", int, 128, "prompts per steered generation batch", low=1),
-    Param("seed", int, 0, "seed of the nulls, the bootstrap and the train/test split of --refusal-data"),
+    seed_param("seed of the nulls, the bootstrap and the train/test split of --refusal-data"),
     data_param("refusal", "your requests: two files, harmful,harmless (instruction JSON, JSONL, CSV), each "
                              "split 75/25"),
 ))

@@ -90,7 +90,7 @@ from ..geometry import path_geometry
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
 from .confidence import fact_prompts, facts_file
-from ._section import Param, Section, layer_runs, provides, tokens_for
+from ._section import Param, Section, layer_runs, provides, seed_param, tokens_for
 
 __all__ = ["SECTION", "MIN_FACTS", "ROTATION_MAJORITY", "rotation_section"]
 
@@ -958,7 +958,7 @@ SECTION = Section("rotation", _run, help="forced-completion probing: a fact's co
     Param("max_prompts", int, 100, "most fact prompts read (a seeded draw from every split among those with a "
                                    "single-token answer and alternative: nothing is selected on the facts); cost "
                                    "grows linearly", low=2),
-    Param("seed", int, 0, "seed of the prompt draw, the null's random words and the bootstraps", low=0),
+    seed_param("seed of the prompt draw, the null's random words and the bootstraps"),
     Param("batch_size", int, 32, "forced completions per forward pass", low=1),
     Param("data", str, None, "your facts: one JSONL/CSV file whose rows have the fields prompt (ending right before "
                              "the answer), subject (written exactly once in the prompt) and answer; optional: "

@@ -28,7 +28,7 @@ import torch
 
 from ..models import ModelPair
 from ..report import ConceptResult
-from ._section import Param, Section, data_param, parse_layers, user_data
+from ._section import Param, Section, data_param, parse_layers, seed_param, user_data
 
 __all__ = ["PROBES", "SECTION", "KindSpectrum", "kind_spectrum", "line_fit", "truth_spectrum_section"]
 
@@ -478,7 +478,7 @@ SECTION = Section("truth_spectrum", _run, help="whether truth is one direction a
     Param("layers", str, None, "comma-separated blocks to choose among (default all)", validate=parse_layers),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("probe", str, "mass_mean", "probe fitted per statement kind", PROBES),
-    Param("seed", int, 0, "seed of the validation split, bootstrap, permutation and shuffled-label nulls"),
+    seed_param("seed of the validation split, bootstrap, permutation and shuffled-label nulls"),
     data_param("truth", "your statements: a file labelled true/false with a kind column, split 75/25",
                check=_check_kinds),
 ))

@@ -17,6 +17,8 @@ chat template's ``<|im_start|>``) are parsed as special tokens.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,7 +29,7 @@ from jaxtyping import Int
 from ._checks import check_int
 
 __all__ = ["BosPolicy", "Encoding", "Batch", "Tokenized", "encode", "tokenize", "as_tokenized", "pad_batch", "pad_id",
-           "end_of_turn_tokens", "length_batches", "stop_token_ids"]
+           "end_of_turn_tokens", "length_batches", "stop_token_ids", "display_token"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -246,6 +248,59 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True, end_of_turn: 
             f"(e.g. {tokenizer.convert_ids_to_tokens(tokenizer.encode(missing[0], add_special_tokens=False))})"
         )
     return stops | {int(i) for i in ids.values()}
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_of_char() -> dict[str, int]:
+    """The byte each character of a byte-level BPE vocabulary stands for (GPT-2's ``bytes_to_unicode``,
+    inverted): printable bytes stand for themselves, the other 68 for the characters from U+0100 up."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    out, extra = {chr(b): b for b in kept}, 0
+    for b in range(256):
+        if b not in kept:
+            out[chr(256 + extra)] = b
+            extra += 1
+    return out
+
+
+_BYTE_FALLBACK = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def display_token(tokenizer, token_id: int) -> str:
+    """One token's text for display, with the bytes of a partial UTF-8 character written ``<0xE2>``.
+
+    ``tokenizer.decode([token_id])`` of a token that holds only some of a multi-byte character's bytes
+    (byte-level BPE splits accented, CJK and emoji characters into such tokens) gives U+FFFD, and every such
+    token then reads the same. Here:
+
+    * a token whose decoded text has no U+FFFD is shown as decoded;
+    * a byte-level BPE token (GPT-2, Llama 3, Qwen, the bundled organism): the vocabulary entry's characters
+      are mapped back to the bytes they stand for; bytes that form whole characters are shown as those
+      characters and the others as ``<0xNN>`` (the entry ``"ĠâĢ"``, bytes ``20 E2 80``, reads
+      ``" <0xE2><0x80>"``);
+    * a SentencePiece byte-fallback token (Gemma, Llama 2: the entry is ``<0xE2>`` itself) is shown as its
+      entry;
+    * anything else as decoded.
+
+    A vocabulary entry whose own text is ``<0xNN>`` would read the same as a byte; no tokenizer of the toolkit's
+    families holds one.
+    """
+    token_id = int(token_id)
+    text = tokenizer.decode([token_id])
+    if "\ufffd" not in text:
+        return text
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if not isinstance(piece, str):
+        return text
+    if _BYTE_FALLBACK.fullmatch(piece):
+        return piece.upper().replace("0X", "0x")
+    byte_of = _byte_of_char()
+    if piece and all(ch in byte_of for ch in piece):
+        raw = bytes(byte_of[ch] for ch in piece)
+        if raw.decode("utf-8", errors="replace") == text:  # the entry's bytes are what decode read
+            shown = raw.decode("utf-8", errors="surrogateescape")  # invalid bytes as U+DC80..U+DCFF
+            return "".join(f"<0x{ord(ch) - 0xDC00:02X}>" if "\udc80" <= ch <= "\udcff" else ch for ch in shown)
+    return text
 
 
 def _tokenizer_key(tokenizer) -> tuple[int, int | None, str]:

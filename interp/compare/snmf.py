@@ -20,7 +20,10 @@ semi-nonnegative matrix factorization"):
 * at one layer (default: the middle), each post feature is described by its
   top-activating tokens in context and its output-vocabulary projection
   (:func:`logit_lens`: feature → MLP output weights → the block's
-  post-MLP norm where it has one → final norm → unembedding);
+  post-MLP norm where it has one → final norm → unembedding); the features
+  table also counts the fewest neurons holding 90% of each feature's |weight|,
+  names the other feature whose coefficients over the tokens are most alike
+  (cosine), and lists the features shown with the same contexts;
 * the most used post features are steered: ``+α·(unit feature)`` added at the
   same layer's ``mlp_post`` at every position, ``α`` calibrated by bisection
   to a target next-token KL on a neutral prompt
@@ -48,10 +51,10 @@ from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
-from ..tokens import tokenize
+from ..tokens import display_token, tokenize
 from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
 
-__all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "snmf_section"]
+__all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "shown_context", "snmf_section"]
 
 #: Matched cosine at or above which a feature counts as having a counterpart.
 COUNTERPART_COSINE = 0.5
@@ -62,6 +65,25 @@ log = logging.getLogger(__name__)
 NEUTRAL = ("The", "I think that", "Here is a short story:", "It was a")
 
 
+#: Top-activating contexts of a feature the features table shows.
+SHOWN_CONTEXTS = 3
+#: Characters of context the features table shows before each top-activating token.
+SHOWN_CHARS = 25
+#: Share of a feature's L1 norm (sum of its neurons' |weight|) the features table counts the fewest neurons up to.
+WEIGHT_SHARE = 0.9
+
+
+def shown_context(before: str, token: str) -> str:
+    """A top-activating token as the features table shows it: the last :data:`SHOWN_CHARS` characters of its
+    context, then the token in brackets (``"The cat is on the[ table]"``)."""
+    return f"{before[-SHOWN_CHARS:]}[{token}]"
+
+
+def _shown_key(before: str, token: str) -> str:
+    """What a reader of the HTML report sees of :func:`shown_context`: whitespace runs read as one space."""
+    return " ".join(shown_context(before, token).split())
+
+
 @dataclass(frozen=True)
 class FeatureCard:
     """One feature: index, usage (:func:`probes.feature_usage`), top tokens in context, logit-lens tokens."""
@@ -69,10 +91,13 @@ class FeatureCard:
     index: int
     usage: float
     top_tokens: list[tuple[str, str, float]]
-    """``(context before, token, coefficient)`` of the most activating tokens"""
+    """``(context before, token, coefficient)`` of the most activating tokens, largest coefficient first; no
+    two read the same in the features table (:func:`shown_context`)"""
     logit_lens: list[tuple[str, float]]
-    """``(token, logit)`` of the largest entries of the feature's vocabulary projection"""
+    """``(token, logit)`` of the largest entries of the feature's vocabulary projection (tokens as
+    :func:`interp.tokens.display_token` shows them)"""
     neurons: list[int]
+    """the neurons with a nonzero weight (their count is set by the fit's sparsity)"""
 
 
 def _through_norm(norm, x: torch.Tensor) -> torch.Tensor:
@@ -130,6 +155,13 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     ``tokens``: the :class:`interp.collection.TokenActivations` it was fitted on
     (or others of the same layer); ``coefficients``: their ``[n_tokens, k]``
     coefficients if already known (else ``snmf.transform``).
+
+    A feature's top tokens are its ``top_k`` tokens of largest coefficient (top-activating, as Shafran et al.
+    2025 describe features) that read differently in the features table: a token whose :func:`shown_context`
+    (``context`` tokens before it, cut to :data:`SHOWN_CHARS` characters; whitespace runs as one space) equals
+    that of a higher-ranked one is skipped, since a prompt set may repeat a text and a shared ending reads the
+    same. Logit-lens tokens are shown by :func:`interp.tokens.display_token` (a byte of a split character as
+    ``<0xE2>``, not U+FFFD).
     """
     from probes import feature_usage
 
@@ -140,15 +172,15 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     cards = []
     for j in range(G.shape[1]):
         tops, seen = [], set()
-        for r in np.argsort(-G[:, j]):  # the top_k most activating *distinct* contexts (a prompt set may repeat text)
+        for r in np.argsort(-G[:, j]):  # the top_k most activating contexts that read differently as shown
             before, token = tokens.context(int(r), tok, before=context)
-            if (before, token) not in seen:
-                seen.add((before, token))
+            if _shown_key(before, token) not in seen:
+                seen.add(_shown_key(before, token))
                 tops.append((before, token, float(G[r, j])))
-            if len(tops) == top_k or len(seen) > 50 * top_k:
+            if len(tops) == top_k:
                 break
         vals, ids = lens[j].topk(n_logits)
-        logits = [(tok.decode([int(i)]), float(v)) for v, i in zip(vals, ids)]
+        logits = [(display_token(tok, int(i)), float(v)) for v, i in zip(vals, ids)]
         neurons = np.nonzero(snmf.components_[j])[0].tolist()
         cards.append(FeatureCard(j, float(usage[j]), tops, logits, neurons))
     return cards
@@ -564,26 +596,87 @@ def _steering_text(run: _Run) -> str:
             + "".join(f" (feature {i}: {why})" for i, why in list(run.unsteerable.items())[:1]) + ".")
 
 
-def _top_neurons(est, card: FeatureCard, k: int = 4) -> str:
-    """The feature's ``k`` largest-magnitude neuron weights, ``"17: +0.62, 201: -0.41, ..."`` (its nonzero count is
-    fixed by the sparsity, so the count alone says little)."""
-    w = np.asarray(est.components_[card.index])
+def _top_neurons(w: np.ndarray, k: int = 4) -> str:
+    """The ``k`` largest-magnitude of a feature's neuron weights ``w``, ``"17: +0.62, 201: -0.41, ..."``."""
+    w = np.asarray(w)
     top = [int(i) for i in np.argsort(-np.abs(w))[:k] if w[i] != 0]
     return ", ".join(f"{i}: {w[i]:+.2f}" for i in top)
 
 
+def _neurons_holding(w: np.ndarray, share: float = WEIGHT_SHARE) -> int:
+    """The fewest neurons whose ``|weight|`` sums to at least ``share`` of the feature's L1 norm ``Σ|w|`` (0 for an
+    all-zero feature): how concentrated the feature is, where its count of nonzero neurons is set by the fit's
+    sparsity."""
+    a = np.sort(np.abs(np.asarray(w, dtype=np.float64)))[::-1]
+    total = a.sum()
+    if total == 0:
+        return 0
+    cum = np.cumsum(a)
+    return int(min(np.searchsorted(cum, share * total * (1 - 1e-12)) + 1, len(a)))
+
+
+def _most_similar(coefficients: np.ndarray) -> list[tuple[int, float] | None]:
+    """Per feature, the other feature whose coefficient column over the tokens is closest by cosine, and that
+    cosine (in [0, 1]: coefficients are nonnegative); None for a feature with all-zero coefficients or when
+    there is no other feature with nonzero ones. Two features that fire on the same tokens in the same
+    proportions have cosine 1, whatever their neuron weights."""
+    G = np.asarray(coefficients, dtype=np.float64)
+    norms = np.linalg.norm(G, axis=0)
+    live = norms > 0
+    cos = (G.T @ G) / np.where(live, norms, 1.0)[:, None] / np.where(live, norms, 1.0)[None, :]
+    cos[:, ~live] = -np.inf
+    np.fill_diagonal(cos, -np.inf)
+    out = []
+    for j in range(G.shape[1]):
+        other = int(np.argmax(cos[j])) if G.shape[1] > 1 else j
+        out.append((other, float(min(cos[j, other], 1.0))) if live[j] and np.isfinite(cos[j, other]) else None)
+    return out
+
+
+def _shared_contexts(cards: Sequence[FeatureCard]) -> dict[int, str]:
+    """Per feature, the other features among ``cards`` that the features table shows with one of the same
+    contexts (:func:`shown_context`, first :data:`SHOWN_CONTEXTS`): ``"15 (3 of 3)"``, or ``"none"``."""
+    shown = {c.index: {_shown_key(b, t) for b, t, _ in c.top_tokens[:SHOWN_CONTEXTS]} for c in cards}
+    out = {}
+    for j, mine in shown.items():
+        common = [(i, len(mine & theirs)) for i, theirs in shown.items() if i != j and mine & theirs]
+        out[j] = ", ".join(f"{i} ({n} of {len(mine)})" for i, n in common) or "none"
+    return out
+
+
+def _feature_rows(cards: Sequence[FeatureCard], components: np.ndarray, coefficients: np.ndarray) -> list[list]:
+    """The features table's rows, one per card in its order: index, usage, shown top-activating contexts,
+    logit-lens tokens, neurons holding :data:`WEIGHT_SHARE` of the weight, largest-weight neurons, the most
+    similar other feature by coefficients (``"15: 0.98"``) and the features shown with the same contexts.
+
+    ``components``: ``[k, d_mlp]`` (``SNMF.components_``); ``coefficients``: ``[n_tokens, k]`` of the tokens the
+    cards were described on."""
+    components = np.asarray(components)
+    similar, shared = _most_similar(coefficients), _shared_contexts(cards)
+    return [[c.index, round(c.usage, 4),
+             " | ".join(shown_context(b, t) for b, t, _ in c.top_tokens[:SHOWN_CONTEXTS]),
+             " ".join(t for t, _ in c.logit_lens[:6]), _neurons_holding(components[c.index]),
+             _top_neurons(components[c.index]),
+             "none" if similar[c.index] is None else f"{similar[c.index][0]}: {similar[c.index][1]:.2f}",
+             shared[c.index]]
+            for c in cards]
+
+
 def _tables(run: _Run) -> dict[str, dict]:
     """The features table (every post feature at the described layer, most used first) and the steering table."""
-    est = run.fits["post", run.layer, run.seeds[0]][0]
-    feature_rows = [[c.index, round(c.usage, 4), " | ".join(f"{b[-25:]}[{t}]" for b, t, _ in c.top_tokens[:3]),
-                     " ".join(t for t, _ in c.logit_lens[:6]), len(c.neurons), _top_neurons(est, c)]
-                    for c in run.order]
+    est, G = run.fits["post", run.layer, run.seeds[0]]
+    nonzero = sorted({int(np.count_nonzero(w)) for w in np.asarray(est.components_)})
+    of = f"of {nonzero[0]} nonzero" if len(nonzero) == 1 else f"of {nonzero[0]}–{nonzero[-1]} nonzero"
     return {
-        "features": {"title": f"Post features at layer {run.layer} (most used first): top tokens [in context], "
-                              "logit lens",
+        "features": {"title": f"Post features at layer {run.layer} (most used first): top-activating tokens [in "
+                              f"context] (largest coefficient first, {SHOWN_CONTEXTS} that read differently), logit "
+                              "lens",
                      "columns": ["feature", "usage (mean ‖F_j‖·g_j)", "top-activating tokens", "logit-lens tokens",
-                                 "neurons", "largest-weight neurons (index: weight)"],
-                     "rows": feature_rows},
+                                 f"neurons holding {WEIGHT_SHARE:.0%} of |weight| (fewest; {of})",
+                                 "largest-weight neurons (index: weight)",
+                                 "most similar feature (feature: cosine of coefficients over the tokens)",
+                                 f"features shown with the same contexts (how many of the {SHOWN_CONTEXTS})"],
+                     "rows": _feature_rows(run.order, est.components_, G)},
         "steering": {"title": f"Steering with post features at layer {run.layer} (α calibrated to KL "
                               f"{run.target_kl} on {NEUTRAL[0]!r}); share of generated tokens among the feature's "
                               "top-10 logit-lens tokens",

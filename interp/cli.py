@@ -161,9 +161,10 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cmp.add_argument("--fresh", action="store_true", help="run every section again, even those the --out folder "
-                                                          "holds from a run of the same configuration (by "
-                                                          "default they are taken from there: an interrupted run "
-                                                          "resumes)")
+                                                          "holds from a run of the same configuration, and keep "
+                                                          "only this run's sections in the report (by default "
+                                                          "finished sections are taken from there: an interrupted "
+                                                          "run resumes, and sections this run does not name stay)")
     cmp.add_argument("--concept", action="append", metavar="NAME=POS,NEG",
                      help="your own concept from two prompt files, positive and negative (repeatable): probes, "
                           "base/post directions and transfer, steering; its options are --NAME-<option>")

@@ -134,3 +134,76 @@ def test_the_cli_prints_each_section_as_it_finishes_and_ctrl_c_without_a_traceba
     printed = capsys.readouterr().out
     assert "resume_a (0 s, from the earlier run in this folder)" in printed
     assert "(taken from the earlier run)" in printed
+
+
+def test_a_rerun_naming_fewer_sections_keeps_the_others(pair, sections, tmp_path, caplog):
+    """Rerunning one section into a report folder keeps the folder's other finished sections (same configuration:
+    their options come from resume.json), so nothing finished is lost; fresh replaces the report; a section from
+    other code is not kept."""
+    import interp.compare as cmp
+    from interp.compare import load_config
+
+    out = tmp_path / "report"
+    compare(pair=pair, concepts=sections, out=out, progress=False, options={"resume_c": {"scale": 3.0}})
+    CALLS.clear()
+    result = compare(pair=pair, concepts=["resume_b"], out=out, progress=False, options={"resume_b": {"scale": 2.0}})
+    assert CALLS == ["resume_b"]  # only the named section ran
+    assert list(result.concepts) == ["resume_b", "resume_a", "resume_c"]
+    assert result.concepts["resume_b"].per_layer[0]["value"] == 2.0
+    assert result.concepts["resume_c"].per_layer[0]["value"] == 3.0  # kept with the options it ran with
+    assert result.manifest["resumed"] == ["resume_a", "resume_c"] and "keeping resume_a, resume_c" in caplog.text
+    assert list(Comparison.load(out).concepts) == ["resume_b", "resume_a", "resume_c"]
+    config = load_config(out / "config.toml")  # reproduces the whole report, kept sections included
+    assert config["concepts"] == ["resume_b", "resume_a", "resume_c"]
+    assert config["options"]["resume_c"] == {"scale": 3.0} and config["options"]["resume_b"] == {"scale": 2.0}
+    assert set(json.loads((out / "resume.json").read_text())["sections"]) == {"resume_a", "resume_b", "resume_c"}
+
+    CALLS.clear()  # a rerun of the kept report's own configuration runs nothing
+    again = compare(pair=pair, concepts=config["concepts"], out=out, progress=False, options=config["options"])
+    assert CALLS == [] and again.concepts == result.concepts
+
+    cmp.source_digest.cache_clear()
+    real = cmp.source_digest
+    try:  # other code: the kept sections' keys no longer match, so they are dropped (and said so)
+        cmp.source_digest = lambda: "other code"
+        CALLS.clear()
+        assert list(compare(pair=pair, concepts=["resume_a"], out=out, progress=False).concepts) == ["resume_a"]
+        assert CALLS == ["resume_a"] and "resume_b, resume_c in" in caplog.text and "not kept" in caplog.text
+    finally:
+        cmp.source_digest = real
+    compare(pair=pair, concepts=sections, out=out, progress=False)
+    assert list(compare(pair=pair, concepts=["resume_a"], out=out, progress=False, fresh=True).concepts) == [
+        "resume_a"]  # fresh: the report holds this run's sections only
+
+
+@pytest.mark.parametrize("at", ["between sections", "at the end"])
+def test_ctrl_c_while_the_report_is_written_waits_until_it_is_whole(pair, sections, tmp_path, monkeypatch, at):
+    """Ctrl-C as the folder is being written (here: as write_report starts) lets the write finish, then stops the
+    run: the folder is a whole report of the finished sections, never layers.csv without report.json."""
+    import os
+    import signal
+
+    import interp.compare as cmp
+
+    real, calls = cmp.write_report, []
+
+    def write_report(comparison, out):
+        calls.append(list(comparison.concepts))
+        if at == "at the end" and len(comparison.concepts) < 3:
+            return real(comparison, out)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered while the files are written
+        return real(comparison, out)
+
+    monkeypatch.setattr(cmp, "write_report", write_report)
+    out = tmp_path / "report"
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections, out=out, progress=False)
+    want = ["resume_a"] if at == "between sections" else sections
+    assert calls[-1] == want and err.value.kept == want
+    assert err.value.section == ("resume_b" if at == "between sections" else None)
+    assert list(Comparison.load(out).concepts) == want  # report.json written, and it indexes the rest
+    assert set(json.loads((out / "resume.json").read_text())["sections"]) == set(want)
+    assert (out / "config.toml").is_file() and (out / "layers.csv").is_file()
+    if at == "at the end":
+        assert "the report in" in str(err.value) and "is whole" in str(err.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored

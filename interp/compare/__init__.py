@@ -16,7 +16,10 @@ Nothing finished is lost: with ``out=`` the report folder is rewritten after eve
 the sections done so far) together with ``resume.json``, one key per finished section. A rerun into the same
 folder takes every section whose key matches from there instead of running it again (:func:`section_key`:
 the same toolkit code, model weights, data, options, dtype and device), so an interrupted run resumes where it
-stopped; ``fresh=True`` (``interp compare --fresh``) runs every section again.
+stopped; ``fresh=True`` (``interp compare --fresh``) runs every section again. A rerun naming fewer sections keeps
+the others the folder holds, when they too match this run's configuration (their options are read from
+``resume.json``), so a report grows section by section; ``fresh=True`` replaces the report with this run's sections.
+While the folder is being written, Ctrl-C waits until it is whole.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -183,8 +189,8 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
     if out is not None and (Path(out) / "report.json").exists():  # said once nothing above refused the run
-        log.warning("%s holds a report; this run replaces it (keeping the sections it holds from a run of the "
-                    "same configuration, unless fresh)", out)
+        log.warning("%s holds a report; this run rewrites it (keeping the sections it holds from a run of the "
+                    "same configuration, those this run does not name too, unless fresh)", out)
     return sections, chosen, sets
 
 
@@ -196,7 +202,7 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`compare`: what was kept. A ``KeyboardInterrupt``, so code that stops on one still does.
 
     Attributes:
-        section: the section that was running.
+        section: the section that was running (or about to run; ``None``: the last write of the report).
         kept: the finished sections, in run order, whose results are in ``out``.
         out: the report folder (``None``: nothing was written, ``out=None``).
     """
@@ -206,6 +212,8 @@ class Interrupted(KeyboardInterrupt):
         self.section, self.kept, self.out = section, kept, out
 
     def __str__(self) -> str:
+        if self.section is None:  # while the finished report was being written (it was written whole)
+            return f"interrupted as the run ended; the report in {self.out} is whole ({', '.join(self.kept)})"
         if self.out is None or not self.kept:
             return f"interrupted during the {self.section} section; no section had finished, nothing was kept"
         shown = "it" if len(self.kept) == 1 else "them"
@@ -322,11 +330,53 @@ def bind_vectors(result, pair: ModelPair) -> None:
         result.vectors[key] = vec.with_model(getattr(pair, which))
 
 
-def _write_resume(out: Path, keys: dict, results: dict, timings: dict) -> None:
+def _write_resume(out: Path, keys: dict, results: dict, timings: dict, options: dict) -> None:
+    """``resume.json``: per finished section its key, wall time and options (what a later run naming other
+    sections needs to recompute the key and keep it, :func:`_carried_options`)."""
     from .._io import write_json
+    from ..report import jsonable
 
     write_json(out / RESUME_FILE, {"format": 1, "sections": {
-        n: {"key": keys[n], "seconds": round(timings[n], 2)} for n in results if keys.get(n) is not None}})
+        n: {"key": keys[n], "seconds": round(timings[n], 2), "options": jsonable(options.get(n, {}))}
+        for n in results if keys.get(n) is not None}})
+
+
+def _carried_options(out: Path, running) -> dict[str, dict]:
+    """``{name: options}`` of the finished sections ``out``'s resume file holds that this run does not name: the
+    candidates to keep in the rewritten report (kept only if their key still matches once the pair is booted).
+    A section no longer registered, or whose stored options this version refuses, is not carried."""
+    try:
+        stored = json.loads((out / RESUME_FILE).read_text(encoding="utf-8"))["sections"]
+        items = list(stored.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    carried = {}
+    for name, entry in items:
+        if name in running or name not in _available() or not isinstance(entry, dict) or "options" not in entry:
+            continue
+        try:
+            carried[name] = get_section(name).options(entry["options"])
+        except (ValueError, TypeError):
+            log.warning("%s section in %s is not kept: its options %s are not valid now", name, out,
+                        entry["options"])
+    return carried
+
+
+@contextmanager
+def _uninterrupted():
+    """Ctrl-C (SIGINT) held back until the block ends, then raised as ``KeyboardInterrupt``: a report folder is
+    written whole. Outside the main thread, or where SIGINT has no Python handler, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def compare(
@@ -409,23 +459,36 @@ def compare(
     ctx = SectionContext(pair=pair, data=sets, is_organism=is_organism, progress=progress)
     models = {"base": model_files(pair.base), "post": model_files(pair.post)}  # hashed once: key and manifest
     info = pair.info()
-    keys = {name: section_key(models, name, chosen[name], vocab=info["vocab_sha256"],
-                              template=info["chat_template"], data=None if sets is None else data,
-                              user_files=(user_concepts or {}).get(name, ()), dtype=dtype, device=device,
-                              device_map=device_map) for name in concepts}
     out = None if out is None else Path(out)
+    carried = {} if out is None or fresh else _carried_options(out, sections)
+
+    def key(name: str, opts: dict) -> str | None:
+        return section_key(models, name, opts, vocab=info["vocab_sha256"], template=info["chat_template"],
+                           data=None if sets is None else data, user_files=(user_concepts or {}).get(name, ()),
+                           dtype=dtype, device=device, device_map=device_map)
+
+    keys = {name: key(name, chosen[name]) for name in concepts} | {n: key(n, o) for n, o in carried.items()}
     previous = {} if out is None or fresh else _resumable(out, keys)
-    if previous:
+    kept = {n: previous[n] for n in carried if n in previous}  # finished sections this run does not name
+    if any(n in previous for n in concepts):
         log.warning("resuming from %s: %s finished there in a run of the same configuration (pass fresh=True, "
                     "or --fresh, to run them again)", out, ", ".join(n for n in concepts if n in previous))
+    if kept:
+        log.warning("keeping %s in %s: finished there in a run of the same configuration, not named by this run "
+                    "(fresh=True, or --fresh, replaces the report with this run's sections)", ", ".join(kept), out)
+    if set(carried) - set(kept):
+        log.warning("%s in %s ran with other code, weights, data or settings: not kept",
+                    ", ".join(n for n in carried if n not in kept), out)
+    options_used = {**chosen, **{n: carried[n] for n in kept}}
 
     def where(x):  # a local path as an absolute one (the configuration works from any folder); else as given
         return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
 
-    config = {"base": where(base), "post": where(post), "concepts": concepts, "out": None if out is None else str(out),
+    config = {"base": where(base), "post": where(post), "concepts": concepts + list(kept),
+              "out": None if out is None else str(out),
               "data": where(data), "device": device, "dtype": dtype, "device_map": device_map,
               "options": {name: {k: ",".join(where(f) for f in str(v).split(",")) if k == "data" and v else v
-                                 for k, v in opts.items()} for name, opts in chosen.items()},
+                                 for k, v in opts.items()} for name, opts in options_used.items()},
               "user_concepts": {name: [where(f) if isinstance(f, (str, Path)) else f"<PromptSet {f.name}>"
                                        for f in files] for name, files in (user_concepts or {}).items()} or None}
     data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
@@ -441,10 +504,24 @@ def compare(
         if previous:
             manifest["resumed"] = [n for n in results if n in previous]
         return Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=dict(results), manifest=manifest,
-                          timings={k: round(v, 2) for k, v in timings.items()})
+                          timings={k: round(timings[k], 2) for k in ("load", *results)})
+
+    def write(results: dict, used, pending: list[str], section: str | None) -> Comparison:
+        """The report of ``results`` written whole: Ctrl-C meanwhile waits, then stops the run (Interrupted)."""
+        report = comparison(results, used, pending)
+        try:
+            with _uninterrupted():
+                _keep(out, report, keys, results, timings, config, options_used)
+        except KeyboardInterrupt:
+            raise Interrupted(section, list(results), out) from None
+        return report
 
     results = {}
+    for name, (_, seconds, _) in kept.items():
+        timings[name] = seconds
     with recording() as used:
+        for name in kept:
+            used.entries.extend(kept[name][2])
         for i, (name, section) in enumerate(sections.items()):
             if name in previous:
                 results[name], timings[name], entries = previous[name]
@@ -462,19 +539,23 @@ def compare(
                 log.info("%s section: %.1f s", name, timings[name])
                 bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
                 if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
-                    _keep(out, comparison(results, used, concepts[i + 1:]), keys, results, timings, config)
+                    write(results | {n: kept[n][0] for n in kept}, used, concepts[i + 1:], concepts[i + 1])
             if on_section is not None:
                 on_section(name, results[name], timings[name], name in previous)
+        for name in kept:
+            results[name] = kept[name][0]
+            if on_section is not None:
+                on_section(name, results[name], timings[name], True)
 
-    result = comparison(results, used, [])
-    if out is not None:
-        _keep(out, result, keys, results, timings, config)
-    return result
+    if out is None:
+        return comparison(results, used, [])
+    return write(results, used, [], None)
 
 
-def _keep(out: Path, comparison: Comparison, keys: dict, results: dict, timings: dict, config: dict) -> None:
+def _keep(out: Path, comparison: Comparison, keys: dict, results: dict, timings: dict, config: dict,
+          options: dict) -> None:
     """Write what is finished: the report, the resume file, and ``config.toml`` (the configuration to run again:
     without its out folder, so a rerun never replaces this report unasked)."""
     write_report(comparison, out)
-    _write_resume(out, keys, results, timings)
+    _write_resume(out, keys, results, timings, options)
     write_config({k: v for k, v in config.items() if k != "out"}, out / "config.toml")

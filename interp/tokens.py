@@ -252,15 +252,11 @@ def stop_token_ids(tokenizer, stop_tokens=(), *, eos: bool = True, end_of_turn: 
 
 @functools.lru_cache(maxsize=1)
 def _byte_of_char() -> dict[str, int]:
-    """The byte each character of a byte-level BPE vocabulary stands for (GPT-2's ``bytes_to_unicode``,
-    inverted): printable bytes stand for themselves, the other 68 for the characters from U+0100 up."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    out, extra = {chr(b): b for b in kept}, 0
-    for b in range(256):
-        if b not in kept:
-            out[chr(256 + extra)] = b
-            extra += 1
-    return out
+    """The byte each character of a byte-level BPE vocabulary stands for (GPT-2's ``bytes_to_unicode``, as
+    transformers ships it, inverted)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 _BYTE_FALLBACK = re.compile(r"<0x[0-9A-Fa-f]{2}>")

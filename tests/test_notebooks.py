@@ -25,3 +25,18 @@ def test_notebook_uses_only_the_public_api(path):
 
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert not re.findall(r"(?:from|import)\s+(?:interp|probes|steering)(?:\.\w+)*\._\w+|import _\w+", code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_name_a_notebook_imports_is_documented(path):
+    """Each name a notebook imports from the toolkit appears in README.md or docs/: a notebook shows the documented
+    API, not a module's internals that happen to lack an underscore."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    documented = (root / "README.md").read_text() + "".join(p.read_text() for p in (root / "docs").glob("*.md"))
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    imported = [name.strip() for _, names in re.findall(r"^from\s+((?:interp|probes|steering)[\w.]*)\s+import\s+"
+                                                          r"([^\n#]+)", code, re.M) for name in names.split(",")]
+    assert imported  # the pattern reads the notebook's imports
+    assert [n for n in imported if not re.search(rf"\b{re.escape(n)}\b", documented)] == []

@@ -241,53 +241,85 @@ def _line(c: ConceptResult, plot: dict):
     ``{key}_ci_high`` (a bootstrap interval), and each ``plot["nulls"]`` key as a grey dashed line (the value
     chance gives). A ``*_true_to_false`` series is dotted.
 
-    ``plot["panels"]`` (optional) splits the figure into stacked panels over the same layers, one quantity each:
-    a list of ``{"keys": [series or null keys], "yaxis": title with unit, "yrange": [lo, hi] or None}``; a key in
-    no panel goes to the first."""
+    ``plot["panels"]`` (optional) splits the figure into panels over the same layers, one quantity each: a list of
+    ``{"keys": [series or null keys], "yaxis": title with unit, "yrange": [lo, hi] or None, "title": the panel's
+    own title (optional)}``; a key in no panel goes to the first. The panels are stacked, or laid out row by row
+    in ``plot["columns"]`` columns (small multiples). ``plot["shared_yaxis"]``: every panel on one y scale (the
+    same quantity in each; its title on the first column only). ``plot["panel_colors"]``: the n-th series of every
+    panel drawn in the same colour (small multiples of the same measures), else each series its own.
+    ``plot["differences"]`` (optional): ``{key: [a, b]}`` adds a series ``key`` of ``a - b`` per layer (blank where
+    either is), e.g. post − base, for ``series`` and ``panels`` to name."""
     import plotly.colors
     import plotly.graph_objects as go
 
+    rows = c.per_layer
+    if plot.get("differences"):
+        def minus(row, a, b):
+            return None if row.get(a) is None or row.get(b) is None else row[a] - row[b]
+
+        rows = [{**row, **{k: minus(row, a, b) for k, (a, b) in plot["differences"].items()}} for row in rows]
     panels = plot.get("panels") or [{"keys": [*plot["series"], *plot.get("nulls", {})],
                                      "yaxis": plot.get("yaxis", "value"), "yrange": plot.get("yrange")}]
-    row_of = {k: i + 1 for i, panel in enumerate(panels) for k in panel["keys"]}
+    n_cols = max(1, min(int(plot.get("columns", 1)), len(panels)))
+    n_rows = -(-len(panels) // n_cols)
+    place = {i: (i // n_cols + 1, i % n_cols + 1) for i in range(len(panels))}  # panel -> (row, col)
+    panel_of = {k: i for i, panel in enumerate(panels) for k in panel["keys"]}
     if len(panels) > 1:
         from plotly.subplots import make_subplots
 
-        fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06)
-        fig.update_layout(height=260 + 220 * len(panels))
+        titles = [panel.get("title", "") for panel in panels] if any("title" in p for p in panels) else None
+        specs = [[{} if r * n_cols + k < len(panels) else None for k in range(n_cols)] for r in range(n_rows)]
+        grid = n_cols > 1
+        fig = make_subplots(rows=n_rows, cols=n_cols, shared_xaxes=not grid, specs=specs, subplot_titles=titles,
+                            vertical_spacing=(0.3 if titles else 0.18) / n_rows if grid else
+                            (0.1 if titles else 0.06), horizontal_spacing=0.08)
+        height = 260 + (260 if grid else 220) * n_rows
+        fig.update_layout(height=height)
+        if grid:  # the legend under the grid (75 px below the plot area, past the x titles): panels keep the width
+            fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -75 / (height - 180),
+                                      "xanchor": "left", "x": 0})
     else:
         fig = go.Figure()
 
     def add(trace, key):
         if len(panels) > 1:
-            fig.add_trace(trace, row=row_of.get(key, 1), col=1)
+            row, col = place[panel_of.get(key, 0)]
+            fig.add_trace(trace, row=row, col=col)
         else:
             fig.add_trace(trace)
 
     palette = plotly.colors.qualitative.Plotly
     x = c.layers
     for i, (key, label) in enumerate(plot["series"].items()):
-        if key not in c.per_layer[0]:
+        if key not in rows[0]:
             continue
+        if plot.get("panel_colors"):
+            i = [k for k in panels[panel_of.get(key, 0)]["keys"] if k in plot["series"]].index(key)
         color = palette[i % len(palette)]
         lo, hi = f"{key}_ci_low", f"{key}_ci_high"
-        if lo in c.per_layer[0] and hi in c.per_layer[0]:
-            upper, lower = [row.get(hi) for row in c.per_layer], [row.get(lo) for row in c.per_layer]
+        if lo in rows[0] and hi in rows[0]:
+            upper, lower = [row.get(hi) for row in rows], [row.get(lo) for row in rows]
             add(go.Scatter(x=list(x) + list(x)[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
                            opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False,
                            name=f"{label} 95% CI"), key)
-        add(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines+markers", name=label,
+        add(go.Scatter(x=x, y=[row.get(key) for row in rows], mode="lines+markers", name=label,
                        line={"color": color, "dash": "dot" if key.endswith("_true_to_false") else "solid"}), key)
     for key, label in plot.get("nulls", {}).items():
-        if key in c.per_layer[0]:
-            add(go.Scatter(x=x, y=[row.get(key) for row in c.per_layer], mode="lines", name=f"null: {label}",
+        if key in rows[0]:
+            add(go.Scatter(x=x, y=[row.get(key) for row in rows], mode="lines", name=f"null: {label}",
                            line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}), key)
     xtitle = plot.get("xaxis", "layer (output of block)")
     if len(panels) > 1:
-        for i, panel in enumerate(panels, start=1):
-            fig.update_yaxes(title_text=panel.get("yaxis", "value"), range=panel.get("yrange"), row=i, col=1)
-            fig.update_xaxes(dtick=1, row=i, col=1)
-        fig.update_xaxes(title_text=xtitle, row=len(panels), col=1)
+        shared = plot.get("shared_yaxis")
+        for i, panel in enumerate(panels):
+            row, col = place[i]
+            title = panel.get("yaxis", "value") if not shared or col == 1 else None
+            fig.update_yaxes(title_text=title, range=panel.get("yrange"), row=row, col=col)
+            if shared and i:
+                fig.update_yaxes(matches="y", row=row, col=col)
+            fig.update_xaxes(dtick=1, row=row, col=col)
+            if i + n_cols >= len(panels):  # the lowest panel of its column
+                fig.update_xaxes(title_text=xtitle, row=row, col=col)
         return fig
     fig.update_layout(xaxis_dtick=1, xaxis_title=xtitle, yaxis_title=plot.get("yaxis", "value"))
     if plot.get("yrange"):

@@ -73,6 +73,54 @@ def test_truth_section_measures_the_organism(organism_report):
     assert m["rows"] == ["cities", "numbers"] and len(m["values"]) == 2
 
 
+def _panels(fig) -> list[list[str]]:
+    """The names of a figure's lines (not their interval bands), per panel (y axis), in order."""
+    out = {}
+    for t in fig.data:
+        if t.fill != "toself":
+            out.setdefault(t.yaxis or "y", []).append(t.name)
+    return list(out.values())
+
+
+def test_truth_causal_figure_is_small_multiples_of_at_most_four_lines(organism_report):
+    """The 12 NIE lines (4 direction → model pairs x false→true, true→false, random) are one panel per pair, in a
+    2 x 2 grid on one labelled NIE scale, each panel with its pair's three lines."""
+    from interp.report import figures
+
+    truth = organism_report[0].concepts["truth"]
+    (title, reading, fig), = [f for f in figures(truth) if f[0] == "Causal effect of the truth directions"]
+    panels = _panels(fig)
+    pairs = [(s, t) for s in ("base", "post") for t in ("base", "post")]
+    assert panels == [[f"{s} direction → {t} model (false→true)", f"{s} direction → {t} model (true→false)",
+                       f"null: random direction, {s} norm → {t} model"] for s, t in pairs]
+    assert all(len(p) <= 4 for p in panels)
+    assert [a.text for a in fig.layout.annotations] == [f"{s} direction → {t} model" for s, t in pairs]
+    ys = [fig.layout[f"yaxis{i}"] for i in ("", 2, 3, 4)]
+    assert [y.title.text for y in ys] == ["NIE (1 = true–false gap closed)", None] * 2  # one scale, titled per row
+    assert all(y.matches == "y" for y in ys[1:])
+    assert [fig.layout[f"xaxis{i}"].title.text for i in (3, 4)] == ["layer the direction is added after"] * 2
+    assert "One panel per direction and model it is added to, on one scale" in reading
+
+
+def test_language_accuracy_figure_gives_each_accuracy_its_own_panel(organism_report):
+    """The organism's four identity accuracies sit at 1.0: each is in a panel of its own, titled as at ceiling, with
+    post − base beside them, and the caption names them."""
+    from interp.compare.language import ACCURACIES, _at_ceiling
+    from interp.report import figures
+
+    language = organism_report[0].concepts["language"]
+    (_, reading, fig), = [f for f in figures(language) if f[0].startswith("Language identity")]
+    panels = _panels(fig)
+    assert len(panels) == 6
+    assert all(len(set(ACCURACIES.values()) & set(p)) <= 1 for p in panels)  # no two accuracies share an axis
+    assert ["post − base (own probes)"] in panels
+    titles = [a.text for a in fig.layout.annotations]
+    top = [label for key, label in ACCURACIES.items() if _at_ceiling(language.per_layer, key)]
+    assert len(top) == 4  # the organism's language identity is read perfectly by every probe, at every layer
+    assert sum(t.endswith("(1.00 at every layer)") for t in titles) == 4
+    assert f"At ceiling (1.00 at every layer): {', '.join(top)}; each is drawn in a panel of its own" in reading
+
+
 def test_nie_at_the_cue_is_causal_and_beyond_its_random_null():
     """Read at the cue and added at the last token, either model's truth direction makes false statements
     judged true (false→true) and subtracted makes true ones judged false (true→false), far beyond a random

@@ -99,3 +99,49 @@ def test_bar_tables_draw_error_bars_from_their_interval_columns():
     assert fig.data[0].error_y.array is not None
     page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"c": c})).decode()
     assert "<td class='t'>undefined: fewer than 2 corpus texts</td>" in page and "<td class='t'></td>" in page
+
+
+def _lines_by_axes(fig) -> dict[tuple[str, str], list[str]]:
+    """The names of a figure's lines (not their interval bands) per (x axis, y axis), i.e. per panel."""
+    out = {}
+    for t in fig.data:
+        if t.fill != "toself":
+            out.setdefault((t.xaxis or "x", t.yaxis or "y"), []).append(t.name)
+    return out
+
+
+def test_small_multiples_lay_panels_out_in_columns_on_one_scale():
+    """``columns``: the panels row by row in a grid, each titled; ``shared_yaxis``: one y scale (its title on the
+    first column); ``panel_colors``: the n-th series of each panel alike; ``differences``: a - b per layer."""
+    from interp.report import _line
+
+    rows = [{"layer": i, **{f"{k}{s}": 0.1 * i * (j + 1) for j, k in enumerate("abcd") for s in ("", "_t")}}
+            for i in range(3)]
+    c = ConceptResult("x", [0, 1, 2], rows)
+    series = {f"{k}{s}": f"{k}{s}" for k in "abcd" for s in ("", "_t")}
+    plot = {"title": "t", "series": {**series, "d_minus_a": "d − a"}, "columns": 2, "shared_yaxis": True,
+            "panel_colors": True, "xaxis": "layer", "differences": {"d_minus_a": ["d", "a"]},
+            "panels": [{"keys": [k, f"{k}_t"], "yaxis": "effect (unit)", "title": f"panel {k}"} for k in "abcd"]
+            + [{"keys": ["d_minus_a"], "yaxis": "effect (unit)", "title": "difference"}]}
+    fig = _line(c, plot)
+    panels = _lines_by_axes(fig)
+    assert list(panels.values()) == [["a", "a_t"], ["b", "b_t"], ["c", "c_t"], ["d", "d_t"], ["d − a"]]
+    assert [(x, y) for x, y in panels] == [("x", "y"), ("x2", "y2"), ("x3", "y3"), ("x4", "y4"), ("x5", "y5")]
+    assert [a.text for a in fig.layout.annotations] == ["panel a", "panel b", "panel c", "panel d", "difference"]
+    # two columns: panels 1 and 2 side by side, 3 under 1; the grid's empty sixth cell has no axis
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]
+    assert fig.layout.yaxis.domain == fig.layout.yaxis2.domain
+    assert fig.layout.yaxis3.domain[1] < fig.layout.yaxis.domain[0] and "xaxis6" not in fig.layout
+    assert [fig.layout[f"yaxis{i}"].title.text for i in ("", 2, 3, 4, 5)] == ["effect (unit)", None, "effect (unit)",
+                                                                             None, "effect (unit)"]
+    assert all(fig.layout[f"yaxis{i}"].matches == "y" for i in (2, 3, 4, 5))
+    # the x title under the lowest panel of each column
+    assert [fig.layout[f"xaxis{i}"].title.text for i in ("", 2, 3, 4, 5)] == [None, None, None, "layer", "layer"]
+    colors = {t.name: t.line.color for t in fig.data}
+    assert colors["a"] == colors["b"] == colors["d − a"] and colors["a_t"] == colors["d_t"] != colors["a"]
+    diff = next(t for t in fig.data if t.name == "d − a")
+    assert list(diff.y) == pytest.approx([r["d"] - r["a"] for r in rows])
+    assert fig.layout.legend.orientation == "h"  # under the grid, not beside it
+    # without panel_colors each series keeps its own colour
+    own = {t.name: t.line.color for t in _line(c, {**plot, "panel_colors": False}).data}
+    assert len({own[k] for k in ("a", "b", "c", "d")}) == 4

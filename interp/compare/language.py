@@ -53,7 +53,7 @@ from ..datasets import _world as W
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized
-from ._section import Param, Section, data_param, provides, tokens_for, user_data
+from ._section import Param, Section, data_param, provides, seed_param, tokens_for, user_data
 
 __all__ = ["SECTION", "LanguageTokens", "effective_rank", "language_section"]
 
@@ -552,8 +552,9 @@ def _result(run: _Run, per_layer: list[dict], rows: list[list], vectors: dict, n
     """The section's :class:`~interp.report.ConceptResult`: directions, readings, plots and the steering table."""
     directions = {f"{m}/en_to_{lang}": run.dirs[m][lang] for m in ("base", "post") for lang in run.targets}
     readings = {"summary": _summary(run, rows, n_prompts), **READINGS}
+    readings["accuracy"] += _ceiling_note(per_layer)
     return ConceptResult("language", list(range(run.n_layers)), per_layer, long_rows(per_layer), {}, directions,
-                         readings, setup, _plots(run.langs), _tables(run, rows), vectors=vectors)
+                         readings, setup, _plots(run.langs, per_layer), _tables(run, rows), vectors=vectors)
 
 
 def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
@@ -581,8 +582,8 @@ def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
 
 READINGS = {
     "accuracy": "Held-out accuracy of a multinomial logistic probe for the language of a sentence (mean over its "
-                "tokens), each model's probe on the other model, and the cosine of base and post language "
-                "directions.",
+                "tokens; bands: 95% Wilson intervals), each model's probe on the other model (transfer), post − "
+                "base of the own probes' accuracy, and the cosine of base and post language directions.",
     "rank": "Effective rank and eigengap of the paired English→target difference matrices (mean over target "
             "languages): a low rank and a large gap mean one direction carries the language shift.",
     "neurons": "Language-specific neurons (LAPE, Tang et al. 2024: the 1% of all neurons with the lowest "
@@ -591,24 +592,62 @@ READINGS = {
 }
 
 
-def _plots(langs: tuple[str, ...]) -> list[dict]:
+#: The identity probes' accuracies (own probes, then transfer) with their labels in the figure and caption.
+ACCURACIES = {"base_accuracy": "base probe", "post_accuracy": "post probe",
+              "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base"}
+
+
+def _at_ceiling(per_layer: list[dict], key: str) -> bool:
+    """Whether ``key`` reads 1.00 (to two decimals) at every layer where it is defined."""
+    values = [e[key] for e in per_layer if e.get(key) is not None]
+    return bool(values) and min(values) >= 0.995
+
+
+def _ceiling_note(per_layer: list[dict]) -> str:
+    """The accuracy caption's sentence naming the accuracies at ceiling (empty where none is)."""
+    top = [label for key, label in ACCURACIES.items() if _at_ceiling(per_layer, key)]
+    if not top:
+        return ""
+    return (f" At ceiling (1.00 at every layer): {', '.join(top)}; {'each is' if len(top) > 1 else 'it is'} drawn in "
+            "a panel of its own, as the lines would coincide on one axis.")
+
+
+def _identity_plot(langs: tuple[str, ...], per_layer: list[dict]) -> dict:
+    """The identity probes' accuracies as small multiples (each model's own probe, each transfer, their
+    difference post − base) and the base/post cosines; a panel whose accuracy is at ceiling says so."""
+    def title(key, text):
+        return text + (" (1.00 at every layer)" if _at_ceiling(per_layer, key) else "")
+
+    acc = {"yaxis": "held-out accuracy", "yrange": [-0.05, 1.05]}
+    return {
+        "title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy",
+        "yrange": [-0.05, 1.05], "columns": 2,
+        "series": {**ACCURACIES, "post_minus_base_accuracy": "post − base (own probes)",
+                   **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}},
+        "nulls": {"base_accuracy_null": "base probe, shuffled labels",
+                  "post_accuracy_null": "post probe, shuffled labels",
+                  **{f"cosine_base_post_{lang}_null": f"cosine en→{lang}, random directions (95th percentile)"
+                     for lang in langs[1:]}},
+        "differences": {"post_minus_base_accuracy": ["post_accuracy", "base_accuracy"]},
+        "panels": [{"keys": ["base_accuracy", "base_accuracy_null"], **acc,
+                    "title": title("base_accuracy", "base probe on base")},
+                   {"keys": ["post_accuracy", "post_accuracy_null"], **acc,
+                    "title": title("post_accuracy", "post probe on post")},
+                   {"keys": ["transfer_base_to_post"], **acc,
+                    "title": title("transfer_base_to_post", "base probe on post (transfer)")},
+                   {"keys": ["transfer_post_to_base"], **acc,
+                    "title": title("transfer_post_to_base", "post probe on base (transfer)")},
+                   {"keys": ["post_minus_base_accuracy"], "yaxis": "accuracy, post − base", "yrange": None,
+                    "title": "post − base accuracy (own probes)"},
+                   {"keys": [k for lang in langs[1:] for k in (f"cosine_base_post_{lang}",
+                                                               f"cosine_base_post_{lang}_null")],
+                    "yaxis": "cosine", "yrange": [-0.05, 1.05], "title": "cosine of base and post directions"}]}
+
+
+def _plots(langs: tuple[str, ...], per_layer: list[dict]) -> list[dict]:
     """The section's figures: identity probes and cosines, low-rank structure, LAPE neurons."""
     return [
-        {"title": "Language identity: probe accuracy and base/post cosine", "reading": "accuracy",
-         "yrange": [-0.05, 1.05],
-         "series": {"base_accuracy": "base probe", "post_accuracy": "post probe",
-                    "transfer_base_to_post": "base probe → post", "transfer_post_to_base": "post probe → base",
-                    **{f"cosine_base_post_{lang}": f"cosine en→{lang}" for lang in langs[1:]}},
-         "nulls": {"base_accuracy_null": "base probe, shuffled labels",
-                   "post_accuracy_null": "post probe, shuffled labels",
-                   **{f"cosine_base_post_{lang}_null": f"cosine en→{lang}, random directions (95th percentile)"
-                      for lang in langs[1:]}},
-         "panels": [{"keys": ["base_accuracy", "post_accuracy", "transfer_base_to_post", "transfer_post_to_base",
-                              "base_accuracy_null", "post_accuracy_null"],
-                     "yaxis": "held-out accuracy (language identity)", "yrange": [-0.05, 1.05]},
-                    {"keys": [k for lang in langs[1:] for k in (f"cosine_base_post_{lang}",
-                                                                f"cosine_base_post_{lang}_null")],
-                     "yaxis": "cosine of base and post directions", "yrange": [-0.05, 1.05]}]},
+        _identity_plot(langs, per_layer),
         {"title": "Low-rank structure of the language shift", "reading": "rank", "yaxis": "value",
          "series": {"base_effective_rank": "base effective rank", "post_effective_rank": "post effective rank",
                     "base_eigengap": "base eigengap", "post_eigengap": "post eigengap"},
@@ -666,7 +705,7 @@ SECTION = Section("language", _run, help="language directions and LAPE neurons i
     Param("window_size", int, 2, "consecutive layers the language directions are added to", low=1),
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
     Param("max_new_tokens", int, 6, "tokens generated per steered prompt", low=1),
-    Param("seed", int, 0, "seed of the shuffled-label probes, the random direction, the bootstrap and the "
+    seed_param("seed of the shuffled-label probes, the random direction, the bootstrap and the "
                           "train/test split of --language-data"),
     Param("batch_size", int, None, "prompts per forward pass (default: 16 reading activations, 32 generating)",
           low=1),

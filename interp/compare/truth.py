@@ -29,7 +29,8 @@ from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult
 from ..tokens import Tokenized
-from ._section import Param, Section, data_param, parse_layers, provides, split_rows, tokens_for, user_data
+from ._section import (Param, Section, data_param, parse_layers, provides, seed_param, split_rows, tokens_for,
+                       user_data)
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -579,7 +580,7 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     directions = {f"{model}/{method}": fit.direction.float() for (model, method), fit in run.fits.items()}
     _complete_setup(run)
     return ConceptResult("truth", run.layers, per_layer, rows, matrices, directions, readings, run.setup,
-                         _plots(with_causal=bool(causal)))
+                         _plots(with_causal=bool(causal), normalization=nie.normalization))
 
 
 #: The cue the causal check reads the judgement token after.
@@ -613,8 +614,10 @@ class _NieOptions:
             + ("every false statement is now judged true with certainty" if du else
                "false statements now look as true as true ones")
             + (f"; each statement follows {self.shots} labelled training statements" if self.shots else "")
-            + ". Off-diagonal curves apply one model's direction to the other model. Dotted: the same direction "
-              "subtracted from true statements (true→false); grey: a random direction of the same norm (the null). "
+            + ". One panel per direction and model it is added to, on one scale: rows the direction's model, "
+              "columns the model it is added to (off-diagonal panels apply one model's direction to the other "
+              "model). Solid: the direction added to false statements (false→true); dotted: subtracted from true "
+              "statements (true→false); grey: a random direction of the same norm (the null). "
             + ("Blank where PD(false) = 1 or PD(true) = -1 leaves no room to move." if du else
                "Blank where the model does not judge true statements truer than false ones."))
 
@@ -892,8 +895,26 @@ def _complete_setup(run: _Run) -> None:
                      "bootstrap over statements (1,000 resamples, seeded); probes.stats", "seed": run.seed})
 
 
-def _plots(with_causal: bool) -> list[dict]:
-    """The section's line plots over layers: accuracy, similarity and, ``with_causal``, the causal effect."""
+def _causal_plot(normalization: str) -> dict:
+    """The causal effect as small multiples: one panel per (direction, model it is added to), rows the direction's
+    model, columns the model it is added to (own directions on the diagonal), each with the false→true effect, the
+    true→false one and the random direction's; one NIE scale for all four, its unit ``normalization``'s."""
+    unit = "1 = largest change possible" if normalization == "du" else "1 = true–false gap closed"
+    pairs = [(s, t) for s in ("base", "post") for t in ("base", "post")]
+    return {"title": "Causal effect of the truth directions", "reading": "causal",
+            "xaxis": "layer the direction is added after", "yaxis": "normalized indirect effect",
+            "series": {f"nie_{s}_to_{t}{sfx}": f"{s} direction → {t} model{label}" for s, t in pairs
+                       for sfx, label in (("", " (false→true)"), ("_true_to_false", " (true→false)"))},
+            "nulls": {f"nie_{s}_to_{t}_random": f"random direction, {s} norm → {t} model" for s, t in pairs},
+            "panels": [{"keys": [f"nie_{s}_to_{t}", f"nie_{s}_to_{t}_true_to_false", f"nie_{s}_to_{t}_random"],
+                        "title": f"{s} direction → {t} model", "yaxis": f"NIE ({unit})"}
+                       for s, t in pairs],
+            "columns": 2, "shared_yaxis": True, "panel_colors": True}
+
+
+def _plots(with_causal: bool, normalization: str = "marks_tegmark") -> list[dict]:
+    """The section's line plots over layers: accuracy, similarity and, ``with_causal``, the causal effect (NIE
+    normalised by ``normalization``)."""
     plots = [
         {"title": "Probe accuracy by layer", "reading": "accuracy", "yaxis": "held-out accuracy", "yrange": [0, 1.02],
          "series": {"base_accuracy": "base (mass-mean)", "post_accuracy": "post (mass-mean)",
@@ -919,13 +940,7 @@ def _plots(with_causal: bool) -> list[dict]:
                      "yaxis": "transfer AUROC", "yrange": [0, 1.02]}]},
     ]
     if with_causal:
-        plots.append({"title": "Causal effect of the truth directions", "reading": "causal",
-                      "xaxis": "layer the direction is added after", "yaxis": "normalized indirect effect",
-                      "series": {f"nie_{s}_to_{t}{sfx}": f"{s} direction → {t} model{label}"
-                                 for s in ("base", "post") for t in ("base", "post")
-                                 for sfx, label in (("", ""), ("_true_to_false", " (true→false)"))},
-                      "nulls": {f"nie_{s}_to_{t}_random": f"random direction, {s} norm → {t} model"
-                                for s in ("base", "post") for t in ("base", "post")}})
+        plots.append(_causal_plot(normalization))
     return plots
     return ConceptResult("truth", layers, per_layer, long_rows, matrices, directions, readings, setup, plots)
 
@@ -955,7 +970,7 @@ SECTION = Section("truth", _run, help="where each model represents the truth of 
           tuple(NIE_NORMALIZATIONS)),
     Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "
                                "prompt)", low=0),
-    Param("seed", int, 0, "seed of the validation split, the nulls, the bootstrap and the train/test split of "
+    seed_param("seed of the validation split, the nulls, the bootstrap and the train/test split of "
                           "--truth-data"),
     data_param("truth", "your statements: a file labelled true/false (GoT CSV, JSON/JSONL with text and "
                              "label), split 75/25 by its group column when it has one"),

@@ -130,8 +130,10 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     c.add_argument("--base", help="base model: hub id or local folder")
     c.add_argument("--post", help="post-trained model: hub id or local folder")
     c.add_argument("--dataset", default="truth", help="built-in set name or a file (CSV/JSON/JSONL); default: truth")
-    c.add_argument("--split", default="test", choices=["train", "test", "all"], help="split of a built-in set (default test)")
-    c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"], help="prompt format: raw text, or the model's chat template (default raw)")
+    c.add_argument("--split", default="test", choices=["train", "test", "all"],
+                   help="split of a built-in set (default test)")
+    c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"],
+                   help="prompt format: raw text, or the model's chat template (default raw)")
     c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable; default resid_post)")
     c.add_argument("--position", default="last", help="token position(s) read: last | mean | -K | period | match:REGEX "
                                                     "(default last)")

@@ -74,6 +74,9 @@ def test_layer_lists_take_ranges():
         _int_list("3-1")
     with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges"):
         parse_layers("2-")
+    with pytest.raises(ValueError, match=r"got '2--1' \(range '2--1' mixes a block index with one counted from"):
+        parse_layers("2--1")  # a section's layers option gives the reason too
+    assert parse_layers("-2--1") == [-2, -1]
 
 
 def test_pair_prints_short_and_negative_layers_read_the_same_blocks(tmp_path):

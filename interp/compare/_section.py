@@ -293,9 +293,10 @@ def parse_layers(value: str) -> list[int]:
     parts = [x for x in value.split(",") if x.strip()]
     try:
         out = int_list(",".join(parts)) if parts else []
-    except ValueError:
-        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4, or ranges such as 2-5; got "
-                         f"{value!r}") from None
+    except ValueError as e:
+        why = f" ({e})" if str(e).startswith("range ") else ""
+        raise ValueError(f"layers must be comma-separated block indices such as 0,2,4, or ranges such as 2-5 or "
+                         f"-3--1; got {value!r}{why}") from None
     if not out:
         raise ValueError(f"layers must name at least one block; got {value!r}")
     return out

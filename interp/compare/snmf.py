@@ -745,11 +745,18 @@ def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) 
                         layers=None if layers is None else parse_layers(layers), **options)
 
 
+def _positive_sparsity(value: float) -> None:
+    """SNMF keeps at least one neuron per feature: a sparsity of 0 (or below) is refused before any model boots."""
+    if value <= 0:
+        raise ValueError(f"option 'sparsity' of section 'snmf' must be in (0, 1] (the share of nonzero neurons per "
+                         f"feature); got {value!r}")
+
+
 SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
                                      "base vs post and steered", params=(
     Param("n_components", int, 24, "features per fit", low=1),
-    Param("sparsity", float, None, "share of nonzero neurons per feature (default max(0.01, 10 / d_mlp))",
-          low=0, high=1),
+    Param("sparsity", float, None, "share of nonzero neurons per feature, in (0, 1] (default max(0.01, "
+                                   "10 / d_mlp))", high=1, validate=_positive_sparsity),
     Param("layers", str, None, "comma-separated blocks fitted and matched (default all)", validate=parse_layers),
     Param("layer", int, None, "layer whose features are described and steered (default: the middle fitted one)",
           low=0),

@@ -28,8 +28,9 @@
   shift in total), optionally with the English LAPE neurons deactivated.
   Measured: the share of next-token probability on the target language's own
   tokens (tokens that occur in that language's sentences and no other's), the
-  share of greedy continuations the project's token-set classifier assigns to
-  the target language, and the cost: next-token KL on neutral English text (the
+  share of greedy continuations langid.py (:func:`steering.metrics.language_of`)
+  assigns to the target language, how many stay fluent
+  (:func:`steering.metrics.is_fluent`), and the cost: next-token KL on neutral English text (the
   organism's statements). Each model is steered with its own direction and
   with the other model's.
 * **Probe.** A multinomial logistic probe (standardized features) for language identity on the

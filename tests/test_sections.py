@@ -187,7 +187,7 @@ def test_truth_layers_and_read_position_are_options(tmp_path):
                    torch.tensor(test.labels)).mean(-1)
     assert [e["base_accuracy"] for e in truth.per_layer] == pytest.approx(want.tolist(), abs=1e-12)
     with pytest.raises(ValueError, match="layers must be comma-separated block indices such as 0,2,4, or ranges "
-                                         "such as 2-5; got 'one'"):
+                                         "such as 2-5 or -3--1; got 'one'"):
         compare(base="/nonexistent", post="/nonexistent", options={"truth": {"layers": "one"}}, out=None)
 
 

@@ -29,8 +29,8 @@ import torch
 from .datasets import PromptSet
 
 __all__ = [
-    "ModelPair", "load_model", "load_pair", "pair_of", "resolve_model", "check_same_tokenizer", "tokenizer_of",
-    "vocab_digest", "float_dtype",
+    "ModelPair", "ModelShape", "load_model", "load_pair", "pair_of", "read_shape", "resolve_model",
+    "check_same_tokenizer", "tokenizer_of", "vocab_digest", "float_dtype",
 ]
 
 log = logging.getLogger(__name__)
@@ -349,6 +349,19 @@ def check_same_tokenizer(base_tok, post_tok, names: tuple[str, str] = ("base", "
 Style = Literal["raw", "chat"]
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """What option checks need of a pair, known before it boots when its configs can be read (:func:`read_shape`).
+
+    Attributes:
+        n_layers: transformer blocks (both models have as many).
+        d_model: residual stream width (both models have the same).
+    """
+
+    n_layers: int
+    d_model: int
+
+
 @dataclass
 class ModelPair:
     """A base model and its post-trained version, booted identically.
@@ -396,6 +409,11 @@ class ModelPair:
     @property
     def n_layers(self) -> int:
         return int(self.base.cfg.n_layers)
+
+    @property
+    def shape(self) -> ModelShape:
+        """The pair's :class:`ModelShape` (blocks and width; :func:`load_pair` made sure both models agree)."""
+        return ModelShape(self.n_layers, int(self.base.cfg.d_model))
 
     def __iter__(self) -> Iterator[tuple[str, object]]:
         """Iterate ``("base", model), ("post", model)``."""
@@ -459,6 +477,50 @@ class ModelPair:
             )
 
         return prompts.map_texts(render)
+
+
+def read_shape(base: str | os.PathLike | None = None, post: str | os.PathLike | None = None) -> ModelShape | None:
+    """The :class:`ModelShape` of the pair :func:`load_pair` would boot from ``base`` and ``post``, read from the
+    models' ``config.json`` alone (a local folder, a hub model's cached config, the bundled organism, the real-base
+    organism's folders), so that options depending on the model are refused in a second rather than after
+    the boot. Nothing is downloaded and no weights are read.
+
+    ``None`` when that cannot be done without the boot's own work: a hub model not in the local cache, a ``.gguf``
+    file (its header holds the whole vocabulary: reading it takes as long as half a boot), an unreadable config,
+    two models of different shapes. :func:`load_pair` then reports what is wrong, and the booted pair's
+    :attr:`ModelPair.shape` is used.
+    """
+    try:
+        if base is None and post is None:
+            from . import organism
+
+            sources = organism.paths()
+        elif post is None and isinstance(base, str) and base in _organism_presets():
+            from .organism import gemma_paths
+
+            sources = gemma_paths()  # the boot's first step (converted once, cached: then a fraction of a second)
+        elif base is None or post is None:
+            return None
+        else:
+            sources = (base, post)
+        if any(str(s).lower().endswith(".gguf") for s in sources):
+            return None
+        shapes = {_config_shape(source) for source in sources}
+    except Exception as e:  # noqa: BLE001 - anything unreadable here is reported by the boot, with its own message
+        log.debug("could not read the pair's shape before booting it: %s: %s", type(e).__name__, e)
+        return None
+    return shapes.pop() if len(shapes) == 1 and None not in shapes else None
+
+
+def _config_shape(source) -> ModelShape | None:
+    """One model's :class:`ModelShape` from its ``config.json`` (``None`` when it lacks the fields)."""
+    from transformers import AutoConfig
+
+    path = Path(str(source)).expanduser()
+    config = AutoConfig.from_pretrained(str(path) if path.is_dir() else str(source), local_files_only=True)
+    config = config.get_text_config()
+    n, d = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
+    return None if n is None or d is None else ModelShape(int(n), int(d))
 
 
 def _organism_presets() -> tuple[str, ...]:

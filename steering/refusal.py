@@ -653,17 +653,19 @@ def apply_filters(candidates: Sequence[Candidate], diffs: Float[torch.Tensor, "p
 
 
 def _layer_set(layers: Sequence[int] | None, n_layers: int) -> frozenset[int] | None:
-    """``layers`` as a set of block indices, or None (every layer).
+    """``layers`` as a set of block indices (a negative one counts from the end), or None (every layer).
 
     Raises:
         ValueError: a layer outside the model.
     """
     if layers is None:
         return None
-    bad = [int(x) for x in layers if not 0 <= int(x) < n_layers]
-    if bad:
-        raise ValueError(f"candidate layers {bad} are outside the model's {n_layers} layers (0..{n_layers - 1})")
-    return frozenset(int(x) for x in layers)
+    from interp.sites import check_layers
+
+    try:
+        return frozenset(check_layers(layers, n_layers))
+    except ValueError as e:
+        raise ValueError(f"candidate_layers: {e}") from None
 
 
 def _needs_scores(cands: list[Candidate], filters: _Filters, diffs, positions, n_layers: int) -> bool:

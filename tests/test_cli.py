@@ -154,20 +154,30 @@ def test_a_bad_out_is_refused_before_any_model_boots_or_trains(tmp_path, monkeyp
 
 
 def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch, capsys):
-    """A knowledge window beyond the model's layers is refused once the pair boots, before truth runs; a NaN float
-    option before it boots."""
-    import interp.compare.truth as truth
+    """An option the model cannot take (a block it lacks, a window past its layers, a width past d_model) is refused
+    from the models' configs before the pair boots, the message naming the flag; a NaN float option too."""
+    import interp.compare as compare_module
 
-    def no_work(*args, **kwargs):
-        raise AssertionError("a section ran before the options were checked")
+    def no_boot(*args, **kwargs):
+        raise AssertionError("the pair booted before the options were checked")
 
-    monkeypatch.setattr(truth, "truth_section", no_work)
-    with pytest.raises(ValueError, match="window must be in 1..6"):
+    monkeypatch.setattr(compare_module, "load_pair", no_boot)
+    with pytest.raises(ValueError, match="option 'window' of section 'knowledge': must be at most the model's 6 "
+                                         "blocks; got 9"):
         interp.compare.compare(concepts=["truth", "knowledge"], out=None, progress=False,
                                options={"knowledge": {"window": 9}})
-    with pytest.raises(ValueError, match=r"null_dim must be at most 128 \(the dimensions the unembedding reads\)"):
+    with pytest.raises(ValueError, match=r"option 'null_dim' of section 'confidence': must be at most the models' "
+                                         r"width d_model = 128; got 500"):
         interp.compare.compare(concepts=["truth", "confidence"], out=None, progress=False,
                                options={"confidence": {"null_dim": 500}})
+    for flags, want in ((["--truth-layers", "1-7"], "--truth-layers: layer 6 is out of range for a model with 6 "
+                                                     "layers (valid: 0..5, or -6..-1)"),
+                        (["--refusal-candidate-layers", "9"], "--refusal-candidate-layers: layer 9 is out of range"),
+                        (["--divergence-table-layer", "-7"], "--divergence-table-layer: layer -7 is out of range"),
+                        (["--truth-nie-window", "7"], "--truth-nie-window: must be at most the model's 6 blocks")):
+        concept = flags[0].split("-")[2]
+        assert main(["compare", "--concepts", concept, *flags, "--out", "x"]) == 2, flags
+        assert want in capsys.readouterr().err, flags
     for option in ("--knowledge-noise", "--confidence-rho-threshold"):
         assert main(["compare", "--concepts", "knowledge,confidence", option, "nan", "--out", "x"]) == 2
         assert "must be a finite number; got nan" in capsys.readouterr().err
@@ -285,3 +295,18 @@ def test_warnings_print_as_one_line_and_main_restores_the_display(capsys):
         "warning: fit_layers: zero", "warning (FutureWarning, dep/mod.py:12): x is deprecated"]
     assert cli.main(["report", "/nonexistent-report"]) == 2
     assert warnings.showwarning is before
+
+
+def test_model_dependent_options_are_checked_after_the_boot_when_no_config_tells_the_shape(monkeypatch):
+    """A pair whose shape cannot be read before it boots (a hub model not cached, a .gguf file) has its
+    model-dependent options checked against the booted pair, before any section runs."""
+    import interp.compare as compare_module
+    import interp.compare.truth as truth
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a section ran before the options were checked")
+
+    monkeypatch.setattr(compare_module, "read_shape", lambda *a, **k: None)
+    monkeypatch.setattr(truth, "truth_section", no_work)
+    with pytest.raises(ValueError, match="option 'layers' of section 'truth': layer 6 is out of range"):
+        interp.compare.compare(concepts=["truth"], out=None, progress=False, options={"truth": {"layers": "6"}})

@@ -421,7 +421,7 @@ def test_refusal_candidate_layers_restrict_the_selection_and_nothing_else():
         for key in ("base_accuracy", "post_accuracy", "transfer_base_to_post", "cosine_base_post"):
             want = pins[f"/refusal/per_layer[{e['layer']}]/{key}"]
             assert e[key] == want or e[key] == pytest.approx(want, abs=1e-3), (e["layer"], key)
-    with pytest.raises(ValueError, match=r"candidate layers \[9\] are outside the model's 6 layers"):
+    with pytest.raises(ValueError, match=r"candidate_layers: layer 9 is out of range for a model with 6 layers"):
         refusal_section(pair, is_organism=True, candidate_layers=[9], progress=False)
     with pytest.raises(ValueError, match=r"every candidate layer \[5\] is discarded by the layer filter"):
         refusal_section(pair, is_organism=True, candidate_layers=[5], progress=False)
@@ -433,12 +433,15 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     features = snmf["tables"]["features"]["rows"]
     assert len(features) == snmf["setup"]["n_components"]
     assert all(row[2] and row[3] for row in features)  # top-activating tokens and logit-lens tokens
+    col = {name: k for k, name in enumerate(snmf["tables"]["steering"]["columns"])}
     steering = snmf["tables"]["steering"]["rows"]
     assert steering, "no feature could be calibrated"
     target = snmf["setup"]["target KL"]
-    assert all(abs(row[3] - target) <= 0.05 * target for row in steering)  # α reached the KL it was set for
-    # at least one feature's steering moves generations toward its own top tokens, by a wide margin
-    assert max(row[5] - row[4] for row in steering) >= 0.3
+    assert all(abs(row[col["KL"]] - target) <= 0.05 * target for row in steering)  # α reached the KL it was set for
+    # at least one feature's steering moves generations toward its own top tokens, by a wide margin (all
+    # generations, fluent or not: at this KL the organism's steered generations loop)
+    share_all, unsteered = col["share steered, all generations (fluent or not)"], col["share unsteered"]
+    assert max(row[share_all] - row[unsteered] for row in steering) >= 0.3
     for entry in snmf["per_layer"]:
         assert 0 <= entry["matched_share"] <= 1 and -1 <= entry["matched_cosine_mean"] <= 1
         assert 0 < entry["post_relative_error"] < 1
@@ -447,11 +450,16 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
             assert entry[f"{key}_null"] is not None
     assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
     # the steering null: a random direction at the same KL, and the summary's count read off the rows
-    assert all(row[8] is not None and 0 <= row[8] <= 1 and 0 <= row[9][0] <= row[9][1] <= 1 for row in steering)
+    null_all = col["random direction (null), all generations (largest of 3)"]
+    ci_all = col["share steered, all generations: 95% CI (bootstrap over the 4 prompts)"]
+    assert all(row[null_all] is not None and 0 <= row[null_all] <= 1 and 0 <= row[ci_all][0] <= row[ci_all][1] <= 1
+               for row in steering)
     assert snmf["setup"]["matching"].startswith("base seed 1 against post seed 0")
     # success is read among fluent generations only (a looping generation does not count)
+    ci = col["share steered, fluent generations only: 95% CI (bootstrap over the fluent prompts)"]
+    null = col["random direction (null), fluent generations only (largest of 3)"]
     up = [row[0] for row in steering
-          if row[12] is not None and row[13] is not None and row[12][0] > max(row[4], row[13])]
+          if row[ci] is not None and row[null] is not None and row[ci][0] > max(row[unsteered], row[null])]
     verb = "raises" if len(up) == 1 else "raise"
     assert f"{len(up)} feature{'' if len(up) == 1 else 's'} {verb} the share of their top logit-lens tokens among " \
            "their fluent generations" in snmf["readings"]["summary"]
@@ -500,17 +508,19 @@ def test_snmf_matching_is_read_against_two_seeds_of_one_model(organism_report):
 
 def test_language_section_steers_english_toward_another_language(organism_report):
     section = organism_report[0].concepts["language"]
+    col = {name: k for k, name in enumerate(section.tables["steering"]["columns"])}
     rows = section.tables["steering"]["rows"]
     own = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
     assert {r[2] for r in own} == {"fr", "de", "es"}
     # the post model's own direction raises the target-language share of next-token mass by >= 0.5
-    assert max(r[5] for r in own) >= 0.5
-    assert all(r[3] < 0.05 for r in own)  # English subjects start with no mass on the target language
-    assert all(r[8] > 0 for r in rows)  # the cost on neutral text is measured
+    assert max(r[col["gain"]] for r in own) >= 0.5
+    assert all(r[col["target share before"]] < 0.05 for r in own)  # English subjects: no mass on the target
+    assert all(r[col["KL neutral"]] > 0 for r in rows)  # the cost on neutral text is measured
     # the null: a random direction of the same norm moves (almost) no mass; every share has its interval
     nulls = {r[2]: r for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
-    assert set(nulls) == {"fr", "de", "es"} and all(r[4] < 0.1 for r in nulls.values())
-    assert all(r[10][0] <= r[7] <= r[10][1] for r in rows)
+    assert set(nulls) == {"fr", "de", "es"} and all(r[col["target share after"]] < 0.1 for r in nulls.values())
+    for name in ("continuations fluent and in target after", "continuations in target after, all (fluent or not)"):
+        assert all(r[col[f"{name}, 95% CI"]][0] <= r[col[name]] <= r[col[f"{name}, 95% CI"]][1] for r in rows)
     for lang in ("fr", "de", "es"):  # every language is in the summary: none is picked on held-out prompts
         assert f"{lang}: next-token mass" in section.readings["summary"]
     assert all(e["post_accuracy_ci_low"] <= e["post_accuracy"] <= e["post_accuracy_ci_high"] for e in section.per_layer)

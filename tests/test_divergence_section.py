@@ -246,9 +246,11 @@ def test_bad_options_are_refused(pair, texts):
         SECTION.options({"n_blocks": 4})
     with pytest.raises(ValueError, match="corpus must name a built-in set"):
         SECTION.options({"corpus": "organism/languages"})
-    with pytest.raises(ValueError, match="table_layer must be a block index in 0..5; got 6"):
-        SECTION.check(pair, **SECTION.options({"table_layer": 6}))
-    with pytest.raises(ValueError, match="table_layer must be a block index in 0..5; got 9"):
+    with pytest.raises(ValueError, match=r"option 'table_layer' of section 'divergence': layer 6 is out of range for a "
+                                         r"model with 6 layers \(valid: 0..5, or -6..-1\)"):
+        SECTION.check_model(SECTION.options({"table_layer": 6}), pair.shape)
+    SECTION.check_model(SECTION.options({"table_layer": -6}), pair.shape)  # counted from the end, as everywhere
+    with pytest.raises(ValueError, match="table_layer: layer 9 is out of range for a model with 6 layers"):
         divergence_section(pair, texts[:4], table_layer=9)
     with pytest.raises(ValueError, match="groups has 3 entries for 4 texts"):
         divergence_section(pair, texts[:4], groups=["a", "b", "c"])

@@ -209,7 +209,7 @@ def test_bad_options_are_refused(pair, texts, tmp_path):
         SECTION.options({"convention": "other"})
     with pytest.raises(ValueError, match="fit_last 200 exceeds the model's width d_model = 128: its covariance has at "
                                          "most 128 eigenvalues; pass fit_last <= 128"):
-        SECTION.check(pair, **SECTION.options({"fit_last": 200}))
+        SECTION.check_model(SECTION.options({"fit_last": 200}), pair.shape)
     with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got --geometry-fit-first 12 "
                                          "--geometry-fit-last 13"):
         SECTION.options({"fit_last": 13})  # refused before any model boots

@@ -105,6 +105,22 @@ def test_length_batches_group_similar_lengths_and_cover_every_row():
         length_batches(lengths, 0)
 
 
+def test_the_shape_read_before_the_boot_is_the_booted_pairs(tiny_dirs, tiny_pairs, family, tmp_path):
+    """read_shape gives what the booted pair's shape is, from configs alone; None where it cannot tell (a hub id not
+    cached, a .gguf file, two models of different shapes) rather than a guess."""
+    from interp.models import ModelShape, read_shape
+    from interp.testing import build_tiny_model
+
+    pair = tiny_pairs[family]
+    assert read_shape(*tiny_dirs[family]) == pair.shape == ModelShape(3, pair.base.cfg.d_model)
+    assert read_shape() == interp.load_pair().shape == ModelShape(6, 128)
+    assert read_shape("nobody/not-cached-anywhere", "nobody/not-cached-either") is None
+    assert read_shape(tmp_path / "model.gguf", tmp_path / "model.gguf") is None
+    deeper = build_tiny_model(family, tmp_path / "deep", n_layers=4)
+    assert read_shape(tiny_dirs[family][0], deeper) is None
+    assert read_shape(tiny_dirs[family][0]) is None  # base without post: load_pair says what is wrong
+
+
 def test_mismatched_pair_is_rejected(tiny_dirs):
     with pytest.raises(ValueError, match=r"tokenizers differ: base has 400 tokens, post has 400; 5 only in base .* 395 with different ids"):
         interp.load_pair(tiny_dirs["gpt2"][0], tiny_dirs["llama"][1], device="cpu")

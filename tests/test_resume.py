@@ -97,6 +97,36 @@ def test_a_changed_option_code_or_fresh_runs_a_section_again(pair, sections, tmp
     assert CALLS == sections[:2]
 
 
+def test_ctrl_c_while_rerunning_with_other_options_keeps_the_earlier_results_until_replaced(pair, sections, tmp_path):
+    """A section rerun with other options keeps its earlier result in the folder, under its earlier options, until
+    the new one has finished: Ctrl-C meanwhile loses nothing, and the message says which results are earlier ones."""
+    out = tmp_path / "report"
+    first = compare(pair=pair, concepts=sections[:2], out=out, progress=False)
+    other = {"resume_a": {"scale": 2.0}, "resume_b": {"scale": 3.0}}
+    STOP["at"] = "resume_a"  # before this run finished anything: the folder is as it was
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections[:2], out=out, progress=False, options=other)
+    assert str(err.value) == (f"interrupted during the resume_a section, before this run wrote anything; {out} is as "
+                              f"it was (it holds resume_a, resume_b)")
+    assert Comparison.load(out).concepts == first.concepts
+    STOP["at"] = "resume_b"  # resume_a replaced, resume_b not yet: its earlier result stays
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections[:2], out=out, progress=False, options=other)
+    assert err.value.kept == ["resume_a"] and err.value.earlier == ["resume_b"]
+    assert f"kept resume_a, and resume_b from an earlier run, in {out} (report.html shows them)" in str(err.value)
+    held = Comparison.load(out)
+    assert held.concepts["resume_a"].per_layer[0]["value"] == 2.0
+    assert held.concepts["resume_b"] == first.concepts["resume_b"]
+    stored = json.loads((out / "resume.json").read_text())["sections"]
+    assert stored["resume_b"]["options"] == {"scale": 1.0} and stored["resume_a"]["options"] == {"scale": 2.0}
+    assert 'scale = 1.0' in (out / "config.toml").read_text().split("[options.resume_b]")[1]
+    STOP["at"] = None
+    CALLS.clear()
+    compare(pair=pair, concepts=sections[:2], out=out, progress=False, options=other)
+    assert CALLS == ["resume_b"]  # resume_a was replaced already; resume_b now is
+    assert Comparison.load(out).concepts["resume_b"].per_layer[0]["value"] == 3.0
+
+
 def test_a_damaged_resume_file_runs_every_section(pair, sections, tmp_path, caplog):
     out = tmp_path / "report"
     compare(pair=pair, concepts=sections[:1], out=out, progress=False)
@@ -148,13 +178,13 @@ def test_a_rerun_naming_fewer_sections_keeps_the_others(pair, sections, tmp_path
     CALLS.clear()
     result = compare(pair=pair, concepts=["resume_b"], out=out, progress=False, options={"resume_b": {"scale": 2.0}})
     assert CALLS == ["resume_b"]  # only the named section ran
-    assert list(result.concepts) == ["resume_b", "resume_a", "resume_c"]
+    assert list(result.concepts) == ["resume_a", "resume_b", "resume_c"]  # the folder's order: interp diff sees none
     assert result.concepts["resume_b"].per_layer[0]["value"] == 2.0
     assert result.concepts["resume_c"].per_layer[0]["value"] == 3.0  # kept with the options it ran with
     assert result.manifest["resumed"] == ["resume_a", "resume_c"] and "keeping resume_a, resume_c" in caplog.text
-    assert list(Comparison.load(out).concepts) == ["resume_b", "resume_a", "resume_c"]
+    assert list(Comparison.load(out).concepts) == ["resume_a", "resume_b", "resume_c"]
     config = load_config(out / "config.toml")  # reproduces the whole report, kept sections included
-    assert config["concepts"] == ["resume_b", "resume_a", "resume_c"]
+    assert config["concepts"] == ["resume_a", "resume_b", "resume_c"]
     assert config["options"]["resume_c"] == {"scale": 3.0} and config["options"]["resume_b"] == {"scale": 2.0}
     assert set(json.loads((out / "resume.json").read_text())["sections"]) == {"resume_a", "resume_b", "resume_c"}
 

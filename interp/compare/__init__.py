@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .._checks import output_folder_problem
-from ..models import ModelPair, check_device, load_pair
+from ..models import ModelPair, check_device, load_pair, read_shape
 from ..report import Comparison, write_report
 from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
 from ._section import concepts as _available
@@ -203,22 +203,35 @@ class Interrupted(KeyboardInterrupt):
 
     Attributes:
         section: the section that was running (or about to run; ``None``: the last write of the report).
-        kept: the finished sections, in run order, whose results are in ``out``.
+        kept: the sections of this run, in run order, whose results are in ``out`` (finished or resumed).
         out: the report folder (``None``: nothing was written, ``out=None``).
+        earlier: sections ``out`` still holds from an earlier run: those this run does not name and keeps, and
+            those whose rerun with other options had not finished (their earlier result stays until it has).
+        written: whether this run wrote ``out`` (if not, the folder is as it was).
     """
 
-    def __init__(self, section: str, kept: list[str], out: Path | None):
+    def __init__(self, section: str | None, kept: list[str], out: Path | None, earlier: Sequence[str] = (),
+                 written: bool = True):
         super().__init__(section)
-        self.section, self.kept, self.out = section, kept, out
+        self.section, self.kept, self.out = section, list(kept), out
+        self.earlier, self.written = list(earlier), written
 
     def __str__(self) -> str:
         if self.section is None:  # while the finished report was being written (it was written whole)
-            return f"interrupted as the run ended; the report in {self.out} is whole ({', '.join(self.kept)})"
-        if self.out is None or not self.kept:
-            return f"interrupted during the {self.section} section; no section had finished, nothing was kept"
-        shown = "it" if len(self.kept) == 1 else "them"
-        return (f"interrupted during the {self.section} section; kept {', '.join(self.kept)} in {self.out} "
-                f"(report.html shows {shown}); run the same command again to resume from there")
+            return (f"interrupted as the run ended; the report in {self.out} is whole "
+                    f"({', '.join(self.kept + self.earlier)})")
+        where = f"interrupted during the {self.section} section"
+        if self.out is None:
+            return f"{where}; nothing was written (no report folder)"
+        if not self.written:
+            held = f" (it holds {', '.join(self.earlier)})" if self.earlier else ""
+            return f"{where}, before this run wrote anything; {self.out} is as it was{held}"
+        what = ", ".join(self.kept)
+        if self.earlier:
+            what += f"{', and ' if self.kept else ''}{', '.join(self.earlier)} from an earlier run,"
+        shown = "it" if len(self.kept) + len(self.earlier) == 1 else "them"
+        return (f"{where}; kept {what} in {self.out} (report.html shows {shown}); run the same command again to "
+                f"resume from there")
 
 
 @lru_cache(maxsize=1)
@@ -289,25 +302,27 @@ def section_key(models: dict, name: str, options: dict, *, vocab: str, template:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resumable(out: Path, keys: dict[str, str | None]) -> dict:
-    """``{name: (ConceptResult, seconds, dataset entries)}`` of the sections in ``out`` whose stored key equals
-    ``keys[name]``; the entries are that section's prompt sets in the stored manifest (row ids and hashes), so a
-    resumed report's manifest still lists them."""
+def _stored(out: Path, names) -> dict:
+    """``{name: (ConceptResult, seconds, dataset entries, key, options)}`` of the sections among ``names`` that
+    ``out`` holds, finished in an earlier run, in the folder's order: its resume file's key and options for each, and the section's prompt
+    sets in the stored manifest (row ids and hashes), so a report that keeps it still lists them. ``{}`` for a
+    folder without a readable report."""
     from ..report import Comparison
 
     try:
         stored = json.loads((out / RESUME_FILE).read_text(encoding="utf-8"))["sections"]
-        wanted = {n for n, k in keys.items() if k is not None and stored.get(n, {}).get("key") == k}
+        wanted = [n for n in stored if n in names and isinstance(stored[n], dict) and stored[n].get("key") is not None]
         if not wanted:
             return {}
         previous = Comparison.load(out)
-    except (OSError, ValueError, KeyError, TypeError) as e:  # no file, another format, a damaged folder
+        entries = previous.manifest.get("datasets", []) if isinstance(previous.manifest, dict) else []
+        return {n: (previous.concepts[n], float(stored[n]["seconds"]), [e for e in entries if e.get("section") == n],
+                    stored[n]["key"], dict(stored[n].get("options", {})))
+                for n in wanted if n in previous.concepts}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # no file, another format, damaged
         if (out / RESUME_FILE).exists():
             log.warning("%s cannot be resumed (%s); every section runs", out, e)
         return {}
-    entries = previous.manifest.get("datasets", []) if isinstance(previous.manifest, dict) else []
-    return {n: (previous.concepts[n], float(stored[n]["seconds"]), [e for e in entries if e.get("section") == n])
-            for n in wanted if n in previous.concepts}
 
 
 def bind_vectors(result, pair: ModelPair) -> None:
@@ -430,8 +445,9 @@ def compare(
     Raises:
         ValueError: no section to run (``concepts=[]`` and no user concept), an unknown concept, an option a
             section does not take or a bad option value, an unknown dtype, ``out`` naming a file (all checked
-            before any model is booted), an option the booted model cannot take (``Section.check``, before any
-            section runs). FileNotFoundError: ``data``
+            before any model is booted), an option the model cannot take (a block it lacks: checked before the boot
+            when the models' configs tell their shape, :func:`~interp.models.read_shape`, else before any section
+            runs). FileNotFoundError: ``data``
             lacks one of the public files. :class:`Interrupted` (a ``KeyboardInterrupt``): Ctrl-C; it names the
             sections kept in ``out``.
     """
@@ -446,12 +462,18 @@ def compare(
                                   device=device, out=out, data=data)
     concepts = list(sections)
     t0 = time.perf_counter()
+    # Options that depend on the model (its blocks, its width): before the boot when the configs tell the shape,
+    # so that a block the model lacks is refused in a second; else (and if the boot disagrees) right after it.
+    shape = pair.shape if pair is not None else read_shape(base, post)
+    for name, section in sections.items():
+        if shape is not None:
+            section.check_model(chosen[name], shape)
     if pair is None:
         pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
     timings = {"load": time.perf_counter() - t0}
-    for name, section in sections.items():  # options that depend on the model, before any section's work
-        if section.check is not None:
-            section.check(pair, **chosen[name])
+    if pair.shape != shape:
+        for name, section in sections.items():
+            section.check_model(chosen[name], pair.shape)
     is_organism = _organism.is_bundled(pair)
     if is_organism and sets is not None:
         log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)
@@ -468,8 +490,12 @@ def compare(
                            dtype=dtype, device=device, device_map=device_map)
 
     keys = {name: key(name, chosen[name]) for name in concepts} | {n: key(n, o) for n, o in carried.items()}
-    previous = {} if out is None or fresh else _resumable(out, keys)
+    stored = {} if out is None or fresh else _stored(out, keys)
+    previous = {n: s[:3] for n, s in stored.items() if keys[n] is not None and s[3] == keys[n]}
     kept = {n: previous[n] for n in carried if n in previous}  # finished sections this run does not name
+    # Sections this run reruns with other options (or code, weights...): the earlier result stays in the folder,
+    # under its own key and options, until its replacement has finished, so that Ctrl-C meanwhile loses nothing.
+    replacing = {n: stored[n] for n in concepts if n in stored and n not in previous}
     if any(n in previous for n in concepts):
         log.warning("resuming from %s: %s finished there in a run of the same configuration (pass fresh=True, "
                     "or --fresh, to run them again)", out, ", ".join(n for n in concepts if n in previous))
@@ -480,11 +506,14 @@ def compare(
         log.warning("%s in %s ran with other code, weights, data or settings: not kept",
                     ", ".join(n for n in carried if n not in kept), out)
     options_used = {**chosen, **{n: carried[n] for n in kept}}
+    order = concepts + list(kept)  # the report's sections; with kept ones, in the folder's order, new ones after
+    if kept:
+        order = [n for n in stored if n in order] + [n for n in order if n not in stored]
 
     def where(x):  # a local path as an absolute one (the configuration works from any folder); else as given
         return None if x is None else str(Path(x).resolve()) if Path(x).exists() else str(x)
 
-    config = {"base": where(base), "post": where(post), "concepts": concepts + list(kept),
+    config = {"base": where(base), "post": where(post), "concepts": order,
               "out": None if out is None else str(out),
               "data": where(data), "device": device, "dtype": dtype, "device_map": device_map,
               "options": {name: {k: ",".join(where(f) for f in str(v).split(",")) if k == "data" and v else v
@@ -493,30 +522,39 @@ def compare(
                                        for f in files] for name, files in (user_concepts or {}).items()} or None}
     data_files = {f"{data}/{k}": v for k, v in folder_sha256(data).items()} if data is not None else {}
 
-    def comparison(results: dict, used, pending: list[str]) -> Comparison:
-        for entry in used.entries:  # user files
+    def comparison(results: dict, entries: list, pending: list[str], run_config: dict, seconds: dict) -> Comparison:
+        for entry in entries:  # user files
             if entry["source"] and Path(entry["source"]).is_file() and entry["source"] not in data_files:
                 data_files[entry["source"]] = file_sha256(entry["source"])
-        manifest = run_manifest(pair, config=config, datasets=used.entries, data_files=data_files, started=started,
+        manifest = run_manifest(pair, config=run_config, datasets=entries, data_files=data_files, started=started,
                                 command=None if command is None else list(command), models=models)
         if pending:
             manifest["incomplete"] = pending  # a report written while these sections were still to run
         if previous:
             manifest["resumed"] = [n for n in results if n in previous]
         return Comparison(pair={k: info[k] for k in ("base", "post")}, concepts=dict(results), manifest=manifest,
-                          timings={k: round(timings[k], 2) for k in ("load", *results)})
+                          timings={k: round(seconds[k], 2) for k in ("load", *results)})
 
     def write(results: dict, used, pending: list[str], section: str | None) -> Comparison:
-        """The report of ``results`` written whole: Ctrl-C meanwhile waits, then stops the run (Interrupted)."""
-        report = comparison(results, used, pending)
+        """The report of ``results`` (this run's finished sections), the kept ones and the earlier results of
+        pending ones it replaces, written whole: Ctrl-C meanwhile waits, then stops the run (Interrupted)."""
+        old = {n: replacing[n] for n in pending if n in replacing}
+        shown = {n: results[n] if n in results else old[n][0] if n in old else kept[n][0] for n in order
+                 if n in results or n in old or n in kept}
+        entries = used.entries + [e for n in old for e in old[n][2]]
+        run_config = {**config, "options": {**config["options"], **{n: old[n][4] for n in old}}}
+        seconds = timings | {n: old[n][1] for n in old}
+        report = comparison(shown, entries, pending, run_config, seconds)
         try:
             with _uninterrupted():
-                _keep(out, report, keys, results, timings, config, options_used)
+                _keep(out, report, keys | {n: old[n][3] for n in old}, shown, seconds, run_config,
+                      options_used | {n: old[n][4] for n in old})
         except KeyboardInterrupt:
-            raise Interrupted(section, list(results), out) from None
+            raise Interrupted(section, [n for n in shown if n in results and n not in kept], out,
+                              earlier=[n for n in shown if n in kept or n in old]) from None
         return report
 
-    results = {}
+    results, written = {}, False
     for name, (_, seconds, _) in kept.items():
         timings[name] = seconds
     with recording() as used:
@@ -534,21 +572,24 @@ def compare(
                 try:
                     results[name] = section.run(ctx, **chosen[name])
                 except KeyboardInterrupt:
-                    raise Interrupted(name, [n for n in results], out if results else None) from None
+                    earlier = [*kept, *(n for n in concepts[i:] if n in replacing)] if written else list(stored)
+                    raise Interrupted(name, list(results), out, earlier=earlier, written=written) from None
                 timings[name] = time.perf_counter() - t0
                 log.info("%s section: %.1f s", name, timings[name])
                 bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
                 if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
-                    write(results | {n: kept[n][0] for n in kept}, used, concepts[i + 1:], concepts[i + 1])
+                    write(results, used, concepts[i + 1:], concepts[i + 1])
+                    written = True
             if on_section is not None:
                 on_section(name, results[name], timings[name], name in previous)
         for name in kept:
             results[name] = kept[name][0]
             if on_section is not None:
                 on_section(name, results[name], timings[name], True)
+        results = {n: results[n] for n in order}
 
     if out is None:
-        return comparison(results, used, [])
+        return comparison(results, used.entries, [], config, timings)
     return write(results, used, [], None)
 
 

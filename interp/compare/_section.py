@@ -20,11 +20,12 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "parse_layers", "register",
-           "split_rows", "tokens_for", "user_data"]
+__all__ = ["BUILTIN", "Param", "Section", "SectionContext", "concepts", "get_section", "layer_param", "layers_param",
+           "parse_layers", "register", "site_param", "split_rows", "tokens_for", "user_data", "window_param"]
 
 #: Built-in sections: name -> module defining ``SECTION``, in the order a full run takes them.
 BUILTIN: dict[str, str] = {
@@ -56,6 +57,13 @@ class Param:
         default: the value when the option is not given (``None`` allowed: the section's own default).
         help: what it does, with its unit and the paper it follows where it has one.
         choices: the values allowed, or ``None`` for any value of ``type``.
+        validate: called with a given value before any model boots (e.g. that a data file exists); raises
+            ``ValueError`` (or ``OSError``) to refuse it; the error is prefixed with the option's name.
+        low, high: inclusive bounds of a number option (``None``: unbounded).
+        model_check: called as ``model_check(value, shape)`` with a given value and the pair's
+            :class:`~interp.models.ModelShape` (blocks, width), before the pair boots when its configs tell the
+            shape (:func:`~interp.models.read_shape`), else right after; raises ``ValueError`` to refuse a value the
+            model cannot take (a block it does not have); the error is prefixed with the option's name.
     """
 
     name: str
@@ -63,11 +71,10 @@ class Param:
     default: Any
     help: str
     choices: tuple | None = None
-    #: called with a given value before any model boots (e.g. that a data file exists); raises to refuse it
     validate: Callable[[Any], Any] | None = None
-    #: inclusive bounds of a number option (None: unbounded)
     low: float | None = None
     high: float | None = None
+    model_check: Callable[[Any, Any], Any] | None = None
 
     def check(self, section: str, value: Any) -> Any:
         """``value`` converted to :attr:`type` (ints accepted for a float option).
@@ -97,8 +104,31 @@ class Param:
                                               None if self.high is None else f"<= {shown(self.high)}") if x)
             raise ValueError(f"option {self.name!r} of section {section!r} must be {bounds}; got {value!r}")
         if self.validate is not None:
-            self.validate(value)
+            with self._named(section):
+                self.validate(value)
         return self.type(value)
+
+    def check_model(self, section: str, value: Any, shape) -> None:
+        """``value`` checked against the pair's :class:`~interp.models.ModelShape` (:attr:`model_check`).
+
+        Raises:
+            ValueError: a value the model cannot take, the message starting with the option's name.
+        """
+        if value is not None and self.model_check is not None:
+            with self._named(section):
+                self.model_check(value, shape)
+
+    @contextmanager
+    def _named(self, section: str):
+        """Errors raised inside re-raised with the option's name in front (``interp compare`` writes it as the
+        flag, ``--truth-data``), of the same type."""
+        named = f"option {self.name!r} of section {section!r}"
+        try:
+            yield
+        except (ValueError, OSError) as e:
+            if str(e).startswith(named):
+                raise
+            raise type(e)(f"{named}: {e}") from None
 
 
 @dataclass
@@ -128,9 +158,10 @@ class Section:
         run: the function; it receives every declared option (defaults filled in).
         params: the options it takes.
         help: one line for ``interp compare --help``.
-        check: called as ``check(pair, **options)`` once the pair is booted and before any section runs, to refuse
-            options that depend on the model (a layer count, a width) before minutes of other sections' work;
-            raises ``ValueError`` to refuse.
+        check: called as ``check(shape, **options)`` with the pair's :class:`~interp.models.ModelShape` (blocks,
+            width), after every option's :attr:`Param.model_check` and, like them, before the pair boots when its
+            configs tell the shape, else right after it boots, and before any section runs: refuses combinations
+            of options that depend on the model (a layer filter that leaves no layer); raises ``ValueError``.
         validate: called as ``validate(options, given)`` by :meth:`options`, before any model boots: every option
             (defaults filled in) and the names of those given explicitly, to refuse combinations of options
             (``fit_first`` after ``fit_last``, a corpus name and a corpus file); raises ``ValueError``.
@@ -160,6 +191,18 @@ class Section:
         if self.validate is not None:
             self.validate(out, frozenset(given))
         return out
+
+    def check_model(self, options: dict[str, Any], shape) -> None:
+        """``options`` (as :meth:`options` returns them) checked against the pair's
+        :class:`~interp.models.ModelShape`: each option's :attr:`Param.model_check`, then :attr:`check`.
+
+        Raises:
+            ValueError: an option the model cannot take.
+        """
+        for p in self.params:
+            p.check_model(self.name, options.get(p.name), shape)
+        if self.check is not None:
+            self.check(shape, **options)
 
 
 def register(section: Section, *, replace: bool = False) -> Section:
@@ -300,6 +343,39 @@ def parse_layers(value: str) -> list[int]:
     if not out:
         raise ValueError(f"layers must name at least one block; got {value!r}")
     return out
+
+
+def layers_param(name: str, help: str) -> Param:
+    """A section's option naming blocks, ``"0,2-4"`` or ``"-3--1"`` (:func:`parse_layers`; default ``None``): its
+    form checked before anything boots, its blocks against the model's (a negative one counts from the end)."""
+    from ..sites import check_layers
+
+    return Param(name, str, None, help, validate=parse_layers,
+                 model_check=lambda value, shape: check_layers(parse_layers(value), shape.n_layers))
+
+
+def layer_param(name: str, help: str) -> Param:
+    """A section's option naming one block (an int; negative counts from the end; default ``None``), checked
+    against the model's blocks."""
+    from ..sites import check_layers
+
+    return Param(name, int, None, help, model_check=lambda value, shape: check_layers([value], shape.n_layers))
+
+
+def window_param(name: str, default: int | None, help: str) -> Param:
+    """A section's option counting consecutive layers (at least 1; at most the model's blocks)."""
+    def fits(value, shape):
+        if value > shape.n_layers:
+            raise ValueError(f"must be at most the model's {shape.n_layers} blocks; got {value}")
+
+    return Param(name, int, default, help, low=1, model_check=fits)
+
+
+def site_param(help: str) -> Param:
+    """A section's ``site`` option: one of :data:`interp.sites.SITES` (default ``resid_post``)."""
+    from ..sites import SITES
+
+    return Param("site", str, "resid_post", help, tuple(SITES))
 
 
 def split_rows(prompts, test_size: float, seed: int) -> tuple:

@@ -43,7 +43,7 @@ from ..datasets import PromptSet
 from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
-from ._section import Param, Section, seed_param, split_rows, tokens_for
+from ._section import Param, Section, seed_param, site_param, split_rows, tokens_for
 
 __all__ = ["METHOD", "STEERING_COLUMNS", "concept", "concept_section", "group_split", "labelled_set"]
 
@@ -578,7 +578,7 @@ def concept(name: str, positive, negative) -> Section:
                      for role, v in (("positive", positive), ("negative", negative)))
     return Section(name, run, help=f"the user concept {name!r} ({what}): mass-mean probes, base/post cosine and "
                                    "transfer, steering with each model's difference of means", params=(
-        Param("site", str, "resid_post", "activation site the probes read and the steering adds at"),
+        site_param("activation site the probes read and the steering adds at"),
         Param("position", str, "last", "token read: 'last', 'mean', 'period', a negative offset such as '-2'"),
         Param("test_size", float, 0.25, "share of the prompts held out for test (whole groups when rows carry "
                                         "meta['group'])"),

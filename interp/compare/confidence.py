@@ -975,15 +975,14 @@ def _run(ctx, *, data: str | None = None, corpus: str = "languages", n_corpus: i
     return confidence_section(ctx.pair, facts, texts, corpus_source=source, **options)
 
 
-def _check_pair(pair, *, null_dim=None, **_) -> None:
-    """The options that depend on the models, checked once they boot: ``null_dim`` within each model's width."""
-    from ..confidence import check_null_dim
+def _null_dim_fits(null_dim: int, shape) -> None:
+    """``null_dim`` within the models' width (:class:`~interp.models.ModelShape`); a LayerNorm model's unembedding
+    reads one dimension fewer, which :func:`~interp.confidence.check_null_dim` refuses when the section runs."""
+    if null_dim > shape.d_model:
+        raise ValueError(f"must be at most the models' width d_model = {shape.d_model}; got {null_dim}")
 
-    for _, model in pair:
-        check_null_dim(model, null_dim)
 
-
-SECTION = Section("confidence", _run, check=_check_pair, help="calibration on facts, entropy neurons and whether "
+SECTION = Section("confidence", _run, help="calibration on facts, entropy neurons and whether "
                   "they carry the base/post confidence gap (Du et al. 2025; Stolfo et al. 2024)", params=(
     Param("max_prompts", int, 100, "most fact prompts read (a seeded draw from every split: nothing is selected on "
                                    "the facts)", low=2),
@@ -993,7 +992,8 @@ SECTION = Section("confidence", _run, check=_check_pair, help="calibration on fa
     Param("n_neurons", int, 5, "most entropy neurons selected per model (the top ones by rho * norm)", low=1),
     Param("rho_threshold", float, 0.5, "least fraction of a selected neuron's output-weight norm in the "
                                        "unembedding's null space (Stolfo et al. 2024's rho)", low=0, high=1),
-    Param("null_dim", int, None, "dimensions of the unembedding's effective null space (default 0.01 d_model)", low=1),
+    Param("null_dim", int, None, "dimensions of the unembedding's effective null space (default 0.01 d_model)", low=1,
+          model_check=_null_dim_fits),
     Param("n_random", int, 3, "random neuron sets ablated for the gap's null", low=1),
     Param("corpus", str, "languages", "built-in set whose training texts give the ablation means and the entropy "
                                       "effects (the organism's own set of that name on the bundled organism)",

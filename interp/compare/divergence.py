@@ -64,9 +64,10 @@ import torch
 from ..geometry import linear_cka, next_token_divergence
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
+from ..sites import check_layers
 from ._corpus import (MIN_GROUPS, Corpus, States, as_corpus, check_corpus_choice, corpus_params, group_intervals,
                       jackknife_intervals, load_corpus, token_states)
-from ._section import Param, Section, seed_param
+from ._section import Param, Section, layer_param, seed_param
 
 __all__ = ["NULL_TOKENS", "SECTION", "divergence_section", "lens_logprobs", "misaligned"]
 
@@ -461,7 +462,8 @@ def divergence_section(pair: ModelPair, texts: Sequence[str], *, groups: Sequenc
             ``meta["group"]`` of a PromptSet, else each text its own.
         corpus_source: what the texts are, for the setup and summary.
         max_tokens: tokens read per text after BOS (the first ones).
-        table_layer: the layer of the per-token table (default the last: the models' own predictions).
+        table_layer: the layer of the per-token table (default the last: the models' own predictions; negative
+            counts from the end).
         n_top: rows of the per-token table. n_blocks: jackknife blocks of the CKA intervals.
         seed: of the misaligned pairing, the bootstrap and the jackknife blocks.
         batch_size: texts per forward pass. progress: progress bars.
@@ -485,8 +487,10 @@ def divergence_section(pair: ModelPair, texts: Sequence[str], *, groups: Sequenc
     if check_int("n_blocks", n_blocks) < MIN_GROUPS:
         raise ValueError(f"n_blocks must be >= {MIN_GROUPS}; got {n_blocks}")
     n_layers = pair.n_layers
-    table_layer = n_layers - 1 if table_layer is None else table_layer
-    _check_layer(table_layer, n_layers)
+    try:
+        table_layer = check_layers(n_layers - 1 if table_layer is None else table_layer, n_layers)[0]
+    except ValueError as e:
+        raise ValueError(f"table_layer: {e}") from None
     meta = getattr(texts, "meta", None)
     texts = list(getattr(texts, "texts", texts))
     if groups is not None:
@@ -511,17 +515,6 @@ def divergence_section(pair: ModelPair, texts: Sequence[str], *, groups: Sequenc
                          setup=setup, plots=_plots(), tables=_tables(curves, token_rows, table_layer))
 
 
-def _check_layer(layer: int, n_layers: int) -> None:
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"table_layer must be a block index in 0..{n_layers - 1}; got {layer}")
-
-
-def _check_pair(pair, *, table_layer=None, **_) -> None:
-    """The options that depend on the model, checked once it is booted: ``table_layer`` within its blocks."""
-    if table_layer is not None:
-        _check_layer(table_layer, pair.n_layers)
-
-
 def _run(ctx, *, corpus: str = "languages", data: str | None = None, n_texts: int = 24, **options) -> ConceptResult:
     c = load_corpus(ctx, corpus, data, n_texts, options["seed"])
     return divergence_section(ctx.pair, c.texts, groups=c.groups, corpus_source=c.source, progress=ctx.progress,
@@ -532,12 +525,12 @@ def _validate(options: dict, given: frozenset) -> None:
     check_corpus_choice("divergence", options, given)
 
 
-SECTION = Section("divergence", _run, check=_check_pair, validate=_validate,
+SECTION = Section("divergence", _run, validate=_validate,
                   help="where post-training changed the model: CKA, relative change and logit-lens KL/JS of base "
                        "and post per layer, and the tokens where they diverge most", params=(
     *corpus_params("the two models read", 24),
-    Param("table_layer", int, None, "layer of the per-token table of the largest KL (default: the last, the models' "
-                                    "own next-token predictions)", low=0),
+    layer_param("table_layer", "layer of the per-token table of the largest KL (default: the last, the models' own "
+                               "next-token predictions; -1 is the last)"),
     Param("n_top", int, 20, "rows of the per-token table", low=1),
     Param("n_blocks", int, 20, f"blocks of text groups of the delete-a-group jackknife behind the CKA intervals "
                                f"(CKA is recomputed once per block; at least {MIN_GROUPS})", low=MIN_GROUPS),

@@ -496,9 +496,10 @@ def _check_fit(first: int, last: int, d: int) -> tuple[int, int]:
     return first, last
 
 
-def _check_pair(pair, *, fit_first=12, fit_last=100, **_) -> None:
-    """The options that depend on the model, checked once it is booted: the fit range within its width."""
-    _check_fit(fit_first, fit_last, int(pair.base.cfg.d_model))
+def _check_pair(shape, *, fit_first=12, fit_last=100, **_) -> None:
+    """The options that depend on the model (its :class:`~interp.models.ModelShape`): the fit range within its
+    width."""
+    _check_fit(fit_first, fit_last, shape.d_model)
 
 
 def _validate(options: dict, given: frozenset) -> None:

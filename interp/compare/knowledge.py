@@ -70,8 +70,8 @@ from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tracing import KINDS, PEAK_ROLES, ROLES, causal_trace, cross_model_patch, fact_predictions
 from ..tracing import subject_embedding_std
-from ._section import (Param, Section, data_param, layer_runs, provides, seed_param, tokens_for,
-                       user_data)
+from ._section import (Param, Section, data_param, layer_runs, provides, seed_param, tokens_for, user_data,
+                       window_param)
 
 __all__ = ["SECTION", "knowledge_section"]
 
@@ -812,27 +812,20 @@ def knowledge_section(pair: ModelPair, *, data=None, is_organism: bool = False, 
                          readings, _setup(run), _plots(kinds_t), _tables(run, peaks, agreement, places))
 
 
-def _check_pair(pair, *, window=None, **_) -> None:
-    """The options that depend on the model, checked once it is booted: the window within its layers."""
-    from ..tracing import _check_window
-
-    _check_window(window, pair.n_layers)
-
-
 def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
     return knowledge_section(ctx.pair, data=user_data(ctx, "facts", data, options["seed"]),
                              is_organism=ctx.is_organism, progress=ctx.progress, **options)
 
 
-SECTION = Section("knowledge", _run, check=_check_pair, help="where each model recalls facts (causal tracing, ROME) and whether "
+SECTION = Section("knowledge", _run, help="where each model recalls facts (causal tracing, ROME) and whether "
                                           "post-training moved it; cross-model patching of the residual stream",
                   params=(
     Param("max_prompts", int, 16, "most facts traced per split (validation, test); cost grows linearly", low=1),
     Param("samples", int, 1, "noise draws per fact (ROME: 10); cost grows linearly", low=1),
     Param("noise", float, 3.0, "noise std in units of the subject embeddings' std (ROME: 3; at most 100, far past "
                                "where the subject is erased)", validate=_positive("noise"), high=100),
-    Param("window", int, None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
-                               "share of the model's layers, at least 1)", low=1),
+    window_param("window", None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
+                                 "share of the model's layers, at least 1)"),
     Param("kinds", str, "resid,mlp,attn", "states traced: comma-separated resid, mlp, attn", validate=_parse_kinds),
     seed_param("seed of the noise, the choice of facts, the nulls and the bootstrap"),
     Param("batch_size", int, 64, "restored runs (or prompts) per forward pass", low=1),

@@ -59,7 +59,8 @@ from ..datasets import PromptSet, load
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized, end_of_turn_tokens, tokenize
-from ._section import Param, Section, data_param, parse_layers, provides, seed_param, tokens_for, user_data
+from ._section import (Param, Section, data_param, layers_param, parse_layers, provides, seed_param, tokens_for,
+                       user_data)
 
 __all__ = ["DU_BASE_TEMPLATE", "ORGANISM_PRUNE_LAYERS", "SECTION", "arditi_filter", "refusal_section"]
 
@@ -860,9 +861,8 @@ SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi 
                                       "a candidate's ablation may cause", low=0),
     Param("prune_layers", float, None, "share of the last layers the filter discards (default 0.2, Arditi et "
                                        f"al.'s; {ORGANISM_PRUNE_LAYERS} on the bundled organism)", low=0, high=0.99),
-    Param("candidate_layers", str, None, "comma-separated blocks whose candidate directions are scored and may be "
-                                         "selected (default all; the per-layer figures cover every layer)",
-          validate=parse_layers),
+    layers_param("candidate_layers", "comma-separated blocks whose candidate directions are scored and may be "
+                                     "selected (default all; the per-layer figures cover every layer)"),
     Param("filter_prompts", bool, True, "Arditi et al.'s filter of the requests by the sign of post's refusal "
                                         "score"),
     Param("base_template", str, None, "template the base model reads requests in: 'du' for Du et al. 2025's "

@@ -29,8 +29,8 @@ from ..datasets._record import record
 from ..models import ModelPair
 from ..report import ConceptResult
 from ..tokens import Tokenized
-from ._section import (Param, Section, data_param, parse_layers, provides, seed_param, split_rows, tokens_for,
-                       user_data)
+from ._section import (Param, Section, data_param, layers_param, parse_layers, provides, seed_param, site_param,
+                       split_rows, tokens_for, user_data, window_param)
 
 __all__ = ["HEADLINE", "SECONDARY", "NIE_SPANS", "NIE_NORMALIZATIONS", "SECTION", "few_shot", "truth_causal",
            "truth_section"]
@@ -959,13 +959,13 @@ def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) 
 
 SECTION = Section("truth", _run, help="where each model represents the truth of a statement, and whether it is the "
                                       "same direction (probes, cosines, transfer, causal effect)", params=(
-    Param("site", str, "resid_post", "activation site the probes read"),
+    site_param("activation site the probes read"),
     Param("position", str, None, "token the probes read: last, period, mean, -K (default: the final period; the "
                                  "bundled organism's judgement cue)", validate=_position),
-    Param("layers", str, None, "comma-separated blocks to compare (default all)", validate=parse_layers),
+    layers_param("layers", "comma-separated blocks to compare (default all)"),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("nie_span", str, "statement_end", "tokens the causal check adds the direction at", tuple(NIE_SPANS)),
-    Param("nie_window", int, 1, "consecutive layers the causal check adds the direction to", low=1),
+    window_param("nie_window", 1, "consecutive layers the causal check adds the direction to"),
     Param("nie_normalization", str, "marks_tegmark", "how the causal effect is normalised",
           tuple(NIE_NORMALIZATIONS)),
     Param("nie_shots", int, 0, "labelled training statements before each judged one (Du et al. 2025's few-shot "

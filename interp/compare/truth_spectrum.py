@@ -28,7 +28,7 @@ import torch
 
 from ..models import ModelPair
 from ..report import ConceptResult
-from ._section import Param, Section, data_param, parse_layers, seed_param, user_data
+from ._section import Param, Section, data_param, layers_param, parse_layers, seed_param, site_param, user_data
 
 __all__ = ["PROBES", "SECTION", "KindSpectrum", "kind_spectrum", "line_fit", "truth_spectrum_section"]
 
@@ -472,10 +472,10 @@ def _position(value: str) -> None:
 
 SECTION = Section("truth_spectrum", _run, help="whether truth is one direction across kinds of statement: per-kind "
                                               "probes, Mahalanobis cosine vs generalization, LEACE", params=(
-    Param("site", str, "resid_post", "activation site the probes read"),
+    site_param("activation site the probes read"),
     Param("position", str, None, "token the probes read: last, period, mean, -K (default: the truth section's)",
           validate=_position),
-    Param("layers", str, None, "comma-separated blocks to choose among (default all)", validate=parse_layers),
+    layers_param("layers", "comma-separated blocks to choose among (default all)"),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("probe", str, "mass_mean", "probe fitted per statement kind", PROBES),
     seed_param("seed of the validation split, bootstrap, permutation and shuffled-label nulls"),

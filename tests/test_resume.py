@@ -237,3 +237,17 @@ def test_ctrl_c_while_the_report_is_written_waits_until_it_is_whole(pair, sectio
     if at == "at the end":
         assert "the report in" in str(err.value) and "is whole" in str(err.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
+def test_ctrl_c_while_the_pair_loads_says_so(monkeypatch, tmp_path, capsys):
+    import interp.compare as cmp
+    from interp.cli import main
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmp, "load_pair", stopped)
+    assert main(["compare", "--concepts", "truth", "--out", str(tmp_path / "r"), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted while the pair was loading, before any section ran; nothing was written" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()

@@ -378,6 +378,16 @@ def _carried_options(out: Path, running) -> dict[str, dict]:
 
 
 @contextmanager
+def _stopped_while(what: str, out):
+    """Ctrl-C before any section ran, as a ``KeyboardInterrupt`` saying so and that ``out`` is untouched."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        untouched = "nothing was written" if out is None or not Path(out).exists() else f"{out} is as it was"
+        raise KeyboardInterrupt(f"interrupted while {what}, before any section ran; {untouched}") from None
+
+
+@contextmanager
 def _uninterrupted():
     """Ctrl-C (SIGINT) held back until the block ends, then raised as ``KeyboardInterrupt``: a report folder is
     written whole. Outside the main thread, or where SIGINT has no Python handler, the block runs as it is."""
@@ -469,7 +479,8 @@ def compare(
         if shape is not None:
             section.check_model(chosen[name], shape)
     if pair is None:
-        pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
+        with _stopped_while("the pair was loading", out):
+            pair = load_pair(base, post, device=device, dtype=getattr(torch, dtype), device_map=device_map)
     timings = {"load": time.perf_counter() - t0}
     if pair.shape != shape:
         for name, section in sections.items():
@@ -479,7 +490,8 @@ def compare(
         log.warning("the bundled organism has its own prompt sets; data=%s is not used", data)
         sets = None
     ctx = SectionContext(pair=pair, data=sets, is_organism=is_organism, progress=progress)
-    models = {"base": model_files(pair.base), "post": model_files(pair.post)}  # hashed once: key and manifest
+    with _stopped_while("the model files were hashed", out):  # seconds per GB
+        models = {"base": model_files(pair.base), "post": model_files(pair.post)}  # hashed once: key and manifest
     info = pair.info()
     out = None if out is None else Path(out)
     carried = {} if out is None or fresh else _carried_options(out, sections)

@@ -540,17 +540,26 @@ def render_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     return out / "report.html"
 
 
+def _listed_vectors(out: Path) -> set[str]:
+    """The file names in ``vectors/`` that the report in ``out`` lists (none when it has no readable one)."""
+    try:
+        concepts = json.loads((out / "report.json").read_text(encoding="utf-8"))["concepts"]
+        return {f"{name}-{key}.safetensors" for name, c in concepts.items() for key in c.get("vectors", ())}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
 def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
     """Write ``directions.safetensors``, ``vectors/``, ``layers.csv``, ``report.html`` and, last (it indexes the
     rest), ``report.json`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "layers.csv", _csv(comparison))
-    # a folder holds one report: what an earlier run wrote there and this one does not is removed
+    # a folder holds one report: the vectors an earlier report there listed and this one does not are removed
+    # (files of the user's own in vectors/ are left alone)
     written = {f"{name}-{key}.safetensors" for name, c in comparison.concepts.items() for key in c.vectors}
-    for stale in sorted((out / "vectors").glob("*.safetensors")) if (out / "vectors").is_dir() else []:
-        if stale.name not in written:
-            stale.unlink()
+    for stale in sorted(_listed_vectors(out) - written):
+        (out / "vectors" / stale).unlink(missing_ok=True)
     tensors, meta = {}, {}
     for name, c in comparison.concepts.items():
         for key, t in c.directions.items():

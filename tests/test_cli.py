@@ -310,3 +310,16 @@ def test_model_dependent_options_are_checked_after_the_boot_when_no_config_tells
     monkeypatch.setattr(truth, "truth_section", no_work)
     with pytest.raises(ValueError, match="option 'layers' of section 'truth': layer 6 is out of range"):
         interp.compare.compare(concepts=["truth"], out=None, progress=False, options={"truth": {"layers": "6"}})
+
+
+def test_an_out_folder_holding_other_files_is_warned_about(tmp_path, caplog):
+    from interp.compare import plan
+
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "layers.csv").write_text("also mine")
+    plan(["truth"], out=tmp_path)
+    assert f"{tmp_path} holds other files and no report; the report's files (report.json" in caplog.text
+    assert "replacing its layers.csv" in caplog.text
+    caplog.clear()
+    plan(["truth"], out=tmp_path / "new")
+    assert caplog.text == ""

@@ -145,3 +145,20 @@ def test_small_multiples_lay_panels_out_in_columns_on_one_scale():
     # without panel_colors each series keeps its own colour
     own = {t.name: t.line.color for t in _line(c, {**plot, "panel_colors": False}).data}
     assert len({own[k] for k in ("a", "b", "c", "d")}) == 4
+
+
+def test_a_rewrite_removes_the_vectors_it_no_longer_lists_and_leaves_the_users_files(tmp_path):
+    import torch
+
+    from interp.report import write_report
+    from steering import SteeringVector
+
+    def report(*keys):
+        vectors = {k: SteeringVector(torch.ones(1, 4), (0,), "resid_post", 1.0, {"concept": "c"}) for k in keys}
+        c = ConceptResult("c", [0], [{"layer": 0, "value": 1.0}], vectors=vectors)
+        return Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}}, concepts={"c": c})
+
+    write_report(report("post", "base"), tmp_path)
+    (tmp_path / "vectors" / "mine.safetensors").write_bytes(b"a file of the user's own")
+    write_report(report("post"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == ["c-post.safetensors", "mine.safetensors"]

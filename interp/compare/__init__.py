@@ -191,11 +191,17 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     if out is not None and (Path(out) / "report.json").exists():  # said once nothing above refused the run
         log.warning("%s holds a report; this run rewrites it (keeping the sections it holds from a run of the "
                     "same configuration, those this run does not name too, unless fresh)", out)
+    elif out is not None and Path(out).is_dir() and any(Path(out).iterdir()):
+        mine = sorted(p.name for p in Path(out).iterdir() if p.name in REPORT_FILES)
+        log.warning("%s holds other files and no report; the report's files (%s, vectors/) are written beside "
+                    "them%s", out, ", ".join(REPORT_FILES), f", replacing its {', '.join(mine)}" if mine else "")
     return sections, chosen, sets
 
 
 #: The file of a report folder that says which of its sections a rerun may take over (:func:`section_key`).
 RESUME_FILE = "resume.json"
+#: What :func:`compare` writes into its folder (besides ``vectors/``'s own files).
+REPORT_FILES = ("report.json", "report.html", "layers.csv", "directions.safetensors", RESUME_FILE, "config.toml")
 
 
 class Interrupted(KeyboardInterrupt):

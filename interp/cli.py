@@ -126,9 +126,10 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
 
     c = sub.add_parser("collect", help="boot a pair and cache activations of a prompt set")
     src = c.add_mutually_exclusive_group()
-    src.add_argument("--tiny", metavar="FAMILY", help="build and use a random-weight tiny pair (gpt2, llama, qwen2, gemma2)")
-    c.add_argument("--base", help="base model: hub id or local folder")
-    c.add_argument("--post", help="post-trained model: hub id or local folder")
+    src.add_argument("--tiny", metavar="FAMILY", help="build and use a random-weight tiny pair (gpt2, llama, qwen2, "
+                                                      "gemma2; default: none, --base/--post)")
+    c.add_argument("--base", help="base model: hub id or local folder (default: the bundled organism)")
+    c.add_argument("--post", help="post-trained model: hub id or local folder (default: the bundled organism)")
     c.add_argument("--dataset", default="truth", help="built-in set name or a file (CSV/JSON/JSONL); default: truth")
     c.add_argument("--split", default="test", choices=["train", "test", "all"],
                    help="split of a built-in set (default test)")
@@ -160,7 +161,8 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     cmp.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
     cmp.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights and activations "
                                                                                  "(default float32)")
-    cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto)")
+    cmp.add_argument("--device-map", help="shard each model over devices (e.g. auto; default: none, each model whole "
+                                          "on --device)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cmp.add_argument("--fresh", action="store_true", help="run every section again, even those the --out folder "
                                                           "holds from a run of the same configuration, and keep "
@@ -181,7 +183,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     dif.add_argument("a", help="report folder")
     dif.add_argument("b", help="report folder")
     dif.add_argument("--atol", type=float, default=1e-6, help="differences up to this are equal (default 1e-6)")
-    dif.add_argument("--json", help="also write the differences to this JSON file")
+    dif.add_argument("--json", help="also write the differences to this JSON file (default: none)")
 
     st = sub.add_parser("steer", help="print steered and unsteered generations side by side")
     st.add_argument("prompts", nargs="+", metavar="PROMPT")

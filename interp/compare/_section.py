@@ -298,7 +298,7 @@ def data_param(name: str, help: str, check: Callable[[Any], None] | None = None)
         if check is not None:
             check(sets)
 
-    return Param("data", str, None, help, validate=validate)
+    return Param("data", str, None, f"{help} (default: the built-in set, or --data's)", validate=validate)
 
 
 def provides(data, name: str) -> bool:

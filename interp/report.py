@@ -435,17 +435,30 @@ def figures(c: ConceptResult) -> list[tuple[str, str, object]]:
 
 
 def _cell(v) -> str:
-    """One table cell: numbers right-aligned (3 decimals for floats; undefined, None, as "–"), text left-aligned."""
+    """One table cell: numbers right-aligned (3 decimals for floats; undefined, None, as "–"), an interval or other
+    list of numbers as ``[0.412, 0.655]``, text left-aligned."""
     if v is None:
         return "<td>–</td>"
     if _is_text(v):
         text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         return f"<td class='t'>{html.escape(text)}</td>"
-    return f"<td>{html.escape(f'{v:.3f}' if isinstance(v, float) else str(v))}</td>"
+    if isinstance(v, (list, tuple)):
+        return f"<td>[{', '.join('–' if x is None else _shown(x) for x in v)}]</td>"
+    return f"<td>{html.escape(_shown(v))}</td>"
+
+
+def _shown(v) -> str:
+    """An int as it is; a float to 3 decimals, or 3 significant digits below 0.001 (a p-value of 2e-5 is not 0)."""
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:.2e}" if 0 < abs(v) < 1e-3 else f"{v:.3f}"
 
 
 def _is_text(v) -> bool:
-    return v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+    """Whether a cell is text (left-aligned): anything but a number, None or a list of numbers (an interval)."""
+    if isinstance(v, (list, tuple)):
+        return not v or not all(x is None or _number(x) for x in v)
+    return v is not None and not _number(v)
 
 
 def _table_html(t: dict) -> str:

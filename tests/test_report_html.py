@@ -162,3 +162,14 @@ def test_a_rewrite_removes_the_vectors_it_no_longer_lists_and_leaves_the_users_f
     (tmp_path / "vectors" / "mine.safetensors").write_bytes(b"a file of the user's own")
     write_report(report("post"), tmp_path)
     assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == ["c-post.safetensors", "mine.safetensors"]
+
+
+def test_interval_cells_are_rounded_and_right_aligned():
+    from interp.report import _cell, _table_html
+
+    assert _cell([0.41234567, 0.6551234]) == "<td>[0.412, 0.655]</td>"
+    assert _cell([None, 1]) == "<td>[–, 1]</td>"
+    assert _cell(2.5e-05) == "<td>2.50e-05</td>" and _cell(0.0) == "<td>0.000</td>"
+    assert _cell(["a", 1]) == "<td class='t'>[&quot;a&quot;, 1]</td>"  # not numbers: text, as JSON
+    head = _table_html({"columns": ["ci"], "rows": [[[0.1, 0.2]]]})
+    assert "<th>ci</th>" in head  # aligned as numbers

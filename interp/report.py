@@ -382,13 +382,25 @@ def _heatmap(m: dict):
         heat.update_yaxes(autorange="reversed")
     if m.get("zlabel"):
         heat.update_traces(colorbar={"title": {"text": m["zlabel"]}})
-    for row, col, label in m.get("marks", []):  # a cell to point out (the selected candidate): an open square
-        heat.add_trace(go.Scatter(x=[col], y=[row], mode="markers", name=label, hovertext=label, showlegend=True,
-                                  marker={"symbol": "square-open", "size": 26, "color": "black",
-                                          "line": {"width": 3}}))
+    for row, col, label in m.get("marks", []):  # a cell to point out (the selected candidate): its outline, which
+        (x0, x1), (y0, y1) = _edges(m["cols"], col), _edges(m["rows"], row)  # leaves its value readable
+        heat.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, name=label, showlegend=True,
+                       line={"color": "black", "width": 3}, fillcolor="rgba(0,0,0,0)")
     if m.get("marks"):
         heat.update_layout(legend={"orientation": "h", "y": -0.25})
     return heat
+
+
+def _edges(axis, value) -> tuple[float, float]:
+    """Where a heatmap cell of ``value`` begins and ends along ``axis`` (the heatmap's x or y values): halfway to
+    its neighbours on a numeric axis, index ± 0.5 on a categorical one (as plotly draws the cells)."""
+    if not all(_number(v) for v in axis):
+        i = list(axis).index(value)
+        return i - 0.5, i + 0.5
+    at = sorted(axis)
+    gaps = [b - a for a, b in zip(at, at[1:])] or [1]
+    i = at.index(value)
+    return value - (gaps[i - 1] if i else gaps[0]) / 2, value + (gaps[i] if i < len(gaps) else gaps[-1]) / 2
 
 
 def _number(v) -> bool:

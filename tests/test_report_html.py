@@ -61,8 +61,13 @@ def test_a_heatmap_marks_a_cell_and_labels_its_scale():
          "zmax": 3, "colorscale": "RdBu", "zlabel": "refusal score (log-odds)", "marks": [["-1", 1, "selected"]]}
     fig = _heatmap(m)
     assert fig.data[0].colorbar.title.text == "refusal score (log-odds)"
-    mark = fig.data[1]
-    assert (list(mark.x), list(mark.y), mark.name, mark.marker.symbol) == ([1], ["-1"], "selected", "square-open")
+    (mark,) = fig.layout.shapes  # the cell's outline: its value stays readable inside
+    assert (mark.x0, mark.x1, mark.y0, mark.y1, mark.name, mark.showlegend) == (0.5, 1.5, 0.5, 1.5, "selected", True)
+    assert len(fig.data) == 1
+    m["cols"] = [0, 2, 6]  # uneven numeric cells end halfway to their neighbours
+    m["marks"] = [["-2", 6, "x"]]
+    (mark,) = _heatmap(m).layout.shapes
+    assert (mark.x0, mark.x1, mark.y0, mark.y1) == (4, 8, -0.5, 0.5)
 
 
 def test_bar_tables_are_not_printed_twice():

@@ -279,9 +279,18 @@ def display_token(tokenizer, token_id: int) -> str:
     * anything else as decoded.
 
     A vocabulary entry whose own text is ``<0xNN>`` would read the same as a byte; no tokenizer of the toolkit's
-    families holds one.
+    families holds one. Newlines, tabs and carriage returns are written ``\\n``, ``\\t``, ``\\r`` (a newline token
+    would otherwise show as a blank in a table).
     """
-    token_id = int(token_id)
+    return _bytes_shown(tokenizer, int(token_id)).translate(_CONTROLS_SHOWN)
+
+
+#: Whitespace a table would show as a blank, written as its escape.
+_CONTROLS_SHOWN = str.maketrans({"\n": "\\n", "\t": "\\t", "\r": "\\r"})
+
+
+def _bytes_shown(tokenizer, token_id: int) -> str:
+    """:func:`display_token` before its whitespace escapes."""
     text = tokenizer.decode([token_id])
     if "\ufffd" not in text:
         return text

@@ -53,6 +53,15 @@ def test_byte_tokens_are_shown_as_their_bytes(name):
     assert len({display_token(tok, i) for i in every}) == len(every)  # one reading per partial token
 
 
+@pytest.mark.parametrize("name", ["organism", "gpt2"])
+def test_newline_and_tab_tokens_are_shown_escaped(name):
+    """A token of whitespace a table would show as a blank reads as its escape."""
+    tok = _tokenizer(name)
+    ids = tok("a\n\tb", add_special_tokens=False)["input_ids"]
+    shown = "".join(display_token(tok, i) for i in ids)
+    assert shown == "a\\n\\tb" and "\n" not in shown
+
+
 def test_byte_fallback_tokens_are_shown_as_their_entries():
     """A SentencePiece-style byte-fallback token (entry ``<0xE6>``, decoded U+FFFD) reads as its entry."""
     import transformers

@@ -309,6 +309,8 @@ def _line(c: ConceptResult, plot: dict):
             add(go.Scatter(x=x, y=[row.get(key) for row in rows], mode="lines", name=f"null: {label}",
                            line={"color": "rgba(128,128,128,0.7)", "dash": "dash"}), key)
     xtitle = plot.get("xaxis", "layer (output of block)")
+    # the layers and no more (plotly would pad a 0..17 axis to -1..18); a tick per layer up to 24 of them
+    xaxis = {"range": [min(x) - 0.3, max(x) + 0.3], "dtick": max(1, -(-len(x) // 24))} if len(x) else {}
     if len(panels) > 1:
         shared = plot.get("shared_yaxis")
         for i, panel in enumerate(panels):
@@ -317,11 +319,12 @@ def _line(c: ConceptResult, plot: dict):
             fig.update_yaxes(title_text=title, range=panel.get("yrange"), row=row, col=col)
             if shared and i:
                 fig.update_yaxes(matches="y", row=row, col=col)
-            fig.update_xaxes(dtick=1, row=row, col=col)
+            fig.update_xaxes(**xaxis, row=row, col=col)
             if i + n_cols >= len(panels):  # the lowest panel of its column
                 fig.update_xaxes(title_text=xtitle, row=row, col=col)
         return fig
-    fig.update_layout(xaxis_dtick=1, xaxis_title=xtitle, yaxis_title=plot.get("yaxis", "value"))
+    fig.update_xaxes(**xaxis, title_text=xtitle)
+    fig.update_layout(yaxis_title=plot.get("yaxis", "value"))
     if plot.get("yrange"):
         fig.update_layout(yaxis_range=plot["yrange"])
     return fig

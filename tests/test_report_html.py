@@ -178,3 +178,16 @@ def test_interval_cells_are_rounded_and_right_aligned():
     assert _cell(["a", 1]) == "<td class='t'>[&quot;a&quot;, 1]</td>"  # not numbers: text, as JSON
     head = _table_html({"columns": ["ci"], "rows": [[[0.1, 0.2]]]})
     assert "<th>ci</th>" in head  # aligned as numbers
+
+
+def test_a_layer_axis_spans_the_layers_and_no_more():
+    from interp.report import _line
+
+    def axis(n, panels=None):
+        c = ConceptResult("c", list(range(n)), [{"layer": i, "a": 0.5, "b": 1.0} for i in range(n)])
+        fig = _line(c, {"series": {"a": "A", "b": "B"}, **({"panels": panels} if panels else {})})
+        return fig.layout.xaxis.range, fig.layout.xaxis.dtick
+
+    assert axis(18) == ((-0.3, 17.3), 1)
+    assert axis(64) == ((-0.3, 63.3), 3)  # a tick every 3 layers, not 64 crowded ones
+    assert axis(6, [{"keys": ["a"], "yaxis": "A"}, {"keys": ["b"], "yaxis": "B"}]) == ((-0.3, 5.3), 1)

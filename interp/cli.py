@@ -256,6 +256,32 @@ def _cell(value, width: int, digits: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
+def _print_table(table: dict, width: int = 28) -> None:
+    """The columns ``table["print"]`` names, every row: numbers to 3 decimals, an interval as ``[lo, hi]``,
+    undefined as ``-``, text cut to ``width`` characters."""
+    cols = [table["columns"].index(c) for c in table["print"]]
+
+    def shown(v) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) or x is None for x in v):
+            return "[" + ", ".join(shown(x) for x in v) + "]"
+        text = str(v).replace("\n", "\\n")
+        return text if len(text) <= width else text[:width - 1] + "…"
+
+    def text(v) -> bool:
+        return isinstance(v, (str, bool)) or (isinstance(v, (list, tuple)) and not shown(v).startswith("["))
+
+    cells = [[str(table["columns"][k]) for k in cols]] + [[shown(row[k]) for k in cols] for row in table["rows"]]
+    sizes = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    left = [all(text(row[k]) for row in table["rows"] if row[k] is not None) for k in cols]
+    print(f"  {table.get('title', '')}")
+    for row in cells:
+        print(("  " + " ".join(c.ljust(n) if lft else c.rjust(n) for c, n, lft in zip(row, sizes, left))).rstrip())
+
+
 def print_concept(name: str, concept, seconds: float, *, resumed: bool = False) -> None:
     """Print one section of a comparison: its summary, the refusal steering table, and the per-layer probe
     table where the section has one. Undefined values (None) print as ``-``. ``resumed``: taken from an earlier
@@ -266,6 +292,9 @@ def print_concept(name: str, concept, seconds: float, *, resumed: bool = False) 
         print(f"  {'model':<5} {'intervention':<32} {'harmful':>8} {'harmless':>9} {'KL':>7}")
         for row in concept.tables["steering"]["rows"]:
             print(f"  {row[0]:<5} {row[1]:<32} {_cell(row[3], 8, 2)} {_cell(row[4], 9, 2)} {_cell(row[5], 7, 3)}")
+    for table in concept.tables.values():
+        if table.get("print"):
+            _print_table(table)
     keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
     if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
         print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")

@@ -95,7 +95,8 @@ class ConceptResult:
     tables: dict[str, dict] = field(default_factory=dict)
     """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name
     columns: one figure per ``facet`` value where it names one, error bars where ``low``/``high`` name the columns of
-    an interval's ends)"""
+    an interval's ends); ``"print"``: the columns ``interp compare`` prints in the terminal when the section
+    finishes"""
     vectors: dict = field(default_factory=dict)
     """name -> ``steering.SteeringVector`` to write as ``DIR/vectors/{concept}-{name}.safetensors``"""
 

@@ -323,3 +323,19 @@ def test_an_out_folder_holding_other_files_is_warned_about(tmp_path, caplog):
     caplog.clear()
     plan(["truth"], out=tmp_path / "new")
     assert caplog.text == ""
+
+
+def test_a_sections_printed_table_shows_the_columns_it_names(capsys):
+    from interp.cli import print_concept
+    from interp.report import ConceptResult
+
+    table = {"title": "Steering", "columns": ["feature", "share", "95% CI", "hidden", "example"],
+             "print": ["feature", "share", "95% CI", "example"],
+             "rows": [[0, 0.5, [0.1, 0.9], "x", "city A A A A A A A A A A A A A A A A A A"], [12, None, None, "y", "a\nb"]]}
+    print_concept("s", ConceptResult("s", [0], [{"layer": 0}], tables={"t": table, "u": {**table, "print": None}}),
+                  1.0)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  Steering",
+        "  feature share         95% CI example",
+        "        0 0.500 [0.100, 0.900] city A A A A A A A A A A A …",
+        "       12     -              - a\\nb"]

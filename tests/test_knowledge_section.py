@@ -217,8 +217,10 @@ def test_bad_options_are_refused(pair):
     with pytest.raises(ValueError, match="max_prompts"):
         SECTION.options({"max_prompts": 0})
     for noise in (0.0, -1.0):
-        with pytest.raises(ValueError, match="noise must be a finite number > 0"):
+        with pytest.raises(ValueError, match=f"option 'noise' of section 'knowledge' must be > 0 and <= 100; got "
+                                             f"{noise}"):
             SECTION.options({"noise": noise})
+    SECTION.options({"noise": 1e-9})  # as close to 0 as wanted
     for noise in (float("inf"), float("nan")):
         with pytest.raises(ValueError, match="option 'noise' of section 'knowledge' must be a finite number"):
             SECTION.options({"noise": noise})

@@ -60,6 +60,8 @@ class Param:
         validate: called with a given value before any model boots (e.g. that a data file exists); raises
             ``ValueError`` (or ``OSError``) to refuse it; the error is prefixed with the option's name.
         low, high: inclusive bounds of a number option (``None``: unbounded).
+        above: an exclusive lower bound (``above=0``: positive), for a number that may come as close to it as
+            wanted but not reach it.
         model_check: called as ``model_check(value, shape)`` with a given value and the pair's
             :class:`~interp.models.ModelShape` (blocks, width), before the pair boots when its configs tell the
             shape (:func:`~interp.models.read_shape`), else right after; raises ``ValueError`` to refuse a value the
@@ -74,6 +76,7 @@ class Param:
     validate: Callable[[Any], Any] | None = None
     low: float | None = None
     high: float | None = None
+    above: float | None = None
     model_check: Callable[[Any, Any], Any] | None = None
 
     def check(self, section: str, value: Any) -> Any:
@@ -96,11 +99,13 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {self.name!r} of section {section!r} must be one of "
                              f"{', '.join(map(repr, self.choices))}; got {value!r}")
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+        if (self.low is not None and value < self.low or self.high is not None and value > self.high
+                or self.above is not None and value <= self.above):
             def shown(x):
                 return str(x) if isinstance(x, int) else f"{x:g}"
 
             bounds = " and ".join(x for x in (None if self.low is None else f">= {shown(self.low)}",
+                                              None if self.above is None else f"> {shown(self.above)}",
                                               None if self.high is None else f"<= {shown(self.high)}") if x)
             raise ValueError(f"option {self.name!r} of section {section!r} must be {bounds}; got {value!r}")
         if self.validate is not None:

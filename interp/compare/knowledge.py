@@ -823,7 +823,7 @@ SECTION = Section("knowledge", _run, help="where each model recalls facts (causa
     Param("max_prompts", int, 16, "most facts traced per split (validation, test); cost grows linearly", low=1),
     Param("samples", int, 1, "noise draws per fact (ROME: 10); cost grows linearly", low=1),
     Param("noise", float, 3.0, "noise std in units of the subject embeddings' std (ROME: 3; at most 100, far past "
-                               "where the subject is erased)", validate=_positive("noise"), high=100),
+                               "where the subject is erased)", above=0, high=100),
     window_param("window", None, "MLP/attention layers restored around each layer (ROME: 10 of 48; default: that "
                                  "share of the model's layers, at least 1)"),
     Param("kinds", str, "resid,mlp,attn", "states traced: comma-separated resid, mlp, attn", validate=_parse_kinds),

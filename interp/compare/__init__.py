@@ -38,12 +38,13 @@ from pathlib import Path
 from .._checks import output_folder_problem
 from ..models import ModelPair, check_device, load_pair, read_shape
 from ..report import Comparison, write_report
-from ._section import BUILTIN, Param, Section, SectionContext, concepts, get_section, register, tokens_for
+from ._section import (BUILTIN, Param, Section, SectionContext, concepts, get_section, layer_param, layers_param,
+                       register, site_param, tokens_for, window_param)
 from ._section import concepts as _available
 
 __all__ = ["compare", "CONCEPTS", "CONFIG_KEYS", "DTYPES", "Interrupted", "Param", "Section", "SectionContext",
-           "concepts", "get_section", "load_config", "plan", "register", "section_key", "tokens_for",
-           "write_config"]
+           "concepts", "get_section", "layer_param", "layers_param", "load_config", "plan", "register", "section_key",
+           "site_param", "tokens_for", "window_param", "write_config"]
 
 log = logging.getLogger(__name__)
 

@@ -311,14 +311,14 @@ def section_key(models: dict, name: str, options: dict, *, vocab: str, template:
 
 def _stored(out: Path, names) -> dict:
     """``{name: (ConceptResult, seconds, dataset entries, key, options)}`` of the sections among ``names`` that
-    ``out`` holds, finished in an earlier run, in the folder's order: its resume file's key and options for each, and the section's prompt
-    sets in the stored manifest (row ids and hashes), so a report that keeps it still lists them. ``{}`` for a
-    folder without a readable report."""
+    ``out`` holds, finished in an earlier run, in the folder's order: the resume file's key and options of each,
+    and its prompt sets in the stored manifest (row ids and hashes), so a report that keeps it still lists them.
+    ``{}`` for a folder without a readable report."""
     from ..report import Comparison
 
     try:
         stored = json.loads((out / RESUME_FILE).read_text(encoding="utf-8"))["sections"]
-        wanted = [n for n in stored if n in names and isinstance(stored[n], dict) and stored[n].get("key") is not None]
+        wanted = [n for n, entry in stored.items() if n in names and isinstance(entry, dict) and entry.get("key")]
         if not wanted:
             return {}
         previous = Comparison.load(out)

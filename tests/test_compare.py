@@ -440,7 +440,7 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     assert all(abs(row[col["KL"]] - target) <= 0.05 * target for row in steering)  # α reached the KL it was set for
     # at least one feature's steering moves generations toward its own top tokens, by a wide margin (all
     # generations, fluent or not: at this KL the organism's steered generations loop)
-    share_all, unsteered = col["share steered, all generations (fluent or not)"], col["share unsteered"]
+    share_all, unsteered = col["share steered, all generations"], col["share unsteered"]
     assert max(row[share_all] - row[unsteered] for row in steering) >= 0.3
     for entry in snmf["per_layer"]:
         assert 0 <= entry["matched_share"] <= 1 and -1 <= entry["matched_cosine_mean"] <= 1
@@ -451,12 +451,12 @@ def test_snmf_section_lists_features_and_steers_with_them(organism_report):
     assert (out / "vectors").glob("snmf-post-feature-*.safetensors")
     # the steering null: a random direction at the same KL, and the summary's count read off the rows
     null_all = col["random direction (null), all generations (largest of 3)"]
-    ci_all = col["share steered, all generations: 95% CI (bootstrap over the 4 prompts)"]
+    ci_all = col["95% CI, all generations"]
     assert all(row[null_all] is not None and 0 <= row[null_all] <= 1 and 0 <= row[ci_all][0] <= row[ci_all][1] <= 1
                for row in steering)
     assert snmf["setup"]["matching"].startswith("base seed 1 against post seed 0")
     # success is read among fluent generations only (a looping generation does not count)
-    ci = col["share steered, fluent generations only: 95% CI (bootstrap over the fluent prompts)"]
+    ci = col["95% CI, fluent generations only"]
     null = col["random direction (null), fluent generations only (largest of 3)"]
     up = [row[0] for row in steering
           if row[ci] is not None and row[null] is not None and row[ci][0] > max(row[unsteered], row[null])]

@@ -87,3 +87,74 @@ def test_identity_accuracies_at_ceiling_each_get_a_panel_and_are_named():
     assert _ceiling_note(_identity_rows(0.97, 0.8)) == ""
     note = _ceiling_note(_identity_rows(0.97, 1.0))
     assert note.startswith(" At ceiling (1.00 at every layer): base probe → post, post probe → base; each is ")
+
+
+def _planted_rows(monkeypatch, continuations: list[str]) -> tuple[list, list, object]:
+    """``(own row, null row, tokenizer)``: the language section's steering rows (``post direction`` and the random
+    null) toward French, generation and KL replaced by the planted ``continuations`` (the null's stay English)."""
+    from types import SimpleNamespace
+
+    import steering.generation
+    import steering.metrics
+
+    import interp
+    from interp.compare import language
+
+    tok = interp.load_pair().tokenizer
+    planted = {"own": continuations, "null": [" is on the table."] * len(continuations)}
+    which = iter(["own", "null"])
+    monkeypatch.setattr(steering.generation, "greedy_with_first_step",
+                        lambda *a, **k: (planted[next(which)], torch.zeros(len(continuations), 8)))
+    monkeypatch.setattr(steering.metrics, "kl_divergence", lambda *a, **k: torch.full((3,), 0.25))
+    run = SimpleNamespace(own=LanguageTokens(("en", "fr"), {"en": frozenset({0}), "fr": frozenset({1})}),
+                          langs=("en", "fr"), pair=SimpleNamespace(tokenizer=tok))
+    ref = SimpleNamespace(model=None, prompts=None, neutral=None, neutral_logprobs=None, batch={}, target="post")
+    rows = [language._steered_row(run, ref, "fr", (0.0, 0.0, 0.0), label, [], 6)
+            for label in ("post direction", "random direction (null)")]
+    return *rows, tok
+
+
+def test_a_degenerate_continuation_is_not_counted_in_the_target_language(monkeypatch):
+    """langid.py calls "est est est est" French, but it is a loop, not French text: the steering table's and the
+    headline's lead figure count a continuation in the target only while it is fluent (notebook 04's rule:
+    ``is_fluent`` and ``language_of``); the share of all continuations, fluent or not, follows it."""
+    from types import SimpleNamespace
+
+    from interp.compare.language import STEERING_COLUMNS, _summary
+    from steering.metrics import is_fluent, language_of
+
+    gens = ["est est est est", " est est est est", " dort sur la table.", " is on the table.", " sleeps here."]
+    own, null, tok = _planted_rows(monkeypatch, gens)
+    assert language_of(gens[0], ("en", "fr")) == "fr"  # langid.py alone would count the loop as French
+    assert not is_fluent(tok(gens[0], add_special_tokens=False)["input_ids"])
+    notebook = sum(is_fluent(tok(g, add_special_tokens=False)["input_ids"]) and language_of(g, ("en", "fr")) == "fr"
+                   for g in gens) / len(gens)
+    row = dict(zip(STEERING_COLUMNS, own))
+    assert STEERING_COLUMNS[3:6] == ("continuations fluent and in target after",
+                                     "continuations fluent and in target after, 95% CI", "fluent after")
+    assert row["continuations fluent and in target after"] == notebook == 0.2  # the loops are not French
+    assert row["fluent after"] == "3 of 5" and row["in target among fluent after"] == pytest.approx(1 / 3)
+    assert row["continuations in target after, all (fluent or not)"] == 0.6  # the loops count here only
+    lo, hi = row["continuations fluent and in target after, 95% CI"]
+    assert lo < 0.2 < hi
+    summary = _summary(SimpleNamespace(window=[4, 5], langs=("en", "fr")), [own, null], len(gens))
+    lead = summary.index("continuations fluent and in fr 0.20 [")
+    assert lead < summary.index("all continuations in fr, fluent or not, 0.60 [")
+    assert "continuations in fr 0.60" not in summary[:lead]
+
+
+def test_with_no_fluent_continuation_the_share_among_fluent_ones_is_undefined(monkeypatch):
+    """Every continuation loops: none is fluent French text (0.00, a count), and the share in French among the
+    fluent ones has no continuation to read from, so it is undefined and says why, in the table and the headline."""
+    from types import SimpleNamespace
+
+    from interp.compare.language import STEERING_COLUMNS, _summary
+
+    own, null, _ = _planted_rows(monkeypatch, [" est est est est"] * 5)
+    row = dict(zip(STEERING_COLUMNS, own))
+    assert row["continuations fluent and in target after"] == 0.0  # none is fluent French text
+    assert row["in target among fluent after"] == "undefined: no fluent continuation"
+    assert row["in target among fluent after, 95% CI"] is None
+    assert row["continuations in target after, all (fluent or not)"] == 1.0
+    summary = _summary(SimpleNamespace(window=[4, 5], langs=("en", "fr")), [own, null], 5)
+    assert "0 of 5 fluent, share in fr among them undefined: no fluent continuation" in summary

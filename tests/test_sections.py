@@ -219,17 +219,56 @@ def test_snmf_layers_and_batch_size_and_language_batch_size_are_options(tmp_path
         get_section("language").options({"batch_size": 0})
 
 
-def test_snmf_steering_success_is_read_among_fluent_generations(organism_report):
+def test_snmf_steering_success_is_read_among_fluent_generations(organism_report, capsys):
     """A steered generation that loops (seq-rep-4 above 0.5, or a token three times in a row) is not fluent; a
     feature's share among fluent generations is undefined when none is, and the summary counts only features that
-    beat the nulls there."""
+    beat the nulls there. The table, in the report and as `interp compare` prints it, leads with that share."""
+    from interp.cli import print_concept
 
     snmf = json.loads((organism_report[1] / "report.json").read_text())["concepts"]["snmf"]
-    rows = snmf["tables"]["steering"]["rows"]
+    columns, rows = snmf["tables"]["steering"]["columns"], snmf["tables"]["steering"]["rows"]
+    # the share among fluent generations, its interval and how many are fluent lead; the share among all follows
+    assert columns[1:6] == ["share steered, fluent generations only", "95% CI, fluent generations only",
+                            "fluent generations", "share steered, all generations", "95% CI, all generations"]
     assert rows
     for row in rows:
-        fluent, total = map(int, row[10].split(" of "))
+        fluent, total = map(int, row[3].split(" of "))
         assert 0 <= fluent <= total
         if fluent == 0:  # every generation loops
-            assert row[11] == "undefined: no fluent generation" and row[12] is None
+            assert row[1] == "undefined: none fluent" and row[2] is None
     assert "generations stay fluent" in snmf["readings"]["summary"]
+    print_concept("snmf", organism_report[0].concepts["snmf"], 1.0)
+    printed = capsys.readouterr().out.splitlines()
+    header = next(line for line in printed if line.startswith("  feature "))
+    at = 0
+    for name in (*columns[1:6], "steered example"):  # in this order, from the left
+        at = header.index(name, at) + len(name)
+
+
+def test_snmf_steering_row_leads_with_the_share_among_fluent_generations():
+    """Planted generations: two loop on the feature's token (" A A A A ..."), two are text with one of its tokens
+    each. The row's lead share counts the text only; the share over all generations, loops included, follows."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from interp.compare.snmf import STEERING_COLUMNS, _steer_row
+    from steering.metrics import is_fluent
+
+    tok = interp.load_pair().tokenizer
+    steered = [" A A A A A A", " A A A A A A", " The city of A is old.", " It was a day in A."]
+    targets = {tok(" A", add_special_tokens=False)["input_ids"][0]}
+    fluent = np.array([is_fluent(tok(t, add_special_tokens=False)["input_ids"]) for t in steered])
+    assert fluent.tolist() == [False, False, True, True]
+    run = SimpleNamespace(pair=SimpleNamespace(tokenizer=tok), random_state=0, random_gens=[[" The end."] * 4],
+                          random_fluency=[(np.ones(4, bool), None, None)])
+    card = SimpleNamespace(index=7, usage=0.5, logit_lens=[(" A", 1.0)])
+    cal = SimpleNamespace(scale=2.0, meta={"calibrated_kl": 0.5})
+    row = dict(zip(STEERING_COLUMNS, _steer_row(run, card, cal, steered, [" The end."] * 4, targets,
+                                                 (fluent, np.zeros(4), np.ones(4)))))
+    n_text = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in steered[2:]]
+    assert list(row)[1] == "share steered, fluent generations only"
+    assert row["share steered, fluent generations only"] == pytest.approx(2 / sum(n_text))
+    assert row["fluent generations"] == "2 of 4"
+    # the loops (six " A" each) count here, and only here
+    assert row["share steered, all generations"] == pytest.approx((12 + 2) / (12 + sum(n_text)))

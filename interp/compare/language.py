@@ -28,11 +28,13 @@
   shift in total), optionally with the English LAPE neurons deactivated.
   Measured: the share of next-token probability on the target language's own
   tokens (tokens that occur in that language's sentences and no other's), the
-  share of greedy continuations langid.py (:func:`steering.metrics.language_of`)
-  assigns to the target language, how many stay fluent
-  (:func:`steering.metrics.is_fluent`), and the cost: next-token KL on neutral English text (the
-  organism's statements). Each model is steered with its own direction and
-  with the other model's.
+  share of greedy continuations that are fluent (:func:`steering.metrics.is_fluent`)
+  and that langid.py (:func:`steering.metrics.language_of`) assigns to the target
+  language (a collapsed ``est est est est`` is not French text), how many stay
+  fluent and the share in the target among those, then the share in the target
+  of all continuations, fluent or not; and the cost: next-token KL on neutral
+  English text (the organism's statements). Each model is steered with its own
+  direction and with the other model's.
 * **Probe.** A multinomial logistic probe (standardized features) for language identity on the
   sentences (mean over tokens), held-out accuracy per layer and model, and
   each model's probe scored on the other model (transfer).
@@ -398,9 +400,11 @@ def _steer(run: _Run, vectors: dict, prompts_of: dict[str, Tokenized], neutral_o
     for target, model in run.pair:
         ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens, run.batch)
         en_neurons = {L: run.neurons[target].neurons(L, 0) for L in range(run.n_layers)}
+        plain_fluent = _fluent(ref.gens, run.pair.tokenizer)
         for lang in run.targets:
-            before = (float(run.own.share(ref.probs, lang).mean()),
-                      float(_in_language(ref.gens, lang, run.langs).mean()))
+            plain_in = _in_language(ref.gens, lang, run.langs)
+            before = (float(run.own.share(ref.probs, lang).mean()), float((plain_in & plain_fluent).mean()),
+                      float(plain_in.mean()))
             for source, deactivate in _conditions(target):
                 ivs = [Add(vectors[f"{source}-{lang}"])] + ([Deactivate(en_neurons)] if deactivate else [])
                 label = f"{source} direction" + (" + English neurons off" if deactivate else "")
@@ -421,29 +425,31 @@ def _null_vector(v, rng: torch.Generator, seed: int):
                           {**v.meta, "method": "random", "seed": seed})
 
 
-def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, float], label: str, ivs: list,
-                 max_new_tokens: int) -> list:
-    """One steering-table row: ``ref``'s model under ``ivs``; next-token mass on ``lang``'s own tokens before
-    and after (``before``: that mass and the continuations' share unsteered) and its gain, the share of
-    continuations in ``lang`` before and after (:func:`steering.metrics.language_of`), the KL on neutral text,
-    an example continuation, the continuations' 95% Wilson interval, how many stay fluent
-    (:func:`steering.metrics.is_fluent`) and the share in ``lang`` among those, with its Wilson interval (undefined when
-    none is fluent)."""
+def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, float, float], label: str,
+                 ivs: list, max_new_tokens: int) -> list:
+    """One steering-table row (columns :data:`STEERING_COLUMNS`): ``ref``'s model under ``ivs``; the share of
+    continuations fluent (:func:`steering.metrics.is_fluent`) and in ``lang`` (:func:`steering.metrics.language_of`)
+    with its 95% Wilson interval, how many are fluent and the share in ``lang`` among those with its interval
+    (undefined when none is fluent), the share in ``lang`` of all continuations with its interval, the two shares
+    unsteered; next-token mass on ``lang``'s own tokens before and after and its gain, the KL on neutral text and an
+    example continuation. ``before``: the unsteered mass, share fluent and in ``lang``, and share in ``lang``."""
     from steering.generation import greedy_with_first_step
     from steering.metrics import kl_divergence
 
-    base_share, base_gen = before
+    base_share, base_steered, base_gen = before
     gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens, **ref.batch)
     share = float(run.own.share(steered.exp(), lang).mean())
     in_lang = _in_language(gens, lang, run.langs)
-    gen_share = float(in_lang.mean())
     fluent = _fluent(gens, run.pair.tokenizer)
+    # a continuation counts as in the language only while it is fluent: "est est est est" is not French text
+    steered_share, gen_share = float((in_lang & fluent).mean()), float(in_lang.mean())
     kept = in_lang[fluent]
     fluent_share = float(kept.mean()) if len(kept) else "undefined: no fluent continuation"
     kl = float(kl_divergence(ref.model, ref.neutral, ivs, clean=ref.neutral_logprobs, **ref.batch).mean())
-    return [ref.target, label, lang, base_share, share, share - base_share, float(base_gen), gen_share, kl,
-            gens[0][:40], _share_ci(gen_share, len(gens)), f"{int(fluent.sum())} of {len(fluent)}", fluent_share,
-            _share_ci(fluent_share, len(kept)) if len(kept) else None]
+    return [ref.target, label, lang, steered_share, _share_ci(steered_share, len(gens)),
+            f"{int(fluent.sum())} of {len(fluent)}", fluent_share,
+            _share_ci(fluent_share, len(kept)) if len(kept) else None, gen_share, _share_ci(gen_share, len(gens)),
+            base_steered, base_gen, base_share, share, share - base_share, kl, gens[0][:40]]
 
 
 def _in_language(texts: list[str], lang: str, langs: tuple[str, ...]) -> np.ndarray:
@@ -559,26 +565,35 @@ def _result(run: _Run, per_layer: list[dict], rows: list[list], vectors: dict, n
 
 
 def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:
-    """The section's headline: the post model's own directions' steering effects per language, with the nulls'."""
+    """The section's headline: the post model's own directions' steering effects per language, with the nulls';
+    the continuations counted in a language are the fluent ones, the share of all continuations follows."""
+    c = {name: k for k, name in enumerate(STEERING_COLUMNS)}
     own_rows = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
     nulls = {r[2]: r for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
 
     def ci(x):
         return f"[{x[0]:.2f}, {x[1]:.2f}]"
 
-    # every target language is reported: none is picked on the held-out prompts the figures come from
-    def fluent(r):
-        share = f"{r[12]:.2f} {ci(r[13])}" if r[13] is not None else "undefined (none fluent)"
-        return f"{r[11]} fluent, {share} of them in {r[2]}"
+    def among_fluent(r):
+        k = c["in target among fluent after"]
+        if r[k + 1] is None:  # no fluent continuation: the share among them is undefined, and says why
+            return f"{r[c['fluent after']]} fluent, share in {r[2]} among them {r[k]}"
+        return f"{r[c['fluent after']]} fluent, {r[k]:.2f} {ci(r[k + 1])} of them in {r[2]}"
 
+    # every target language is reported: none is picked on the held-out prompts the figures come from
+    steered = c["continuations fluent and in target after"]
+    every = c["continuations in target after, all (fluent or not)"]
+    mass = c["target share after"]
     per_lang = "; ".join(
-        f"{r[2]}: next-token mass {r[3]:.2f} → {r[4]:.2f} (random direction {nulls[r[2]][4]:.2f}), continuations "
-        f"in {r[2]} {r[7]:.2f} {ci(r[10])} (random {nulls[r[2]][7]:.2f}; {fluent(r)}), KL {r[8]:.2f}"
+        f"{r[2]}: next-token mass {r[c['target share before']]:.2f} → {r[mass]:.2f} (random direction "
+        f"{nulls[r[2]][mass]:.2f}), continuations fluent and in {r[2]} {r[steered]:.2f} {ci(r[steered + 1])} "
+        f"(random {nulls[r[2]][steered]:.2f}; {among_fluent(r)}), all continuations in {r[2]}, fluent or not, "
+        f"{r[every]:.2f} {ci(r[every + 1])}, KL {r[c['KL neutral']]:.2f}"
         for r in own_rows)
     return (f"Post model, window {run.window}, its own English→target directions added to {n_prompts} held-out "
-            f"English prompts — {per_lang}. A continuation's language is langid.py's (among "
-            f"{'/'.join(run.langs)}); fluent: seq-rep-4 at most {MAX_REPETITION} and no token three times in a row. "
-            f"Shares with 95% Wilson intervals over prompts.")
+            f"English prompts — {per_lang}. A continuation counts as in a language only if it is fluent "
+            f"(seq-rep-4 at most {MAX_REPETITION} and no token three times in a row) and langid.py identifies it as "
+            f"that language (among {'/'.join(run.langs)}). Shares with 95% Wilson intervals over prompts.")
 
 
 READINGS = {
@@ -663,14 +678,22 @@ def _plots(langs: tuple[str, ...], per_layer: list[dict]) -> list[dict]:
     ]
 
 
+#: The steering table's columns (:func:`_steered_row`): continuations fluent and in the target first, then in the
+#: target among the fluent ones, then all continuations in the target, fluent or not; next-token mass after them.
+STEERING_COLUMNS = ("model", "intervention", "target", "continuations fluent and in target after",
+                    "continuations fluent and in target after, 95% CI", "fluent after", "in target among fluent after",
+                    "in target among fluent after, 95% CI", "continuations in target after, all (fluent or not)",
+                    "continuations in target after, all (fluent or not), 95% CI",
+                    "continuations fluent and in target before", "continuations in target before, all (fluent or not)",
+                    "target share before", "target share after", "gain", "KL neutral", "example")
+
+
 def _tables(run: _Run, rows: list[list]) -> dict:
-    """The steering table."""
+    """The steering table (:data:`STEERING_COLUMNS`); "target share" is next-token mass on the target's own
+    tokens, the other shares are of greedy continuations."""
     return {"steering": {
         "title": f"Steering held-out English prompts (layers {run.window}, scale {run.scale:g})",
-        "columns": ["model", "intervention", "target", "target share before", "target share after", "gain",
-                    "continuations in target before", "continuations in target after", "KL neutral", "example",
-                    "continuations after, 95% CI", "fluent after", "in target among fluent",
-                    "in target among fluent, 95% CI"],
+        "columns": list(STEERING_COLUMNS),
         "rows": rows,
     }}
 

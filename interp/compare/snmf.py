@@ -219,6 +219,18 @@ def _share(hits: np.ndarray) -> float:
 #: Random directions the SNMF steering null draws.
 N_RANDOM = 3
 
+#: The steering table's columns (:func:`_steer_row`): success among the fluent generations first, then among all.
+STEERING_COLUMNS = (
+    "feature", "share steered, fluent generations only", "95% CI, fluent generations only", "fluent generations",
+    "share steered, all generations", "95% CI, all generations", "share unsteered",
+    f"random direction (null), fluent generations only (largest of {N_RANDOM})",
+    f"random direction (null), all generations (largest of {N_RANDOM})", "usage", "alpha", "KL",
+    "logit-lens tokens", "steered example", "seq-rep-4 (mean)", "perplexity under the unsteered model (median)")
+#: The steering table's columns ``interp compare`` prints when the section finishes.
+STEERING_PRINTED = (*STEERING_COLUMNS[:6], "steered example")
+#: Where a steering row holds what the summary reads.
+_FLUENT_CI, _FLUENT, _UNSTEERED, _FLUENT_NULL = 2, 3, 6, 7
+
 
 def _fluency(model, gens, prompts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(fluent [n] bool, seq-rep-4 [n], perplexity [n] under the unsteered model)`` of generations
@@ -478,10 +490,11 @@ def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutra
 
 def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: list[str], targets: set[int],
                fluency) -> list:
-    """One row of the steering table: the feature, its α and KL, the share of its top logit-lens tokens in
-    unsteered and steered generations, an example, the random directions' share and the steered share's CI; then
-    the fluent generations (:func:`steering.metrics.is_fluent`), the share and its CI among them (the
-    random directions' among theirs), the mean seq-rep-4 and the median perplexity under the unsteered model."""
+    """One row of the steering table (columns :data:`STEERING_COLUMNS`): the feature; the share of its top
+    logit-lens tokens among the fluent steered generations (:func:`steering.metrics.is_fluent`) with its CI, and
+    how many are fluent; the share among all steered generations with its CI; the unsteered share; the random
+    directions' largest share among their fluent generations and among all; then its usage, α and KL, its
+    logit-lens tokens, an example, the mean seq-rep-4 and the median perplexity under the unsteered model."""
     tok = run.pair.tokenizer
     per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
     hits = np.concatenate(per_prompt)
@@ -498,11 +511,12 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: lis
         texts = [t for t, f in zip(gen, ok) if f]
         if texts and not math.isnan(_share(_hits(texts, tok, targets))):
             fluent_nulls.append(_share(_hits(texts, tok, targets)))
-    return [card.index, round(card.usage, 4), float(cal.scale), float(cal.meta["calibrated_kl"]),
-            _share(_hits(plain, tok, targets)), _share(hits), " ".join(t for t, _ in card.logit_lens[:5]),
-            steered[0][:60], null, ci, f"{int(fluent.sum())} of {len(fluent)}",
-            fluent_share if fluent_share is not None else "undefined: no fluent generation", fluent_ci,
-            max(fluent_nulls) if fluent_nulls else None, float(np.nanmean(rep)) if np.isfinite(rep).any() else None,
+    # success among fluent generations leads: a looping generation full of the feature's tokens is not success
+    return [card.index, fluent_share if fluent_share is not None else "undefined: none fluent", fluent_ci,
+            f"{int(fluent.sum())} of {len(fluent)}", _share(hits), ci, _share(_hits(plain, tok, targets)),
+            max(fluent_nulls) if fluent_nulls else None, null, round(card.usage, 4), float(cal.scale),
+            float(cal.meta["calibrated_kl"]), " ".join(t for t, _ in card.logit_lens[:5]), steered[0][:60],
+            float(np.nanmean(rep)) if np.isfinite(rep).any() else None,
             float(np.nanmedian(ppl)) if np.isfinite(ppl).any() else None]
 
 
@@ -572,10 +586,10 @@ def _steering_text(run: _Run) -> str:
     could be read against it."""
     rows, target_kl = run.steer_rows, run.target_kl
     if rows and run.random_gens:
-        up = [r for r in rows if r[12] is not None and r[13] is not None and not math.isnan(r[4])
-              and r[12][0] > max(r[4], r[13])]
-        fluent = sum(int(r[10].split(" of ")[0]) for r in rows)
-        total = sum(int(r[10].split(" of ")[1]) for r in rows)
+        up = [r for r in rows if r[_FLUENT_CI] is not None and r[_FLUENT_NULL] is not None
+              and not math.isnan(r[_UNSTEERED]) and r[_FLUENT_CI][0] > max(r[_UNSTEERED], r[_FLUENT_NULL])]
+        fluent = sum(int(r[_FLUENT].split(" of ")[0]) for r in rows)
+        total = sum(int(r[_FLUENT].split(" of ")[1]) for r in rows)
         plain_rep, plain_ppl = (float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
                                 for x in run.plain_fluency[1:])
         return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
@@ -678,16 +692,11 @@ def _tables(run: _Run) -> dict[str, dict]:
                                  f"features shown with the same contexts (how many of the {SHOWN_CONTEXTS})"],
                      "rows": _feature_rows(run.order, est.components_, G)},
         "steering": {"title": f"Steering with post features at layer {run.layer} (α calibrated to KL "
-                              f"{run.target_kl} on {NEUTRAL[0]!r}); share of generated tokens among the feature's "
-                              "top-10 logit-lens tokens",
-                     "columns": ["feature", "usage", "alpha", "KL", "share unsteered", "share steered",
-                                 "logit-lens tokens", "steered example",
-                                 f"share with a random direction (null, largest of {N_RANDOM})",
-                                 f"share steered 95% CI (bootstrap over the {len(NEUTRAL)} prompts)",
-                                 f"fluent generations (seq-rep-4 <= {MAX_REPETITION}, no token 3x in a row)",
-                                 "share steered, fluent generations only", "95% CI (fluent prompts)",
-                                 "random direction, fluent generations only (largest)",
-                                 "seq-rep-4 (mean)", "perplexity under the unsteered model (median)"],
+                              f"{run.target_kl} on {NEUTRAL[0]!r}): share of generated tokens among the feature's "
+                              f"top-10 logit-lens tokens, among the fluent generations (seq-rep-4 <= "
+                              f"{MAX_REPETITION}, no token {MAX_TOKEN_RUN + 1}x in a row) first, then among all; 95% "
+                              f"CIs bootstrap over the prompts (the fluent ones, or all {len(NEUTRAL)})",
+                     "columns": list(STEERING_COLUMNS), "print": list(STEERING_PRINTED),
                      "rows": run.steer_rows},
     }
 

@@ -268,8 +268,12 @@ def test_collect_negative_layers_end_to_end(dirs, tmp_path):  # 51
 def test_compare_option_errors_name_the_flag(tmp_path, no_boot, capsys):
     """On the command line a bad section option is named as typed (``--snmf-sparsity``), not as the Python API's
     ``option 'sparsity' of section 'snmf'``."""
-    for argv, message in ((["--concepts", "snmf", "--snmf-sparsity", "2"], "--snmf-sparsity must be <= 1; got 2.0"),
-                          (["--concepts", "snmf", "--snmf-sparsity", "0"], "--snmf-sparsity must be in (0, 1]"),
+    for argv, message in ((["--concepts", "snmf", "--snmf-sparsity", "2"], "--snmf-sparsity must be > 0 and <= 1; got 2.0"),
+                          (["--concepts", "snmf", "--snmf-sparsity", "0"], "--snmf-sparsity must be > 0 and <= 1; got 0.0"),
+                          (["--concepts", "snmf", "--snmf-layers", "1,3", "--snmf-layer", "-4"],
+                           "--snmf-layer -4 is not among the fitted layers [1, 3] (--snmf-layers 1,3)"),
+                          (["--concepts", "divergence", "--divergence-corpus", "nope"],
+                           "--divergence-corpus: corpus must name a built-in set"),
                           (["--concepts", "truth_spectrum", "--truth-spectrum-seed", "-1"],
                            "--truth-spectrum-seed must be >= 0 and <= 2147483647; got -1")):
         assert main(["compare", *argv, "--out", str(tmp_path / "r"), "-q"]) == 2

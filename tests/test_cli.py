@@ -173,6 +173,7 @@ def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch
     for flags, want in ((["--truth-layers", "1-7"], "--truth-layers: layer 6 is out of range for a model with 6 "
                                                      "layers (valid: 0..5, or -6..-1)"),
                         (["--refusal-candidate-layers", "9"], "--refusal-candidate-layers: layer 9 is out of range"),
+                        (["--snmf-layer", "6"], "--snmf-layer: layer 6 is out of range"),
                         (["--divergence-table-layer", "-7"], "--divergence-table-layer: layer -7 is out of range"),
                         (["--truth-nie-window", "7"], "--truth-nie-window: must be at most the model's 6 blocks")):
         concept = flags[0].split("-")[2]

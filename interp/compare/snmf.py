@@ -52,7 +52,8 @@ from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
 from ..tokens import display_token, tokenize
-from ._section import Param, Section, data_param, parse_layers, provides, tokens_for, user_data
+from ._section import (MAX_SEED, Param, Section, data_param, layer_param, layers_param, parse_layers, provides,
+                       tokens_for, user_data)
 
 __all__ = ["SECTION", "FeatureCard", "describe_features", "logit_lens", "shown_context", "snmf_section"]
 
@@ -277,8 +278,8 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
             statements and Arditi requests replace the built-in prompts (ignored on the bundled organism).
 
     Raises:
-        ValueError: ``n_seeds`` < 1, ``layer`` or a block of ``layers`` outside the model, ``layer`` not among
-            ``layers``.
+        ValueError: ``n_seeds`` < 1, ``layer`` or a block of ``layers`` outside the model (negative ones count from
+            the end), ``layer`` not among ``layers``.
     """
     from ..sites import check_layers
 
@@ -286,9 +287,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
         raise ValueError(f"n_seeds must be a positive integer, got {n_seeds!r}")
     n_layers, d_mlp = pair.n_layers, int(pair.post.cfg.d_mlp)
     layers = check_layers(None if layers is None else list(layers), n_layers)
-    layer = layers[len(layers) // 2] if layer is None else layer  # all layers: n_layers // 2
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"layer {layer} is outside the model's {n_layers} layers")
+    layer = layers[len(layers) // 2] if layer is None else check_layers(layer, n_layers)[0]  # all: n_layers // 2
     if layer not in layers:
         raise ValueError(f"the described layer {layer} is not among the fitted layers {layers}")
     prompts, sources = _prompts(pair, is_organism, n_prompts, data)
@@ -754,27 +753,33 @@ def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) 
                         layers=None if layers is None else parse_layers(layers), **options)
 
 
-def _positive_sparsity(value: float) -> None:
-    """SNMF keeps at least one neuron per feature: a sparsity of 0 (or below) is refused before any model boots."""
-    if value <= 0:
-        raise ValueError(f"option 'sparsity' of section 'snmf' must be in (0, 1] (the share of nonzero neurons per "
-                         f"feature); got {value!r}")
+def _check_pair(shape, *, layers=None, layer=None, **_) -> None:
+    """With the model's blocks known (:class:`~interp.models.ModelShape`): the described layer among the fitted
+    ones, before the pair boots."""
+    from ..sites import check_layers
+
+    if layer is not None and layers is not None:
+        fitted = check_layers(parse_layers(layers), shape.n_layers)
+        if check_layers(layer, shape.n_layers)[0] not in fitted:
+            raise ValueError(f"--snmf-layer {layer} is not among the fitted layers {fitted} (--snmf-layers "
+                             f"{layers})")
 
 
-SECTION = Section("snmf", _run, help="semi-nonnegative matrix factorization features of MLP activations, matched "
+SECTION = Section("snmf", _run, check=_check_pair, help="semi-nonnegative matrix factorization features of MLP activations, matched "
                                      "base vs post and steered", params=(
     Param("n_components", int, 24, "features per fit", low=1),
     Param("sparsity", float, None, "share of nonzero neurons per feature, in (0, 1] (default max(0.01, "
-                                   "10 / d_mlp))", high=1, validate=_positive_sparsity),
-    Param("layers", str, None, "comma-separated blocks fitted and matched (default all)", validate=parse_layers),
-    Param("layer", int, None, "layer whose features are described and steered (default: the middle fitted one)",
-          low=0),
+                                   "10 / d_mlp))", above=0, high=1),
+    layers_param("layers", "comma-separated blocks fitted and matched (default all)"),
+    layer_param("layer", "layer whose features are described and steered (default: the middle fitted one; -1 is "
+                         "the last)"),
     Param("batch_size", int, 16, "prompts per forward pass", low=1),
     Param("n_prompts", int, 480, "prompts whose tokens are factorized", low=2),
     Param("target_kl", float, 0.5, "next-token KL (nats) each steered feature is calibrated to", low=0),
     Param("n_steer", int, 6, "most-used post features steered", low=0),
     Param("max_new_tokens", int, 12, "tokens generated per steered prompt", low=1),
-    Param("random_state", int, 0, "seed of the first fit (seed s of n_seeds is random_state + s)"),
+    Param("random_state", int, 0, "seed of the first fit (seed s of n_seeds is random_state + s)", low=0,
+          high=MAX_SEED),
     Param("n_seeds", int, 2, "fits per model and layer (the seed-to-seed level of matching)", low=1),
     data_param("snmf", "your corpus: a file of texts (JSON/JSONL/CSV); its training split is factorized"),
 ))

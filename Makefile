@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP)
 
 demo: $(STAMP)
-	@echo "make demo: the bundled pair, about 1 minute on 2 cores (each section prints its table and wall time as it finishes)"
+	@echo "make demo: the bundled pair, about 30 s on 2 idle cores, several minutes when other jobs share them (each section prints its table and wall time as it finishes)"
 	$(BIN)/interp compare $(ARGS)
 
 demo-real: $(STAMP)

@@ -96,7 +96,7 @@ class ConceptResult:
     """named tables ``{"title", "columns", "rows"}``, shown as a table (and bars when ``x``/``y``/``color`` name
     columns: one figure per ``facet`` value where it names one, error bars where ``low``/``high`` name the columns of
     an interval's ends); ``"print"``: the columns ``interp compare`` prints in the terminal when the section
-    finishes"""
+    finishes; ``"empty"``: why a table has no rows (shown instead of a table of headers only)"""
     vectors: dict = field(default_factory=dict)
     """name -> ``steering.SteeringVector`` to write as ``DIR/vectors/{concept}-{name}.safetensors``"""
 
@@ -554,7 +554,9 @@ def _html(comparison: Comparison) -> bytes:
                 parts.append(f"<details><summary>{html.escape(t.get('title', key))}: the numbers behind the bars"
                              f"</summary>{_table_html(t)}</details>")
             else:
-                parts.append(f"<h3>{html.escape(t.get('title', key))}</h3>{_table_html(t)}")
+                why = f": {t['empty']}" if t.get("empty") else ""
+                body = _table_html(t) if t["rows"] else f"<p>No rows{html.escape(why)}.</p>"
+                parts.append(f"<h3>{html.escape(t.get('title', key))}</h3>{body}")
     parts.append("</body></html>")
     return "\n".join(parts).encode()
 

@@ -191,3 +191,10 @@ def test_a_layer_axis_spans_the_layers_and_no_more():
     assert axis(18) == ((-0.3, 17.3), 1)
     assert axis(64) == ((-0.3, 63.3), 3)  # a tick every 3 layers, not 64 crowded ones
     assert axis(6, [{"keys": ["a"], "yaxis": "A"}, {"keys": ["b"], "yaxis": "B"}]) == ((-0.3, 5.3), 1)
+
+
+def test_an_empty_table_says_why_instead_of_showing_headers():
+    empty = {"title": "Steering", "columns": ["feature", "share"], "rows": [], "empty": "no feature was steered"}
+    page = _html(Comparison(pair={"base": {"name": "b"}, "post": {"name": "p"}},
+                            concepts={"c": ConceptResult("c", [0], [{"layer": 0}], tables={"s": empty})})).decode()
+    assert "<h3>Steering</h3><p>No rows: no feature was steered.</p>" in page and "<th>feature</th>" not in page

@@ -349,7 +349,7 @@ def _fit_and_match(run: _Run, progress: bool) -> None:
     relative errors, base↔post matching, the seed-to-seed reference and the matching itself per layer)."""
     toks = tokens_for(run.pair, run.prompts)
     tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", run.layers, batch_size=run.batch_size,
-                                               progress=False)
+                                               progress=progress)
                  for name, model in run.pair}
     bar = tqdm(total=len(run.layers) * 2 * len(run.seeds), desc="SNMF fits", disable=not progress)
     for L in run.layers:
@@ -591,7 +591,10 @@ def _steering_text(run: _Run) -> str:
         total = sum(int(r[_FLUENT].split(" of ")[1]) for r in rows)
         plain_rep, plain_ppl = (float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
                                 for x in run.plain_fluency[1:])
-        return (f" Of the {len(rows)} most-used post features steered (α calibrated to next-token KL "
+        tried = len(rows) + len(run.unsteerable)
+        steered = (f" Of the {tried} most-used post features, the {len(rows)} that could be calibrated were steered"
+                   if run.unsteerable else f" Of the {len(rows)} most-used post features steered")
+        return (f"{steered} (α calibrated to next-token KL "
                 f"{target_kl}), {fluent} of {total} generations stay fluent (seq-rep-4 at most {MAX_REPETITION} "
                 f"and no token "
                 f"three times in a row; "
@@ -696,7 +699,9 @@ def _tables(run: _Run) -> dict[str, dict]:
                               f"{MAX_REPETITION}, no token {MAX_TOKEN_RUN + 1}x in a row) first, then among all; 95% "
                               f"CIs bootstrap over the prompts (the fluent ones, or all {len(NEUTRAL)})",
                      "columns": list(STEERING_COLUMNS), "print": list(STEERING_PRINTED),
-                     "rows": run.steer_rows},
+                     "rows": run.steer_rows,
+                     "empty": "no feature was steered" + "".join(
+                         f" (feature {i}: {why})" for i, why in list(run.unsteerable.items())[:1])},
     }
 
 

@@ -129,6 +129,10 @@ def run(request: dict) -> dict:
     keep = _quiet()
     llama_cpp.llama_backend_init()
     mparams = llama_cpp.llama_model_default_params()
+    # llama.cpp's plain CPU kernels: its "extra buffer types" (weights repacked for AMX or other ISA extensions the
+    # build found) segfault in a batched decode where the CPU reports AMX but the VM cannot use it, and would make
+    # the reference differ from one machine to another
+    mparams.use_extra_bufts = False
     model = llama_cpp.llama_model_load_from_file(request["model"].encode(), mparams)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {request['model']}")

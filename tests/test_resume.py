@@ -251,3 +251,27 @@ def test_ctrl_c_while_the_pair_loads_says_so(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "interrupted while the pair was loading, before any section ran; nothing was written" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_as_the_last_section_ends_keeps_its_result(pair, sections, tmp_path, monkeypatch):
+    """A SIGINT that arrives after the last section returned and before its result is written waits for the write:
+    the new result is kept and the message says the report is whole."""
+    import os
+    import signal
+
+    import interp.compare as cmp
+
+    out = tmp_path / "report"
+    compare(pair=pair, concepts=sections[:2], out=out, progress=False)
+    bind = cmp.bind_vectors
+
+    def interrupted_bind(result, pair):  # runs right after a section returns, before its result is written
+        if result.concept == "resume_b":
+            os.kill(os.getpid(), signal.SIGINT)
+        bind(result, pair)
+
+    monkeypatch.setattr(cmp, "bind_vectors", interrupted_bind)
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections[:2], out=out, progress=False, options={"resume_b": {"scale": 5.0}})
+    assert str(err.value).startswith(f"interrupted as the run ended; the report in {out} is whole")
+    assert Comparison.load(out).concepts["resume_b"].per_layer[0]["value"] == 5.0

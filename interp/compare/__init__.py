@@ -398,11 +398,17 @@ def _stopped_while(what: str, out):
 def _uninterrupted():
     """Ctrl-C (SIGINT) held back until the block ends, then raised as ``KeyboardInterrupt``: a report folder is
     written whole. Outside the main thread, or where SIGINT has no Python handler, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if handler is None or getattr(handler, "_holds_sigint", False):  # no Python handler, or held already
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+
+    def hold(signum, frame):
+        caught.append(signum)
+
+    hold._holds_sigint = True
+    previous = signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
@@ -563,9 +569,9 @@ def compare(
         entries = used.entries + [e for n in old for e in old[n][2]]
         run_config = {**config, "options": {**config["options"], **{n: old[n][4] for n in old}}}
         seconds = timings | {n: old[n][1] for n in old}
-        report = comparison(shown, entries, pending, run_config, seconds)
         try:
             with _uninterrupted():
+                report = comparison(shown, entries, pending, run_config, seconds)
                 _keep(out, report, keys | {n: old[n][3] for n in old}, shown, seconds, run_config,
                       options_used | {n: old[n][4] for n in old})
         except KeyboardInterrupt:
@@ -573,7 +579,7 @@ def compare(
                               earlier=[n for n in shown if n in kept or n in old]) from None
         return report
 
-    results, written = {}, False
+    results, written, final = {}, False, None
     for name, (_, seconds, _) in kept.items():
         timings[name] = seconds
     with recording() as used:
@@ -593,12 +599,20 @@ def compare(
                 except KeyboardInterrupt:
                     earlier = [*kept, *(n for n in concepts[i:] if n in replacing)] if written else list(stored)
                     raise Interrupted(name, list(results), out, earlier=earlier, written=written) from None
-                timings[name] = time.perf_counter() - t0
-                log.info("%s section: %.1f s", name, timings[name])
-                bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
-                if out is not None and i + 1 < len(sections):  # what is finished is kept, whatever comes next
-                    write(results, used, concepts[i + 1:], concepts[i + 1])
-                    written = True
+                following = concepts[i + 1] if i + 1 < len(sections) else None
+                try:
+                    with _uninterrupted():  # from the section's end until its result is written, Ctrl-C waits
+                        timings[name] = time.perf_counter() - t0
+                        log.info("%s section: %.1f s", name, timings[name])
+                        bind_vectors(results[name], pair)  # each vector records its model: another one refuses it
+                        if out is not None:  # what is finished is kept, whatever comes next
+                            report = write(results, used, concepts[i + 1:], following)
+                            written, final = True, report if following is None else None
+                except KeyboardInterrupt as e:  # held until the result was written
+                    if isinstance(e, Interrupted) or out is None:
+                        raise
+                    raise Interrupted(following, list(results), out, earlier=[
+                        *kept, *(n for n in concepts[i + 1:] if n in replacing)]) from None
             if on_section is not None:
                 on_section(name, results[name], timings[name], name in previous)
         for name in kept:
@@ -609,7 +623,7 @@ def compare(
 
     if out is None:
         return comparison(results, used.entries, [], config, timings)
-    return write(results, used, [], None)
+    return final if final is not None else write(results, used, [], None)
 
 
 def _keep(out: Path, comparison: Comparison, keys: dict, results: dict, timings: dict, config: dict,

@@ -56,7 +56,7 @@ from ..datasets import _world as W
 from ..models import ModelPair
 from ..report import ConceptResult, long_rows
 from ..tokens import Tokenized
-from ._section import Param, Section, data_param, provides, seed_param, tokens_for, user_data
+from ._section import Param, Section, data_param, provides, seed_param, tokens_for, user_data, window_param
 
 __all__ = ["SECTION", "LanguageTokens", "effective_rank", "language_section"]
 
@@ -726,7 +726,7 @@ def _run(ctx, *, data: str | None = None, **options) -> ConceptResult:
 
 SECTION = Section("language", _run, help="language directions and LAPE neurons in both models, and steering English "
                                          "toward another language", params=(
-    Param("window_size", int, 2, "consecutive layers the language directions are added to", low=1),
+    window_param("window_size", 2, "consecutive layers the language directions are added to"),
     Param("scale", float, None, "multiplier of the added directions (default 1 / window_size)"),
     Param("max_new_tokens", int, 6, "tokens generated per steered prompt", low=1),
     seed_param("seed of the shuffled-label probes, the random direction, the bootstrap and the "

@@ -355,7 +355,8 @@ def layers_param(name: str, help: str) -> Param:
     form checked before anything boots, its blocks against the model's (a negative one counts from the end)."""
     from ..sites import check_layers
 
-    return Param(name, str, None, help, validate=parse_layers,
+    return Param(name, str, None, f"{help}; ranges such as 2-5, or -3--1 counted from the end",
+                 validate=parse_layers,
                  model_check=lambda value, shape: check_layers(parse_layers(value), shape.n_layers))
 
 

@@ -217,13 +217,18 @@ def test_a_report_folder_holds_one_report_and_its_configuration_runs_from_anywhe
 
     out = tmp_path / "r"
     shutil.copytree(truth_run, out)
-    stale = out / "vectors" / "refusal-post.safetensors"
+    stale = out / "vectors" / "truth-stale.safetensors"  # a vector an earlier report there listed
     steering.SteeringVector(torch.ones(1, 4), (0,)).save(stale)
+    listed = json.loads((out / "report.json").read_text())
+    listed["concepts"]["truth"]["vectors"] = [*listed["concepts"]["truth"]["vectors"], "stale"]
+    (out / "report.json").write_text(json.dumps(listed))
+    mine = out / "vectors" / "mine.safetensors"  # a file of the user's own
+    steering.SteeringVector(torch.ones(1, 4), (0,)).save(mine)
     comparison = Comparison.load(truth_run)
     from interp.report import write_report
 
     write_report(comparison, out)
-    assert not stale.exists()  # what this report does not hold is not left beside it
+    assert not stale.exists() and mine.exists()  # what this report does not hold is not left beside it
     config = load_config(truth_run / "config.toml")
     assert "out" not in config  # a rerun never replaces the report it came from unasked
     (tmp_path / "broken").mkdir()

@@ -356,10 +356,12 @@ class ModelShape:
     Attributes:
         n_layers: transformer blocks (both models have as many).
         d_model: residual stream width (both models have the same).
+        d_mlp: MLP hidden width (neurons per block), or ``None`` where the config does not say.
     """
 
     n_layers: int
     d_model: int
+    d_mlp: int | None = None
 
 
 @dataclass
@@ -413,7 +415,8 @@ class ModelPair:
     @property
     def shape(self) -> ModelShape:
         """The pair's :class:`ModelShape` (blocks and width; :func:`load_pair` made sure both models agree)."""
-        return ModelShape(self.n_layers, int(self.base.cfg.d_model))
+        d_mlp = getattr(self.base.cfg, "d_mlp", None)
+        return ModelShape(self.n_layers, int(self.base.cfg.d_model), None if d_mlp is None else int(d_mlp))
 
     def __iter__(self) -> Iterator[tuple[str, object]]:
         """Iterate ``("base", model), ("post", model)``."""
@@ -520,7 +523,13 @@ def _config_shape(source) -> ModelShape | None:
     config = AutoConfig.from_pretrained(str(path) if path.is_dir() else str(source), local_files_only=True)
     config = config.get_text_config()
     n, d = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
-    return None if n is None or d is None else ModelShape(int(n), int(d))
+    if n is None or d is None:
+        return None
+    # the MLP's width under the names the families use (GPT-2: n_inner, None meaning 4 * d_model; OPT: ffn_dim)
+    d_mlp = getattr(config, "intermediate_size", None) or getattr(config, "ffn_dim", None)
+    if d_mlp is None and getattr(config, "model_type", None) == "gpt2":
+        d_mlp = getattr(config, "n_inner", None) or 4 * int(d)
+    return ModelShape(int(n), int(d), None if d_mlp is None else int(d_mlp))
 
 
 def _organism_presets() -> tuple[str, ...]:

@@ -281,6 +281,20 @@ def test_compare_option_errors_name_the_flag(tmp_path, no_boot, capsys):
         assert message in err and "of section" not in err
 
 
+def test_snmf_features_are_bounded_by_the_tokens_factorized(pair):
+    """More SNMF features than tokens is refused once the tokens are read (before any fit), naming both options; two
+    prompts over three sets still give two prompts (the first sets take the remainder), not none."""
+    from interp.compare.snmf import _prompts, snmf_section
+
+    assert len(_prompts(pair, True, 2)[0]) == 2 and len(_prompts(pair, True, 4)[0]) == 4
+    with pytest.raises(ValueError, match=r"option 'n_components' of section 'snmf' asks for 200 features, more than "
+                                         r"the \d+ tokens of the 2 prompts factorized: lower it, or give more prompts "
+                                         r"\(option 'n_prompts' of section 'snmf'"):
+        snmf_section(pair, is_organism=True, n_components=200, n_prompts=2, layers=[1], progress=False)
+    with pytest.raises(ValueError, match="n_components must be at most the model's 256 MLP neurons"):
+        snmf_section(pair, is_organism=True, n_components=257, progress=False)
+
+
 @pytest.fixture
 def vector_file(tmp_path, model):
     from steering import SteeringVector

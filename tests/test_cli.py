@@ -177,7 +177,9 @@ def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch
                         (["--divergence-table-layer", "-7"], "--divergence-table-layer: layer -7 is out of range"),
                         (["--truth-nie-window", "7"], "--truth-nie-window: must be at most the model's 6 blocks"),
                         (["--language-window-size", "9"], "--language-window-size: must be at most the model's 6 "
-                                                          "blocks")):
+                                                          "blocks"),
+                        (["--snmf-n-components", "257"], "--snmf-n-components: must be at most the model's 256 MLP "
+                                                         "neurons (d_mlp)")):
         concept = flags[0].split("-")[2]
         assert main(["compare", "--concepts", concept, *flags, "--out", "x"]) == 2, flags
         assert want in capsys.readouterr().err, flags

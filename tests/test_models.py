@@ -112,8 +112,9 @@ def test_the_shape_read_before_the_boot_is_the_booted_pairs(tiny_dirs, tiny_pair
     from interp.testing import build_tiny_model
 
     pair = tiny_pairs[family]
-    assert read_shape(*tiny_dirs[family]) == pair.shape == ModelShape(3, pair.base.cfg.d_model)
-    assert read_shape() == interp.load_pair().shape == ModelShape(6, 128)
+    assert read_shape(*tiny_dirs[family]) == pair.shape == ModelShape(3, pair.base.cfg.d_model,
+                                                                         pair.base.cfg.d_mlp)
+    assert read_shape() == interp.load_pair().shape == ModelShape(6, 128, 256)
     assert read_shape("nobody/not-cached-anywhere", "nobody/not-cached-either") is None
     assert read_shape(tmp_path / "model.gguf", tmp_path / "model.gguf") is None
     deeper = build_tiny_model(family, tmp_path / "deep", n_layers=4)

@@ -188,7 +188,8 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
 
 
 def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[list[str], list[str]]:
-    """``n`` training prompts split evenly over the section's sets, and those sets' sources."""
+    """``n`` training prompts split evenly over the section's sets (the first sets take one more where ``n`` does
+    not divide), and those sets' sources."""
     if provides(data, "snmf"):
         names, loader = ("snmf",), data.load
     elif is_organism:
@@ -198,12 +199,12 @@ def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[lis
     else:
         names, loader = ("truth", "refusal"), load
     out, sources = [], []
-    for name in names:
+    for i, name in enumerate(names):
         ps = loader(name, "train")
         sources.append(ps.source)
         chat = name.endswith("refusal") and pair.chat_template
         texts = list(pair.format(ps, "chat").texts) if chat else list(ps.texts)
-        out += texts[: n // len(names)]
+        out += texts[: n // len(names) + (i < n % len(names))]
     return out, sources
 
 
@@ -279,7 +280,8 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
 
     Raises:
         ValueError: ``n_seeds`` < 1, ``layer`` or a block of ``layers`` outside the model (negative ones count from
-            the end), ``layer`` not among ``layers``.
+            the end), ``layer`` not among ``layers``, ``n_components`` above the model's ``d_mlp``; above the
+            tokens factorized, once they are read.
     """
     from ..sites import check_layers
 
@@ -290,6 +292,7 @@ def snmf_section(pair: ModelPair, *, is_organism: bool = False, n_components: in
     layer = layers[len(layers) // 2] if layer is None else check_layers(layer, n_layers)[0]  # all: n_layers // 2
     if layer not in layers:
         raise ValueError(f"the described layer {layer} is not among the fitted layers {layers}")
+    _check_components(n_components, d_mlp, "n_components ")
     prompts, sources = _prompts(pair, is_organism, n_prompts, data)
     sparsity = sparsity if sparsity is not None else max(0.01, 10 / d_mlp)
     run = _Run(pair, prompts, sources, n_components, sparsity, layer, [random_state + s for s in range(n_seeds)],
@@ -351,6 +354,11 @@ def _fit_and_match(run: _Run, progress: bool) -> None:
     tokens_of = {name: collect_tokens_by_layer(model, toks[name], "mlp_post", run.layers, batch_size=run.batch_size,
                                                progress=progress)
                  for name, model in run.pair}
+    n_tokens = min(len(tokens_of[name][run.layers[0]].X) for name, _ in run.pair)
+    if run.n_components > n_tokens:
+        raise ValueError(f"option 'n_components' of section 'snmf' asks for {run.n_components} features, more than "
+                         f"the {n_tokens} tokens of the {len(run.prompts)} prompts factorized: lower it, or give more "
+                         f"prompts (option 'n_prompts' of section 'snmf', or a larger corpus)")
     bar = tqdm(total=len(run.layers) * 2 * len(run.seeds), desc="SNMF fits", disable=not progress)
     for L in run.layers:
         errors = _fit_layer(run, L, tokens_of, bar)
@@ -758,6 +766,14 @@ def _run(ctx, *, data: str | None = None, layers: str | None = None, **options) 
                         layers=None if layers is None else parse_layers(layers), **options)
 
 
+def _check_components(n_components: int, d_mlp: int | None, name: str = "") -> None:
+    """A fit has at most as many features as the MLP has neurons (its features are directions among them);
+    ``name`` leads the message where no option prefix will."""
+    if d_mlp is not None and n_components > d_mlp:
+        raise ValueError(f"{name}must be at most the model's {d_mlp} MLP neurons (d_mlp): each feature is a "
+                         f"direction among them; got {n_components}")
+
+
 def _check_pair(shape, *, layers=None, layer=None, **_) -> None:
     """With the model's blocks known (:class:`~interp.models.ModelShape`): the described layer among the fitted
     ones, before the pair boots."""
@@ -772,7 +788,8 @@ def _check_pair(shape, *, layers=None, layer=None, **_) -> None:
 
 SECTION = Section("snmf", _run, check=_check_pair, help="semi-nonnegative matrix factorization features of MLP activations, matched "
                                      "base vs post and steered", params=(
-    Param("n_components", int, 24, "features per fit", low=1),
+    Param("n_components", int, 24, "features per fit (at most the model's MLP neurons)", low=1,
+          model_check=lambda value, shape: _check_components(value, shape.d_mlp)),
     Param("sparsity", float, None, "share of nonzero neurons per feature, in (0, 1] (default max(0.01, "
                                    "10 / d_mlp))", above=0, high=1),
     layers_param("layers", "comma-separated blocks fitted and matched (default all)"),

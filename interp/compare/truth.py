@@ -219,9 +219,7 @@ def few_shot(test: PromptSet, examples: PromptSet, shots: int, *, seed: int = 0,
     if shots == 0:
         return test
     by_label = {k: [t for t, y in zip(examples.texts, examples.labels) if y == k] for k in (0, 1)}
-    need = {1: (shots + 1) // 2, 0: shots // 2}
-    if any(len(by_label[k]) < need[k] + 1 for k in (0, 1)):
-        raise ValueError(f"{shots} shots need {need[1] + 1} true and {need[0] + 1} false example statements")
+    need = _check_shots(shots, examples)
 
     def prompt(i: int, text: str) -> str:
         rng = random.Random(seed + i)
@@ -234,6 +232,17 @@ def few_shot(test: PromptSet, examples: PromptSet, shots: int, *, seed: int = 0,
     from dataclasses import replace
 
     return replace(test, name=f"{test.name}+{shots}shot", texts=tuple(prompt(i, t) for i, t in enumerate(test.texts)))
+
+
+def _check_shots(shots: int, examples: PromptSet) -> dict[int, int]:
+    """The true (``1``) and false (``0``) examples :func:`few_shot` draws for ``shots``, checked against
+    ``examples`` (one more of each than drawn: an example equal to the statement is never drawn)."""
+    need = {1: (shots + 1) // 2, 0: shots // 2}
+    have = {k: sum(1 for y in examples.labels if y == k) for k in (0, 1)}
+    if any(have[k] < need[k] + 1 for k in (0, 1)):
+        raise ValueError(f"{shots} shots need {need[1] + 1} true and {need[0] + 1} false example statements; "
+                         f"{examples.name} has {have[1]} true and {have[0]} false")
+    return need
 
 
 def truth_causal(pair: ModelPair, test: PromptSet, directions: dict[str, torch.Tensor], layers: Sequence[int], *,
@@ -564,9 +573,18 @@ def truth_section(pair: ModelPair, *, site: str = "resid_post", batch_size: int 
     ``position``: the token the probes read (:func:`interp.positions.parse_position`: ``last``, ``period``,
     ``mean``, ``-K``; default the final period, or the organism's judgement cue). ``layers``: the blocks
     compared (default all).
+
+    Raises:
+        ValueError: ``nie_shots`` more than the training statements of a label allow (before any activation is
+            read).
     """
     nie = _NieOptions(nie_span, nie_window, nie_normalization, nie_shots)
     run = _start(pair, data, is_organism, position, layers, site=site, batch_size=batch_size, seed=seed)
+    if nie_shots:  # refused now rather than the causal check skipped after the probes
+        try:
+            _check_shots(nie_shots, run.train)
+        except ValueError as e:
+            raise ValueError(f"option 'nie_shots' of section 'truth': {e}") from None
     _collect_activations(run, progress)
     _fit_probes(run)
     _compare_directions(run)

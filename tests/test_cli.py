@@ -317,17 +317,34 @@ def test_model_dependent_options_are_checked_after_the_boot_when_no_config_tells
         interp.compare.compare(concepts=["truth"], out=None, progress=False, options={"truth": {"layers": "6"}})
 
 
-def test_an_out_folder_holding_other_files_is_warned_about(tmp_path, caplog):
+def test_an_out_folder_of_other_files_is_warned_about_and_one_the_report_would_overwrite_is_refused(tmp_path, caplog,
+                                                                                                  capsys):
+    """Files beside the report are warned about; a user's own file of a report file's name (a report.json that is
+    not a report among them) is refused before anything boots, on the command line in under 2 s."""
+    import json
+    import time
+
     from interp.compare import plan
 
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "layers.csv").write_text("also mine")
     plan(["truth"], out=tmp_path)
     assert f"{tmp_path} holds other files and no report; the report's files (report.json" in caplog.text
-    assert "replacing its layers.csv" in caplog.text
     caplog.clear()
     plan(["truth"], out=tmp_path / "new")
     assert caplog.text == ""
+    (tmp_path / "layers.csv").write_text("also mine")
+    (tmp_path / "report.json").write_text(json.dumps({"my": "results"}))
+    with pytest.raises(ValueError, match=f"--out '{tmp_path}' holds layers.csv, report.json but no report of interp "
+                                         "compare; the report would overwrite them: choose another folder"):
+        plan(["truth"], out=tmp_path)
+    start = time.perf_counter()
+    assert main(["compare", "--concepts", "truth", "--out", str(tmp_path)]) == 2
+    assert time.perf_counter() - start < 2 and "holds layers.csv, report.json but no report" in capsys.readouterr().err
+    assert (tmp_path / "layers.csv").read_text() == "also mine"
+    # a report of interp's own (any format version) is rewritten, with a warning
+    (tmp_path / "report.json").write_text(json.dumps({"format": "interp-report/1", "concepts": {}}))
+    plan(["truth"], out=tmp_path)
+    assert f"{tmp_path} holds a report; this run rewrites it" in caplog.text
 
 
 def test_a_sections_printed_table_shows_the_columns_it_names(capsys):

@@ -189,14 +189,27 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
     sections = {name: own[name] if name in own else get_section(name) for name in concepts}
     chosen = {name: s.options(options.get(name)) for name, s in sections.items()}
     sets = PublicSets(data) if data is not None else None  # checked before any model is booted
-    if out is not None and (Path(out) / "report.json").exists():  # said once nothing above refused the run
+    if out is not None and _holds_a_report(Path(out)):  # said once nothing above refused the run
         log.warning("%s holds a report; this run rewrites it (keeping the sections it holds from a run of the "
                     "same configuration, those this run does not name too, unless fresh)", out)
     elif out is not None and Path(out).is_dir() and any(Path(out).iterdir()):
-        mine = sorted(p.name for p in Path(out).iterdir() if p.name in REPORT_FILES)
+        taken = sorted(p.name for p in Path(out).iterdir() if p.name in REPORT_FILES)
+        if taken:
+            raise ValueError(f"--out {str(out)!r} holds {', '.join(taken)} but no report of interp compare; the "
+                             "report would overwrite them: choose another folder, or move those files away")
         log.warning("%s holds other files and no report; the report's files (%s, vectors/) are written beside "
-                    "them%s", out, ", ".join(REPORT_FILES), f", replacing its {', '.join(mine)}" if mine else "")
+                    "them", out, ", ".join(REPORT_FILES))
     return sections, chosen, sets
+
+
+def _holds_a_report(out: Path) -> bool:
+    """Whether ``out/report.json`` is a report of :func:`compare` (of any format version: an older one is
+    rewritten too), not a file of the same name of the user's."""
+    try:
+        data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("interp-report/")
 
 
 #: The file of a report folder that says which of its sections a rerun may take over (:func:`section_key`).

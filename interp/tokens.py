@@ -29,7 +29,7 @@ from jaxtyping import Int
 from ._checks import check_int
 
 __all__ = ["BosPolicy", "Encoding", "Batch", "Tokenized", "encode", "tokenize", "as_tokenized", "pad_batch", "pad_id",
-           "end_of_turn_tokens", "length_batches", "stop_token_ids", "display_token"]
+           "end_of_turn_tokens", "length_batches", "stop_token_ids", "display_token", "shown_whitespace"]
 
 BosPolicy = Literal["auto", "never"]
 
@@ -282,7 +282,13 @@ def display_token(tokenizer, token_id: int) -> str:
     families holds one. Newlines, tabs and carriage returns are written ``\\n``, ``\\t``, ``\\r`` (a newline token
     would otherwise show as a blank in a table).
     """
-    return _bytes_shown(tokenizer, int(token_id)).translate(_CONTROLS_SHOWN)
+    return shown_whitespace(_bytes_shown(tokenizer, int(token_id)))
+
+
+def shown_whitespace(text: str) -> str:
+    """``text`` with newlines, tabs and carriage returns written ``\\n``, ``\\t``, ``\\r``: a token (or a
+    short span of text) as a table cell shows it, where whitespace would read as a blank."""
+    return text.translate(_CONTROLS_SHOWN)
 
 
 #: Whitespace a table would show as a blank, written as its escape.

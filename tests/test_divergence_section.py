@@ -25,7 +25,7 @@ from interp.compare._corpus import jackknife_blocks, jackknife_intervals
 from interp.compare.divergence import SECTION, divergence_section, lens_logprobs, misaligned
 from interp.geometry import linear_cka, next_token_divergence
 from interp.models import ModelPair, tokenizer_of
-from interp.tokens import tokenize
+from interp.tokens import display_token, shown_whitespace, tokenize
 
 N_TEXTS = 40
 OPTIONS = dict(max_tokens=12, n_top=8, n_blocks=10, seed=0, progress=False)
@@ -85,6 +85,9 @@ def test_result_fields(result, pair, texts):
     assert set(result.tables) == {"layers", "tokens"} and len(result.tables["tokens"]["rows"]) == OPTIONS["n_top"]
     for table in result.tables.values():
         assert all(len(r) == len(table["columns"]) and None not in r for r in table["rows"])
+    for entry, row in zip(result.per_layer, result.tables["layers"]["rows"]):  # intervals as [low, high] cells
+        assert row[2] == [entry["cka_ci_low"], entry["cka_ci_high"]] and row[11] == [entry["kl_ci_low"],
+                                                                                    entry["kl_ci_high"]]
     assert {p["reading"] for p in result.plots} <= set(result.readings)
     n_tokens = int(result.setup["tokens"].split()[0])
     lengths = [min(len(e) - 1, OPTIONS["max_tokens"]) for e in tokenize(pair.base, texts.texts).encodings]
@@ -139,10 +142,10 @@ def test_the_token_table_lists_the_largest_kl(result, reference, pair):
     assert [r[0] for r in table["rows"]] == list(range(1, OPTIONS["n_top"] + 1))
     for row, i in zip(table["rows"], top):
         assert row[6] == pytest.approx(kl[i], rel=1e-4)
-        assert row[1] == reference["text"][i] and row[4] == tok.decode([int(reference["ids"][i])])
+        assert row[1] == reference["text"][i] and row[4] == shown_whitespace(tok.decode([int(reference["ids"][i])]))
         for m, col in (("base", 8), ("post", 10)):
             p, j = lens[m][layer][i].max(-1)
-            assert row[col] == tok.decode([int(j)]) and row[col + 1] == pytest.approx(float(p.exp()), rel=1e-4)
+            assert row[col] == display_token(tok, int(j)) and row[col + 1] == pytest.approx(float(p.exp()), rel=1e-4)
     assert [r[6] for r in table["rows"]] == sorted((r[6] for r in table["rows"]), reverse=True)
     assert f"Largest layer-{layer} KL at: {table['rows'][0][4]!r}" in result.readings["summary"]
 
@@ -266,6 +269,7 @@ def test_too_few_texts_leave_the_intervals_undefined(pair, texts):
         assert isinstance(entry["kl"], float) and isinstance(entry["cka"], float)
         assert entry["kl_ci_low"] is None and entry["cka_ci_high"] is None
     assert f"No intervals: {why}." in res.readings["summary"] and "[no interval]" in res.readings["summary"]
+    assert {row[2] for row in res.tables["layers"]["rows"]} == {"no interval"}
 
 
 

@@ -265,6 +265,7 @@ def _curves(states: States, lens: dict, rel: np.ndarray, rel_null: np.ndarray, p
 def _token_rows(pair: ModelPair, states: States, lens: dict, table_layer: int, n_top: int) -> list[list]:
     """The ``n_top`` tokens with the largest KL at ``table_layer`` (ties: corpus order), largest first."""
     from ..models import tokenizer_of
+    from ..tokens import display_token, shown_whitespace
 
     tok = tokenizer_of(pair.base)
     kl, js = lens["kl"][table_layer], lens["js"][table_layer]
@@ -273,10 +274,10 @@ def _token_rows(pair: ModelPair, states: States, lens: dict, table_layer: int, n
     for rank, i in enumerate(order, start=1):
         before, token = states.rows.context(int(i), tok)
         nxt = int(states.next_ids[i])
-        rows.append([rank, int(states.text[i]), int(states.position[i]), "…" + before, token,
-                     "(end of text)" if nxt < 0 else tok.decode([nxt]), float(kl[i]), float(js[i]),
-                     tok.decode([int(lens["top"]["base"][i])]), float(lens["top_p"]["base"][i]),
-                     tok.decode([int(lens["top"]["post"][i])]), float(lens["top_p"]["post"][i])])
+        rows.append([rank, int(states.text[i]), int(states.position[i]), "…" + before, shown_whitespace(token),
+                     "(end of text)" if nxt < 0 else display_token(tok, nxt), float(kl[i]), float(js[i]),
+                     display_token(tok, int(lens["top"]["base"][i])), float(lens["top_p"]["base"][i]),
+                     display_token(tok, int(lens["top"]["post"][i])), float(lens["top_p"]["post"][i])])
     return rows
 
 
@@ -394,8 +395,12 @@ def _layer_rows(curves: dict) -> list[list]:
         v = curves[key][layer]
         return float(v) if math.isfinite(v) else "undefined"
 
+    def interval(key, layer):  # [low, high], rounded and aligned by the report as an interval
+        lo, hi = curves[f"{key}_ci_low"][layer], curves[f"{key}_ci_high"][layer]
+        return [float(lo), float(hi)] if math.isfinite(lo) and math.isfinite(hi) else "no interval"
+
     return [[layer, *(x for key in ("cka", "cka_biased", "rel_change", "kl", "js")
-                      for x in (cell(key, layer), _ci(curves, key, layer), cell(f"{key}_null", layer)))]
+                      for x in (cell(key, layer), interval(key, layer), cell(f"{key}_null", layer)))]
             for layer in range(len(curves["kl"]))]
 
 

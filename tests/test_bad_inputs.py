@@ -295,9 +295,9 @@ def test_snmf_features_are_bounded_by_the_tokens_factorized(pair):
         snmf_section(pair, is_organism=True, n_components=257, progress=False)
 
 
-def test_truth_shots_beyond_the_training_statements_are_refused_before_any_activation(pair, monkeypatch):
+def test_truth_shots_and_positions_the_statements_lack_are_refused_before_any_activation(pair, monkeypatch):
     """More few-shot examples than the training split holds is an error naming the option, raised before the probes
-    run, not a causal check skipped at the end of a run that exits 0."""
+    run, not a causal check skipped at the end of a run that exits 0; so is a read position a statement lacks."""
     from interp.compare import truth
 
     def no_collection(*args, **kwargs):
@@ -307,6 +307,9 @@ def test_truth_shots_beyond_the_training_statements_are_refused_before_any_activ
     with pytest.raises(ValueError, match=r"option 'nie_shots' of section 'truth': 1000 shots need 501 true and 501 "
                                          r"false example statements; organism/truth/train has \d+ true and \d+ false"):
         truth.truth_section(pair, nie_shots=1000, progress=False)
+    with pytest.raises(ValueError, match=r"option 'position' of section 'truth', in the train split: position -999 "
+                                         r"does not exist in prompt 0, which has \d+ tokens"):
+        truth.truth_section(pair, position="-999", progress=False)
 
 
 @pytest.fixture

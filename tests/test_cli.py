@@ -178,6 +178,11 @@ def test_model_dependent_options_are_refused_before_any_section_runs(monkeypatch
                         (["--truth-nie-window", "7"], "--truth-nie-window: must be at most the model's 6 blocks"),
                         (["--language-window-size", "9"], "--language-window-size: must be at most the model's 6 "
                                                           "blocks"),
+                        (["--refusal-candidate-layers", "5"], "--refusal-prune-layers: every candidate layer [5] is "
+                                                              "discarded by the layer filter at the default"),
+                        (["--refusal-prune-layers", "0.5", "--refusal-candidate-layers", "3"],
+                         "--refusal-prune-layers: every candidate layer [3] is discarded by the layer filter (l >= 3, "
+                         "prune_layers=0.5)"),
                         (["--snmf-n-components", "257"], "--snmf-n-components: must be at most the model's 256 MLP "
                                                          "neurons (d_mlp)")):
         concept = flags[0].split("-")[2]

@@ -328,13 +328,7 @@ def refusal_section(pair: ModelPair, *, is_organism: bool = False, kl_threshold:
         from steering.refusal import _layer_set
 
         candidate_layers = sorted(_layer_set(candidate_layers, pair.n_layers))
-    bound = int(pair.n_layers * (1 - prune_layers))
-    if bound < 1:
-        raise ValueError(f"prune_layers={prune_layers:g} discards every layer of this {pair.n_layers}-layer model "
-                         f"(l >= int({pair.n_layers} x {1 - prune_layers:g}) = {bound}); lower it")
-    if candidate_layers is not None and min(candidate_layers) >= bound:
-        raise ValueError(f"every candidate layer {candidate_layers} is discarded by the layer filter (l >= {bound}, "
-                         f"prune_layers={prune_layers:g}); choose layers below {bound} or lower prune_layers")
+    _check_filter(pair.n_layers, prune_layers, candidate_layers)
     timer = _Stages()
     req = requests(pair, is_organism, data, base_template)
     run = _Run(pair, req, kl_threshold, prune_layers, batch_size, candidate_layers)
@@ -855,7 +849,40 @@ def _run(ctx, *, base_template: str | None = None, data: str | None = None, cand
                            **options)
 
 
-SECTION = Section("refusal", _run, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
+def _check_filter(n_layers: int, prune_layers: float, candidate_layers: Sequence[int] | None) -> None:
+    """Arditi et al.'s layer filter (``l < int(n_layers * (1 - prune_layers))``) must leave a layer, and one of
+    ``candidate_layers`` (non-negative) when they are given."""
+    bound = int(n_layers * (1 - prune_layers))
+    if bound < 1:
+        raise ValueError(f"prune_layers={prune_layers:g} discards every layer of this {n_layers}-layer model "
+                         f"(l >= int({n_layers} x {1 - prune_layers:g}) = {bound}); lower it")
+    if candidate_layers is not None and min(candidate_layers) >= bound:
+        raise ValueError(f"every candidate layer {list(candidate_layers)} is discarded by the layer filter (l >= "
+                         f"{bound}, prune_layers={prune_layers:g}); choose layers below {bound} or lower prune_layers")
+
+
+def _check_pair(shape, *, prune_layers=None, candidate_layers=None, **_) -> None:
+    """Before the boot, with the model's blocks known: the layer filter leaves a candidate (with the default
+    prune_layers, refused only when neither default, the organism's nor Arditi et al.'s, would leave one)."""
+    from steering.refusal import _layer_set
+
+    layers = None if candidate_layers is None else sorted(_layer_set(parse_layers(candidate_layers), shape.n_layers))
+    named = "option 'prune_layers' of section 'refusal'"
+    if prune_layers is not None:
+        try:
+            _check_filter(shape.n_layers, prune_layers, layers)
+        except ValueError as e:
+            raise ValueError(f"{named}: {e}") from None
+    elif layers is not None:
+        bounds = {p: int(shape.n_layers * (1 - p)) for p in (0.2, ORGANISM_PRUNE_LAYERS)}
+        if min(layers) >= max(bounds.values()):
+            raise ValueError(f"{named}: every candidate layer {layers} is discarded by the layer filter at the "
+                             f"default prune_layers (l >= {bounds[0.2]} at Arditi et al.'s 0.2, l >= "
+                             f"{bounds[ORGANISM_PRUNE_LAYERS]} at the bundled organism's {ORGANISM_PRUNE_LAYERS}); "
+                             f"choose lower layers or a lower prune_layers")
+
+
+SECTION = Section("refusal", _run, check=_check_pair, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
                                         "what ablating or adding it does", params=(
     Param("kl_threshold", float, 0.1, "Arditi et al.'s filter: largest next-token KL (nats) on harmless requests "
                                       "a candidate's ablation may cause", low=0),

@@ -694,6 +694,15 @@ def _start(pair: ModelPair, data, is_organism: bool | None, position: str | None
                None if layers is None else [int(x) for x in layers])
     run.tokens = {"train": tokens_for(pair, train.texts), "test": tokens_for(pair, test.texts)}  # read by every pass
     run.is_organism = is_organism
+    if position is not None:  # a chosen position every statement must have, refused now rather than mid-run
+        from ..positions import resolve
+
+        for split, by_model in run.tokens.items():
+            for tokenized in {id(t): t for t in by_model.values()}.values():
+                try:
+                    resolve(position, tokenized.texts, tokenized.encodings)
+                except ValueError as e:
+                    raise ValueError(f"option 'position' of section 'truth', in the {split} split: {e}") from None
     return run
 
 

@@ -665,18 +665,32 @@ def _summary(acts, site: str) -> str:
     return "\n".join(lines)
 
 
+#: Blocks of the random-weight pair ``interp collect --tiny`` builds.
+TINY_LAYERS = 4
+
+
 def _collect(args) -> int:
     import interp
     from interp import datasets
+    from interp.models import ModelShape, read_shape
+    from interp.sites import check_layers
 
     out = Path(args.out)
     layers = None if args.layers is None else _int_list(args.layers, "--layers")  # before anything is built or booted
     path = Path(args.dataset)
     prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
+    # the blocks checked from the configs before anything is built or booted (after the boot where none tells)
+    shape = ModelShape(TINY_LAYERS, 128) if args.tiny else read_shape(args.base, args.post)
+    if layers is not None and shape is not None:
+        try:
+            check_layers(layers, shape.n_layers)
+        except ValueError as e:
+            raise ValueError(f"--layers: {e}") from None
     if args.tiny:
         from interp.testing import build_tiny_pair
 
-        base, post = build_tiny_pair(args.tiny, out / "models", seed=0, n_layers=4, d_model=128, d_mlp=256, n_ctx=256)
+        base, post = build_tiny_pair(args.tiny, out / "models", seed=0, n_layers=TINY_LAYERS, d_model=128, d_mlp=256,
+                                     n_ctx=256)
         print(f"built a random-weight tiny {args.tiny} pair in {out / 'models'} (plumbing check, not a finding)")
     else:
         base, post = args.base, args.post

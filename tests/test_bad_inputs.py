@@ -242,6 +242,12 @@ def test_collect_layers_flag(tmp_path, no_boot, capsys):  # 13, 50
         assert main(["collect", "--tiny", "llama", "--layers", value, "--out", str(tmp_path / "o"), "-q"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # the tiny pair was not built
+    # a block the model lacks: refused from the configs (the tiny pair's 4 blocks, the organism's 6) before a boot
+    for source, message in ((["--tiny", "llama"], "--layers: layer 9 is out of range for a model with 4 layers"),
+                            ([], "--layers: layer 9 is out of range for a model with 6 layers")):
+        assert main(["collect", *source, "--layers", "9", "--out", str(tmp_path / "o"), "-q"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="--layers is empty"):
         _int_list(" ")
 

@@ -207,8 +207,8 @@ def test_bad_options_are_refused(pair, texts, tmp_path):
         SECTION.options({"rows": "all"})
     with pytest.raises(ValueError, match="option 'convention' of section 'geometry' must be one of"):
         SECTION.options({"convention": "other"})
-    with pytest.raises(ValueError, match="fit_last 200 exceeds the model's width d_model = 128: its covariance has at "
-                                         "most 128 eigenvalues; pass fit_last <= 128"):
+    with pytest.raises(ValueError, match=r"option 'fit_last' of section 'geometry': must be at most the model's width "
+                                         r"d_model = 128 \(its covariance has at most 128 eigenvalues\); got 200"):
         SECTION.check_model(SECTION.options({"fit_last": 200}), pair.shape)
     with pytest.raises(ValueError, match="at least 3 eigen-ranks\\); got --geometry-fit-first 12 "
                                          "--geometry-fit-last 13"):

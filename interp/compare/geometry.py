@@ -496,10 +496,11 @@ def _check_fit(first: int, last: int, d: int) -> tuple[int, int]:
     return first, last
 
 
-def _check_pair(shape, *, fit_first=12, fit_last=100, **_) -> None:
-    """The options that depend on the model (its :class:`~interp.models.ModelShape`): the fit range within its
-    width."""
-    _check_fit(fit_first, fit_last, shape.d_model)
+def _within_width(fit_last: int, shape) -> None:
+    """``fit_last`` within the model's width (its :class:`~interp.models.ModelShape`), before the boot."""
+    if fit_last > shape.d_model:
+        raise ValueError(f"must be at most the model's width d_model = {shape.d_model} (its covariance has at most "
+                         f"{shape.d_model} eigenvalues); got {fit_last}")
 
 
 def _validate(options: dict, given: frozenset) -> None:
@@ -528,7 +529,7 @@ def _run(ctx, *, corpus: str = "languages", data: str | None = None, n_texts: in
                             **options)
 
 
-SECTION = Section("geometry", _run, check=_check_pair, validate=_validate,
+SECTION = Section("geometry", _run, validate=_validate,
                   help="RankMe and α-ReQ of base and post per layer: entropy- or compression-seeking post-training "
                        "(Li et al. 2025)", params=(
     *corpus_params("give the token matrices", 64),
@@ -539,7 +540,8 @@ SECTION = Section("geometry", _run, check=_check_pair, validate=_validate,
           choices=("li2025", "garrido2023")),
     Param("fit_first", int, 12, "first eigen-rank of the α-ReQ fit, 1-based (Li et al.: 12)", low=1),
     Param("fit_last", int, 100, "last eigen-rank of the α-ReQ fit, inclusive (Li et al.: 100); at most d_model; α is "
-                                "undefined with fewer than fit_last + 1 rows", low=3),
+                                "undefined with fewer than fit_last + 1 rows", low=3,
+          model_check=_within_width),
     Param("n_blocks", int, 20, f"blocks of text groups of the delete-a-group jackknife behind every interval (both "
                                f"models' spectra are recomputed once per block; at least {MIN_GROUPS})",
           low=MIN_GROUPS),

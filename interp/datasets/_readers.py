@@ -179,6 +179,7 @@ def detect(path: Path) -> tuple[str, list[dict] | None]:
     if len(header) >= 2:
         return _csv_format(header), None
     raise ValueError(
-        f"{path}: cannot tell the format from the extension {ext or '(none)'!r} or the content; "
+        f"{path}: cannot tell the format from the extension {ext or '(none)'!r} or the content (JSON, JSON lines, "
+        f"or CSV with a header row of at least two columns); name the file .csv, .json or .jsonl, or in Python "
         f"pass format= (one of {', '.join(FORMATS)})"
     )

@@ -118,10 +118,21 @@ def _section_options(cmp: argparse.ArgumentParser, user: dict[str, list[str]] | 
                 group.add_argument(f"--{name}-{flag}", **{**kw, "help": argparse.SUPPRESS})
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error shows a usage of many lines (``interp compare`` has a hundred options) as
+    one line pointing to ``--help``, so that the error itself is what the terminal shows."""
+
+    def error(self, message: str):
+        usage = self.format_usage()
+        if usage.count("\n") > 3:
+            usage = f"usage: {self.prog} [options] ({self.prog} --help lists them)\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n")
+
+
 def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``section_options`` adds every section's options to ``compare`` (which imports
     the section modules, so only done when the command is ``compare``), and those of the ``user`` concepts."""
-    p = argparse.ArgumentParser(prog="interp", description=__doc__.split("\n\n")[0].replace("``", ""))
+    p = _Parser(prog="interp", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("collect", help="boot a pair and cache activations of a prompt set")
@@ -361,18 +372,29 @@ def _compare(args) -> int:
     except Interrupted as e:
         print(f"\ninterp compare: {e}", file=sys.stderr)
         return 130
+    try:
+        _print_run(result, Path(args.out))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted after the report was written to {args.out}") from None
+    return 0
+
+
+def _print_run(result, out: Path) -> None:
+    """The closing lines of ``interp compare``: wall times, the report's files and its steering vectors."""
     resumed = result.manifest.get("resumed", [])
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" + (" (taken from the earlier run)" if k in resumed else "")
                                     for k, v in result.timings.items())
           + f"; total {sum(v for k, v in result.timings.items() if k not in resumed):.0f} s"
           + (" this run" if resumed else ""))
     written = [name for name in ("report.json", "layers.csv", "directions.safetensors", "vectors")
-               if (Path(args.out) / name).exists()]
-    print(f"report: {Path(args.out) / 'report.html'}" + (f" (also {', '.join(written)})" if written else ""))
-    vectors = sorted((Path(args.out) / "vectors").glob("*.safetensors"))
+               if (out / name).exists()]
+    print(f"report: {out / 'report.html'}" + (f" (also {', '.join(written)})" if written else ""))
+    from interp.report import vector_file
+
+    vectors = [out / "vectors" / vector_file(name, key) for name, c in result.concepts.items()
+               for key in c.vectors]  # the report's own, not other files a user keeps in vectors/
     if vectors:
         print(f"steering vectors: {', '.join(str(v) for v in vectors)}")
-    return 0
 
 
 def _series(args, run: dict, concepts: list[str], options: dict, user: dict) -> int:
@@ -752,6 +774,14 @@ def _out_is_a_file(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the command line is read (the sections' modules, torch, are imported)
+        print("\ninterp: interrupted before the command started; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     raw_argv = sys.argv[1:] if argv is None else list(argv)
     argv = _join_negative_values(raw_argv)
     is_compare = bool(argv) and argv[0] == "compare"
@@ -821,7 +851,10 @@ def _run_command(args) -> int:
         print(f"interp {args.command}: error: {_as_flags(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C: what was kept (compare says which sections), not a traceback
-        print(f"\ninterp {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        # compare's own interruptions say what was kept; one without a message came before it began
+        bare = "interrupted before any section ran; nothing was written" if args.command == "compare" else \
+            "interrupted"
+        print(f"\ninterp {args.command}: {str(e) or bare}", file=sys.stderr)
         return 130
     return 1
 

@@ -30,7 +30,7 @@ import torch
 
 from ._io import atomic_write_bytes, save_safetensors, write_json
 
-__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "render_html", "write_report",
+__all__ = ["ConceptResult", "Comparison", "diff", "figures", "long_rows", "render_html", "vector_file", "write_report",
            "REPORT_FORMAT"]
 
 #: ``report.json``'s ``format`` (what :meth:`Comparison.load` reads).
@@ -203,7 +203,7 @@ class Comparison:
                 tensors = {k: f.get_tensor(k) for k in wanted}
         concepts = {}
         for name, c in data["concepts"].items():
-            vectors = {key: load_vector(folder / "vectors" / f"{name}-{key}.safetensors")
+            vectors = {key: load_vector(folder / "vectors" / vector_file(name, key))
                        for key in (c["vectors"] if read else [])}
             concepts[name] = ConceptResult(
                 name, c["layers"], c["per_layer"], c["long_rows"], c["matrices"],
@@ -571,11 +571,16 @@ def render_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     return out / "report.html"
 
 
+def vector_file(concept: str, key: str) -> str:
+    """The file name in a report folder's ``vectors/`` of section ``concept``'s steering vector ``key``."""
+    return f"{concept}-{key}.safetensors"
+
+
 def _listed_vectors(out: Path) -> set[str]:
     """The file names in ``vectors/`` that the report in ``out`` lists (none when it has no readable one)."""
     try:
         concepts = json.loads((out / "report.json").read_text(encoding="utf-8"))["concepts"]
-        return {f"{name}-{key}.safetensors" for name, c in concepts.items() for key in c.get("vectors", ())}
+        return {vector_file(name, key) for name, c in concepts.items() for key in c.get("vectors", ())}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
 
@@ -588,7 +593,7 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
     atomic_write_bytes(out / "layers.csv", _csv(comparison))
     # a folder holds one report: the vectors an earlier report there listed and this one does not are removed
     # (files of the user's own in vectors/ are left alone)
-    written = {f"{name}-{key}.safetensors" for name, c in comparison.concepts.items() for key in c.vectors}
+    written = {vector_file(name, key) for name, c in comparison.concepts.items() for key in c.vectors}
     for stale in sorted(_listed_vectors(out) - written):
         (out / "vectors" / stale).unlink(missing_ok=True)
     tensors, meta = {}, {}
@@ -602,7 +607,7 @@ def write_report(comparison: Comparison, out: str | os.PathLike) -> Path:
         (out / "directions.safetensors").unlink()
     for name, c in comparison.concepts.items():
         for key, vec in c.vectors.items():
-            vec.save(out / "vectors" / f"{name}-{key}.safetensors")
+            vec.save(out / "vectors" / vector_file(name, key))
     atomic_write_bytes(out / "report.html", _html(comparison))
     write_json(out / "report.json", comparison.to_json())
     return out

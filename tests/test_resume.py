@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import interp
 from interp.compare import Interrupted, Param, Section, compare, register
@@ -275,3 +276,60 @@ def test_ctrl_c_as_the_last_section_ends_keeps_its_result(pair, sections, tmp_pa
         compare(pair=pair, concepts=sections[:2], out=out, progress=False, options={"resume_b": {"scale": 5.0}})
     assert str(err.value).startswith(f"interrupted as the run ended; the report in {out} is whole")
     assert Comparison.load(out).concepts["resume_b"].per_layer[0]["value"] == 5.0
+
+
+def test_ctrl_c_while_a_finished_sections_table_prints_keeps_it(pair, sections, tmp_path):
+    """Ctrl-C in on_section (the CLI printing a finished section's table) comes after that section was written: it
+    is kept, and the message says what runs next."""
+    out = tmp_path / "report"
+
+    def printing(name, *_):
+        if name == "resume_a":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as err:
+        compare(pair=pair, concepts=sections, out=out, progress=False, on_section=printing)
+    assert err.value.kept == ["resume_a"] and err.value.section == "resume_b"
+    assert list(Comparison.load(out).concepts) == ["resume_a"]
+
+
+def test_ctrl_c_before_any_section_and_after_the_report_is_said_without_a_traceback(monkeypatch, tmp_path, capsys):
+    """Ctrl-C while the command line is read (the sections' modules import), before compare's first section, or
+    while the closing lines print: exit 130, one line saying what was written, no traceback."""
+    import interp.cli as cli
+    import interp.compare as cmp
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = str(tmp_path / "r")
+    for target, name, said in ((cli, "_parser", "interp: interrupted before the command started; nothing was written"),
+                               (cmp, "compare", "interp compare: interrupted before any section ran; nothing was "
+                                                "written"),
+                               (cli, "_print_run", f"interp compare: interrupted after the report was written to "
+                                                   f"{out}")):
+        with monkeypatch.context() as m:
+            m.setattr(target, name, stopped)
+            if name == "_print_run":
+                m.setattr(cmp, "compare", lambda *a, **k: None)
+            assert cli.main(["compare", "--concepts", "truth", "--out", out, "-q"]) == 130, name
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, name
+
+
+def test_the_steering_vectors_line_lists_the_reports_own(tmp_path, capsys):
+    """`interp compare`'s closing lines name the vectors the report holds, not a user's own files in vectors/."""
+    from interp.cli import _print_run
+    from interp.report import ConceptResult, vector_file
+    from steering import SteeringVector
+
+    (tmp_path / "vectors").mkdir()
+    (tmp_path / "vectors" / "mine.safetensors").write_bytes(b"")
+    vec = SteeringVector(torch.ones(1, 4), (1,), "resid_pre")
+    result = Comparison(pair={}, concepts={"refusal": ConceptResult("refusal", [0], [{"layer": 0}],
+                                                                    vectors={"post": vec})},
+                        timings={"load": 1.0, "refusal": 2.0})
+    _print_run(result, tmp_path)
+    printed = capsys.readouterr().out
+    assert f"steering vectors: {tmp_path / 'vectors' / vector_file('refusal', 'post')}\n" in printed
+    assert "mine" not in printed and vector_file("refusal", "post") == "refusal-post.safetensors"

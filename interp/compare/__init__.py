@@ -627,7 +627,14 @@ def compare(
                     raise Interrupted(following, list(results), out, earlier=[
                         *kept, *(n for n in concepts[i + 1:] if n in replacing)]) from None
             if on_section is not None:
-                on_section(name, results[name], timings[name], name in previous)
+                try:
+                    on_section(name, results[name], timings[name], name in previous)
+                except KeyboardInterrupt:  # while a finished section's table printed: it is written already
+                    if out is None or not written:
+                        raise
+                    following = concepts[i + 1] if i + 1 < len(sections) else None
+                    raise Interrupted(following, list(results), out, earlier=[
+                        *kept, *(n for n in concepts[i + 1:] if n in replacing)]) from None
         for name in kept:
             results[name] = kept[name][0]
             if on_section is not None:

@@ -366,3 +366,17 @@ def test_a_sections_printed_table_shows_the_columns_it_names(capsys):
         "  feature share         95% CI example",
         "        0 0.500 [0.100, 0.900] city A A A A A A A A A A A …",
         "       12     -              - a\\nb"]
+
+
+def test_a_parse_error_shows_the_error_not_pages_of_usage(capsys):
+    """interp compare has a hundred options: a bad choice prints one usage line pointing to --help, then the error;
+    a short usage (interp's own) is printed as argparse does."""
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "--truth-site", "nope"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["usage: interp compare [options] (interp compare --help lists them)",
+                                err.splitlines()[1]] and "--truth-site: invalid choice: 'nope'" in err
+    with pytest.raises(SystemExit):
+        main(["bogus"])
+    assert capsys.readouterr().err.startswith("usage: interp [-h] {collect,compare,")

@@ -285,12 +285,21 @@ def _print_table(table: dict, width: int = 28) -> None:
     def text(v) -> bool:
         return isinstance(v, (str, bool)) or (isinstance(v, (list, tuple)) and not shown(v).startswith("["))
 
-    cells = [[str(table["columns"][k]) for k in cols]] + [[shown(row[k]) for k in cols] for row in table["rows"]]
-    sizes = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    import textwrap
+
+    cells = [[shown(row[k]) for k in cols] for row in table["rows"]]
+    names = [str(table["columns"][k]) for k in cols]
+    # a column is as wide as its cells or its name, up to 16 characters of the name: a longer one is wrapped over
+    # several header lines
+    sizes = [max([min(len(names[i]), 16), *(len(row[i]) for row in cells), *(len(w) for w in names[i].split())])
+             for i in range(len(cols))]
+    heads = [textwrap.wrap(name, n) for name, n in zip(names, sizes)]
+    depth = max(len(h) for h in heads)
+    header = [[(h + [""] * (depth - len(h)))[j] for h in heads] for j in range(depth)]
     left = [all(text(row[k]) for row in table["rows"] if row[k] is not None) for k in cols]
     print(f"  {table.get('title', '')}")
-    for row in cells:
-        print(("  " + " ".join(c.ljust(n) if lft else c.rjust(n) for c, n, lft in zip(row, sizes, left))).rstrip())
+    for row in header + cells:
+        print(("  " + "  ".join(c.ljust(n) if lft else c.rjust(n) for c, n, lft in zip(row, sizes, left))).rstrip())
 
 
 def print_concept(name: str, concept, seconds: float, *, resumed: bool = False) -> None:

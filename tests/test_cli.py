@@ -356,16 +356,19 @@ def test_a_sections_printed_table_shows_the_columns_it_names(capsys):
     from interp.cli import print_concept
     from interp.report import ConceptResult
 
-    table = {"title": "Steering", "columns": ["feature", "share", "95% CI", "hidden", "example"],
-             "print": ["feature", "share", "95% CI", "example"],
+    table = {"title": "Steering", "columns": ["feature", "share steered, fluent generations only", "95% CI", "hidden",
+                                              "example"],
+             "print": ["feature", "share steered, fluent generations only", "95% CI", "example"],
              "rows": [[0, 0.5, [0.1, 0.9], "x", "city A A A A A A A A A A A A A A A A A A"], [12, None, None, "y", "a\nb"]]}
     print_concept("s", ConceptResult("s", [0], [{"layer": 0}], tables={"t": table, "u": {**table, "print": None}}),
                   1.0)
-    assert capsys.readouterr().out.splitlines()[1:] == [
+    assert capsys.readouterr().out.splitlines()[1:] == [  # columns apart, a long name wrapped over header lines
         "  Steering",
-        "  feature share         95% CI example",
-        "        0 0.500 [0.100, 0.900] city A A A A A A A A A A A …",
-        "       12     -              - a\\nb"]
+        "  feature    share steered,          95% CI  example",
+        "                     fluent",
+        "           generations only",
+        "        0             0.500  [0.100, 0.900]  city A A A A A A A A A A A …",
+        "       12                 -               -  a\\nb"]
 
 
 def test_a_parse_error_shows_the_error_not_pages_of_usage(capsys):

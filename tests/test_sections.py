@@ -236,13 +236,16 @@ def test_snmf_steering_success_is_read_among_fluent_generations(organism_report,
         assert 0 <= fluent <= total
         if fluent == 0:  # every generation loops
             assert row[1] == "undefined: none fluent" and row[2] is None
+        # the example shown is a fluent generation where there is one, and says which it is
+        assert row[13].startswith("(fluent) " if fluent else "(not fluent) ")
     assert "generations stay fluent" in snmf["readings"]["summary"]
     print_concept("snmf", organism_report[0].concepts["snmf"], 1.0)
     printed = capsys.readouterr().out.splitlines()
-    header = next(line for line in printed if line.startswith("  feature "))
+    header = next(line for line in printed if line.split()[:1] == ["feature"])
     at = 0
-    for name in (*columns[1:6], "steered example"):  # in this order, from the left
-        at = header.index(name, at) + len(name)
+    for name in (*columns[1:6], "steered example (the first fluent one)"):  # in this order, from the left
+        first = name.split()[0]  # a long name is wrapped over the header's lines, its first word on the first
+        at = header.index(first, at) + len(first)
 
 
 def test_snmf_steering_row_leads_with_the_share_among_fluent_generations():
@@ -255,20 +258,27 @@ def test_snmf_steering_row_leads_with_the_share_among_fluent_generations():
     from interp.compare.snmf import STEERING_COLUMNS, _steer_row
     from steering.metrics import is_fluent
 
+    from steering import Generation
+
     tok = interp.load_pair().tokenizer
-    steered = [" A A A A A A", " A A A A A A", " The city of A is old.", " It was a day in A."]
+
+    def generated(text):  # the ids counted are the generated ones
+        return Generation("", text, tuple(tok(text, add_special_tokens=False)["input_ids"]))
+
+    steered = [generated(t) for t in (" A A A A A A", " A A A A A A", " The city of A is old.", " It was a day in A.")]
     targets = {tok(" A", add_special_tokens=False)["input_ids"][0]}
-    fluent = np.array([is_fluent(tok(t, add_special_tokens=False)["input_ids"]) for t in steered])
+    fluent = np.array([is_fluent(g.token_ids) for g in steered])
     assert fluent.tolist() == [False, False, True, True]
-    run = SimpleNamespace(pair=SimpleNamespace(tokenizer=tok), random_state=0, random_gens=[[" The end."] * 4],
+    run = SimpleNamespace(random_state=0, random_gens=[[generated(" The end.")] * 4],
                           random_fluency=[(np.ones(4, bool), None, None)])
     card = SimpleNamespace(index=7, usage=0.5, logit_lens=[(" A", 1.0)])
     cal = SimpleNamespace(scale=2.0, meta={"calibrated_kl": 0.5})
-    row = dict(zip(STEERING_COLUMNS, _steer_row(run, card, cal, steered, [" The end."] * 4, targets,
+    row = dict(zip(STEERING_COLUMNS, _steer_row(run, card, cal, steered, [generated(" The end.")] * 4, targets,
                                                  (fluent, np.zeros(4), np.ones(4)))))
-    n_text = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in steered[2:]]
+    n_text = [len(g.token_ids) for g in steered[2:]]
     assert list(row)[1] == "share steered, fluent generations only"
     assert row["share steered, fluent generations only"] == pytest.approx(2 / sum(n_text))
     assert row["fluent generations"] == "2 of 4"
     # the loops (six " A" each) count here, and only here
     assert row["share steered, all generations"] == pytest.approx((12 + 2) / (12 + sum(n_text)))
+    assert row["steered example (the first fluent one)"] == "(fluent)  The city of A is old."

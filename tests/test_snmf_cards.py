@@ -148,3 +148,15 @@ def test_top_contexts_read_differently_as_shown(tiny_pairs):
     assert [c for _, _, c in card.top_tokens] == [10.0, 7.0, 6.0]
     shown = [shown_context(b, t) for b, t, _ in card.top_tokens]
     assert shown[0] == shown_context(*full[0]) and len(set(shown)) == 3
+
+
+def test_a_shown_context_is_cut_at_a_words_start():
+    """A context longer than SHOWN_CHARS keeps its last words whole, the cut marked; a short one is shown whole; one
+    without whitespace (CJK) is cut where the characters fall."""
+    long = "The quick brown fox jumped over the lazy"
+    shown = shown_context(long, " dog")
+    assert shown == "… fox jumped over the lazy[ dog]" and len(shown) - len("…[ dog]") <= SHOWN_CHARS
+    assert long.endswith(shown[1:-len("[ dog]")])
+    assert shown_context("on the", " mat") == "on the[ mat]"
+    cjk = "東京は日本の首都です" * 4
+    assert shown_context(cjk, "x") == f"…{cjk[-SHOWN_CHARS:]}[x]"

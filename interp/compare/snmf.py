@@ -75,9 +75,16 @@ WEIGHT_SHARE = 0.9
 
 
 def shown_context(before: str, token: str) -> str:
-    """A top-activating token as the features table shows it: the last :data:`SHOWN_CHARS` characters of its
-    context, then the token in brackets (``"The cat is on the[ table]"``)."""
-    return f"{before[-SHOWN_CHARS:]}[{token}]"
+    """A top-activating token as the features table shows it: its context's last :data:`SHOWN_CHARS` characters
+    or fewer, cut at a word's start (``…`` marks the cut; a tail without whitespace, e.g. CJK, is cut where it
+    falls), then the token in brackets (``"The cat is on the[ table]"``, ``"… sat on the[ table]"``)."""
+    if len(before) <= SHOWN_CHARS:
+        return f"{before}[{token}]"
+    tail = before[-SHOWN_CHARS:]
+    if not before[-SHOWN_CHARS - 1].isspace():  # the cut falls inside a word: start at the next one
+        space = next((i for i, c in enumerate(tail) if c.isspace()), None)
+        tail = tail if space is None else tail[space:]
+    return f"…{tail}[{token}]"
 
 
 def _shown_key(before: str, token: str) -> str:
@@ -208,10 +215,10 @@ def _prompts(pair: ModelPair, is_organism: bool, n: int, data=None) -> tuple[lis
     return out, sources
 
 
-def _hits(texts: list[str], tok, targets: set[int]) -> np.ndarray:
-    """0/1 per generated token: is it one of ``targets``."""
-    ids = [t for text in texts for t in tok(text, add_special_tokens=False)["input_ids"]]
-    return np.array([float(t in targets) for t in ids])
+def _hits(gens, targets: set[int]) -> np.ndarray:
+    """0/1 per generated token of ``gens`` (:class:`steering.Generation`, the ids as generated): is it one of
+    ``targets``."""
+    return np.array([float(t in targets) for g in gens for t in g.token_ids])
 
 
 def _share(hits: np.ndarray) -> float:
@@ -227,9 +234,10 @@ STEERING_COLUMNS = (
     "share steered, all generations", "95% CI, all generations", "share unsteered",
     f"random direction (null), fluent generations only (largest of {N_RANDOM})",
     f"random direction (null), all generations (largest of {N_RANDOM})", "usage", "alpha", "KL",
-    "logit-lens tokens", "steered example", "seq-rep-4 (mean)", "perplexity under the unsteered model (median)")
+    "logit-lens tokens", "steered example (the first fluent one)", "seq-rep-4 (mean)",
+    "perplexity under the unsteered model (median)")
 #: The steering table's columns ``interp compare`` prints when the section finishes.
-STEERING_PRINTED = (*STEERING_COLUMNS[:6], "steered example")
+STEERING_PRINTED = (*STEERING_COLUMNS[:6], STEERING_COLUMNS[13])
 #: Where a steering row holds what the summary reads.
 _FLUENT_CI, _FLUENT, _UNSTEERED, _FLUENT_NULL = 2, 3, 6, 7
 
@@ -443,7 +451,6 @@ def _steer(run: _Run, n_steer: int) -> None:
     first = neutral.select([0])
     plain = generate(model, neutral, max_new_tokens=run.max_new_tokens, stop_at_eos=False, return_details=True)
     run.plain_fluency = _fluency(model, plain, neutral)
-    plain = [g.text for g in plain]
     _random_null(run, neutral, first)
     for card in run.order[:n_steer]:
         _steer_feature(run, card, est, lens, neutral, first, plain)
@@ -470,10 +477,10 @@ def _random_null(run: _Run, neutral, first) -> None:
         gens = generate(model, neutral, random_cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
                         return_details=True)
         run.random_fluency.append(_fluency(model, gens, neutral))
-        run.random_gens.append([g.text for g in gens])
+        run.random_gens.append(gens)
 
 
-def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutral, first, plain: list[str]) -> None:
+def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutral, first, plain: list) -> None:
     """Calibrate the unit feature ``card`` to the target KL and steer with it: a steering row and its vector,
     or the reason it is not steerable."""
     from steering import SteeringVector, calibrate_scale, generate
@@ -491,22 +498,22 @@ def _steer_feature(run: _Run, card: FeatureCard, est, lens: torch.Tensor, neutra
     details = generate(run.pair.post, neutral, cal, max_new_tokens=run.max_new_tokens, stop_at_eos=False,
                        return_details=True)
     fluency = _fluency(run.pair.post, details, neutral)
-    run.steer_rows.append(_steer_row(run, card, cal, [g.text for g in details], plain, targets, fluency))
+    run.steer_rows.append(_steer_row(run, card, cal, details, plain, targets, fluency))
     run.vectors[f"post-feature-{card.index}"] = cal
 
 
-def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: list[str], targets: set[int],
-               fluency) -> list:
+def _steer_row(run: _Run, card: FeatureCard, cal, steered: list, plain: list, targets: set[int], fluency) -> list:
     """One row of the steering table (columns :data:`STEERING_COLUMNS`): the feature; the share of its top
     logit-lens tokens among the fluent steered generations (:func:`steering.metrics.is_fluent`) with its CI, and
     how many are fluent; the share among all steered generations with its CI; the unsteered share; the random
     directions' largest share among their fluent generations and among all; then its usage, α and KL, its
-    logit-lens tokens, an example, the mean seq-rep-4 and the median perplexity under the unsteered model."""
-    tok = run.pair.tokenizer
-    per_prompt = [_hits([t], tok, targets) for t in steered]  # each generation tokenized once
+    logit-lens tokens, an example (the first fluent generation, else the first), the mean seq-rep-4 and the median
+    perplexity under the unsteered model. ``steered``, ``plain``: :class:`steering.Generation` records, whose
+    token ids are counted as generated."""
+    per_prompt = [_hits([g], targets) for g in steered]
     hits = np.concatenate(per_prompt)
     ci = _prompt_ci(per_prompt, seed=run.random_state)
-    nulls = [_share(_hits(gen, tok, targets)) for gen in run.random_gens]
+    nulls = [_share(_hits(gen, targets)) for gen in run.random_gens]
     nulls = [x for x in nulls if not math.isnan(x)]
     null = max(nulls) if nulls else None  # the largest share any random direction reached
     fluent, rep, ppl = fluency
@@ -515,16 +522,27 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list[str], plain: lis
     fluent_ci = _prompt_ci(kept, seed=run.random_state) if kept else None
     fluent_nulls = []
     for gen, (ok, _, _) in zip(run.random_gens, run.random_fluency):
-        texts = [t for t, f in zip(gen, ok) if f]
-        if texts and not math.isnan(_share(_hits(texts, tok, targets))):
-            fluent_nulls.append(_share(_hits(texts, tok, targets)))
+        share = _share(_hits([g for g, f in zip(gen, ok) if f], targets))
+        if not math.isnan(share):
+            fluent_nulls.append(share)
+    shown = int(np.flatnonzero(fluent)[0]) if fluent.any() else 0
     # success among fluent generations leads: a looping generation full of the feature's tokens is not success
     return [card.index, fluent_share if fluent_share is not None else "undefined: none fluent", fluent_ci,
-            f"{int(fluent.sum())} of {len(fluent)}", _share(hits), ci, _share(_hits(plain, tok, targets)),
+            f"{int(fluent.sum())} of {len(fluent)}", _share(hits), ci, _share(_hits(plain, targets)),
             max(fluent_nulls) if fluent_nulls else None, null, round(card.usage, 4), float(cal.scale),
-            float(cal.meta["calibrated_kl"]), " ".join(t for t, _ in card.logit_lens[:5]), steered[0][:60],
+            float(cal.meta["calibrated_kl"]), " ".join(t for t, _ in card.logit_lens[:5]),
+            _example(steered[shown].text, bool(fluent[shown])),
             float(np.nanmean(rep)) if np.isfinite(rep).any() else None,
             float(np.nanmedian(ppl)) if np.isfinite(ppl).any() else None]
+
+
+def _example(text: str, fluent: bool, chars: int = 60) -> str:
+    """A steered generation as the table shows it: whether it is fluent (first: a terminal cuts the cell), then its
+    first ``chars`` characters, whitespace escaped."""
+    from ..tokens import shown_whitespace
+
+    text = shown_whitespace(text)
+    return f"({'fluent' if fluent else 'not fluent'}) {text[:chars]}{'…' if len(text) > chars else ''}"
 
 
 def _result(run: _Run) -> ConceptResult:

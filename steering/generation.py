@@ -130,16 +130,16 @@ def generate(
 
 def greedy_with_first_step(
     model, prompts: Sequence[str] | Tokenized, interventions=None, *, max_new_tokens: int, batch_size: int = 32,
-    stop_tokens: Sequence[str] = (),
-) -> tuple[list[str], Float[torch.Tensor, "n_prompts d_vocab"]]:
+    stop_tokens: Sequence[str] = (), return_details: bool = False,
+) -> tuple[list[str] | list[Generation], Float[torch.Tensor, "n_prompts d_vocab"]]:
     """Greedy continuations of ``prompts`` under ``interventions`` and the next-token log-probabilities
     after each prompt, read from the generation's first step: the same left-padded batches and forward
     pass as :func:`steering.metrics.next_token_logprobs` with this ``batch_size``, so the distribution
     costs no pass of its own.
 
     Returns:
-        ``(texts, logprobs)``: the continuations in prompt order and ``[n_prompts, d_vocab]`` float32
-        log-probabilities on the CPU.
+        ``(texts, logprobs)``: the continuations in prompt order (:class:`Generation` records, with the token ids
+        as generated, when ``return_details``) and ``[n_prompts, d_vocab]`` float32 log-probabilities on the CPU.
 
     Raises:
         ValueError: as :func:`generate`, and ``max_new_tokens < 1`` (no first step to read).
@@ -148,7 +148,7 @@ def greedy_with_first_step(
                             temperature=1.0, top_k=None, top_p=None, seed=None, batch_size=batch_size, bos="auto",
                             stop_tokens=stop_tokens, stop_at_eos=True, use_cache=True, progress=False,
                             keep_first=True)
-    return [g.text for g in gens], first
+    return (gens if return_details else [g.text for g in gens]), first
 
 
 @torch.inference_mode()

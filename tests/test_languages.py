@@ -100,8 +100,14 @@ def _planted_rows(monkeypatch, continuations: list[str]) -> tuple[list, list, ob
     import interp
     from interp.compare import language
 
+    from steering import Generation
+
     tok = interp.load_pair().tokenizer
-    planted = {"own": continuations, "null": [" is on the table."] * len(continuations)}
+
+    def generated(texts):  # as generated: the records with their token ids
+        return [Generation("", t, tuple(tok(t, add_special_tokens=False)["input_ids"])) for t in texts]
+
+    planted = {"own": generated(continuations), "null": generated([" is on the table."] * len(continuations))}
     which = iter(["own", "null"])
     monkeypatch.setattr(steering.generation, "greedy_with_first_step",
                         lambda *a, **k: (planted[next(which)], torch.zeros(len(continuations), 8)))

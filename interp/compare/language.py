@@ -359,8 +359,8 @@ class _Reference:
     model: object
     prompts: Tokenized
     neutral: Tokenized
-    gens: list[str]
-    """greedy continuations of the prompts"""
+    gens: list
+    """greedy continuations of the prompts (:class:`steering.Generation` records)"""
     probs: torch.Tensor
     """``[n, vocab]`` next-token probabilities on the prompts"""
     neutral_logprobs: torch.Tensor
@@ -375,7 +375,8 @@ def _reference(target: str, model, prompts: Tokenized, neutral: Tokenized, max_n
     from steering.generation import greedy_with_first_step
     from steering.metrics import next_token_logprobs
 
-    plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens, **batch)
+    plain_gen, clean = greedy_with_first_step(model, prompts, max_new_tokens=max_new_tokens, return_details=True,
+                                              **batch)
     clean = clean.exp()  # share wants probabilities
     return _Reference(target, model, prompts, neutral, plain_gen, clean, next_token_logprobs(model, neutral, **batch),
                       batch)
@@ -400,7 +401,7 @@ def _steer(run: _Run, vectors: dict, prompts_of: dict[str, Tokenized], neutral_o
     for target, model in run.pair:
         ref = _reference(target, model, prompts_of[target], neutral_of[target], max_new_tokens, run.batch)
         en_neurons = {L: run.neurons[target].neurons(L, 0) for L in range(run.n_layers)}
-        plain_fluent = _fluent(ref.gens, run.pair.tokenizer)
+        plain_fluent = _fluent(ref.gens)
         for lang in run.targets:
             plain_in = _in_language(ref.gens, lang, run.langs)
             before = (float(run.own.share(ref.probs, lang).mean()), float((plain_in & plain_fluent).mean()),
@@ -437,10 +438,11 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
     from steering.metrics import kl_divergence
 
     base_share, base_steered, base_gen = before
-    gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens, **ref.batch)
+    gens, steered = greedy_with_first_step(ref.model, ref.prompts, ivs, max_new_tokens=max_new_tokens,
+                                           return_details=True, **ref.batch)
     share = float(run.own.share(steered.exp(), lang).mean())
     in_lang = _in_language(gens, lang, run.langs)
-    fluent = _fluent(gens, run.pair.tokenizer)
+    fluent = _fluent(gens)
     # a continuation counts as in the language only while it is fluent: "est est est est" is not French text
     steered_share, gen_share = float((in_lang & fluent).mean()), float(in_lang.mean())
     kept = in_lang[fluent]
@@ -449,23 +451,23 @@ def _steered_row(run: _Run, ref: _Reference, lang: str, before: tuple[float, flo
     return [ref.target, label, lang, steered_share, _share_ci(steered_share, len(gens)),
             f"{int(fluent.sum())} of {len(fluent)}", fluent_share,
             _share_ci(fluent_share, len(kept)) if len(kept) else None, gen_share, _share_ci(gen_share, len(gens)),
-            base_steered, base_gen, base_share, share, share - base_share, kl, gens[0][:40]]
+            base_steered, base_gen, base_share, share, share - base_share, kl, gens[0].text[:40]]
 
 
-def _in_language(texts: list[str], lang: str, langs: tuple[str, ...]) -> np.ndarray:
-    """``[n]`` bool: each continuation identified as ``lang`` among ``langs`` (:func:`steering.metrics.language_of`,
-    its prompt's words not included)."""
+def _in_language(gens: list, lang: str, langs: tuple[str, ...]) -> np.ndarray:
+    """``[n]`` bool: each continuation (:class:`steering.Generation`) identified as ``lang`` among ``langs``
+    (:func:`steering.metrics.language_of`, its prompt's words not included)."""
     from steering.metrics import language_of
 
-    return np.array([language_of(t, langs) == lang for t in texts], dtype=bool)
+    return np.array([language_of(g.text, langs) == lang for g in gens], dtype=bool)
 
 
-def _fluent(texts: list[str], tokenizer) -> np.ndarray:
-    """``[n]`` bool: each continuation fluent by :func:`steering.metrics.is_fluent` (no loop of 4-grams, no token
-    three times in a row)."""
+def _fluent(gens: list) -> np.ndarray:
+    """``[n]`` bool: each continuation (:class:`steering.Generation`) fluent by :func:`steering.metrics.is_fluent`
+    (no loop of 4-grams, no token three times in a row), read on its token ids as generated."""
     from steering.metrics import is_fluent
 
-    return np.array([is_fluent(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts], dtype=bool)
+    return np.array([is_fluent(g.token_ids) for g in gens], dtype=bool)
 
 
 def _cosine_bounds(run: _Run, seed: int) -> tuple:

@@ -36,7 +36,7 @@ def test_first_step_logprobs_equal_a_next_token_pass(tiny_pairs, family):
     """The generation's first step is the next-token distribution under the interventions (the refusal
     section's KL reads it instead of a pass of its own); logits_to_keep=1 changes no value."""
     from interp.generation import last_position_only, next_token_logits
-    from steering.generation import _generate
+    from steering.generation import _generate, greedy_with_first_step
     from steering.metrics import next_token_logprobs
 
     model = tiny_pairs[family].post
@@ -50,6 +50,11 @@ def test_first_step_logprobs_equal_a_next_token_pass(tiny_pairs, family):
         torch.testing.assert_close(first, ref, rtol=0, atol=1e-5)
         assert [g.token_ids[0] for g in gens] == ref.argmax(-1).tolist()
     assert _generate(model, PROMPTS, iv, max_new_tokens=3, batch_size=3, use_cache=True, **kw)[1] is None
+    # the public form: texts, or the records with the ids as generated, and the same first step
+    texts, first = greedy_with_first_step(model, PROMPTS, iv, max_new_tokens=3, batch_size=3)
+    records, again = greedy_with_first_step(model, PROMPTS, iv, max_new_tokens=3, batch_size=3, return_details=True)
+    assert texts == [g.text for g in records] and [g.token_ids for g in records] == [g.token_ids for g in gens]
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
     with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1 \\(0 would generate nothing"):
         _generate(model, PROMPTS, None, max_new_tokens=0, batch_size=3, use_cache=True, keep_first=True, **kw)
     # last-position logits only, where the HF model takes logits_to_keep: same numbers as full logits

@@ -280,6 +280,10 @@ def test_compare_option_errors_name_the_flag(tmp_path, no_boot, capsys):
                            "--snmf-layer -4 is not among the fitted layers [1, 3] (--snmf-layers 1,3)"),
                           (["--concepts", "divergence", "--divergence-corpus", "nope"],
                            "--divergence-corpus: corpus must name a built-in set"),
+                          (["--concepts", "refusal", "--refusal-base-template", "xyz"],
+                           "--refusal-base-template: 'xyz' does not write the user's message"),
+                          (["--concepts", "refusal", "--refusal-base-template", "{% for"],
+                           "--refusal-base-template: is not a Jinja chat template that renders (TemplateSyntaxError"),
                           (["--concepts", "truth_spectrum", "--truth-spectrum-seed", "-1"],
                            "--truth-spectrum-seed must be >= 0 and <= 2147483647; got -1")):
         assert main(["compare", *argv, "--out", str(tmp_path / "r"), "-q"]) == 2

@@ -346,6 +346,12 @@ def test_an_out_folder_of_other_files_is_warned_about_and_one_the_report_would_o
     assert main(["compare", "--concepts", "truth", "--out", str(tmp_path)]) == 2
     assert time.perf_counter() - start < 2 and "holds layers.csv, report.json but no report" in capsys.readouterr().err
     assert (tmp_path / "layers.csv").read_text() == "also mine"
+    # so is one whose vectors/ holds files of the user's (a vector of the report's could take one's name)
+    other = tmp_path / "other"
+    (other / "vectors").mkdir(parents=True)
+    (other / "vectors" / "refusal-post.safetensors").write_text("precious")
+    with pytest.raises(ValueError, match=r"holds vectors/ \(not empty\) but no report of interp compare"):
+        plan(["refusal"], out=other)
     # a report of interp's own (any format version) is rewritten, with a warning
     (tmp_path / "report.json").write_text(json.dumps({"format": "interp-report/1", "concepts": {}}))
     plan(["truth"], out=tmp_path)

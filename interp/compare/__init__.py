@@ -194,6 +194,9 @@ def plan(concepts: Sequence[str], *, options: dict[str, dict] | None = None, use
                     "same configuration, those this run does not name too, unless fresh)", out)
     elif out is not None and Path(out).is_dir() and any(Path(out).iterdir()):
         taken = sorted(p.name for p in Path(out).iterdir() if p.name in REPORT_FILES)
+        vectors = Path(out) / "vectors"
+        if vectors.is_dir() and any(vectors.iterdir()):  # the report writes its vectors there, under its own names
+            taken.append("vectors/ (not empty)")
         if taken:
             raise ValueError(f"--out {str(out)!r} holds {', '.join(taken)} but no report of interp compare; the "
                              "report would overwrite them: choose another folder, or move those files away")

@@ -849,6 +849,29 @@ def _run(ctx, *, base_template: str | None = None, data: str | None = None, cand
                            **options)
 
 
+def _check_template(value: str) -> None:
+    """``base_template``: ``'du'``, or a Jinja chat template that writes the user's message and something after it
+    (the post-instruction tokens the refusal direction is read at), checked before anything boots."""
+    if value == "du":
+        return
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    marker = "zq marker text zq"
+    try:  # rendered as a tokenizer renders a chat template, with the names templates use
+        text = ImmutableSandboxedEnvironment().from_string(value).render(
+            messages=[{"role": "user", "content": marker}], add_generation_prompt=True, bos_token="", eos_token="")
+    except TemplateError as e:
+        raise ValueError(f"is not a Jinja chat template that renders ({type(e).__name__}: {e}); give 'du' or a "
+                         "template such as " + repr(DU_BASE_TEMPLATE)) from None
+    if marker not in text:
+        raise ValueError(f"{value!r} does not write the user's message (no {{{{ message['content'] }}}}); give 'du' "
+                         f"or a template such as {DU_BASE_TEMPLATE!r}")
+    if not text[text.rindex(marker) + len(marker):]:
+        raise ValueError(f"{value!r} writes nothing after the user's message, where the refusal direction is read "
+                         f"(e.g. 'Assistant:')")
+
+
 def _check_filter(n_layers: int, prune_layers: float, candidate_layers: Sequence[int] | None) -> None:
     """Arditi et al.'s layer filter (``l < int(n_layers * (1 - prune_layers))``) must leave a layer, and one of
     ``candidate_layers`` (non-negative) when they are given."""
@@ -893,7 +916,8 @@ SECTION = Section("refusal", _run, check=_check_pair, help="each model's refusal
     Param("filter_prompts", bool, True, "Arditi et al.'s filter of the requests by the sign of post's refusal "
                                         "score"),
     Param("base_template", str, None, "template the base model reads requests in: 'du' for Du et al. 2025's "
-                                      "'User: ...\nAssistant:', or a Jinja chat template (default: post's)"),
+                                      "'User: ...\nAssistant:', or a Jinja chat template (default: post's)",
+          validate=_check_template),
     Param("max_new_tokens", int, 16, "tokens generated per request when refusal is judged", low=1),
     Param("batch_size", int, 32, "prompts per forward pass", low=1),
     Param("generation_batch_size", int, 128, "prompts per steered generation batch", low=1),

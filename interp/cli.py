@@ -22,6 +22,18 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _positive_int(value: str) -> int:
+    """An argparse type: an int >= 1 (a batch size, a number of tokens or steps), refused as the command line is
+    read."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes an integer; got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {number}")
+    return number
+
+
 def _int_list(value: str, flag: str = "--layers") -> list[int]:
     """A flag's comma-separated block indices, ``"0,2-4,-1"``, as ``[0, 2, 3, 4, -1]``; checked before any model
     boots.
@@ -132,6 +144,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser(section_options: bool = False, user: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``section_options`` adds every section's options to ``compare`` (which imports
     the section modules, so only done when the command is ``compare``), and those of the ``user`` concepts."""
+    from interp.sites import SITES
+
     p = _Parser(prog="interp", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -146,12 +160,13 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                    help="split of a built-in set (default test)")
     c.add_argument("--format", dest="style", default="raw", choices=["raw", "chat"],
                    help="prompt format: raw text, or the model's chat template (default raw)")
-    c.add_argument("--site", action="append", dest="sites", help="site to read (repeatable; default resid_post)")
+    c.add_argument("--site", action="append", dest="sites", choices=list(SITES),
+                   help="site to read (repeatable; default resid_post)")
     c.add_argument("--position", default="last", help="token position(s) read: last | mean | -K | period | match:REGEX "
                                                     "(default last)")
     c.add_argument("--layers", help="comma-separated block indices or ranges, negative ones counting from the end "
                                     "(e.g. 0,2 or 2-5 or -3--1; default all)")
-    c.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
+    c.add_argument("--batch-size", type=_positive_int, default=16, help="prompts per forward pass (default 16)")
     c.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
     c.add_argument("--out", default="runs/collect", help="output folder (default runs/collect)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -209,7 +224,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
                                         "default all; not with --ablate")
     st.add_argument("--format", dest="style", default="auto", choices=["auto", "raw", "chat"],
                     help="chat-format the prompts (default auto: when the model has a chat template)")
-    st.add_argument("--max-new-tokens", type=int, default=24, help="tokens generated at most per prompt; a reply "
+    st.add_argument("--max-new-tokens", type=_positive_int, default=24, help="tokens generated at most per prompt; a reply "
                                                                    "also stops at the chat's end-of-turn token "
                                                                    "(default 24)")
     st.add_argument("--device", default=None, help="where the models run: cpu, cuda, cuda:1, ... (default: TransformerLens' choice, a GPU when one is available)")
@@ -238,9 +253,9 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     t = osub.add_parser("train", help="train the base and post models from scratch (a few minutes on CPU)")
     t.add_argument("--out", required=True, help="folder for base/, post/ and training.json")
     t.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training (default 0)")
-    t.add_argument("--base-steps", type=int, default=None, help="optimiser steps of the base stage (default: the "
+    t.add_argument("--base-steps", type=_positive_int, default=None, help="optimiser steps of the base stage (default: the "
                                                                 "recipe's)")
-    t.add_argument("--post-steps", type=int, default=None, help="optimiser steps of the post-training stage "
+    t.add_argument("--post-steps", type=_positive_int, default=None, help="optimiser steps of the post-training stage "
                                                                 "(default: the recipe's)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e = osub.add_parser("eval", help="measure refusal, truth and language behaviour on held-out prompts")
@@ -253,7 +268,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     tr.add_argument("--out", required=True, help="empty or new folder for the adapter, manifest.json, training.json")
     tr.add_argument("--shared", required=True, help="the shared datasets folder (refusal/, geometry_of_truth/, ...)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the data order and the adapter (default 0)")
-    tr.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    tr.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (default: the recipe's)")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     er = osub.add_parser("eval-real", help="behaviour table of gemma-3-270m and its LoRA post-trained version")
     er.add_argument("--shared", required=True, help="the shared datasets folder")
@@ -543,7 +558,12 @@ def _steer(args) -> int:
                    for p in prompts]
     kw = dict(max_new_tokens=args.max_new_tokens)  # a reply stops at the chat's end-of-turn token
     plain = steering.generate(model, prompts, None, **kw)
-    steered = steering.generate(model, prompts, iv, **kw)
+    try:  # a position a prompt lacks is found as the steered generation starts
+        steered = steering.generate(model, prompts, iv, **kw)
+    except ValueError as e:
+        if args.positions is None:
+            raise
+        raise ValueError(f"--positions {args.positions!r}: {e}") from None
     print(f"vector: {path.name}, site {vector.site}, layers {list(vector.layers)}, {how}")
     for prompt, a, b in zip(args.prompts, plain, steered):
         print(f"\n> {prompt}")
@@ -704,12 +724,19 @@ def _collect(args) -> int:
     import interp
     from interp import datasets
     from interp.models import ModelShape, read_shape
+    from interp.positions import parse_position, resolve
     from interp.sites import check_layers
+    from interp.tokens import tokenize
 
     out = Path(args.out)
     layers = None if args.layers is None else _int_list(args.layers, "--layers")  # before anything is built or booted
+    try:  # its form now; whether each prompt has it, once the tokenizer is loaded
+        parse_position(args.position)
+    except ValueError as e:
+        raise ValueError(f"--position: {e}") from None
     path = Path(args.dataset)
-    prompts = datasets.load_file(path) if path.suffix else datasets.load(args.dataset, split=args.split)
+    prompts = (datasets.load_file(path) if path.suffix or path.is_file() else
+               datasets.load(args.dataset, split=args.split))
     # the blocks checked from the configs before anything is built or booted (after the boot where none tells)
     shape = ModelShape(TINY_LAYERS, 128) if args.tiny else read_shape(args.base, args.post)
     if layers is not None and shape is not None:
@@ -729,10 +756,16 @@ def _collect(args) -> int:
     prompts = pair.format(prompts, args.style)
     sites = args.sites or ["resid_post"]
     extra = {"format": args.style, "chat_template": pair.chat_template if args.style == "chat" else None}
+    tokens = {name: tokenize(model, prompts.texts) for name, model in pair}  # once: checked, then read
+    for toks in tokens.values():
+        try:  # every prompt has the position, before either model's store is written
+            resolve(args.position, toks.texts, toks.encodings)
+        except ValueError as e:
+            raise ValueError(f"--position: {e}") from None
     for name, model in pair:
         acts = interp.collect(
             model, prompts, sites, layers=layers, positions=args.position, batch_size=args.batch_size,
-            out=out / name, progress=not args.quiet, extra=extra,
+            out=out / name, progress=not args.quiet, extra=extra, tokens=tokens[name],
         )
         print(f"\n{name}: {acts}")
         for site in sites:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -339,6 +340,28 @@ def test_steer_flags_that_do_not_apply(vector_file, no_boot, capsys):  # 56
     assert "--name v picks a vector in a folder, but --vector" in capsys.readouterr().err
     assert main([*base, "--positions", "1,,2"]) == 2  # named, and before the model boots
     assert "--positions '1,,2': invalid position 1" in capsys.readouterr().err
+
+
+def test_collect_and_steer_flags_are_named_and_checked_early(tmp_path, capsys):
+    """A count below 1 or a site that does not exist is refused as the command line is read; a position a prompt
+    lacks, once the tokenizer is loaded and before any store is written; each message names the flag."""
+    out = tmp_path / "o"
+    for argv, message in ((["collect", "--batch-size", "0"], "argument --batch-size: must be >= 1; got 0"),
+                          (["collect", "--site", "resid"], "argument --site: invalid choice: 'resid'"),
+                          (["collect", "--position", "banana"], "--position: invalid position 'banana'"),
+                          (["steer", "hi", "--vector", "v.safetensors", "--max-new-tokens", "-3"],
+                           "argument --max-new-tokens: must be >= 1; got -3")):
+        with pytest.raises(SystemExit) if "argument" in message else nullcontext():
+            assert main([*argv, "--out", str(out), "-q"] if argv[0] == "collect" else argv) == 2
+        assert message in capsys.readouterr().err, argv
+    assert main(["collect", "--position", "999", "--out", str(out), "-q"]) == 2
+    assert "--position: position 999 does not exist in prompt 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_steer_positions_a_prompt_lacks_are_named(vector_file, capsys):
+    assert main(["steer", "hi", "--vector", str(vector_file), "--positions", "-99", "--max-new-tokens", "2"]) == 2
+    assert "--positions '-99': position -99 is before the first of the prompt's" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- stores

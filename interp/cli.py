@@ -332,6 +332,8 @@ def print_concept(name: str, concept, seconds: float, *, resumed: bool = False) 
             _print_table(table)
     keys = ("base_accuracy", "post_accuracy", "cosine_base_post", "transfer_base_to_post", "transfer_post_to_base")
     if concept.per_layer and all(k in concept.per_layer[0] for k in keys):
+        print(f"  Per layer, the {name} probes: held-out accuracy of each model's, the cosine of their directions, "
+              "and each model's probe on the other's activations")
         print(f"  {'layer':>5} {'base acc':>9} {'post acc':>9} {'cosine':>7} {'base->post':>11} {'post->base':>11}")
         for e in concept.per_layer:
             print(f"  {e['layer']:>5} {_cell(e['base_accuracy'], 9, 3)} {_cell(e['post_accuracy'], 9, 3)} "

@@ -645,13 +645,17 @@ class TokenActivations:
     def __len__(self) -> int:
         return int(self.X.shape[0])
 
-    def context(self, row: int, tokenizer, before: int = 8) -> tuple[str, str]:
+    def context(self, row: int, tokenizer, before: int = 8, *, whole_words: bool = False) -> tuple[str, str]:
         """``(preceding text, the token)`` of row ``row``, ``before`` tokens of context.
 
         Text is decoded in whole characters: a token that holds only part of a character's bytes (byte-level
         BPE, or SentencePiece byte fallback, for accented or non-Latin text) is shown with the tokens around it
         that complete the character (up to 3 after it), and context that starts inside a character drops its
-        first bytes, so no replacement character (U+FFFD) stands in for a byte sequence cut in two."""
+        first bytes, so no replacement character (U+FFFD) stands in for a byte sequence cut in two.
+
+        ``whole_words``: context that does not reach back to the text's start begins with ``…``, and drops the
+        rest of a word it would start inside (``"…Kind ist im G"``, not ``"as Kind ist im G"``; a context without
+        whitespace, e.g. CJK, keeps its characters)."""
         p, pos = int(self.prompt[row]), int(self.position[row])
         mine = self.prompt == p
         ids = dict(zip(self.position[mine].tolist(), self.token_ids[mine].tolist()))
@@ -671,7 +675,14 @@ class TokenActivations:
         first = max(start, pos - before)
         while first < lo and not char_start(first):  # context that would start inside a character
             first += 1
-        return text(first, lo), text(lo, end)
+        shown = text(first, lo)
+        if whole_words and first > start:
+            earlier = text(start, first)
+            if earlier and not earlier[-1].isspace() and shown and not shown[0].isspace():  # cut inside a word
+                space = next((i for i, c in enumerate(shown) if c.isspace()), None)
+                shown = shown if space is None else shown[space:].lstrip()
+            shown = "…" + shown
+        return shown, text(lo, end)
 
 
 @torch.inference_mode()

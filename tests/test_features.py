@@ -151,3 +151,27 @@ def test_feature_cards_show_distinct_contexts(tiny_pairs):
     for card in describe_features(model, snmf, tokens, 1, top_k=4):
         shown = [(b, t) for b, t, _ in card.top_tokens]
         assert len(shown) == len(set(shown)) == 4
+
+
+def test_a_context_of_whole_words_starts_at_a_word(tiny_pairs):
+    """whole_words: a context that does not reach the text's start is marked with … and starts at a word, never
+    inside one; one that does reach it is the text itself."""
+    from interp.models import tokenizer_of
+
+    model = tiny_pairs["llama"].post
+    tok = tokenizer_of(model)
+    text = "the quick brown fox jumped over the extraordinarily lazy sleeping dog"
+    t = collect_tokens(model, [text], "mlp_post", layer=1, progress=False)
+    assert len(t) > 8
+    for r in range(len(t)):
+        plain, token = t.context(r, tok, before=3)
+        whole, same = t.context(r, tok, before=3, whole_words=True)
+        assert same == token
+        if text.startswith(plain):  # reaches the start: unchanged
+            assert whole == plain
+        else:
+            assert whole.startswith("…") and plain.endswith(whole[1:])
+            dropped = plain[: len(plain) - len(whole) + 1]
+            if dropped:  # the rest of a word, up to the whitespace before the next: what is kept starts a word
+                assert not plain[0].isspace() and dropped[-1].isspace() and " " not in dropped.rstrip()
+    assert [t.context(r, tok, before=3, whole_words=True)[0] for r in range(len(t))].count("…la") == 1  # "ily la"

@@ -181,7 +181,7 @@ def describe_features(model, snmf, tokens, layer: int, coefficients: np.ndarray 
     for j in range(G.shape[1]):
         tops, seen = [], set()
         for r in np.argsort(-G[:, j]):  # the top_k most activating contexts that read differently as shown
-            before, token = tokens.context(int(r), tok, before=context)
+            before, token = tokens.context(int(r), tok, before=context, whole_words=True)
             if _shown_key(before, token) not in seen:
                 seen.add(_shown_key(before, token))
                 tops.append((before, token, float(G[r, j])))
@@ -530,7 +530,7 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list, plain: list, ta
     return [card.index, fluent_share if fluent_share is not None else "undefined: none fluent", fluent_ci,
             f"{int(fluent.sum())} of {len(fluent)}", _share(hits), ci, _share(_hits(plain, targets)),
             max(fluent_nulls) if fluent_nulls else None, null, round(card.usage, 4), float(cal.scale),
-            float(cal.meta["calibrated_kl"]), " ".join(t for t, _ in card.logit_lens[:5]),
+            float(cal.meta["calibrated_kl"]), "".join(f"[{t}]" for t, _ in card.logit_lens[:5]),
             _example(steered[shown].text, bool(fluent[shown])),
             float(np.nanmean(rep)) if np.isfinite(rep).any() else None,
             float(np.nanmedian(ppl)) if np.isfinite(ppl).any() else None]
@@ -697,7 +697,7 @@ def _feature_rows(cards: Sequence[FeatureCard], components: np.ndarray, coeffici
     similar, shared = _most_similar(coefficients), _shared_contexts(cards)
     return [[c.index, round(c.usage, 4),
              " | ".join(shown_context(b, t) for b, t, _ in c.top_tokens[:SHOWN_CONTEXTS]),
-             " ".join(t for t, _ in c.logit_lens[:6]), _neurons_holding(components[c.index]),
+             "".join(f"[{t}]" for t, _ in c.logit_lens[:6]), _neurons_holding(components[c.index]),
              _top_neurons(components[c.index]),
              "none" if similar[c.index] is None else f"{similar[c.index][0]}: {similar[c.index][1]:.2f}",
              shared[c.index]]

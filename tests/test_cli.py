@@ -365,7 +365,8 @@ def test_a_sections_printed_table_shows_the_columns_it_names(capsys):
     table = {"title": "Steering", "columns": ["feature", "share steered, fluent generations only", "95% CI", "hidden",
                                               "example"],
              "print": ["feature", "share steered, fluent generations only", "95% CI", "example"],
-             "rows": [[0, 0.5, [0.1, 0.9], "x", "city A A A A A A A A A A A A A A A A A A"], [12, None, None, "y", "a\nb"]]}
+             "rows": [[0, 0.5, [0.1, 0.9], "x", "city A A A A A A A A A A A A A A A A A A"],
+                      [12, None, None, "y", "a\nb"]]}
     print_concept("s", ConceptResult("s", [0], [{"layer": 0}], tables={"t": table, "u": {**table, "print": None}}),
                   1.0)
     assert capsys.readouterr().out.splitlines()[1:] == [  # columns apart, a long name wrapped over header lines

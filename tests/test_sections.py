@@ -282,3 +282,44 @@ def test_snmf_steering_row_leads_with_the_share_among_fluent_generations():
     # the loops (six " A" each) count here, and only here
     assert row["share steered, all generations"] == pytest.approx((12 + 2) / (12 + sum(n_text)))
     assert row["steered example (the first fluent one)"] == "(fluent)  The city of A is old."
+
+
+def test_refusal_and_language_headlines_say_whether_the_effect_survives_its_interval_and_null():
+    """The report's contents line of refusal and language: the headline figure with its interval, the null's, and
+    the verdict read from them (planted rows: an ablation whose interval overlaps the baseline's does not survive;
+    a language whose interval's lower end is at the random direction's share is not counted)."""
+    from types import SimpleNamespace
+
+    from interp.compare import language, refusal
+
+    def rows(ablated, ablated_ci, null):  # model, intervention, _, harmful, harmless, KL, ..., harmful CI at 8
+        row = lambda rate, ci: ["post", "", None, rate, 0.0, 0.0, None, None, ci, [0, 0], 1.0]  # noqa: E731
+        return {("post", "baseline"): row(0.9, [0.8, 0.95]),
+                ("post", "ablate post direction"): row(ablated, ablated_ci),
+                ("post", "ablate random direction (null)"): row(null, [null - 0.05, null])}
+
+    run = SimpleNamespace(qualifies={"post": True}, sel={"post": SimpleNamespace(selected=SimpleNamespace(layer=3))})
+    assert refusal._headline(run, rows(0.1, [0.05, 0.2], 0.9)) == (
+        "Ablating the post model's refusal direction (layer 3) takes refusal of held-out harmful requests from 0.90 "
+        "[0.80, 0.95] to 0.10 [0.05, 0.20]; a random direction of the same norm, 0.90: the drop survives its interval "
+        "and the null.")
+    assert refusal._headline(run, rows(0.7, [0.6, 0.85], 0.9)).endswith(
+        "the drop does not survive its interval (the two intervals overlap).")
+    assert refusal._headline(run, rows(0.1, [0.05, 0.2], 0.15)).endswith(
+        "the drop does not survive the null (a random direction lowers refusal as much).")
+    assert refusal._headline(SimpleNamespace(qualifies={"post": False}), {}).startswith("No refusal direction")
+
+    c = {name: k for k, name in enumerate(language.STEERING_COLUMNS)}
+    k = c["continuations fluent and in target after"]
+
+    def lang_row(label, lang, share, ci):
+        row = [None] * len(language.STEERING_COLUMNS)
+        row[:3], row[k], row[k + 1] = ["post", label, lang], share, ci
+        return row
+
+    planted = [lang_row("post direction", "fr", 0.5, [0.2, 0.8]), lang_row("random direction (null)", "fr", 0.1, None),
+               lang_row("post direction", "de", 0.3, [0.1, 0.6]), lang_row("random direction (null)", "de", 0.1, None)]
+    assert language._headline(None, planted) == (
+        "The post model's own English→target directions make continuations fluent and in the language: fr 0.50 "
+        "[0.20, 0.80] (random 0.10), de 0.30 [0.10, 0.60] (random 0.10); above the random direction (interval's "
+        "lower end) in 1 of 2 languages (fr).")

@@ -560,10 +560,26 @@ def _result(run: _Run, per_layer: list[dict], rows: list[list], vectors: dict, n
             setup: dict) -> ConceptResult:
     """The section's :class:`~interp.report.ConceptResult`: directions, readings, plots and the steering table."""
     directions = {f"{m}/en_to_{lang}": run.dirs[m][lang] for m in ("base", "post") for lang in run.targets}
-    readings = {"summary": _summary(run, rows, n_prompts), **READINGS}
+    readings = {"summary": _summary(run, rows, n_prompts), "headline": _headline(run, rows), **READINGS}
     readings["accuracy"] += _ceiling_note(per_layer)
     return ConceptResult("language", list(range(run.n_layers)), per_layer, long_rows(per_layer), {}, directions,
                          readings, setup, _plots(run.langs, per_layer), _tables(run, rows), vectors=vectors)
+
+
+def _headline(run: _Run, rows: list[list]) -> str:
+    """The report's one line for the section: per target language, the share of continuations the post model's own
+    direction makes fluent and in that language, its interval and the random direction's share; a language counts
+    as steered when the interval's lower end lies above the random direction's share."""
+    c = {name: k for k, name in enumerate(STEERING_COLUMNS)}
+    k = c["continuations fluent and in target after"]
+    own = [r for r in rows if r[0] == "post" and r[1] == "post direction"]
+    nulls = {r[2]: r[k] for r in rows if r[0] == "post" and r[1] == "random direction (null)"}
+    steered = [r[2] for r in own if r[k + 1][0] > nulls[r[2]]]
+    per_lang = ", ".join(f"{r[2]} {r[k]:.2f} [{r[k + 1][0]:.2f}, {r[k + 1][1]:.2f}] (random {nulls[r[2]]:.2f})"
+                         for r in own)
+    return (f"The post model's own English→target directions make continuations fluent and in the language: "
+            f"{per_lang}; above the random direction (interval's lower end) in {len(steered)} of {len(own)} "
+            f"languages{' (' + ', '.join(steered) + ')' if steered else ''}.")
 
 
 def _summary(run: _Run, rows: list[list], n_prompts: int) -> str:

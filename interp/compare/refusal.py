@@ -689,7 +689,8 @@ def _result(run: _Run, per_layer: list[dict], steering_rows: list, bars: list, i
             "yrange": [0, 1.1],
         },
     }
-    readings = {"summary": _summary(run, {(r[0], r[1]): r for r in steering_rows}), "cosine": _cosine_reading(run),
+    by_row = {(r[0], r[1]): r for r in steering_rows}
+    readings = {"summary": _summary(run, by_row), "headline": _headline(run, by_row), "cosine": _cosine_reading(run),
                 **READINGS}
     for name in sel:
         readings[f"candidates_{name}"] = CANDIDATES_READING
@@ -742,6 +743,26 @@ def _summary(run: _Run, rows: dict) -> str:
             f"{null_abl[10]:.3f}), addition {null_add[4]:.2f}, subtraction {null_sub[3]:.2f}. Base direction on "
             f"post: ablation {ci(rows['post', 'ablate base direction'], 3)}, addition "
             f"{ci(rows['post', 'add base direction'], 4)}. Intervals: 95% Wilson over held-out requests.")
+
+
+def _headline(run: _Run, rows: dict) -> str:
+    """The report's one line for the section: what ablating the post direction does to refusal of held-out harmful
+    requests, and whether the drop survives its interval (the ablated rate's Wilson interval below the baseline's)
+    and the null (a random direction of the same norm, ablated, leaves refusal above that interval)."""
+    if not run.qualifies["post"]:
+        return ("No refusal direction qualifies: none of the post model's candidates passes Arditi et al.'s "
+                "filters (the summary gives the best candidate's effects).")
+    base_line, own = rows["post", "baseline"], rows["post", "ablate post direction"]
+    null = rows["post", "ablate random direction (null)"]
+    (base_low, _), (_, own_high) = base_line[8], own[8]
+    below, above_null = own_high < base_low, null[3] > own_high
+    verdict = ("the drop survives its interval and the null" if below and above_null else
+               "the drop does not survive " + ("its interval (the two intervals overlap)" if not below else
+                                               "the null (a random direction lowers refusal as much)"))
+    return (f"Ablating the post model's refusal direction (layer {run.sel['post'].selected.layer}) takes refusal of "
+            f"held-out harmful requests from {base_line[3]:.2f} [{base_line[8][0]:.2f}, {base_line[8][1]:.2f}] to "
+            f"{own[3]:.2f} [{own[8][0]:.2f}, {own[8][1]:.2f}]; a random direction of the same norm, {null[3]:.2f}: "
+            f"{verdict}.")
 
 
 def _cosine_reading(run: _Run) -> str:
@@ -905,8 +926,9 @@ def _check_pair(shape, *, prune_layers=None, candidate_layers=None, **_) -> None
                              f"choose lower layers or a lower prune_layers")
 
 
-SECTION = Section("refusal", _run, check=_check_pair, help="each model's refusal direction (Arditi et al. 2024), base vs post, and "
-                                        "what ablating or adding it does", params=(
+SECTION = Section("refusal", _run, check=_check_pair,
+                  help="each model's refusal direction (Arditi et al. 2024), base vs post, and what ablating or "
+                       "adding it does", params=(
     Param("kl_threshold", float, 0.1, "Arditi et al.'s filter: largest next-token KL (nats) on harmless requests "
                                       "a candidate's ablation may cause", low=0),
     Param("prune_layers", float, None, "share of the last layers the filter discards (default 0.2, Arditi et "

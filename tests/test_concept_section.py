@@ -165,7 +165,9 @@ def test_report_files_and_cli_table(run, capsys):
     torch.testing.assert_close(vec.vectors, result.vectors["post"].vectors)
     print_concept(NAME, result, 1.0)
     printed = capsys.readouterr().out
-    assert "base acc" in printed and len(printed.splitlines()) == 2 + len(result.layers)
+    # the summary, the probe table's title and header, a row per layer
+    assert f"Per layer, the {NAME} probes" in printed and "base acc" in printed
+    assert len(printed.splitlines()) == 3 + len(result.layers)
 
 
 def test_group_split_keeps_every_group_on_one_side():

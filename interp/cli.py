@@ -268,7 +268,7 @@ def _parser(section_options: bool = False, user: dict[str, list[str]] | None = N
     tr.add_argument("--out", required=True, help="empty or new folder for the adapter, manifest.json, training.json")
     tr.add_argument("--shared", required=True, help="the shared datasets folder (refusal/, geometry_of_truth/, ...)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the data order and the adapter (default 0)")
-    tr.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (default: the recipe's)")
+    tr.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     er = osub.add_parser("eval-real", help="behaviour table of gemma-3-270m and its LoRA post-trained version")
     er.add_argument("--shared", required=True, help="the shared datasets folder")

@@ -595,6 +595,11 @@ def compare(
                               earlier=[n for n in shown if n in kept or n in old]) from None
         return report
 
+    def stopped_after(i: int) -> Interrupted:  # Ctrl-C once section i's result is written
+        following = concepts[i + 1] if i + 1 < len(concepts) else None
+        return Interrupted(following, list(results), out, earlier=[
+            *kept, *(n for n in concepts[i + 1:] if n in replacing)])
+
     results, written, final = {}, False, None
     for name, (_, seconds, _) in kept.items():
         timings[name] = seconds
@@ -627,17 +632,14 @@ def compare(
                 except KeyboardInterrupt as e:  # held until the result was written
                     if isinstance(e, Interrupted) or out is None:
                         raise
-                    raise Interrupted(following, list(results), out, earlier=[
-                        *kept, *(n for n in concepts[i + 1:] if n in replacing)]) from None
+                    raise stopped_after(i) from None
             if on_section is not None:
                 try:
                     on_section(name, results[name], timings[name], name in previous)
                 except KeyboardInterrupt:  # while a finished section's table printed: it is written already
                     if out is None or not written:
                         raise
-                    following = concepts[i + 1] if i + 1 < len(sections) else None
-                    raise Interrupted(following, list(results), out, earlier=[
-                        *kept, *(n for n in concepts[i + 1:] if n in replacing)]) from None
+                    raise stopped_after(i) from None
         for name in kept:
             results[name] = kept[name][0]
             if on_section is not None:

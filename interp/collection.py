@@ -45,8 +45,8 @@ from .datasets import PromptSet
 from .hooks import attached, forward_blocks
 from .models import float_dtype, tokenizer_of
 from .sites import check_layers, check_site, hook_name, site_width
-from .tokens import (BosPolicy, Encoding, Tokenized, as_tokenized, check_batch_size, encode, length_batches,
-                     pad_batch, pad_id)
+from .tokens import (BosPolicy, Encoding, Tokenized, as_tokenized, check_batch_size, encode, from_a_word,
+                     length_batches, pad_batch, pad_id)
 
 __all__ = ["collect", "collect_tokens", "collect_tokens_by_layer", "collect_tokens_by_site", "memory_estimate",
            "parse_bytes", "token_means", "TokenActivations"]
@@ -679,8 +679,7 @@ class TokenActivations:
         if whole_words and first > start:
             earlier = text(start, first)
             if earlier and not earlier[-1].isspace() and shown and not shown[0].isspace():  # cut inside a word
-                space = next((i for i, c in enumerate(shown) if c.isspace()), None)
-                shown = shown if space is None else shown[space:].lstrip()
+                shown = from_a_word(shown).lstrip()
             shown = "…" + shown
         return shown, text(lo, end)
 

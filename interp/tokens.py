@@ -285,6 +285,13 @@ def display_token(tokenizer, token_id: int) -> str:
     return shown_whitespace(_bytes_shown(tokenizer, int(token_id)))
 
 
+def from_a_word(text: str) -> str:
+    """``text`` from the whitespace before its second word, for text cut inside its first; ``text`` itself when
+    it has no whitespace (a CJK run has no words to cut at)."""
+    space = next((i for i, c in enumerate(text) if c.isspace()), None)
+    return text if space is None else text[space:]
+
+
 def shown_whitespace(text: str) -> str:
     """``text`` with newlines, tabs and carriage returns written ``\\n``, ``\\t``, ``\\r``: a token (or a
     short span of text) as a table cell shows it, where whitespace would read as a blank."""

@@ -51,7 +51,7 @@ from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
-from ..tokens import display_token, tokenize
+from ..tokens import display_token, from_a_word, tokenize
 from ._section import (MAX_SEED, Param, Section, data_param, layer_param, layers_param, parse_layers, provides,
                        tokens_for, user_data)
 
@@ -82,8 +82,7 @@ def shown_context(before: str, token: str) -> str:
         return f"{before}[{token}]"
     tail = before[-SHOWN_CHARS:]
     if not before[-SHOWN_CHARS - 1].isspace():  # the cut falls inside a word: start at the next one
-        space = next((i for i, c in enumerate(tail) if c.isspace()), None)
-        tail = tail if space is None else tail[space:]
+        tail = from_a_word(tail)
     return f"…{tail}[{token}]"
 
 

@@ -51,7 +51,7 @@ from ..collection import collect_tokens_by_layer
 from ..datasets import load
 from ..models import ModelPair, tokenizer_of
 from ..report import ConceptResult, long_rows
-from ..tokens import display_token, from_a_word, tokenize
+from ..tokens import display_token, from_a_word, shown_whitespace, tokenize
 from ._section import (MAX_SEED, Param, Section, data_param, layer_param, layers_param, parse_layers, provides,
                        tokens_for, user_data)
 
@@ -538,8 +538,6 @@ def _steer_row(run: _Run, card: FeatureCard, cal, steered: list, plain: list, ta
 def _example(text: str, fluent: bool, chars: int = 60) -> str:
     """A steered generation as the table shows it: whether it is fluent (first: a terminal cuts the cell), then its
     first ``chars`` characters, whitespace escaped."""
-    from ..tokens import shown_whitespace
-
     text = shown_whitespace(text)
     return f"({'fluent' if fluent else 'not fluent'}) {text[:chars]}{'…' if len(text) > chars else ''}"
 
